@@ -1,0 +1,82 @@
+import Database from 'better-sqlite3';
+import { MIGRATIONS, type Migration } from './migrations';
+
+export type Db = Database.Database;
+
+/**
+ * Opens (creating if needed) the SQLite database in WAL mode and brings its schema up to date.
+ * WAL lets readers (downloads, listings) go on while one writer commits.
+ */
+export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS): Db {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db, migrations);
+  return db;
+}
+
+export function migrate(db: Db, migrations: readonly Migration[]): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.pragma(`user_version = ${m.version}`);
+    })();
+  }
+}
+
+/** ThingsBoard pages: `{data, totalPages, totalElements, hasNext}`. */
+export interface PageData<T> {
+  data: T[];
+  totalPages: number;
+  totalElements: number;
+  hasNext: boolean;
+}
+
+export interface PageLink {
+  pageSize: number;
+  page: number;
+  textSearch?: string;
+  sortProperty?: string;
+  sortOrder?: 'ASC' | 'DESC';
+}
+
+export function toPage<T>(data: T[], total: number, link: PageLink): PageData<T> {
+  const totalPages = link.pageSize > 0 ? Math.ceil(total / link.pageSize) : 0;
+  return { data, totalPages, totalElements: total, hasNext: (link.page + 1) * link.pageSize < total };
+}
+
+/** Escapes a user's text for a `LIKE ? ESCAPE '\'` substring match. */
+export const likePattern = (text: string): string => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+export interface PageQuery<Row> {
+  /** `FROM ... WHERE ...` without the search condition; must already scope by tenant. */
+  from: string;
+  params: unknown[];
+  /** Column matched case-insensitively as a substring by `textSearch`. */
+  searchColumn: string;
+  /** API sort property -> column; unknown properties fall back to `created_time`. */
+  sortColumns: Record<string, string>;
+  link: PageLink;
+  map: (row: Row) => unknown;
+}
+
+/** One page of rows plus the total, with ThingsBoard's text search, sort and paging rules. */
+export function queryPage<T, Row = Record<string, unknown>>(db: Db, q: Omit<PageQuery<Row>, 'map'> & { map: (row: Row) => T }): PageData<T> {
+  let where = '';
+  const params = [...q.params];
+  if (q.link.textSearch) {
+    where = ` AND ${q.searchColumn} LIKE ? ESCAPE '\\'`;
+    params.push(likePattern(q.link.textSearch));
+  }
+  const total = (db.prepare(`SELECT count(*) AS n ${q.from}${where}`).get(...params) as { n: number }).n;
+  const column = q.sortColumns[q.link.sortProperty ?? ''] ?? 'created_time';
+  const order = q.link.sortOrder === 'DESC' ? 'DESC' : 'ASC';
+  const rows = db
+    .prepare(`SELECT * ${q.from}${where} ORDER BY ${column} ${order}, id ${order} LIMIT ? OFFSET ?`)
+    .all(...params, q.link.pageSize, q.link.page * q.link.pageSize) as Row[];
+  return toPage(rows.map(q.map), total, q.link);
+}

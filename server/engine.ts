@@ -1,0 +1,164 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import express from 'express';
+import { AccountService, type BootstrapResult } from './accounts';
+import { TokenService } from './auth';
+import { BlobStore } from './blob-store';
+import { openDatabase, type Db } from './database';
+import { DeviceProfileService } from './device-profile-service';
+import { SqliteDeviceProfileRepository } from './device-profiles';
+import { DeviceService } from './device-service';
+import { SqliteDeviceRepository } from './devices';
+import { EngineEvents } from './events';
+import { createAdminApi } from './http/admin-api';
+import { OtaPackageService } from './ota-package-service';
+import { SqliteOtaPackageRepository } from './ota-packages';
+import { SqliteTenantRepository } from './tenants';
+
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export const consoleLogger: Logger = {
+  info: (m) => console.log(`[ota] ${m}`),
+  warn: (m) => console.warn(`[ota] ${m}`),
+  error: (m) => console.error(`[ota] ${m}`),
+};
+
+export const DEFAULTS = {
+  httpPort: 8080,
+  httpHost: '0.0.0.0',
+  /** ThingsBoard's documented limit for OTA packages is far lower; ours is 2 GB, configurable. */
+  maxPackageSize: 2 * 1024 * 1024 * 1024,
+  maxTenantStorage: 0,
+  adminUsername: 'tenant@thingsboard.org',
+  accessTokenTtlSeconds: 9000,
+  refreshTokenTtlSeconds: 604800,
+} as const;
+
+export interface EngineOptions {
+  /** Holds `ota.sqlite` and `blobs/`. */
+  dataDir: string;
+  /** Where the REST API (and later the device HTTP API) listens; `false` for none (tests mount `app`). */
+  http?: { port: number; host?: string } | false;
+  maxPackageSize?: number;
+  maxTenantStorage?: number;
+  admin?: { username?: string; password?: string };
+  /** HS256 key for the admin JWTs; by default one is generated once and kept in the database. */
+  jwtSecret?: string;
+  logger?: Logger;
+}
+
+/**
+ * The OTA engine: store, services and the HTTP listener for one data directory. Knows nothing of
+ * Node-RED; the nodes and the standalone server both drive it.
+ */
+export class OtaEngine {
+  readonly app: express.Express;
+  private server: http.Server | null = null;
+  private closed = false;
+
+  private constructor(
+    readonly options: Readonly<EngineOptions>,
+    private readonly db: Db,
+    readonly events: EngineEvents,
+    readonly accounts: AccountService,
+    readonly packages: OtaPackageService,
+    readonly profiles: DeviceProfileService,
+    readonly devices: DeviceService,
+    readonly bootstrap: BootstrapResult,
+    readonly logger: Logger,
+  ) {
+    this.app = express();
+    this.app.disable('x-powered-by');
+    this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices }));
+  }
+
+  static async open(options: EngineOptions): Promise<OtaEngine> {
+    const logger = options.logger ?? consoleLogger;
+    const dataDir = path.resolve(options.dataDir);
+    await mkdir(dataDir, { recursive: true });
+    const db = openDatabase(path.join(dataDir, 'ota.sqlite'));
+    try {
+      const blobs = new BlobStore(path.join(dataDir, 'blobs'));
+      await blobs.init();
+      const events = new EngineEvents();
+      const tenants = new SqliteTenantRepository(db);
+      const profileRepo = new SqliteDeviceProfileRepository(db);
+      const deviceRepo = new SqliteDeviceRepository(db);
+      const packageRepo = new SqliteOtaPackageRepository(db);
+      const packages = new OtaPackageService(packageRepo, profileRepo, deviceRepo, blobs, events, {
+        maxPackageSize: options.maxPackageSize ?? DEFAULTS.maxPackageSize,
+        maxTenantStorage: options.maxTenantStorage ?? DEFAULTS.maxTenantStorage,
+      });
+      const profiles = new DeviceProfileService(profileRepo, deviceRepo, packageRepo, packages, events);
+      const devices = new DeviceService(deviceRepo, profiles, packages, events);
+      const tokens = new TokenService(jwtSecret(db, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds);
+      const accounts = new AccountService(tenants, tokens, async (tenantId) => {
+        await profiles.ensureDefault(tenantId);
+      });
+      const boot = await accounts.bootstrap(options.admin?.username || DEFAULTS.adminUsername, options.admin?.password || undefined);
+      if (boot.generatedPassword) {
+        logger.warn(`created admin '${boot.admin.email}' with the generated password: ${boot.generatedPassword}`);
+        logger.warn('this password is shown once; set OTA_ADMIN_PASSWORD to choose your own');
+      }
+      const engine = new OtaEngine({ ...options, dataDir }, db, events, accounts, packages, profiles, devices, boot, logger);
+      if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
+      return engine;
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** Where the HTTP API listens, once listening. */
+  get httpAddress(): AddressInfo | null {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a : null;
+  }
+
+  private async listen(port: number, host: string): Promise<void> {
+    const server = http.createServer(this.app);
+    // A 2 GB upload over a slow link takes longer than Node's default 5-minute request timeout.
+    server.requestTimeout = 0;
+    server.headersTimeout = 60_000;
+    server.keepAliveTimeout = 5_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+  }
+
+  /** Stops listening, ends open connections, closes the database. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const server = this.server;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+    this.events.removeAllListeners();
+    this.db.close();
+  }
+}
+
+function jwtSecret(db: Db, configured: string | undefined): Buffer {
+  if (configured) return Buffer.from(configured, 'utf8');
+  const row = db.prepare("SELECT value FROM settings WHERE key = 'jwt_secret'").get() as { value: string } | undefined;
+  if (row) return Buffer.from(row.value, 'base64');
+  const secret = randomBytes(32);
+  db.prepare("INSERT INTO settings (key, value) VALUES ('jwt_secret', ?)").run(secret.toString('base64'));
+  return secret;
+}

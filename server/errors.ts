@@ -1,0 +1,48 @@
+/**
+ * ThingsBoard's error vocabulary. Every failure the admin API reports is one of these, rendered as
+ * ThingsBoard's JSON `{status, message, errorCode, timestamp}` (reference §7.4).
+ */
+export const ErrorCode = {
+  GENERAL: 2,
+  AUTHENTICATION: 10,
+  JWT_TOKEN_EXPIRED: 11,
+  CREDENTIALS_EXPIRED: 15,
+  PERMISSION_DENIED: 20,
+  INVALID_ARGUMENTS: 30,
+  BAD_REQUEST_PARAMS: 31,
+  ITEM_NOT_FOUND: 32,
+  TOO_MANY_REQUESTS: 33,
+  TOO_MANY_UPDATES: 34,
+  VERSION_CONFLICT: 35,
+  SUBSCRIPTION_VIOLATION: 40,
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class OtaError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly errorCode: ErrorCode,
+  ) {
+    super(message);
+    this.name = 'OtaError';
+  }
+
+  toJSON(): { status: number; message: string; errorCode: number; timestamp: number } {
+    return { status: this.status, message: this.message, errorCode: this.errorCode, timestamp: Date.now() };
+  }
+}
+
+/** 400 / 31: ThingsBoard's DataValidationException. */
+export const invalid = (message: string): OtaError => new OtaError(400, message, ErrorCode.BAD_REQUEST_PARAMS);
+/** 400 / 30: a malformed argument (bad UUID, bad enum). */
+export const badArgument = (message: string): OtaError => new OtaError(400, message, ErrorCode.INVALID_ARGUMENTS);
+export const notFound = (message = "Requested item wasn't found!"): OtaError => new OtaError(404, message, ErrorCode.ITEM_NOT_FOUND);
+/** ThingsBoard's `checkEntityId` wording: `Ota package with id [<uuid>] is not found`. */
+export const entityNotFound = (normalName: string, id: string): OtaError => notFound(`${normalName} with id [${id}] is not found`);
+export const forbidden = (): OtaError =>
+  new OtaError(403, "You don't have permission to perform this operation!", ErrorCode.PERMISSION_DENIED);
+export const unauthorized = (message = 'Authentication failed'): OtaError =>
+  new OtaError(401, message, ErrorCode.AUTHENTICATION);
+export const tooLarge = (max: number): OtaError =>
+  new OtaError(413, `File size exceeds the maximum of ${max} bytes!`, ErrorCode.BAD_REQUEST_PARAMS);
