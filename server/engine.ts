@@ -116,6 +116,11 @@ export class OtaEngine {
     }
   }
 
+  /** A random secret kept with this data directory, made on first use (e.g. Node-RED's credential key). */
+  secret(name: string): string {
+    return storedSecret(this.db, `secret:${name}`).toString('hex');
+  }
+
   /** Where the HTTP API listens, once listening. */
   get httpAddress(): AddressInfo | null {
     const a = this.server?.address();
@@ -155,10 +160,14 @@ export class OtaEngine {
 }
 
 function jwtSecret(db: Db, configured: string | undefined): Buffer {
-  if (configured) return Buffer.from(configured, 'utf8');
-  const row = db.prepare("SELECT value FROM settings WHERE key = 'jwt_secret'").get() as { value: string } | undefined;
+  return configured ? Buffer.from(configured, 'utf8') : storedSecret(db, 'jwt_secret');
+}
+
+/** A random secret made once per data directory and kept in the database. */
+function storedSecret(db: Db, key: string): Buffer {
+  const row = db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
   if (row) return Buffer.from(row.value, 'base64');
   const secret = randomBytes(32);
-  db.prepare("INSERT INTO settings (key, value) VALUES ('jwt_secret', ?)").run(secret.toString('base64'));
+  db.prepare('INSERT INTO settings (key, value) VALUES (?, ?)').run(key, secret.toString('base64'));
   return secret;
 }

@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+/**
+ * The standalone OTA server: an embedded Node-RED with this package loaded and, on first start,
+ * the default flow deployed. The REST API listens on OTA_HTTP_PORT, the editor on NODE_RED_PORT,
+ * data lives in OTA_DATA_DIR. Every variable is listed in the README.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import express from 'express';
+import { acquireEngine, consoleLogger, DEFAULTS, releaseEngine, type OtaEngine } from '../server';
+
+const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
+const DEFAULT_FLOW = path.join(PACKAGE_ROOT, 'flows', 'ThingsBoard-compatible OTA server.json');
+
+interface RedRuntime {
+  init(server: http.Server, settings: Record<string, unknown>): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  httpAdmin: express.Express;
+  httpNode: express.Express;
+}
+
+function env(name: string, fallback: string): string {
+  const v = process.env[name];
+  return v === undefined || v.trim() === '' ? fallback : v.trim();
+}
+
+function port(name: string, fallback: number): number {
+  const raw = env(name, String(fallback));
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`${name} must be a port number (0-65535), not '${raw}'`);
+  return n;
+}
+
+/** On first start, the default flow becomes the user's flow file (with a tab to live on). */
+async function seedFlows(flowFile: string): Promise<void> {
+  if (existsSync(flowFile)) return;
+  const nodes = JSON.parse(await readFile(DEFAULT_FLOW, 'utf8')) as Array<Record<string, unknown>>;
+  const tabId = nodes.find((n) => typeof n.z === 'string')?.z as string;
+  const tab = { id: tabId, type: 'tab', label: 'OTA server', disabled: false, info: 'ThingsBoard-compatible OTA server (deployed on first start).' };
+  await writeFile(flowFile, JSON.stringify([tab, ...nodes], null, 2));
+}
+
+async function main(): Promise<void> {
+  const dataDir = path.resolve(env('OTA_DATA_DIR', './data'));
+  const httpHost = env('OTA_HTTP_HOST', DEFAULTS.httpHost);
+  const httpPort = port('OTA_HTTP_PORT', DEFAULTS.httpPort);
+  const redHost = env('NODE_RED_HOST', '0.0.0.0');
+  const redPort = port('NODE_RED_PORT', 1880);
+  const maxMb = process.env.OTA_MAX_PACKAGE_SIZE_MB;
+  const userDir = path.join(dataDir, 'node-red');
+  await mkdir(userDir, { recursive: true });
+
+  // The engine opens first: the editor's login checks the same admin accounts, and the flow's
+  // ota-server config node (same data directory) shares this engine instead of opening another.
+  const engine: OtaEngine = await acquireEngine({
+    dataDir,
+    http: { port: httpPort, host: httpHost },
+    ...(maxMb ? { maxPackageSize: Math.round(Number(maxMb) * 1024 * 1024) } : {}),
+    admin: { username: env('OTA_ADMIN_USERNAME', DEFAULTS.adminUsername), password: process.env.OTA_ADMIN_PASSWORD || undefined },
+    logger: consoleLogger,
+  });
+  const api = engine.httpAddress as AddressInfo;
+
+  const flowFile = path.join(userDir, 'flows.json');
+  await seedFlows(flowFile);
+  const RED = require('node-red') as RedRuntime;
+  const app = express();
+  const server = http.createServer(app);
+  RED.init(server, {
+    userDir,
+    flowFile: 'flows.json',
+    nodesDir: [PACKAGE_ROOT],
+    // Flow credentials (the ota-server's admin password) are encrypted with a key kept in our database.
+    credentialSecret: engine.secret('node-red-credentials'),
+    httpAdminRoot: '/',
+    httpNodeRoot: '/red-api',
+    uiHost: redHost,
+    telemetry: { enabled: false },
+    logging: { console: { level: env('NODE_RED_LOG_LEVEL', 'info'), metrics: false, audit: false } },
+    editorTheme: { tours: false, projects: { enabled: false } },
+    // The flow's ota-server node reads these: same data directory, so it shares this engine.
+    otaServerDataDir: dataDir,
+    otaServerHttpPort: String(api.port),
+    otaServerHttpHost: httpHost,
+    // The editor asks for the same admin login as the REST API.
+    adminAuth: {
+      type: 'credentials',
+      users: async (username: string) => ((await engine.accounts.userByEmail(username)) ? { username, permissions: '*' } : null),
+      authenticate: async (username: string, password: string) => {
+        try {
+          await engine.accounts.checkPassword(username, password);
+          return { username, permissions: '*' };
+        } catch {
+          return null;
+        }
+      },
+    },
+  });
+  app.use('/', RED.httpAdmin);
+  app.use('/red-api', RED.httpNode);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(redPort, redHost, () => resolve());
+  });
+  await RED.start();
+  const red = server.address() as AddressInfo;
+  const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
+  console.log(`[ota] OTA REST API listening on http://${shown(api.address)}:${api.port}/api`);
+  console.log(`[ota] Node-RED editor listening on http://${shown(red.address)}:${red.port}/`);
+  console.log(`[ota] data directory ${dataDir}`);
+  console.log('[ota] ready');
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`[ota] ${signal}: shutting down`);
+    const force = setTimeout(() => process.exit(1), 20_000);
+    force.unref();
+    try {
+      await RED.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await releaseEngine(engine);
+      console.log('[ota] stopped');
+      process.exit(0);
+    } catch (err) {
+      console.error('[ota] shutdown failed', err);
+      process.exit(1);
+    }
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((err: Error) => {
+  console.error(`[ota] failed to start: ${err.message}`);
+  process.exit(1);
+});
+

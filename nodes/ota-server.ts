@@ -1,0 +1,74 @@
+import path from 'node:path';
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { acquireEngine, DEFAULTS, releaseEngine, type EngineOptions, type OtaEngine } from '../server';
+import type { TenantId } from '../server/ids';
+
+export interface OtaServerDef extends NodeDef {
+  dataDir: string;
+  httpPort: string;
+  httpHost: string;
+  maxPackageSizeMb: string;
+}
+
+export interface OtaServerCredentials {
+  adminUsername?: string;
+  adminPassword?: string;
+}
+
+/** What user nodes get from their `server` property. */
+export interface OtaServerNode extends Node<OtaServerCredentials> {
+  /** Resolves once the engine is open (shared with every other user of the same data directory). */
+  engine: Promise<OtaEngine>;
+  /** The tenant the flow acts for: the admin's. */
+  tenantId(): Promise<TenantId>;
+}
+
+/**
+ * Where each setting comes from, first found wins: the node's own field, then Node-RED's
+ * settings.js (`otaServerDataDir`, ...), then the environment (`OTA_DATA_DIR`, ...), then the default.
+ */
+export function resolveOptions(def: Partial<OtaServerDef>, creds: OtaServerCredentials, settings: Record<string, unknown>, env: NodeJS.ProcessEnv): EngineOptions {
+  const pick = (own: string | undefined, setting: string, envName: string): string | undefined => {
+    for (const v of [own, settings[setting], env[envName]]) if (v !== undefined && v !== null && String(v).trim() !== '') return String(v).trim();
+    return undefined;
+  };
+  const userDir = typeof settings.userDir === 'string' ? settings.userDir : process.cwd();
+  const port = pick(def.httpPort, 'otaServerHttpPort', 'OTA_HTTP_PORT');
+  const maxMb = pick(def.maxPackageSizeMb, 'otaServerMaxPackageSizeMb', 'OTA_MAX_PACKAGE_SIZE_MB');
+  return {
+    dataDir: path.resolve(userDir, pick(def.dataDir, 'otaServerDataDir', 'OTA_DATA_DIR') ?? 'ota-data'),
+    http: { port: port === undefined ? DEFAULTS.httpPort : Number(port), host: pick(def.httpHost, 'otaServerHttpHost', 'OTA_HTTP_HOST') ?? DEFAULTS.httpHost },
+    ...(maxMb ? { maxPackageSize: Math.round(Number(maxMb) * 1024 * 1024) } : {}),
+    admin: {
+      username: pick(creds.adminUsername, 'otaServerAdminUsername', 'OTA_ADMIN_USERNAME') ?? DEFAULTS.adminUsername,
+      password: pick(creds.adminPassword, 'otaServerAdminPassword', 'OTA_ADMIN_PASSWORD'),
+    },
+  };
+}
+
+export default function init(RED: NodeAPI): void {
+  function OtaServer(this: OtaServerNode, def: OtaServerDef): void {
+    RED.nodes.createNode(this, def);
+    const options = resolveOptions(def, this.credentials ?? {}, RED.settings as unknown as Record<string, unknown>, process.env);
+    const port = options.http ? options.http.port : 0;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) this.error(RED._('ota-server.errors.bad-port', { value: String(def.httpPort) }));
+    options.logger = { info: (m) => this.log(m), warn: (m) => this.warn(m), error: (m) => this.error(m) };
+    this.engine = acquireEngine(options);
+    this.tenantId = async () => (await this.engine).bootstrap.admin.tenantId;
+    this.engine.then(
+      (engine) => {
+        const a = engine.httpAddress;
+        if (a) this.log(RED._('ota-server.log.listening', { address: `${a.address}:${a.port}`, dataDir: engine.options.dataDir }));
+      },
+      (err: Error) => this.error(RED._('ota-server.errors.start-failed', { error: err.message })),
+    );
+    this.on('close', (_removed: boolean, done: () => void) => {
+      this.engine.then(releaseEngine, () => undefined).then(() => done(), () => done());
+    });
+  }
+
+  // The typings do not let a constructor add fields to its node; the cast says so once, here.
+  RED.nodes.registerType('ota-server', OtaServer as unknown as (this: Node, def: NodeDef) => void, {
+    credentials: { adminUsername: { type: 'text' }, adminPassword: { type: 'password' } },
+  });
+}
