@@ -13,7 +13,8 @@ import express from 'express';
 import { acquireEngine, consoleLogger, DEFAULTS, releaseEngine, type OtaEngine } from '../server';
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
-const DEFAULT_FLOW = path.join(PACKAGE_ROOT, 'flows', 'ThingsBoard-compatible OTA server.json');
+// examples/ is the build's copy of flows/, and ships with the package (flows/ does not).
+const DEFAULT_FLOW = path.join(PACKAGE_ROOT, 'examples', 'ThingsBoard-compatible OTA server.json');
 
 interface RedRuntime {
   init(server: http.Server, settings: Record<string, unknown>): void;
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
     uiHost: redHost,
     telemetry: { enabled: false },
     logging: { console: { level: env('NODE_RED_LOG_LEVEL', 'info'), metrics: false, audit: false } },
-    editorTheme: { tours: false, projects: { enabled: false } },
+    editorTheme: { tours: false },
     // The flow's ota-server node reads these: same data directory, so it shares this engine.
     otaServerDataDir: dataDir,
     otaServerHttpPort: String(api.port),

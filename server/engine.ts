@@ -14,6 +14,17 @@ import { DeviceService } from './device-service';
 import { SqliteDeviceRepository } from './devices';
 import { EngineEvents } from './events';
 import { createAdminApi } from './http/admin-api';
+import { createDeviceApi } from './http/device-api';
+import { createTelemetryApi } from './http/telemetry-api';
+import { createFleetApi } from './http/fleet-api';
+import { AssignmentService } from './assignment';
+import { SqliteAttributeRepository, type AttributeRepository } from './attributes';
+import { HttpDeviceSessions } from './http-transport';
+import { Notifier } from './notifier';
+import { NotifyQueue, realTimers, type Timers } from './notify-queue';
+import { OtaStateRepository } from './ota-states';
+import { StateTracker } from './state-tracker';
+import { SqliteTelemetryRepository, type TelemetryRepository } from './telemetry';
 import { OtaPackageService } from './ota-package-service';
 import { SqliteOtaPackageRepository } from './ota-packages';
 import { SqliteTenantRepository } from './tenants';
@@ -52,6 +63,21 @@ export interface EngineOptions {
   /** HS256 key for the admin JWTs; by default one is generated once and kept in the database. */
   jwtSecret?: string;
   logger?: Logger;
+  /** Clock and timers for the queue and the tracker (tests inject fakes). */
+  timers?: Timers;
+  /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
+  longPoll?: { defaultMs: number; maxMs: number };
+}
+
+/** The update pipeline's parts, each used by one node (or by the engine alone). */
+export interface Pipeline {
+  attributes: AttributeRepository;
+  telemetry: TelemetryRepository;
+  assignment: AssignmentService;
+  queue: NotifyQueue;
+  notifier: Notifier;
+  tracker: StateTracker;
+  httpSessions: HttpDeviceSessions;
 }
 
 /**
@@ -73,9 +99,15 @@ export class OtaEngine {
     readonly devices: DeviceService,
     readonly bootstrap: BootstrapResult,
     readonly logger: Logger,
+    readonly pipeline: Pipeline,
+    deviceApi: express.Router,
   ) {
     this.app = express();
     this.app.disable('x-powered-by');
+    // Device API and telemetry reads first: the admin router answers everything else under /api.
+    this.app.use('/api/v1', deviceApi);
+    this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
+    this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier }));
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices }));
   }
 
@@ -107,7 +139,34 @@ export class OtaEngine {
         logger.warn(`created admin '${boot.admin.email}' with the generated password: ${boot.generatedPassword}`);
         logger.warn('this password is shown once; set OTA_ADMIN_PASSWORD to choose your own');
       }
-      const engine = new OtaEngine({ ...options, dataDir }, db, events, accounts, packages, profiles, devices, boot, logger);
+      const timers = options.timers ?? realTimers;
+      const attributes = new SqliteAttributeRepository(db);
+      const telemetry = new SqliteTelemetryRepository(db);
+      const states = new OtaStateRepository(db);
+      const queue = new NotifyQueue(db, { packages: packageRepo, telemetry, states }, timers);
+      const notifier = new Notifier(db, { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, attributes, telemetry, states }, timers);
+      const assignment = new AssignmentService(
+        db,
+        { events, devices: deviceRepo, profiles: profileRepo, packages: packageRepo, attributes, queue, deviceService: devices, profileService: profiles, logger },
+        timers,
+      );
+      const tracker = new StateTracker(db, { states, telemetry, queue }, timers);
+      const httpSessions = new HttpDeviceSessions();
+      const pipeline: Pipeline = { attributes, telemetry, assignment, queue, notifier, tracker, httpSessions };
+      const deviceApi = createDeviceApi({
+        devices: deviceRepo,
+        profiles: profileRepo,
+        packages: packageRepo,
+        blobs,
+        attributes,
+        telemetry,
+        sessions: httpSessions,
+        events,
+        ...(options.longPoll ? { longPoll: options.longPoll } : {}),
+      });
+      const reconciled = await assignment.reconcile();
+      if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
+      const engine = new OtaEngine({ ...options, dataDir }, db, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi);
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
       return engine;
     } catch (err) {
@@ -154,6 +213,8 @@ export class OtaEngine {
         server.closeAllConnections();
       });
     }
+    this.pipeline.queue.stop();
+    this.pipeline.tracker.stop();
     this.events.removeAllListeners();
     this.db.close();
   }

@@ -1,7 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { Device } from './devices';
 import type { DeviceProfile } from './device-profiles';
+import type { AssignmentEvent } from './notify-queue';
+import type { Notification } from './notifier';
 import type { OtaPackage } from './ota-packages';
+import type { UplinkEvent } from './uplink';
+import type { StateChange } from './state-tracker';
 
 /**
  * What changed in the store, for whoever reacts to it (assignment, the ota-assign node, the
@@ -14,6 +18,14 @@ export interface EngineEventMap {
   deviceProfileDeleted: [{ profile: DeviceProfile }];
   packageSaved: [{ before: OtaPackage | null; after: OtaPackage }];
   packageDeleted: [{ pkg: OtaPackage }];
+  /** A device's effective package changed (one event per device and type); `packageId: null` unassigns. */
+  assignment: [AssignmentEvent];
+  /** Something a device sent: telemetry, attributes, a download. */
+  uplink: [UplinkEvent];
+  /** A device's update state moved (reported, timed out, retried). */
+  stateChange: [StateChange];
+  /** Shared attributes changed outside the pipeline's notifications (e.g. an unassignment at once). */
+  notification: [Notification];
 }
 
 export class EngineEvents extends EventEmitter<EngineEventMap> {}

@@ -85,4 +85,69 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ota_packages_blob ON ota_packages(blob_sha256);
     `,
   },
+  {
+    version: 2,
+    description: 'attributes, telemetry, the notify queue, OTA targets and device update states',
+    sql: `
+      CREATE TABLE attributes (
+        device_id  TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        scope      TEXT NOT NULL CHECK (scope IN ('CLIENT', 'SHARED', 'SERVER')),
+        key        TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        ts         INTEGER NOT NULL,
+        PRIMARY KEY (device_id, scope, key)
+      ) WITHOUT ROWID;
+      CREATE TABLE telemetry_latest (
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        key       TEXT NOT NULL,
+        ts        INTEGER NOT NULL,
+        value     TEXT NOT NULL,
+        PRIMARY KEY (device_id, key)
+      ) WITHOUT ROWID;
+      -- History is kept for the OTA keys only (states, targets, current versions, errors).
+      CREATE TABLE telemetry_history (
+        device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        key       TEXT NOT NULL,
+        ts        INTEGER NOT NULL,
+        value     TEXT NOT NULL
+      );
+      CREATE INDEX telemetry_history_key_ts ON telemetry_history(device_id, key, ts);
+      -- One row per device and type: a newer assignment replaces the queued one.
+      CREATE TABLE notify_queue (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id  TEXT NOT NULL,
+        device_id  TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        type       TEXT NOT NULL,
+        package_id TEXT,
+        ts         INTEGER NOT NULL,
+        attempt    INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (device_id, type)
+      );
+      -- The last package a device was queued for and whether it was notified: what reconciliation
+      -- compares with the effective package, and what keeps a device from being notified twice.
+      CREATE TABLE ota_targets (
+        device_id  TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        type       TEXT NOT NULL,
+        package_id TEXT,
+        ts         INTEGER NOT NULL,
+        notified   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (device_id, type)
+      ) WITHOUT ROWID;
+      -- The update state the tracker keeps per device and type, for metrics and timeouts.
+      CREATE TABLE ota_states (
+        device_id        TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        tenant_id        TEXT NOT NULL,
+        type             TEXT NOT NULL,
+        state            TEXT,
+        state_ts         INTEGER NOT NULL DEFAULT 0,
+        error            TEXT,
+        current_title    TEXT,
+        current_version  TEXT,
+        target_package_id TEXT,
+        retries          INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (device_id, type)
+      ) WITHOUT ROWID;
+      CREATE INDEX ota_states_state ON ota_states(tenant_id, type, state, state_ts);
+    `,
+  },
 ];

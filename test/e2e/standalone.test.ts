@@ -1,51 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import { ADMIN_PASSWORD, ADMIN_USER, startServer, stopServer, type Running } from '../support/standalone';
 
 /**
  * The `npm start` entry point, started as a user would (free ports, a temp data directory) and
  * driven over real HTTP the way a ThingsBoard admin script drives ThingsBoard.
  */
-const ENTRY = path.resolve(__dirname, '..', '..', 'bin', 'ota-server.js');
-const PASSWORD = 'e2e-password-1';
-const USER = 'tenant@thingsboard.org';
-
-interface Running {
-  child: ChildProcess;
-  api: string;
-  editor: string;
-  output: () => string;
-}
-
-function start(dataDir: string, extraEnv: Record<string, string> = {}): Promise<Running> {
-  const child = spawn(process.execPath, [ENTRY], {
-    env: { ...process.env, OTA_DATA_DIR: dataDir, OTA_HTTP_PORT: '0', OTA_HTTP_HOST: '127.0.0.1', NODE_RED_PORT: '0', NODE_RED_HOST: '127.0.0.1', OTA_ADMIN_PASSWORD: PASSWORD, NODE_RED_LOG_LEVEL: 'warn', ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer): void => {
-      out += chunk.toString();
-      const api = /OTA REST API listening on (http:\/\/\S+)\/api/.exec(out);
-      const editor = /Node-RED editor listening on (http:\/\/\S+?)\/?\s/.exec(out);
-      if (out.includes('[ota] ready') && api && editor) resolve({ child, api: api[1] as string, editor: editor[1] as string, output: () => out });
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`server exited with ${code} before it was ready:\n${out}`)));
-  });
-}
-
-function stop(r: Running, signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (r.child.exitCode !== null) return resolve(r.child.exitCode);
-    r.child.once('exit', (code) => resolve(code));
-    r.child.kill(signal);
-  });
-}
+const PASSWORD = ADMIN_PASSWORD;
+const USER = ADMIN_USER;
+const start = startServer;
+const stop = stopServer;
 
 async function json(res: Response): Promise<Record<string, unknown>> {
   const text = await res.text();

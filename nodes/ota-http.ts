@@ -1,0 +1,44 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { Notification } from '../server/notifier';
+import type { UplinkEvent } from '../server/uplink';
+import { handleInput, serverOf } from './server-ref';
+
+interface HttpDef extends NodeDef {
+  server: string;
+  progress: boolean;
+}
+
+export default function init(RED: NodeAPI): void {
+  function OtaHttp(this: Node, def: HttpDef): void {
+    RED.nodes.createNode(this, def);
+    const server = serverOf(RED, this, def.server);
+    if (!server) return;
+    // The device API itself is served by the engine on the OTA HTTP port; this node connects it to the flow.
+    const uplink = (ev: UplinkEvent): void => {
+      if (ev.transport !== 'HTTP' || (ev.kind === 'download' && def.progress === false)) return;
+      this.send({ topic: ev.kind, payload: ev });
+    };
+    const ready = server.engine.then((engine) => {
+      engine.events.on('uplink', uplink);
+      const a = engine.httpAddress;
+      this.status({ fill: 'green', shape: 'dot', text: a ? RED._('ota-http.status.listening', { port: a.port }) : 'ota-http.status.ready' });
+      return engine;
+    });
+    ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-http.status.engine-error' }));
+
+    this.on(
+      'input',
+      handleInput(this, async (msg) => {
+        const n = msg.payload as Notification;
+        if (!n || typeof n.deviceId !== 'string' || !Array.isArray(n.deleted)) throw new Error('msg.payload must be a notification from ota-notify');
+        const engine = await ready;
+        engine.pipeline.httpSessions.deliver(n);
+        this.status({ fill: 'green', shape: 'dot', text: RED._('ota-http.status.polling', { count: engine.pipeline.httpSessions.waiting }) });
+      }),
+    );
+    this.on('close', (done: () => void) => {
+      ready.then((engine) => engine.events.off('uplink', uplink)).catch(() => undefined).finally(done);
+    });
+  }
+  RED.nodes.registerType('ota-http', OtaHttp);
+}

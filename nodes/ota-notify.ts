@@ -1,0 +1,37 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { AssignmentEvent } from '../server/notify-queue';
+import { handleInput, serverOf } from './server-ref';
+
+interface NotifyDef extends NodeDef {
+  server: string;
+}
+
+export default function init(RED: NodeAPI): void {
+  function OtaNotify(this: Node, def: NotifyDef): void {
+    RED.nodes.createNode(this, def);
+    const server = serverOf(RED, this, def.server);
+    if (!server) return;
+    const show = (s: { notified: number; dropped: number }): void =>
+      this.status({ fill: 'green', shape: 'dot', text: RED._('ota-notify.status.counts', { notified: s.notified, dropped: s.dropped }) });
+
+    this.on(
+      'input',
+      handleInput(this, async (msg, send) => {
+        const ev = msg.payload as AssignmentEvent;
+        if (!ev || typeof ev.deviceId !== 'string' || (ev.type !== 'FIRMWARE' && ev.type !== 'SOFTWARE')) {
+          throw new Error('msg.payload must be an assignment event released by ota-rate-queue');
+        }
+        const engine = await server.engine;
+        const outcome = await engine.pipeline.notifier.process(ev);
+        if ('notification' in outcome) {
+          send([{ ...msg, topic: 'notification', payload: outcome.notification }, null]);
+        } else {
+          // Stale: the device is gone, or its package changed after it was queued.
+          send([null, { ...msg, topic: 'dropped', reason: outcome.dropped }]);
+        }
+        show(engine.pipeline.notifier.stats);
+      }),
+    );
+  }
+  RED.nodes.registerType('ota-notify', OtaNotify);
+}

@@ -1,0 +1,40 @@
+import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow } from 'node-red';
+import type { OtaEngine } from '../server';
+import type { TenantId } from '../server/ids';
+import type { OtaServerNode } from './ota-server';
+
+export interface EngineRef {
+  engine: Promise<OtaEngine>;
+  tenantId(): Promise<TenantId>;
+}
+
+/**
+ * The ota-server config node a user node points at, or null after setting a red status and
+ * logging, as core nodes do for a missing config node.
+ */
+export function serverOf(RED: NodeAPI, node: Node, serverId: string | undefined): EngineRef | null {
+  const server = serverId ? (RED.nodes.getNode(serverId) as OtaServerNode | null) : null;
+  if (!server) {
+    // Each node set has its own message catalog, so the keys carry the node's type.
+    node.status({ fill: 'red', shape: 'ring', text: `${node.type}.status.no-server` });
+    node.error(RED._(`${node.type}.errors.no-server`));
+    return null;
+  }
+  return server;
+}
+
+/** Runs an input handler's async work, routing a failure to Catch nodes through `done(err)`. */
+export type Send = (msg: NodeMessage | Array<NodeMessage | NodeMessage[] | null>) => void;
+export type InMsg = NodeMessageInFlow & Record<string, unknown>;
+
+export function handleInput(node: Node, work: (msg: InMsg, send: Send) => Promise<void>) {
+  return (msg: NodeMessageInFlow, send: Send, done: (err?: Error) => void): void => {
+    work(msg as InMsg, send).then(
+      () => done(),
+      (err: unknown) => {
+        node.status({ fill: 'red', shape: 'ring', text: err instanceof Error ? err.message.slice(0, 40) : 'error' });
+        done(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  };
+}

@@ -1,0 +1,29 @@
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import type { AccountService } from '../accounts';
+import type { Notifier } from '../notifier';
+import type { NotifyQueue } from '../notify-queue';
+import type { StateTracker } from '../state-tracker';
+import { bearerPrincipal } from './authenticate';
+import { errorHandler } from './admin-api';
+
+/**
+ * Beyond ThingsBoard: the fleet's update metrics for scripts and the dashboard,
+ * `GET /api/ota/metrics` (per package and per profile: pending, in progress, updated, failed, coverage;
+ * the queue's depth; notifications sent and stale events dropped since start).
+ */
+export function createFleetApi(deps: { accounts: AccountService; tracker: StateTracker; queue: NotifyQueue; notifier: Notifier }): Router {
+  const api = express.Router();
+  api.get('/ota/metrics', (req: Request, res: Response, next: NextFunction) => {
+    bearerPrincipal(req, deps.accounts)
+      .then((who) =>
+        res.json({
+          ...deps.tracker.metrics(who.tenantId),
+          queue: { depth: deps.queue.depth(who.tenantId), paused: deps.queue.paused },
+          notifications: ((s) => ({ sent: s.notified, dropped: s.dropped }))(deps.notifier.statsFor(who.tenantId)),
+        }),
+      )
+      .catch(next);
+  });
+  api.use(errorHandler);
+  return api;
+}

@@ -1,0 +1,91 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+/** The `npm start` entry point in a child process, on free ports, as a user starts it. */
+export const ENTRY = path.resolve(__dirname, '..', '..', 'bin', 'ota-server.js');
+export const ADMIN_USER = 'tenant@thingsboard.org';
+export const ADMIN_PASSWORD = 'e2e-password-1';
+
+export interface Running {
+  child: ChildProcess;
+  /** e.g. http://127.0.0.1:41234 (the REST API is under /api) */
+  api: string;
+  editor: string;
+  output(): string;
+}
+
+export function startServer(dataDir: string, extraEnv: Record<string, string> = {}): Promise<Running> {
+  const child = spawn(process.execPath, [ENTRY], {
+    env: {
+      ...process.env,
+      OTA_DATA_DIR: dataDir,
+      OTA_HTTP_PORT: '0',
+      OTA_HTTP_HOST: '127.0.0.1',
+      NODE_RED_PORT: '0',
+      NODE_RED_HOST: '127.0.0.1',
+      OTA_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      NODE_RED_LOG_LEVEL: 'warn',
+      ...extraEnv,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      out += chunk.toString();
+      const api = /OTA REST API listening on (http:\/\/\S+)\/api/.exec(out);
+      const editor = /Node-RED editor listening on (http:\/\/\S+?)\/?\s/.exec(out);
+      if (out.includes('[ota] ready') && api && editor) resolve({ child, api: api[1] as string, editor: editor[1] as string, output: () => out });
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`server exited with ${code} before it was ready:\n${out}`)));
+  });
+}
+
+export function stopServer(r: Running, signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (r.child.exitCode !== null || r.child.signalCode !== null) return resolve(r.child.exitCode);
+    r.child.once('exit', (code) => resolve(code));
+    r.child.kill(signal);
+  });
+}
+
+/** A logged-in admin client for the REST API. */
+export async function adminClient(apiBase: string, password = ADMIN_PASSWORD): Promise<Admin> {
+  const res = await fetch(`${apiBase}/api/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: ADMIN_USER, password }) });
+  if (res.status !== 200) throw new Error(`login failed: ${res.status} ${await res.text()}`);
+  const { token } = (await res.json()) as { token: string };
+  return new Admin(`${apiBase}/api`, token);
+}
+
+export class Admin {
+  constructor(
+    readonly base: string,
+    private readonly token: string,
+  ) {}
+
+  get headers(): Record<string, string> {
+    return { 'X-Authorization': `Bearer ${this.token}` };
+  }
+
+  async request<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${this.base}${path}`, {
+      method,
+      headers: { ...this.headers, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  async upload(packageId: string, bytes: Buffer, checksumAlgorithm: string, fileName = 'firmware.bin'): Promise<Record<string, unknown>> {
+    const form = new FormData();
+    form.append('file', new Blob([new Uint8Array(bytes)], { type: 'application/octet-stream' }), fileName);
+    const res = await fetch(`${this.base}/otaPackage/${packageId}?checksumAlgorithm=${checksumAlgorithm}`, { method: 'POST', headers: this.headers, body: form });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`upload: ${res.status} ${text}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  }
+}
