@@ -13,8 +13,10 @@ type Msg = NodeMessageInFlow & Record<string, unknown>;
 function toCommand(op: PackageOperation, msg: Msg): PackageCommand {
   const payload = msg.payload as unknown;
   const obj = (typeof payload === 'object' && payload !== null && !Buffer.isBuffer(payload) ? payload : {}) as Record<string, unknown>;
-  const packageId = (msg.packageId ?? obj.packageId ?? (typeof payload === 'string' && op !== 'upload' ? payload : undefined)) as string | undefined;
   const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+  // An id as a string, or as the `{entityType, id}` reference this node itself outputs (msg.payload.id).
+  const idOf = (v: unknown): string | undefined => str(v) ?? (typeof v === 'object' && v !== null ? str((v as { id?: unknown }).id) : undefined);
+  const packageId = idOf(msg.packageId) ?? idOf(obj.packageId) ?? (op !== 'upload' ? str(payload) : undefined);
   switch (op) {
     case 'create':
       return { op, info: obj as PackageInfoFields };
@@ -32,8 +34,19 @@ function toCommand(op: PackageOperation, msg: Msg): PackageCommand {
         ...(str(msg.contentType) ? { contentType: str(msg.contentType) } : {}),
       };
     }
-    case 'list':
-      return { op, ...(obj as Omit<Extract<PackageCommand, { op: 'list' }>, 'op'>) };
+    case 'list': {
+      // Only the paging fields: spreading the whole payload let a stray `op` key in it replace the operation.
+      const num = (v: unknown): number | undefined => (v !== '' && v !== null && Number.isInteger(Number(v)) ? Number(v) : undefined);
+      const order = str(obj.sortOrder)?.toUpperCase();
+      return {
+        op,
+        pageSize: num(obj.pageSize),
+        page: num(obj.page),
+        textSearch: str(obj.textSearch),
+        sortProperty: str(obj.sortProperty),
+        sortOrder: order === 'ASC' || order === 'DESC' ? order : undefined,
+      };
+    }
     case 'get':
     case 'delete':
       if (!packageId) throw new Error(`The '${op}' operation needs msg.packageId`);
@@ -50,12 +63,17 @@ export default function init(RED: NodeAPI): void {
       this.error(RED._('ota-package-store.errors.no-server'));
       return;
     }
+    // Never rejects: a failed count must not turn an operation that already succeeded into an error.
     const showCount = async (): Promise<void> => {
-      const engine = await server.engine;
-      const n = await engine.packages.count(await server.tenantId());
-      this.status({ fill: 'green', shape: 'dot', text: RED._('ota-package-store.status.count', { count: n }) });
+      try {
+        const engine = await server.engine;
+        const n = await engine.packages.count(await server.tenantId());
+        this.status({ fill: 'green', shape: 'dot', text: RED._('ota-package-store.status.count', { count: n }) });
+      } catch {
+        this.status({ fill: 'red', shape: 'ring', text: 'ota-package-store.status.engine-error' });
+      }
     };
-    showCount().catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-package-store.status.engine-error' }));
+    void showCount();
 
     this.on('input', async (msg: Msg, send, done) => {
       try {

@@ -10,7 +10,8 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 const dist = path.join(root, 'dist');
 
-fs.rmSync(dist, { recursive: true, force: true });
+// `--clean` starts from an empty dist/ (CI clones fresh anyway); without it tsc overwrites in place.
+if (process.argv.includes('--clean')) fs.rmSync(dist, { recursive: true, force: true });
 execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', root], { stdio: 'inherit' });
 
 const nodesSrc = path.join(root, 'nodes');

@@ -37,10 +37,11 @@ export interface JwtClaims {
   jti: string;
 }
 
+/** ThingsBoard's JwtPair. `scope` is set only during two-factor authentication, which we do not have. */
 export interface TokenPair {
   token: string;
   refreshToken: string;
-  scope: Authority;
+  scope: null;
 }
 
 export interface Principal {
@@ -68,7 +69,7 @@ export class TokenService {
     return {
       token: this.sign({ ...base, scopes: [user.authority], exp: now + this.accessTtlSeconds, jti: randomBytes(8).toString('hex') }),
       refreshToken: this.sign({ ...base, scopes: ['REFRESH_TOKEN'], exp: now + this.refreshTtlSeconds, jti: randomBytes(8).toString('hex') }),
-      scope: user.authority,
+      scope: null,
     };
   }
 

@@ -84,18 +84,26 @@ export class BlobStore {
   /**
    * Makes a staged blob visible under its SHA-256 name (or drops it when those bytes are already
    * stored), then runs `record` — the metadata commit — before anyone can remove the blob again.
+   * When `record` fails, a blob this call made visible is removed again: nothing refers to it.
    */
   async commit<T>(staged: StagedBlob, record: () => Promise<T>): Promise<T> {
     return this.withLock(staged.sha256, async () => {
       const target = this.pathOf(staged.sha256);
-      if (await exists(target)) {
-        await unlink(staged.tempPath);
-      } else {
+      const created = !(await exists(target));
+      if (created) {
         await mkdir(path.dirname(target), { recursive: true });
         await rename(staged.tempPath, target);
         await fsyncDir(path.dirname(target));
+      } else {
+        await unlink(staged.tempPath);
       }
-      return record();
+      try {
+        return await record();
+      } catch (err) {
+        // Under the blob's lock no other package can have started using a blob we just created.
+        if (created) await rm(target, { force: true });
+        throw err;
+      }
     });
   }
 

@@ -60,6 +60,9 @@ const toProfile = (r: Row): DeviceProfile => ({
 const SORT_COLUMNS: Record<string, string> = {
   createdTime: 'created_time',
   name: 'name COLLATE NOCASE',
+  // kept verbatim in `extra`, as ThingsBoard clients sent them
+  type: "json_extract(extra, '$.type')",
+  transportType: "json_extract(extra, '$.transportType')",
   description: 'description',
   isDefault: 'is_default',
   default: 'is_default',

@@ -70,7 +70,10 @@ export class DeviceService {
     const long = (['name', 'label', 'type'] as const).filter((k) => typeof source[k] === 'string' && (source[k] as string).length > 255);
     if (long.length) throw invalid(`Validation error: ${long.map((k) => `${k} length must be equal or less than 255`).join(', ')}`);
 
-    const profile = await this.resolveProfile(tenantId, source);
+    // A profile named after `type` is created only once everything else has passed, so a refused
+    // device leaves no profile behind.
+    const resolved = await this.resolveProfile(tenantId, source);
+    const profileId: DeviceProfileId | null = 'create' in resolved ? null : resolved.profile.id;
     const extra: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(source)) if (!OWN_FIELDS.has(k)) extra[k] = v;
 
@@ -79,26 +82,32 @@ export class DeviceService {
       if (!opts.accessToken.trim()) throw invalid('Device credentials id should be specified!');
       accessToken = opts.accessToken;
     }
+    const id = before?.id ?? newId<'DEVICE'>();
+    const firmwareId = (source.firmwareId?.id ?? null) as OtaPackageId | null;
+    const softwareId = (source.softwareId?.id ?? null) as OtaPackageId | null;
+    const same = await this.devices.findByName(tenantId, name);
+    if (same && same.id !== id) throw invalid('Device with such name already exists!');
+    // A profile still to be created has no id yet, so no package can match it (as in ThingsBoard,
+    // where a device saved with only `type` is validated with a null deviceProfileId).
+    if (firmwareId) await this.packages.checkAssignable(tenantId, 'FIRMWARE', firmwareId, profileId);
+    if (softwareId) await this.packages.checkAssignable(tenantId, 'SOFTWARE', softwareId, profileId);
+    if (!before) await this.checkTokenFree(accessToken, null);
+
+    const deviceProfileId = 'create' in resolved ? (await this.profiles.findOrCreate(tenantId, resolved.create)).id : resolved.profile.id;
     const device: Device = {
-      id: before?.id ?? newId<'DEVICE'>(),
+      id,
       tenantId,
       name,
       label: (source.label as string | null | undefined) ?? null,
-      deviceProfileId: profile.id,
-      firmwareId: (source.firmwareId?.id ?? null) as OtaPackageId | null,
-      softwareId: (source.softwareId?.id ?? null) as OtaPackageId | null,
+      deviceProfileId,
+      firmwareId,
+      softwareId,
       accessToken,
       credentialsId: before?.credentialsId ?? newId<'DEVICE_CREDENTIALS'>(),
       createdTime: before?.createdTime ?? Date.now(),
       version: (before?.version ?? 0) + 1,
       extra,
     };
-    const same = await this.devices.findByName(tenantId, name);
-    if (same && same.id !== device.id) throw invalid('Device with such name already exists!');
-    if (device.firmwareId) await this.packages.checkAssignable(tenantId, 'FIRMWARE', device.firmwareId, device.deviceProfileId);
-    if (device.softwareId) await this.packages.checkAssignable(tenantId, 'SOFTWARE', device.softwareId, device.deviceProfileId);
-    if (!before) await this.checkTokenFree(accessToken, null);
-
     if (before) await this.devices.update(device);
     else await this.devices.insert(device);
     this.events.emit('deviceSaved', { before, after: device });
@@ -126,19 +135,25 @@ export class DeviceService {
     if (holder && holder.id !== ownId) throw invalid('Device credentials are already assigned to another device!');
   }
 
-  /** ThingsBoard: the given profile, else a profile named after `type` (created if needed), else the default. */
-  private async resolveProfile(tenantId: TenantId, source: DeviceInput): Promise<DeviceProfile> {
+  /**
+   * ThingsBoard: the given profile, else a profile named after `type` (to be created when there is
+   * none yet), else the default.
+   */
+  private async resolveProfile(tenantId: TenantId, source: DeviceInput): Promise<{ profile: DeviceProfile } | { create: string }> {
     const id = source.deviceProfileId?.id;
     if (id) {
       try {
-        return await this.profiles.get(tenantId, id);
+        return { profile: await this.profiles.get(tenantId, id) };
       } catch (err) {
         if ((err as { status?: number }).status === 403) throw invalid('Device can`t be referencing to device profile from different tenant!');
         throw invalid('Device is referencing non existing device profile!');
       }
     }
-    if (typeof source.type === 'string' && source.type.trim()) return this.profiles.findOrCreate(tenantId, source.type);
-    return this.profiles.ensureDefault(tenantId);
+    if (typeof source.type === 'string' && source.type.trim()) {
+      const named = await this.profiles.findByName(tenantId, source.type);
+      return named ? { profile: named } : { create: source.type };
+    }
+    return { profile: await this.profiles.ensureDefault(tenantId) };
   }
 
   private toInput(d: Device): DeviceInput {

@@ -69,10 +69,15 @@ const toDevice = (r: Row): Device => ({
   extra: JSON.parse(r.extra) as Record<string, unknown>,
 });
 
+/** A device's `type` on the wire is its profile's name. */
+const PROFILE_NAME = '(SELECT p.name FROM device_profiles p WHERE p.id = devices.device_profile_id) COLLATE NOCASE';
+
 const SORT_COLUMNS: Record<string, string> = {
   createdTime: 'created_time',
   name: 'name COLLATE NOCASE',
   label: 'label',
+  deviceProfileName: PROFILE_NAME,
+  type: PROFILE_NAME,
 };
 
 export class SqliteDeviceRepository implements DeviceRepository {

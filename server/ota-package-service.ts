@@ -315,7 +315,24 @@ export class OtaPackageService {
   private async checkStorage(tenantId: TenantId, adding: number): Promise<void> {
     const max = this.limits.maxTenantStorage;
     if (max > 0 && (await this.packages.totalDataSize(tenantId)) + adding > max) {
-      throw invalid(`Ota packages total size exceeds the maximum of ${max} bytes`);
+      throw invalid(`Ota packages total size exceeds the maximum of ${displaySize(max)}`);
     }
   }
+}
+
+/**
+ * commons-io `FileUtils.byteCountToDisplaySize`, which ThingsBoard's storage-limit message uses:
+ * the largest unit that fits, rounded down ("2 MB", "1 GB", "512 bytes").
+ */
+export function displaySize(bytes: number): string {
+  const units: [number, string][] = [
+    [1024 ** 6, 'EB'],
+    [1024 ** 5, 'PB'],
+    [1024 ** 4, 'TB'],
+    [1024 ** 3, 'GB'],
+    [1024 ** 2, 'MB'],
+    [1024, 'KB'],
+  ];
+  for (const [size, unit] of units) if (bytes >= size) return `${Math.floor(bytes / size)} ${unit}`;
+  return `${bytes} bytes`;
 }

@@ -10,7 +10,7 @@ import type { DeviceInput, DeviceService } from '../device-service';
 import type { Device } from '../devices';
 import { invalid, OtaError, tooLarge, unauthorized } from '../errors';
 import { isUuid, type DeviceProfileId } from '../ids';
-import type { PackageInfoInput, OtaPackageService } from '../ota-package-service';
+import type { PackageInfoInput, OtaPackageService, UploadMeta } from '../ota-package-service';
 import { OTA_PACKAGE_TYPES, type OtaPackageType } from '../ota-packages';
 import { receiveUpload } from './multipart';
 import { parsePageLink, schemas, validateBody } from './schemas';
@@ -108,16 +108,22 @@ export function createAdminApi(deps: AdminApiDeps): Router {
       const hint = algorithmParam(req.query.checksumAlgorithm);
       if (!req.is('multipart/form-data')) throw invalid('Current request is not a multipart request');
       checkDeclaredSize(req);
-      await packages.checkUploadable(who.tenantId, param(req, 'id'));
+      await packages.checkUploadable(who.tenantId, idParam(req));
       const upload = await receiveUpload(req, { algorithmHint: hint, stage: (s, a) => packages.stage(s, a), discard: (s) => packages.discard(s) });
       if (!upload.file) throw invalid("Required request part 'file' is not present");
-      const meta = {
-        fileName: upload.file.fileName,
-        contentType: upload.file.contentType,
-        checksumAlgorithm: hint ?? algorithmParam(upload.fields.checksumAlgorithm),
-        checksum: stringParam(req.query.checksum) ?? (upload.fields.checksum || null),
-      };
-      const pkg = await packages.attachData(who.tenantId, param(req, 'id'), upload.file.staged, meta);
+      let meta: UploadMeta;
+      try {
+        meta = {
+          fileName: upload.file.fileName,
+          contentType: upload.file.contentType,
+          checksumAlgorithm: hint ?? algorithmParam(upload.fields.checksumAlgorithm),
+          checksum: stringParam(req.query.checksum) ?? (upload.fields.checksum || null),
+        };
+      } catch (err) {
+        await packages.discard(upload.file.staged); // e.g. an unknown algorithm named after the file
+        throw err;
+      }
+      const pkg = await packages.attachData(who.tenantId, idParam(req), upload.file.staged, meta);
       res.json(packageInfoJson(pkg));
     }),
   );
@@ -162,13 +168,13 @@ export function createAdminApi(deps: AdminApiDeps): Router {
 
   api.get(
     '/otaPackage/info/:id',
-    authed(async (req, res, who) => res.json(packageInfoJson(await packages.get(who.tenantId, param(req, 'id'), 'generic')))),
+    authed(async (req, res, who) => res.json(packageInfoJson(await packages.get(who.tenantId, idParam(req), 'generic')))),
   );
 
   api.get(
     '/otaPackage/:id/download',
     authed(async (req, res, who) => {
-      const pkg = await packages.get(who.tenantId, param(req, 'id'));
+      const pkg = await packages.get(who.tenantId, idParam(req));
       if (pkg.url || pkg.blobSha256 === null) {
         res.status(400).end(); // ThingsBoard: `ResponseEntity.badRequest().build()`, an empty body
         return;
@@ -187,7 +193,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
   api.get(
     '/otaPackage/:id',
     authed(async (req, res, who) => {
-      const pkg = await packages.get(who.tenantId, param(req, 'id'));
+      const pkg = await packages.get(who.tenantId, idParam(req));
       const info = JSON.stringify(packageInfoJson(pkg));
       res.status(200).type('application/json');
       if (pkg.blobSha256 === null) {
@@ -208,8 +214,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
       if (!OTA_PACKAGE_TYPES.includes(type as OtaPackageType)) {
         throw invalid(`No enum constant org.thingsboard.server.common.data.ota.OtaPackageType.${type}`);
       }
-      const profileId = param(req, 'deviceProfileId');
-      if (!isUuid(profileId)) throw invalid(`Invalid UUID string: ${profileId}`);
+      const profileId = idParam(req, 'deviceProfileId');
       const link = parsePageLink(req.query, PACKAGE_SORT);
       const result = await packages.pageForProfile(who.tenantId, profileId as DeviceProfileId, type as OtaPackageType, link);
       res.json(page(result, packageInfoJson));
@@ -224,7 +229,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
   api.delete(
     '/otaPackage/:id',
     authed(async (req, res, who) => {
-      await packages.delete(who.tenantId, param(req, 'id'));
+      await packages.delete(who.tenantId, idParam(req));
       res.status(200).end();
     }),
   );
@@ -239,16 +244,16 @@ export function createAdminApi(deps: AdminApiDeps): Router {
   );
   api.post(
     '/deviceProfile/:id/default',
-    authed(async (req, res, who) => res.json(deviceProfileJson(await profiles.setDefault(who.tenantId, param(req, 'id'))))),
+    authed(async (req, res, who) => res.json(deviceProfileJson(await profiles.setDefault(who.tenantId, idParam(req))))),
   );
   api.post(
     '/deviceProfile/:id',
     authed(async (req, res, who) => {
       const body = validateBody<DeviceProfileInput>(schemas.deviceProfile, req.body ?? {});
-      res.json(deviceProfileJson(await profiles.save(who.tenantId, body, { mergeInto: param(req, 'id') })));
+      res.json(deviceProfileJson(await profiles.save(who.tenantId, body, { mergeInto: idParam(req) })));
     }),
   );
-  api.get('/deviceProfile/:id', authed(async (req, res, who) => res.json(deviceProfileJson(await profiles.get(who.tenantId, param(req, 'id'))))));
+  api.get('/deviceProfile/:id', authed(async (req, res, who) => res.json(deviceProfileJson(await profiles.get(who.tenantId, idParam(req))))));
   api.get(
     '/deviceProfiles',
     authed(async (req, res, who) => res.json(page(await profiles.page(who.tenantId, parsePageLink(req.query, PROFILE_SORT)), deviceProfileJson))),
@@ -256,7 +261,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
   api.delete(
     '/deviceProfile/:id',
     authed(async (req, res, who) => {
-      await profiles.delete(who.tenantId, param(req, 'id'));
+      await profiles.delete(who.tenantId, idParam(req));
       res.status(200).end();
     }),
   );
@@ -281,11 +286,11 @@ export function createAdminApi(deps: AdminApiDeps): Router {
     '/device/:id',
     authed(async (req, res, who) => {
       const body = validateBody<DeviceInput>(schemas.device, req.body ?? {});
-      res.json(await deviceOut(await devices.save(who.tenantId, body, { mergeInto: param(req, 'id') })));
+      res.json(await deviceOut(await devices.save(who.tenantId, body, { mergeInto: idParam(req) })));
     }),
   );
-  api.get('/device/:id/credentials', authed(async (req, res, who) => res.json(deviceCredentialsJson(await devices.get(who.tenantId, param(req, 'id'))))));
-  api.get('/device/:id', authed(async (req, res, who) => res.json(await deviceOut(await devices.get(who.tenantId, param(req, 'id'))))));
+  api.get('/device/:id/credentials', authed(async (req, res, who) => res.json(deviceCredentialsJson(await devices.get(who.tenantId, idParam(req))))));
+  api.get('/device/:id', authed(async (req, res, who) => res.json(await deviceOut(await devices.get(who.tenantId, idParam(req))))));
   api.get(
     '/tenant/devices',
     authed(async (req, res, who) => {
@@ -310,7 +315,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
   api.delete(
     '/device/:id',
     authed(async (req, res, who) => {
-      await devices.delete(who.tenantId, param(req, 'id'));
+      await devices.delete(who.tenantId, idParam(req));
       res.status(200).end();
     }),
   );
@@ -342,6 +347,13 @@ function isBodyParserError(err: unknown): err is { type: string } {
 
 function param(req: Request, name: string): string {
   return String(req.params[name]);
+}
+
+/** A path id as ThingsBoard's `toUUID` reads it: not a UUID is 400 "Invalid UUID string: ...". */
+function idParam(req: Request, name = 'id'): string {
+  const value = param(req, name);
+  if (!isUuid(value)) throw invalid(`Invalid UUID string: ${value}`);
+  return value;
 }
 
 function stringParam(v: unknown): string | null {

@@ -33,6 +33,7 @@ export function receiveUpload(req: IncomingMessage, sink: UploadSink): Promise<R
     }
     const fields: Record<string, string> = {};
     let staging: Promise<StagedBlob> | null = null;
+    let fileStream: Readable | null = null;
     let fileInfo: { fileName: string; contentType: string } | null = null;
     let settled = false;
 
@@ -41,6 +42,9 @@ export function receiveUpload(req: IncomingMessage, sink: UploadSink): Promise<R
       settled = true;
       req.unpipe(parser);
       req.resume(); // let the rest of the body drain; the response closes the connection
+      // A file part still streaming will never end once the body stops coming (a client gone
+      // mid-upload): end it with the error, so staging fails and removes its temporary file.
+      fileStream?.destroy(err instanceof Error ? err : new Error(String(err)));
       staging?.then((s) => sink.discard(s)).catch(() => undefined);
       reject(err);
     };
@@ -56,11 +60,15 @@ export function receiveUpload(req: IncomingMessage, sink: UploadSink): Promise<R
       // Fields sent before the file name the algorithm early enough to hash while streaming.
       const algorithm = sink.algorithmHint ?? parseChecksumAlgorithm(fields.checksumAlgorithm ?? '') ?? null;
       fileInfo = { fileName: info.filename ?? '', contentType: info.mimeType ?? '' };
+      fileStream = stream;
       staging = sink.stage(stream, algorithm);
       staging.catch(fail);
     });
     parser.on('error', (err: Error) => fail(invalid(`Failed to parse multipart request: ${err.message}`)));
-    req.on('aborted', () => fail(invalid('The upload was interrupted')));
+    // The connection closed before the whole body arrived.
+    req.once('close', () => {
+      if (!req.complete) fail(invalid('The upload was interrupted'));
+    });
     parser.on('close', () => {
       if (settled) return;
       if (!staging || !fileInfo) {
