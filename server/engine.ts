@@ -65,6 +65,8 @@ export interface EngineOptions {
   logger?: Logger;
   /** Clock and timers for the queue and the tracker (tests inject fakes). */
   timers?: Timers;
+  /** An upload whose sender sends nothing for this long is cut (default 60 s). */
+  uploadIdleMs?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
 }
@@ -108,7 +110,7 @@ export class OtaEngine {
     this.app.use('/api/v1', deviceApi);
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier }));
-    this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices }));
+    this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
   }
 
   static async open(options: EngineOptions): Promise<OtaEngine> {

@@ -21,6 +21,8 @@ export interface AdminApiDeps {
   packages: OtaPackageService;
   profiles: DeviceProfileService;
   devices: DeviceService;
+  /** Cut an upload whose sender goes quiet this long (ms). */
+  uploadIdleMs?: number;
 }
 
 type Handler = (req: Request, res: Response) => Promise<unknown>;
@@ -109,7 +111,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
       if (!req.is('multipart/form-data')) throw invalid('Current request is not a multipart request');
       checkDeclaredSize(req);
       await packages.checkUploadable(who.tenantId, idParam(req));
-      const upload = await receiveUpload(req, { algorithmHint: hint, stage: (s, a) => packages.stage(s, a), discard: (s) => packages.discard(s) });
+      const upload = await receiveUpload(req, { algorithmHint: hint, stage: (s, a) => packages.stage(s, a), discard: (s) => packages.discard(s) }, deps.uploadIdleMs);
       if (!upload.file) throw invalid("Required request part 'file' is not present");
       let meta: UploadMeta;
       try {
@@ -131,7 +133,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
   async function createWithData(req: Request, res: Response, who: Principal): Promise<void> {
     checkDeclaredSize(req);
     const hint = algorithmParam(req.query.checksumAlgorithm);
-    const upload = await receiveUpload(req, { algorithmHint: hint, stage: (s, a) => packages.stage(s, a), discard: (s) => packages.discard(s) });
+    const upload = await receiveUpload(req, { algorithmHint: hint, stage: (s, a) => packages.stage(s, a), discard: (s) => packages.discard(s) }, deps.uploadIdleMs);
     const f = upload.fields;
     const discard = async () => upload.file && (await packages.discard(upload.file.staged));
     try {

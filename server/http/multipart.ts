@@ -22,7 +22,10 @@ export interface UploadSink {
  * blob store's staging area (never buffered). Settles once, with the staged file or the first
  * error; a staged file is discarded when the rest of the request turns out bad.
  */
-export function receiveUpload(req: IncomingMessage, sink: UploadSink): Promise<ReceivedUpload> {
+/** An upload whose sender goes quiet this long is cut, so its socket and temp file don't linger. */
+export const UPLOAD_IDLE_MS = 60_000;
+
+export function receiveUpload(req: IncomingMessage, sink: UploadSink, idleMs = UPLOAD_IDLE_MS): Promise<ReceivedUpload> {
   return new Promise((resolve, reject) => {
     let parser: busboy.Busboy;
     try {
@@ -65,6 +68,8 @@ export function receiveUpload(req: IncomingMessage, sink: UploadSink): Promise<R
       staging.catch(fail);
     });
     parser.on('error', (err: Error) => fail(invalid(`Failed to parse multipart request: ${err.message}`)));
+    // The server has no overall request timeout (2 GB uploads take time), so a silent sender is cut here.
+    req.setTimeout(idleMs, () => req.destroy());
     // The connection closed before the whole body arrived.
     req.once('close', () => {
       if (!req.complete) fail(invalid('The upload was interrupted'));

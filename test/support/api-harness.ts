@@ -313,6 +313,7 @@ export interface HarnessOptions {
   /** Admin password; `null` starts without one, so the engine generates it. */
   password?: string | null;
   jwtSecret?: string;
+  uploadIdleMs?: number;
   /** Reuse a data directory (a restart); it is then not removed by close(). */
   dataDir?: string;
 }
@@ -340,6 +341,7 @@ export class ApiHarness {
       ...(o.maxPackageSize !== undefined ? { maxPackageSize: o.maxPackageSize } : {}),
       ...(o.maxTenantStorage !== undefined ? { maxTenantStorage: o.maxTenantStorage } : {}),
       ...(o.jwtSecret !== undefined ? { jwtSecret: o.jwtSecret } : {}),
+      ...(o.uploadIdleMs !== undefined ? { uploadIdleMs: o.uploadIdleMs } : {}),
     };
     let engine: OtaEngine;
     try {
