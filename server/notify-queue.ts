@@ -113,10 +113,14 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
     return true;
   }
 
-  /** Drops a queued row (an unassignment, a deleted device). */
+  /**
+   * Drops a queued row (an unassignment, a deleted device) and the target with it, so the tracker
+   * neither counts, times out nor retries a package the device no longer has.
+   */
   cancel(deviceId: DeviceId, type: OtaPackageType): void {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM notify_queue WHERE device_id = ? AND type = ?').run(deviceId, type);
+      this.deps.states.clearTarget(deviceId, type);
       this.db.prepare('INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified) VALUES (?, ?, NULL, ?, 1)').run(deviceId, type, this.timers.now());
     })();
     this.emit('depth', this.depth());
@@ -160,8 +164,12 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
     this.schedule();
   }
 
-  /** Releases everything queued now, ignoring the pace (as the delay node's `flush`). */
+  /**
+   * Releases everything queued now, ignoring the pace (as the delay node's `flush`). Without a
+   * consumer there is nobody to release to, so the rows stay queued rather than vanish.
+   */
   flush(): number {
+    if (!this.onRelease) return 0;
     let n = 0;
     for (;;) {
       const batch = this.take(UNPACED_BATCH);

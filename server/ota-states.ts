@@ -101,6 +101,11 @@ export class OtaStateRepository {
       .run(packageId, packageId, deviceId, type);
   }
 
+  /** An unassignment: the device is no longer targeted, so it leaves the metrics, timeouts and retries. */
+  clearTarget(deviceId: DeviceId, type: OtaPackageType): void {
+    this.db.prepare('UPDATE ota_states SET target_package_id = NULL, retries = 0 WHERE device_id = ? AND type = ?').run(deviceId, type);
+  }
+
   incrementRetries(deviceId: DeviceId, type: OtaPackageType): number {
     this.db.prepare('UPDATE ota_states SET retries = retries + 1 WHERE device_id = ? AND type = ?').run(deviceId, type);
     return this.get(deviceId, type)?.retries ?? 0;

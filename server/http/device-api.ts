@@ -25,11 +25,17 @@ export interface DeviceApiDeps {
 
 type DeviceHandler = (req: Request, res: Response, device: Device) => Promise<unknown>;
 
-/** Comma-separated or repeated query keys, as Spring joins them (reference §4). */
+/**
+ * Comma-separated or repeated query keys, as Spring joins them (reference §4). An empty list is
+ * no list: ThingsBoard treats `sharedKeys=` as not given (§3.2 "both absent/empty → all").
+ */
 function keyList(v: unknown): string[] | undefined {
   if (v === undefined) return undefined;
-  const parts = (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(','));
-  return parts.map((k) => k.trim()).filter((k) => k !== '');
+  const keys = (Array.isArray(v) ? v : [v])
+    .flatMap((x) => String(x).split(','))
+    .map((k) => k.trim())
+    .filter((k) => k !== '');
+  return keys.length ? keys : undefined;
 }
 
 /**
@@ -40,6 +46,12 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
   const api = express.Router();
   const longPoll = deps.longPoll ?? { defaultMs: 60_000, maxMs: 300_000 };
   const json = express.json({ limit: '1mb', type: () => true });
+  // The body is read only once the token is known: an unknown token is 401 whatever the body holds.
+  const readJson = (req: Request, res: Response): Promise<unknown> =>
+    new Promise((resolve, reject) => json(req, res, (err?: unknown) => (err ? reject(err) : resolve(req.body as unknown))));
+
+  // A device deleted while long-polling: ThingsBoard answers its waiting requests 403 (reference §4).
+  deps.events.on('deviceDeleted', ({ device }) => deps.sessions.deviceDeleted(device.id));
 
   // An unknown token is 401 with an empty body on every endpoint.
   const device = (h: DeviceHandler) => (req: Request, res: Response, next: NextFunction) => {
@@ -53,9 +65,8 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
 
   api.post(
     '/:token/telemetry',
-    json,
     device(async (req, res, d) => {
-      const entries = parseTelemetry(req.body, Date.now());
+      const entries = parseTelemetry(await readJson(req, res), Date.now());
       if (!entries) return res.status(400).end();
       await deps.telemetry.save(d.id, entries);
       deps.events.emit('uplink', { ...uplinkBase(d), kind: 'telemetry', entries });
@@ -65,9 +76,8 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
 
   api.post(
     '/:token/attributes',
-    json,
     device(async (req, res, d) => {
-      const body = req.body as unknown;
+      const body = await readJson(req, res);
       if (typeof body !== 'object' || body === null || Array.isArray(body)) return res.status(400).end();
       await deps.attributes.save(d.id, 'CLIENT', body as AttributeMap, Date.now());
       deps.events.emit('uplink', { ...uplinkBase(d), kind: 'attributes', attributes: body as AttributeMap });
@@ -81,10 +91,17 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
       const asked = Number(req.query.timeout ?? 0);
       const timeout = !Number.isFinite(asked) || asked <= 0 ? longPoll.defaultMs : Math.min(asked, longPoll.maxMs);
       let timer: NodeJS.Timeout | undefined;
-      const cancel = deps.sessions.wait(d.id, (update) => {
-        clearTimeout(timer);
-        res.status(200).json(update);
-      });
+      const cancel = deps.sessions.wait(
+        d.id,
+        (update) => {
+          clearTimeout(timer);
+          res.status(200).json(update);
+        },
+        () => {
+          clearTimeout(timer);
+          res.status(403).type('text/plain').send('Device was deleted!');
+        },
+      );
       timer = setTimeout(() => {
         cancel();
         res.status(408).end();
@@ -155,7 +172,8 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
       const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
       const from = m?.[1] ? Number(m[1]) : undefined;
       const to = m?.[2] ? Number(m[2]) : undefined;
-      const valid = m && (from !== undefined || to !== undefined) && (from === undefined || from < length) && !(from !== undefined && to !== undefined && to < from);
+      // RFC 9110 §14.1.1: a suffix range must be non-zero, a first position inside the slice.
+      const valid = m && (from !== undefined ? from < length && (to === undefined || to >= from) : to !== undefined && to > 0);
       if (!valid) {
         res.setHeader('Content-Range', `bytes */${length}`);
         return void res.status(416).end();
