@@ -76,6 +76,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
   private onRelease: ((events: AssignmentEvent[]) => void) | null = null;
   private timer: unknown = null;
   private isPaused = false;
+  private consumer: symbol | null = null;
   private lastRelease = -Infinity;
 
   constructor(
@@ -138,16 +139,24 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
     return this.isPaused;
   }
 
-  /** Starts releasing at `pacing`; each release goes to `onRelease`. Replaces an earlier consumer. */
-  start(pacing: Pacing, onRelease: (events: AssignmentEvent[]) => void): void {
+  /**
+   * Starts releasing at `pacing`; each release goes to `onRelease`. Replaces an earlier consumer.
+   * Answers a handle for `stop`, so a consumer that was replaced cannot stop its successor.
+   */
+  start(pacing: Pacing, onRelease: (events: AssignmentEvent[]) => void): symbol {
     this.stop();
+    const handle = Symbol('consumer');
+    this.consumer = handle;
     this.pacing = { ...pacing, packSize: Math.max(1, Math.floor(pacing.packSize)), intervalMs: Math.max(0, pacing.intervalMs) };
     this.onRelease = onRelease;
     this.schedule();
+    return handle;
   }
 
-  /** Stops releasing; what is queued stays queued (in the database). */
-  stop(): void {
+  /** Stops releasing (only if `handle` is still the consumer, when given); queued rows stay in the database. */
+  stop(handle?: symbol): void {
+    if (handle !== undefined && handle !== this.consumer) return;
+    this.consumer = null;
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.timer = null;
     this.onRelease = null;

@@ -58,6 +58,7 @@ export class StateTracker {
   private settings: TrackerSettings = { timeoutMs: 0, maxRetries: 0 };
   private timer: unknown = null;
   private onChange: ((changes: StateChange[]) => void) | null = null;
+  private watcher: symbol | null = null;
 
   constructor(
     private readonly db: Db,
@@ -70,8 +71,10 @@ export class StateTracker {
   }
 
   /** Checks for timeouts every `everyMs` while started; changes found go to `onChange`. */
-  start(everyMs: number, onChange: (changes: StateChange[]) => void): void {
+  start(everyMs: number, onChange: (changes: StateChange[]) => void): symbol {
     this.stop();
+    const handle = Symbol('watcher');
+    this.watcher = handle;
     this.onChange = onChange;
     const loop = (): void => {
       this.timer = this.timers.setTimeout(() => {
@@ -82,9 +85,13 @@ export class StateTracker {
       }, everyMs);
     };
     loop();
+    return handle;
   }
 
-  stop(): void {
+  /** Stops the timeout checks (only if `handle` is still the watcher, when given). */
+  stop(handle?: symbol): void {
+    if (handle !== undefined && handle !== this.watcher) return;
+    this.watcher = null;
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.timer = null;
     this.onChange = null;
@@ -107,7 +114,8 @@ export class StateTracker {
         const before = this.deps.states.get(ev.deviceId, type);
         if (!this.deps.states.setState(ev.deviceId, ev.tenantId, type, state, entry.ts, error)) continue;
         if (before?.state !== state) changes.push({ tenantId: ev.tenantId, deviceId: ev.deviceId, type, from: before?.state ?? null, to: state, error, ts: entry.ts, reason: 'reported' });
-        if (state === 'FAILED') changes.push(...(await this.retry(ev.tenantId, ev.deviceId, type)));
+        // Only a move into FAILED retries: a repeated FAILED report must not use up the retries.
+        if (state === 'FAILED' && before?.state !== 'FAILED') changes.push(...(await this.retry(ev.tenantId, ev.deviceId, type)));
       }
     }
     return changes;

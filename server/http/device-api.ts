@@ -167,7 +167,10 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     let start = slice.start;
     let end = slice.end; // exclusive
     const length = end - start;
-    const range = req.get('range');
+    // Several ranges in one request are not served as multipart/byteranges: RFC 9110 lets a server
+    // ignore Range and send the whole representation, which is what we do then.
+    const asked = req.get('range');
+    const range = asked && !asked.includes(',') ? asked : undefined;
     if (range && length > 0) {
       const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
       const from = m?.[1] ? Number(m[1]) : undefined;
