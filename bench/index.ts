@@ -1,0 +1,20 @@
+/**
+ * `npm run bench`: every benchmark in bench/, one after the other (never in parallel: they would
+ * measure each other). Each prints its own table, with its references measured in the same run.
+ */
+import type { Benchmark } from './lib';
+import { packageTransfer } from './package-transfer';
+
+const benchmarks: readonly Benchmark[] = [packageTransfer];
+
+async function main(): Promise<void> {
+  for (const b of benchmarks) {
+    console.log(`\n## ${b.name}\n`);
+    await b.run();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.stack ?? err.message : err);
+  process.exitCode = 1;
+});
