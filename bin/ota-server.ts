@@ -107,14 +107,7 @@ async function main(): Promise<void> {
     server.once('error', reject);
     server.listen(redPort, redHost, () => resolve());
   });
-  await RED.start();
-  const red = server.address() as AddressInfo;
-  const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
-  console.log(`[ota] OTA REST API listening on http://${shown(api.address)}:${api.port}/api`);
-  console.log(`[ota] Node-RED editor listening on http://${shown(red.address)}:${red.port}/`);
-  console.log(`[ota] data directory ${dataDir}`);
-  console.log('[ota] ready');
-
+  // Signals are handled before anyone is told we are ready, so an early Ctrl-C also shuts down cleanly.
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -136,6 +129,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  await RED.start();
+  const red = server.address() as AddressInfo;
+  const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
+  console.log(`[ota] OTA REST API listening on http://${shown(api.address)}:${api.port}/api`);
+  console.log(`[ota] Node-RED editor listening on http://${shown(red.address)}:${red.port}/`);
+  console.log(`[ota] data directory ${dataDir}`);
+  console.log('[ota] ready');
+
 }
 
 main().catch((err: Error) => {

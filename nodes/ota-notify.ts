@@ -1,6 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { AssignmentEvent } from '../server/notify-queue';
-import { handleInput, serverOf } from './server-ref';
+import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
 
 interface NotifyDef extends NodeDef {
   server: string;
@@ -13,14 +12,14 @@ export default function init(RED: NodeAPI): void {
     if (!server) return;
     const show = (s: { notified: number; dropped: number }): void =>
       this.status({ fill: 'green', shape: 'dot', text: RED._('ota-notify.status.counts', { notified: s.notified, dropped: s.dropped }) });
+    server.engine.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-notify.status.engine-error' }));
 
     this.on(
       'input',
       handleInput(this, async (msg, send) => {
-        const ev = msg.payload as AssignmentEvent;
-        if (!ev || typeof ev.deviceId !== 'string' || (ev.type !== 'FIRMWARE' && ev.type !== 'SOFTWARE')) {
-          throw new Error('msg.payload must be an assignment event released by ota-rate-queue');
-        }
+        const ev = msg.payload;
+        // A malformed event would be dropped as stale (and counted): refuse it instead.
+        if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event released by ota-rate-queue');
         const engine = await server.engine;
         const outcome = await engine.pipeline.notifier.process(ev);
         if ('notification' in outcome) {

@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { pacingFromEnv, type AssignmentEvent, type PacingMode } from '../server/notify-queue';
-import { handleInput, serverOf } from './server-ref';
+import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
+
 
 interface RateQueueDef extends NodeDef {
   server: string;
@@ -28,10 +29,16 @@ export default function init(RED: NodeAPI): void {
           ? { fill: 'yellow', shape: 'ring', text: RED._('ota-rate-queue.status.paused', { depth }) }
           : { fill: depth ? 'blue' : 'grey', shape: 'dot', text: RED._('ota-rate-queue.status.depth', { depth }) },
       );
+    let onDepth: (depth: number) => void = () => undefined;
+    let drain: symbol | undefined;
     const ready = server.engine.then((engine) => {
       const q = engine.pipeline.queue;
-      q.on('depth', (d) => showDepth(d, q.paused));
-      q.start(pacing, release);
+      onDepth = (d) => showDepth(d, q.paused);
+      q.on('depth', onDepth);
+      // The node started last drains the queue; the handle says whether that is still us.
+      drain = q.start(pacing, release);
+      // A pause lasts until a redeploy or restart, also when the server (and its queue) stays up.
+      if (q.paused) q.resume();
       showDepth(q.depth(), q.paused);
       return engine;
     });
@@ -45,12 +52,10 @@ export default function init(RED: NodeAPI): void {
         if (command === 'pause') q.pause();
         else if (command === 'resume') q.resume();
         else if (command === 'flush') q.flush();
-        else if (command === 'status') send({ topic: 'status', payload: { depth: q.depth(), paused: q.paused, pacing } });
         else {
-          const ev = msg.payload as AssignmentEvent;
-          if (!ev || typeof ev.deviceId !== 'string' || (ev.type !== 'FIRMWARE' && ev.type !== 'SOFTWARE')) {
-            throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
-          }
+          const ev = msg.payload;
+          // A malformed event would be skipped silently by the queue (no such package): refuse it here instead.
+          if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
           // An unassignment is not paced: ThingsBoard deletes the attributes at once.
           if (ev.packageId === null) {
             q.cancel(ev.deviceId, ev.type);
@@ -63,10 +68,15 @@ export default function init(RED: NodeAPI): void {
       }),
     );
     this.on('close', (done: () => void) => {
-      ready.then((engine) => {
-        engine.pipeline.queue.stop();
-        engine.pipeline.queue.removeAllListeners('depth');
-      }).catch(() => undefined).finally(done);
+      ready
+        .then((engine) => {
+          const q = engine.pipeline.queue;
+          // Only this node's listener, and the drain only if it is this node's: other rate-queue nodes on the server keep theirs.
+          q.off('depth', onDepth);
+          if (drain) q.stop(drain);
+        })
+        .catch(() => undefined)
+        .finally(done);
     });
   }
   RED.nodes.registerType('ota-rate-queue', OtaRateQueue);

@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { StateChange } from '../server/state-tracker';
 import type { UplinkEvent } from '../server/uplink';
-import { handleInput, serverOf } from './server-ref';
+import { handleInput, serverOf, type Send } from './server-ref';
 
 interface TrackerDef extends NodeDef {
   server: string;
@@ -21,47 +21,66 @@ export default function init(RED: NodeAPI): void {
     const maxRetries = num(def.maxRetries, num(process.env.OTA_UPDATE_MAX_RETRIES ?? '', 0));
     const metricsEvery = num(def.metricsIntervalMs, 1000);
     let metricsTimer: NodeJS.Timeout | null = null;
+    let closed = false;
+    // Messages the node originates itself (timeouts, metrics timer) go out with node.send; replies to an input with its `send`.
+    const ownSend: Send = (msg) => this.send(msg);
 
-    const sendMetrics = async (): Promise<void> => {
+    const sendMetrics = async (send: Send): Promise<void> => {
       const engine = await server.engine;
       const metrics = engine.pipeline.tracker.metrics(await server.tenantId());
-      this.send({ topic: 'metrics', payload: metrics });
+      send({ topic: 'metrics', payload: metrics });
       const fw = metrics.packages.reduce((a, p) => ({ updated: a.updated + p.updated, failed: a.failed + p.failed }), { updated: 0, failed: 0 });
       this.status({ fill: 'green', shape: 'dot', text: RED._('ota-state-tracker.status.counts', fw) });
     };
-    // Metrics follow changes, at most once per interval.
+    // Metrics follow changes, at most once per interval; none are scheduled once the node has closed.
     const metricsSoon = (): void => {
-      if (metricsTimer) return;
+      if (metricsTimer || closed) return;
       metricsTimer = setTimeout(() => {
         metricsTimer = null;
-        sendMetrics().catch((err: Error) => this.error(err.message));
+        sendMetrics(ownSend).catch((err: Error) => this.error(err.message));
       }, metricsEvery);
     };
-    const emit = (changes: StateChange[]): void => {
-      for (const c of changes) this.send({ topic: 'state', payload: c });
+    const emit = (changes: StateChange[], send: Send = ownSend): void => {
+      if (closed) return;
+      for (const c of changes) send({ topic: 'state', payload: c });
       if (changes.length) metricsSoon();
     };
 
+    // The tracker node started last owns the server's timeout checks; the handle says whether that is still us.
+    let watch: symbol | undefined;
     const ready = server.engine.then((engine) => {
-      engine.pipeline.tracker.configure({ timeoutMs, maxRetries });
-      if (timeoutMs > 0) engine.pipeline.tracker.start(Math.min(5000, Math.max(50, timeoutMs / 4)), emit);
+      const tracker = engine.pipeline.tracker;
+      tracker.configure({ timeoutMs, maxRetries });
+      if (timeoutMs > 0) watch = tracker.start(Math.min(5000, Math.max(50, timeoutMs / 4)), (changes) => emit(changes));
+      else tracker.stop(); // the settings of the tracker started last apply: no timeout, no checks
       return engine;
     });
     ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-state-tracker.status.engine-error' }));
 
     this.on(
       'input',
-      handleInput(this, async (msg) => {
+      handleInput(this, async (msg, send) => {
         const engine = await ready;
-        if (msg.topic === 'metrics') return sendMetrics();
+        if (msg.topic === 'metrics') return sendMetrics(send);
         const ev = msg.payload as UplinkEvent;
-        if (!ev || typeof ev.deviceId !== 'string' || typeof ev.kind !== 'string') throw new Error('msg.payload must be an uplink event from a transport node (ota-http, ota-mqtt, ...)');
-        emit(await engine.pipeline.tracker.handleUplink(ev));
+        // A telemetry event without its entries would fail deep in the tracker with a TypeError: refuse it here.
+        if (!ev || typeof ev.tenantId !== 'string' || typeof ev.deviceId !== 'string' || typeof ev.kind !== 'string' || (ev.kind === 'telemetry' && !Array.isArray(ev.entries))) {
+          throw new Error('msg.payload must be an uplink event from a transport node (ota-http, ota-mqtt, ...)');
+        }
+        emit(await engine.pipeline.tracker.handleUplink(ev), send);
       }),
     );
     this.on('close', (done: () => void) => {
+      closed = true;
       if (metricsTimer) clearTimeout(metricsTimer);
-      ready.then((engine) => engine.pipeline.tracker.stop()).catch(() => undefined).finally(done);
+      metricsTimer = null;
+      ready
+        .then((engine) => {
+          // Only this node's checks: another tracker node started later on the same server keeps its own.
+          if (watch) engine.pipeline.tracker.stop(watch);
+        })
+        .catch(() => undefined)
+        .finally(done);
     });
   }
   RED.nodes.registerType('ota-state-tracker', OtaStateTracker);

@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow } from 'node-red';
 import type { OtaEngine } from '../server';
 import type { TenantId } from '../server/ids';
+import type { AssignmentEvent } from '../server/notify-queue';
 import type { OtaServerNode } from './ota-server';
 
 export interface EngineRef {
@@ -32,9 +33,24 @@ export function handleInput(node: Node, work: (msg: InMsg, send: Send) => Promis
     work(msg as InMsg, send).then(
       () => done(),
       (err: unknown) => {
-        node.status({ fill: 'red', shape: 'ring', text: err instanceof Error ? err.message.slice(0, 40) : 'error' });
+        // A catalog key (Node-RED's own "error"), which the editor translates; the message itself goes to Catch and the debug sidebar.
+        node.status({ fill: 'red', shape: 'ring', text: 'node-red:common.status.error' });
         done(err instanceof Error ? err : new Error(String(err)));
       },
     );
   };
+}
+
+/** Whether `v` is an assignment event as ota-assign sends it: `{tenantId, deviceId, type, packageId, ts}`. */
+export function isAssignmentEvent(v: unknown): v is AssignmentEvent {
+  if (typeof v !== 'object' || v === null) return false;
+  const ev = v as Record<string, unknown>;
+  return (
+    typeof ev.tenantId === 'string' &&
+    typeof ev.deviceId === 'string' &&
+    (ev.type === 'FIRMWARE' || ev.type === 'SOFTWARE') &&
+    (ev.packageId === null || typeof ev.packageId === 'string') &&
+    typeof ev.ts === 'number' &&
+    Number.isFinite(ev.ts)
+  );
 }

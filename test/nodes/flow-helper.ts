@@ -1,3 +1,4 @@
+import { createHook } from 'node:async_hooks';
 import type { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -15,6 +16,8 @@ export interface NodeTestHelper {
   load(nodes: NodeInit | NodeInit[], flow: FlowNode[], credentials?: Record<string, Record<string, string>>): Promise<void>;
   unload(): Promise<void>;
   getNode(id: string): Node | null;
+  /** Deploys `flow` over the loaded one: `nodes` restarts only the nodes that changed or went. */
+  setFlows(flow: FlowNode[], type: 'full' | 'flows' | 'nodes', credentials?: Record<string, Record<string, string>>): Promise<void>;
 }
 
 export type NodeInit = (RED: NodeAPI) => void;
@@ -47,14 +50,14 @@ export async function registerCoreCatalog(): Promise<void> {
   await i18n.registerMessageCatalog('node-red', path.resolve(require.resolve('@node-red/nodes/package.json'), '../locales'), 'messages.json');
 }
 
+/** The text of `key` (`<type>.<path>`) in our catalogs, or `key` itself when it is missing. */
+export const translate = (key: string, subs?: Record<string, string | number>): string => i18n._(`${key.split('.')[0]}:${key}`, subs);
+
 /**
  * The text the editor shows for a status text that is a catalog key: a key naming its namespace
  * (`node-red:common.status.error`) is looked up there, others in the node's own catalog.
  */
 export const shownStatus = (key: string): string => (key.includes(':') ? i18n._(key) : translate(key));
-
-/** The text of `key` (`<type>.<path>`) in our catalogs, or `key` itself when it is missing. */
-export const translate = (key: string, subs?: Record<string, string | number>): string => i18n._(`${key.split('.')[0]}:${key}`, subs);
 
 /** Whether `key` is defined in its catalog (i18n answers a missing key with the key). */
 export const hasMessage = (key: string): boolean => translate(key) !== key;
@@ -164,6 +167,9 @@ export function nodeOf<T = Node>(id: string): T {
  * A test flow around the nodes `nodes` (give them `z: 'tab'`): a tab, an ota-server `srv` on
  * `dataDir` listening on 127.0.0.1 port 0, a Catch node sending to the helper `caught`, and a
  * Complete node watching `watch` that sends to the helper `completed` (each `done()` without error).
+ * Keep every property value (a name, say) different from the node ids: nodes without x/y are
+ * started like config nodes, and a value equal to an id reads as a reference to it, so a node
+ * named as its own id fails with "Circular config node dependency detected".
  */
 export function otaFlow(dataDir: string, nodes: FlowNode[], watch: string[], server: Record<string, unknown> = {}): FlowNode[] {
   return [
@@ -177,16 +183,42 @@ export function otaFlow(dataDir: string, nodes: FlowNode[], watch: string[], ser
   ];
 }
 
-/** How many `Timeout` handles (setTimeout/setInterval) are alive in the process now. */
-export const activeTimers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+/**
+ * Follows the timers (setTimeout/setInterval) created from now on. `live()` answers, after letting
+ * cleared ones be reported, where each one still pending was created: what would keep the process
+ * alive, or fire later, after a flow stopped.
+ */
+export function trackTimers(): { live(): Promise<string[]> } {
+  const pending = new Map<number, string>();
+  const hook = createHook({
+    init(id, type) {
+      if (type !== 'Timeout') return;
+      const stack = (new Error().stack ?? '').split('\n');
+      // Mocha's timeout of the running test, and the timers of the spec's own HTTP client (fetch), are not the flow's.
+      if (stack.some((l) => l.includes('node_modules/mocha/') || l.includes('undici'))) return;
+      pending.set(id, stack.filter((l) => !l.includes('node:')).join('\n'));
+    },
+    destroy(id) {
+      pending.delete(id);
+    },
+  }).enable();
+  return {
+    async live() {
+      // A cleared timer's destroy is reported asynchronously.
+      for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+      hook.disable();
+      return [...pending.values()];
+    },
+  };
+}
 
 /**
  * Resolves once `check()` holds, looking again every few milliseconds (for engine state that
  * has no event to await); rejects after `ms`.
  */
-export async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
+export async function until(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -211,15 +243,23 @@ export async function packageWithData(
  * Sends messages to the node `id` of a flow made by `otaFlow` (which watches it with its Complete
  * node) and reads how each one ended: `done()` (the Complete node) or `done(err)` (the Catch node).
  */
-export function inputsTo(id: string): { run(msg: Msg): Promise<void>; fail(msg: Msg): Promise<CaughtError> } {
+export function inputsTo(id: string): { run(msg: Msg): Promise<void>; runAll(msgs: Msg[]): Promise<void>; fail(msg: Msg): Promise<CaughtError> } {
   const node = nodeOf(id);
   const outcomes = arrivals('completed', 'caught');
+  const settled = async (): Promise<void> => {
+    const { at, msg: result } = await outcomes.next();
+    if (at === 'caught') throw new Error(`${id} failed: ${(result.error as CaughtError).message}`);
+  };
   return {
     /** Resolves once the node has called `done()` for `msg`; rejects with what Catch got. */
     async run(msg) {
       node.receive(msg);
-      const { at, msg: result } = await outcomes.next();
-      if (at === 'caught') throw new Error(`${id} failed: ${(result.error as CaughtError).message}`);
+      await settled();
+    },
+    /** Sends all of `msgs` in the same tick, then waits until the node has called `done()` for each. */
+    async runAll(msgs) {
+      for (const msg of msgs) node.receive(msg);
+      for (let i = 0; i < msgs.length; i++) await settled();
     },
     /** Resolves with what Catch got for `msg`; rejects when the node completed it or sent anything meanwhile. */
     async fail(msg) {
@@ -232,4 +272,11 @@ export function inputsTo(id: string): { run(msg: Msg): Promise<void>; fail(msg: 
       return result.error as CaughtError;
     },
   };
+}
+
+/** `promise`, or a rejection naming `what` when it has not settled within `ms`. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }

@@ -1,0 +1,238 @@
+import { expect } from 'chai';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Node } from 'node-red';
+import otaNotify from '../../nodes/ota-notify';
+import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
+import type { Device, OtaEngine, OtaPackage } from '../../server';
+import type { TenantId } from '../../server/ids';
+import type { AssignmentEvent } from '../../server/notify-queue';
+import {
+  arrivals,
+  helper,
+  inputsTo,
+  logged,
+  nodeOf,
+  otaFlow,
+  packageWithData,
+  registerCatalogs,
+  registerCoreCatalog,
+  sentBy,
+  shownStatus,
+  statusOf,
+  statusWhen,
+  trackTimers,
+  translate,
+  translated,
+  until,
+  type FlowNode,
+  type Msg,
+} from './flow-helper';
+
+const FIRMWARE = Buffer.from('thermostat firmware 2.0\n'.repeat(50));
+const NINE_KEYS = ['fw_title', 'fw_version', 'fw_ts', 'fw_state', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url', 'fw_tag'];
+
+describe('ota-notify node', function () {
+  let dir: string;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'ota-notify-node-'));
+    await helper.startServer();
+    await registerCatalogs('ota-server', 'ota-notify');
+    await registerCoreCatalog();
+  });
+
+  afterEach(async () => {
+    await helper.unload();
+    await helper.stopServer();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const notifyNodes = (fields: Record<string, unknown> = {}): FlowNode[] => [
+    { id: 'notify', z: 'tab', type: 'ota-notify', name: 'notify devices', server: 'srv', wires: [['notified'], ['stale']], ...fields },
+    { id: 'notified', z: 'tab', type: 'helper' },
+    { id: 'stale', z: 'tab', type: 'helper' },
+  ];
+
+  let out: ReturnType<typeof arrivals>;
+  let input: ReturnType<typeof inputsTo>;
+  async function start(server: Record<string, unknown> = {}): Promise<void> {
+    await helper.load(translated(otaServer, otaNotify), otaFlow(path.join(dir, 'data'), notifyNodes(), ['notify'], server), { srv: { adminPassword: 'secret-pw' } });
+    out = arrivals('notified', 'stale');
+    input = inputsTo('notify');
+  }
+
+  const notify = (): Node => nodeOf('notify');
+  const serverNode = (): OtaServerNode => nodeOf<OtaServerNode>('srv');
+
+  interface Fixture {
+    engine: OtaEngine;
+    tenantId: TenantId;
+    profileId: string;
+    device: Device;
+    pkg: OtaPackage;
+    /** The event that assigned `pkg` to `device`, as ota-rate-queue releases it. */
+    event: AssignmentEvent;
+  }
+
+  /** A device assigned a firmware package (queued by the engine itself: no ota-assign here). */
+  async function assigned(): Promise<Fixture> {
+    const engine = await serverNode().engine;
+    const tenantId = await serverNode().tenantId();
+    const profile = await engine.profiles.ensureDefault(tenantId);
+    const pkg = await packageWithData(engine, tenantId, { title: 'thermo-fw', version: '2.0', profileId: profile.id }, FIRMWARE);
+    const device = await engine.devices.save(tenantId, { name: 'thermostat-1', deviceProfileId: { id: profile.id }, firmwareId: { id: pkg.id } });
+    await until(() => engine.pipeline.queue.depth() === 1, 'the engine to queue the device');
+    const event: AssignmentEvent = { tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, ts: Date.now() };
+    return { engine, tenantId, profileId: profile.id, device, pkg, event };
+  }
+
+  /** Sends `ev` and answers the message that came of it, and on which output. */
+  async function release(ev: unknown, extra: Record<string, unknown> = {}): Promise<{ at: string; msg: Msg }> {
+    await input.run({ topic: 'release', payload: ev, ...extra });
+    const result = await out.next();
+    expect(out.queued, 'one message per event').to.equal(0);
+    return result;
+  }
+
+  describe('fresh events', function () {
+    beforeEach(() => start());
+
+    it('writes INITIATED and the fw_* shared attributes, and sends a notification on output 1', async () => {
+      const { engine, tenantId, device, pkg, event } = await assigned();
+      await engine.pipeline.attributes.save(device.id, 'SHARED', { fw_url: 'http://old.example/fw.bin' }, 1);
+
+      const { at, msg } = await release(event, { correlation: 'job-3' });
+      expect(at).to.equal('notified');
+      expect(msg.topic).to.equal('notification');
+      expect(msg.correlation, 'the incoming message passes through').to.equal('job-3');
+      const attributes = {
+        fw_title: 'thermo-fw',
+        fw_version: '2.0',
+        fw_size: FIRMWARE.length,
+        fw_checksum_algorithm: 'SHA256',
+        fw_checksum: createHash('sha256').update(FIRMWARE).digest('hex'),
+      };
+      expect(msg.payload).to.deep.equal({ tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, attributes, deleted: ['fw_url'], ts: event.ts });
+
+      expect(await engine.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal(attributes);
+      expect((await engine.pipeline.telemetry.latest(device.id, ['fw_state'])).fw_state?.value).to.equal('INITIATED');
+    });
+
+    it('tells a device whose package was unassigned which nine keys are gone', async () => {
+      const { engine, tenantId, device } = await assigned();
+      await engine.devices.save(tenantId, { firmwareId: null }, { mergeInto: device.id });
+      const event: AssignmentEvent = { tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: null, ts: Date.now() };
+      const { at, msg } = await release(event);
+      expect(at).to.equal('notified');
+      expect(msg.payload).to.deep.equal({ tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: null, attributes: {}, deleted: NINE_KEYS, ts: event.ts });
+    });
+  });
+
+  describe('stale events', function () {
+    beforeEach(() => start());
+
+    it('drops the event of a deleted device on output 2 with msg.reason, writing nothing', async () => {
+      const { engine, tenantId, device, event } = await assigned();
+      await engine.devices.delete(tenantId, device.id);
+      const { at, msg } = await release(event, { correlation: 'job-4' });
+      expect(at).to.equal('stale');
+      expect(msg).to.include({ topic: 'dropped', reason: 'device deleted', correlation: 'job-4' });
+      expect(msg.payload).to.deep.equal(event);
+      expect(await engine.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal({});
+    });
+
+    it('drops an event whose package changed after it was queued', async () => {
+      const { engine, tenantId, profileId, device, event } = await assigned();
+      const newer = await packageWithData(engine, tenantId, { title: 'thermo-fw', version: '2.1', profileId }, FIRMWARE);
+      await engine.devices.save(tenantId, { firmwareId: { id: newer.id } }, { mergeInto: device.id });
+      const queuedVersion = async (): Promise<unknown> => (await engine.pipeline.telemetry.latest(device.id, ['target_fw_version'])).target_fw_version?.value;
+      await until(async () => (await queuedVersion()) === '2.1', 'the engine to queue the newer package');
+      const { at, msg } = await release(event);
+      expect(at).to.equal('stale');
+      expect(msg).to.include({ topic: 'dropped', reason: 'package changed' });
+      expect(msg.payload).to.deep.equal(event);
+      expect(await engine.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal({});
+      expect((await engine.pipeline.telemetry.latest(device.id, ['fw_state'])).fw_state?.value).to.equal('QUEUED');
+    });
+
+    it('drops the same event arriving twice', async () => {
+      const { event } = await assigned();
+      expect((await release(event)).at).to.equal('notified');
+      const { at, msg } = await release(event);
+      expect(at).to.equal('stale');
+      expect(msg.reason).to.equal('already notified');
+    });
+
+    it('counts the notifications sent and the events dropped in its status', async () => {
+      const { engine, tenantId, device, event } = await assigned();
+      await release(event);
+      expect(statusOf(notify())).to.deep.equal({ fill: 'green', shape: 'dot', text: '1 sent, 0 stale' });
+      await release(event);
+      await engine.devices.delete(tenantId, device.id);
+      await release(event);
+      expect(statusOf(notify())).to.deep.equal({ fill: 'green', shape: 'dot', text: '1 sent, 2 stale' });
+      expect(statusOf(notify())?.text).to.equal(translate('ota-notify.status.counts', { notified: 1, dropped: 2 }));
+    });
+  });
+
+  describe('bad input', function () {
+    beforeEach(() => start());
+
+    it('sends an uplink event to Catch, sends and writes nothing', async () => {
+      const { engine, tenantId, device } = await assigned();
+      const uplink = { tenantId, deviceId: device.id, deviceName: device.name, transport: 'HTTP', ts: Date.now(), kind: 'telemetry', entries: [] };
+      const error = await input.fail({ payload: uplink });
+      expect(error.message).to.equal('Error: msg.payload must be an assignment event released by ota-rate-queue');
+      expect(error.source).to.include({ id: 'notify', type: 'ota-notify' });
+      expect(sentBy(notify())).to.deep.equal([]);
+      expect(await engine.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal({});
+      expect(engine.pipeline.notifier.stats).to.deep.equal({ notified: 0, dropped: 0 });
+      expect(statusOf(notify())).to.deep.equal({ fill: 'red', shape: 'ring', text: 'node-red:common.status.error' });
+      expect(shownStatus('node-red:common.status.error')).to.equal('error');
+    });
+
+    it('sends an event without packageId to Catch rather than dropping it as stale', async () => {
+      const { engine, event } = await assigned();
+      const { packageId: _dropped, ...partial } = event;
+      const error = await input.fail({ payload: partial });
+      expect(error.message).to.equal('Error: msg.payload must be an assignment event released by ota-rate-queue');
+      expect(engine.pipeline.notifier.stats).to.deep.equal({ notified: 0, dropped: 0 });
+    });
+  });
+
+  describe('without a server', function () {
+    it('shows a red status and logs an error when no server is configured', async () => {
+      await helper.load(translated(otaNotify), [{ id: 'tab', type: 'tab' }, ...notifyNodes({ server: '' })]);
+      expect(statusOf(notify())).to.deep.equal({ fill: 'red', shape: 'ring', text: 'ota-notify.status.no-server' });
+      expect(shownStatus('ota-notify.status.no-server')).to.equal('no server');
+      expect(logged(notify(), 'error')).to.deep.equal(['No OTA server configured']);
+    });
+
+    it('shows a red status when its server did not start, and sends events to Catch', async () => {
+      await start({ httpPort: 'eighty' });
+      const status = await statusWhen(notify(), (s) => s.fill === 'red');
+      expect(status).to.deep.equal({ fill: 'red', shape: 'ring', text: 'ota-notify.status.engine-error' });
+      expect(shownStatus('ota-notify.status.engine-error')).to.equal('engine error');
+      const error = await input.fail({ payload: { tenantId: 't', deviceId: 'd', type: 'FIRMWARE', packageId: null, ts: 1 } });
+      expect(error.source.id).to.equal('notify');
+    });
+  });
+
+  describe('closing', function () {
+    it('leaves nothing behind: the same data directory serves the next deploy, and no timer runs', async () => {
+      const timers = trackTimers();
+      await start();
+      const { event } = await assigned();
+      await helper.unload();
+      expect(await timers.live()).to.deep.equal([]);
+
+      await start();
+      const { at, msg } = await release(event);
+      expect(at).to.equal('notified');
+      expect(msg.payload).to.include({ deviceId: event.deviceId, packageId: event.packageId });
+    });
+  });
+});
