@@ -25,6 +25,7 @@ import { NotifyQueue, realTimers, type Timers } from './notify-queue';
 import { OtaStateRepository } from './ota-states';
 import { StateTracker } from './state-tracker';
 import { SqliteTelemetryRepository, type TelemetryRepository } from './telemetry';
+import type { DeviceContext, EndpointInfo } from './device-context';
 import { OtaPackageService } from './ota-package-service';
 import { SqliteOtaPackageRepository } from './ota-packages';
 import { SqliteTenantRepository } from './tenants';
@@ -103,13 +104,15 @@ export class OtaEngine {
     readonly logger: Logger,
     readonly pipeline: Pipeline,
     deviceApi: express.Router,
+    /** For device transports: repositories, blobs and the event bus (see device-context.ts). */
+    readonly deviceContext: DeviceContext,
   ) {
     this.app = express();
     this.app.disable('x-powered-by');
     // Device API and telemetry reads first: the admin router answers everything else under /api.
     this.app.use('/api/v1', deviceApi);
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
-    this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier }));
+    this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
   }
 
@@ -168,13 +171,33 @@ export class OtaEngine {
       });
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
-      const engine = new OtaEngine({ ...options, dataDir }, db, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi);
+      const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger };
+      const engine = new OtaEngine({ ...options, dataDir }, db, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext);
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
       return engine;
     } catch (err) {
       db.close();
       throw err;
     }
+  }
+
+  private readonly endpoints = new Set<EndpointInfo>();
+
+  /** A device endpoint started by a transport (MQTT, CoAP): listed until the returned function is called. */
+  registerEndpoint(info: EndpointInfo): () => void {
+    this.endpoints.add(info);
+    return () => {
+      this.endpoints.delete(info);
+    };
+  }
+
+  /** Where devices can reach us: the HTTP device API and every registered endpoint. */
+  listEndpoints(): Array<Omit<EndpointInfo, 'connections'> & { connections: number }> {
+    const http = this.httpAddress;
+    const out: Array<Omit<EndpointInfo, 'connections'> & { connections: number }> = [];
+    if (http) out.push({ transport: 'HTTP', host: http.address, port: http.port, connections: this.pipeline.httpSessions.waiting });
+    for (const e of this.endpoints) out.push({ transport: e.transport, host: e.host, port: e.port, ...(e.tls ? { tls: true } : {}), connections: e.connections() });
+    return out;
   }
 
   /** A random secret kept with this data directory, made on first use (e.g. Node-RED's credential key). */

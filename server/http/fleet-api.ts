@@ -11,7 +11,7 @@ import { errorHandler } from './admin-api';
  * `GET /api/ota/metrics` (per package and per profile: pending, in progress, updated, failed, coverage;
  * the queue's depth; notifications sent and stale events dropped since start).
  */
-export function createFleetApi(deps: { accounts: AccountService; tracker: StateTracker; queue: NotifyQueue; notifier: Notifier }): Router {
+export function createFleetApi(deps: { accounts: AccountService; tracker: StateTracker; queue: NotifyQueue; notifier: Notifier; endpoints: () => unknown[] }): Router {
   const api = express.Router();
   api.get('/ota/metrics', (req: Request, res: Response, next: NextFunction) => {
     bearerPrincipal(req, deps.accounts)
@@ -22,6 +22,12 @@ export function createFleetApi(deps: { accounts: AccountService; tracker: StateT
           notifications: ((s) => ({ sent: s.notified, dropped: s.dropped }))(deps.notifier.statsFor(who.tenantId)),
         }),
       )
+      .catch(next);
+  });
+  // Where devices connect: the HTTP device API and the MQTT/CoAP endpoints the flow started.
+  api.get('/ota/endpoints', (req: Request, res: Response, next: NextFunction) => {
+    bearerPrincipal(req, deps.accounts)
+      .then(() => res.json(deps.endpoints()))
       .catch(next);
   });
   api.use(errorHandler);
