@@ -2,10 +2,12 @@
  * `npm run bench`: every benchmark in bench/, one after the other (never in parallel: they would
  * measure each other). Each prints its own table, with its references measured in the same run.
  */
+import { httpDownload } from './http-download';
 import type { Benchmark } from './lib';
 import { packageTransfer } from './package-transfer';
+import { pipelineQueue } from './pipeline-queue';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {

@@ -1,11 +1,19 @@
 /**
  * Small helpers shared by the benchmarks: timing, peak memory of a process, temp directories that
- * are removed whatever happens, and the one table every benchmark prints.
+ * are removed whatever happens, the one table every benchmark prints, sizes from the environment,
+ * generated package files, server children, and an engine seeded with a package.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Logger, OtaEngine } from '../server/engine';
+import type { DeviceProfileId, TenantId } from '../server/ids';
+import type { NotifyQueue } from '../server/notify-queue';
+import type { OtaPackage } from '../server/ota-packages';
 
 /** One benchmark as `bench/index.ts` runs it. */
 export interface Benchmark {
@@ -116,4 +124,129 @@ export function printTable(header: readonly string[], rows: readonly (readonly s
   console.log(line(header));
   console.log(`| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`);
   for (const r of rows) console.log(line(r));
+}
+
+/** A whole number above zero from the environment, or `fallback` when the variable is unset or empty. */
+export function positiveInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  const n = raw === undefined || raw === '' ? fallback : Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, not ${raw}`);
+  return n;
+}
+
+/**
+ * Random-looking bytes fast: one random buffer of up to 16 MB written over and over (the blob
+ * store dedupes identical files, not identical chunks). Fsynced, so writeback of the file does not
+ * compete with the timed work that follows.
+ */
+export async function generateFile(file: string, size: number): Promise<void> {
+  const chunk = randomBytes(Math.min(16 * MB, size));
+  const handle = await open(file, 'w');
+  try {
+    for (let written = 0; written < size; ) {
+      const n = Math.min(chunk.length, size - written);
+      await handle.write(chunk, 0, n);
+      written += n;
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+// ---- server children -------------------------------------------------------------------------
+
+export interface ServerChild {
+  child: ChildProcess;
+  port: number;
+}
+
+/** Spawns server-child.js and waits for the `{"port": N}` line; killed at cleanup if still alive. */
+export function startServerChild(cleanup: Cleanup, args: string[], env: Record<string, string> = {}): Promise<ServerChild> {
+  const child = spawn(process.execPath, [path.join(__dirname, 'server-child.js'), ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  cleanup.add(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (s: string) => {
+      out += s;
+      const newline = out.indexOf('\n');
+      if (newline < 0) return;
+      child.stdout?.off('data', onData);
+      child.off('exit', onExit);
+      child.stdout?.resume(); // anything later is not ours to read, but must not block the child
+      try {
+        resolve({ child, port: (JSON.parse(out.slice(0, newline)) as { port: number }).port });
+      } catch {
+        reject(new Error(`server child printed ${JSON.stringify(out.slice(0, newline))}, not {"port": N}`));
+      }
+    };
+    const onExit = (code: number | null) => reject(new Error(`server child ${args[0]} exited with ${code} before listening`));
+    child.stdout?.setEncoding('utf8').on('data', onData);
+    child.once('exit', onExit);
+    child.once('error', reject);
+  });
+}
+
+export async function stopServerChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** Times `fn` and reads the peak RSS of `pid` (a child, or this process) over just that call. */
+export async function measured<T>(pid: number | 'self', fn: () => Promise<T>): Promise<{ value: T; seconds: number; peak: number | null }> {
+  resetPeakRss(pid);
+  const { value, seconds } = await timed(fn);
+  return { value, seconds, peak: peakRss(pid) };
+}
+
+// ---- an engine with a package ------------------------------------------------------------------
+
+/**
+ * A logger for an engine under benchmark: quiet, except that errors (an assignment that failed in
+ * the background, say) go to `onError`, so a benchmark waiting for an event fails instead of hanging.
+ */
+export function benchLogger(onError: (message: string) => void = (m) => console.error(`[ota] ${m}`)): Logger {
+  return { info: () => undefined, warn: (m) => console.error(`[ota] ${m}`), error: onError };
+}
+
+/**
+ * A new device profile and a FIRMWARE package of it with `source` as its bytes, through the
+ * engine's services (what `POST /api/deviceProfile` and the multipart `POST /api/otaPackage` do).
+ */
+export async function createProfileWithPackage(
+  engine: OtaEngine,
+  tenantId: TenantId,
+  opts: { profileName: string; title: string; version: string; source: Readable },
+): Promise<{ profileId: DeviceProfileId; pkg: OtaPackage }> {
+  const profile = await engine.profiles.save(tenantId, { name: opts.profileName });
+  const staged = await engine.packages.stage(opts.source, 'SHA256');
+  const pkg = await engine.packages.createWithData(
+    tenantId,
+    { deviceProfileId: profile.id, type: 'FIRMWARE', title: opts.title, version: opts.version },
+    staged,
+    { fileName: `${opts.title}.bin`, contentType: 'application/octet-stream', checksumAlgorithm: 'SHA256', checksum: null },
+  );
+  return { profileId: profile.id, pkg };
+}
+
+/**
+ * Resolves once the notify queue holds at least `n` rows. Call it before whatever enqueues: the
+ * assignment service enqueues in the background, after the save that caused it has returned.
+ */
+export function queueReaches(queue: NotifyQueue, n: number): Promise<void> {
+  return new Promise((resolve) => {
+    const onDepth = (depth: number) => {
+      if (depth < n) return;
+      queue.off('depth', onDepth);
+      resolve();
+    };
+    queue.on('depth', onDepth);
+  });
 }

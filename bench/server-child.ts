@@ -4,10 +4,16 @@
  *
  *   node server-child.js engine <dataDir>            the OTA engine (admin password: $BENCH_ADMIN_PASSWORD)
  *   node server-child.js reference <file> <dir>      a plain `http` server: the reference to beat
+ *   node server-child.js device-reference <dir>      a plain `http` server for device downloads
  *
  * The reference server does the least an upload/download server can do with the same bytes:
  * `GET /file` streams <file>; `POST /upload` streams the raw body through SHA-256 into a file in
  * <dir>, fsynced like the blob store does, and answers `{size, sha256}`.
+ *
+ * The device reference answers any GET the way the device API answers
+ * `/api/v1/{token}/firmware?title=&version=&size=&chunk=`, doing the least that takes: the file
+ * `<dir>/<title>` (no token, version or database), the chunk `size`×`chunk` streamed from disk,
+ * the whole file for `size=0`, an empty 200 past the end.
  *
  * Exits on SIGTERM, and when stdin closes: the parent died without killing us.
  */
@@ -20,6 +26,7 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { OtaEngine, type Logger } from '../server/engine';
+import { chunkRange } from '../server/firmware-download';
 
 const quiet: Logger = {
   info: () => undefined,
@@ -75,12 +82,41 @@ async function startReference(file: string, uploadDir: string): Promise<{ port: 
   };
 }
 
+async function startDeviceReference(dir: string): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const file = path.join(dir, path.basename(url.searchParams.get('title') ?? ''));
+    stat(file).then(
+      ({ size: total }) => {
+        const slice = chunkRange(total, Number(url.searchParams.get('size') ?? 0), Number(url.searchParams.get('chunk') ?? 0));
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': slice.end - slice.start });
+        if (slice.end === slice.start) return void res.end();
+        pipeline(createReadStream(file, { start: slice.start, end: slice.end - 1 }), res).catch((err: unknown) => {
+          console.error(`[device-reference] ${(err as Error).message}`);
+          res.destroy();
+        });
+      },
+      () => res.writeHead(404).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
 async function main(): Promise<void> {
   const [mode, a, b] = process.argv.slice(2);
   let started: { port: number; close: () => Promise<void> };
   if (mode === 'engine' && a) started = await startEngine(a);
   else if (mode === 'reference' && a && b) started = await startReference(a, b);
-  else throw new Error('usage: server-child.js engine <dataDir> | reference <file> <uploadDir>');
+  else if (mode === 'device-reference' && a) started = await startDeviceReference(a);
+  else throw new Error('usage: server-child.js engine <dataDir> | reference <file> <uploadDir> | device-reference <dir>');
 
   let closing = false;
   const stop = () => {

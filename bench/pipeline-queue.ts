@@ -1,0 +1,251 @@
+/**
+ * The update pipeline at fleet scale, in this process (no HTTP): BENCH_DEVICES devices (default
+ * 10,000) in one profile, one package assigned to the profile, and each step timed on its own:
+ *
+ *   create devices        `DeviceService.save` per device, as `POST /api/device` does
+ *   assignment → queued   the profile's slot set, until the queue holds one row per device (with
+ *                         no `assignment` listener the engine enqueues directly)
+ *   release + notify      the queue started with pacing off, `Notifier.process` on every released
+ *                         event, until every device is notified
+ *
+ * Beside each, on the same database file, a bare better-sqlite3 loop does the least the step must
+ * do, in transactions of the same size, in tables made with the same schema (`bench_ref_*`, so the
+ * engine's own rows are not touched):
+ *
+ *   insert device rows                one INSERT per device, each its own transaction
+ *   insert queue rows                 one INSERT per device, each its own transaction
+ *   take queue rows + write attributes  SELECT and DELETE queue rows 500 at a time (the queue's
+ *                                     unpaced batch), then per device one transaction deleting
+ *                                     and upserting the shared attributes a notification writes
+ *
+ * So a ratio is the engine's whole cost (the extra rows it keeps: telemetry, states, targets; its
+ * lookups; its JavaScript) over raw SQLite doing the essential writes.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import Database from 'better-sqlite3';
+import { OtaEngine } from '../server/engine';
+import type { DeviceId, DeviceProfileId, TenantId } from '../server/ids';
+import type { AssignmentEvent } from '../server/notify-queue';
+import { packageAttributes } from '../server/ota-keys';
+import type { OtaPackage } from '../server/ota-packages';
+import { benchLogger, Cleanup, createProfileWithPackage, formatBytes, measured, positiveInt, printTable, queueReaches, type Benchmark } from './lib';
+
+export const pipelineQueue: Benchmark = {
+  name: 'pipeline queue',
+  run,
+};
+
+/** The queue's release size with pacing off (`UNPACED_BATCH` in server/notify-queue.ts). */
+const RELEASE_BATCH = 500;
+
+/** One row of the table. */
+class Step {
+  seconds = NaN;
+  peak: number | null = null;
+
+  constructor(
+    readonly name: string,
+    readonly events: number,
+    /** The row this one is compared against; none for a reference. */
+    readonly reference: Step | null = null,
+  ) {}
+
+  record(m: { seconds: number; peak: number | null }): void {
+    this.seconds = m.seconds;
+    this.peak = m.peak;
+  }
+
+  get rate(): number {
+    return this.events / this.seconds;
+  }
+
+  cells(): string[] {
+    return [
+      this.name,
+      String(this.events),
+      this.seconds.toFixed(2),
+      this.rate.toFixed(0),
+      this.reference ? `${(this.rate / this.reference.rate).toFixed(3)}× ${this.reference.name.replace(' (reference)', '')}` : '—',
+      formatBytes(this.peak),
+    ];
+  }
+}
+
+async function run(): Promise<void> {
+  const n = positiveInt('BENCH_DEVICES', 10_000);
+  const refDevices = new Step('insert device rows (reference)', n);
+  const devices = new Step('create devices (DeviceService.save)', n, refDevices);
+  const refQueued = new Step('insert queue rows (reference)', n);
+  const queued = new Step('assignment → queued', n, refQueued);
+  const refNotified = new Step('take queue rows + write attributes (reference)', n);
+  const notified = new Step('release + notify (pacing off)', n, refNotified);
+
+  const cleanup = new Cleanup();
+  try {
+    const dir = await cleanup.tempDir('ota-bench-pipeline');
+    // An error logged in the background (a failed assignment) ends the benchmark instead of hanging it.
+    let failed: (err: Error) => void = () => undefined;
+    const failure = new Promise<never>((_, reject) => (failed = reject));
+    failure.catch(() => undefined);
+    const engine = await OtaEngine.open({
+      dataDir: dir,
+      http: false,
+      admin: { password: randomBytes(12).toString('base64url') },
+      logger: benchLogger((m) => failed(new Error(`engine: ${m}`))),
+    });
+    cleanup.add(() => void engine.close()); // with `http: false`, close() finishes synchronously
+    const tenantId = engine.bootstrap.admin.tenantId;
+    const { profileId, pkg } = await createProfileWithPackage(engine, tenantId, {
+      profileName: 'bench',
+      title: 'bench',
+      version: '1.0',
+      source: Readable.from([randomBytes(64 * 1024)]),
+    });
+    const ref = new Reference(path.join(dir, 'ota.sqlite'), tenantId, profileId, pkg);
+    cleanup.add(() => ref.close());
+    console.log(`${n} devices, one profile, one 64 KiB package; engine and reference on ${path.join(dir, 'ota.sqlite')}`);
+
+    refDevices.record(await measured('self', async () => ref.insertDevices(n)));
+    const ids: DeviceId[] = [];
+    devices.record(
+      await measured('self', async () => {
+        for (let i = 0; i < n; i++) ids.push((await engine.devices.save(tenantId, { name: `device-${i}`, deviceProfileId: { id: profileId } })).id);
+        await yieldToLoop(); // the assignment service's deviceSaved handlers (nothing to assign yet)
+      }),
+    );
+
+    refQueued.record(await measured('self', async () => ref.enqueue(ids)));
+    const queue = engine.pipeline.queue;
+    queued.record(
+      await measured('self', async () => {
+        const full = queueReaches(queue, n);
+        await engine.pipeline.assignment.assign(tenantId, { target: { deviceProfile: profileId }, type: 'FIRMWARE', package: pkg.id });
+        await Promise.race([full, failure]);
+      }),
+    );
+    if (queue.depth() !== n) throw new Error(`queue holds ${queue.depth()} rows, expected ${n}`);
+
+    refNotified.record(await measured('self', async () => ref.takeAndNotify(n)));
+    notified.record(
+      await measured('self', async () => {
+        const all = new Promise<void>((resolve, reject) => {
+          let done = 0;
+          const notify = (ev: AssignmentEvent) =>
+            engine.pipeline.notifier.process(ev).then((outcome) => {
+              if ('dropped' in outcome) throw new Error(`device ${ev.deviceId} dropped: ${outcome.dropped}`);
+              if (++done === n) resolve();
+            });
+          queue.start({ packSize: RELEASE_BATCH, intervalMs: 0, mode: 'spaced' }, (events) => {
+            for (const ev of events) notify(ev).catch(reject);
+          });
+        });
+        await Promise.race([all, failure]);
+        queue.stop();
+      }),
+    );
+    if (queue.depth() !== 0 || engine.pipeline.notifier.stats.notified !== n) {
+      throw new Error(`after notifying: queue depth ${queue.depth()}, ${engine.pipeline.notifier.stats.notified} notified; expected 0 and ${n}`);
+    }
+    const sample = await engine.pipeline.attributes.get(ids[n - 1] as DeviceId, 'SHARED');
+    if (sample.fw_version !== pkg.version) throw new Error(`the last device's shared fw_version is ${JSON.stringify(sample.fw_version)}, not ${pkg.version}`);
+
+    const steps = [refDevices, devices, refQueued, queued, refNotified, notified];
+    console.log();
+    printTable(['step', 'events', 'seconds', 'events/s', 'ratio to reference', 'peak RSS (process)'], steps.map((s) => s.cells()));
+    console.log();
+    console.log("ratio: our events/s ÷ the reference's (1.00 = as fast, below 1 = slower); one run each, reference first");
+    console.log('peak RSS: this process (engine and references run in it), reset before each step where Linux allows');
+    console.log(`process peak RSS over all steps: ${formatBytes(Math.max(...steps.map((s) => s.peak ?? 0)) || null)}`);
+  } finally {
+    cleanup.run();
+  }
+}
+
+/**
+ * The least each step must do, with better-sqlite3 alone: its own connection to the engine's
+ * database, the engine's pragmas, statements prepared once, tables copied from the engine's schema.
+ */
+class Reference {
+  private readonly db: Database.Database;
+
+  constructor(
+    file: string,
+    private readonly tenantId: TenantId,
+    private readonly profileId: DeviceProfileId,
+    private readonly pkg: OtaPackage,
+  ) {
+    this.db = new Database(file);
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    for (const table of ['devices', 'notify_queue', 'attributes']) this.copyTable(table);
+  }
+
+  insertDevices(n: number): void {
+    const insert = this.db.prepare(
+      `INSERT INTO bench_ref_devices (id, tenant_id, name, label, device_profile_id, firmware_id, software_id, access_token, credentials_id, created_time, version, extra)
+       VALUES (?, ?, ?, NULL, ?, NULL, NULL, ?, ?, ?, 1, '{}')`,
+    );
+    for (let i = 0; i < n; i++) insert.run(randomUUID(), this.tenantId, `device-${i}`, this.profileId, randomUUID(), randomUUID(), Date.now());
+  }
+
+  enqueue(deviceIds: readonly DeviceId[]): void {
+    const insert = this.db.prepare('INSERT OR REPLACE INTO bench_ref_notify_queue (tenant_id, device_id, type, package_id, ts) VALUES (?, ?, ?, ?, ?)');
+    const enqueue = this.db.transaction((deviceId: DeviceId) => insert.run(this.tenantId, deviceId, 'FIRMWARE', this.pkg.id, Date.now()));
+    for (const id of deviceIds) enqueue(id);
+  }
+
+  takeAndNotify(n: number): void {
+    const select = this.db.prepare('SELECT * FROM bench_ref_notify_queue ORDER BY seq LIMIT ?');
+    const del = this.db.prepare('DELETE FROM bench_ref_notify_queue WHERE seq = ?');
+    const take = this.db.transaction(() => {
+      const rows = select.all(RELEASE_BATCH) as Array<{ seq: number; device_id: string }>;
+      for (const r of rows) del.run(r.seq);
+      return rows;
+    });
+    const { set, remove } = packageAttributes(this.pkg);
+    const values = Object.entries(set).map(([key, value]) => [key, JSON.stringify(value)] as const);
+    const delAttr = this.db.prepare("DELETE FROM bench_ref_attributes WHERE device_id = ? AND scope = 'SHARED' AND key = ?");
+    const upsert = this.db.prepare(
+      `INSERT INTO bench_ref_attributes (device_id, scope, key, value, ts) VALUES (?, 'SHARED', ?, ?, ?)
+       ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
+    );
+    const notify = this.db.transaction((deviceId: string, ts: number) => {
+      for (const key of remove) delAttr.run(deviceId, key);
+      for (const [key, json] of values) upsert.run(deviceId, key, json, ts);
+    });
+    let done = 0;
+    for (let rows = take(); rows.length > 0; rows = take()) {
+      for (const r of rows) notify(r.device_id, Date.now());
+      done += rows.length;
+    }
+    if (done !== n) throw new Error(`reference took ${done} queue rows, expected ${n}`);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** `bench_ref_<table>` with the table's exact definition and indexes (same constraints, same foreign keys). */
+  private copyTable(table: string): void {
+    const rows = this.db.prepare("SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL ORDER BY type = 'index'").all(table) as Array<{ type: string; sql: string }>;
+    for (const { type, sql } of rows) {
+      const copy =
+        type === 'table'
+          ? sql.replace(/^CREATE TABLE (\w+)/, 'CREATE TABLE bench_ref_$1')
+          : sql.replace(/^CREATE (UNIQUE )?INDEX (\w+) ON (\w+)/, 'CREATE $1INDEX bench_ref_$2 ON bench_ref_$3');
+      if (copy === sql) throw new Error(`cannot copy the schema of ${table}: ${sql}`);
+      this.db.exec(copy);
+    }
+  }
+}
+
+if (require.main === module) {
+  run().catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}
