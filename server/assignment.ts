@@ -51,9 +51,19 @@ export class AssignmentService {
     },
     private readonly timers: Pick<Timers, 'now'>,
   ) {
-    const guard = (p: Promise<unknown>): void => void p.catch((err: Error) => deps.logger.error(`assignment failed: ${err.message}`));
+    const guard = (p: Promise<unknown>): void => {
+      const tracked = p.catch((err: Error) => deps.logger.error(`assignment failed: ${err.message}`)).finally(() => this.inFlight.delete(tracked));
+      this.inFlight.add(tracked);
+    };
     deps.events.on('deviceSaved', ({ before, after }) => guard(this.onDeviceSaved(before, after)));
     deps.events.on('deviceProfileSaved', ({ before, after }) => guard(this.onProfileSaved(before, after)));
+  }
+
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  /** Resolves once every assignment fan-out under way has finished (the engine waits before closing). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size) await Promise.all([...this.inFlight]);
   }
 
   /** ota-assign's input: resolves names, then saves the profile or device like the REST API does. */

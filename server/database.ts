@@ -8,12 +8,35 @@ export type Db = Database.Database;
  * WAL lets readers (downloads, listings) go on while one writer commits.
  */
 export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS): Db {
-  const db = new Database(file);
+  const db = cachePreparedStatements(new Database(file));
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   migrate(db, migrations);
+  return db;
+}
+
+/** How many distinct SQL texts keep their compiled statement (dynamic `IN (?, ?)` lists make more). */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * better-sqlite3 compiles a statement on every `prepare`; repositories prepare per call for
+ * readability, which cost ~12-15 % of CPU on hot paths (bench/). Caching by SQL text keeps the
+ * readable code and compiles each statement once. Safe because no caller keeps a statement busy
+ * (`iterate`) or changes its mode (`pluck`, `raw`, `expand`).
+ */
+function cachePreparedStatements(db: Db): Db {
+  const cache = new Map<string, Database.Statement>();
+  const prepare = db.prepare.bind(db);
+  db.prepare = ((sql: string) => {
+    let stmt = cache.get(sql);
+    if (!stmt) {
+      stmt = prepare(sql);
+      if (cache.size < STATEMENT_CACHE_SIZE) cache.set(sql, stmt);
+    }
+    return stmt;
+  }) as Db['prepare'];
   return db;
 }
 

@@ -240,6 +240,8 @@ export class OtaEngine {
     }
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
+    // A profile's fan-out may still be paging through its devices: let it finish on an open database.
+    await this.pipeline.assignment.idle();
     this.events.removeAllListeners();
     this.db.close();
   }
