@@ -158,20 +158,10 @@ export class OtaEngine {
       const tracker = new StateTracker(db, { states, telemetry, queue }, timers);
       const httpSessions = new HttpDeviceSessions();
       const pipeline: Pipeline = { attributes, telemetry, assignment, queue, notifier, tracker, httpSessions };
-      const deviceApi = createDeviceApi({
-        devices: deviceRepo,
-        profiles: profileRepo,
-        packages: packageRepo,
-        blobs,
-        attributes,
-        telemetry,
-        sessions: httpSessions,
-        events,
-        ...(options.longPoll ? { longPoll: options.longPoll } : {}),
-      });
+      const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger };
+      const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
-      const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger };
       const engine = new OtaEngine({ ...options, dataDir }, db, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext);
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
       return engine;

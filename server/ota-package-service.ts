@@ -85,25 +85,7 @@ export class OtaPackageService {
   async saveInfo(tenantId: TenantId, input: PackageInfoInput): Promise<OtaPackage> {
     if (input.usesUrl && !input.url?.trim()) throw invalid('Ota package URL should be specified!');
     const before = input.id ? await this.get(tenantId, input.id) : null;
-    const pkg: OtaPackage = {
-      id: (before?.id ?? newId<'OTA_PACKAGE'>()) as OtaPackageId,
-      tenantId,
-      deviceProfileId: (input.deviceProfileId ?? null) as DeviceProfileId,
-      type: input.type as OtaPackageType,
-      title: input.title ?? '',
-      version: input.version ?? '',
-      tag: input.tag ?? null,
-      url: input.usesUrl === false ? null : (input.url ?? null),
-      fileName: input.fileName ?? null,
-      contentType: input.contentType ?? null,
-      checksumAlgorithm: input.checksumAlgorithm ?? null,
-      checksum: input.checksum ?? null,
-      dataSize: input.dataSize ?? null,
-      blobSha256: before?.blobSha256 ?? null,
-      additionalInfo: input.additionalInfo ?? null,
-      externalId: input.externalId ?? null,
-      createdTime: before?.createdTime ?? Date.now(),
-    };
+    const pkg = this.fromInput(tenantId, input, before);
     await this.validateInfo(tenantId, pkg);
     if (before) this.validateUpdate(before, pkg);
     await this.checkUnique(pkg, before);
@@ -168,25 +150,8 @@ export class OtaPackageService {
    */
   async createWithData(tenantId: TenantId, input: PackageInfoInput, staged: StagedBlob, meta: UploadMeta): Promise<OtaPackage> {
     try {
-      const info: OtaPackage = {
-        id: newId<'OTA_PACKAGE'>(),
-        tenantId,
-        deviceProfileId: (input.deviceProfileId ?? null) as DeviceProfileId,
-        type: input.type as OtaPackageType,
-        title: input.title ?? '',
-        version: input.version ?? '',
-        tag: input.tag ?? null,
-        url: null,
-        fileName: null,
-        contentType: null,
-        checksumAlgorithm: null,
-        checksum: null,
-        dataSize: null,
-        blobSha256: null,
-        additionalInfo: input.additionalInfo ?? null,
-        externalId: null,
-        createdTime: Date.now(),
-      };
+      // The bytes come with the request: no URL, and the file fields are the upload's.
+      const info = this.fromInput(tenantId, { ...input, url: null, usesUrl: false, fileName: null, contentType: null, checksumAlgorithm: null, checksum: null, dataSize: null }, null);
       await this.validateInfo(tenantId, info);
       await this.checkUnique(info, null);
       const pkg = await this.withData(info, staged, meta);
@@ -261,6 +226,29 @@ export class OtaPackageService {
       checksum: meta.checksum || computed,
       dataSize: staged.size,
       blobSha256: staged.sha256,
+    };
+  }
+
+  /** The package a save makes of the request and the stored package (if any). */
+  private fromInput(tenantId: TenantId, input: PackageInfoInput, before: OtaPackage | null): OtaPackage {
+    return {
+      id: (before?.id ?? newId<'OTA_PACKAGE'>()) as OtaPackageId,
+      tenantId,
+      deviceProfileId: (input.deviceProfileId ?? null) as DeviceProfileId,
+      type: input.type as OtaPackageType,
+      title: input.title ?? '',
+      version: input.version ?? '',
+      tag: input.tag ?? null,
+      url: input.usesUrl === false ? null : (input.url ?? null),
+      fileName: input.fileName ?? null,
+      contentType: input.contentType ?? null,
+      checksumAlgorithm: input.checksumAlgorithm ?? null,
+      checksum: input.checksum ?? null,
+      dataSize: input.dataSize ?? null,
+      blobSha256: before?.blobSha256 ?? null,
+      additionalInfo: input.additionalInfo ?? null,
+      externalId: input.externalId ?? null,
+      createdTime: before?.createdTime ?? Date.now(),
     };
   }
 

@@ -1,24 +1,16 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import { pipeline } from 'node:stream/promises';
-import type { AttributeMap, AttributeRepository } from '../attributes';
-import type { BlobStore } from '../blob-store';
-import type { DeviceProfileRepository } from '../device-profiles';
-import type { Device, DeviceRepository } from '../devices';
-import type { EngineEvents } from '../events';
+import type { AttributeMap } from '../attributes';
+import type { DeviceContext } from '../device-context';
+import type { Device } from '../devices';
 import { chunkRange, devicePackage } from '../firmware-download';
 import type { HttpDeviceSessions } from '../http-transport';
-import type { OtaPackageRepository, OtaPackageType } from '../ota-packages';
-import { parseTelemetry, type TelemetryRepository } from '../telemetry';
+import type { OtaPackageType } from '../ota-packages';
+import { parseTelemetry } from '../telemetry';
 
-export interface DeviceApiDeps {
-  devices: DeviceRepository;
-  profiles: DeviceProfileRepository;
-  packages: OtaPackageRepository;
-  blobs: BlobStore;
-  attributes: AttributeRepository;
-  telemetry: TelemetryRepository;
+/** A transport's context (device-context.ts) plus the long-poll sessions of the HTTP transport. */
+export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
   sessions: HttpDeviceSessions;
-  events: EngineEvents;
   /** ThingsBoard's `transport.http.request_timeout` (60 s) and Tomcat's cap (300 s). */
   longPoll?: { defaultMs: number; maxMs: number };
 }
