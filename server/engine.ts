@@ -17,6 +17,7 @@ import { createAdminApi } from './http/admin-api';
 import { createDeviceApi } from './http/device-api';
 import { createTelemetryApi } from './http/telemetry-api';
 import { createFleetApi } from './http/fleet-api';
+import { createDashboard, type Dashboard } from './http/dashboard';
 import { AssignmentService } from './assignment';
 import { SqliteAttributeRepository, type AttributeRepository } from './attributes';
 import { HttpDeviceSessions } from './http-transport';
@@ -91,6 +92,8 @@ export class OtaEngine {
   readonly app: express.Express;
   private server: http.Server | null = null;
   private closed = false;
+  /** The fleet dashboard and /metrics: its watcher stops with the engine. */
+  private readonly dashboard: Dashboard;
 
   private constructor(
     readonly options: Readonly<EngineOptions>,
@@ -109,10 +112,16 @@ export class OtaEngine {
   ) {
     this.app = express();
     this.app.disable('x-powered-by');
+    // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
+    const dashboard = createDashboard({ db, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
+    this.dashboard = dashboard;
+    this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.
     this.app.use('/api/v1', deviceApi);
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
+    this.app.use('/api', dashboard.api);
+    this.app.use(dashboard.site);
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
   }
 
@@ -230,6 +239,7 @@ export class OtaEngine {
     }
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
+    this.dashboard.close();
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();

@@ -28,4 +28,27 @@ export interface EngineEventMap {
   notification: [Notification];
 }
 
-export class EngineEvents extends EventEmitter<EngineEventMap> {}
+/** Sees an event after its listeners have; see `EngineEvents.observe`. */
+export type EngineObserver = <K extends keyof EngineEventMap>(name: K, ...args: EngineEventMap[K]) => void;
+
+export class EngineEvents extends EventEmitter<EngineEventMap> {
+  private readonly observers = new Set<EngineObserver>();
+
+  /**
+   * Watches every event without being a listener: the engine's own bookkeeping (the dashboard's
+   * live updates, /metrics) must not change who takes `assignment` events (a listener there takes
+   * them from the queue) nor what `listenerCount` tells about the flow's nodes. Answers the unhook.
+   */
+  observe(observer: EngineObserver): () => void {
+    this.observers.add(observer);
+    return () => {
+      this.observers.delete(observer);
+    };
+  }
+
+  override emit<K extends keyof EngineEventMap>(name: K, ...args: EngineEventMap[K]): boolean {
+    const heard = (super.emit as (name: K, ...args: EngineEventMap[K]) => boolean)(name, ...args);
+    for (const observer of this.observers) observer(name, ...args);
+    return heard;
+  }
+}

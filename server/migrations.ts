@@ -150,4 +150,51 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX ota_states_state ON ota_states(tenant_id, type, state, state_ts);
     `,
   },
+  {
+    version: 3,
+    description: 'dashboard: indexes for the device list, a change log of update states, state snapshots for the chart',
+    sql: `
+      -- The dashboard's device list sorts by name (case-insensitive) and creation time, filters by
+      -- target package; /metrics and the live stream count the queue per tenant.
+      CREATE INDEX devices_tenant_name_nocase ON devices(tenant_id, name COLLATE NOCASE, id);
+      CREATE INDEX devices_tenant_created ON devices(tenant_id, created_time, id);
+      CREATE INDEX ota_states_target ON ota_states(target_package_id, type);
+      CREATE INDEX ota_states_tenant_ts ON ota_states(tenant_id, type, state_ts);
+      CREATE INDEX notify_queue_tenant ON notify_queue(tenant_id);
+      -- Every write to a device's update state, whoever makes it (tracker, queue, notifier, a node of
+      -- the user's own): what the dashboard's live stream reads. Consumed and emptied as it is read.
+      CREATE TABLE ota_state_changes (
+        seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        type      TEXT NOT NULL
+      );
+      CREATE TRIGGER ota_states_inserted AFTER INSERT ON ota_states BEGIN
+        INSERT INTO ota_state_changes (tenant_id, device_id, type) VALUES (NEW.tenant_id, NEW.device_id, NEW.type);
+      END;
+      CREATE TRIGGER ota_states_updated AFTER UPDATE ON ota_states
+        WHEN OLD.state IS NOT NEW.state OR OLD.state_ts IS NOT NEW.state_ts OR OLD.error IS NOT NEW.error
+          OR OLD.current_title IS NOT NEW.current_title OR OLD.current_version IS NOT NEW.current_version
+          OR OLD.target_package_id IS NOT NEW.target_package_id
+      BEGIN
+        INSERT INTO ota_state_changes (tenant_id, device_id, type) VALUES (NEW.tenant_id, NEW.device_id, NEW.type);
+      END;
+      -- The state distribution of targeted devices over time, per tenant and type: the chart.
+      CREATE TABLE ota_state_snapshots (
+        tenant_id   TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        ts          INTEGER NOT NULL,
+        queued      INTEGER NOT NULL DEFAULT 0,
+        initiated   INTEGER NOT NULL DEFAULT 0,
+        downloading INTEGER NOT NULL DEFAULT 0,
+        downloaded  INTEGER NOT NULL DEFAULT 0,
+        verified    INTEGER NOT NULL DEFAULT 0,
+        updating    INTEGER NOT NULL DEFAULT 0,
+        updated     INTEGER NOT NULL DEFAULT 0,
+        failed      INTEGER NOT NULL DEFAULT 0,
+        other       INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, type, ts)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
