@@ -2,12 +2,14 @@
  * `npm run bench`: every benchmark in bench/, one after the other (never in parallel: they would
  * measure each other). Each prints its own table, with its references measured in the same run.
  */
+import { coapDownload } from './coap';
 import { httpDownload } from './http-download';
 import type { Benchmark } from './lib';
+import { mqttTransport } from './mqtt';
 import { packageTransfer } from './package-transfer';
 import { pipelineQueue } from './pipeline-queue';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload, coapDownload, mqttTransport];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {

@@ -45,6 +45,19 @@ async function seedFlows(flowFile: string): Promise<void> {
   await writeFile(flowFile, JSON.stringify([tab, ...nodes], null, 2));
 }
 
+/** The endpoints the deployed flow declares, once each is listening (bounded wait: a flow may have none). */
+async function endpointsOf(engine: OtaEngine): Promise<ReturnType<OtaEngine['listEndpoints']>> {
+  let flow: Array<{ type?: string }> = [];
+  try {
+    flow = JSON.parse(await readFile(path.join(engine.options.dataDir, 'node-red', 'flows.json'), 'utf8')) as Array<{ type?: string }>;
+  } catch {
+    /* no flow file: nothing to wait for */
+  }
+  const expected = flow.filter((n) => n.type === 'ota-mqtt-endpoint' || n.type === 'ota-coap-endpoint').length;
+  for (let i = 0; i < 50 && engine.listEndpoints().length - 1 < expected; i++) await new Promise((r) => setTimeout(r, 100));
+  return engine.listEndpoints();
+}
+
 async function main(): Promise<void> {
   const dataDir = path.resolve(env('OTA_DATA_DIR', './data'));
   const httpHost = env('OTA_HTTP_HOST', DEFAULTS.httpHost);
@@ -134,6 +147,10 @@ async function main(): Promise<void> {
   const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
   console.log(`[ota] OTA REST API listening on http://${shown(api.address)}:${api.port}/api`);
   console.log(`[ota] Node-RED editor listening on http://${shown(red.address)}:${red.port}/`);
+  // The flow's device endpoints (MQTT, CoAP) start with their config nodes: list them once they listen.
+  for (const e of await endpointsOf(engine)) {
+    if (e.transport !== 'HTTP') console.log(`[ota] ${e.transport} device endpoint listening on ${e.transport.toLowerCase()}://${shown(e.host)}:${e.port}`);
+  }
   console.log(`[ota] data directory ${dataDir}`);
   console.log('[ota] ready');
 

@@ -121,6 +121,8 @@ export class DeviceService {
     await this.checkTokenFree(token, device.id);
     const updated = { ...device, accessToken: token, version: device.version + 1 };
     await this.devices.update(updated);
+    // Transports close sessions opened with the old token, as ThingsBoard does.
+    this.events.emit('deviceSaved', { before: device, after: updated });
     return updated;
   }
 

@@ -24,6 +24,11 @@ export function startServer(dataDir: string, extraEnv: Record<string, string> = 
       NODE_RED_PORT: '0',
       NODE_RED_HOST: '127.0.0.1',
       OTA_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      // Free ports for the device endpoints too, so servers started side by side never collide.
+      OTA_MQTT_PORT: '0',
+      OTA_MQTT_HOST: '127.0.0.1',
+      OTA_COAP_PORT: '0',
+      OTA_COAP_HOST: '127.0.0.1',
       NODE_RED_LOG_LEVEL: 'warn',
       ...extraEnv,
     },

@@ -1,0 +1,95 @@
+/**
+ * The serving side of the MQTT benchmark, in its own process (its own core, its own event loop),
+ * driven by the parent over IPC.
+ *
+ *   node mqtt-child.js endpoint <dataDir>           the OTA engine's MQTT transport on 127.0.0.1:0;
+ *                                                   sends {port}, then on {deliver: payload-fields}
+ *                                                   calls transport.deliver for every connected
+ *                                                   device and answers {delivered, ms}
+ *   node mqtt-child.js responder <port> <file>      the reference's answering side: a client of the
+ *                                                   broker on <port> that answers every
+ *                                                   v2/fw/request/{id}/chunk/{n} from <file>, as
+ *                                                   the transport does (chunk size in the payload,
+ *                                                   read from disk per request); sends {ready}
+ *
+ * Exits on SIGTERM, and when the IPC channel closes (the parent died).
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { OtaEngine } from '../server/engine';
+import { chunkRange } from '../server/firmware-download';
+import type { DeviceId, TenantId } from '../server/ids';
+import { MqttTransport } from '../server/mqtt-transport';
+import { benchLogger } from './lib';
+import { WireClient } from './mqtt-wire';
+
+type Command = { deliver: { attributes: Record<string, string | number>; deleted: string[] } };
+
+const send = (msg: unknown): void => {
+  process.send?.(msg);
+};
+
+async function endpoint(dataDir: string): Promise<() => Promise<void>> {
+  const engine = await OtaEngine.open({ dataDir, http: false, logger: benchLogger() });
+  const transport = new MqttTransport(engine.deviceContext, { port: 0, host: '127.0.0.1' });
+  const connected = new Map<DeviceId, TenantId>();
+  transport.on('connect', (s) => connected.set(s.deviceId, s.tenantId));
+  transport.on('disconnect', (s) => connected.delete(s.deviceId));
+  const { port } = await transport.start();
+  process.on('message', (cmd: Command) => {
+    if (!cmd.deliver) return;
+    const start = process.hrtime.bigint();
+    let delivered = 0;
+    for (const [deviceId, tenantId] of connected) delivered += transport.deliver({ tenantId, deviceId, ...cmd.deliver });
+    send({ delivered, ms: Number(process.hrtime.bigint() - start) / 1e6 });
+  });
+  send({ port });
+  return async () => {
+    await transport.stop();
+    await engine.close();
+  };
+}
+
+async function responder(port: number, file: string): Promise<() => Promise<void>> {
+  const size = (await stat(file)).size;
+  const sizes = new Map<string, number>();
+  const client = await WireClient.connect(port, { clientId: 'bench-responder' });
+  client.onMessage = (topic, payload) => {
+    const m = /^v2\/fw\/request\/(\d+)\/chunk\/(\d+)$/.exec(topic);
+    if (!m) return;
+    const requestId = m[1] as string;
+    const asked = Number(payload.toString() || 0);
+    if (asked > 0) sizes.set(requestId, asked);
+    const { start, end } = chunkRange(size, sizes.get(requestId) ?? 0, Number(m[2]));
+    const reply = `v2/fw/response/${requestId}/chunk/${Number(m[2])}`;
+    if (end === start) return client.publish(reply, Buffer.alloc(0), 1);
+    // Read per request from disk, as the transport reads the blob store.
+    const parts: Buffer[] = [];
+    createReadStream(file, { start, end: end - 1 })
+      .on('data', (part) => parts.push(part as Buffer))
+      .on('end', () => client.publish(reply, Buffer.concat(parts), 1))
+      .on('error', (err) => console.error(`[responder] ${err.message}`));
+  };
+  await client.subscribe('v2/fw/request/+/chunk/+', 1);
+  send({ ready: true });
+  return async () => client.end();
+}
+
+async function main(): Promise<void> {
+  const [mode, a, b] = process.argv.slice(2);
+  const stop = mode === 'endpoint' && a ? await endpoint(a) : mode === 'responder' && a && b ? await responder(Number(a), b) : null;
+  if (!stop) throw new Error(`usage: mqtt-child.js endpoint <dataDir> | responder <port> <file>, not ${process.argv.slice(2).join(' ')}`);
+  const exit = (): void => {
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', exit);
+  process.once('disconnect', exit);
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+  process.exit(1);
+});

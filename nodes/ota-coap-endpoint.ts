@@ -1,0 +1,87 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { COAP_DEFAULTS, CoapTransport } from '../server/coap-transport';
+import { isBlockSize } from '../server/coap/block-wise';
+import type { OtaEngine } from '../server';
+import type { OtaServerNode } from './ota-server';
+
+export interface CoapEndpointDef extends NodeDef {
+  server: string;
+  port: string;
+  host: string;
+  blockSize: string;
+}
+
+/** What `ota-coap` nodes get from their `endpoint` property. */
+export interface OtaCoapEndpointNode extends Node {
+  /** Resolves once the endpoint listens; rejects when it cannot (no server, a bad port, the port in use). */
+  transport: Promise<CoapTransport>;
+}
+
+/** A setting the user got wrong, reported by its catalog key. */
+export class CoapSettingError extends Error {
+  constructor(
+    readonly key: 'bad-port' | 'bad-block-size',
+    readonly value: string,
+  ) {
+    super(`${key}: ${value}`);
+  }
+}
+
+/**
+ * Where each setting comes from, first found wins: the node's field, then Node-RED's settings.js
+ * (`otaCoapEndpointPort`, `otaCoapEndpointHost`, `otaCoapEndpointBlockSize`), then the environment
+ * (`OTA_COAP_PORT`, `OTA_COAP_HOST`), then the default (5683, 0.0.0.0, 1024).
+ */
+export function resolveCoapOptions(def: Partial<CoapEndpointDef>, settings: Record<string, unknown>, env: NodeJS.ProcessEnv): { port: number; host: string; blockSize: number } {
+  const pick = (own: string | undefined, setting: string, envName?: string): string | undefined => {
+    for (const v of [own, settings[setting], envName ? env[envName] : undefined]) if (v !== undefined && v !== null && String(v).trim() !== '') return String(v).trim();
+    return undefined;
+  };
+  const portText = pick(def.port, 'otaCoapEndpointPort', 'OTA_COAP_PORT');
+  const port = portText === undefined ? COAP_DEFAULTS.port : Number(portText);
+  if (!/^\d+$/.test(portText ?? '0') || port > 65535) throw new CoapSettingError('bad-port', String(portText));
+  const sizeText = pick(def.blockSize, 'otaCoapEndpointBlockSize');
+  const blockSize = sizeText === undefined ? COAP_DEFAULTS.blockSize : Number(sizeText);
+  if (!isBlockSize(blockSize)) throw new CoapSettingError('bad-block-size', String(sizeText));
+  return { port, host: pick(def.host, 'otaCoapEndpointHost', 'OTA_COAP_HOST') ?? COAP_DEFAULTS.host, blockSize };
+}
+
+export default function init(RED: NodeAPI): void {
+  function OtaCoapEndpoint(this: OtaCoapEndpointNode, def: CoapEndpointDef): void {
+    RED.nodes.createNode(this, def);
+    const server = def.server ? (RED.nodes.getNode(def.server) as OtaServerNode | null) : null;
+    let unregister: (() => void) | null = null;
+
+    this.transport = (async () => {
+      if (!server) throw new Error(RED._('ota-coap-endpoint.errors.no-server'));
+      let options: ReturnType<typeof resolveCoapOptions>;
+      try {
+        options = resolveCoapOptions(def, RED.settings as unknown as Record<string, unknown>, process.env);
+      } catch (err) {
+        if (err instanceof CoapSettingError) throw new Error(RED._(`ota-coap-endpoint.errors.${err.key}`, { value: err.value }));
+        throw err;
+      }
+      const engine: OtaEngine = await server.engine;
+      const transport = new CoapTransport(engine.deviceContext, options);
+      const address = await transport.start();
+      unregister = engine.registerEndpoint({ transport: 'COAP', host: address.address, port: address.port, connections: () => transport.observers });
+      this.log(RED._('ota-coap-endpoint.log.listening', { address: `${address.address}:${address.port}` }));
+      return transport;
+    })();
+    this.transport.catch((err: Error) => this.error(RED._('ota-coap-endpoint.errors.start-failed', { error: err.message })));
+
+    // The socket is closed before `done`: a redeploy binds the same port again at once.
+    this.on('close', (_removed: boolean, done: () => void) => {
+      this.transport
+        .then(async (transport) => {
+          unregister?.();
+          await transport.stop();
+        })
+        .catch(() => undefined)
+        .then(() => done());
+    });
+  }
+
+  // The typings do not let a constructor add fields to its node; the cast says so once, here.
+  RED.nodes.registerType('ota-coap-endpoint', OtaCoapEndpoint as unknown as (this: Node, def: NodeDef) => void);
+}

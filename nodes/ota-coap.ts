@@ -1,0 +1,58 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { CoapTransport } from '../server/coap-transport';
+import type { Notification } from '../server/notifier';
+import type { UplinkEvent } from '../server/uplink';
+import type { OtaCoapEndpointNode } from './ota-coap-endpoint';
+import { handleInput } from './server-ref';
+
+interface CoapDef extends NodeDef {
+  endpoint: string;
+  progress: boolean;
+}
+
+export default function init(RED: NodeAPI): void {
+  function OtaCoap(this: Node, def: CoapDef): void {
+    RED.nodes.createNode(this, def);
+    const endpoint = def.endpoint ? (RED.nodes.getNode(def.endpoint) as OtaCoapEndpointNode | null) : null;
+    if (!endpoint) {
+      this.status({ fill: 'red', shape: 'ring', text: 'ota-coap.status.no-endpoint' });
+      this.error(RED._('ota-coap.errors.no-endpoint'));
+      return;
+    }
+    const observing = (count: number): void => this.status({ fill: 'green', shape: 'dot', text: RED._('ota-coap.status.observing', { count }) });
+    const uplink = (ev: UplinkEvent): void => {
+      if (ev.kind === 'download' && def.progress === false) return;
+      this.send({ topic: ev.kind, payload: ev });
+    };
+    const ready = endpoint.transport.then((transport) => {
+      transport.on('uplink', uplink);
+      transport.on('observers', observing);
+      observing(transport.observers);
+      return transport;
+    });
+    ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-coap.status.not-listening' }));
+
+    this.on(
+      'input',
+      handleInput(this, async (msg) => {
+        const n = msg.payload as Notification;
+        if (!n || typeof n.deviceId !== 'string' || typeof n.attributes !== 'object' || n.attributes === null || !Array.isArray(n.deleted)) {
+          throw new Error('msg.payload must be a notification from ota-notify');
+        }
+        const transport: CoapTransport = await ready;
+        transport.deliver(n);
+        observing(transport.observers);
+      }),
+    );
+    this.on('close', (done: () => void) => {
+      ready
+        .then((transport) => {
+          transport.off('uplink', uplink);
+          transport.off('observers', observing);
+        })
+        .catch(() => undefined)
+        .finally(done);
+    });
+  }
+  RED.nodes.registerType('ota-coap', OtaCoap);
+}

@@ -1,0 +1,86 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from '../server/mqtt-transport';
+import type { OtaServerNode } from './ota-server';
+
+export interface MqttEndpointDef extends NodeDef {
+  server: string;
+  port: string;
+  host: string;
+  maxChunkSize: string;
+}
+
+export interface MqttEndpointCredentials {
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+/** What ota-mqtt nodes get from their `endpoint` property. */
+export interface OtaMqttEndpointNode extends Node<MqttEndpointCredentials> {
+  /** The listening transport; rejects when the server or the endpoint could not start. */
+  transport: Promise<MqttTransport>;
+}
+
+/**
+ * Where each setting comes from, first found wins: the node's field, then settings.js
+ * (`otaMqttEndpointPort`, ...), then the environment (`OTA_MQTT_PORT`, ...), then the default.
+ * Throws, naming the field, when a value is not usable.
+ */
+export function resolveEndpointOptions(
+  def: Partial<MqttEndpointDef>,
+  creds: MqttEndpointCredentials,
+  settings: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+): MqttOptions & { port: number; host: string } {
+  const pick = (own: string | undefined, setting: string, envName: string): string | undefined => {
+    for (const v of [own, settings[setting], env[envName]]) if (v !== undefined && v !== null && String(v).trim() !== '') return String(v).trim();
+    return undefined;
+  };
+  const port = Number(pick(def.port, 'otaMqttEndpointPort', 'OTA_MQTT_PORT') ?? MQTT_DEFAULTS.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`Invalid MQTT port: ${pick(def.port, 'otaMqttEndpointPort', 'OTA_MQTT_PORT')} (use 0-65535, 0 for any free port)`);
+  const maxChunkSize = Number(pick(def.maxChunkSize, 'otaMqttEndpointMaxChunkSize', 'OTA_MQTT_MAX_CHUNK_SIZE') ?? MQTT_DEFAULTS.maxChunkSize);
+  if (!Number.isInteger(maxChunkSize) || maxChunkSize <= 0) throw new Error(`Invalid maximum chunk size: ${def.maxChunkSize} (use a positive number of bytes)`);
+  const cert = creds.tlsCert?.trim();
+  const key = creds.tlsKey?.trim();
+  if (Boolean(cert) !== Boolean(key)) throw new Error('TLS needs both a certificate and its private key');
+  return {
+    port,
+    host: pick(def.host, 'otaMqttEndpointHost', 'OTA_MQTT_HOST') ?? MQTT_DEFAULTS.host,
+    maxChunkSize,
+    ...(cert && key ? { tls: { cert, key } } : {}),
+  };
+}
+
+export default function init(RED: NodeAPI): void {
+  function OtaMqttEndpoint(this: OtaMqttEndpointNode, def: MqttEndpointDef): void {
+    RED.nodes.createNode(this, def);
+    const server = def.server ? (RED.nodes.getNode(def.server) as OtaServerNode | null) : null;
+    let unregister: (() => void) | null = null;
+    this.transport = (async () => {
+      if (!server) throw new Error(RED._('ota-mqtt-endpoint.errors.no-server'));
+      const options = resolveEndpointOptions(def, this.credentials ?? {}, RED.settings as unknown as Record<string, unknown>, process.env);
+      const engine = await server.engine;
+      const transport = new MqttTransport(engine.deviceContext, options);
+      const address = await transport.start();
+      unregister = engine.registerEndpoint({ transport: 'MQTT', host: address.address, port: address.port, tls: transport.tls, connections: () => transport.connections });
+      this.log(RED._('ota-mqtt-endpoint.log.listening', { scheme: transport.tls ? 'mqtts' : 'mqtt', address: `${address.address}:${address.port}` }));
+      return transport;
+    })();
+    this.transport.catch((err: Error) => this.error(RED._('ota-mqtt-endpoint.errors.start-failed', { error: err.message })));
+
+    // Stopped before done: a redeploy's new endpoint can bind the same port at once.
+    this.on('close', (_removed: boolean, done: () => void) => {
+      this.transport
+        .then((t) => t.stop())
+        .catch(() => undefined)
+        .finally(() => {
+          unregister?.();
+          done();
+        });
+    });
+  }
+
+  // The typings do not let a constructor add fields to its node; the cast says so once, here.
+  RED.nodes.registerType('ota-mqtt-endpoint', OtaMqttEndpoint as unknown as (this: Node, def: NodeDef) => void, {
+    credentials: { tlsCert: { type: 'text' }, tlsKey: { type: 'password' } },
+  });
+}

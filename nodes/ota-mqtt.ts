@@ -1,0 +1,78 @@
+import type { Node, NodeAPI, NodeDef } from 'node-red';
+import type { MqttTransport } from '../server/mqtt-transport';
+import type { Notification } from '../server/notifier';
+import type { UplinkEvent } from '../server/uplink';
+import type { OtaMqttEndpointNode } from './ota-mqtt-endpoint';
+import { handleInput } from './server-ref';
+
+interface MqttDef extends NodeDef {
+  endpoint: string;
+  progress: boolean;
+}
+
+/** The status follows connects and disconnects, at most this often (thousands of devices reconnect at once). */
+const STATUS_EVERY_MS = 250;
+
+export default function init(RED: NodeAPI): void {
+  function OtaMqtt(this: Node, def: MqttDef): void {
+    RED.nodes.createNode(this, def);
+    const endpoint = def.endpoint ? (RED.nodes.getNode(def.endpoint) as OtaMqttEndpointNode | null) : null;
+    if (!endpoint) {
+      this.status({ fill: 'red', shape: 'ring', text: 'ota-mqtt.status.no-endpoint' });
+      this.error(RED._('ota-mqtt.errors.no-endpoint'));
+      return;
+    }
+    let closed = false;
+    let statusTimer: NodeJS.Timeout | null = null;
+    const showCount = (t: MqttTransport): void => {
+      this.status({ fill: 'green', shape: 'dot', text: RED._('ota-mqtt.status.connected', { count: t.connections }) });
+    };
+    const countChanged = (t: MqttTransport) => (): void => {
+      if (statusTimer || closed) return;
+      statusTimer = setTimeout(() => {
+        statusTimer = null;
+        if (!closed) showCount(t);
+      }, STATUS_EVERY_MS);
+    };
+    const uplink = (ev: UplinkEvent): void => {
+      if (ev.kind === 'download' && def.progress === false) return;
+      this.send({ topic: ev.kind, payload: ev });
+    };
+    let onCount: (() => void) | null = null;
+    const ready = endpoint.transport.then((t) => {
+      onCount = countChanged(t);
+      t.on('uplink', uplink);
+      t.on('connect', onCount);
+      t.on('disconnect', onCount);
+      showCount(t);
+      return t;
+    });
+    ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-mqtt.status.endpoint-error' }));
+
+    this.on(
+      'input',
+      handleInput(this, async (msg) => {
+        const n = msg.payload as Notification;
+        if (!n || typeof n.deviceId !== 'string' || typeof n.tenantId !== 'string' || !Array.isArray(n.deleted)) throw new Error('msg.payload must be a notification from ota-notify');
+        const t = await ready;
+        t.deliver(n);
+        showCount(t);
+      }),
+    );
+    this.on('close', (done: () => void) => {
+      closed = true;
+      if (statusTimer) clearTimeout(statusTimer);
+      ready
+        .then((t) => {
+          t.off('uplink', uplink);
+          if (onCount) {
+            t.off('connect', onCount);
+            t.off('disconnect', onCount);
+          }
+        })
+        .catch(() => undefined)
+        .finally(done);
+    });
+  }
+  RED.nodes.registerType('ota-mqtt', OtaMqtt);
+}

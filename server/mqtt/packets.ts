@@ -1,0 +1,56 @@
+import { generate, type Packet } from 'mqtt-packet';
+import type { ProtocolVersion } from './reason-codes';
+
+/**
+ * Outgoing packets. mqtt-packet encodes the control packets; PUBLISH headers are written here so
+ * a package's bytes can follow from the blob store (streamed, for a whole-file answer) without
+ * being copied into one buffer, and so a notification to thousands of devices costs one small
+ * header each.
+ */
+
+/** Encodes a control packet for the connection's protocol version. */
+export const encode = (packet: Packet, version: ProtocolVersion): Buffer => generate(packet, { protocolVersion: version });
+
+/** The MQTT variable byte integer [MQTT-1.5.5], as the remaining length is written. */
+function varIntSize(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : 4;
+}
+
+function writeVarInt(buf: Buffer, offset: number, n: number): number {
+  let value = n;
+  do {
+    let byte = value % 0x80;
+    value = Math.floor(value / 0x80);
+    if (value > 0) byte |= 0x80;
+    buf[offset++] = byte;
+  } while (value > 0);
+  return offset;
+}
+
+/**
+ * Everything of a PUBLISH before its payload [MQTT-3.3]: fixed header, topic, packet id (QoS 1),
+ * and an empty property list in MQTT 5. `payloadLength` bytes must follow.
+ */
+export function publishHeader(topic: string, payloadLength: number, qos: 0 | 1, messageId: number, version: ProtocolVersion): Buffer {
+  const topicLength = Buffer.byteLength(topic);
+  const variable = 2 + topicLength + (qos ? 2 : 0) + (version === 5 ? 1 : 0);
+  const remaining = variable + payloadLength;
+  const header = Buffer.allocUnsafe(1 + varIntSize(remaining) + variable);
+  header[0] = 0x30 | (qos << 1);
+  let o = writeVarInt(header, 1, remaining);
+  header.writeUInt16BE(topicLength, o);
+  o += 2;
+  o += header.write(topic, o, 'utf8');
+  if (qos) {
+    header.writeUInt16BE(messageId, o);
+    o += 2;
+  }
+  if (version === 5) header[o] = 0;
+  return header;
+}
+
+/** A whole PUBLISH with a small payload, in one buffer (one write, one TCP segment). */
+export function encodePublish(topic: string, payload: Buffer, qos: 0 | 1, messageId: number, version: ProtocolVersion): Buffer {
+  const header = publishHeader(topic, payload.length, qos, messageId, version);
+  return Buffer.concat([header, payload], header.length + payload.length);
+}

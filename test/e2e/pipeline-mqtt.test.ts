@@ -1,0 +1,153 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import { checksumOf } from '../../server/checksum';
+import { eventually } from '../support/http-device';
+import { MqttDevice, sha256 } from '../support/mqtt-clients';
+import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
+
+const run = promisify(execFile);
+
+interface Ref {
+  id: { id: string };
+}
+interface Metrics {
+  packages: Array<{ packageId: string; targeted: number; updated: number; failed: number; coverage: number }>;
+}
+
+/**
+ * The example flow's MQTT path, as `npm start` deploys it: ota-notify -> ota-mqtt -> devices built
+ * for ThingsBoard (MQTT.js at 3.1.1 and 5, mosquitto's clients) -> ota-state-tracker.
+ */
+describe('update pipeline over MQTT (example flow, npm start)', function () {
+  this.timeout(90_000);
+  let dataDir: string;
+  let server: Running;
+  let admin: Admin;
+  let mqttUrl: string;
+  let mqttPort: number;
+  let profileId: string;
+  const firmware = randomBytes(100_000);
+  let packageId: string;
+
+  async function createDevice(name: string): Promise<{ id: string; token: string }> {
+    const d = await admin.request<Ref>('POST', '/device', { name, deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    const creds = await admin.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`);
+    return { id: d.id.id, token: creds.credentialsId };
+  }
+
+  /** What ThingsBoard's SDK does once told: DOWNLOADING, chunks, verify, report, UPDATED. */
+  async function update(device: MqttDevice, fw: Record<string, unknown>, requestId: number): Promise<Buffer> {
+    const report = (state: string, extra: Record<string, unknown> = {}) =>
+      device.publish('v1/devices/me/telemetry', JSON.stringify({ current_fw_title: 'Initial', current_fw_version: 'v0', fw_state: state, ...extra }));
+    await report('DOWNLOADING');
+    const data = await device.download(Number(fw.fw_size), 4096, { requestId });
+    await report('DOWNLOADED');
+    expect(checksumOf(String(fw.fw_checksum_algorithm) as 'CRC32', data)).to.equal(fw.fw_checksum);
+    await report('VERIFIED');
+    await report('UPDATING');
+    await device.publish('v1/devices/me/telemetry', JSON.stringify({ current_fw_title: fw.fw_title, current_fw_version: fw.fw_version, fw_state: 'UPDATED' }));
+    return data;
+  }
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-mqtt-e2e-'));
+    server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
+    admin = await adminClient(server.api);
+    const endpoint = await eventually(async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'), 'the MQTT endpoint');
+    mqttPort = endpoint.port;
+    mqttUrl = `mqtt://127.0.0.1:${mqttPort}`;
+    profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-fleet' })).id.id;
+    const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'mqtt-fw', version: '3.0.0', type: 'FIRMWARE', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    await admin.upload(info.id.id, firmware, 'CRC32');
+    packageId = info.id.id;
+  });
+
+  after(async () => {
+    if (server) await stopServer(server);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('updates an MQTT 3.1.1 device and an MQTT 5 device when the profile gets the package', async () => {
+    const a = await createDevice('mqtt-v4');
+    const b = await createDevice('mqtt-v5');
+    const v4 = await MqttDevice.connect(mqttUrl, a.token, 4);
+    const v5 = await MqttDevice.connect(mqttUrl, b.token, 5);
+    try {
+      // The v5 device uses the short topic family, as some firmware does.
+      await v4.subscribe(['v1/devices/me/attributes']);
+      await v5.subscribe(['v2/a']);
+      const toldA = v4.next('v1/devices/me/attributes', 20_000);
+      const toldB = v5.next('v2/a', 20_000);
+      await admin.request('POST', `/deviceProfile/${profileId}`, { firmwareId: { id: packageId, entityType: 'OTA_PACKAGE' } });
+      const fwA = JSON.parse((await toldA).payload.toString()) as Record<string, unknown>;
+      const fwB = JSON.parse((await toldB).payload.toString()) as Record<string, unknown>;
+      expect(fwA).to.include({ fw_title: 'mqtt-fw', fw_version: '3.0.0', fw_size: firmware.length, fw_checksum_algorithm: 'CRC32', fw_checksum: checksumOf('CRC32', firmware) });
+      expect(fwB).to.include({ fw_title: 'mqtt-fw' });
+      const [dataA, dataB] = await Promise.all([update(v4, fwA, 1), update(v5, fwB, 7)]);
+      expect(sha256(dataA)).to.equal(sha256(firmware));
+      expect(sha256(dataB)).to.equal(sha256(firmware));
+      // Nothing of one device reached the other.
+      expect(v4.inbox.pending.every((m) => !m.topic.startsWith("v2/a"))).to.equal(true);
+    } finally {
+      await Promise.all([v4.end(), v5.end()]);
+    }
+    const m = await eventually(async () => {
+      const p = (await admin.request<Metrics>('GET', '/ota/metrics')).packages.find((x) => x.packageId === packageId);
+      return p && p.updated === 2 ? p : undefined;
+    }, 'both devices UPDATED in the metrics');
+    expect(m).to.include({ targeted: 2, updated: 2, failed: 0 });
+  });
+
+  it('serves mosquitto clients: the notification, the attributes and the chunks', async () => {
+    // The device waits in a profile without firmware until mosquitto_sub listens, then moves over:
+    // the move queues it, and the notification reaches mosquitto_sub.
+    const staging = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-staging' })).id.id;
+    const d = await admin.request<Ref>('POST', '/device', { name: 'mqtt-mosquitto', deviceProfileId: { id: staging, entityType: 'DEVICE_PROFILE' } });
+    const c = { id: d.id.id, token: (await admin.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId };
+    const args = (...rest: string[]): string[] => ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', c.token, ...rest];
+    const connections = async (): Promise<number> => (await admin.request<Array<{ transport: string; connections: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT')?.connections ?? 0;
+    const before = await connections();
+    const sub = run('mosquitto_sub', args('-q', '1', '-t', 'v1/devices/me/attributes', '-C', '1', '-W', '20'));
+    await eventually(async () => (await connections()) > before, 'mosquitto_sub to connect');
+    await admin.request('POST', `/device/${c.id}`, { deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    expect(JSON.parse((await sub).stdout)).to.include({ fw_title: 'mqtt-fw', fw_version: '3.0.0' });
+    const attrs = await run('mosquitto_rr', args('-W', '5', '-t', 'v1/devices/me/attributes/request/1', '-e', 'v1/devices/me/attributes', '-m', '{"sharedKeys":"fw_title,fw_size"}'));
+    expect(JSON.parse(attrs.stdout)).to.deep.equal({ shared: { fw_title: 'mqtt-fw', fw_size: firmware.length } });
+    const parts: Buffer[] = [];
+    for (let i = 0, got = 0; got < firmware.length; i++) {
+      const { stdout } = await run('mosquitto_rr', args('-W', '5', '-N', '-t', `v2/fw/request/1/chunk/${i}`, '-e', 'v2/fw/error', '-m', '16384'), { encoding: 'buffer' });
+      parts.push(stdout);
+      got += stdout.length;
+    }
+    expect(sha256(Buffer.concat(parts))).to.equal(sha256(firmware));
+    await run('mosquitto_pub', args('-q', '1', '-t', 'v1/devices/me/telemetry', '-m', '{"fw_state":"UPDATED","current_fw_title":"mqtt-fw","current_fw_version":"3.0.0"}'));
+    await eventually(async () => {
+      const latest = await admin.request<Record<string, Array<{ value: string }>>>('GET', `/plugins/telemetry/DEVICE/${c.id}/values/timeseries?keys=fw_state`);
+      return latest.fw_state?.[0]?.value === 'UPDATED';
+    }, 'the reported state');
+  });
+
+  it('tells an unassigned device NOT_FOUND on v2/fw/error and closes the connection', async () => {
+    const other = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-empty' })).id.id;
+    const d = await admin.request<Ref>('POST', '/device', { name: 'mqtt-nothing', deviceProfileId: { id: other, entityType: 'DEVICE_PROFILE' } });
+    const token = (await admin.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId;
+    const device = await MqttDevice.connect(mqttUrl, token, 4);
+    const error = device.next('v2/fw/error');
+    device.send('v2/fw/request/1/chunk/0', '1024');
+    expect((await error).payload.toString()).to.equal('NOT_FOUND');
+    await device.closed;
+  });
+
+  it('refuses an unknown token with CONNACK 5 (3.1.1) and 0x86 (MQTT 5)', async () => {
+    const v4 = await MqttDevice.connect(mqttUrl, 'no-such-token', 4).catch((err: Error & { code?: number }) => err);
+    expect(v4).to.be.instanceOf(Error);
+    expect((v4 as Error & { code?: number }).code).to.equal(5);
+    const v5 = await MqttDevice.connect(mqttUrl, 'no-such-token', 5, { password: 'x' }).catch((err: Error & { code?: number }) => err);
+    expect((v5 as Error & { code?: number }).code).to.equal(0x86);
+  });
+});
