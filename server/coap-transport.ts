@@ -1,3 +1,4 @@
+import { BlobReader } from './blob-reader';
 import { createSocket, type Socket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { isIPv6, type AddressInfo } from 'node:net';
@@ -82,6 +83,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   /** The package server's datagram entry, behind the gate. */
   private toServer: ((datagram: Buffer, rinfo: AddressInfo) => void) | null = null;
   private readonly pending = new Set<Promise<void>>();
+  private readonly reader: BlobReader;
   private stopping: Promise<void> | null = null;
   private readonly onDeviceDeleted = ({ device }: { device: Device }): void => this.observations.deviceDeleted(device.id);
 
@@ -106,8 +108,10 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
       maxBodySize: this.options.maxBodySize,
       exchangeLifetimeMs: COAP_DEFAULTS.exchangeLifetimeMs,
     });
+    this.reader = new BlobReader((sha) => ctx.blobs.pathOf(sha));
     this.api = new CoapDeviceApi({
       ctx,
+      reader: this.reader,
       blockSize,
       now: () => timers.now(),
       cancelObservation: (req) => this.observations.cancel(req.peer, req.token),
@@ -183,6 +187,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     // Requests under way still answer: their replies go out before the socket closes.
     await Promise.allSettled([...this.pending]);
     this.observations.clear();
+    await this.reader.close();
     // Clears the package's response cache, whose entries hold retransmission timers.
     server?.close();
     this.socket = null;

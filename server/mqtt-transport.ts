@@ -8,7 +8,7 @@ import { updateMessage } from './http-transport';
 import type { DeviceId, TenantId } from './ids';
 import type { Notification } from './notifier';
 import { realTimers, type Timers } from './notify-queue';
-import { BlobReader } from './mqtt/blob-reader';
+import { BlobReader } from './blob-reader';
 import { REASON, type ProtocolVersion } from './mqtt/reason-codes';
 import { MqttSession, type DisconnectReason, type SessionConfig, type SessionHost } from './mqtt/session';
 import type { UplinkEvent } from './uplink';

@@ -7,11 +7,14 @@ import type { DeviceId } from '../ids';
 import type { OtaPackageType } from '../ota-packages';
 import { parseTelemetry } from '../telemetry';
 import type { UplinkEvent } from '../uplink';
+import type { BlobReader } from '../blob-reader';
 import { planBlock } from './block-wise';
 import { Code, ContentFormat, jsonReply, Method, reply, type CoapRequest, type Reply } from './messages';
 
 export interface CoapDeviceApiDeps {
   ctx: DeviceContext;
+  /** Positional reads of package blocks on shared file handles (one thread-pool trip per block). */
+  reader: BlobReader;
   /** Largest Block2 block we send; a client may ask for smaller ones. */
   blockSize: number;
   now(): number;
@@ -143,7 +146,7 @@ export class CoapDeviceApi {
     const end = plan.whole ? slice.end : slice.start + plan.end;
     // ThingsBoard sends nothing for a chunk past the end (the client times out); an empty 2.05 ends
     // the download at once, as HTTP's empty 200 does (a documented deviation).
-    const payload = end > start ? await readRange(this.deps.ctx, pkg.blobSha256, start, end) : Buffer.alloc(0);
+    const payload = end > start ? await this.deps.reader.read(pkg.blobSha256, start, end) : Buffer.alloc(0);
     if (payload.length !== end - start) throw new Error(`blob ${pkg.blobSha256} gave ${payload.length} bytes at ${start}, expected ${end - start}`);
     if (payload.length) this.deps.uplink({ ...this.uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: payload.length, offset: start, size: pkg.dataSize });
     const r: Reply = { ...reply(Code.CONTENT, payload, ContentFormat.OCTET_STREAM), etag: Buffer.from(pkg.blobSha256.slice(0, 16), 'hex') };
@@ -157,13 +160,6 @@ export class CoapDeviceApi {
     if (plan.whole) return reply(Code.CONTENT, body, contentFormat);
     return { ...reply(Code.CONTENT, body.subarray(plan.start, plan.end), contentFormat), block2: plan.block, size2: body.length, etag };
   }
-}
-
-/** The bytes `[start, end)` of a blob; the store reads inclusive ranges. */
-async function readRange(ctx: DeviceContext, sha256: string, start: number, end: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of ctx.blobs.read(sha256, { start, end: end - 1 })) parts.push(part as Buffer);
-  return Buffer.concat(parts);
 }
 
 function parseJson(payload: Buffer): unknown {

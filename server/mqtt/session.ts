@@ -4,7 +4,7 @@ import type { DeviceContext } from '../device-context';
 import type { Device } from '../devices';
 import type { Timers } from '../notify-queue';
 import type { UplinkEvent } from '../uplink';
-import type { BlobReader } from './blob-reader';
+import type { BlobReader } from '../blob-reader';
 import { handlePublish } from './device-api';
 import { FirmwareChunks } from './firmware-chunks';
 import { encode, encodePublish } from './packets';
