@@ -5,6 +5,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import otaAssign from '../../nodes/ota-assign';
+import otaCoap from '../../nodes/ota-coap';
+import otaCoapEndpoint from '../../nodes/ota-coap-endpoint';
+import otaMqtt from '../../nodes/ota-mqtt';
+import otaMqttEndpoint from '../../nodes/ota-mqtt-endpoint';
 import otaHttp from '../../nodes/ota-http';
 import otaNotify from '../../nodes/ota-notify';
 import otaPackageStore from '../../nodes/ota-package-store';
@@ -16,7 +20,7 @@ import { arrivals, helper, nodeOf, registerCatalogs, translated, until, type Cau
 
 /** The example flow `npm start` deploys, as the build ships it. */
 const EXAMPLE = path.resolve(__dirname, '../../../flows/ThingsBoard-compatible OTA server.json');
-const TYPES = ['ota-server', 'ota-package-store', 'ota-assign', 'ota-rate-queue', 'ota-notify', 'ota-http', 'ota-state-tracker'];
+const TYPES = ['ota-server', 'ota-package-store', 'ota-assign', 'ota-rate-queue', 'ota-notify', 'ota-http', 'ota-state-tracker', 'ota-mqtt-endpoint', 'ota-mqtt', 'ota-coap-endpoint', 'ota-coap'];
 const FIRMWARE = Buffer.from('my-firmware 1.0.0\n'.repeat(300));
 
 /** The id of the node of `type` (and `name`, when several) in the example flow. */
@@ -47,6 +51,7 @@ describe('the OTA pipeline in Node-RED', function () {
           if (n.type === 'debug') return { id: n.id, z: tab, type: 'helper', name: n.name };
           if (n.type === 'ota-server') return { ...n, dataDir: path.join(dir, 'data'), httpPort: '0', httpHost: '127.0.0.1' };
           if (n.type === 'ota-rate-queue') return { ...n, intervalMs: '0' };
+          if (n.type === 'ota-mqtt-endpoint' || n.type === 'ota-coap-endpoint') return { ...n, port: '0', host: '127.0.0.1' };
           if (n.type === 'ota-state-tracker') return { ...n, metricsIntervalMs: '0' };
           return n;
         }),
@@ -63,7 +68,7 @@ describe('the OTA pipeline in Node-RED', function () {
   });
 
   it('takes one device from an assignment to a long-polled notification, and its UPDATED report to a state change and metrics', async () => {
-    await helper.load(translated(otaServer, otaPackageStore, otaAssign, otaRateQueue, otaNotify, otaHttp, otaStateTracker), flow, {
+    await helper.load(translated(otaServer, otaPackageStore, otaAssign, otaRateQueue, otaNotify, otaHttp, otaStateTracker, otaMqttEndpoint, otaMqtt, otaCoapEndpoint, otaCoap), flow, {
       [idOf(flow, 'ota-server')]: { adminPassword: 'secret-pw' },
     });
     const packages = arrivals(idOf(flow, 'helper', 'packages'));
