@@ -143,6 +143,61 @@ describe('update pipeline over MQTT (example flow, npm start)', function () {
     await device.closed;
   });
 
+  it('answers a chunk size above the limit with PAYLOAD_TOO_LARGE, then DISCONNECT 0x83 (MQTT 5)', async () => {
+    const d = await createDevice('mqtt-greedy');
+    const device = await MqttDevice.connect(mqttUrl, d.token, 5);
+    const error = device.next('v2/fw/error');
+    device.send('v2/fw/request/1/chunk/0', String(65536 + 1));
+    expect((await error).payload.toString()).to.equal('PAYLOAD_TOO_LARGE');
+    await device.closed;
+    expect((device.disconnect as { reasonCode?: number } | null)?.reasonCode).to.equal(0x83);
+  });
+
+  it('keeps devices apart: a notification and an answer reach only their own device', async () => {
+    const staging = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-apart' })).id.id;
+    const make = async (name: string) => {
+      const d = await admin.request<Ref>('POST', '/device', { name, deviceProfileId: { id: staging, entityType: 'DEVICE_PROFILE' } });
+      return { id: d.id.id, token: (await admin.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId };
+    };
+    const [a, b] = [await make('mqtt-apart-a'), await make('mqtt-apart-b')];
+    const da = await MqttDevice.connect(mqttUrl, a.token, 4);
+    const db = await MqttDevice.connect(mqttUrl, b.token, 5);
+    try {
+      await da.subscribe(['v1/devices/me/attributes', 'v1/devices/me/attributes/response/+']);
+      await db.subscribe(['v1/devices/me/attributes', 'v1/devices/me/attributes/response/+']);
+      const told = da.next('v1/devices/me/attributes', 20_000);
+      await admin.request('POST', `/device/${a.id}`, { deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+      expect(JSON.parse((await told).payload.toString())).to.include({ fw_title: 'mqtt-fw' });
+      await da.ask('v1/devices/me/attributes/request/5', '{"sharedKeys":"fw_title"}', 'v1/devices/me/attributes/response/5');
+      // B asks too, so a message meant for it has had time to arrive: it holds only its own answer.
+      await db.ask('v1/devices/me/attributes/request/6', '{"sharedKeys":"fw_title"}', 'v1/devices/me/attributes/response/6');
+      expect(db.inbox.pending).to.have.length(0);
+    } finally {
+      await Promise.all([da.end(), db.end()]);
+    }
+  });
+
+  it('serves 500 connected devices downloading a 1 MB package in 16 KB chunks at once', async function () {
+    this.timeout(180_000);
+    const fleet = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-500' })).id.id;
+    const big = randomBytes(1024 * 1024);
+    const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'mqtt-500-fw', version: '1', type: 'FIRMWARE', deviceProfileId: { id: fleet, entityType: 'DEVICE_PROFILE' } });
+    await admin.upload(info.id.id, big, 'SHA256');
+    await admin.request('POST', `/deviceProfile/${fleet}`, { firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' } });
+    const tokens: string[] = [];
+    for (let i = 0; i < 500; i++) {
+      const d = await admin.request<Ref>('POST', '/device', { name: `mqtt-500-${i}`, deviceProfileId: { id: fleet, entityType: 'DEVICE_PROFILE' } });
+      tokens.push((await admin.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId);
+    }
+    const devices = await Promise.all(tokens.map((t, i) => MqttDevice.connect(mqttUrl, t, i % 2 ? 5 : 4)));
+    try {
+      const digests = await Promise.all(devices.map(async (d) => sha256(await d.download(big.length, 16 * 1024))));
+      expect(new Set(digests)).to.deep.equal(new Set([sha256(big)]));
+    } finally {
+      await Promise.all(devices.map((d) => d.end()));
+    }
+  });
+
   it('refuses an unknown token with CONNACK 5 (3.1.1) and 0x86 (MQTT 5)', async () => {
     const v4 = await MqttDevice.connect(mqttUrl, 'no-such-token', 4).catch((err: Error & { code?: number }) => err);
     expect(v4).to.be.instanceOf(Error);
