@@ -5,22 +5,47 @@ import { handleInput, serverOf } from './server-ref';
 
 interface AssignDef extends NodeDef {
   server: string;
+  /** Optional defaults, used for what `msg.payload` leaves out (the dialog's pickers fill them). */
+  targetType?: 'deviceProfile' | 'device';
+  target?: string;
+  otaType?: string;
+  packageTitle?: string;
+  packageVersion?: string;
 }
 
-/** msg -> assignment request: `msg.payload` {deviceProfile | device, type, package}. */
-function toRequest(payload: unknown): AssignRequest {
-  const p = (payload ?? {}) as Record<string, unknown>;
-  const type = String(p.type ?? 'FIRMWARE').toUpperCase();
-  if (type !== 'FIRMWARE' && type !== 'SOFTWARE') throw new Error(`msg.payload.type must be FIRMWARE or SOFTWARE, not ${String(p.type)}`);
+type Defaults = Pick<AssignDef, 'targetType' | 'target' | 'otaType' | 'packageTitle' | 'packageVersion'>;
+
+/**
+ * msg -> assignment request: `msg.payload` {deviceProfile | device, type, package}, each part
+ * falling back to the node's own fields; a payload that is no object (an inject's timestamp) takes
+ * them all from the node.
+ */
+export function toRequest(payload: unknown, defaults: Defaults = {}): AssignRequest {
+  const p = (typeof payload === 'object' && payload !== null && !Array.isArray(payload) && !Buffer.isBuffer(payload) ? payload : {}) as Record<string, unknown>;
+  const own = (v: string | undefined): string | undefined => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
+  const type = String(p.type ?? own(defaults.otaType) ?? 'FIRMWARE').toUpperCase();
+  if (type !== 'FIRMWARE' && type !== 'SOFTWARE') throw new Error(`msg.payload.type must be FIRMWARE or SOFTWARE, not ${String(p.type ?? defaults.otaType)}`);
   // A name, an id, or ThingsBoard's `{entityType, id}` reference.
   const refOf = (v: unknown): string | undefined =>
     typeof v === 'string' ? v : typeof v === 'object' && v !== null && typeof (v as { id?: unknown }).id === 'string' ? (v as { id: string }).id : undefined;
   const profile = refOf(p.deviceProfile ?? p.deviceProfileId);
   const device = refOf(p.device ?? p.deviceId);
-  const target = profile !== undefined ? { deviceProfile: profile } : device !== undefined ? { device } : null;
+  const ownTarget = own(defaults.target);
+  const target =
+    profile !== undefined
+      ? { deviceProfile: profile }
+      : device !== undefined
+        ? { device }
+        : ownTarget !== undefined
+          ? defaults.targetType === 'device'
+            ? { device: ownTarget }
+            : { deviceProfile: ownTarget }
+          : null;
   if (!target) throw new Error('msg.payload needs deviceProfile or device (an id or a name)');
-  if (!('package' in p)) throw new Error('msg.payload.package is required: a package id, {title, version}, or null to unassign');
-  const pkg = p.package;
+  const ownTitle = own(defaults.packageTitle);
+  const ownVersion = own(defaults.packageVersion);
+  if (!('package' in p) && !(ownTitle && ownVersion)) throw new Error('msg.payload.package is required: a package id, {title, version}, or null to unassign');
+  const pkg = 'package' in p ? p.package : { title: ownTitle, version: ownVersion };
   const ref =
     pkg === null
       ? null
@@ -58,7 +83,7 @@ export default function init(RED: NodeAPI): void {
       'input',
       handleInput(this, async (msg) => {
         const engine = await ready;
-        await engine.pipeline.assignment.assign(await server.tenantId(), toRequest(msg.payload));
+        await engine.pipeline.assignment.assign(await server.tenantId(), toRequest(msg.payload, def));
       }),
     );
     this.on('close', (done: () => void) => {

@@ -12,7 +12,9 @@ export default function init(RED: NodeAPI): void {
     if (!server) return;
     const show = (s: { notified: number; dropped: number }): void =>
       this.status({ fill: 'green', shape: 'dot', text: RED._('ota-notify.status.counts', { notified: s.notified, dropped: s.dropped }) });
-    server.engine.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-notify.status.engine-error' }));
+    // The flow's tenant's counts since the server started: it may have been notifying before this node was (re)deployed.
+    const counts = async (): Promise<{ notified: number; dropped: number }> => (await server.engine).pipeline.notifier.statsFor(await server.tenantId());
+    counts().then(show, () => this.status({ fill: 'red', shape: 'ring', text: 'ota-notify.status.engine-error' }));
 
     this.on(
       'input',
@@ -28,7 +30,7 @@ export default function init(RED: NodeAPI): void {
           // Stale: the device is gone, or its package changed after it was queued.
           send([null, { ...msg, topic: 'dropped', reason: outcome.dropped }]);
         }
-        show(engine.pipeline.notifier.stats);
+        show(await counts());
       }),
     );
   }

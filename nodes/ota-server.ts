@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { acquireEngine, DEFAULTS, releaseEngine, type EngineOptions, type OtaEngine } from '../server';
 import type { TenantId } from '../server/ids';
+import { registerAdminRoutes } from './admin-routes';
 
 export interface OtaServerDef extends NodeDef {
   dataDir: string;
@@ -47,6 +48,9 @@ export function resolveOptions(def: Partial<OtaServerDef>, creds: OtaServerCrede
 }
 
 export default function init(RED: NodeAPI): void {
+  // The editor's pickers (packages, profiles, devices), once per process.
+  registerAdminRoutes(RED);
+
   function OtaServer(this: OtaServerNode, def: OtaServerDef): void {
     RED.nodes.createNode(this, def);
     const options = resolveOptions(def, this.credentials ?? {}, RED.settings as unknown as Record<string, unknown>, process.env);

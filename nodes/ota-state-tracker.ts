@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { StateChange } from '../server/state-tracker';
+import type { FleetMetrics, StateChange } from '../server/state-tracker';
 import type { UplinkEvent } from '../server/uplink';
 import { handleInput, serverOf, type Send } from './server-ref';
 
@@ -25,12 +25,15 @@ export default function init(RED: NodeAPI): void {
     // Messages the node originates itself (timeouts, metrics timer) go out with node.send; replies to an input with its `send`.
     const ownSend: Send = (msg) => this.send(msg);
 
+    const showCounts = (metrics: FleetMetrics): void => {
+      const fw = metrics.packages.reduce((a, p) => ({ updated: a.updated + p.updated, failed: a.failed + p.failed }), { updated: 0, failed: 0 });
+      this.status({ fill: 'green', shape: 'dot', text: RED._('ota-state-tracker.status.counts', fw) });
+    };
     const sendMetrics = async (send: Send): Promise<void> => {
       const engine = await server.engine;
       const metrics = engine.pipeline.tracker.metrics(await server.tenantId());
       send({ topic: 'metrics', payload: metrics });
-      const fw = metrics.packages.reduce((a, p) => ({ updated: a.updated + p.updated, failed: a.failed + p.failed }), { updated: 0, failed: 0 });
-      this.status({ fill: 'green', shape: 'dot', text: RED._('ota-state-tracker.status.counts', fw) });
+      showCounts(metrics);
     };
     // Metrics follow changes, at most once per interval; none are scheduled once the node has closed.
     const metricsSoon = (): void => {
@@ -48,11 +51,13 @@ export default function init(RED: NodeAPI): void {
 
     // The tracker node started last owns the server's timeout checks; the handle says whether that is still us.
     let watch: symbol | undefined;
-    const ready = server.engine.then((engine) => {
+    const ready = server.engine.then(async (engine) => {
       const tracker = engine.pipeline.tracker;
       tracker.configure({ timeoutMs, maxRetries });
       if (timeoutMs > 0) watch = tracker.start(Math.min(5000, Math.max(50, timeoutMs / 4)), (changes) => emit(changes));
       else tracker.stop(); // the settings of the tracker started last apply: no timeout, no checks
+      // The counts so far, before any device reports again.
+      showCounts(tracker.metrics(await server.tenantId()));
       return engine;
     });
     ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-state-tracker.status.engine-error' }));
