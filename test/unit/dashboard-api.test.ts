@@ -428,7 +428,9 @@ describe('dashboard API, live stream and /metrics', () => {
       streams.push(s);
       return s;
     }
-    const rowOf = (id: string) => (ev: ServerEvent) => ev.event === 'devices' && (ev.data as { rows: DeviceRow[] }).rows.find((r) => r.id === id);
+    /** The device's row in a `devices` event, in the firmware `state` when given (earlier rows may still be in flight). */
+    const rowOf = (id: string, state?: string) => (ev: ServerEvent) =>
+      ev.event === 'devices' && (ev.data as { rows: DeviceRow[] }).rows.find((r) => r.id === id && (state === undefined || r.firmware.state === state));
 
     it('refuses a stream without a ticket, with a made-up ticket, and a ticket used twice', async () => {
       expect((await EventStream.open(`${harness().baseUrl}/api/ota/events`)).status).to.equal(401);
@@ -450,7 +452,7 @@ describe('dashboard API, live stream and /metrics', () => {
       expect(first.distribution.FIRMWARE).to.include({ QUEUED: 1, FAILED: 2 });
       const seen = s.events.length;
       await report(thermo[3]!, { fw_state: 'DOWNLOADING' }, T0 + 2000);
-      const row = await s.next(rowOf(thermo[3]!.id), 'the row of thermo-3', seen);
+      const row = await s.next(rowOf(thermo[3]!.id, 'DOWNLOADING'), 'the row of thermo-3 DOWNLOADING', seen);
       expect(row.firmware).to.include({ state: 'DOWNLOADING', stateTs: T0 + 2000 });
       const after = await s.next((ev) => ev.event === 'metrics' && (ev.data as LiveMetrics).packages.find((p) => p.packageId === fw.id && p.inProgress === 2), 'metrics with two in progress', seen);
       expect(after).to.include({ pending: 0, inProgress: 2 });
@@ -461,7 +463,7 @@ describe('dashboard API, live stream and /metrics', () => {
       await s.next((ev) => ev.event === 'metrics', 'first metrics');
       const seen = s.events.length;
       expect((await request('POST', `/api/ota/devices/${thermo[4]!.id}/retry`, { body: {} })).status).to.equal(200);
-      const row = await s.next(rowOf(thermo[4]!.id), 'the retried row', seen);
+      const row = await s.next(rowOf(thermo[4]!.id, 'QUEUED'), 'the retried row', seen);
       expect(row.firmware.state).to.equal('QUEUED');
     });
 
