@@ -149,7 +149,7 @@ async function main(): Promise<void> {
   console.log(`[ota] Node-RED editor listening on http://${shown(red.address)}:${red.port}/`);
   // The flow's device endpoints (MQTT, CoAP) start with their config nodes: list them once they listen.
   for (const e of await endpointsOf(engine)) {
-    if (e.transport !== 'HTTP') console.log(`[ota] ${e.transport} device endpoint listening on ${e.transport.toLowerCase()}://${shown(e.host)}:${e.port}`);
+    if (e.transport !== 'HTTP') console.log(`[ota] ${e.transport === 'COAP' ? 'CoAP' : e.transport} device endpoint listening on ${e.transport.toLowerCase()}://${shown(e.host)}:${e.port}`);
   }
   console.log(`[ota] data directory ${dataDir}`);
   console.log('[ota] ready');
