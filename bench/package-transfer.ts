@@ -14,17 +14,30 @@
  * holds the file: the upload streams it inside a hand-built multipart body, the download hashes
  * the stream and discards it. Size: BENCH_PACKAGE_MB (default 1024; 1 MB = 2^20 bytes here).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, statfsSync } from 'node:fs';
-import { mkdir, open, readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Cleanup, formatBytes, MB, peakRss, printTable, remove, resetPeakRss, timed, type Benchmark } from './lib';
-
-const GENERATOR_CHUNK = 16 * MB;
+import {
+  Cleanup,
+  formatBytes,
+  generateFile,
+  MB,
+  measured,
+  peakRss,
+  positiveInt,
+  printTable,
+  remove,
+  resetPeakRss,
+  startServerChild,
+  stopServerChild,
+  timed,
+  type Benchmark,
+} from './lib';
 
 export const packageTransfer: Benchmark = {
   name: 'package transfer',
@@ -83,9 +96,9 @@ async function run(): Promise<void> {
 
     const uploads = path.join(work, 'reference-uploads');
     await mkdir(uploads);
-    const plain = await startChild(cleanup, ['reference', file, uploads]);
+    const plain = await startServerChild(cleanup, ['reference', file, uploads]);
     const password = randomBytes(12).toString('base64url');
-    const engine = await startChild(cleanup, ['engine', path.join(work, 'engine')], { BENCH_ADMIN_PASSWORD: password });
+    const engine = await startServerChild(cleanup, ['engine', path.join(work, 'engine')], { BENCH_ADMIN_PASSWORD: password });
     const api = new AdminClient(engine.port);
     await api.login(password);
     const profileId = await api.createProfile();
@@ -104,7 +117,7 @@ async function run(): Promise<void> {
       copy.record((await timed(() => pipeline(createReadStream(file), createWriteStream(copyPath, { flush: true })))).seconds);
       await remove(copyPath);
 
-      const up = await measured(plain.child, () => upload(plain.port, '/upload', file, size, {}));
+      const up = await measured(plain.child.pid as number, () => upload(plain.port, '/upload', file, size, {}));
       const received = (JSON.parse(up.value) as { size: number }).size;
       if (received < size) throw new Error(`reference upload received ${received} of ${size} bytes`);
       plainUp.record(up.seconds, up.peak);
@@ -112,7 +125,7 @@ async function run(): Promise<void> {
 
       // A package per round: same bytes, so the blob store keeps one blob (after writing it again).
       const packageId = await api.createPackage(profileId, `1.${round}`);
-      const ours = await measured(engine.child, () =>
+      const ours = await measured(engine.child.pid as number, () =>
         upload(engine.port, `/api/otaPackage/${packageId}?checksumAlgorithm=SHA256`, file, size, api.headers()),
       );
       const info = JSON.parse(ours.value) as { checksum?: string; dataSize?: number };
@@ -121,15 +134,15 @@ async function run(): Promise<void> {
       }
       engineUp.record(ours.seconds, ours.peak);
 
-      const down = await measured(plain.child, () => download(plain.port, '/file', {}));
+      const down = await measured(plain.child.pid as number, () => download(plain.port, '/file', {}));
       checkDownload('reference download', down.value, size, expected);
       plainDown.record(down.seconds, down.peak);
 
-      const oursDown = await measured(engine.child, () => download(engine.port, `/api/otaPackage/${packageId}/download`, api.headers()));
+      const oursDown = await measured(engine.child.pid as number, () => download(engine.port, `/api/otaPackage/${packageId}/download`, api.headers()));
       checkDownload('engine download', oursDown.value, size, expected);
       engineDown.record(oursDown.seconds, oursDown.peak);
     }
-    await Promise.all([stopChild(plain.child), stopChild(engine.child)]);
+    await Promise.all([stopServerChild(plain.child), stopServerChild(engine.child)]);
 
     console.log();
     printTable(
@@ -149,39 +162,12 @@ async function run(): Promise<void> {
   }
 }
 
-function positiveInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  const n = raw === undefined || raw === '' ? fallback : Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive whole number, not ${raw}`);
-  return n;
-}
-
 /** The upload, the blob and the references need about three copies of the file at once. */
 function checkFreeSpace(size: number): void {
   const fs = statfsSync(tmpdir());
   const free = fs.bavail * fs.bsize;
   const needed = 3 * size + 256 * MB;
   if (free < needed) throw new Error(`${tmpdir()} has ${formatBytes(free)} free; a ${formatBytes(size)} package needs about ${formatBytes(needed)}`);
-}
-
-/**
- * Random-looking bytes fast: one 16 MB random buffer written over and over (the blob store would
- * dedupe identical files, not identical chunks, so this is fine). Fsynced, so writeback of the
- * file does not compete with the timed writes that follow.
- */
-async function generateFile(file: string, size: number): Promise<void> {
-  const chunk = randomBytes(Math.min(GENERATOR_CHUNK, size));
-  const handle = await open(file, 'w');
-  try {
-    for (let written = 0; written < size; ) {
-      const n = Math.min(chunk.length, size - written);
-      await handle.write(chunk, 0, n);
-      written += n;
-    }
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 function sha256sum(file: string): Promise<string> {
@@ -196,59 +182,6 @@ function sha256sum(file: string): Promise<string> {
       else reject(new Error(`sha256sum exited with ${code}: ${out}`));
     });
   });
-}
-
-// ---- the server child ------------------------------------------------------------------------
-
-interface Started {
-  child: ChildProcess;
-  port: number;
-}
-
-/** Spawns server-child.js and waits for the `{"port": N}` line; killed at cleanup if still alive. */
-function startChild(cleanup: Cleanup, args: string[], env: Record<string, string> = {}): Promise<Started> {
-  const child = spawn(process.execPath, [path.join(__dirname, 'server-child.js'), ...args], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, ...env },
-  });
-  cleanup.add(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (s: string) => {
-      out += s;
-      const newline = out.indexOf('\n');
-      if (newline < 0) return;
-      child.stdout?.off('data', onData);
-      child.off('exit', onExit);
-      child.stdout?.resume(); // anything later is not ours to read, but must not block the child
-      try {
-        resolve({ child, port: (JSON.parse(out.slice(0, newline)) as { port: number }).port });
-      } catch {
-        reject(new Error(`server child printed ${JSON.stringify(out.slice(0, newline))}, not {"port": N}`));
-      }
-    };
-    const onExit = (code: number | null) => reject(new Error(`server child ${args[0]} exited with ${code} before listening`));
-    child.stdout?.setEncoding('utf8').on('data', onData);
-    child.once('exit', onExit);
-    child.once('error', reject);
-  });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  await exited;
-}
-
-/** Times `fn` and reads the child's peak RSS over just that call. */
-async function measured<T>(child: ChildProcess, fn: () => Promise<T>): Promise<{ value: T; seconds: number; peak: number | null }> {
-  const pid = child.pid as number;
-  resetPeakRss(pid);
-  const { value, seconds } = await timed(fn);
-  return { value, seconds, peak: peakRss(pid) };
 }
 
 // ---- HTTP ------------------------------------------------------------------------------------

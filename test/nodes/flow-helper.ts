@@ -1,10 +1,13 @@
 import { createHook } from 'node:async_hooks';
 import type { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { i18n } from '@node-red/util';
 import type { Node, NodeAPI, NodeMessage, NodeStatus } from 'node-red';
+import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import type { OtaEngine, OtaPackage, OtaPackageType } from '../../server';
 import type { TenantId } from '../../server/ids';
 
@@ -162,6 +165,42 @@ export function nodeOf<T = Node>(id: string): T {
   if (!node) throw new Error(`no node ${id} in the flow`);
   return node as unknown as T;
 }
+
+/**
+ * Registers the beforeEach/afterEach every node spec shares: before each test a fresh temp
+ * directory (named from `prefix`), the helper's server started and the catalogs of ota-server,
+ * of `types` and of Node-RED registered, then `hooks.setUp`; after each test `hooks.tearDown`,
+ * then the flow unloaded, the server stopped and the directory removed. Answers a function giving
+ * the server's data directory for the running test (`data` inside its temp directory).
+ */
+export function nodeSpecSetup(
+  prefix: string,
+  types: string[],
+  hooks: { setUp?: () => void | Promise<void>; tearDown?: () => void | Promise<void> } = {},
+): () => string {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), prefix));
+    await helper.startServer();
+    await registerCatalogs('ota-server', ...types);
+    await registerCoreCatalog();
+    await hooks.setUp?.();
+  });
+  afterEach(async () => {
+    await hooks.tearDown?.();
+    await helper.unload();
+    await helper.stopServer();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return () => path.join(dir, 'data');
+}
+
+/** Loads `flow` with the ota-server node and the nodes of `inits` (all translated), giving `srv` its admin password. */
+export const loadOtaFlow = (inits: NodeInit[], flow: FlowNode[]): Promise<void> =>
+  helper.load(translated(otaServer, ...inits), flow, { srv: { adminPassword: 'secret-pw' } });
+
+/** The ota-server node `srv` of the loaded flow. */
+export const serverNode = (): OtaServerNode => nodeOf<OtaServerNode>('srv');
 
 /**
  * A test flow around the nodes `nodes` (give them `z: 'tab'`): a tab, an ota-server `srv` on

@@ -1,7 +1,4 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import otaAssign from '../../nodes/ota-assign';
 import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import { acquireEngine, releaseEngine, type Device, type OtaEngine, type OtaPackage } from '../../server';
@@ -11,21 +8,21 @@ import {
   hasMessage,
   helper,
   inputsTo,
+  loadOtaFlow,
   logged,
   nodeOf,
+  nodeSpecSetup,
   otaFlow,
   packageWithData,
   quietFor,
-  registerCatalogs,
-  registerCoreCatalog,
   sentBy,
   shownStatus,
   statusOf,
   statusWhen,
   trackTimers,
-  until,
   translate,
   translated,
+  until,
   type FlowNode,
   type Msg,
 } from './flow-helper';
@@ -33,20 +30,7 @@ import {
 const FIRMWARE = Buffer.from('sensor firmware 1.0.0\n'.repeat(64));
 
 describe('ota-assign node', function () {
-  let dir: string;
-
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ota-assign-node-'));
-    await helper.startServer();
-    await registerCatalogs('ota-server', 'ota-assign');
-    await registerCoreCatalog();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dataDir = nodeSpecSetup('ota-assign-node-', ['ota-assign']);
 
   const assignNodes = (fields: Record<string, unknown> = {}): FlowNode[] => [
     { id: 'assign', z: 'tab', type: 'ota-assign', name: 'assign firmware', server: 'srv', wires: [['out']], ...fields },
@@ -56,7 +40,7 @@ describe('ota-assign node', function () {
   let out: ReturnType<typeof arrivals>;
   let input: ReturnType<typeof inputsTo>;
   async function start(): Promise<void> {
-    await helper.load(translated(otaServer, otaAssign), otaFlow(path.join(dir, 'data'), assignNodes(), ['assign']), { srv: { adminPassword: 'secret-pw' } });
+    await loadOtaFlow([otaAssign], otaFlow(dataDir(), assignNodes(), ['assign']));
     out = arrivals('out');
     input = inputsTo('assign');
     await statusWhen(nodeOf('assign'), (s) => s.fill === 'green');
@@ -198,7 +182,7 @@ describe('ota-assign node', function () {
     });
 
     it('shows a red status when its server did not start', async () => {
-      await helper.load(translated(otaServer, otaAssign), otaFlow(path.join(dir, 'data'), assignNodes(), ['assign'], { httpPort: 'eighty' }));
+      await helper.load(translated(otaServer, otaAssign), otaFlow(dataDir(), assignNodes(), ['assign'], { httpPort: 'eighty' }));
       const status = await statusWhen(nodeOf('assign'), (s) => s.fill === 'red');
       expect(status).to.deep.equal({ fill: 'red', shape: 'ring', text: 'ota-assign.status.engine-error' });
       expect(hasMessage('ota-assign.status.engine-error')).to.equal(true);
@@ -210,7 +194,7 @@ describe('ota-assign node', function () {
       await start();
       const { tenantId, pkg } = await fleet();
       // Keep the engine open across the redeploy, as a config node that stays deployed would.
-      const held = await acquireEngine({ dataDir: path.join(dir, 'data') });
+      const held = await acquireEngine({ dataDir: dataDir() });
       try {
         await helper.unload();
         expect(held.events.listenerCount('assignment')).to.equal(0);

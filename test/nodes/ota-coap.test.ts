@@ -1,13 +1,9 @@
 import { expect } from 'chai';
 import { createSocket, type Socket } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Agent } from 'coap';
 import type { Node } from 'node-red';
 import otaCoap from '../../nodes/ota-coap';
 import otaCoapEndpoint, { resolveCoapOptions, type OtaCoapEndpointNode } from '../../nodes/ota-coap-endpoint';
-import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import { acquireEngine, releaseEngine, type Device, type OtaEngine, type OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
 import type { Notification } from '../../server/notifier';
@@ -19,13 +15,15 @@ import {
   helper,
   helpSections,
   inputsTo,
+  loadOtaFlow,
   logged,
   nodeOf,
+  nodeSpecSetup,
   otaFlow,
   packageWithData,
   registerCatalogs,
-  registerCoreCatalog,
   sentBy,
+  serverNode,
   shownStatus,
   statusOf,
   statusWhen,
@@ -61,26 +59,17 @@ async function bindOnce(port: number): Promise<void> {
 }
 
 describe('ota-coap node', function () {
-  let dir: string;
   let agentSocket: Socket;
   let agent: Agent;
-  const dataDir = (): string => path.join(dir, 'data');
-
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ota-coap-node-'));
-    await helper.startServer();
-    await registerCatalogs('ota-server', 'ota-coap', 'ota-coap-endpoint');
-    await registerCoreCatalog();
-    agentSocket = createSocket('udp4');
-    agent = new Agent({ socket: agentSocket });
-  });
-
-  afterEach(async () => {
-    agent.close();
-    await new Promise<void>((resolve) => agentSocket.close(() => resolve()));
-    await helper.unload();
-    await helper.stopServer();
-    await rm(dir, { recursive: true, force: true });
+  const dataDir = nodeSpecSetup('ota-coap-node-', ['ota-coap', 'ota-coap-endpoint'], {
+    setUp: () => {
+      agentSocket = createSocket('udp4');
+      agent = new Agent({ socket: agentSocket });
+    },
+    tearDown: async () => {
+      agent.close();
+      await new Promise<void>((resolve) => agentSocket.close(() => resolve()));
+    },
   });
 
   const coapNodes = (fields: Record<string, unknown> = {}, endpoint: Record<string, unknown> = {}): FlowNode[] => [
@@ -93,14 +82,13 @@ describe('ota-coap node', function () {
   let out: ReturnType<typeof arrivals>;
   let input: ReturnType<typeof inputsTo>;
   async function start(fields?: Record<string, unknown>, endpoint?: Record<string, unknown>): Promise<void> {
-    await helper.load(translated(otaServer, otaCoapEndpoint, otaCoap), flow(fields, endpoint), { srv: { adminPassword: 'secret-pw' } });
+    await loadOtaFlow([otaCoapEndpoint, otaCoap], flow(fields, endpoint));
     out = arrivals('out');
     input = inputsTo('coap');
   }
 
   const coap = (): Node => nodeOf('coap');
   const endpointNode = (): OtaCoapEndpointNode => nodeOf<OtaCoapEndpointNode>('coapEp');
-  const serverNode = (): OtaServerNode => nodeOf<OtaServerNode>('srv');
   const coapPort = async (): Promise<number> => {
     const a = (await endpointNode().transport).address;
     if (!a) throw new Error('the endpoint is not listening');

@@ -1,10 +1,6 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Node } from 'node-red';
 import otaHttp from '../../nodes/ota-http';
-import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import { acquireEngine, releaseEngine, type Device, type OtaEngine, type OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
 import type { Notification } from '../../server/notifier';
@@ -12,13 +8,14 @@ import {
   arrivals,
   helper,
   inputsTo,
+  loadOtaFlow,
   logged,
   nodeOf,
+  nodeSpecSetup,
   otaFlow,
   packageWithData,
-  registerCatalogs,
-  registerCoreCatalog,
   sentBy,
+  serverNode,
   shownStatus,
   statusOf,
   statusWhen,
@@ -33,21 +30,7 @@ import {
 const FIRMWARE = Buffer.from('http device firmware 3.1\n'.repeat(40));
 
 describe('ota-http node', function () {
-  let dir: string;
-  const dataDir = (): string => path.join(dir, 'data');
-
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ota-http-node-'));
-    await helper.startServer();
-    await registerCatalogs('ota-server', 'ota-http');
-    await registerCoreCatalog();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dataDir = nodeSpecSetup('ota-http-node-', ['ota-http']);
 
   const httpNodes = (fields: Record<string, unknown> = {}): FlowNode[] => [
     { id: 'http', z: 'tab', type: 'ota-http', name: 'http devices', server: 'srv', progress: true, wires: [['out']], ...fields },
@@ -57,13 +40,12 @@ describe('ota-http node', function () {
   let out: ReturnType<typeof arrivals>;
   let input: ReturnType<typeof inputsTo>;
   async function start(fields?: Record<string, unknown>, server: Record<string, unknown> = {}): Promise<void> {
-    await helper.load(translated(otaServer, otaHttp), otaFlow(dataDir(), httpNodes(fields), ['http'], server), { srv: { adminPassword: 'secret-pw' } });
+    await loadOtaFlow([otaHttp], otaFlow(dataDir(), httpNodes(fields), ['http'], server));
     out = arrivals('out');
     input = inputsTo('http');
   }
 
   const http = (): Node => nodeOf('http');
-  const serverNode = (): OtaServerNode => nodeOf<OtaServerNode>('srv');
 
   interface Fixture {
     engine: OtaEngine;

@@ -1,12 +1,8 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Node } from 'node-red';
 import otaMqtt from '../../nodes/ota-mqtt';
 import otaMqttEndpoint, { resolveEndpointOptions, type OtaMqttEndpointNode } from '../../nodes/ota-mqtt-endpoint';
-import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import type { Device, OtaEngine, OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
 import type { Notification } from '../../server/notifier';
@@ -15,16 +11,17 @@ import {
   arrivals,
   editorFile,
   hasMessage,
-  helpSections,
   helper,
+  helpSections,
   inputsTo,
+  loadOtaFlow,
   logged,
   nodeOf,
+  nodeSpecSetup,
   otaFlow,
   packageWithData,
-  registerCatalogs,
-  registerCoreCatalog,
   sentBy,
+  serverNode,
   shownStatus,
   statusOf,
   statusWhen,
@@ -50,22 +47,11 @@ function freePort(): Promise<number> {
 
 describe('ota-mqtt and ota-mqtt-endpoint nodes', function () {
   this.timeout(20_000);
-  let dir: string;
-  const dataDir = (): string => path.join(dir, 'data');
   const devices: MqttDevice[] = [];
-
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ota-mqtt-node-'));
-    await helper.startServer();
-    await registerCatalogs('ota-server', 'ota-mqtt', 'ota-mqtt-endpoint');
-    await registerCoreCatalog();
-  });
-
-  afterEach(async () => {
-    for (const d of devices.splice(0)) d.client.end(true);
-    await helper.unload();
-    await helper.stopServer();
-    await rm(dir, { recursive: true, force: true });
+  const dataDir = nodeSpecSetup('ota-mqtt-node-', ['ota-mqtt', 'ota-mqtt-endpoint'], {
+    tearDown: () => {
+      for (const d of devices.splice(0)) d.client.end(true);
+    },
   });
 
   const mqttNodes = (fields: Record<string, unknown> = {}, endpoint: Record<string, unknown> = {}): FlowNode[] => [
@@ -78,14 +64,13 @@ describe('ota-mqtt and ota-mqtt-endpoint nodes', function () {
   let out: ReturnType<typeof arrivals>;
   let input: ReturnType<typeof inputsTo>;
   async function start(fields?: Record<string, unknown>, endpoint?: Record<string, unknown>): Promise<void> {
-    await helper.load(translated(otaServer, otaMqttEndpoint, otaMqtt), flow(fields, endpoint), { srv: { adminPassword: 'secret-pw' } });
+    await loadOtaFlow([otaMqttEndpoint, otaMqtt], flow(fields, endpoint));
     out = arrivals('out');
     input = inputsTo('mq');
   }
 
   const mq = (): Node => nodeOf('mq');
   const endpointNode = (): OtaMqttEndpointNode => nodeOf<OtaMqttEndpointNode>('ep');
-  const serverNode = (): OtaServerNode => nodeOf<OtaServerNode>('srv');
   const urlOf = async (): Promise<string> => `mqtt://127.0.0.1:${(await endpointNode().transport).address?.port}`;
 
   interface Fixture {

@@ -1,11 +1,7 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Node } from 'node-red';
 import otaNotify from '../../nodes/ota-notify';
-import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import type { Device, OtaEngine, OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
 import type { AssignmentEvent } from '../../server/notify-queue';
@@ -13,13 +9,14 @@ import {
   arrivals,
   helper,
   inputsTo,
+  loadOtaFlow,
   logged,
   nodeOf,
+  nodeSpecSetup,
   otaFlow,
   packageWithData,
-  registerCatalogs,
-  registerCoreCatalog,
   sentBy,
+  serverNode,
   shownStatus,
   statusOf,
   statusWhen,
@@ -35,20 +32,7 @@ const FIRMWARE = Buffer.from('thermostat firmware 2.0\n'.repeat(50));
 const NINE_KEYS = ['fw_title', 'fw_version', 'fw_ts', 'fw_state', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url', 'fw_tag'];
 
 describe('ota-notify node', function () {
-  let dir: string;
-
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ota-notify-node-'));
-    await helper.startServer();
-    await registerCatalogs('ota-server', 'ota-notify');
-    await registerCoreCatalog();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dataDir = nodeSpecSetup('ota-notify-node-', ['ota-notify']);
 
   const notifyNodes = (fields: Record<string, unknown> = {}): FlowNode[] => [
     { id: 'notify', z: 'tab', type: 'ota-notify', name: 'notify devices', server: 'srv', wires: [['notified'], ['stale']], ...fields },
@@ -59,13 +43,12 @@ describe('ota-notify node', function () {
   let out: ReturnType<typeof arrivals>;
   let input: ReturnType<typeof inputsTo>;
   async function start(server: Record<string, unknown> = {}): Promise<void> {
-    await helper.load(translated(otaServer, otaNotify), otaFlow(path.join(dir, 'data'), notifyNodes(), ['notify'], server), { srv: { adminPassword: 'secret-pw' } });
+    await loadOtaFlow([otaNotify], otaFlow(dataDir(), notifyNodes(), ['notify'], server));
     out = arrivals('notified', 'stale');
     input = inputsTo('notify');
   }
 
   const notify = (): Node => nodeOf('notify');
-  const serverNode = (): OtaServerNode => nodeOf<OtaServerNode>('srv');
 
   interface Fixture {
     engine: OtaEngine;

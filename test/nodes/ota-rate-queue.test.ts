@@ -1,7 +1,4 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Node, NodeStatus } from 'node-red';
 import otaRateQueue from '../../nodes/ota-rate-queue';
 import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
@@ -13,14 +10,14 @@ import {
   hasMessage,
   helper,
   inputsTo,
+  loadOtaFlow,
   logged,
   nodeOf,
+  nodeSpecSetup,
   onStatus,
   otaFlow,
   packageWithData,
   quietFor,
-  registerCatalogs,
-  registerCoreCatalog,
   sentBy,
   shownStatus,
   statusOf,
@@ -35,21 +32,7 @@ import {
 } from './flow-helper';
 
 describe('ota-rate-queue node', function () {
-  let dir: string;
-  const dataDir = (): string => path.join(dir, 'data');
-
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ota-rate-queue-node-'));
-    await helper.startServer();
-    await registerCatalogs('ota-server', 'ota-rate-queue');
-    await registerCoreCatalog();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dataDir = nodeSpecSetup('ota-rate-queue-node-', ['ota-rate-queue']);
 
   const queueNodes = (fields: Record<string, unknown> = {}): FlowNode[] => [
     { id: 'queue', z: 'tab', type: 'ota-rate-queue', name: 'paced queue', server: 'srv', packSize: '2', intervalMs: '0', mode: 'burst', wires: [['out']], ...fields },
@@ -60,7 +43,7 @@ describe('ota-rate-queue node', function () {
   let out: ReturnType<typeof arrivals>;
   let input: ReturnType<typeof inputsTo>;
   async function start(fields?: Record<string, unknown>): Promise<void> {
-    await helper.load(translated(otaServer, otaRateQueue), flow(fields), { srv: { adminPassword: 'secret-pw' } });
+    await loadOtaFlow([otaRateQueue], flow(fields));
     out = arrivals('out');
     input = inputsTo('queue');
     await statusWhen(queue(), (s) => s.fill === 'grey' || s.fill === 'blue');

@@ -1,9 +1,6 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Node } from 'node-red';
-import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
+import otaServer from '../../nodes/ota-server';
 import otaStateTracker from '../../nodes/ota-state-tracker';
 import { acquireEngine, releaseEngine, type Device, type OtaEngine, type OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
@@ -14,13 +11,14 @@ import {
   arrivals,
   helper,
   inputsTo,
+  loadOtaFlow,
   logged,
   nodeOf,
+  nodeSpecSetup,
   otaFlow,
   packageWithData,
-  registerCatalogs,
-  registerCoreCatalog,
   sentBy,
+  serverNode,
   shownStatus,
   statusOf,
   statusWhen,
@@ -33,21 +31,7 @@ import {
 } from './flow-helper';
 
 describe('ota-state-tracker node', function () {
-  let dir: string;
-  const dataDir = (): string => path.join(dir, 'data');
-
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'ota-state-tracker-node-'));
-    await helper.startServer();
-    await registerCatalogs('ota-server', 'ota-state-tracker');
-    await registerCoreCatalog();
-  });
-
-  afterEach(async () => {
-    await helper.unload();
-    await helper.stopServer();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dataDir = nodeSpecSetup('ota-state-tracker-node-', ['ota-state-tracker']);
 
   const trackerNodes = (fields: Record<string, unknown> = {}): FlowNode[] => [
     { id: 'tracker', z: 'tab', type: 'ota-state-tracker', name: 'states', server: 'srv', timeoutS: '', maxRetries: '', metricsIntervalMs: '0', wires: [['out']], ...fields },
@@ -58,13 +42,12 @@ describe('ota-state-tracker node', function () {
   let out: ReturnType<typeof arrivals>;
   let input: ReturnType<typeof inputsTo>;
   async function start(fields?: Record<string, unknown>, server?: Record<string, unknown>): Promise<void> {
-    await helper.load(translated(otaServer, otaStateTracker), flow(fields, server), { srv: { adminPassword: 'secret-pw' } });
+    await loadOtaFlow([otaStateTracker], flow(fields, server));
     out = arrivals('out');
     input = inputsTo('tracker');
   }
 
   const tracker = (): Node => nodeOf('tracker');
-  const serverNode = (): OtaServerNode => nodeOf<OtaServerNode>('srv');
 
   interface Fixture {
     engine: OtaEngine;
