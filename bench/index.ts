@@ -8,8 +8,9 @@ import type { Benchmark } from './lib';
 import { mqttTransport } from './mqtt';
 import { packageTransfer } from './package-transfer';
 import { pipelineQueue } from './pipeline-queue';
+import { simulatedFleet } from './simulated-fleet';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload, coapDownload, mqttTransport];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload, coapDownload, mqttTransport, simulatedFleet];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {

@@ -2,9 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { expect } from 'chai';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { HttpDevice } from '../support/http-device';
+import { AdminClient } from '../../sim/admin-client';
+import { deviceName, failingDevices, runFleet } from '../../sim/fleet';
+import { simOptions, type SimOptions } from '../../sim/options';
 import { ADMIN_PASSWORD, ADMIN_USER, adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
 
 interface Ref {
@@ -16,9 +19,22 @@ const SCREENSHOT = path.resolve(__dirname, '..', '..', '..', 'docs', 'dashboard.
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
 /**
+ * The fleet is the simulator's (sim/fleet.ts, as `ota-simulate` runs it): 20 HTTP devices
+ * `thermo-0001` .. `thermo-0020` in the profile 'thermostats'. A fail rate of 0.15 with seed 4
+ * makes exactly three of them report FAILED: the 1st, 3rd and 5th.
+ */
+const FLEET_SIZE = 20;
+const FAIL_RATE = 0.15;
+const SEED = 4;
+const PREFIX = 'thermo-';
+const FAILING = [0, 2, 4];
+const SIM_ERROR = 'Simulated failure: flash write failed';
+const nameOf = (index: number): string => deviceName(PREFIX, index, FLEET_SIZE);
+
+/**
  * The fleet dashboard in headless Chromium (shared/reference/node-red-conventions.md A12) against
- * `npm start` with a paced queue: log in, assign a package, watch 20 HTTP devices update live, open a
- * failed device's history, retry it.
+ * `npm start` with a paced queue: log in, assign a package, watch the simulator's 20 HTTP devices update
+ * live, open a failed device's history, retry it.
  */
 describe('fleet dashboard in Chromium', function () {
   this.timeout(180_000);
@@ -30,7 +46,8 @@ describe('fleet dashboard in Chromium', function () {
   let page: Page;
   let profileId: string;
   let packageId: string;
-  const fleet: Array<{ id: string; name: string; device: HttpDevice }> = [];
+  let simOpts: SimOptions;
+  const simLog: string[] = [];
   const pageErrors: string[] = [];
   const consoleErrors: string[] = [];
   const foreignRequests: string[] = [];
@@ -39,14 +56,18 @@ describe('fleet dashboard in Chromium', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-dashboard-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '5', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '200', OTA_DASHBOARD_SNAPSHOT_S: '0.5' });
     admin = await adminClient(server.api);
-    profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'thermostats' })).id.id;
+    simOpts = simOptions({ api: server.api, password: ADMIN_PASSWORD, username: ADMIN_USER, profile: 'thermostats', prefix: PREFIX, devices: FLEET_SIZE, transport: 'http', failRate: FAIL_RATE, seed: SEED, assign: false, chunk: 4096, timeoutS: 90 });
+    expect([...failingDevices(FLEET_SIZE, FAIL_RATE, SEED)].sort((a, b) => a - b), 'the seed picks the 1st, 3rd and 5th device').to.deep.equal(FAILING);
+    // The simulator's library makes the profile and the devices, one at a time so that their
+    // creation order (the device list's default order) is thermo-0001 .. thermo-0020.
+    const sim = await AdminClient.login(server.api, ADMIN_USER, ADMIN_PASSWORD);
+    const profile = await sim.findOrCreateProfile('thermostats');
+    profileId = profile.id.id;
     const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'thermo-fw', version: '2.0.0', type: 'FIRMWARE', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
     packageId = ((await admin.upload(info.id.id, randomBytes(120_000), 'SHA256', 'thermo-fw-2.0.0.bin')) as unknown as Ref).id.id;
-    for (let i = 0; i < 20; i++) {
-      const name = `thermo-${String(i).padStart(2, '0')}`;
-      const d = await admin.request<Ref>('POST', '/device', { name, deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
-      const creds = await admin.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`);
-      fleet.push({ id: d.id.id, name, device: new HttpDevice(server.api, creds.credentialsId) });
+    for (let i = 0; i < FLEET_SIZE; i++) {
+      const d = await sim.ensureDevice(nameOf(i), profile);
+      expect(d.name).to.equal(nameOf(i));
     }
     browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',
@@ -70,17 +91,6 @@ describe('fleet dashboard in Chromium', function () {
     if (server) await stopServer(server);
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
-
-  /** A device as the example script runs it: long polls, asks for its attributes after an empty poll. */
-  async function awaitFirmware(device: HttpDevice): Promise<Record<string, unknown>> {
-    for (let i = 0; i < 90; i++) {
-      const update = await device.waitForUpdate(1000);
-      if (update && typeof update.fw_title === 'string') return update;
-      const { body } = await device.attributes('?sharedKeys=fw_title,fw_version,fw_size,fw_checksum,fw_checksum_algorithm');
-      if (body.shared?.fw_title) return body.shared;
-    }
-    throw new Error('no firmware assigned');
-  }
 
   /** The package card's numbers as the page shows them. */
   const cardNumbers = () =>
@@ -124,9 +134,23 @@ describe('fleet dashboard in Chromium', function () {
     // Queued and notified at the configured pace: all twenty wait for their devices.
     await page.waitForFunction((id) => document.querySelector(`[data-card="package"][data-id="${id}"] [data-metric="pending"]`)?.textContent === '20', packageId, WAIT);
 
-    // Now the devices: they download, verify and report; the first three fail.
-    const runs = fleet.map(async ({ device }, i) => device.update(await awaitFirmware(device), { chunkSize: 4096, ...(i < 3 ? { fail: 'Flash write failed' } : {}) }));
-    await Promise.all(runs);
+    // Now the simulator's fleet, without assigning (the dashboard did): it finds the 20 devices, and
+    // they download, verify and report; the three the seed picks fail on purpose.
+    const out = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        simLog.push(...chunk.toString().split('\n').filter((l) => l !== ''));
+        done();
+      },
+    });
+    const report = await runFleet(simOpts, out);
+    const log = simLog.join('\n');
+    expect(report.ok, log).to.equal(true);
+    expect(report.package, log).to.include({ id: packageId, title: 'thermo-fw', version: '2.0.0', size: 120_000 });
+    expect(log).to.include(`profile 'thermostats': ${FLEET_SIZE} devices (0 created)`);
+    expect(report.results.map((r) => r.name)).to.deep.equal(Array.from({ length: FLEET_SIZE }, (_, i) => nameOf(i)));
+    expect(report.results.filter((r) => r.phase === 'updated').map((r) => r.name)).to.have.length(17);
+    expect(report.results.filter((r) => r.phase === 'failed').map((r) => [r.name, r.intended, r.error])).to.deep.equal(FAILING.map((i) => [nameOf(i), true, SIM_ERROR]));
+    expect(report.server, log).to.include({ packageId, updated: 17, failed: 3 });
 
     await page.waitForFunction(
       (id) => {
@@ -150,7 +174,8 @@ describe('fleet dashboard in Chromium', function () {
     // The rows followed too: states in the device list and the three failures in their panel.
     await page.waitForFunction(() => document.querySelectorAll('#device-table tbody tr[data-state="UPDATED"]').length === 17, undefined, WAIT);
     await page.waitForFunction(() => document.querySelectorAll('#failed-table tbody tr').length === 3, undefined, WAIT);
-    expect(await page.locator('#failed-table tbody').textContent()).to.include('Flash write failed');
+    expect(await page.locator('#failed-table tbody').textContent()).to.include(SIM_ERROR);
+    expect(await page.locator('#failed-table tbody tr .name').allTextContents()).to.have.members(FAILING.map(nameOf));
     // The chart drew the states it was sent.
     await page.locator('#chart svg path[data-series="updated"]').waitFor(WAIT);
   });
@@ -162,13 +187,13 @@ describe('fleet dashboard in Chromium', function () {
   });
 
   it("opens a failed device's history: its states in order and its error", async () => {
-    await page.locator('#failed-table').getByRole('button', { name: 'History of thermo-00' }).click();
+    await page.locator('#failed-table').getByRole('button', { name: 'History of thermo-0001' }).click();
     const dialog = page.locator('#history');
-    await dialog.locator('#history-title', { hasText: 'History of thermo-00' }).waitFor(WAIT);
+    await dialog.locator('#history-title', { hasText: 'History of thermo-0001' }).waitFor(WAIT);
     await dialog.locator('#history-list li[data-state="FAILED"]').waitFor(WAIT);
     const states = await dialog.locator('#history-list li[data-state]:not([data-state=""])').evaluateAll((items) => items.map((li) => li.getAttribute('data-state')));
     expect(states).to.deep.equal(['QUEUED', 'INITIATED', 'DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'FAILED']);
-    expect(await dialog.locator('#history-list li[data-state="FAILED"] .error-text').textContent()).to.equal('Flash write failed');
+    expect(await dialog.locator('#history-list li[data-state="FAILED"] .error-text').textContent()).to.equal(SIM_ERROR);
     expect(await dialog.locator('#history-summary').textContent()).to.include('FAILED');
     await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-history.png') });
     await dialog.getByRole('button', { name: 'Close the history' }).click();
@@ -176,8 +201,8 @@ describe('fleet dashboard in Chromium', function () {
   });
 
   it('retries a failed device from the failed panel', async () => {
-    await page.locator('#failed-table').getByRole('button', { name: 'Retry thermo-01' }).click();
-    await page.locator('#toast', { hasText: 'thermo-01 is queued again.' }).waitFor(WAIT);
+    await page.locator('#failed-table').getByRole('button', { name: 'Retry thermo-0003' }).click();
+    await page.locator('#toast', { hasText: 'thermo-0003 is queued again.' }).waitFor(WAIT);
     await page.waitForFunction((id) => document.querySelector(`[data-card="package"][data-id="${id}"] [data-metric="failed"]`)?.textContent === '2', packageId, WAIT);
     await page.waitForFunction(() => document.querySelectorAll('#failed-table tbody tr').length === 2, undefined, WAIT);
   });
@@ -186,12 +211,12 @@ describe('fleet dashboard in Chromium', function () {
     const names = () => page.locator('#device-table tbody tr .name').allTextContents();
     const rowsAre = (n: number) => page.waitForFunction((count) => document.querySelectorAll('#device-table tbody tr').length === count, n, WAIT);
 
-    await page.getByLabel('Name', { exact: true }).fill('thermo-0');
+    await page.getByLabel('Name', { exact: true }).fill('thermo-000');
     await page.locator('#f-state').selectOption({ label: 'Failed' });
     await rowsAre(2);
-    expect(await names()).to.deep.equal(['thermo-00', 'thermo-02']);
+    expect(await names()).to.deep.equal(['thermo-0001', 'thermo-0005']);
     await page.locator('#device-table thead th[data-sort="name"] button').click();
-    await page.waitForFunction(() => document.querySelector('#device-table tbody tr .name')?.textContent === 'thermo-02', undefined, WAIT);
+    await page.waitForFunction(() => document.querySelector('#device-table tbody tr .name')?.textContent === 'thermo-0005', undefined, WAIT);
     expect(await page.locator('#device-table thead th[data-sort="name"]').getAttribute('aria-sort')).to.equal('descending');
 
     await page.getByLabel('Name', { exact: true }).fill('');
@@ -199,11 +224,11 @@ describe('fleet dashboard in Chromium', function () {
     await page.locator('#f-size').selectOption('10');
     await rowsAre(10);
     await page.locator('#page-info', { hasText: '1–10 of 20' }).waitFor(WAIT);
-    expect((await names())[0]).to.equal('thermo-19');
+    expect((await names())[0]).to.equal('thermo-0020');
     await page.getByRole('button', { name: 'Next' }).click();
     await page.locator('#page-info', { hasText: '11–20 of 20' }).waitFor(WAIT);
     expect(await page.getByRole('button', { name: 'Next' }).isDisabled()).to.equal(true);
-    expect((await names()).at(-1)).to.equal('thermo-00');
+    expect((await names()).at(-1)).to.equal('thermo-0001');
 
     // Software: nothing assigned, the same devices without a software update.
     await page.locator('label[for="type-sw"]').click();
