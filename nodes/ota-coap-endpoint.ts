@@ -3,6 +3,7 @@ import { COAP_DEFAULTS, CoapTransport } from '../server/coap-transport';
 import { isBlockSize } from '../server/coap/block-wise';
 import type { OtaEngine } from '../server';
 import type { OtaServerNode } from './ota-server';
+import { settingPicker } from './settings';
 
 export interface CoapEndpointDef extends NodeDef {
   server: string;
@@ -33,10 +34,7 @@ export class CoapSettingError extends Error {
  * (`OTA_COAP_PORT`, `OTA_COAP_HOST`), then the default (5683, 0.0.0.0, 1024).
  */
 export function resolveCoapOptions(def: Partial<CoapEndpointDef>, settings: Record<string, unknown>, env: NodeJS.ProcessEnv): { port: number; host: string; blockSize: number } {
-  const pick = (own: string | undefined, setting: string, envName?: string): string | undefined => {
-    for (const v of [own, settings[setting], envName ? env[envName] : undefined]) if (v !== undefined && v !== null && String(v).trim() !== '') return String(v).trim();
-    return undefined;
-  };
+  const pick = settingPicker(settings, env);
   const portText = pick(def.port, 'otaCoapEndpointPort', 'OTA_COAP_PORT');
   const port = portText === undefined ? COAP_DEFAULTS.port : Number(portText);
   if (!/^\d+$/.test(portText ?? '0') || port > 65535) throw new CoapSettingError('bad-port', String(portText));

@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from '../server/mqtt-transport';
 import type { OtaServerNode } from './ota-server';
+import { settingPicker } from './settings';
 
 export interface MqttEndpointDef extends NodeDef {
   server: string;
@@ -31,10 +32,7 @@ export function resolveEndpointOptions(
   settings: Record<string, unknown>,
   env: NodeJS.ProcessEnv,
 ): MqttOptions & { port: number; host: string } {
-  const pick = (own: string | undefined, setting: string, envName: string): string | undefined => {
-    for (const v of [own, settings[setting], env[envName]]) if (v !== undefined && v !== null && String(v).trim() !== '') return String(v).trim();
-    return undefined;
-  };
+  const pick = settingPicker(settings, env);
   const port = Number(pick(def.port, 'otaMqttEndpointPort', 'OTA_MQTT_PORT') ?? MQTT_DEFAULTS.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`Invalid MQTT port: ${pick(def.port, 'otaMqttEndpointPort', 'OTA_MQTT_PORT')} (use 0-65535, 0 for any free port)`);
   const maxChunkSize = Number(pick(def.maxChunkSize, 'otaMqttEndpointMaxChunkSize', 'OTA_MQTT_MAX_CHUNK_SIZE') ?? MQTT_DEFAULTS.maxChunkSize);

@@ -63,6 +63,7 @@ export default function init(RED: NodeAPI): void {
           } else {
             await q.enqueue(ev);
           }
+          return; // the queue's 'depth' event updated the status
         }
         showDepth(q.depth(), q.paused);
       }),

@@ -3,6 +3,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { acquireEngine, DEFAULTS, releaseEngine, type EngineOptions, type OtaEngine } from '../server';
 import type { TenantId } from '../server/ids';
 import { registerAdminRoutes } from './admin-routes';
+import { settingPicker } from './settings';
 
 export interface OtaServerDef extends NodeDef {
   dataDir: string;
@@ -29,10 +30,7 @@ export interface OtaServerNode extends Node<OtaServerCredentials> {
  * settings.js (`otaServerDataDir`, ...), then the environment (`OTA_DATA_DIR`, ...), then the default.
  */
 export function resolveOptions(def: Partial<OtaServerDef>, creds: OtaServerCredentials, settings: Record<string, unknown>, env: NodeJS.ProcessEnv): EngineOptions {
-  const pick = (own: string | undefined, setting: string, envName: string): string | undefined => {
-    for (const v of [own, settings[setting], env[envName]]) if (v !== undefined && v !== null && String(v).trim() !== '') return String(v).trim();
-    return undefined;
-  };
+  const pick = settingPicker(settings, env);
   const userDir = typeof settings.userDir === 'string' ? settings.userDir : process.cwd();
   const port = pick(def.httpPort, 'otaServerHttpPort', 'OTA_HTTP_PORT');
   const maxMb = pick(def.maxPackageSizeMb, 'otaServerMaxPackageSizeMb', 'OTA_MAX_PACKAGE_SIZE_MB');

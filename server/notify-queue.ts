@@ -109,7 +109,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
         .prepare('INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified) VALUES (?, ?, ?, ?, 0)')
         .run(ev.deviceId, ev.type, ev.packageId, ev.ts);
     })();
-    this.emit('depth', this.depth());
+    this.announceDepth();
     this.schedule();
     return true;
   }
@@ -124,7 +124,12 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
       this.deps.states.clearTarget(deviceId, type);
       this.db.prepare('INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified) VALUES (?, ?, NULL, ?, 1)').run(deviceId, type, this.timers.now());
     })();
-    this.emit('depth', this.depth());
+    this.announceDepth();
+  }
+
+  /** The depth to whoever listens: counting the rows costs a table scan, so only then. */
+  private announceDepth(): void {
+    if (this.listenerCount('depth') > 0) this.emit('depth', this.depth());
   }
 
   /** Rows waiting, in all or for one tenant. */
@@ -208,7 +213,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
 
   private schedule(): void {
     if (this.timer !== null || this.isPaused || !this.pacing || !this.onRelease) return;
-    if (this.depth() === 0) return;
+    if (!this.db.prepare('SELECT 1 FROM notify_queue LIMIT 1').get()) return;
     const { packSize, intervalMs, mode } = this.pacing;
     const gap = intervalMs === 0 ? 0 : mode === 'spaced' ? intervalMs / packSize : intervalMs;
     const wait = Math.max(0, this.lastRelease + gap - this.timers.now());
@@ -224,7 +229,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
     this.lastRelease = this.timers.now();
     if (batch.length) {
       this.onRelease(batch);
-      this.emit('depth', this.depth());
+      this.announceDepth();
     }
     this.schedule();
   }
