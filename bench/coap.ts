@@ -24,7 +24,7 @@ import { createSocket } from 'node:dgram';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CoapTransport } from '../server/coap-transport';
+import { CoapTransport } from '../server/transports/coap/coap-transport';
 import { OtaEngine } from '../server/engine';
 import { benchLogger, Cleanup, createProfileWithPackage, generateFile, MB, positiveInt, printTable, queueReaches, type Benchmark } from './lib';
 

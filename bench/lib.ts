@@ -10,10 +10,11 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Logger, OtaEngine } from '../server/engine';
+import type { OtaEngine } from '../server/engine';
+import type { Logger } from '../server/logger';
 import type { DeviceProfileId, TenantId } from '../server/ids';
-import type { NotifyQueue } from '../server/notify-queue';
-import type { OtaPackage } from '../server/ota-packages';
+import type { NotifyQueue } from '../server/pipeline/notify-queue';
+import type { OtaPackage } from '../server/store/ota-packages';
 
 /** One benchmark as `bench/index.ts` runs it. */
 export interface Benchmark {

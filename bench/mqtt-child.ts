@@ -17,9 +17,9 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { OtaEngine } from '../server/engine';
-import { chunkRange } from '../server/firmware-download';
+import { chunkRange } from '../server/transports/firmware-download';
 import type { DeviceId, TenantId } from '../server/ids';
-import { MqttTransport } from '../server/mqtt-transport';
+import { MqttTransport } from '../server/transports/mqtt/mqtt-transport';
 import { benchLogger } from './lib';
 import { WireClient } from './mqtt-wire';
 

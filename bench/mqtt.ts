@@ -24,7 +24,7 @@ import { createReadStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { openDatabase } from '../server/database';
+import { openDatabase } from '../server/store/sqlite/database';
 import { OtaEngine } from '../server/engine';
 import type { TenantId } from '../server/ids';
 import { benchLogger, Cleanup, createProfileWithPackage, formatBytes, generateFile, MB, peakRss, positiveInt, printTable, queueReaches, resetPeakRss, secondsSince, type Benchmark } from './lib';

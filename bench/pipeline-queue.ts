@@ -28,9 +28,9 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { OtaEngine } from '../server/engine';
 import type { DeviceId, DeviceProfileId, TenantId } from '../server/ids';
-import type { AssignmentEvent } from '../server/notify-queue';
-import { packageAttributes } from '../server/ota-keys';
-import type { OtaPackage } from '../server/ota-packages';
+import type { AssignmentEvent } from '../server/pipeline/notify-queue';
+import { packageAttributes } from '../server/pipeline/ota-keys';
+import type { OtaPackage } from '../server/store/ota-packages';
 import { benchLogger, Cleanup, createProfileWithPackage, formatBytes, measured, positiveInt, printTable, queueReaches, type Benchmark } from './lib';
 
 export const pipelineQueue: Benchmark = {

@@ -25,8 +25,9 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { OtaEngine, type Logger } from '../server/engine';
-import { chunkRange } from '../server/firmware-download';
+import { OtaEngine } from '../server/engine';
+import { type Logger } from '../server/logger';
+import { chunkRange } from '../server/transports/firmware-download';
 
 const quiet: Logger = {
   info: () => undefined,

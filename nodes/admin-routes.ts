@@ -1,10 +1,10 @@
 import type { Request, Response } from 'express';
 import type { NodeAPI } from 'node-red';
 import type { OtaEngine } from '../server';
-import type { PageData, PageLink } from '../server/database';
+import type { PageData, PageLink } from '../server/store/sqlite/database';
 import type { DeviceProfileId, TenantId } from '../server/ids';
-import { hasData, OTA_PACKAGE_TYPES, type OtaPackageType } from '../server/ota-packages';
-import type { OtaServerNode } from './ota-server';
+import { hasData, OTA_PACKAGE_TYPES, type OtaPackageType } from '../server/store/ota-packages';
+import type { OtaServerNode } from './server-ref';
 
 /**
  * What the editor's dialogs pick from: the packages, device profiles and devices of an ota-server's

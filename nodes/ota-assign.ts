@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { AssignRequest } from '../server/assignment';
-import type { AssignmentEvent } from '../server/notify-queue';
+import type { AssignRequest } from '../server/pipeline/assignment';
+import type { AssignmentEvent } from '../server/pipeline/notify-queue';
 import { handleInput, serverOf } from './server-ref';
 
 interface AssignDef extends NodeDef {

@@ -1,8 +1,8 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { COAP_DEFAULTS, CoapTransport } from '../server/coap-transport';
-import { isBlockSize } from '../server/coap/block-wise';
+import { COAP_DEFAULTS, CoapTransport } from '../server/transports/coap/coap-transport';
+import { isBlockSize } from '../server/transports/coap/block-wise';
 import type { OtaEngine } from '../server';
-import type { OtaServerNode } from './ota-server';
+import type { OtaServerNode } from './server-ref';
 import { settingPicker } from './settings';
 
 export interface CoapEndpointDef extends NodeDef {

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { Notification } from '../server/notifier';
-import type { UplinkEvent } from '../server/uplink';
+import type { Notification } from '../server/pipeline/notifier';
+import type { UplinkEvent } from '../server/pipeline/uplink';
 import { handleInput, serverOf } from './server-ref';
 
 interface HttpDef extends NodeDef {

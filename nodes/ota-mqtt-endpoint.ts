@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from '../server/mqtt-transport';
-import type { OtaServerNode } from './ota-server';
+import { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from '../server/transports/mqtt/mqtt-transport';
+import type { OtaServerNode } from './server-ref';
 import { settingPicker } from './settings';
 
 export interface MqttEndpointDef extends NodeDef {

@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { MqttTransport } from '../server/mqtt-transport';
-import type { Notification } from '../server/notifier';
-import type { UplinkEvent } from '../server/uplink';
+import type { MqttTransport } from '../server/transports/mqtt/mqtt-transport';
+import type { Notification } from '../server/pipeline/notifier';
+import type { UplinkEvent } from '../server/pipeline/uplink';
 import type { OtaMqttEndpointNode } from './ota-mqtt-endpoint';
 import { handleInput } from './server-ref';
 

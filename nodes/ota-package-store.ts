@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { runPackageCommand, PACKAGE_OPERATIONS, type PackageCommand, type PackageInfoFields, type PackageOperation } from '../server/package-commands';
-import type { OtaServerNode } from './ota-server';
+import { runPackageCommand, PACKAGE_OPERATIONS, type PackageCommand, type PackageInfoFields, type PackageOperation } from '../server/packages/package-commands';
+import type { OtaServerNode } from './server-ref';
 
 interface PackageStoreDef extends NodeDef {
   server: string;

@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { pacingFromEnv, type AssignmentEvent, type PacingMode } from '../server/notify-queue';
+import { pacingFromEnv, type AssignmentEvent, type PacingMode } from '../server/pipeline/notify-queue';
 import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
 
 

@@ -3,6 +3,9 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { acquireEngine, DEFAULTS, releaseEngine, type EngineOptions, type OtaEngine } from '../server';
 import type { TenantId } from '../server/ids';
 import { registerAdminRoutes } from './admin-routes';
+import type { OtaServerCredentials, OtaServerNode } from './server-ref';
+
+export type { OtaServerCredentials, OtaServerNode } from './server-ref';
 import { settingPicker } from './settings';
 
 export interface OtaServerDef extends NodeDef {
@@ -10,19 +13,6 @@ export interface OtaServerDef extends NodeDef {
   httpPort: string;
   httpHost: string;
   maxPackageSizeMb: string;
-}
-
-export interface OtaServerCredentials {
-  adminUsername?: string;
-  adminPassword?: string;
-}
-
-/** What user nodes get from their `server` property. */
-export interface OtaServerNode extends Node<OtaServerCredentials> {
-  /** Resolves once the engine is open (shared with every other user of the same data directory). */
-  engine: Promise<OtaEngine>;
-  /** The tenant the flow acts for: the admin's. */
-  tenantId(): Promise<TenantId>;
 }
 
 /**

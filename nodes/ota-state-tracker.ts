@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { FleetMetrics, StateChange } from '../server/state-tracker';
-import type { UplinkEvent } from '../server/uplink';
+import type { FleetMetrics, StateChange } from '../server/pipeline/state-tracker';
+import type { UplinkEvent } from '../server/pipeline/uplink';
 import { handleInput, serverOf, type Send } from './server-ref';
 
 interface TrackerDef extends NodeDef {

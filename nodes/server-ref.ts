@@ -1,11 +1,23 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow } from 'node-red';
 import type { OtaEngine } from '../server';
 import type { TenantId } from '../server/ids';
-import type { AssignmentEvent } from '../server/notify-queue';
-import type { OtaServerNode } from './ota-server';
+import type { AssignmentEvent } from '../server/pipeline/notify-queue';
 
 export interface EngineRef {
   engine: Promise<OtaEngine>;
+  tenantId(): Promise<TenantId>;
+}
+
+export interface OtaServerCredentials {
+  adminUsername?: string;
+  adminPassword?: string;
+}
+
+/** What user nodes get from their `server` property. */
+export interface OtaServerNode extends Node<OtaServerCredentials> {
+  /** Resolves once the engine is open (shared with every other user of the same data directory). */
+  engine: Promise<OtaEngine>;
+  /** The tenant the flow acts for: the admin's. */
   tenantId(): Promise<TenantId>;
 }
 

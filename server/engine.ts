@@ -4,44 +4,35 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
-import { AccountService, type BootstrapResult } from './accounts';
-import { TokenService } from './auth';
-import { BlobStore } from './blob-store';
-import { openDatabase, type Db } from './database';
-import { DeviceProfileService } from './device-profile-service';
-import { SqliteDeviceProfileRepository } from './device-profiles';
-import { DeviceService } from './device-service';
-import { SqliteDeviceRepository } from './devices';
+import { AccountService, type BootstrapResult } from './admin/accounts';
+import { TokenService } from './admin/auth';
+import { BlobStore } from './store/blob-store';
+import { openDatabase, type Db } from './store/sqlite/database';
+import { DeviceProfileService } from './devices/device-profile-service';
+import { SqliteDeviceProfileRepository } from './store/device-profiles';
+import { DeviceService } from './devices/device-service';
+import { SqliteDeviceRepository } from './store/devices';
 import { EngineEvents } from './events';
-import { createAdminApi } from './http/admin-api';
-import { createDeviceApi } from './http/device-api';
-import { createTelemetryApi } from './http/telemetry-api';
-import { createFleetApi } from './http/fleet-api';
-import { createDashboard, type Dashboard } from './http/dashboard';
-import { AssignmentService } from './assignment';
-import { SqliteAttributeRepository, type AttributeRepository } from './attributes';
-import { HttpDeviceSessions } from './http-transport';
-import { Notifier } from './notifier';
-import { NotifyQueue, realTimers, type Timers } from './notify-queue';
-import { OtaStateRepository } from './ota-states';
-import { StateTracker } from './state-tracker';
-import { SqliteTelemetryRepository, type TelemetryRepository } from './telemetry';
-import type { DeviceContext, EndpointInfo } from './device-context';
-import { OtaPackageService } from './ota-package-service';
-import { SqliteOtaPackageRepository } from './ota-packages';
-import { SqliteTenantRepository } from './tenants';
-
-export interface Logger {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
-}
-
-export const consoleLogger: Logger = {
-  info: (m) => console.log(`[ota] ${m}`),
-  warn: (m) => console.warn(`[ota] ${m}`),
-  error: (m) => console.error(`[ota] ${m}`),
-};
+import { consoleLogger, type Logger } from './logger';
+import type { Pipeline } from './pipeline/pipeline';
+import { createAdminApi } from './admin/admin-api';
+import { createDeviceApi } from './transports/http/device-api';
+import { createTelemetryApi } from './admin/telemetry-api';
+import { createFleetApi } from './admin/fleet-api';
+import { createDashboard, type Dashboard } from './fleet/dashboard';
+import { AssignmentService } from './pipeline/assignment';
+import { SqliteAttributeRepository, type AttributeRepository } from './store/attributes';
+import { HttpDeviceSessions } from './transports/http/http-transport';
+import { Notifier } from './pipeline/notifier';
+import { NotifyQueue } from './pipeline/notify-queue';
+import { realTimers, type Timers } from './timers';
+import { OtaStateRepository } from './store/ota-states';
+import { StateTracker } from './pipeline/state-tracker';
+import { SqliteTelemetryRepository, type TelemetryRepository } from './store/telemetry';
+import type { DeviceContext, EndpointInfo } from './transports/device-context';
+import { OtaPackageService } from './packages/ota-package-service';
+import { SqliteOtaPackageRepository } from './store/ota-packages';
+import { SqliteTenantRepository } from './store/tenants';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -71,17 +62,6 @@ export interface EngineOptions {
   uploadIdleMs?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
-}
-
-/** The update pipeline's parts, each used by one node (or by the engine alone). */
-export interface Pipeline {
-  attributes: AttributeRepository;
-  telemetry: TelemetryRepository;
-  assignment: AssignmentService;
-  queue: NotifyQueue;
-  notifier: Notifier;
-  tracker: StateTracker;
-  httpSessions: HttpDeviceSessions;
 }
 
 /**

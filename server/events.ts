@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
-import type { Device } from './devices';
-import type { DeviceProfile } from './device-profiles';
-import type { AssignmentEvent } from './notify-queue';
-import type { Notification } from './notifier';
-import type { OtaPackage } from './ota-packages';
-import type { UplinkEvent } from './uplink';
-import type { StateChange } from './state-tracker';
+import type { Device } from './store/devices';
+import type { DeviceProfile } from './store/device-profiles';
+import type { AssignmentEvent } from './pipeline/notify-queue';
+import type { Notification } from './pipeline/notifier';
+import type { OtaPackage } from './store/ota-packages';
+import type { UplinkEvent } from './pipeline/uplink';
+import type { StateChange } from './pipeline/state-tracker';
 
 /**
  * What changed in the store, for whoever reacts to it (assignment, the ota-assign node, the

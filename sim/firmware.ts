@@ -1,4 +1,4 @@
-import { checksumOf, parseChecksumAlgorithm } from '../server/checksum';
+import { checksumOf, parseChecksumAlgorithm } from '../server/packages/checksum';
 
 /** The shared attributes a device asks for, as ThingsBoard's Python SDK does (reference §9). */
 export const FW_KEYS = ['fw_checksum', 'fw_checksum_algorithm', 'fw_size', 'fw_title', 'fw_version'] as const;

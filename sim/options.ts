@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { CHECKSUM_ALGORITHMS, parseChecksumAlgorithm, type ChecksumAlgorithm } from '../server/checksum';
+import { CHECKSUM_ALGORITHMS, parseChecksumAlgorithm, type ChecksumAlgorithm } from '../server/packages/checksum';
 
 export type SimTransport = 'http' | 'mqtt' | 'coap';
 

@@ -13,7 +13,7 @@ import {
   type PackageInfo,
   type PageData,
 } from '../support/api-harness';
-import { checksumOf } from '../../server/checksum';
+import { checksumOf } from '../../server/packages/checksum';
 
 describe('admin API: device profiles', () => {
   let h: ApiHarness;

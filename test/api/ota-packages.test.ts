@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { CHECKSUM_ALGORITHMS, checksumOf } from '../../server/checksum';
+import { CHECKSUM_ALGORITHMS, checksumOf } from '../../server/packages/checksum';
 import {
   ApiHarness,
   expectError,

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { checksumOf } from '../../server/checksum';
+import { checksumOf } from '../../server/packages/checksum';
 import {
   ApiHarness,
   blobPathOf,

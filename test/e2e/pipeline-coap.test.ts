@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { Agent } from 'coap';
-import { checksumOf } from '../../server/checksum';
+import { checksumOf } from '../../server/packages/checksum';
 import { coapObserve, coapRequest, libcoap } from '../support/coap-clients';
 import { eventually } from '../support/http-device';
 import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';

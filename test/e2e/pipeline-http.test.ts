@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { checksumOf } from '../../server/checksum';
+import { checksumOf } from '../../server/packages/checksum';
 import { HttpDevice, eventually } from '../support/http-device';
 import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
 

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { checksumOf } from '../../server/checksum';
+import { checksumOf } from '../../server/packages/checksum';
 import { eventually } from '../support/http-device';
 import { MqttDevice, sha256 } from '../support/mqtt-clients';
 import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';

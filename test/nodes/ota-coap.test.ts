@@ -6,7 +6,7 @@ import otaCoap from '../../nodes/ota-coap';
 import otaCoapEndpoint, { resolveCoapOptions, type OtaCoapEndpointNode } from '../../nodes/ota-coap-endpoint';
 import { acquireEngine, releaseEngine, type Device, type OtaEngine, type OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
-import type { Notification } from '../../server/notifier';
+import type { Notification } from '../../server/pipeline/notifier';
 import { coapObserve, coapRequest } from '../support/coap-clients';
 import {
   arrivals,

@@ -3,7 +3,7 @@ import type { Node } from 'node-red';
 import otaHttp from '../../nodes/ota-http';
 import { acquireEngine, releaseEngine, type Device, type OtaEngine, type OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
-import type { Notification } from '../../server/notifier';
+import type { Notification } from '../../server/pipeline/notifier';
 import {
   arrivals,
   helper,

@@ -5,7 +5,7 @@ import otaMqtt from '../../nodes/ota-mqtt';
 import otaMqttEndpoint, { resolveEndpointOptions, type OtaMqttEndpointNode } from '../../nodes/ota-mqtt-endpoint';
 import type { Device, OtaEngine, OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
-import type { Notification } from '../../server/notifier';
+import type { Notification } from '../../server/pipeline/notifier';
 import { MqttDevice } from '../support/mqtt-clients';
 import {
   arrivals,

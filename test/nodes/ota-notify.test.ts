@@ -4,7 +4,7 @@ import type { Node } from 'node-red';
 import otaNotify from '../../nodes/ota-notify';
 import type { Device, OtaEngine, OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
-import type { AssignmentEvent } from '../../server/notify-queue';
+import type { AssignmentEvent } from '../../server/pipeline/notify-queue';
 import {
   arrivals,
   helper,

@@ -3,7 +3,7 @@ import type { Node, NodeStatus } from 'node-red';
 import otaRateQueue from '../../nodes/ota-rate-queue';
 import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import { acquireEngine, releaseEngine, type OtaEngine } from '../../server';
-import type { AssignmentEvent } from '../../server/notify-queue';
+import type { AssignmentEvent } from '../../server/pipeline/notify-queue';
 import type { DeviceId, TenantId } from '../../server/ids';
 import {
   arrivals,

@@ -4,9 +4,9 @@ import otaServer from '../../nodes/ota-server';
 import otaStateTracker from '../../nodes/ota-state-tracker';
 import { acquireEngine, releaseEngine, type Device, type OtaEngine, type OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
-import type { FleetMetrics, StateChange } from '../../server/state-tracker';
-import type { TelemetryEntry } from '../../server/telemetry';
-import type { UplinkEvent } from '../../server/uplink';
+import type { FleetMetrics, StateChange } from '../../server/pipeline/state-tracker';
+import type { TelemetryEntry } from '../../server/store/telemetry';
+import type { UplinkEvent } from '../../server/pipeline/uplink';
 import {
   arrivals,
   helper,

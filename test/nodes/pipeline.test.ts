@@ -15,7 +15,7 @@ import otaPackageStore from '../../nodes/ota-package-store';
 import otaRateQueue from '../../nodes/ota-rate-queue';
 import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import otaStateTracker from '../../nodes/ota-state-tracker';
-import type { FleetMetrics, StateChange } from '../../server/state-tracker';
+import type { FleetMetrics, StateChange } from '../../server/pipeline/state-tracker';
 import { arrivals, helper, nodeOf, registerCatalogs, translated, until, type CaughtError, type FlowNode, type Msg } from './flow-helper';
 
 /** The example flow `npm start` deploys, as the build ships it. */

@@ -6,7 +6,7 @@ import { failingDevices, pool, type FleetReport } from '../../sim/fleet';
 import { firmwareOf, verify, type FirmwareInfo } from '../../sim/firmware';
 import { parseOptions, simOptions, UsageError } from '../../sim/options';
 import { percentile, Progress, table } from '../../sim/progress';
-import { checksumOf } from '../../server/checksum';
+import { checksumOf } from '../../server/packages/checksum';
 
 describe('simulator options', function () {
   const env = { OTA_HTTP_PORT: '18080', OTA_ADMIN_PASSWORD: 'pw', OTA_MQTT_PORT: '0' };

@@ -10,7 +10,8 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { OtaEngine, type EngineOptions, type Logger } from '../../server/engine';
+import { OtaEngine, type EngineOptions } from '../../server/engine';
+import { type Logger } from '../../server/logger';
 
 export const quietLogger: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 

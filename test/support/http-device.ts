@@ -1,4 +1,4 @@
-import { checksumOf, type ChecksumAlgorithm } from '../../server/checksum';
+import { checksumOf, type ChecksumAlgorithm } from '../../server/packages/checksum';
 
 /**
  * A ThingsBoard HTTP device as its SDK and the docs' example script behave (reference §4, §9):

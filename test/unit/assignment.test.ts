@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { DeviceRepository } from '../../server/devices';
-import type { AssignmentEvent } from '../../server/notify-queue';
-import { allAttributeKeys } from '../../server/ota-keys';
+import type { DeviceRepository } from '../../server/store/devices';
+import type { AssignmentEvent } from '../../server/pipeline/notify-queue';
+import { allAttributeKeys } from '../../server/pipeline/ota-keys';
 import { FakeTimers, PipelineHarness, quietLogger, settle, until, useHarness } from './pipeline-support';
 
 const FW_KEYS = ['fw_title', 'fw_version', 'fw_ts', 'fw_state', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url', 'fw_tag'];

@@ -10,8 +10,8 @@ import {
   checksumOf,
   createHasher,
   parseChecksumAlgorithm,
-} from '../../server/checksum';
-import { Murmur3Hash128, Murmur3Hash32 } from '../../server/murmur3';
+} from '../../server/packages/checksum';
+import { Murmur3Hash128, Murmur3Hash32 } from '../../server/packages/murmur3';
 
 /* ------------------------------------------------------------------------ */
 /* Slow but obviously-correct BigInt reference implementations, written      */

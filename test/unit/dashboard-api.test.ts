@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import type { DeviceProfile } from '../../server/device-profiles';
-import type { Device } from '../../server/devices';
-import type { DeviceRow, TimelineEvent } from '../../server/fleet-view';
-import type { LiveMetrics } from '../../server/fleet-watch';
+import type { DeviceProfile } from '../../server/store/device-profiles';
+import type { Device } from '../../server/store/devices';
+import type { DeviceRow, TimelineEvent } from '../../server/fleet/fleet-view';
+import type { LiveMetrics } from '../../server/fleet/fleet-watch';
 import type { TenantId } from '../../server/ids';
-import type { OtaPackage } from '../../server/ota-packages';
+import type { OtaPackage } from '../../server/store/ota-packages';
 import { ADMIN_PASSWORD, ADMIN_USER, PipelineHarness, T0, until, useHarness } from './pipeline-support';
 
 interface Reply<T = unknown> {

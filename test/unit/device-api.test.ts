@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import type { DeviceProfile } from '../../server/device-profiles';
-import type { Device } from '../../server/devices';
-import type { OtaPackage } from '../../server/ota-packages';
-import type { UplinkEvent } from '../../server/uplink';
+import type { DeviceProfile } from '../../server/store/device-profiles';
+import type { Device } from '../../server/store/devices';
+import type { OtaPackage } from '../../server/store/ota-packages';
+import type { UplinkEvent } from '../../server/pipeline/uplink';
 import { T0, until, useHarness } from './pipeline-support';
 
 interface Reply {

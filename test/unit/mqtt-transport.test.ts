@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { IDisconnectPacket, IPublishPacket, ISubackPacket, IUnsubackPacket } from 'mqtt-packet';
-import type { DeviceProfile } from '../../server/device-profiles';
-import type { Device } from '../../server/devices';
-import { MqttTransport, type MqttOptions, type MqttTransportEvents } from '../../server/mqtt-transport';
-import type { Notification } from '../../server/notifier';
-import type { OtaPackage } from '../../server/ota-packages';
-import type { UplinkEvent } from '../../server/uplink';
+import type { DeviceProfile } from '../../server/store/device-profiles';
+import type { Device } from '../../server/store/devices';
+import { MqttTransport, type MqttOptions, type MqttTransportEvents } from '../../server/transports/mqtt/mqtt-transport';
+import type { Notification } from '../../server/pipeline/notifier';
+import type { OtaPackage } from '../../server/store/ota-packages';
+import type { UplinkEvent } from '../../server/pipeline/uplink';
 import { MqttDevice, RawMqtt, sha256 } from '../support/mqtt-clients';
 import { FakeTimers, until, useHarness, type PipelineHarness } from './pipeline-support';
 

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import type { DeviceProfile } from '../../server/device-profiles';
-import type { Device } from '../../server/devices';
-import type { Notification, NotifyOutcome } from '../../server/notifier';
-import type { OtaPackage } from '../../server/ota-packages';
+import type { DeviceProfile } from '../../server/store/device-profiles';
+import type { Device } from '../../server/store/devices';
+import type { Notification, NotifyOutcome } from '../../server/pipeline/notifier';
+import type { OtaPackage } from '../../server/store/ota-packages';
 import { T0, settle, type PipelineHarness, useHarness } from './pipeline-support';
 
 const notification = (o: NotifyOutcome): Notification => {

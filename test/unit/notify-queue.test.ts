@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { DeviceProfile } from '../../server/device-profiles';
+import type { DeviceProfile } from '../../server/store/device-profiles';
 import type { DeviceId, OtaPackageId } from '../../server/ids';
-import { NotifyQueue, pacingFromEnv, type AssignmentEvent, type Pacing } from '../../server/notify-queue';
-import { OtaStateRepository } from '../../server/ota-states';
-import { SqliteOtaPackageRepository, type OtaPackage } from '../../server/ota-packages';
-import { SqliteTelemetryRepository } from '../../server/telemetry';
+import { NotifyQueue, pacingFromEnv, type AssignmentEvent, type Pacing } from '../../server/pipeline/notify-queue';
+import { OtaStateRepository } from '../../server/store/ota-states';
+import { SqliteOtaPackageRepository, type OtaPackage } from '../../server/store/ota-packages';
+import { SqliteTelemetryRepository } from '../../server/store/telemetry';
 import { FakeTimers, T0, type PipelineHarness, useHarness } from './pipeline-support';
 
 interface Release {

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import type { DeviceProfile } from '../../server/device-profiles';
-import type { Device } from '../../server/devices';
-import type { AssignmentEvent } from '../../server/notify-queue';
-import { OtaStateRepository, type OtaStateRow } from '../../server/ota-states';
-import type { OtaPackageType } from '../../server/ota-packages';
-import type { StateChange } from '../../server/state-tracker';
+import type { DeviceProfile } from '../../server/store/device-profiles';
+import type { Device } from '../../server/store/devices';
+import type { AssignmentEvent } from '../../server/pipeline/notify-queue';
+import { OtaStateRepository, type OtaStateRow } from '../../server/store/ota-states';
+import type { OtaPackageType } from '../../server/store/ota-packages';
+import type { StateChange } from '../../server/pipeline/state-tracker';
 import { T0, settle, until, type PipelineHarness, useHarness } from './pipeline-support';
 
 describe('state tracker', () => {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import type { DeviceProfile } from '../../server/device-profiles';
-import type { Device } from '../../server/devices';
+import type { DeviceProfile } from '../../server/store/device-profiles';
+import type { Device } from '../../server/store/devices';
 import { ADMIN_PASSWORD, ADMIN_USER, T0, settle, useHarness } from './pipeline-support';
 
 interface Reply {

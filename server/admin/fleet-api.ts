@@ -1,0 +1,35 @@
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import type { AccountService } from './accounts';
+import type { Notifier } from '../pipeline/notifier';
+import type { NotifyQueue } from '../pipeline/notify-queue';
+import type { StateTracker } from '../pipeline/state-tracker';
+import { bearerPrincipal } from './authenticate';
+import { errorHandler } from './admin-api';
+
+/**
+ * Beyond ThingsBoard: the fleet's update metrics for scripts and the dashboard,
+ * `GET /api/ota/metrics` (per package and per profile: pending, in progress, updated, failed, coverage;
+ * the queue's depth; notifications sent and stale events dropped since start).
+ */
+export function createFleetApi(deps: { accounts: AccountService; tracker: StateTracker; queue: NotifyQueue; notifier: Notifier; endpoints: () => unknown[] }): Router {
+  const api = express.Router();
+  api.get('/ota/metrics', (req: Request, res: Response, next: NextFunction) => {
+    bearerPrincipal(req, deps.accounts)
+      .then((who) =>
+        res.json({
+          ...deps.tracker.metrics(who.tenantId),
+          queue: { depth: deps.queue.depth(who.tenantId), paused: deps.queue.paused },
+          notifications: ((s) => ({ sent: s.notified, dropped: s.dropped }))(deps.notifier.statsFor(who.tenantId)),
+        }),
+      )
+      .catch(next);
+  });
+  // Where devices connect: the HTTP device API and the MQTT/CoAP endpoints the flow started.
+  api.get('/ota/endpoints', (req: Request, res: Response, next: NextFunction) => {
+    bearerPrincipal(req, deps.accounts)
+      .then(() => res.json(deps.endpoints()))
+      .catch(next);
+  });
+  api.use(errorHandler);
+  return api;
+}

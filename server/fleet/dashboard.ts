@@ -1,0 +1,187 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
+import type { AccountService } from '../admin/accounts';
+import type { Db } from '../store/sqlite/database';
+import type { DeviceService } from '../devices/device-service';
+import type { Pipeline } from '../pipeline/pipeline';
+import type { Logger } from '../logger';
+import type { EngineEvents } from '../events';
+import { FleetHistory } from './fleet-history';
+import { FleetView } from './fleet-view';
+import { FleetWatcher, WATCH_DEFAULTS, type LiveMetrics } from './fleet-watch';
+import type { TenantId } from '../ids';
+import type { Timers } from '../timers';
+import { OtaStateRepository } from '../store/ota-states';
+import { OtaPrometheus } from './prometheus';
+import { createDashboardApi } from './dashboard-api';
+
+/** What the dashboard needs from the engine. */
+export interface DashboardDeps {
+  db: Db;
+  accounts: AccountService;
+  devices: DeviceService;
+  pipeline: Pick<Pipeline, 'tracker' | 'queue' | 'notifier' | 'telemetry'>;
+  events: EngineEvents;
+  /** The engine's clock (tests inject a fake one); timestamps only, the dashboard's own timers are real. */
+  clock: Pick<Timers, 'now'>;
+  logger: Logger;
+}
+
+export interface DashboardSettings {
+  /** When set, `GET /metrics` wants `Authorization: Bearer <token>`; when not, it answers local scrapers only. */
+  metricsToken: string | null;
+  /** A snapshot of the state distribution for the chart at most this often while anything changes (ms). */
+  snapshotMs: number;
+  /** Snapshots are kept this long (ms). */
+  retentionMs: number;
+  /** Where the page's files are (default: the package's `dashboard/` folder). */
+  dashboardDir?: string;
+}
+
+/** `OTA_METRICS_TOKEN`, `OTA_DASHBOARD_SNAPSHOT_S` (default 5), `OTA_DASHBOARD_RETENTION_H` (default 48). */
+export function dashboardSettingsFromEnv(env: NodeJS.ProcessEnv): DashboardSettings {
+  const num = (name: string, fallback: number): number => {
+    const v = Number(env[name]);
+    return env[name] !== undefined && env[name] !== '' && Number.isFinite(v) && v > 0 ? v : fallback;
+  };
+  return {
+    metricsToken: env.OTA_METRICS_TOKEN?.trim() || null,
+    snapshotMs: Math.round(num('OTA_DASHBOARD_SNAPSHOT_S', WATCH_DEFAULTS.snapshotMs / 1000) * 1000),
+    retentionMs: Math.round(num('OTA_DASHBOARD_RETENTION_H', WATCH_DEFAULTS.retentionMs / 3600_000) * 3600_000),
+  };
+}
+
+export interface Dashboard {
+  /** Mount at `/api`, before the admin API (which answers 404 for what it does not know). */
+  api: Router;
+  /** Mount at `/`: the page under `/dashboard/` and `GET /metrics`. */
+  site: Router;
+  /** Mount first: counts error responses of every route for `/metrics`. */
+  countResponses: RequestHandler;
+  prometheus: OtaPrometheus;
+  watcher: FleetWatcher;
+  /** Stops the watcher and the event hooks (they also stop by themselves once the database closes). */
+  close(): void;
+}
+
+/** The package's `dashboard/` folder: from `dist/server/http/` three levels up. */
+export const DASHBOARD_DIR = path.resolve(__dirname, '..', '..', '..', 'dashboard');
+
+/** Nothing the page loads comes from anywhere but here. */
+const PAGE_HEADERS: Record<string, string> = {
+  'Content-Security-Policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'Cache-Control': 'no-cache',
+};
+
+/**
+ * The fleet dashboard on the OTA HTTP port: its JSON API and live stream under `/api/ota/`, the page
+ * under `/dashboard/`, and `GET /metrics` for Prometheus.
+ */
+export function createDashboard(deps: DashboardDeps, settings: DashboardSettings = dashboardSettingsFromEnv(process.env)): Dashboard {
+  const { db, pipeline } = deps;
+  const states = new OtaStateRepository(db);
+  const view = new FleetView(db, pipeline.telemetry);
+  const history = new FleetHistory(db);
+  const metrics = (tenantId: TenantId): LiveMetrics => {
+    const stats = pipeline.notifier.statsFor(tenantId);
+    return {
+      ...pipeline.tracker.metrics(tenantId),
+      queue: { depth: pipeline.queue.depth(tenantId), paused: pipeline.queue.paused },
+      notifications: { sent: stats.notified, dropped: stats.dropped },
+      distribution: view.distribution(tenantId),
+    };
+  };
+  const watcher = new FleetWatcher(
+    db,
+    { view, history, metrics, events: deps.events, queue: pipeline.queue, notifierStats: (t) => pipeline.notifier.statsFor(t), clock: deps.clock, logger: deps.logger },
+    { ...WATCH_DEFAULTS, snapshotMs: settings.snapshotMs, retentionMs: settings.retentionMs },
+  );
+  watcher.start();
+  const prometheus = new OtaPrometheus({ db, queue: pipeline.queue, notifier: pipeline.notifier, events: deps.events, liveStreams: () => watcher.watching });
+
+  const api = createDashboardApi({ accounts: deps.accounts, devices: deps.devices, states, queue: pipeline.queue, events: deps.events, view, history, watcher, clock: deps.clock });
+
+  const site = express.Router();
+  site.get('/metrics', (req: Request, res: Response, next: NextFunction) => {
+    const refusal = metricsRefusal(req, settings.metricsToken);
+    if (refusal) {
+      if (refusal.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="metrics"');
+      return void res.status(refusal.status).type('text/plain').send(`${refusal.message}\n`);
+    }
+    prometheus
+      .exposition()
+      .then((text) => {
+        res.status(200).setHeader('Content-Type', prometheus.contentType);
+        res.end(text);
+      })
+      .catch(next);
+  });
+
+  const dir = settings.dashboardDir ?? DASHBOARD_DIR;
+  if (!existsSync(path.join(dir, 'index.html'))) deps.logger.warn(`dashboard: no page at ${dir}; /dashboard/ answers 404`);
+  // `/dashboard` without its slash would resolve the page's relative links against `/`.
+  site.get('/dashboard', (req: Request, res: Response, next: NextFunction) => {
+    const [pathname, search] = splitUrl(req.originalUrl);
+    if (pathname !== '/dashboard') return next();
+    res.redirect(301, `/dashboard/${search}`);
+  });
+  site.use(
+    '/dashboard',
+    express.static(dir, {
+      index: 'index.html',
+      redirect: false,
+      dotfiles: 'ignore',
+      setHeaders: (res) => {
+        for (const [k, v] of Object.entries(PAGE_HEADERS)) res.setHeader(k, v);
+      },
+    }),
+  );
+  site.use('/dashboard', (_req: Request, res: Response) => void res.status(404).type('text/plain').send('Not found\n'));
+
+  const countResponses: RequestHandler = (req, res, next) => {
+    res.on('finish', () => prometheus.countResponse(req.originalUrl, res.statusCode));
+    next();
+  };
+
+  return {
+    api,
+    site,
+    countResponses,
+    prometheus,
+    watcher,
+    close: () => {
+      watcher.close();
+      prometheus.close();
+    },
+  };
+}
+
+function splitUrl(url: string): [string, string] {
+  const i = url.indexOf('?');
+  return i < 0 ? [url, ''] : [url.slice(0, i), url.slice(i)];
+}
+
+const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+/**
+ * `/metrics` is open to a scraper with the configured token, or, with no token configured, to a
+ * scraper on this machine that is not a proxy forwarding someone else's request.
+ */
+function metricsRefusal(req: Request, token: string | null): { status: number; message: string } | null {
+  if (token) {
+    const match = /^Bearer\s+(\S+)$/i.exec((req.get('authorization') ?? '').trim());
+    // Compared as digests, so neither the length nor the content leaks through timing.
+    if (match && timingSafeEqual(sha256(match[1] as string), sha256(token))) return null;
+    return { status: 401, message: 'Authentication required: send Authorization: Bearer <OTA_METRICS_TOKEN>' };
+  }
+  const from = req.socket.remoteAddress ?? '';
+  const local = from === '::1' || from.startsWith('127.') || from.startsWith('::ffff:127.');
+  const forwarded = req.get('forwarded') !== undefined || req.get('x-forwarded-for') !== undefined;
+  if (local && !forwarded) return null;
+  return { status: 403, message: 'Metrics are served to local scrapers only; set OTA_METRICS_TOKEN to scrape from another host' };
+}

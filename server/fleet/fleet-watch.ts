@@ -1,0 +1,261 @@
+import type { Db } from '../store/sqlite/database';
+import type { Logger } from '../logger';
+import type { EngineEventMap, EngineEvents } from '../events';
+import type { FleetHistory } from './fleet-history';
+import type { DeviceRow, FleetView, StateCounts } from './fleet-view';
+import type { TenantId } from '../ids';
+import type { NotifyQueue } from '../pipeline/notify-queue';
+import type { Timers } from '../timers';
+import type { OtaPackageType } from '../store/ota-packages';
+import type { FleetMetrics } from '../pipeline/state-tracker';
+import type { UplinkEvent } from '../pipeline/uplink';
+
+/** What the dashboard's metric cards and chart show, as pushed live and answered on request. */
+export interface LiveMetrics extends FleetMetrics {
+  queue: { depth: number; paused: boolean };
+  notifications: { sent: number; dropped: number };
+  distribution: Record<OtaPackageType, StateCounts>;
+}
+
+export type LiveEvent =
+  | { event: 'devices'; data: { rows: DeviceRow[]; removed: string[]; more: boolean } }
+  | { event: 'metrics'; data: LiveMetrics };
+export type LiveListener = (ev: LiveEvent) => void;
+
+export interface WatchSettings {
+  /** How often the change log is read while someone watches (ms). */
+  pollMs: number;
+  /** A snapshot of the state distribution at most this often, and only while something changed (ms). */
+  snapshotMs: number;
+  /** Snapshots older than this are dropped (ms). */
+  retentionMs: number;
+  /** After a device reports, how soon watchers hear of it (ms). */
+  nudgeMs: number;
+  /** Metrics are recomputed at most this often per tenant (ms): they count the whole fleet. */
+  metricsMinMs: number;
+  /** Device rows pushed at once; beyond that the page is told to reload instead. */
+  maxRows: number;
+}
+
+export const WATCH_DEFAULTS: WatchSettings = { pollMs: 500, snapshotMs: 5000, retentionMs: 48 * 3600_000, nudgeMs: 100, metricsMinMs: 1000, maxRows: 200 };
+
+/** The change log is read in batches of this many rows. */
+const BATCH = 10_000;
+
+/** Real timers that never keep the process alive: the watcher lives as long as its database. */
+const backgroundTimers: Pick<Timers, 'setTimeout' | 'clearTimeout'> = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/**
+ * Follows the fleet for the dashboard. Every write to a device's update state lands in the change
+ * log (`ota_state_changes`, filled by triggers), whoever made it: the tracker behind any flow, the
+ * queue, the notifier, a timeout. The watcher reads that log, pushes the changed device rows and
+ * fresh metrics to each tenant's watchers, and records snapshots of the state distribution while
+ * anything changes. Engine events only make it look sooner.
+ */
+export class FleetWatcher {
+  private readonly subscribers = new Map<TenantId, Set<LiveListener>>();
+  /** What each subscriber does when the watcher closes (its stream ends). */
+  private readonly enders = new Map<LiveListener, () => void>();
+  private lastSeq = 0;
+  private timer: unknown = null;
+  private dueAt = Infinity;
+  private closed = false;
+  /** Tenants changed since their last snapshot. */
+  private readonly dirty = new Set<TenantId>();
+  private lastSnapshotAt = 0;
+  /** Per watched tenant: devices to push, whether metrics are due, when they were last pushed and what they depended on. */
+  private readonly pending = new Map<TenantId, { devices: Set<string>; metrics: boolean; lastMetricsAt: number; metricsCost: number; signature: string }>();
+  private readonly unhook: Array<() => void> = [];
+
+  constructor(
+    private readonly db: Db,
+    private readonly deps: {
+      view: FleetView;
+      history: FleetHistory;
+      metrics: (tenantId: TenantId) => LiveMetrics;
+      events: EngineEvents;
+      queue: NotifyQueue;
+      notifierStats: (tenantId: TenantId) => { notified: number; dropped: number };
+      /** Timestamps of snapshots (the engine's clock). */
+      clock: Pick<Timers, 'now'>;
+      logger: Logger;
+    },
+    private readonly settings: WatchSettings = WATCH_DEFAULTS,
+    private readonly timers: Pick<Timers, 'setTimeout' | 'clearTimeout'> = backgroundTimers,
+  ) {}
+
+  start(): void {
+    // Changes from before this start are history: the chart's next snapshot covers them.
+    const row = this.db.prepare('SELECT max(seq) AS seq FROM ota_state_changes').get() as { seq: number | null };
+    this.lastSeq = row.seq ?? 0;
+    this.db.prepare('DELETE FROM ota_state_changes WHERE seq <= ?').run(this.lastSeq);
+    // Observed, not listened to: see EngineEvents.observe. The queue's own `depth` events are left to
+    // its node; what the queue does shows in the change log and the metrics' signature.
+    this.unhook.push(
+      this.deps.events.observe((name, ...args) => {
+        if (name === 'deviceDeleted') {
+          // A deleted device's state rows go with it (no trigger fires): tell its watchers it is gone.
+          const { device } = args[0] as EngineEventMap['deviceDeleted'][0];
+          this.pending.get(device.tenantId)?.devices.add(device.id);
+        }
+        // Downloads are left out: a chunked download reports every chunk and changes no state.
+        if (name === 'uplink' && (args[0] as UplinkEvent).kind === 'download') return;
+        if (name !== 'packageSaved' && name !== 'packageDeleted') this.nudge();
+      }),
+    );
+    this.schedule(this.settings.snapshotMs);
+  }
+
+  /** Live events for one tenant until the returned function is called; `onClose` when the watcher closes first. */
+  subscribe(tenantId: TenantId, listener: LiveListener, onClose?: () => void): () => void {
+    if (this.closed) {
+      onClose?.();
+      return () => undefined;
+    }
+    if (onClose) this.enders.set(listener, onClose);
+    let set = this.subscribers.get(tenantId);
+    if (!set) {
+      this.subscribers.set(tenantId, (set = new Set()));
+      this.pending.set(tenantId, { devices: new Set(), metrics: false, lastMetricsAt: 0, metricsCost: 0, signature: '' });
+    }
+    set.add(listener);
+    this.schedule(this.settings.pollMs);
+    return () => {
+      this.enders.delete(listener);
+      set.delete(listener);
+      if (set.size === 0 && this.subscribers.get(tenantId) === set) {
+        this.subscribers.delete(tenantId);
+        this.pending.delete(tenantId);
+      }
+    };
+  }
+
+  get watching(): number {
+    let n = 0;
+    for (const s of this.subscribers.values()) n += s.size;
+    return n;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const off of this.unhook.splice(0)) off();
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.timer = null;
+    const enders = [...this.enders.values()];
+    this.enders.clear();
+    this.subscribers.clear();
+    this.pending.clear();
+    for (const end of enders) end();
+  }
+
+  /** Something happened: look at the change log soon if anyone watches. */
+  private nudge(): void {
+    if (this.subscribers.size) this.schedule(this.settings.nudgeMs);
+  }
+
+  /** Runs the next tick within `ms` (an earlier one stays). */
+  private schedule(ms: number): void {
+    if (this.closed) return;
+    const at = Date.now() + ms;
+    if (this.timer !== null && this.dueAt <= at) return;
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.dueAt = at;
+    this.timer = this.timers.setTimeout(() => this.tick(), ms);
+  }
+
+  private tick(): void {
+    this.timer = null;
+    this.dueAt = Infinity;
+    if (this.closed) return;
+    // The engine closes its database without telling us; that is our cue to stop.
+    if (!this.db.open) return this.close();
+    let again = false;
+    try {
+      again = this.work();
+    } catch (err) {
+      this.deps.logger.warn(`dashboard: ${(err as Error).message}`);
+    }
+    const { pollMs, snapshotMs } = this.settings;
+    const snapshotIn = this.dirty.size ? Math.max(0, this.lastSnapshotAt + snapshotMs - Date.now()) : snapshotMs;
+    this.schedule(again ? 0 : Math.min(this.subscribers.size ? pollMs : snapshotMs, snapshotIn));
+  }
+
+  /** One round; answers whether there is more to do at once. */
+  private work(): boolean {
+    const changes = this.db.prepare('SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > ? ORDER BY seq LIMIT ?').all(this.lastSeq, BATCH) as Array<{
+      seq: number;
+      tenant_id: TenantId;
+      device_id: string;
+    }>;
+    if (changes.length) {
+      this.lastSeq = (changes[changes.length - 1] as { seq: number }).seq;
+      this.db.prepare('DELETE FROM ota_state_changes WHERE seq <= ?').run(this.lastSeq);
+    }
+    for (const c of changes) {
+      this.dirty.add(c.tenant_id);
+      const p = this.pending.get(c.tenant_id);
+      if (p) {
+        p.devices.add(c.device_id);
+        p.metrics = true;
+      }
+    }
+    const again = changes.length === BATCH;
+    const now = Date.now();
+    for (const [tenantId, p] of this.pending) {
+      if (p.devices.size) {
+        const ids = [...p.devices];
+        const shown = ids.slice(0, this.settings.maxRows);
+        const rows = this.deps.view.rows(tenantId, shown);
+        const found = new Set(rows.map((r) => r.id as string));
+        this.publish(tenantId, { event: 'devices', data: { rows, removed: shown.filter((id) => !found.has(id)), more: ids.length > shown.length } });
+        p.devices.clear();
+        p.metrics = true;
+      }
+      // The queue and the notifier move without touching a device's state (releases, stale drops).
+      const stats = this.deps.notifierStats(tenantId);
+      const signature = `${this.deps.queue.depth(tenantId)}/${this.deps.queue.paused}/${stats.notified}/${stats.dropped}`;
+      if (signature !== p.signature) p.metrics = true;
+      // Held back metrics go out on a later round (watched tenants are polled every pollMs).
+      // Counting a large fleet takes a while: never spend more than a tenth of the time on it.
+      if (p.metrics && now - p.lastMetricsAt >= Math.max(this.settings.metricsMinMs, 10 * p.metricsCost)) {
+        p.metrics = false;
+        p.signature = signature;
+        const started = Date.now();
+        const data = this.deps.metrics(tenantId);
+        p.lastMetricsAt = Date.now();
+        p.metricsCost = p.lastMetricsAt - started;
+        this.publish(tenantId, { event: 'metrics', data });
+      }
+    }
+    if (this.dirty.size && now - this.lastSnapshotAt >= this.settings.snapshotMs) this.snapshot();
+    return again;
+  }
+
+  /** Metrics for a new watcher at once, without waiting for the next change. */
+  current(tenantId: TenantId): LiveMetrics {
+    return this.deps.metrics(tenantId);
+  }
+
+  private snapshot(): void {
+    const ts = this.deps.clock.now();
+    for (const tenantId of this.dirty) {
+      this.deps.history.record(tenantId, ts, this.deps.view.distribution(tenantId));
+      this.deps.history.prune(tenantId, ts - this.settings.retentionMs);
+    }
+    this.dirty.clear();
+    this.lastSnapshotAt = Date.now();
+  }
+
+  private publish(tenantId: TenantId, ev: LiveEvent): void {
+    for (const listener of [...(this.subscribers.get(tenantId) ?? [])]) {
+      try {
+        listener(ev);
+      } catch (err) {
+        this.deps.logger.warn(`dashboard: a live listener failed: ${(err as Error).message}`);
+      }
+    }
+  }
+}

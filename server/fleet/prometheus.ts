@@ -1,0 +1,149 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Db } from '../store/sqlite/database';
+import type { EngineEvents } from '../events';
+import type { TenantId } from '../ids';
+import type { Notifier } from '../pipeline/notifier';
+import type { NotifyQueue } from '../pipeline/notify-queue';
+import { UPDATE_STATES } from '../pipeline/ota-keys';
+import { OTA_PACKAGE_TYPES } from '../store/ota-packages';
+import type { Transport, UplinkEvent } from '../pipeline/uplink';
+
+const TRANSPORTS: readonly Transport[] = ['HTTP', 'MQTT', 'COAP', 'LWM2M'];
+/** States a targeted device can be in, plus NONE for one that has not been queued yet. */
+const DEVICE_STATES: readonly string[] = [...UPDATE_STATES, 'NONE'];
+
+/** Which part of the HTTP API a path belongs to: a small, fixed set of label values. */
+export function routeFamily(path: string): string {
+  const p = path.split('?')[0] ?? '';
+  if (p.startsWith('/api/v1/')) return 'device';
+  if (p.startsWith('/api/auth/')) return 'auth';
+  if (p.startsWith('/api/ota/')) return 'ota';
+  if (p.startsWith('/api/plugins/telemetry/')) return 'telemetry';
+  if (/^\/api\/otaPackages?(\/|$)/.test(p)) return 'packages';
+  if (/^\/api\/deviceProfiles?(\/|$)/.test(p)) return 'profiles';
+  if (/^\/api\/(device|devices|tenant\/devices)(\/|$)/.test(p)) return 'devices';
+  if (p.startsWith('/api/') || p === '/api') return 'admin';
+  if (p === '/dashboard' || p.startsWith('/dashboard/')) return 'dashboard';
+  if (p === '/metrics') return 'metrics';
+  return 'other';
+}
+
+/**
+ * The engine's metrics in Prometheus' text format, in a registry of its own (two engines in one
+ * process never share a series). Fleet numbers are counted from the database when scraped; download
+ * and request counters since this engine started.
+ */
+export class OtaPrometheus {
+  readonly registry = new Registry();
+  private readonly requestErrors: Counter<'family' | 'code'>;
+  private readonly unhook: () => void;
+
+  constructor(deps: { db: Db; queue: NotifyQueue; notifier: Notifier; events: EngineEvents; liveStreams: () => number }) {
+    const { db, queue, notifier, events } = deps;
+    const registers = [this.registry];
+    const tenants = (): TenantId[] => (db.prepare('SELECT id FROM tenants ORDER BY id').all() as Array<{ id: TenantId }>).map((r) => r.id);
+
+    new Gauge({
+      name: 'ota_devices',
+      help: 'Devices targeted by an OTA package, by tenant, package type and update state (NONE: not queued yet)',
+      labelNames: ['tenant', 'type', 'state'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const tenant of tenants()) for (const type of OTA_PACKAGE_TYPES) for (const state of DEVICE_STATES) this.set({ tenant, type, state }, 0);
+        const rows = db
+          .prepare(
+            `SELECT tenant_id AS tenant, type, coalesce(state, 'NONE') AS state, count(*) AS n FROM ota_states
+             WHERE target_package_id IS NOT NULL GROUP BY tenant_id, type, state`,
+          )
+          .all() as Array<{ tenant: string; type: string; state: string; n: number }>;
+        for (const r of rows) this.set({ tenant: r.tenant, type: r.type, state: r.state }, r.n);
+      },
+    });
+    new Gauge({
+      name: 'ota_queue_depth',
+      help: 'Devices waiting in the paced notification queue, by tenant',
+      labelNames: ['tenant'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const tenant of tenants()) this.set({ tenant }, 0);
+        for (const r of db.prepare('SELECT tenant_id AS tenant, count(*) AS n FROM notify_queue GROUP BY tenant_id').all() as Array<{ tenant: string; n: number }>) {
+          this.set({ tenant: r.tenant }, r.n);
+        }
+      },
+    });
+    new Gauge({
+      name: 'ota_queue_paused',
+      help: '1 while the notification queue is paused',
+      registers,
+      collect() {
+        this.set(queue.paused ? 1 : 0);
+      },
+    });
+    const fromNotifier = (name: string, help: string, key: 'notified' | 'dropped'): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['tenant'] as const,
+        registers,
+        collect() {
+          this.reset();
+          for (const tenant of tenants()) this.inc({ tenant }, notifier.statsFor(tenant)[key]);
+        },
+      });
+    };
+    fromNotifier('ota_notifications_sent_total', 'Devices notified of a package (shared attributes written) since start, by tenant', 'notified');
+    fromNotifier('ota_notifications_dropped_total', 'Stale queued notifications dropped (device deleted, package changed or deleted, already notified) since start, by tenant', 'dropped');
+
+    const labelNames = ['transport', 'type'] as const;
+    const bytes = new Counter({ name: 'ota_download_bytes_total', help: 'Package bytes served to devices, by transport and package type', labelNames, registers });
+    const responses = new Counter({ name: 'ota_download_responses_total', help: 'Download responses (chunks, ranges or whole packages) served, by transport and package type', labelNames, registers });
+    const started = new Counter({ name: 'ota_downloads_started_total', help: 'Downloads started (a response from the first byte), by transport and package type', labelNames, registers });
+    const completed = new Counter({ name: 'ota_downloads_completed_total', help: 'Downloads that reached the last byte of the package, by transport and package type', labelNames, registers });
+    for (const transport of TRANSPORTS) for (const type of OTA_PACKAGE_TYPES) for (const c of [bytes, responses, started, completed]) c.inc({ transport, type }, 0);
+    // Observed, not listened to (see EngineEvents.observe).
+    this.unhook = events.observe((name, ...args) => {
+      if (name !== 'uplink') return;
+      const ev = args[0] as UplinkEvent;
+      if (ev.kind !== 'download') return;
+      const labels = { transport: ev.transport, type: ev.type };
+      responses.inc(labels);
+      if (ev.bytes > 0) bytes.inc(labels, ev.bytes);
+      if (ev.offset === 0 && ev.bytes > 0) started.inc(labels);
+      if (ev.size > 0 && ev.bytes > 0 && ev.offset + ev.bytes >= ev.size) completed.inc(labels);
+    });
+
+    this.requestErrors = new Counter({
+      name: 'ota_http_request_errors_total',
+      help: 'HTTP API responses with a 4xx or 5xx status, by route family (device, auth, ota, telemetry, packages, profiles, devices, admin, dashboard, metrics, other) and status code',
+      labelNames: ['family', 'code'] as const,
+      registers,
+    });
+    new Gauge({
+      name: 'ota_dashboard_live_streams',
+      help: 'Dashboard live-update streams open',
+      registers,
+      collect() {
+        this.set(deps.liveStreams());
+      },
+    });
+  }
+
+  /** Counts an HTTP response if it is an error. */
+  countResponse(path: string, status: number): void {
+    if (status >= 400) this.requestErrors.inc({ family: routeFamily(path), code: String(status) });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  exposition(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  close(): void {
+    this.unhook();
+  }
+}

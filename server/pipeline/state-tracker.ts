@@ -1,0 +1,174 @@
+import type { Db } from '../store/sqlite/database';
+import type { DeviceId, OtaPackageId, TenantId } from '../ids';
+import type { NotifyQueue } from './notify-queue';
+import type { Timers } from '../timers';
+import { keyPrefix, UPDATE_STATES, type UpdateState } from './ota-keys';
+import type { OtaPackageType } from '../store/ota-packages';
+import type { FleetCounts, OtaStateRepository } from '../store/ota-states';
+import type { TelemetryRepository, TelemetryValue } from '../store/telemetry';
+import type { UplinkEvent } from './uplink';
+
+export interface StateChange {
+  tenantId: TenantId;
+  deviceId: DeviceId;
+  type: OtaPackageType;
+  from: string | null;
+  to: string;
+  error: string | null;
+  ts: number;
+  /** `reported` by the device, `timeout` by the tracker, `retry` when a failed device is queued again. */
+  reason: 'reported' | 'timeout' | 'retry';
+}
+
+export interface TrackerSettings {
+  /** A device in INITIATED..UPDATING longer than this becomes FAILED; 0 = never. */
+  timeoutMs: number;
+  /** A FAILED device is queued again up to this many times per target; 0 = never. */
+  maxRetries: number;
+}
+
+export interface GroupMetrics extends FleetCounts {
+  type: OtaPackageType;
+  /** Share of targeted devices already on the target version, 0..1. */
+  coverage: number;
+}
+export interface PackageMetrics extends GroupMetrics {
+  packageId: string;
+  title: string;
+  version: string;
+}
+export interface ProfileMetrics extends GroupMetrics {
+  deviceProfileId: string;
+  name: string;
+}
+export interface FleetMetrics {
+  ts: number;
+  packages: PackageMetrics[];
+  profiles: ProfileMetrics[];
+}
+
+const TYPES: readonly OtaPackageType[] = ['FIRMWARE', 'SOFTWARE'];
+const isState = (v: TelemetryValue | undefined): v is UpdateState | 'IDLE' => typeof v === 'string' && (UPDATE_STATES as readonly string[]).includes(v);
+const str = (v: TelemetryValue | undefined): string | null => (v === undefined || v === null ? null : typeof v === 'string' ? v : JSON.stringify(v));
+
+/**
+ * Follows each device's update as it reports `fw_state`/`sw_state`, `current_*` and `fw_error`;
+ * turns silence into FAILED after a timeout and FAILED into another try when retries are on.
+ */
+export class StateTracker {
+  private settings: TrackerSettings = { timeoutMs: 0, maxRetries: 0 };
+  private timer: unknown = null;
+  private onChange: ((changes: StateChange[]) => void) | null = null;
+  private watcher: symbol | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly deps: { states: OtaStateRepository; telemetry: TelemetryRepository; queue: NotifyQueue },
+    private readonly timers: Timers,
+  ) {}
+
+  configure(settings: TrackerSettings): void {
+    this.settings = { timeoutMs: Math.max(0, settings.timeoutMs), maxRetries: Math.max(0, Math.floor(settings.maxRetries)) };
+  }
+
+  /** Checks for timeouts every `everyMs` while started; changes found go to `onChange`. */
+  start(everyMs: number, onChange: (changes: StateChange[]) => void): symbol {
+    this.stop();
+    const handle = Symbol('watcher');
+    this.watcher = handle;
+    this.onChange = onChange;
+    const loop = (): void => {
+      this.timer = this.timers.setTimeout(() => {
+        this.checkTimeouts()
+          .then((changes) => changes.length && this.onChange?.(changes))
+          .catch(() => undefined)
+          .finally(() => this.onChange && loop());
+      }, everyMs);
+    };
+    loop();
+    return handle;
+  }
+
+  /** Stops the timeout checks (only if `handle` is still the watcher, when given). */
+  stop(handle?: symbol): void {
+    if (handle !== undefined && handle !== this.watcher) return;
+    this.watcher = null;
+    if (this.timer !== null) this.timers.clearTimeout(this.timer);
+    this.timer = null;
+    this.onChange = null;
+  }
+
+  /** Records what a device reported; answers the state changes it made (late reports change nothing). */
+  async handleUplink(ev: UplinkEvent): Promise<StateChange[]> {
+    if (ev.kind !== 'telemetry') return [];
+    const changes: StateChange[] = [];
+    for (const entry of [...ev.entries].sort((a, b) => a.ts - b.ts)) {
+      for (const type of TYPES) {
+        const p = keyPrefix(type);
+        const v = entry.values;
+        const title = str(v[`current_${p}_title`]);
+        const version = str(v[`current_${p}_version`]);
+        if (title !== null || version !== null) this.deps.states.setCurrent(ev.deviceId, ev.tenantId, type, title, version);
+        const state = v[`${p}_state`];
+        if (!isState(state)) continue;
+        const error = str(v[`${p}_error`]) || null;
+        const before = this.deps.states.get(ev.deviceId, type);
+        if (!this.deps.states.setState(ev.deviceId, ev.tenantId, type, state, entry.ts, error)) continue;
+        if (before?.state !== state) changes.push({ tenantId: ev.tenantId, deviceId: ev.deviceId, type, from: before?.state ?? null, to: state, error, ts: entry.ts, reason: 'reported' });
+        // Only a move into FAILED retries: a repeated FAILED report must not use up the retries.
+        if (state === 'FAILED' && before?.state !== 'FAILED') changes.push(...(await this.retry(ev.tenantId, ev.deviceId, type)));
+      }
+    }
+    return changes;
+  }
+
+  /** Devices stuck in INITIATED..UPDATING past the timeout become FAILED (and are retried if allowed). */
+  async checkTimeouts(): Promise<StateChange[]> {
+    if (this.settings.timeoutMs <= 0) return [];
+    const now = this.timers.now();
+    const changes: StateChange[] = [];
+    for (const s of this.deps.states.stuck(now - this.settings.timeoutMs, 1000)) {
+      const seconds = Math.round(this.settings.timeoutMs / 1000);
+      const error = `Update timed out: no progress for ${seconds} s in state ${s.state}`;
+      const p = keyPrefix(s.type);
+      if (!this.deps.states.setState(s.deviceId, s.tenantId, s.type, 'FAILED', now, error)) continue;
+      await this.deps.telemetry.save(s.deviceId, [{ ts: now, values: { [`${p}_state`]: 'FAILED', [`${p}_error`]: error } }]);
+      changes.push({ tenantId: s.tenantId, deviceId: s.deviceId, type: s.type, from: s.state, to: 'FAILED', error, ts: now, reason: 'timeout' });
+      changes.push(...(await this.retry(s.tenantId, s.deviceId, s.type)));
+    }
+    return changes;
+  }
+
+  private async retry(tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType): Promise<StateChange[]> {
+    if (this.settings.maxRetries <= 0) return [];
+    const state = this.deps.states.get(deviceId, type);
+    if (!state?.targetPackageId || state.retries >= this.settings.maxRetries) return [];
+    const attempt = this.deps.states.incrementRetries(deviceId, type);
+    const ts = this.timers.now();
+    const queued = await this.deps.queue.enqueue({ tenantId, deviceId, type, packageId: state.targetPackageId as OtaPackageId, ts });
+    if (!queued) return [];
+    return [{ tenantId, deviceId, type, from: 'FAILED', to: 'QUEUED', error: `retry ${attempt} of ${this.settings.maxRetries}`, ts, reason: 'retry' }];
+  }
+
+  /** Pending, in progress, updated, failed and coverage per package and per profile. */
+  metrics(tenantId: TenantId): FleetMetrics {
+    const withCoverage = <T extends FleetCounts>(c: T): T & { coverage: number } => ({ ...c, coverage: c.targeted ? c.onTarget / c.targeted : 0 });
+    const pkgNames = new Map(
+      (this.db.prepare('SELECT id, title, version FROM ota_packages WHERE tenant_id = ?').all(tenantId) as Array<{ id: string; title: string; version: string }>).map((r) => [r.id, r]),
+    );
+    const profileNames = new Map(
+      (this.db.prepare('SELECT id, name FROM device_profiles WHERE tenant_id = ?').all(tenantId) as Array<{ id: string; name: string }>).map((r) => [r.id, r.name]),
+    );
+    return {
+      ts: this.timers.now(),
+      packages: this.deps.states.counts(tenantId, 'package').map(({ key, ...c }) => ({
+        packageId: key,
+        title: pkgNames.get(key)?.title ?? '',
+        version: pkgNames.get(key)?.version ?? '',
+        ...withCoverage(c),
+      })),
+      profiles: this.deps.states.counts(tenantId, 'profile').map(({ key, ...c }) => ({ deviceProfileId: key, name: profileNames.get(key) ?? '', ...withCoverage(c) })),
+    };
+  }
+}
+

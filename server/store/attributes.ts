@@ -1,0 +1,49 @@
+import type { Db } from './sqlite/database';
+import type { DeviceId } from '../ids';
+
+export type AttributeScope = 'CLIENT' | 'SHARED' | 'SERVER';
+export type AttributeValue = string | number | boolean | Record<string, unknown> | unknown[] | null;
+export type AttributeMap = Record<string, AttributeValue>;
+
+/** Device attributes by scope: client attributes the device reports, shared ones the server pushes. */
+export interface AttributeRepository {
+  save(deviceId: DeviceId, scope: AttributeScope, values: AttributeMap, ts: number): Promise<void>;
+  /** Deletes the keys; answers the ones that existed. */
+  delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]>;
+  /** All keys of the scope when `keys` is undefined; only those present otherwise. */
+  get(deviceId: DeviceId, scope: AttributeScope, keys?: readonly string[]): Promise<AttributeMap>;
+}
+
+export class SqliteAttributeRepository implements AttributeRepository {
+  constructor(private readonly db: Db) {}
+
+  async save(deviceId: DeviceId, scope: AttributeScope, values: AttributeMap, ts: number): Promise<void> {
+    const upsert = this.db.prepare(
+      `INSERT INTO attributes (device_id, scope, key, value, ts) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
+    );
+    this.db.transaction(() => {
+      for (const [key, value] of Object.entries(values)) upsert.run(deviceId, scope, key, JSON.stringify(value), ts);
+    })();
+  }
+
+  async delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]> {
+    const del = this.db.prepare('DELETE FROM attributes WHERE device_id = ? AND scope = ? AND key = ?');
+    return this.db.transaction(() => keys.filter((k) => del.run(deviceId, scope, k).changes > 0))();
+  }
+
+  async get(deviceId: DeviceId, scope: AttributeScope, keys?: readonly string[]): Promise<AttributeMap> {
+    const rows = (
+      keys === undefined
+        ? this.db.prepare('SELECT key, value FROM attributes WHERE device_id = ? AND scope = ? ORDER BY key').all(deviceId, scope)
+        : keys.length === 0
+          ? []
+          : this.db
+              .prepare(`SELECT key, value FROM attributes WHERE device_id = ? AND scope = ? AND key IN (${keys.map(() => '?').join(',')})`)
+              .all(deviceId, scope, ...keys)
+    ) as Array<{ key: string; value: string }>;
+    const out: AttributeMap = {};
+    for (const r of rows) out[r.key] = JSON.parse(r.value) as AttributeValue;
+    return out;
+  }
+}

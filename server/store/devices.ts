@@ -1,0 +1,161 @@
+import { queryPage, type Db, type PageData, type PageLink } from './sqlite/database';
+import type { DeviceId, DeviceProfileId, OtaPackageId, TenantId } from '../ids';
+
+export interface Device {
+  id: DeviceId;
+  tenantId: TenantId;
+  name: string;
+  label: string | null;
+  deviceProfileId: DeviceProfileId;
+  firmwareId: OtaPackageId | null;
+  softwareId: OtaPackageId | null;
+  accessToken: string;
+  /** Id of the device's credentials record (ThingsBoard keeps credentials as their own entity). */
+  credentialsId: string;
+  createdTime: number;
+  version: number;
+  /** ThingsBoard fields we keep but do not use (deviceData, additionalInfo, customerId, ...). */
+  extra: Record<string, unknown>;
+}
+
+export type PackageSlot = 'firmware_id' | 'software_id';
+
+export interface DeviceRepository {
+  insert(device: Device): Promise<void>;
+  update(device: Device): Promise<void>;
+  findById(tenantId: TenantId, id: DeviceId): Promise<Device | null>;
+  ownerOf(id: string): Promise<TenantId | null>;
+  findByName(tenantId: TenantId, name: string): Promise<Device | null>;
+  /** Device authentication: the token is the credential, so this lookup is not tenant-scoped. */
+  findByAccessToken(token: string): Promise<Device | null>;
+  page(tenantId: TenantId, link: PageLink, filter?: { deviceProfileId?: DeviceProfileId }): Promise<PageData<Device>>;
+  /**
+   * Devices of a profile whose own slot is empty, in id order after `afterId`: a profile's change
+   * reaches them in pages (keyset paging stays fast for 50,000 devices).
+   */
+  listInheriting(tenantId: TenantId, profileId: DeviceProfileId, slot: PackageSlot, afterId: string, limit: number): Promise<Device[]>;
+  delete(tenantId: TenantId, id: DeviceId): Promise<void>;
+  countByProfile(tenantId: TenantId, profileId: DeviceProfileId): Promise<number>;
+  countUsingPackage(tenantId: TenantId, packageId: OtaPackageId): Promise<number>;
+}
+
+interface Row {
+  id: string;
+  tenant_id: string;
+  name: string;
+  label: string | null;
+  device_profile_id: string;
+  firmware_id: string | null;
+  software_id: string | null;
+  access_token: string;
+  credentials_id: string;
+  created_time: number;
+  version: number;
+  extra: string;
+}
+
+const toDevice = (r: Row): Device => ({
+  id: r.id as DeviceId,
+  tenantId: r.tenant_id as TenantId,
+  name: r.name,
+  label: r.label,
+  deviceProfileId: r.device_profile_id as DeviceProfileId,
+  firmwareId: r.firmware_id as OtaPackageId | null,
+  softwareId: r.software_id as OtaPackageId | null,
+  accessToken: r.access_token,
+  credentialsId: r.credentials_id,
+  createdTime: r.created_time,
+  version: r.version,
+  extra: JSON.parse(r.extra) as Record<string, unknown>,
+});
+
+/** A device's `type` on the wire is its profile's name. */
+const PROFILE_NAME = '(SELECT p.name FROM device_profiles p WHERE p.id = devices.device_profile_id) COLLATE NOCASE';
+
+const SORT_COLUMNS: Record<string, string> = {
+  createdTime: 'created_time',
+  name: 'name COLLATE NOCASE',
+  label: 'label',
+  deviceProfileName: PROFILE_NAME,
+  type: PROFILE_NAME,
+};
+
+export class SqliteDeviceRepository implements DeviceRepository {
+  constructor(private readonly db: Db) {}
+
+  async insert(d: Device): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO devices (id, tenant_id, name, label, device_profile_id, firmware_id, software_id, access_token, credentials_id, created_time, version, extra)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(d.id, d.tenantId, d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsId, d.createdTime, d.version, JSON.stringify(d.extra));
+  }
+
+  async update(d: Device): Promise<void> {
+    this.db
+      .prepare(
+        `UPDATE devices SET name = ?, label = ?, device_profile_id = ?, firmware_id = ?, software_id = ?, access_token = ?, version = ?, extra = ?
+         WHERE id = ? AND tenant_id = ?`,
+      )
+      .run(d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.version, JSON.stringify(d.extra), d.id, d.tenantId);
+  }
+
+  async findById(tenantId: TenantId, id: DeviceId): Promise<Device | null> {
+    const r = this.db.prepare('SELECT * FROM devices WHERE id = ? AND tenant_id = ?').get(id, tenantId) as Row | undefined;
+    return r ? toDevice(r) : null;
+  }
+
+  async ownerOf(id: string): Promise<TenantId | null> {
+    const r = this.db.prepare('SELECT tenant_id FROM devices WHERE id = ?').get(id) as { tenant_id: string } | undefined;
+    return r ? (r.tenant_id as TenantId) : null;
+  }
+
+  async findByName(tenantId: TenantId, name: string): Promise<Device | null> {
+    const r = this.db.prepare('SELECT * FROM devices WHERE tenant_id = ? AND name = ?').get(tenantId, name) as Row | undefined;
+    return r ? toDevice(r) : null;
+  }
+
+  async findByAccessToken(token: string): Promise<Device | null> {
+    const r = this.db.prepare('SELECT * FROM devices WHERE access_token = ?').get(token) as Row | undefined;
+    return r ? toDevice(r) : null;
+  }
+
+  async page(tenantId: TenantId, link: PageLink, filter: { deviceProfileId?: DeviceProfileId } = {}): Promise<PageData<Device>> {
+    const byProfile = filter.deviceProfileId !== undefined;
+    return queryPage<Device, Row>(this.db, {
+      from: `FROM devices WHERE tenant_id = ?${byProfile ? ' AND device_profile_id = ?' : ''}`,
+      params: byProfile ? [tenantId, filter.deviceProfileId] : [tenantId],
+      searchColumn: 'name',
+      sortColumns: SORT_COLUMNS,
+      link,
+      map: toDevice,
+    });
+  }
+
+  async listInheriting(tenantId: TenantId, profileId: DeviceProfileId, slot: PackageSlot, afterId: string, limit: number): Promise<Device[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM devices WHERE tenant_id = ? AND device_profile_id = ? AND ${slot} IS NULL AND id > ?
+         ORDER BY id LIMIT ?`,
+      )
+      .all(tenantId, profileId, afterId, limit) as Row[];
+    return rows.map(toDevice);
+  }
+
+  async delete(tenantId: TenantId, id: DeviceId): Promise<void> {
+    this.db.prepare('DELETE FROM devices WHERE id = ? AND tenant_id = ?').run(id, tenantId);
+  }
+
+  async countByProfile(tenantId: TenantId, profileId: DeviceProfileId): Promise<number> {
+    return (this.db.prepare('SELECT count(*) AS n FROM devices WHERE tenant_id = ? AND device_profile_id = ?').get(tenantId, profileId) as { n: number }).n;
+  }
+
+  async countUsingPackage(tenantId: TenantId, packageId: OtaPackageId): Promise<number> {
+    return (
+      this.db
+        .prepare('SELECT count(*) AS n FROM devices WHERE tenant_id = ? AND (firmware_id = ? OR software_id = ?)')
+        .get(tenantId, packageId, packageId) as { n: number }
+    ).n;
+  }
+}

@@ -1,0 +1,97 @@
+import type { Db } from './sqlite/database';
+import type { DeviceId } from '../ids';
+
+export type TelemetryValue = string | number | boolean | Record<string, unknown> | unknown[] | null;
+export interface TelemetryEntry {
+  ts: number;
+  values: Record<string, TelemetryValue>;
+}
+export interface TelemetryPoint {
+  ts: number;
+  value: TelemetryValue;
+}
+
+/** Keys whose history is kept: the OTA states, targets, current versions and errors. */
+export const isHistoryKey = (key: string): boolean => /^(fw|sw)_(state|error)$|^(target|current)_(fw|sw)_/.test(key);
+
+/**
+ * Time series: the latest value of every key, and the history of the OTA keys (what the dashboard
+ * timeline and ThingsBoard's telemetry API read).
+ */
+export interface TelemetryRepository {
+  /** Saves entries; the latest value only moves forward in time (a late report never overwrites a newer one). */
+  save(deviceId: DeviceId, entries: readonly TelemetryEntry[]): Promise<void>;
+  latest(deviceId: DeviceId, keys?: readonly string[]): Promise<Record<string, TelemetryPoint>>;
+  history(deviceId: DeviceId, keys: readonly string[], range: { startTs: number; endTs: number; limit: number; order: 'ASC' | 'DESC' }): Promise<Record<string, TelemetryPoint[]>>;
+}
+
+/**
+ * Parses what ThingsBoard devices send as telemetry: a flat object, `{ts, values}`, or an array of
+ * either (reference §3.2). Undefined when the shape is none of those.
+ */
+export function parseTelemetry(body: unknown, now: number): TelemetryEntry[] | undefined {
+  const items = Array.isArray(body) ? body : [body];
+  const out: TelemetryEntry[] = [];
+  for (const item of items) {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) return undefined;
+    const rec = item as Record<string, unknown>;
+    if ('ts' in rec && 'values' in rec) {
+      if (typeof rec.ts !== 'number' || !Number.isFinite(rec.ts) || typeof rec.values !== 'object' || rec.values === null || Array.isArray(rec.values)) return undefined;
+      out.push({ ts: rec.ts, values: rec.values as Record<string, TelemetryValue> });
+    } else {
+      out.push({ ts: now, values: rec as Record<string, TelemetryValue> });
+    }
+  }
+  return out;
+}
+
+export class SqliteTelemetryRepository implements TelemetryRepository {
+  constructor(private readonly db: Db) {}
+
+  async save(deviceId: DeviceId, entries: readonly TelemetryEntry[]): Promise<void> {
+    const latest = this.db.prepare(
+      `INSERT INTO telemetry_latest (device_id, key, ts, value) VALUES (?, ?, ?, ?)
+       ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= telemetry_latest.ts`,
+    );
+    const history = this.db.prepare('INSERT INTO telemetry_history (device_id, key, ts, value) VALUES (?, ?, ?, ?)');
+    this.db.transaction(() => {
+      for (const e of entries) {
+        for (const [key, value] of Object.entries(e.values)) {
+          const json = JSON.stringify(value);
+          latest.run(deviceId, key, e.ts, json);
+          if (isHistoryKey(key)) history.run(deviceId, key, e.ts, json);
+        }
+      }
+    })();
+  }
+
+  async latest(deviceId: DeviceId, keys?: readonly string[]): Promise<Record<string, TelemetryPoint>> {
+    const rows = (
+      keys === undefined
+        ? this.db.prepare('SELECT key, ts, value FROM telemetry_latest WHERE device_id = ?').all(deviceId)
+        : keys.length === 0
+          ? []
+          : this.db.prepare(`SELECT key, ts, value FROM telemetry_latest WHERE device_id = ? AND key IN (${keys.map(() => '?').join(',')})`).all(deviceId, ...keys)
+    ) as Array<{ key: string; ts: number; value: string }>;
+    const out: Record<string, TelemetryPoint> = {};
+    for (const r of rows) out[r.key] = { ts: r.ts, value: JSON.parse(r.value) as TelemetryValue };
+    return out;
+  }
+
+  async history(
+    deviceId: DeviceId,
+    keys: readonly string[],
+    range: { startTs: number; endTs: number; limit: number; order: 'ASC' | 'DESC' },
+  ): Promise<Record<string, TelemetryPoint[]>> {
+    const stmt = this.db.prepare(
+      `SELECT ts, value FROM telemetry_history WHERE device_id = ? AND key = ? AND ts >= ? AND ts <= ?
+       ORDER BY ts ${range.order === 'ASC' ? 'ASC' : 'DESC'}, rowid ${range.order === 'ASC' ? 'ASC' : 'DESC'} LIMIT ?`,
+    );
+    const out: Record<string, TelemetryPoint[]> = {};
+    for (const key of keys) {
+      const rows = stmt.all(deviceId, key, range.startTs, range.endTs, range.limit) as Array<{ ts: number; value: string }>;
+      if (rows.length) out[key] = rows.map((r) => ({ ts: r.ts, value: JSON.parse(r.value) as TelemetryValue }));
+    }
+    return out;
+  }
+}

@@ -1,0 +1,187 @@
+import { createHash } from 'node:crypto';
+import type { AttributeMap } from '../../store/attributes';
+import type { DeviceContext } from '../device-context';
+import type { Device } from '../../store/devices';
+import { chunkRange, devicePackage } from '../firmware-download';
+import type { DeviceId } from '../../ids';
+import type { OtaPackageType } from '../../store/ota-packages';
+import { parseTelemetry } from '../../store/telemetry';
+import type { UplinkEvent } from '../../pipeline/uplink';
+import type { BlobReader } from '../../store/blob-reader';
+import { planBlock } from './block-wise';
+import { Code, ContentFormat, jsonReply, Method, reply, type CoapRequest, type Reply } from './messages';
+
+export interface CoapDeviceApiDeps {
+  ctx: DeviceContext;
+  /** Positional reads of package blocks on shared file handles (one thread-pool trip per block). */
+  reader: BlobReader;
+  /** Largest Block2 block we send; a client may ask for smaller ones. */
+  blockSize: number;
+  now(): number;
+  /** Cancels the observation of a peer and token (a GET with Observe 1). */
+  cancelObservation(req: CoapRequest): void;
+  uplink(ev: UplinkEvent): void;
+}
+
+/** What a request comes to: a reply, or an observation to register (the registry answers it). */
+export type ApiResult = { reply: Reply } | { observe: { deviceId: DeviceId; attributes: AttributeMap } };
+
+const answer = (r: Reply): ApiResult => ({ reply: r });
+const status = (code: Reply['code']): ApiResult => answer(reply(code));
+
+/**
+ * ThingsBoard's CoAP device API (reference §5), over requests already parsed:
+ *
+ *   POST /api/v1/{token}/telemetry               2.01
+ *   POST /api/v1/{token}/attributes              2.01
+ *   GET  /api/v1/{token}/attributes?clientKeys=&sharedKeys=   2.05 {client, shared}, 4.04 when empty
+ *   GET  /api/v1/{token}/attributes  Observe 0 / 1           register / cancel
+ *   GET  /fw/{token}?title=&version=&size=&chunk=            the firmware (/sw: software)
+ *   GET  /api/v1/{token}/firmware, /software                 the same (ThingsBoard answers 4.00 there)
+ *
+ * An unknown token is 4.01; a method a resource does not have is 4.05; any other path is 4.04.
+ */
+export class CoapDeviceApi {
+  constructor(private readonly deps: CoapDeviceApiDeps) {}
+
+  async handle(req: CoapRequest): Promise<ApiResult> {
+    const [first, second, token, feature] = req.path;
+    if (first === 'fw' || first === 'sw') {
+      if (req.code !== Method.GET) return status(Code.METHOD_NOT_ALLOWED);
+      // ThingsBoard's OtaPackageTransportResource wants exactly /fw/{token}, else 4.01 (reference §5).
+      if (req.path.length !== 2 || second === undefined) return status(Code.UNAUTHORIZED);
+      return this.withDevice(second, (d) => this.download(req, d, first === 'fw' ? 'FIRMWARE' : 'SOFTWARE'));
+    }
+    if (first !== 'api' || second !== 'v1' || req.path.length !== 4 || token === undefined) return status(Code.NOT_FOUND);
+    switch (feature) {
+      case 'telemetry':
+        // ThingsBoard: "Can't fetch/subscribe to timeseries updates" is a 4.00.
+        if (req.code === Method.GET) return status(Code.BAD_REQUEST);
+        if (req.code !== Method.POST) return status(Code.METHOD_NOT_ALLOWED);
+        return this.withDevice(token, (d) => this.postTelemetry(req, d));
+      case 'attributes':
+        if (req.code === Method.POST) return this.withDevice(token, (d) => this.postAttributes(req, d));
+        if (req.code !== Method.GET) return status(Code.METHOD_NOT_ALLOWED);
+        return this.withDevice(token, (d) => this.getAttributes(req, d));
+      case 'firmware':
+      case 'software':
+        if (req.code !== Method.GET) return status(Code.METHOD_NOT_ALLOWED);
+        return this.withDevice(token, (d) => this.download(req, d, feature === 'firmware' ? 'FIRMWARE' : 'SOFTWARE'));
+      default:
+        return status(Code.NOT_FOUND);
+    }
+  }
+
+  private async withDevice(token: string, handler: (d: Device) => Promise<ApiResult>): Promise<ApiResult> {
+    const device = await this.deps.ctx.devices.findByAccessToken(token);
+    return device ? handler(device) : status(Code.UNAUTHORIZED);
+  }
+
+  private uplinkBase(d: Device) {
+    return { tenantId: d.tenantId, deviceId: d.id, deviceName: d.name, transport: 'COAP' as const, ts: this.deps.now() };
+  }
+
+  private async postTelemetry(req: CoapRequest, d: Device): Promise<ApiResult> {
+    const entries = parseTelemetry(parseJson(req.payload), this.deps.now());
+    if (!entries) return status(Code.BAD_REQUEST);
+    await this.deps.ctx.telemetry.save(d.id, entries);
+    this.deps.uplink({ ...this.uplinkBase(d), kind: 'telemetry', entries });
+    return status(Code.CREATED);
+  }
+
+  private async postAttributes(req: CoapRequest, d: Device): Promise<ApiResult> {
+    const body = parseJson(req.payload);
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return status(Code.BAD_REQUEST);
+    const attributes = body as AttributeMap;
+    await this.deps.ctx.attributes.save(d.id, 'CLIENT', attributes, this.deps.now());
+    this.deps.uplink({ ...this.uplinkBase(d), kind: 'attributes', attributes });
+    return status(Code.CREATED);
+  }
+
+  private async getAttributes(req: CoapRequest, d: Device): Promise<ApiResult> {
+    const { attributes } = this.deps.ctx;
+    // Observe 0 registers: the first notification is every shared attribute, flat (reference §5).
+    if (req.observe === 0) return { observe: { deviceId: d.id, attributes: await attributes.get(d.id, 'SHARED') } };
+    // Observe 1 cancels, and the GET is then served as usual [RFC 7641 §3.6].
+    if (req.observe === 1) this.deps.cancelObservation(req);
+    const clientKeys = keyList(req.query.get('clientKeys'));
+    const sharedKeys = keyList(req.query.get('sharedKeys'));
+    const all = clientKeys === undefined && sharedKeys === undefined;
+    const out: Record<string, AttributeMap> = {};
+    if (all || clientKeys !== undefined) {
+      const client = await attributes.get(d.id, 'CLIENT', all ? undefined : clientKeys);
+      if (Object.keys(client).length) out.client = client;
+    }
+    if (all || sharedKeys !== undefined) {
+      const shared = await attributes.get(d.id, 'SHARED', all ? undefined : sharedKeys);
+      if (Object.keys(shared).length) out.shared = shared;
+    }
+    // Unlike HTTP (200 {}), ThingsBoard's CoAP transport answers 4.04 when nothing was found.
+    if (!out.client && !out.shared) return status(Code.NOT_FOUND);
+    return answer(this.body(req, Buffer.from(JSON.stringify(out)), ContentFormat.JSON, etagOf(JSON.stringify(out))));
+  }
+
+  /**
+   * A package download: `size` and `chunk` cut the application-level chunk as over HTTP (reference
+   * §4), then Block2 cuts that into blocks; only the block sent is read from the blob store.
+   */
+  private async download(req: CoapRequest, d: Device, type: OtaPackageType): Promise<ApiResult> {
+    const q = (k: string): string | undefined => req.query.get(k)?.[0];
+    const size = Number(q('size') ?? 0);
+    const chunk = Number(q('chunk') ?? 0);
+    if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(chunk) || chunk < 0) return status(Code.BAD_REQUEST);
+    const found = await devicePackage(d, type, this.deps.ctx);
+    if ('error' in found) return status(Code.NOT_FOUND);
+    const { pkg } = found;
+    // Title and version are checked only when given, case-sensitive (reference §5).
+    const title = q('title');
+    const version = q('version');
+    if ((title !== undefined && title !== pkg.title) || (version !== undefined && version !== pkg.version)) return status(Code.BAD_REQUEST);
+
+    const slice = chunkRange(pkg.dataSize, size, chunk);
+    const length = slice.end - slice.start;
+    const plan = planBlock(length, req.block2, this.deps.blockSize);
+    if ('outOfRange' in plan) return status(Code.BAD_OPTION);
+    const start = slice.start + (plan.whole ? 0 : plan.start);
+    const end = plan.whole ? slice.end : slice.start + plan.end;
+    // ThingsBoard sends nothing for a chunk past the end (the client times out); an empty 2.05 ends
+    // the download at once, as HTTP's empty 200 does (a documented deviation).
+    const payload = end > start ? await this.deps.reader.read(pkg.blobSha256, start, end) : Buffer.alloc(0);
+    if (payload.length !== end - start) throw new Error(`blob ${pkg.blobSha256} gave ${payload.length} bytes at ${start}, expected ${end - start}`);
+    if (payload.length) this.deps.uplink({ ...this.uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: payload.length, offset: start, size: pkg.dataSize });
+    const r: Reply = { ...reply(Code.CONTENT, payload, ContentFormat.OCTET_STREAM), etag: Buffer.from(pkg.blobSha256.slice(0, 16), 'hex') };
+    return answer(plan.whole ? r : { ...r, block2: plan.block, size2: length });
+  }
+
+  /** A body held in memory (a JSON answer), cut by Block2 when it is larger than a block. */
+  private body(req: CoapRequest, body: Buffer, contentFormat: number, etag: Buffer): Reply {
+    const plan = planBlock(body.length, req.block2, this.deps.blockSize);
+    if ('outOfRange' in plan) return reply(Code.BAD_OPTION);
+    if (plan.whole) return reply(Code.CONTENT, body, contentFormat);
+    return { ...reply(Code.CONTENT, body.subarray(plan.start, plan.end), contentFormat), block2: plan.block, size2: body.length, etag };
+  }
+}
+
+function parseJson(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Comma-separated or repeated keys, as ThingsBoard reads them (reference §3.2, §4); an empty list
+ * is no list ("both absent/empty → all").
+ */
+function keyList(values: string[] | undefined): string[] | undefined {
+  if (values === undefined) return undefined;
+  const keys = values
+    .flatMap((v) => v.split(','))
+    .map((k) => k.trim())
+    .filter((k) => k !== '');
+  return keys.length ? keys : undefined;
+}
+
+/** An ETag (at most 8 bytes, RFC 7252 §5.10.6) telling the blocks of one representation apart from another's. */
+const etagOf = (s: string): Buffer => createHash('sha256').update(s).digest().subarray(0, 8);

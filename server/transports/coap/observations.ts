@@ -1,0 +1,231 @@
+import { EventEmitter } from 'node:events';
+import type { DeviceId } from '../../ids';
+import type { Timers } from '../../timers';
+import { Code, ContentFormat, encodeReply, peerKey, type CoapRequest, type Peer, type Reply } from './messages';
+
+/** Retransmission of confirmable notifications [RFC 7252 §4.8]. */
+export interface TransmissionParams {
+  ackTimeoutMs: number;
+  ackRandomFactor: number;
+  maxRetransmit: number;
+}
+
+/** Why an observation ended. */
+export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'too far behind' | 'device deleted' | 'stopped';
+
+/** One device observing its attributes from one peer, under one token [RFC 7641 §4.1]. */
+interface Observation {
+  readonly key: string;
+  readonly deviceId: DeviceId;
+  readonly peer: Peer;
+  readonly token: Buffer;
+  /** Notifications are CON when the registration was [reference §5: "CON/NON follows the registering request"]. */
+  confirmable: boolean;
+  /** When the peer last showed it still wants the notifications: its registration, or an ACK. */
+  heardAt: number;
+  /** The next Observe value: 0 for the registration's answer, then counting [reference §5]. */
+  sequence: number;
+  /** Message id of the last message sent on its own (not as an ACK), for a RST that cancels it. */
+  recent: number | null;
+  /** A confirmable notification waiting for its ACK, and the ones queued behind it. */
+  inFlight: { messageId: number; bytes: Buffer; retransmits: number; timeoutMs: number; timer: unknown } | null;
+  queue: Reply[];
+}
+
+/**
+ * A non-confirmable observer gets a confirmable notification when it has not been heard from for
+ * this long, so that one that went away is found out and dropped [RFC 7641 §4.5: "at least every
+ * 24 hours"].
+ */
+const CHECK_NON_OBSERVER_MS = 24 * 60 * 60 * 1000;
+
+/** Notifications queued behind an unacknowledged one; past this the device is too far behind to be served. */
+const MAX_QUEUED = 64;
+
+export interface ObservationEvents {
+  /** The number of observations changed. */
+  observers: [count: number];
+  ended: [{ deviceId: DeviceId; peer: Peer; reason: ObservationEnd }];
+}
+
+/**
+ * The devices observing `/api/v1/{token}/attributes`, and the notifications sent to them. This
+ * sends every message of an observation itself (the `coap` package's Observe stream numbers from 1
+ * and ends an observation only 247 s after a confirmable notification goes unanswered):
+ *
+ * - the registration's answer has Observe 0 and all shared attributes; each notification counts on
+ *   [reference §5; ThingsBoard's `getObserveCounter().getAndIncrement()`];
+ * - confirmable notifications are retransmitted with exponential back-off; when the last one is
+ *   unanswered the observation ends [RFC 7641 §4.5]. Later notifications wait for the ACK instead
+ *   of replacing the one in flight (RFC 7641 §4.5.2 allows replacing, but ThingsBoard's updates
+ *   are deltas: each must arrive);
+ * - a RST to a notification, or a GET with Observe 1, ends it [RFC 7641 §3.6];
+ * - a non-confirmable observer not heard from for 24 hours gets its next notification
+ *   confirmable, and is dropped if it does not answer [RFC 7641 §4.5].
+ */
+export class Observations extends EventEmitter<ObservationEvents> {
+  private readonly byKey = new Map<string, Observation>();
+  private readonly byDevice = new Map<DeviceId, Set<Observation>>();
+  /** `peer/messageId` of the messages an ACK or RST may answer: each observation's last, and its confirmable one in flight. */
+  private readonly byMessage = new Map<string, Observation>();
+
+  constructor(
+    private readonly send: (bytes: Buffer, peer: Peer) => void,
+    private readonly timers: Timers,
+    private readonly params: TransmissionParams,
+    private readonly random: () => number = Math.random,
+  ) {
+    super();
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  /**
+   * Registers (or renews, RFC 7641 §4.1) the observation `req` asks for and sends its answer, the
+   * shared attributes in `attributes`. Answers the bytes sent, for a retransmitted registration.
+   */
+  accept(req: CoapRequest, deviceId: DeviceId, attributes: Record<string, unknown>): Buffer {
+    const key = observationKey(req.peer, req.token);
+    let obs = this.byKey.get(key);
+    if (obs && obs.deviceId !== deviceId) {
+      this.end(obs, 'cancelled');
+      obs = undefined;
+    }
+    if (!obs) {
+      obs = { key, deviceId, peer: req.peer, token: req.token, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, queue: [] };
+      this.byKey.set(key, obs);
+      let set = this.byDevice.get(deviceId);
+      if (!set) this.byDevice.set(deviceId, (set = new Set()));
+      set.add(obs);
+      this.emit('observers', this.size);
+    }
+    obs.confirmable = req.confirmable;
+    obs.heardAt = this.timers.now();
+    const answer = this.notification(obs, attributes);
+    // The answer rides on the request's own exchange: a piggybacked ACK, or a NON of its own.
+    const { bytes, messageId } = encodeReply(answer, { token: obs.token, type: req.confirmable ? 'ACK' : 'NON', ...(req.confirmable ? { messageId: req.messageId } : {}) });
+    this.setRecent(obs, req.confirmable ? null : messageId);
+    this.send(bytes, obs.peer);
+    return bytes;
+  }
+
+  /** A GET with Observe 1 from the same peer and token [RFC 7641 §3.6]. */
+  cancel(peer: Peer, token: Buffer): boolean {
+    const obs = this.byKey.get(observationKey(peer, token));
+    if (obs) this.end(obs, 'cancelled');
+    return obs !== undefined;
+  }
+
+  /** Sends `update` to every observer of the device; answers how many there are. */
+  notify(deviceId: DeviceId, update: Record<string, unknown>): number {
+    const set = this.byDevice.get(deviceId);
+    if (!set) return 0;
+    for (const obs of [...set]) {
+      const next = this.notification(obs, update);
+      if (obs.inFlight) {
+        if (obs.queue.length >= MAX_QUEUED) this.end(obs, 'too far behind');
+        else obs.queue.push(next);
+      } else this.transmit(obs, next);
+    }
+    return set.size;
+  }
+
+  /**
+   * The device is gone: its observers get a final 4.04, which ends an observation at the client
+   * [RFC 7641 §3.2], and are removed.
+   */
+  deviceDeleted(deviceId: DeviceId): void {
+    for (const obs of [...(this.byDevice.get(deviceId) ?? [])]) {
+      const { bytes } = encodeReply({ code: Code.NOT_FOUND }, { token: obs.token, type: obs.confirmable ? 'CON' : 'NON' });
+      this.send(bytes, obs.peer);
+      this.end(obs, 'device deleted');
+    }
+  }
+
+  /** An ACK or RST from a peer: true when it answered one of our messages. */
+  onEmpty(kind: 'ACK' | 'RST', peer: Peer, messageId: number): boolean {
+    const obs = this.byMessage.get(messageKey(peer, messageId));
+    if (!obs) return false;
+    if (kind === 'RST') {
+      this.end(obs, 'reset');
+      return true;
+    }
+    if (obs.inFlight?.messageId !== messageId) return true;
+    this.timers.clearTimeout(obs.inFlight.timer);
+    obs.inFlight = null;
+    obs.heardAt = this.timers.now();
+    if (obs.recent !== messageId) this.byMessage.delete(messageKey(peer, messageId));
+    const next = obs.queue.shift();
+    if (next) this.transmit(obs, next);
+    return true;
+  }
+
+  /** Ends every observation, sending nothing (the endpoint stops). */
+  clear(): void {
+    for (const obs of [...this.byKey.values()]) this.end(obs, 'stopped');
+  }
+
+  private notification(obs: Observation, body: Record<string, unknown>): Reply {
+    const observe = obs.sequence;
+    // The Observe value has 24 bits [RFC 7641 §4.4].
+    obs.sequence = (obs.sequence + 1) & 0xffffff;
+    return { code: Code.CONTENT, observe, contentFormat: ContentFormat.JSON, payload: Buffer.from(JSON.stringify(body)) };
+  }
+
+  private transmit(obs: Observation, notification: Reply): void {
+    const confirmable = obs.confirmable || this.timers.now() - obs.heardAt >= CHECK_NON_OBSERVER_MS;
+    const { bytes, messageId } = encodeReply(notification, { token: obs.token, type: confirmable ? 'CON' : 'NON' });
+    if (confirmable) {
+      // The first timeout is random in [ACK_TIMEOUT, ACK_TIMEOUT × ACK_RANDOM_FACTOR] [RFC 7252 §4.2].
+      const timeoutMs = this.params.ackTimeoutMs * (1 + (this.params.ackRandomFactor - 1) * this.random());
+      obs.inFlight = { messageId, bytes, retransmits: 0, timeoutMs, timer: null };
+      this.arm(obs);
+    }
+    this.setRecent(obs, messageId);
+    this.send(bytes, obs.peer);
+  }
+
+  /** Waits for the ACK; retransmits with the timeout doubled, MAX_RETRANSMIT times, then gives up. */
+  private arm(obs: Observation): void {
+    const f = obs.inFlight;
+    if (!f) return;
+    f.timer = this.timers.setTimeout(() => {
+      if (obs.inFlight !== f) return;
+      if (f.retransmits >= this.params.maxRetransmit) return this.end(obs, 'timeout');
+      f.retransmits += 1;
+      f.timeoutMs *= 2;
+      this.arm(obs);
+      this.send(f.bytes, obs.peer);
+    }, f.timeoutMs);
+  }
+
+  /** The message a RST may answer; the one in flight stays known until its ACK whatever is sent meanwhile. */
+  private setRecent(obs: Observation, messageId: number | null): void {
+    const old = obs.recent;
+    if (old !== null && old !== obs.inFlight?.messageId) this.byMessage.delete(messageKey(obs.peer, old));
+    obs.recent = messageId;
+    if (messageId !== null) this.byMessage.set(messageKey(obs.peer, messageId), obs);
+  }
+
+  private end(obs: Observation, reason: ObservationEnd): void {
+    if (this.byKey.get(obs.key) !== obs) return;
+    if (obs.inFlight) {
+      this.timers.clearTimeout(obs.inFlight.timer);
+      this.byMessage.delete(messageKey(obs.peer, obs.inFlight.messageId));
+    }
+    obs.inFlight = null;
+    obs.queue = [];
+    this.setRecent(obs, null);
+    this.byKey.delete(obs.key);
+    const set = this.byDevice.get(obs.deviceId);
+    set?.delete(obs);
+    if (set?.size === 0) this.byDevice.delete(obs.deviceId);
+    this.emit('ended', { deviceId: obs.deviceId, peer: obs.peer, reason });
+    this.emit('observers', this.size);
+  }
+}
+
+const observationKey = (peer: Peer, token: Buffer): string => `${peerKey(peer)}#${token.toString('hex')}`;
+const messageKey = (peer: Peer, messageId: number): string => `${peerKey(peer)}/${messageId}`;

@@ -1,0 +1,35 @@
+import type { AttributeRepository } from '../store/attributes';
+import type { BlobStore } from '../store/blob-store';
+import type { DeviceProfileRepository } from '../store/device-profiles';
+import type { DeviceRepository } from '../store/devices';
+import type { Logger } from '../logger';
+import type { EngineEvents } from '../events';
+import type { OtaPackageRepository } from '../store/ota-packages';
+import type { TelemetryRepository } from '../store/telemetry';
+import type { Transport } from '../pipeline/uplink';
+
+/**
+ * What a device transport (HTTP, MQTT, CoAP, LwM2M) needs from the engine: find a device by its
+ * token, its effective package and bytes, read and write its attributes and telemetry, and tell the
+ * flow what devices send (`events.emit('uplink', ...)`).
+ */
+export interface DeviceContext {
+  devices: DeviceRepository;
+  profiles: DeviceProfileRepository;
+  packages: OtaPackageRepository;
+  blobs: BlobStore;
+  attributes: AttributeRepository;
+  telemetry: TelemetryRepository;
+  events: EngineEvents;
+  logger: Logger;
+}
+
+/** A listening device endpoint, as shown to admins (`GET /api/ota/endpoints`) and the dashboard. */
+export interface EndpointInfo {
+  transport: Transport;
+  host: string;
+  port: number;
+  tls?: boolean;
+  /** Devices connected (MQTT) or observing (CoAP) right now. */
+  connections(): number;
+}

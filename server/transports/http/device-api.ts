@@ -1,0 +1,196 @@
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { pipeline } from 'node:stream/promises';
+import type { AttributeMap } from '../../store/attributes';
+import type { DeviceContext } from '../device-context';
+import type { Device } from '../../store/devices';
+import { chunkRange, devicePackage } from '../firmware-download';
+import type { HttpDeviceSessions } from './http-transport';
+import type { OtaPackageType } from '../../store/ota-packages';
+import { parseTelemetry } from '../../store/telemetry';
+
+/** A transport's context (device-context.ts) plus the long-poll sessions of the HTTP transport. */
+export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
+  sessions: HttpDeviceSessions;
+  /** ThingsBoard's `transport.http.request_timeout` (60 s) and Tomcat's cap (300 s). */
+  longPoll?: { defaultMs: number; maxMs: number };
+}
+
+type DeviceHandler = (req: Request, res: Response, device: Device) => Promise<unknown>;
+
+/**
+ * Comma-separated or repeated query keys, as Spring joins them (reference §4). An empty list is
+ * no list: ThingsBoard treats `sharedKeys=` as not given (§3.2 "both absent/empty → all").
+ */
+function keyList(v: unknown): string[] | undefined {
+  if (v === undefined) return undefined;
+  const keys = (Array.isArray(v) ? v : [v])
+    .flatMap((x) => String(x).split(','))
+    .map((k) => k.trim())
+    .filter((k) => k !== '');
+  return keys.length ? keys : undefined;
+}
+
+/**
+ * ThingsBoard's HTTP device API under `/api/v1/{token}` (reference §4), plus what its users ask
+ * for on downloads: Range requests (206), an ETag from the checksum with If-None-Match (304), HEAD.
+ */
+export function createDeviceApi(deps: DeviceApiDeps): Router {
+  const api = express.Router();
+  const longPoll = deps.longPoll ?? { defaultMs: 60_000, maxMs: 300_000 };
+  const json = express.json({ limit: '1mb', type: () => true });
+  // The body is read only once the token is known: an unknown token is 401 whatever the body holds.
+  const readJson = (req: Request, res: Response): Promise<unknown> =>
+    new Promise((resolve, reject) => json(req, res, (err?: unknown) => (err ? reject(err) : resolve(req.body as unknown))));
+
+  // A device deleted while long-polling: ThingsBoard answers its waiting requests 403 (reference §4).
+  deps.events.on('deviceDeleted', ({ device }) => deps.sessions.deviceDeleted(device.id));
+
+  // An unknown token is 401 with an empty body on every endpoint.
+  const device = (h: DeviceHandler) => (req: Request, res: Response, next: NextFunction) => {
+    deps.devices
+      .findByAccessToken(String(req.params.token))
+      .then((d) => (d ? h(req, res, d) : res.status(401).end()))
+      .catch(next);
+  };
+
+  const uplinkBase = (d: Device) => ({ tenantId: d.tenantId, deviceId: d.id, deviceName: d.name, transport: 'HTTP' as const, ts: Date.now() });
+
+  api.post(
+    '/:token/telemetry',
+    device(async (req, res, d) => {
+      const entries = parseTelemetry(await readJson(req, res), Date.now());
+      if (!entries) return res.status(400).end();
+      await deps.telemetry.save(d.id, entries);
+      deps.events.emit('uplink', { ...uplinkBase(d), kind: 'telemetry', entries });
+      res.status(200).end();
+    }),
+  );
+
+  api.post(
+    '/:token/attributes',
+    device(async (req, res, d) => {
+      const body = await readJson(req, res);
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) return res.status(400).end();
+      await deps.attributes.save(d.id, 'CLIENT', body as AttributeMap, Date.now());
+      deps.events.emit('uplink', { ...uplinkBase(d), kind: 'attributes', attributes: body as AttributeMap });
+      res.status(200).end();
+    }),
+  );
+
+  api.get(
+    '/:token/attributes/updates',
+    device(async (req, res, d) => {
+      const asked = Number(req.query.timeout ?? 0);
+      const timeout = !Number.isFinite(asked) || asked <= 0 ? longPoll.defaultMs : Math.min(asked, longPoll.maxMs);
+      let timer: NodeJS.Timeout | undefined;
+      const cancel = deps.sessions.wait(
+        d.id,
+        (update) => {
+          clearTimeout(timer);
+          res.status(200).json(update);
+        },
+        () => {
+          clearTimeout(timer);
+          res.status(403).type('text/plain').send('Device was deleted!');
+        },
+      );
+      timer = setTimeout(() => {
+        cancel();
+        res.status(408).end();
+      }, timeout);
+      res.on('close', () => {
+        clearTimeout(timer);
+        cancel();
+      });
+    }),
+  );
+
+  api.get(
+    '/:token/attributes',
+    device(async (req, res, d) => {
+      const clientKeys = keyList(req.query.clientKeys);
+      const sharedKeys = keyList(req.query.sharedKeys);
+      const all = clientKeys === undefined && sharedKeys === undefined;
+      const out: Record<string, AttributeMap> = {};
+      if (all || clientKeys !== undefined) {
+        const client = await deps.attributes.get(d.id, 'CLIENT', all ? undefined : clientKeys);
+        if (Object.keys(client).length) out.client = client;
+      }
+      if (all || sharedKeys !== undefined) {
+        const shared = await deps.attributes.get(d.id, 'SHARED', all ? undefined : sharedKeys);
+        if (Object.keys(shared).length) out.shared = shared;
+      }
+      res.status(200).json(out);
+    }),
+  );
+
+  for (const [path, type] of [
+    ['firmware', 'FIRMWARE'],
+    ['software', 'SOFTWARE'],
+  ] as const) {
+    const handler = device((req, res, d) => download(req, res, d, type));
+    api.get(`/:token/${path}`, handler);
+    api.head(`/:token/${path}`, handler);
+  }
+
+  async function download(req: Request, res: Response, d: Device, type: OtaPackageType): Promise<void> {
+    const title = req.query.title;
+    const version = req.query.version;
+    if (typeof title !== 'string' || typeof version !== 'string') return void res.status(400).end();
+    const found = await devicePackage(d, type, deps);
+    if ('error' in found) return void res.status(404).end();
+    const { pkg } = found;
+    // Case-sensitive, as ThingsBoard: the device must ask for what it was told.
+    if (pkg.title !== title || pkg.version !== version) return void res.status(400).end();
+    const size = Number(req.query.size ?? 0);
+    const chunk = Number(req.query.chunk ?? 0);
+    if (!Number.isInteger(size) || size < 0 || !Number.isInteger(chunk) || chunk < 0) return void res.status(400).end();
+    const slice = chunkRange(pkg.dataSize, size, chunk);
+    const fileName = (pkg.fileName ?? `${pkg.title}-${pkg.version}`).replace(/[^\x20-\x7e]|["\\]/g, '_');
+    const etag = `"${pkg.checksum ?? pkg.blobSha256}${size > 0 ? `-${size}-${chunk}` : ''}"`;
+
+    res.setHeader('Content-Disposition', `attachment;filename=${fileName}`);
+    res.setHeader('x-filename', fileName);
+    res.setHeader('Content-Type', pkg.contentType || 'application/octet-stream');
+    res.setHeader('Accept-Ranges', 'bytes');
+    res.setHeader('ETag', etag);
+    if (req.get('if-none-match')?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) return void res.status(304).end();
+
+    let start = slice.start;
+    let end = slice.end; // exclusive
+    const length = end - start;
+    // Several ranges in one request are not served as multipart/byteranges: RFC 9110 lets a server
+    // ignore Range and send the whole representation, which is what we do then.
+    const asked = req.get('range');
+    const range = asked && !asked.includes(',') ? asked : undefined;
+    if (range && length > 0) {
+      const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
+      const from = m?.[1] ? Number(m[1]) : undefined;
+      const to = m?.[2] ? Number(m[2]) : undefined;
+      // RFC 9110 §14.1.1: a suffix range must be non-zero, a first position inside the slice.
+      const valid = m && (from !== undefined ? from < length && (to === undefined || to >= from) : to !== undefined && to > 0);
+      if (!valid) {
+        res.setHeader('Content-Range', `bytes */${length}`);
+        return void res.status(416).end();
+      }
+      const rFrom = from ?? Math.max(0, length - (to as number));
+      const rTo = from === undefined ? length - 1 : Math.min(to ?? length - 1, length - 1);
+      res.status(206).setHeader('Content-Range', `bytes ${rFrom}-${rTo}/${length}`);
+      start = slice.start + rFrom;
+      end = slice.start + rTo + 1;
+    } else {
+      res.status(200);
+    }
+    res.setHeader('Content-Length', String(end - start));
+    if (req.method === 'HEAD' || end === start) return void res.end();
+    await pipeline(deps.blobs.read(pkg.blobSha256, { start, end: end - 1 }), res);
+    deps.events.emit('uplink', { ...uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: end - start, offset: start, size: pkg.dataSize });
+  }
+
+  api.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    if (res.headersSent) return void res.destroy();
+    const status = typeof err === 'object' && err !== null && 'status' in err && typeof err.status === 'number' ? err.status : 500;
+    res.status(status >= 400 && status < 600 ? status : 500).end();
+  });
+  return api;
+}

@@ -1,0 +1,62 @@
+import type { DeviceId } from '../../ids';
+import type { Notification } from '../../pipeline/notifier';
+
+interface Waiter {
+  onUpdate(update: Record<string, unknown>): void;
+  onGone(): void;
+}
+
+/**
+ * The HTTP device transport's live part: devices long-polling `attributes/updates`, woken by a
+ * notification for them. Everything else of the HTTP API is plain request/response.
+ */
+export class HttpDeviceSessions {
+  private readonly waiters = new Map<DeviceId, Set<Waiter>>();
+
+  /**
+   * Waits for the next update of a device; `onGone` is called instead if the device is deleted
+   * meanwhile. `cancel` removes the wait (timeout, closed socket).
+   */
+  wait(deviceId: DeviceId, onUpdate: (update: Record<string, unknown>) => void, onGone: () => void = () => undefined): () => void {
+    let set = this.waiters.get(deviceId);
+    if (!set) this.waiters.set(deviceId, (set = new Set()));
+    const waiter: Waiter = { onUpdate, onGone };
+    set.add(waiter);
+    return () => {
+      set.delete(waiter);
+      if (set.size === 0 && this.waiters.get(deviceId) === set) this.waiters.delete(deviceId);
+    };
+  }
+
+  /** Delivers to every waiting request of the device; answers how many were waiting. */
+  deliver(n: Pick<Notification, 'deviceId' | 'attributes' | 'deleted'>): number {
+    const set = this.take(n.deviceId);
+    const update = updateMessage(n);
+    for (const w of set) w.onUpdate(update);
+    return set.size;
+  }
+
+  /** The device was deleted: its waiting requests end (ThingsBoard answers them 403, reference §4). */
+  deviceDeleted(deviceId: DeviceId): number {
+    const set = this.take(deviceId);
+    for (const w of set) w.onGone();
+    return set.size;
+  }
+
+  private take(deviceId: DeviceId): Set<Waiter> {
+    const set = this.waiters.get(deviceId) ?? new Set<Waiter>();
+    this.waiters.delete(deviceId);
+    return set;
+  }
+
+  get waiting(): number {
+    let n = 0;
+    for (const s of this.waiters.values()) n += s.size;
+    return n;
+  }
+}
+
+/** ThingsBoard's attribute update JSON: the set keys flat, plus `deleted` when keys were deleted (§3.2). */
+export function updateMessage(n: Pick<Notification, 'attributes' | 'deleted'>): Record<string, unknown> {
+  return n.deleted.length ? { ...n.attributes, deleted: n.deleted } : { ...n.attributes };
+}

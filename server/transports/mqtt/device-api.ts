@@ -1,0 +1,148 @@
+import type { IPublishPacket } from 'mqtt-packet';
+import type { Device } from '../../store/devices';
+import { devicePackage } from '../firmware-download';
+import { parseAttributeRequest, parseAttributes, parseRpcRequest, parseTelemetryPayload, readAttributes, sessionLimits } from './device-requests';
+import type { ChunkAnswer, OtaErrorStatus } from './firmware-chunks';
+import { publishHeader } from './packets';
+import { REASON } from './reason-codes';
+import type { PublishHost, PublishingSession } from './publish-context';
+import { classifyPublish, FAMILY, OTA_ERROR_TOPIC } from './topics';
+
+/** A chunk answer this big or smaller is read at once and sent in one write; larger ones (whole files) stream. */
+const INLINE_CHUNK = 1024 * 1024;
+/** The pieces a streamed answer is read and written in. */
+const STREAM_PIECE = 256 * 1024;
+
+/**
+ * What a device's PUBLISH does, topic by topic, as ThingsBoard's `processDevicePublish` (reference
+ * §3.2-3.4): client attributes and telemetry are saved and emitted as uplink events, attribute
+ * and RPC requests answered, firmware and software chunks sent. Answers go to the requesting
+ * connection whether or not it subscribed to them. `v1/devices/me` is the session's own device.
+ */
+export async function handlePublish(s: PublishingSession, host: PublishHost, p: IPublishPacket): Promise<void> {
+  const device = s.device as Device;
+  const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
+  if (payload.length > host.config.maxChunkSize) return s.close('packet-too-large', REASON.packetTooLarge);
+  const target = classifyPublish(p.topic);
+  const { ctx } = host;
+  const now = host.timers.now();
+  switch (target.kind) {
+    case 'attributes': {
+      const attributes = parseAttributes(payload);
+      if (!attributes) return invalid(s, p);
+      await ctx.attributes.save(device.id, 'CLIENT', attributes, now);
+      host.uplink({ ...uplinkBase(device, now), kind: 'attributes', attributes });
+      return s.ack(p);
+    }
+    case 'telemetry': {
+      const entries = parseTelemetryPayload(payload, now);
+      if (!entries) return invalid(s, p);
+      await ctx.telemetry.save(device.id, entries);
+      host.uplink({ ...uplinkBase(device, now), kind: 'telemetry', entries });
+      return s.ack(p);
+    }
+    case 'attributeRequest': {
+      const keys = parseAttributeRequest(payload);
+      if (!keys) return invalid(s, p);
+      const found = await readAttributes(ctx.attributes, device.id, keys);
+      s.ack(p);
+      // Sent whether or not the device subscribed to responses, as ThingsBoard does.
+      return s.publish(`${FAMILY[target.family].attributeResponse}${target.requestId}`, Buffer.from(JSON.stringify(found)));
+    }
+    case 'rpcRequest': {
+      const rpc = parseRpcRequest(payload);
+      if (!rpc) return invalid(s, p);
+      s.ack(p);
+      // ThingsBoard answers getSessionLimits itself and hands other methods to its rule engine;
+      // there is none here, so the device gets an error now rather than waiting for a timeout.
+      const answer =
+        rpc.method === 'getSessionLimits' ? sessionLimits(host.config.maxChunkSize, host.config.maxInflightMessages) : { error: `Unsupported RPC method: ${rpc.method}` };
+      return s.publish(`${FAMILY[target.family].rpcResponse}${target.requestId}`, Buffer.from(JSON.stringify(answer)));
+    }
+    case 'chunk': {
+      const answer = await s.firmwareChunks().answer({ type: target.type, requestId: target.requestId, chunk: target.chunk, payload }, async (type) => {
+        // The package effective now: the device (or its profile) may have changed since CONNECT.
+        const fresh = await ctx.devices.findById(device.tenantId, device.id);
+        return fresh ? devicePackage(fresh, type, ctx) : { error: 'NOT_FOUND' };
+      });
+      if (s.closing) return;
+      return answer.ok ? sendChunk(s, host, p, answer) : otaError(s, host, answer.status, answer.detail);
+    }
+    case 'invalid':
+      return invalid(s, p);
+    case 'rpcResponse':
+      return s.ack(p);
+    case 'unknown':
+      // Acknowledged and ignored; MQTT 5 says why (ThingsBoard's TOPIC_NAME_INVALID).
+      return s.ack(p, REASON.topicNameInvalid);
+  }
+}
+
+/**
+ * A payload ThingsBoard's adaptor rejects: in MQTT 5 a QoS 1 message gets PUBACK 0x99 and the
+ * connection stays; otherwise the connection is closed (`sendResponseForAdaptorErrorOrCloseContext`).
+ */
+function invalid(s: PublishingSession, p: IPublishPacket): void {
+  if (s.version === 5 && p.qos > 0) return s.ack(p, REASON.payloadFormatInvalid);
+  s.close('invalid-payload', REASON.payloadFormatInvalid);
+}
+
+/** PUBACK, then the chunk on `v2/fw/response/{id}/chunk/{n}` (§3.4), read from the blob store now. */
+async function sendChunk(s: PublishingSession, host: PublishHost, p: IPublishPacket, answer: Extract<ChunkAnswer, { ok: true }>): Promise<void> {
+  const { reader } = host;
+  const { blobSha256: sha } = answer.pkg;
+  const length = answer.end - answer.start;
+  const qos = s.qosFor(answer.topic);
+  const header = publishHeader(answer.topic, length, qos, qos ? s.nextMessageId() : 0, s.version);
+  const firstEnd = Math.min(answer.end, answer.start + (length <= INLINE_CHUNK ? length : STREAM_PIECE));
+  let first: Buffer;
+  try {
+    first = length ? await reader.read(sha, answer.start, firstEnd) : Buffer.alloc(0);
+  } catch (err) {
+    return otaError(s, host, 'NOT_FOUND', `package bytes unreadable: ${(err as Error).message}`);
+  }
+  if (s.closing) return;
+  if (firstEnd === answer.end) {
+    // One write for PUBACK, header and bytes: one TCP segment for a small chunk.
+    s.socket.cork();
+    s.ack(p);
+    s.write(header);
+    if (length) s.write(first);
+    s.socket.uncork();
+  } else {
+    s.ack(p);
+    await stream(s, host, header, first, sha, firstEnd, answer.end);
+  }
+  if (length) host.uplink({ ...uplinkBase(s.device as Device, host.timers.now()), kind: 'download', type: answer.type, packageId: answer.pkg.id, bytes: length, offset: answer.start, size: answer.pkg.dataSize });
+}
+
+/** A large answer (a whole file): header, then the bytes piece by piece as the socket takes them; other packets wait. */
+async function stream(s: PublishingSession, host: PublishHost, header: Buffer, first: Buffer, sha: string, from: number, end: number): Promise<void> {
+  const { socket } = s;
+  s.hold();
+  try {
+    socket.write(header);
+    let piece: Buffer | null = first;
+    for (let pos = from; piece; ) {
+      if (s.closing) return;
+      if (!socket.write(piece)) await new Promise<void>((resolve) => socket.once('drain', resolve).once('close', resolve));
+      piece = pos < end ? await host.reader.read(sha, pos, Math.min(pos + STREAM_PIECE, end)) : null;
+      pos += piece?.length ?? 0;
+    }
+  } catch {
+    // The PUBLISH is cut mid-payload: the connection cannot carry anything after it.
+    socket.destroy();
+  } finally {
+    s.release();
+  }
+}
+
+/** The error as ASCII on `v2/fw/error` (also for software), then the connection is closed (§3.4). */
+function otaError(s: PublishingSession, host: PublishHost, status: OtaErrorStatus, detail: string): void {
+  host.ctx.logger.warn(`MQTT device '${(s.device as Device).name}': ${status}, ${detail}`);
+  s.publish(OTA_ERROR_TOPIC, Buffer.from(status, 'ascii'));
+  // ThingsBoard's closeCtx sends MQTT 5 clients IMPLEMENTATION_SPECIFIC_ERROR; the reason string is ours.
+  s.close('ota-error', REASON.implementationSpecificError, `${status}: ${detail}`);
+}
+
+const uplinkBase = (d: Device, ts: number) => ({ tenantId: d.tenantId, deviceId: d.id, deviceName: d.name, transport: 'MQTT' as const, ts });

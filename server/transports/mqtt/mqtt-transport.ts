@@ -1,0 +1,248 @@
+import { EventEmitter } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import type { DeviceContext } from '../device-context';
+import type { Device } from '../../store/devices';
+import type { EngineEventMap } from '../../events';
+import { updateMessage } from '../http/http-transport';
+import type { DeviceId, TenantId } from '../../ids';
+import type { Notification } from '../../pipeline/notifier';
+import { realTimers, type Timers } from '../../timers';
+import { BlobReader } from '../../store/blob-reader';
+import { REASON, type ProtocolVersion } from './reason-codes';
+import type { DisconnectReason, SessionConfig } from './publish-context';
+import { MqttSession, type SessionHost } from './session';
+import type { UplinkEvent } from '../../pipeline/uplink';
+
+export type { DisconnectReason } from './publish-context';
+
+export interface MqttOptions {
+  /** 0 picks a free port. */
+  port?: number;
+  host?: string;
+  /** PEM certificate and key: the endpoint then speaks MQTT over TLS only. */
+  tls?: { cert: string | Buffer; key: string | Buffer } | null;
+  /**
+   * ThingsBoard's `transport.mqtt.netty.max_payload_size`: the largest chunk a device may ask for
+   * (a larger one is PAYLOAD_TOO_LARGE), the largest PUBLISH it may send, and the `maxPayloadSize`
+   * of `getSessionLimits`.
+   */
+  maxChunkSize?: number;
+  /** Reported to devices by `getSessionLimits` (ThingsBoard's `msg_queue_size_per_device_limit`). */
+  maxInflightMessages?: number;
+  /** A connection that sends no CONNECT within this time is closed. */
+  connectTimeoutMs?: number;
+  /** How long a closed connection waits for the device to close its side before it is cut. */
+  closeLingerMs?: number;
+  /**
+   * Connections one device may hold; a new one closes the oldest (MQTT 5: DISCONNECT 0x8E), as
+   * ThingsBoard's `actors.max_concurrent_session_per_device` (default 1) does. 0: no limit.
+   */
+  maxSessionsPerDevice?: number;
+}
+
+export const MQTT_DEFAULTS = {
+  port: 1883,
+  host: '0.0.0.0',
+  maxChunkSize: 65536,
+  maxInflightMessages: 100,
+  connectTimeoutMs: 10_000,
+  closeLingerMs: 5_000,
+  maxSessionsPerDevice: 1,
+} as const;
+
+interface SessionInfo {
+  tenantId: TenantId;
+  deviceId: DeviceId;
+  deviceName: string;
+  clientId: string;
+  protocolVersion: ProtocolVersion;
+}
+
+export interface MqttTransportEvents {
+  /** A device authenticated (CONNACK 0 sent). */
+  connect: [SessionInfo];
+  /** An authenticated device's connection ended. */
+  disconnect: [SessionInfo & { reason: DisconnectReason }];
+  /** A CONNECT was refused with `code` (per protocol version, §3.1). */
+  refused: [{ clientId: string; protocolVersion: ProtocolVersion; code: number }];
+  /** What a device sent; the same events go to the engine's `uplink`. */
+  uplink: [UplinkEvent];
+}
+
+/**
+ * ThingsBoard's device MQTT API (reference §3) as a server of its own, not a broker: devices
+ * authenticate with their access token, send telemetry and attributes, ask for attributes and
+ * firmware chunks, and receive shared-attribute updates through `deliver`. MQTT 3.1, 3.1.1 and 5,
+ * QoS 0 and 1, optional TLS; built on mqtt-packet's codec.
+ */
+export class MqttTransport extends EventEmitter<MqttTransportEvents> implements SessionHost {
+  readonly config: SessionConfig;
+  readonly reader: BlobReader;
+  private readonly port: number;
+  private readonly host: string;
+  private readonly tlsOptions: { cert: string | Buffer; key: string | Buffer } | null;
+  private readonly maxSessionsPerDevice: number;
+  private server: net.Server | null = null;
+  private readonly sessions = new Set<MqttSession>();
+  private readonly byDevice = new Map<DeviceId, Set<MqttSession>>();
+  private connectedCount = 0;
+  private readonly onDeviceDeleted = ({ device }: EngineEventMap['deviceDeleted'][0]): void => this.closeDevice(device.id, 'device-deleted');
+  private readonly onDeviceSaved = ({ before, after }: EngineEventMap['deviceSaved'][0]): void => {
+    if (!before) return;
+    // A new token invalidates the connections made with the old one (ThingsBoard closes them too).
+    if (before.accessToken !== after.accessToken) return this.closeDevice(after.id, 'credentials-changed');
+    for (const s of this.byDevice.get(after.id) ?? []) s.device = after;
+  };
+  private readonly onPackageDeleted = ({ pkg }: EngineEventMap['packageDeleted'][0]): void => {
+    if (pkg.blobSha256) this.reader.forget(pkg.blobSha256);
+  };
+
+  constructor(
+    readonly ctx: DeviceContext,
+    options: MqttOptions = {},
+    readonly timers: Timers = realTimers,
+  ) {
+    super();
+    this.port = options.port ?? MQTT_DEFAULTS.port;
+    this.host = options.host ?? MQTT_DEFAULTS.host;
+    this.tlsOptions = options.tls ?? null;
+    this.maxSessionsPerDevice = options.maxSessionsPerDevice ?? MQTT_DEFAULTS.maxSessionsPerDevice;
+    this.reader = new BlobReader((sha) => ctx.blobs.pathOf(sha));
+    this.config = {
+      maxChunkSize: options.maxChunkSize ?? MQTT_DEFAULTS.maxChunkSize,
+      maxInflightMessages: options.maxInflightMessages ?? MQTT_DEFAULTS.maxInflightMessages,
+      connectTimeoutMs: options.connectTimeoutMs ?? MQTT_DEFAULTS.connectTimeoutMs,
+      closeLingerMs: options.closeLingerMs ?? MQTT_DEFAULTS.closeLingerMs,
+    };
+  }
+
+  /** Devices connected now (authenticated connections). */
+  get connections(): number {
+    return this.connectedCount;
+  }
+
+  get tls(): boolean {
+    return this.tlsOptions !== null;
+  }
+
+  /** Where it listens, once started. */
+  get address(): AddressInfo | null {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a : null;
+  }
+
+  async start(): Promise<AddressInfo> {
+    if (this.server) throw new Error('the MQTT endpoint is already started');
+    const accept = (socket: net.Socket): void => {
+      this.sessions.add(new MqttSession(socket, this));
+    };
+    // noDelay on accept, and on each socket again in the session: a chunk loop is one small
+    // request and one answer at a time, which Nagle's algorithm would hold back ~40 ms each.
+    const server = this.tlsOptions
+      ? tls.createServer({ cert: this.tlsOptions.cert, key: this.tlsOptions.key, noDelay: true }, accept)
+      : net.createServer({ noDelay: true }, accept);
+    // A failed TLS handshake never becomes a session; nothing to do but let it go.
+    server.on('tlsClientError', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, this.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err: Error) => this.ctx.logger.error(`MQTT endpoint: ${err.message}`));
+    this.server = server;
+    this.ctx.events.on('deviceDeleted', this.onDeviceDeleted);
+    this.ctx.events.on('deviceSaved', this.onDeviceSaved);
+    this.ctx.events.on('packageDeleted', this.onPackageDeleted);
+    return this.address as AddressInfo;
+  }
+
+  /** Stops listening and closes every connection (MQTT 5: DISCONNECT 0x8B first). Idempotent. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = null;
+    this.ctx.events.off('deviceDeleted', this.onDeviceDeleted);
+    this.ctx.events.off('deviceSaved', this.onDeviceSaved);
+    this.ctx.events.off('packageDeleted', this.onPackageDeleted);
+    const closedServer = new Promise<void>((resolve) => server.close(() => resolve()));
+    const closedSockets = [...this.sessions].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (s.socket.closed) return resolve();
+          s.socket.once('close', () => resolve());
+          s.shutdown();
+        }),
+    );
+    await Promise.all([closedServer, ...closedSockets]);
+    await this.reader.close();
+  }
+
+  /**
+   * Sends a notification's update (`{...attributes, deleted}`, §3.2) to the connections of its
+   * device that subscribed to attribute updates, on the family they subscribed with. Answers how
+   * many got it.
+   */
+  deliver(n: Pick<Notification, 'tenantId' | 'deviceId' | 'attributes' | 'deleted'>): number {
+    const sessions = this.byDevice.get(n.deviceId);
+    if (!sessions) return 0;
+    const payload = Buffer.from(JSON.stringify(updateMessage(n)));
+    let delivered = 0;
+    for (const s of sessions) if (s.device?.tenantId === n.tenantId && s.deliverUpdate(payload)) delivered += 1;
+    return delivered;
+  }
+
+  // ---- SessionHost ----------------------------------------------------------------------------
+
+  connected(session: MqttSession): void {
+    const device = session.device as Device;
+    let set = this.byDevice.get(device.id);
+    if (!set) this.byDevice.set(device.id, (set = new Set()));
+    if (this.maxSessionsPerDevice > 0) {
+      for (const older of set) {
+        if (set.size < this.maxSessionsPerDevice) break;
+        this.forget(older);
+        older.close('session-taken-over', REASON.sessionTakenOver);
+        this.emit('disconnect', { ...info(older), reason: 'session-taken-over' });
+      }
+    }
+    set.add(session);
+    this.connectedCount += 1;
+    this.emit('connect', info(session));
+  }
+
+  refused(session: MqttSession, code: number): void {
+    this.emit('refused', { clientId: session.clientId, protocolVersion: session.version, code });
+  }
+
+  closed(session: MqttSession, reason: DisconnectReason): void {
+    this.sessions.delete(session);
+    if (this.forget(session)) this.emit('disconnect', { ...info(session), reason });
+  }
+
+  uplink(ev: UplinkEvent): void {
+    this.ctx.events.emit('uplink', ev);
+    this.emit('uplink', ev);
+  }
+
+  /** Takes a session out of its device's set; whether it was there. */
+  private forget(session: MqttSession): boolean {
+    const device = session.device;
+    const set = device ? this.byDevice.get(device.id) : undefined;
+    if (!set || !set.delete(session)) return false;
+    if (set.size === 0) this.byDevice.delete((device as Device).id);
+    this.connectedCount -= 1;
+    return true;
+  }
+
+  private closeDevice(deviceId: DeviceId, reason: 'device-deleted' | 'credentials-changed'): void {
+    for (const s of [...(this.byDevice.get(deviceId) ?? [])]) s.close(reason, REASON.administrativeAction);
+  }
+}
+
+function info(s: MqttSession): SessionInfo {
+  const d = s.device as Device;
+  return { tenantId: d.tenantId, deviceId: d.id, deviceName: d.name, clientId: s.clientId, protocolVersion: s.version };
+}
