@@ -1,0 +1,238 @@
+/**
+ * Numbered PostgreSQL schema migrations: the same tables and meaning as the SQLite ones
+ * (../sqlite/migrations.ts, versions 1-3 here mirror versions 1-3 there), in PostgreSQL types:
+ * uuid ids, bigint millisecond timestamps, jsonb where JSON is kept, boolean flags. Each runs once,
+ * in order, in a transaction; applied numbers are kept in `schema_migrations`. Never edit a shipped
+ * migration: add the next number.
+ *
+ * Text that is sorted or compared for uniqueness uses the "C" collation so the order is the
+ * bytewise order SQLite uses, whatever the cluster's locale.
+ */
+export interface PgMigration {
+  readonly version: number;
+  readonly description: string;
+  readonly sql: string;
+}
+
+export const PG_MIGRATIONS: readonly PgMigration[] = [
+  {
+    version: 1,
+    description: 'tenants, users, device profiles, devices, OTA packages, settings',
+    sql: `
+      CREATE TABLE settings (
+        key   text PRIMARY KEY,
+        value text NOT NULL
+      );
+      CREATE TABLE tenants (
+        id           uuid PRIMARY KEY,
+        title        text NOT NULL,
+        created_time bigint NOT NULL
+      );
+      CREATE TABLE users (
+        id            uuid PRIMARY KEY,
+        tenant_id     uuid NOT NULL REFERENCES tenants(id),
+        email         text NOT NULL,
+        password_hash text NOT NULL,
+        authority     text NOT NULL,
+        created_time  bigint NOT NULL
+      );
+      -- SQLite: email UNIQUE COLLATE NOCASE.
+      CREATE UNIQUE INDEX users_email ON users (lower(email));
+      CREATE TABLE device_profiles (
+        id           uuid PRIMARY KEY,
+        tenant_id    uuid NOT NULL REFERENCES tenants(id),
+        name         text COLLATE "C" NOT NULL,
+        description  text COLLATE "C",
+        is_default   boolean NOT NULL DEFAULT false,
+        firmware_id  uuid,
+        software_id  uuid,
+        created_time bigint NOT NULL,
+        version      bigint NOT NULL DEFAULT 1,
+        extra        jsonb NOT NULL DEFAULT '{}',
+        CONSTRAINT device_profiles_tenant_name UNIQUE (tenant_id, name)
+      );
+      -- At most one default profile per tenant (the service checks it; this holds it between instances).
+      CREATE UNIQUE INDEX device_profiles_default ON device_profiles (tenant_id) WHERE is_default;
+      CREATE TABLE devices (
+        id                uuid PRIMARY KEY,
+        tenant_id         uuid NOT NULL REFERENCES tenants(id),
+        name              text COLLATE "C" NOT NULL,
+        label             text COLLATE "C",
+        device_profile_id uuid NOT NULL REFERENCES device_profiles(id),
+        firmware_id       uuid,
+        software_id       uuid,
+        access_token      text NOT NULL,
+        credentials_id    uuid NOT NULL,
+        created_time      bigint NOT NULL,
+        version           bigint NOT NULL DEFAULT 1,
+        extra             jsonb NOT NULL DEFAULT '{}',
+        CONSTRAINT devices_tenant_name UNIQUE (tenant_id, name),
+        CONSTRAINT devices_access_token UNIQUE (access_token)
+      );
+      CREATE INDEX devices_profile ON devices(device_profile_id, id);
+      CREATE INDEX devices_firmware ON devices(firmware_id);
+      CREATE INDEX devices_software ON devices(software_id);
+      CREATE TABLE ota_packages (
+        id                 uuid PRIMARY KEY,
+        tenant_id          uuid NOT NULL REFERENCES tenants(id),
+        device_profile_id  uuid NOT NULL REFERENCES device_profiles(id),
+        type               text NOT NULL CHECK (type IN ('FIRMWARE', 'SOFTWARE')),
+        title              text COLLATE "C" NOT NULL,
+        version            text COLLATE "C" NOT NULL,
+        tag                text COLLATE "C",
+        url                text COLLATE "C",
+        file_name          text COLLATE "C",
+        content_type       text,
+        checksum_algorithm text,
+        checksum           text COLLATE "C",
+        data_size          bigint,
+        blob_sha256        text,
+        additional_info    jsonb,
+        external_id        text,
+        created_time       bigint NOT NULL,
+        CONSTRAINT ota_packages_tenant_title_version UNIQUE (tenant_id, title, version)
+      );
+      CREATE INDEX ota_packages_profile ON ota_packages(device_profile_id, type);
+      CREATE INDEX ota_packages_blob ON ota_packages(blob_sha256);
+      -- Profiles, devices and packages refer to each other; SQLite declares these inline.
+      ALTER TABLE device_profiles ADD FOREIGN KEY (firmware_id) REFERENCES ota_packages(id);
+      ALTER TABLE device_profiles ADD FOREIGN KEY (software_id) REFERENCES ota_packages(id);
+      ALTER TABLE devices ADD FOREIGN KEY (firmware_id) REFERENCES ota_packages(id);
+      ALTER TABLE devices ADD FOREIGN KEY (software_id) REFERENCES ota_packages(id);
+    `,
+  },
+  {
+    version: 2,
+    description: 'attributes, telemetry, the notify queue, OTA targets and device update states',
+    sql: `
+      CREATE TABLE attributes (
+        device_id uuid NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        scope     text NOT NULL CHECK (scope IN ('CLIENT', 'SHARED', 'SERVER')),
+        key       text COLLATE "C" NOT NULL,
+        value     jsonb NOT NULL,
+        ts        bigint NOT NULL,
+        PRIMARY KEY (device_id, scope, key)
+      );
+      CREATE TABLE telemetry_latest (
+        device_id uuid NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        key       text NOT NULL,
+        ts        bigint NOT NULL,
+        value     jsonb NOT NULL,
+        PRIMARY KEY (device_id, key)
+      );
+      -- History is kept for the OTA keys only (states, targets, current versions, errors); seq
+      -- orders reports of the same millisecond as SQLite's rowid does.
+      CREATE TABLE telemetry_history (
+        seq       bigserial PRIMARY KEY,
+        device_id uuid NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        key       text NOT NULL,
+        ts        bigint NOT NULL,
+        value     jsonb NOT NULL
+      );
+      CREATE INDEX telemetry_history_key_ts ON telemetry_history(device_id, key, ts);
+      -- One row per device and type: a newer assignment replaces the queued one.
+      CREATE TABLE notify_queue (
+        seq        bigserial PRIMARY KEY,
+        tenant_id  uuid NOT NULL,
+        device_id  uuid NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        type       text NOT NULL,
+        package_id uuid,
+        ts         bigint NOT NULL,
+        attempt    integer NOT NULL DEFAULT 0,
+        UNIQUE (device_id, type)
+      );
+      -- The last package a device was queued for and whether it was notified.
+      CREATE TABLE ota_targets (
+        device_id  uuid NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        type       text NOT NULL,
+        package_id uuid,
+        ts         bigint NOT NULL,
+        notified   boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (device_id, type)
+      );
+      -- The update state the tracker keeps per device and type, for metrics and timeouts.
+      CREATE TABLE ota_states (
+        device_id         uuid NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        tenant_id         uuid NOT NULL,
+        type              text NOT NULL,
+        state             text,
+        state_ts          bigint NOT NULL DEFAULT 0,
+        error             text,
+        current_title     text,
+        current_version   text,
+        target_package_id uuid,
+        retries           integer NOT NULL DEFAULT 0,
+        PRIMARY KEY (device_id, type)
+      );
+      CREATE INDEX ota_states_state ON ota_states(tenant_id, type, state, state_ts);
+    `,
+  },
+  {
+    version: 3,
+    description: 'dashboard: indexes for the device list, a change log of update states, state snapshots for the chart',
+    sql: `
+      CREATE INDEX devices_tenant_name_nocase ON devices(tenant_id, lower(name), id);
+      CREATE INDEX devices_tenant_created ON devices(tenant_id, created_time, id);
+      CREATE INDEX ota_states_target ON ota_states(target_package_id, type);
+      CREATE INDEX ota_states_tenant_ts ON ota_states(tenant_id, type, state_ts);
+      CREATE INDEX notify_queue_tenant ON notify_queue(tenant_id);
+      -- Every write to a device's update state, whoever makes it: what the dashboard's live stream reads.
+      CREATE TABLE ota_state_changes (
+        seq       bigserial PRIMARY KEY,
+        tenant_id uuid NOT NULL,
+        device_id uuid NOT NULL,
+        type      text NOT NULL
+      );
+      CREATE FUNCTION ota_state_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO ota_state_changes (tenant_id, device_id, type) VALUES (NEW.tenant_id, NEW.device_id, NEW.type);
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER ota_states_inserted AFTER INSERT ON ota_states
+        FOR EACH ROW EXECUTE FUNCTION ota_state_changed();
+      CREATE TRIGGER ota_states_updated AFTER UPDATE ON ota_states FOR EACH ROW
+        WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.state_ts IS DISTINCT FROM NEW.state_ts
+          OR OLD.error IS DISTINCT FROM NEW.error OR OLD.current_title IS DISTINCT FROM NEW.current_title
+          OR OLD.current_version IS DISTINCT FROM NEW.current_version
+          OR OLD.target_package_id IS DISTINCT FROM NEW.target_package_id)
+        EXECUTE FUNCTION ota_state_changed();
+      -- The state distribution of targeted devices over time, per tenant and type: the chart.
+      CREATE TABLE ota_state_snapshots (
+        tenant_id   uuid NOT NULL,
+        type        text NOT NULL,
+        ts          bigint NOT NULL,
+        queued      integer NOT NULL DEFAULT 0,
+        initiated   integer NOT NULL DEFAULT 0,
+        downloading integer NOT NULL DEFAULT 0,
+        downloaded  integer NOT NULL DEFAULT 0,
+        verified    integer NOT NULL DEFAULT 0,
+        updating    integer NOT NULL DEFAULT 0,
+        updated     integer NOT NULL DEFAULT 0,
+        failed      integer NOT NULL DEFAULT 0,
+        other       integer NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, type, ts)
+      );
+    `,
+  },
+  {
+    version: 4,
+    description: 'package bytes, content-addressed by SHA-256, in bounded chunks every instance reads',
+    sql: `
+      -- A blob is visible (complete) only once all its chunks are written, in the same transaction.
+      CREATE TABLE package_blobs (
+        sha256       text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+        size         bigint NOT NULL,
+        chunk_size   integer NOT NULL,
+        created_time bigint NOT NULL
+      );
+      CREATE TABLE package_blob_chunks (
+        sha256 text NOT NULL REFERENCES package_blobs(sha256) ON DELETE CASCADE,
+        seq    integer NOT NULL,
+        data   bytea NOT NULL,
+        PRIMARY KEY (sha256, seq)
+      );
+      -- The bytes are already compressed or random more often than not: do not try to compress them.
+      ALTER TABLE package_blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+    `,
+  },
+];

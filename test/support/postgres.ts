@@ -1,0 +1,82 @@
+/**
+ * A fresh PostgreSQL database per test suite, on the server `OTA_TEST_DATABASE_URL` names (default:
+ * the local Debian cluster, role `ota_test` with CREATEDB that `.ci/run` creates). Each suite gets a
+ * uniquely named database and drops it afterwards.
+ *
+ * No server reachable: with `CI=true` the suite FAILS, saying so; otherwise its tests are reported
+ * as pending, with the reason printed once.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+export const TEST_SERVER_URL = process.env.OTA_TEST_DATABASE_URL ?? 'postgres://ota_test:ota_test@127.0.0.1:5432/postgres';
+
+export interface TestDatabase {
+  readonly name: string;
+  /** The URL of the new database, for `openPool`. */
+  readonly url: string;
+  drop(): Promise<void>;
+}
+
+/** Creates an empty, uniquely named database on the test server. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `ota_test_${process.pid}_${randomBytes(4).toString('hex')}`;
+  await onServer((c) => c.query(`CREATE DATABASE ${name}`));
+  const url = new URL(TEST_SERVER_URL);
+  url.pathname = `/${name}`;
+  return {
+    name,
+    url: url.toString(),
+    // FORCE: a pool a failed test left open must not keep the database alive.
+    drop: () => onServer((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
+  };
+}
+
+async function onServer<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: TEST_SERVER_URL, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+let warned = false;
+
+/**
+ * Registers before/after hooks on the current suite: a fresh database before its tests, dropped
+ * after them. Returns a getter for it (valid inside tests and later hooks).
+ */
+export function withTestDatabase(): () => TestDatabase {
+  let db: TestDatabase | undefined;
+  before(async function () {
+    try {
+      db = await createTestDatabase();
+    } catch (err) {
+      const reason = `PostgreSQL is not reachable at ${redacted(TEST_SERVER_URL)} (${(err as Error).message}); set OTA_TEST_DATABASE_URL or start the cluster (pg_ctlcluster 15 main start, see .ci/run)`;
+      if (process.env.CI === 'true') throw new Error(`${reason}. CI=true: the PostgreSQL suites must run.`);
+      if (!warned) console.warn(`  PostgreSQL suites pending: ${reason}`);
+      warned = true;
+      this.skip();
+    }
+  });
+  after(async () => {
+    await db?.drop();
+  });
+  return () => {
+    if (!db) throw new Error('no test database: use it inside tests or hooks after withTestDatabase()');
+    return db;
+  };
+}
+
+/** The URL without its password, for messages. */
+function redacted(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
