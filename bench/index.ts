@@ -9,8 +9,9 @@ import { mqttTransport } from './mqtt';
 import { packageTransfer } from './package-transfer';
 import { pipelineQueue } from './pipeline-queue';
 import { simulatedFleet } from './simulated-fleet';
+import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload, coapDownload, mqttTransport, simulatedFleet];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, mqttTransport, simulatedFleet];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {
