@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { transaction } from './pool';
 
-/** Bytes per stored chunk (`OTA_PACKAGE_CHUNK_SIZE`): what one row, one query and one buffer hold. */
+/** Bytes per stored chunk: what one row, one query and one buffer hold. */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 
 const SHA256 = /^[0-9a-f]{64}$/;

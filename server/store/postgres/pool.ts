@@ -6,8 +6,18 @@ export interface Sql {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
-/** Connections one instance opens at most (`OTA_DATABASE_POOL_SIZE`). */
+/** Connections one instance opens at most, unless `OTA_DATABASE_POOL_SIZE` says otherwise. */
 export const DEFAULT_POOL_SIZE = 10;
+/** A package upload holds a lock connection beside its write and its record: fewer could wait forever. */
+export const MIN_POOL_SIZE = 3;
+
+/** The pool size from `OTA_DATABASE_POOL_SIZE`, DEFAULT_POOL_SIZE when unset or empty. */
+export function poolSizeFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.OTA_DATABASE_POOL_SIZE;
+  const n = raw === undefined || raw === '' ? DEFAULT_POOL_SIZE : Number(raw);
+  if (!Number.isInteger(n) || n < MIN_POOL_SIZE) throw new Error(`OTA_DATABASE_POOL_SIZE must be a whole number of at least ${MIN_POOL_SIZE}, not ${raw}`);
+  return n;
+}
 
 /**
  * bigint (int8) arrives as a string by default, since it can exceed 2^53. Our int8 columns hold
@@ -22,13 +32,14 @@ const types: pg.CustomTypesConfig = {
 export interface PoolOptions {
   /** `postgres://user:password@host:port/database` */
   connectionString: string;
+  /** Default: `poolSizeFromEnv()`. */
   max?: number;
   migrations?: readonly PgMigration[];
 }
 
 /** Opens a pool on the database and brings its schema up to date. */
 export async function openPool(opts: PoolOptions): Promise<pg.Pool> {
-  const pool = new pg.Pool({ connectionString: opts.connectionString, max: opts.max ?? DEFAULT_POOL_SIZE, types });
+  const pool = new pg.Pool({ connectionString: opts.connectionString, max: opts.max ?? poolSizeFromEnv(), types });
   // An idle client's connection dropping (a server restart) must not crash the process: the pool
   // discards that client and the next query opens a new one.
   pool.on('error', () => undefined);
