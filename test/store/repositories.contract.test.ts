@@ -7,20 +7,14 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type pg from 'pg';
 import { OtaError } from '../../server/errors';
 import { newId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
 import { SqliteAttributeRepository, type AttributeRepository } from '../../server/store/attributes';
 import { SqliteDeviceProfileRepository, type DeviceProfile, type DeviceProfileRepository } from '../../server/store/device-profiles';
 import { SqliteDeviceRepository, type Device, type DeviceRepository } from '../../server/store/devices';
 import { SqliteOtaPackageRepository, type OtaPackage, type OtaPackageRepository } from '../../server/store/ota-packages';
-import { PgAttributeRepository } from '../../server/store/postgres/attributes';
-import { PgDeviceProfileRepository } from '../../server/store/postgres/device-profiles';
-import { PgDeviceRepository } from '../../server/store/postgres/devices';
-import { PgOtaPackageRepository } from '../../server/store/postgres/ota-packages';
+import { openPgRepositories, type PgRepositories } from '../../server/store/postgres/pg-repositories';
 import { openPool } from '../../server/store/postgres/pool';
-import { PgTelemetryRepository } from '../../server/store/postgres/telemetry';
-import { PgTenantRepository } from '../../server/store/postgres/tenants';
 import { openDatabase, type Db } from '../../server/store/sqlite/database';
 import { SqliteTelemetryRepository, type TelemetryRepository } from '../../server/store/telemetry';
 import { SqliteTenantRepository, type TenantRepository } from '../../server/store/tenants';
@@ -566,22 +560,17 @@ describe('repository contracts on SQLite', () => {
 
 describe('repository contracts on PostgreSQL', () => {
   const database = withTestDatabase();
-  let pool: pg.Pool;
+  let dir: string;
+  let pg: PgRepositories | undefined;
   let repos: Repositories;
   before(async () => {
-    pool = await openPool({ connectionString: database().url, max: 4 });
-    repos = {
-      tenants: new PgTenantRepository(pool),
-      profiles: new PgDeviceProfileRepository(pool),
-      devices: new PgDeviceRepository(pool),
-      packages: new PgOtaPackageRepository(pool),
-      attributes: new PgAttributeRepository(pool),
-      telemetry: new PgTelemetryRepository(pool),
-      mapsConflicts: true,
-    };
+    dir = await mkdtemp(path.join(tmpdir(), 'ota-contract-pg-'));
+    pg = await openPgRepositories({ connectionString: database().url, blobCacheDir: path.join(dir, 'blobs'), poolSize: 4 });
+    repos = { ...pg, mapsConflicts: true };
   });
   after(async () => {
-    await pool?.end();
+    await pg?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
   allContracts(() => repos);
 
