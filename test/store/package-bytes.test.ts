@@ -242,6 +242,38 @@ describe('package bytes in PostgreSQL', () => {
       expect(existsSync(a.pathOf(staged.sha256))).to.equal(false);
     });
 
+    it('two instances uploading the same bytes at once store them once, and both packages read them', async () => {
+      const a = await instance('a');
+      const b = await instance('b');
+      const data = randomBytes(300_000);
+      const [sa, sb] = await Promise.all([a.stage(pieces(data, 5000), { maxSize: 1e6 }), b.stage(pieces(data, 7000), { maxSize: 1e6 })]);
+      const recorded: string[] = [];
+      await Promise.all([a.commit(sa, async () => recorded.push('a')), b.commit(sb, async () => recorded.push('b'))]);
+      expect(recorded.sort()).to.deep.equal(['a', 'b']);
+      expect(await countRows(pool, sa.sha256)).to.deep.equal({ blobs: 1, chunks: 5 });
+      const c = await instance('c');
+      expect((await collect(c.read(sa.sha256))).equals(data)).to.equal(true);
+    });
+
+    it('a delete on one instance and an upload of the same bytes on another take turns: the bytes stay for the new package', async () => {
+      const a = await instance('a');
+      const b = await instance('b');
+      const data = randomBytes(100_000);
+      const first = await a.stage(pieces(data, 5000), { maxSize: 1e6 });
+      let packages = 0;
+      await a.commit(first, async () => packages++);
+      const again = await b.stage(pieces(data, 5000), { maxSize: 1e6 });
+      // The delete forgets its package and asks whether another uses the bytes; the upload records one.
+      await Promise.all([
+        a.release(first.sha256, async () => void packages--, async () => packages > 0),
+        b.commit(again, async () => packages++),
+      ]);
+      expect(packages).to.equal(1);
+      expect(await countRows(pool, first.sha256)).to.deep.equal({ blobs: 1, chunks: 2 });
+      const c = await instance('c');
+      expect((await collect(c.read(first.sha256))).equals(data)).to.equal(true);
+    });
+
     it('refuses to cache bytes that do not match their name', async () => {
       const a = await instance('a');
       const b = await instance('b');
