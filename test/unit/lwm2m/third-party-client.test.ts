@@ -7,6 +7,13 @@ import { Registrations, type Registration } from '../../../server/transports/lwm
 import { REGISTRATION_DEFAULTS } from '../../../server/transports/lwm2m/registration-limits';
 import { realTimers } from '../../../server/timers';
 import { Lwm2mTestClient } from '../../support/lwm2m-client';
+import { ContentFormat, decodeValue, encodeContent } from '../../../server/transports/lwm2m/content-formats';
+import { Lwm2mRequestError, type Lwm2mDeviceClient, type OpaqueSource } from '../../../server/transports/lwm2m/device-client';
+import { Lwm2mDeviceOta } from '../../../server/transports/lwm2m/device-ota';
+import { LWM2M_PROFILE_DEFAULTS } from '../../../server/transports/lwm2m/profile-settings';
+import { parsePath } from '../../../server/transports/lwm2m/paths';
+import type { Lwm2mValue } from '../../../server/transports/lwm2m/resource-types';
+import { Reports } from './fake-device';
 
 const strings = (p: ParsedPacket, name: string): string[] => p.options.filter((o) => o.name === name).map((o) => o.value.toString('utf8'));
 
@@ -69,23 +76,78 @@ class TinyServer {
   }
 
   /** A confirmable request to the registered client; resolves with its response. */
-  request(code: string, path: string, opts: { payload?: string; observe?: (p: ParsedPacket) => void } = {}): Promise<ParsedPacket> {
+  request(code: string, path: string, opts: { payload?: string | Buffer; format?: number; observe?: (p: ParsedPacket) => void } = {}): Promise<ParsedPacket> {
     const peer = this.peer;
     if (!peer) throw new Error('no client registered');
     const token = randomBytes(4);
     const options: NamedOption[] = [];
     if (opts.observe) options.push({ name: 'Observe', value: Buffer.alloc(0) });
     for (const seg of path.split('/').filter(Boolean)) options.push({ name: 'Uri-Path', value: Buffer.from(seg) });
-    if (opts.payload !== undefined) options.push({ name: 'Content-Format', value: Buffer.alloc(0) }); // 0: text/plain
+    if (opts.payload !== undefined) options.push({ name: 'Content-Format', value: uint(opts.format ?? 0) });
     if (opts.observe) this.observers.set(token.toString('hex'), opts.observe);
     const response = new Promise<ParsedPacket>((resolve) => this.waiting.set(token.toString('hex'), resolve));
-    this.send({ messageId: this.mid++, token, confirmable: true, code, options, payload: Buffer.from(opts.payload ?? '') }, peer);
+    this.send({ messageId: this.mid++, token, confirmable: true, code, options, payload: Buffer.isBuffer(opts.payload) ? opts.payload : Buffer.from(opts.payload ?? '') }, peer);
     return response;
   }
 
   close(): void {
     this.registrations.clear();
     this.socket.close();
+  }
+}
+
+function uint(n: number): Buffer {
+  if (n === 0) return Buffer.alloc(0);
+  const b = Buffer.alloc(n > 0xff ? 2 : 1);
+  b.writeUIntBE(n, 0, b.length);
+  return b;
+}
+
+/** The content format of a response; none given is text/plain, as lwm2m-node-lib answers. */
+function formatOf(p: ParsedPacket): number {
+  const o = p.options.find((x) => x.name === 'Content-Format');
+  return o && o.value.length ? o.value.readUIntBE(0, o.value.length) : ContentFormat.TEXT;
+}
+
+/** Lwm2mDeviceClient over the TinyServer's raw CoAP requests: what the CoAP core will do for real. */
+class TinyServerClient implements Lwm2mDeviceClient {
+  constructor(private readonly server: TinyServer) {}
+
+  private async ok(p: Promise<ParsedPacket>, what: string): Promise<ParsedPacket> {
+    const res = await p;
+    if (!res.code.startsWith('2.')) throw new Lwm2mRequestError('response', `${what}: ${res.code}`, res.code);
+    return res;
+  }
+
+  async read(path: string): Promise<Lwm2mValue | undefined> {
+    const res = await this.ok(this.server.request('0.01', path), `Read ${path}`);
+    return decodeValue(formatOf(res), res.payload, parsePath(path));
+  }
+
+  async write(path: string, value: Lwm2mValue | OpaqueSource, format: ContentFormat): Promise<void> {
+    if (typeof value === 'object' && !Buffer.isBuffer(value) && 'open' in value) throw new Error('no Block1 in this test server');
+    await this.ok(this.server.request('0.03', path, { payload: encodeContent(format, parsePath(path), value), format }), `Write ${path}`);
+  }
+
+  async execute(path: string, args?: string): Promise<void> {
+    await this.ok(this.server.request('0.02', path, args === undefined ? {} : { payload: args }), `Execute ${path}`);
+  }
+
+  async observe(path: string, onValue: (value: Lwm2mValue) => void): Promise<Lwm2mValue | undefined> {
+    const res = await this.ok(
+      this.server.request('0.01', path, {
+        observe: (p) => {
+          const v = decodeValue(formatOf(p), p.payload, parsePath(path));
+          if (v !== undefined) onValue(v);
+        },
+      }),
+      `Observe ${path}`,
+    );
+    return decodeValue(formatOf(res), res.payload, parsePath(path));
+  }
+
+  async cancel(): Promise<void> {
+    /* not needed here */
   }
 }
 
@@ -116,6 +178,15 @@ describe('third-party LwM2M client (lwm2m-node-lib) against a registration-only 
     expect(parseObjectLinks('</3/0>,</5/0>', { maxLinks: 10 }).objects).to.deep.equal(r.objects.objects);
   });
 
+  it('also exposes Object 9 when asked', async () => {
+    const port = await server.start();
+    client = await Lwm2mTestClient.create({ endpoint: client.options.endpoint, software: true });
+    const registered = server.nextRegistration();
+    await client.register('127.0.0.1', port);
+    expect((await registered).objects.objects.map((o) => o.objectId)).to.deep.equal([3, 5, 9]);
+    expect((await server.request('0.01', '/9/0/0')).payload.toString()).to.equal('app');
+  });
+
   it('records a Write to /5/0/1 and an Execute of /5/0/2, answering 2.04', async () => {
     await client.register('127.0.0.1', await server.start());
     const uri = 'coap://127.0.0.1:5685/tbfw/0b7c1f3e-4b2a-4c8e-9a55-3d1f6c2b9e10';
@@ -142,5 +213,35 @@ describe('third-party LwM2M client (lwm2m-node-lib) against a registration-only 
     await client.deregister();
     expect(server.removed.map((r) => r.endpoint)).to.deep.equal([client.options.endpoint]);
     expect(server.registrations.size).to.equal(0);
+  });
+
+  it('is updated end to end by the OTA logic over CoAP: pull, Execute, UPDATED', async () => {
+    const port = await server.start();
+    client = await Lwm2mTestClient.create({ endpoint: client.options.endpoint, version: '1.1' });
+    // The device downloads what it is given and applies it when told, reporting as Object 5 says.
+    client.onWrite = async (call) => {
+      if (call.path !== '/5/0/1') return;
+      setImmediate(() => void client.set('/5/0/3', 1).then(() => client.set('/5/0/3', 2)));
+    };
+    client.onExecute = async () => {
+      setImmediate(() => void client.set('/5/0/3', 3).then(() => client.set('/5/0/7', '2.0')).then(() => client.set('/5/0/5', 1)));
+    };
+    const registered = server.nextRegistration();
+    await client.register('127.0.0.1', port);
+    const registration = await registered;
+
+    const reports = new Reports();
+    const ota = new Lwm2mDeviceOta('device-1', { report: reports.push, packageSource: async () => null });
+    await ota.attach({
+      client: new TinyServerClient(server),
+      objects: registration.objects,
+      version: registration.version,
+      settings: { ...LWM2M_PROFILE_DEFAULTS, fwUpdateStrategy: 2, fwUpdateResource: `coap://127.0.0.1:${port}` },
+    });
+    ota.setTarget('FIRMWARE', { packageId: '0b7c1f3e-4b2a-4c8e-9a55-3d1f6c2b9e10', title: 'fw', version: '2.0', tag: null, url: null }, { notified: true });
+    await reports.until('UPDATED');
+    expect(client.writes).to.deep.equal([{ path: '/5/0/1', value: `coap://127.0.0.1:${port}/tbfw/0b7c1f3e-4b2a-4c8e-9a55-3d1f6c2b9e10` }]);
+    expect(client.executes.map((e) => e.path)).to.deep.equal(['/5/0/2']);
+    expect(reports.states()).to.deep.equal(['DOWNLOADING', 'DOWNLOADED', 'UPDATING', 'UPDATED']);
   });
 });
