@@ -5,12 +5,13 @@
 import { coapDownload } from './coap';
 import { httpDownload } from './http-download';
 import type { Benchmark } from './lib';
+import { lwm2mRegistrations } from './lwm2m-registrations';
 import { mqttTransport } from './mqtt';
 import { packageTransfer } from './package-transfer';
 import { pipelineQueue } from './pipeline-queue';
 import { simulatedFleet } from './simulated-fleet';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload, coapDownload, mqttTransport, simulatedFleet];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload, coapDownload, mqttTransport, simulatedFleet, lwm2mRegistrations];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {
