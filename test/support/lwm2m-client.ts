@@ -16,6 +16,10 @@ import { promisify } from 'node:util';
 export interface TestClientOptions {
   endpoint: string;
   lifetimeS?: number;
+  /**
+   * What it registers as (lwm2m=); 1.1 by default: lwm2m-node-lib reads and writes text/plain
+   * only, and a server writes TLV to a 1.0 client (Leshan and our writeFormatFor do).
+   */
   version?: '1.0' | '1.1';
   software?: boolean;
   /** Initial resource values, e.g. `{'/5/0/7': '1.0'}`. */
@@ -53,7 +57,7 @@ export class Lwm2mTestClient {
     lwm2m.init({
       client: {
         lifetime: String(options.lifetimeS ?? 300),
-        version: options.version ?? '1.0',
+        version: options.version ?? '1.1',
         logLevel: 'FATAL',
         observe: { period: 3_600_000 },
         ipProtocol: 'udp4',

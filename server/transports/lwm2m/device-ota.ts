@@ -70,8 +70,8 @@ interface Track {
    */
   awaitingStart: boolean;
   executed: boolean;
-  /** De-registered while DOWNLOADING: retry on the next registration if retries remain. */
-  interrupted: boolean;
+  /** The registration ended while DOWNLOADING (why): retry on the next registration if retries remain. */
+  interrupted: string | null;
   uninstalling: boolean;
   failedPackageId: string | null;
   updatedPackageId: string | null;
@@ -90,7 +90,7 @@ const newTrack = (type: OtaPackageType): Track => ({
   attemptFailed: false,
   awaitingStart: false,
   executed: false,
-  interrupted: false,
+  interrupted: null,
   uninstalling: false,
   failedPackageId: null,
   updatedPackageId: null,
@@ -191,9 +191,9 @@ export class Lwm2mDeviceOta {
     this.epoch++;
     for (const t of Object.values(this.tracks)) {
       if (t.status !== 'DOWNLOADING' || !t.target) continue;
-      t.interrupted = true;
       const why = { deregistered: 'de-registered', expired: 'stopped updating its registration (lifetime expired)', replaced: 'registered again' }[reason];
-      this.report(t, 'FAILED', `Device ${why} during the download`);
+      t.interrupted = `Device ${why} during the download`;
+      this.report(t, 'FAILED', t.interrupted);
     }
   }
 
@@ -206,7 +206,7 @@ export class Lwm2mDeviceOta {
     const t = this.tracks[type];
     if (target?.packageId !== t.target?.packageId || (opts.notified && !ACTIVE.includes(t.status))) {
       t.retries = 0;
-      t.interrupted = false;
+      t.interrupted = null;
       t.status = null;
       t.error = null;
       if (opts.notified) t.failedPackageId = null;
@@ -220,8 +220,9 @@ export class Lwm2mDeviceOta {
   private resume(t: Track): void {
     if (!t.target) return;
     if (t.interrupted) {
-      t.interrupted = false;
-      this.fail(t, 'Device de-registered during the download', true);
+      const reason = t.interrupted;
+      t.interrupted = null;
+      this.fail(t, reason, true);
       return;
     }
     if (!ACTIVE.includes(t.status)) this.maybeStart(t);

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { LinkFormatError, parseLinkFormat } from '../../../server/transports/lwm2m/link-format';
+import { formatPath, Lwm2mPathError, parsePath } from '../../../server/transports/lwm2m/paths';
 import { hasObject, parseObjectLinks } from '../../../server/transports/lwm2m/object-links';
 import { REGISTRATION_DEFAULTS, registrationLimitsFromEnv } from '../../../server/transports/lwm2m/registration-limits';
 import { RegistrationError, Registrations, type Registration, type RemovalReason } from '../../../server/transports/lwm2m/registrations';
@@ -208,4 +209,17 @@ describe('LwM2M registrations', () => {
     expect(() => registrationLimitsFromEnv({ OTA_LWM2M_MAX_OBJECT_LINKS: '-1' })).to.throw(/OTA_LWM2M_MAX_OBJECT_LINKS must be a positive integer, got "-1"/);
     expect(() => registrationLimitsFromEnv({ OTA_LWM2M_MIN_LIFETIME_S: '100', OTA_LWM2M_MAX_LIFETIME_S: '50' })).to.throw(/is above/);
   });
+});
+
+describe('LwM2M paths', () => {
+  it('parses 1 to 4 ids and formats them back', () => {
+    for (const p of ['/5', '/5/0', '/5/0/3', '/3/0/6/1']) expect(formatPath(parsePath(p))).to.equal(p);
+    expect(parsePath('/5/0/3')).to.deep.equal({ objectId: 5, instanceId: 0, resourceId: 3 });
+  });
+
+  for (const bad of ['5/0/3', '/', '/5//3', '/5/0/3/1/2', '/05', '/65535', '/5/a', '/-1']) {
+    it(`refuses ${JSON.stringify(bad)}`, () => {
+      expect(() => parsePath(bad)).to.throw(Lwm2mPathError);
+    });
+  }
 });

@@ -170,7 +170,7 @@ describe('third-party LwM2M client (lwm2m-node-lib) against a registration-only 
     const result = await client.register('127.0.0.1', port);
     const r = await registered;
     expect(result.location).to.equal(`rd/${r.id}`);
-    expect(r).to.include({ endpoint: client.options.endpoint, lifetimeS: 120, version: '1.0', binding: 'U' });
+    expect(r).to.include({ endpoint: client.options.endpoint, lifetimeS: 120, version: '1.1', binding: 'U' });
     expect(r.objects.objects.map((o) => [o.objectId, o.instanceIds])).to.deep.equal([
       [3, [0]],
       [5, [0]],
@@ -217,7 +217,7 @@ describe('third-party LwM2M client (lwm2m-node-lib) against a registration-only 
 
   it('is updated end to end by the OTA logic over CoAP: pull, Execute, UPDATED', async () => {
     const port = await server.start();
-    client = await Lwm2mTestClient.create({ endpoint: client.options.endpoint, version: '1.1' });
+    client = await Lwm2mTestClient.create({ endpoint: client.options.endpoint });
     // The device downloads what it is given and applies it when told, reporting as Object 5 says.
     client.onWrite = async (call) => {
       if (call.path !== '/5/0/1') return;
