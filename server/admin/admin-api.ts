@@ -7,6 +7,7 @@ import { parseChecksumAlgorithm, type ChecksumAlgorithm } from '../packages/chec
 import type { PageData } from '../store/sqlite/database';
 import type { DeviceProfileService, DeviceProfileInput } from '../devices/device-profile-service';
 import type { DeviceInput, DeviceService } from '../devices/device-service';
+import type { CredentialsInput } from '../devices/device-credentials';
 import type { Device } from '../store/devices';
 import { invalid, OtaError, tooLarge, unauthorized } from '../errors';
 import { isUuid, type DeviceProfileId } from '../ids';
@@ -272,8 +273,16 @@ export function createAdminApi(deps: AdminApiDeps): Router {
   api.post(
     '/device/credentials',
     authed(async (req, res, who) => {
-      const body = validateBody<{ deviceId: { id: string }; credentialsId: string }>(schemas.deviceCredentials, req.body ?? {});
-      res.json(deviceCredentialsJson(await devices.updateAccessToken(who.tenantId, body.deviceId.id, body.credentialsId)));
+      const body = validateBody<CredentialsInput & { deviceId: { id: string } }>(schemas.deviceCredentials, req.body ?? {});
+      res.json(deviceCredentialsJson(await devices.updateCredentials(who.tenantId, body.deviceId.id, body)));
+    }),
+  );
+  api.post(
+    '/device-with-credentials',
+    authed(async (req, res, who) => {
+      const body = validateBody<{ device: DeviceInput; credentials: CredentialsInput }>(schemas.deviceWithCredentials, req.body ?? {});
+      const device = validateBody<DeviceInput>(schemas.device, body.device);
+      res.json(await deviceOut(await devices.saveWithCredentials(who.tenantId, device, validateBody<CredentialsInput>(schemas.credentials, body.credentials))));
     }),
   );
   api.post(

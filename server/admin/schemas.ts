@@ -66,10 +66,27 @@ export const schemas = {
     type: 'object',
     properties: {
       deviceId: { type: 'object', properties: { id: uuid }, required: ['id'] },
-      credentialsType: { enum: ['ACCESS_TOKEN'] },
-      credentialsId: { type: 'string', minLength: 1 },
+      credentialsType: { type: ['string', 'null'] },
+      credentialsId: { type: ['string', 'null'] },
+      credentialsValue: { anyOf: [{ type: 'string' }, { type: 'object' }, { type: 'null' }] },
     },
-    required: ['deviceId', 'credentialsId'],
+    required: ['deviceId'],
+  },
+  credentials: {
+    type: 'object',
+    properties: {
+      credentialsType: { type: ['string', 'null'] },
+      credentialsId: { type: ['string', 'null'] },
+      credentialsValue: { anyOf: [{ type: 'string' }, { type: 'object' }, { type: 'null' }] },
+    },
+  },
+  deviceWithCredentials: {
+    type: 'object',
+    properties: {
+      device: { type: 'object' },
+      credentials: { type: 'object' },
+    },
+    required: ['device', 'credentials'],
   },
 } as const;
 

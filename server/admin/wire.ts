@@ -72,9 +72,9 @@ export function deviceCredentialsJson(d: Device): Record<string, unknown> {
     id: { id: d.credentialsId },
     createdTime: d.createdTime,
     deviceId: ref('DEVICE', d.id),
-    credentialsType: 'ACCESS_TOKEN',
+    credentialsType: d.credentialsType ?? 'ACCESS_TOKEN',
     credentialsId: d.accessToken,
-    credentialsValue: null,
+    credentialsValue: d.credentialsValue ?? null,
     version: d.version,
   };
 }

@@ -7,6 +7,7 @@ import { entityNotFound, forbidden, invalid } from '../errors';
 import type { EngineEvents } from '../events';
 import { isUuid, newId, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../ids';
 import type { OtaPackageService } from '../packages/ota-package-service';
+import { parseCredentials, type CredentialsInput, type DeviceCredentials } from './device-credentials';
 
 export type DeviceInput = Record<string, unknown> & {
   id?: { id?: string } | null;
@@ -51,6 +52,11 @@ export class DeviceService {
     return this.devices.findByAccessToken(token);
   }
 
+  /** The device an LwM2M client is, by the endpoint name of its LWM2M_CREDENTIALS (NoSec). */
+  findByLwm2mEndpoint(endpoint: string): Promise<Device | null> {
+    return this.devices.findByLwm2mEndpoint(endpoint);
+  }
+
   /** The profile a device belongs to (its `type` on the wire is the profile's name). */
   profileOf(device: Device): Promise<DeviceProfile> {
     return this.profiles.get(device.tenantId, device.deviceProfileId);
@@ -60,7 +66,7 @@ export class DeviceService {
    * `POST /api/device[?accessToken=]`: create or replace; with `mergeInto`, the shorthand
    * `POST /api/device/{id}` that changes only the fields present.
    */
-  async save(tenantId: TenantId, body: DeviceInput, opts: { accessToken?: string; mergeInto?: string } = {}): Promise<Device> {
+  async save(tenantId: TenantId, body: DeviceInput, opts: { accessToken?: string; mergeInto?: string; credentials?: DeviceCredentials } = {}): Promise<Device> {
     const existingId = opts.mergeInto ?? body.id?.id;
     const before = existingId ? await this.get(tenantId, existingId) : null;
     const source: DeviceInput = opts.mergeInto && before ? { ...this.toInput(before), ...body } : body;
@@ -77,7 +83,7 @@ export class DeviceService {
     const extra: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(source)) if (!OWN_FIELDS.has(k)) extra[k] = v;
 
-    let accessToken = before?.accessToken ?? opts.accessToken ?? generateAccessToken();
+    let accessToken = before?.accessToken ?? opts.credentials?.id ?? opts.accessToken ?? generateAccessToken();
     if (!before && opts.accessToken !== undefined) {
       if (!opts.accessToken.trim()) throw invalid('Device credentials id should be specified!');
       accessToken = opts.accessToken;
@@ -103,6 +109,8 @@ export class DeviceService {
       firmwareId,
       softwareId,
       accessToken,
+      credentialsType: before ? before.credentialsType : opts.credentials?.type,
+      credentialsValue: before ? before.credentialsValue : opts.credentials?.value,
       credentialsId: before?.credentialsId ?? newId<'DEVICE_CREDENTIALS'>(),
       createdTime: before?.createdTime ?? Date.now(),
       version: (before?.version ?? 0) + 1,
@@ -114,12 +122,26 @@ export class DeviceService {
     return device;
   }
 
-  /** `POST /api/device/credentials`: a new access token for a device. */
-  async updateAccessToken(tenantId: TenantId, deviceId: string, token: string): Promise<Device> {
+  /** `POST /api/device-with-credentials` (`{device, credentials}`): a new device with its credentials. */
+  async saveWithCredentials(tenantId: TenantId, body: DeviceInput, input: CredentialsInput): Promise<Device> {
+    const credentials = parseCredentials(input);
+    const existingId = body.id?.id;
+    if (existingId) {
+      // ThingsBoard updates both when the device exists already.
+      await this.checkTokenFree(credentials.id, (await this.get(tenantId, existingId)).id);
+      const saved = await this.save(tenantId, body);
+      return this.updateCredentials(tenantId, saved.id, input);
+    }
+    await this.checkTokenFree(credentials.id, null);
+    return this.save(tenantId, body, { credentials });
+  }
+
+  /** `POST /api/device/credentials`: new credentials (access token or LwM2M endpoint) for a device. */
+  async updateCredentials(tenantId: TenantId, deviceId: string, input: CredentialsInput): Promise<Device> {
     const device = await this.get(tenantId, deviceId);
-    if (!token.trim()) throw invalid('Device credentials id should be specified!');
-    await this.checkTokenFree(token, device.id);
-    const updated = { ...device, accessToken: token, version: device.version + 1 };
+    const credentials = parseCredentials(input);
+    await this.checkTokenFree(credentials.id, device.id);
+    const updated: Device = { ...device, accessToken: credentials.id, credentialsType: credentials.type, credentialsValue: credentials.value, version: device.version + 1 };
     await this.devices.update(updated);
     // Transports close sessions opened with the old token, as ThingsBoard does.
     this.events.emit('deviceSaved', { before: device, after: updated });
@@ -133,7 +155,7 @@ export class DeviceService {
   }
 
   private async checkTokenFree(token: string, ownId: DeviceId | null): Promise<void> {
-    const holder = await this.devices.findByAccessToken(token);
+    const holder = await this.devices.findByCredentialsId(token);
     if (holder && holder.id !== ownId) throw invalid('Device credentials are already assigned to another device!');
   }
 

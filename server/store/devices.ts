@@ -1,6 +1,9 @@
 import { queryPage, type Db, type PageData, type PageLink } from './sqlite/database';
 import type { DeviceId, DeviceProfileId, OtaPackageId, TenantId } from '../ids';
 
+/** ThingsBoard's device credentials types we take: access tokens, and LwM2M endpoints (NoSec). */
+export type DeviceCredentialsType = 'ACCESS_TOKEN' | 'LWM2M_CREDENTIALS';
+
 export interface Device {
   id: DeviceId;
   tenantId: TenantId;
@@ -9,7 +12,12 @@ export interface Device {
   deviceProfileId: DeviceProfileId;
   firmwareId: OtaPackageId | null;
   softwareId: OtaPackageId | null;
+  /** ThingsBoard's credentialsId: the access token, or the LwM2M endpoint name. */
   accessToken: string;
+  /** Absent: ACCESS_TOKEN. */
+  credentialsType?: DeviceCredentialsType;
+  /** The LwM2M credentials JSON; null for access tokens. */
+  credentialsValue?: string | null;
   /** Id of the device's credentials record (ThingsBoard keeps credentials as their own entity). */
   credentialsId: string;
   createdTime: number;
@@ -28,6 +36,10 @@ export interface DeviceRepository {
   findByName(tenantId: TenantId, name: string): Promise<Device | null>;
   /** Device authentication: the token is the credential, so this lookup is not tenant-scoped. */
   findByAccessToken(token: string): Promise<Device | null>;
+  /** LwM2M registration: the endpoint name is the credential (NoSec), not tenant-scoped either. */
+  findByLwm2mEndpoint(endpoint: string): Promise<Device | null>;
+  /** Whoever holds a credentials id, of any type (they are unique across types). */
+  findByCredentialsId(credentialsId: string): Promise<Device | null>;
   page(tenantId: TenantId, link: PageLink, filter?: { deviceProfileId?: DeviceProfileId }): Promise<PageData<Device>>;
   /**
    * Devices of a profile whose own slot is empty, in id order after `afterId`: a profile's change
@@ -48,6 +60,8 @@ interface Row {
   firmware_id: string | null;
   software_id: string | null;
   access_token: string;
+  credentials_type: string;
+  credentials_value: string | null;
   credentials_id: string;
   created_time: number;
   version: number;
@@ -63,6 +77,8 @@ const toDevice = (r: Row): Device => ({
   firmwareId: r.firmware_id as OtaPackageId | null,
   softwareId: r.software_id as OtaPackageId | null,
   accessToken: r.access_token,
+  credentialsType: r.credentials_type as DeviceCredentialsType,
+  credentialsValue: r.credentials_value,
   credentialsId: r.credentials_id,
   createdTime: r.created_time,
   version: r.version,
@@ -86,19 +102,19 @@ export class SqliteDeviceRepository implements DeviceRepository {
   async insert(d: Device): Promise<void> {
     this.db
       .prepare(
-        `INSERT INTO devices (id, tenant_id, name, label, device_profile_id, firmware_id, software_id, access_token, credentials_id, created_time, version, extra)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO devices (id, tenant_id, name, label, device_profile_id, firmware_id, software_id, access_token, credentials_type, credentials_value, credentials_id, created_time, version, extra)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(d.id, d.tenantId, d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsId, d.createdTime, d.version, JSON.stringify(d.extra));
+      .run(d.id, d.tenantId, d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsType ?? 'ACCESS_TOKEN', d.credentialsValue ?? null, d.credentialsId, d.createdTime, d.version, JSON.stringify(d.extra));
   }
 
   async update(d: Device): Promise<void> {
     this.db
       .prepare(
-        `UPDATE devices SET name = ?, label = ?, device_profile_id = ?, firmware_id = ?, software_id = ?, access_token = ?, version = ?, extra = ?
+        `UPDATE devices SET name = ?, label = ?, device_profile_id = ?, firmware_id = ?, software_id = ?, access_token = ?, credentials_type = ?, credentials_value = ?, version = ?, extra = ?
          WHERE id = ? AND tenant_id = ?`,
       )
-      .run(d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.version, JSON.stringify(d.extra), d.id, d.tenantId);
+      .run(d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsType ?? 'ACCESS_TOKEN', d.credentialsValue ?? null, d.version, JSON.stringify(d.extra), d.id, d.tenantId);
   }
 
   async findById(tenantId: TenantId, id: DeviceId): Promise<Device | null> {
@@ -117,7 +133,17 @@ export class SqliteDeviceRepository implements DeviceRepository {
   }
 
   async findByAccessToken(token: string): Promise<Device | null> {
-    const r = this.db.prepare('SELECT * FROM devices WHERE access_token = ?').get(token) as Row | undefined;
+    const r = this.db.prepare("SELECT * FROM devices WHERE access_token = ? AND credentials_type = 'ACCESS_TOKEN'").get(token) as Row | undefined;
+    return r ? toDevice(r) : null;
+  }
+
+  async findByLwm2mEndpoint(endpoint: string): Promise<Device | null> {
+    const r = this.db.prepare("SELECT * FROM devices WHERE access_token = ? AND credentials_type = 'LWM2M_CREDENTIALS'").get(endpoint) as Row | undefined;
+    return r ? toDevice(r) : null;
+  }
+
+  async findByCredentialsId(credentialsId: string): Promise<Device | null> {
+    const r = this.db.prepare('SELECT * FROM devices WHERE access_token = ?').get(credentialsId) as Row | undefined;
     return r ? toDevice(r) : null;
   }
 

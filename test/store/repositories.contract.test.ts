@@ -68,6 +68,8 @@ function deviceOf(tenantId: TenantId, profileId: DeviceProfileId, over: Partial<
     firmwareId: null,
     softwareId: null,
     accessToken: newId(),
+    credentialsType: 'ACCESS_TOKEN',
+    credentialsValue: null,
     credentialsId: newId<'DEVICE_CREDENTIALS'>(),
     createdTime: nextTime(),
     version: 1,
@@ -578,7 +580,7 @@ describe('repository contracts on PostgreSQL', () => {
     const again = await openPool({ connectionString: database().url, max: 1 });
     try {
       const versions = (await again.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
-      expect(versions).to.deep.equal([1, 2, 3, 4]);
+      expect(versions).to.deep.equal([1, 2, 3, 4, 5]);
     } finally {
       await again.end();
     }

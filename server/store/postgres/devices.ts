@@ -1,5 +1,5 @@
 import { isUuid, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../ids';
-import type { Device, DeviceRepository, PackageSlot } from '../devices';
+import type { Device, DeviceCredentialsType, DeviceRepository, PackageSlot } from '../devices';
 import type { PageData, PageLink } from '../sqlite/database';
 import { writing } from './constraint-errors';
 import { queryPage } from './page';
@@ -14,6 +14,8 @@ interface Row extends Record<string, unknown> {
   firmware_id: string | null;
   software_id: string | null;
   access_token: string;
+  credentials_type: string;
+  credentials_value: string | null;
   credentials_id: string;
   created_time: number;
   version: number;
@@ -29,6 +31,8 @@ const toDevice = (r: Row): Device => ({
   firmwareId: r.firmware_id as OtaPackageId | null,
   softwareId: r.software_id as OtaPackageId | null,
   accessToken: r.access_token,
+  credentialsType: r.credentials_type as DeviceCredentialsType,
+  credentialsValue: r.credentials_value,
   credentialsId: r.credentials_id,
   createdTime: r.created_time,
   version: r.version,
@@ -52,9 +56,9 @@ export class PgDeviceRepository implements DeviceRepository {
   async insert(d: Device): Promise<void> {
     await writing(
       this.sql.query(
-        `INSERT INTO devices (id, tenant_id, name, label, device_profile_id, firmware_id, software_id, access_token, credentials_id, created_time, version, extra)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)`,
-        [d.id, d.tenantId, d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsId, d.createdTime, d.version, JSON.stringify(d.extra)],
+        `INSERT INTO devices (id, tenant_id, name, label, device_profile_id, firmware_id, software_id, access_token, credentials_type, credentials_value, credentials_id, created_time, version, extra)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)`,
+        [d.id, d.tenantId, d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsType ?? 'ACCESS_TOKEN', d.credentialsValue ?? null, d.credentialsId, d.createdTime, d.version, JSON.stringify(d.extra)],
       ),
     );
   }
@@ -62,9 +66,9 @@ export class PgDeviceRepository implements DeviceRepository {
   async update(d: Device): Promise<void> {
     await writing(
       this.sql.query(
-        `UPDATE devices SET name = $1, label = $2, device_profile_id = $3, firmware_id = $4, software_id = $5, access_token = $6, version = $7, extra = $8::jsonb
-         WHERE id = $9 AND tenant_id = $10`,
-        [d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.version, JSON.stringify(d.extra), d.id, d.tenantId],
+        `UPDATE devices SET name = $1, label = $2, device_profile_id = $3, firmware_id = $4, software_id = $5, access_token = $6, credentials_type = $7, credentials_value = $8, version = $9, extra = $10::jsonb
+         WHERE id = $11 AND tenant_id = $12`,
+        [d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsType ?? 'ACCESS_TOKEN', d.credentialsValue ?? null, d.version, JSON.stringify(d.extra), d.id, d.tenantId],
       ),
     );
   }
@@ -87,7 +91,17 @@ export class PgDeviceRepository implements DeviceRepository {
   }
 
   async findByAccessToken(token: string): Promise<Device | null> {
-    const r = (await this.sql.query<Row>('SELECT * FROM devices WHERE access_token = $1', [token])).rows[0];
+    const r = (await this.sql.query<Row>("SELECT * FROM devices WHERE access_token = $1 AND credentials_type = 'ACCESS_TOKEN'", [token])).rows[0];
+    return r ? toDevice(r) : null;
+  }
+
+  async findByLwm2mEndpoint(endpoint: string): Promise<Device | null> {
+    const r = (await this.sql.query<Row>("SELECT * FROM devices WHERE access_token = $1 AND credentials_type = 'LWM2M_CREDENTIALS'", [endpoint])).rows[0];
+    return r ? toDevice(r) : null;
+  }
+
+  async findByCredentialsId(credentialsId: string): Promise<Device | null> {
+    const r = (await this.sql.query<Row>('SELECT * FROM devices WHERE access_token = $1', [credentialsId])).rows[0];
     return r ? toDevice(r) : null;
   }
 

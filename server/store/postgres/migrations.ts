@@ -235,4 +235,13 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       ALTER TABLE package_blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
     `,
   },
+  {
+    version: 5,
+    description: 'device credentials types: LwM2M endpoints beside access tokens (SQLite migration 4)',
+    sql: `
+      -- access_token keeps ThingsBoard's credentialsId of any type, unique across types.
+      ALTER TABLE devices ADD COLUMN credentials_type text NOT NULL DEFAULT 'ACCESS_TOKEN';
+      ALTER TABLE devices ADD COLUMN credentials_value text;
+    `,
+  },
 ];

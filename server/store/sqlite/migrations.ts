@@ -197,4 +197,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 4,
+    description: 'device credentials types: LwM2M endpoints beside access tokens',
+    sql: `
+      -- access_token keeps ThingsBoard's credentialsId of any type (unique across types, as
+      -- ThingsBoard's device_credentials_id_unq_key): the token, or the LwM2M endpoint name.
+      ALTER TABLE devices ADD COLUMN credentials_type TEXT NOT NULL DEFAULT 'ACCESS_TOKEN';
+      ALTER TABLE devices ADD COLUMN credentials_value TEXT;
+    `,
+  },
 ];
