@@ -9,13 +9,13 @@ import { AdminClient } from '../../sim/admin-client';
 import { deviceName, failingDevices, runFleet } from '../../sim/fleet';
 import { simOptions, type SimOptions } from '../../sim/options';
 import { ADMIN_PASSWORD, ADMIN_USER, adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
+import { screenshotPath } from '../support/screenshots';
 
 interface Ref {
   id: { id: string };
 }
 
-/** Where the screenshot goes: `docs/` at the package root (this file runs from dist/test/browser). */
-const SCREENSHOT = path.resolve(__dirname, '..', '..', '..', 'docs', 'dashboard.png');
+const SCREENSHOT = screenshotPath('dashboard.png');
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
 /**
@@ -195,7 +195,7 @@ describe('fleet dashboard in Chromium', function () {
     expect(states).to.deep.equal(['QUEUED', 'INITIATED', 'DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'FAILED']);
     expect(await dialog.locator('#history-list li[data-state="FAILED"] .error-text').textContent()).to.equal(SIM_ERROR);
     expect(await dialog.locator('#history-summary').textContent()).to.include('FAILED');
-    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-history.png') });
+    await page.screenshot({ path: screenshotPath('dashboard-history.png') });
     await dialog.getByRole('button', { name: 'Close the history' }).click();
     await page.waitForFunction(() => !(document.getElementById('history') as HTMLDialogElement).open, undefined, WAIT);
   });

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { ADMIN_PASSWORD, ADMIN_USER, adminClient, startServer, stopServer, type Running } from '../support/standalone';
+import { screenshotPath } from '../support/screenshots';
 
 /**
  * The Node-RED editor of `npm start` in headless Chromium (conventions A12): log in, find every
@@ -15,8 +16,8 @@ import { ADMIN_PASSWORD, ADMIN_USER, adminClient, startServer, stopServer, type 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const MODULE = '@otanr/node-red-ota';
 const FULL_EXAMPLE = 'ThingsBoard-compatible OTA server';
-const SCREENSHOT = path.join(ROOT, 'docs', 'flow.png');
-const DIALOG_SCREENSHOT = path.join(ROOT, 'docs', 'assign-dialog.png');
+const SCREENSHOT = screenshotPath('flow.png');
+const DIALOG_SCREENSHOT = screenshotPath('assign-dialog.png');
 
 /** The editor's `RED`, as far as these specs use it. */
 interface EditorNode {
