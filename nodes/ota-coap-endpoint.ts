@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { COAP_DEFAULTS, COAP_LIMIT_VARIABLES, CoapTransport, type CoapOptions } from '../server/transports/coap/coap-transport';
+import { COAP_DEFAULTS, COAP_LIMIT_VARIABLES, CoapTransport, minimum, type CoapOptions } from '../server/transports/coap/coap-transport';
 import { isBlockSize } from '../server/transports/coap/block-wise';
 import type { OtaEngine } from '../server';
 import type { OtaServerNode } from './server-ref';
@@ -47,7 +47,8 @@ export function resolveCoapOptions(def: Partial<CoapEndpointDef>, settings: Reco
 /**
  * The limits that bound what peers can make the endpoint hold, from the environment
  * (`OTA_COAP_MAX_OBSERVATIONS`, `OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE`,
- * `OTA_COAP_MAX_EXCHANGES_PER_PEER`, `OTA_COAP_DEDUP_ENTRIES`, `OTA_COAP_MAX_DOWNLOADS`); unset
+ * `OTA_COAP_MAX_EXCHANGES_PER_PEER`, `OTA_COAP_DEDUP_ENTRIES`, `OTA_COAP_MAX_DOWNLOADS`,
+ * `OTA_COAP_PAGE_CACHE_BYTES`); unset
  * ones keep their defaults (COAP_DEFAULTS).
  */
 export function resolveCoapLimits(env: NodeJS.ProcessEnv): Partial<CoapOptions> {
@@ -55,7 +56,7 @@ export function resolveCoapLimits(env: NodeJS.ProcessEnv): Partial<CoapOptions> 
   for (const [option, variable] of Object.entries(COAP_LIMIT_VARIABLES) as [keyof typeof COAP_LIMIT_VARIABLES, string][]) {
     const text = env[variable]?.trim();
     if (!text) continue;
-    if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) throw new CoapSettingError('bad-limit', `${variable}=${text}`);
+    if (!/^\d+$/.test(text) || Number(text) < minimum(option) || !Number.isSafeInteger(Number(text))) throw new CoapSettingError('bad-limit', `${variable}=${text}`);
     out[option] = Number(text);
   }
   return out;

@@ -5,6 +5,7 @@ import { CoapDeviceApi } from './device-api';
 import { CoapEndpoint, ENDPOINT_DEFAULTS } from './endpoint';
 import type { CoapRequest, Peer, Reply } from './messages';
 import { Observations } from './observations';
+import { PackagePages } from './package-pages';
 import { isBlockSize } from './block-wise';
 import type { DeviceContext } from '../device-context';
 import type { EngineEventMap } from '../../events';
@@ -38,6 +39,8 @@ export interface CoapOptions {
   maxObservations?: number;
   /** Downloads whose device and package are kept between blocks (OTA_COAP_MAX_DOWNLOADS). */
   maxDownloads?: number;
+  /** Bytes of package pages kept in memory for block reads (OTA_COAP_PAGE_CACHE_BYTES); 0 reads every block from the file. */
+  pageCacheBytes?: number;
 }
 
 /** Every default in one place. */
@@ -53,6 +56,8 @@ export const COAP_DEFAULTS = {
   maxObservations: 100_000,
   /** About 1 KB each. */
   maxDownloads: 10_000,
+  /** 1,024 pages of 16 KB: the blocks of the packages being downloaded, whatever the number of devices. */
+  pageCacheBytes: 16 * 1024 * 1024,
 } as const;
 
 /** The environment variables of the limits, by option (read by the ota-coap-endpoint node). */
@@ -62,6 +67,7 @@ export const COAP_LIMIT_VARIABLES = {
   maxObservationsPerDevice: 'OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE',
   maxObservations: 'OTA_COAP_MAX_OBSERVATIONS',
   maxDownloads: 'OTA_COAP_MAX_DOWNLOADS',
+  pageCacheBytes: 'OTA_COAP_PAGE_CACHE_BYTES',
 } as const;
 
 export interface CoapTransportEvents {
@@ -82,6 +88,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   private readonly api: CoapDeviceApi;
   private readonly endpoint: CoapEndpoint;
   private readonly reader: BlobReader;
+  private readonly pages: PackagePages;
   private started = false;
   private stopping: Promise<void> | null = null;
   private readonly onDeviceDeleted = ({ device }: EngineEventMap['deviceDeleted'][0]): void => {
@@ -94,7 +101,10 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   };
   /** Whatever changes which package a device gets ends the downloads kept between blocks. */
   private readonly onAssignment = ({ deviceId }: EngineEventMap['assignment'][0]): void => this.api.forgetDevice(deviceId);
-  private readonly onPackageChanged = (): void => this.api.forgetDownloads();
+  private readonly onPackageChanged = (): void => {
+    this.api.forgetDownloads();
+    this.pages.clear();
+  };
 
   constructor(
     private readonly ctx: DeviceContext,
@@ -108,7 +118,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`CoAP port must be 0-65535, not ${port}`);
     for (const name of Object.keys(COAP_LIMIT_VARIABLES) as (keyof typeof COAP_LIMIT_VARIABLES)[]) {
       const n = this.options[name];
-      if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`CoAP ${name} (${COAP_LIMIT_VARIABLES[name]}) must be a whole number of at least 1, not ${n}`);
+      if (!Number.isSafeInteger(n) || n < minimum(name)) throw new RangeError(`CoAP ${name} (${COAP_LIMIT_VARIABLES[name]}) must be a whole number of at least ${minimum(name)}, not ${n}`);
     }
     this.endpoint = new CoapEndpoint(this.options, (req) => this.serve(req), timers, (m) => ctx.logger.warn(m));
     const send = (bytes: Buffer, peer: Peer): void => this.endpoint.send(bytes, peer);
@@ -116,9 +126,10 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     this.observations.on('observers', (n) => this.emit('observers', n));
     this.endpoint.onEmpty = (kind, peer, messageId) => void this.observations.onEmpty(kind, peer, messageId);
     this.reader = new BlobReader((sha) => ctx.blobs.pathOf(sha));
+    this.pages = new PackagePages(this.reader, this.options.pageCacheBytes);
     this.api = new CoapDeviceApi({
       ctx,
-      reader: this.reader,
+      pages: this.pages,
       blockSize,
       maxDownloads: this.options.maxDownloads,
       now: () => timers.now(),
@@ -163,6 +174,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     await this.endpoint.stop();
     this.observations.clear();
     this.api.forgetDownloads();
+    this.pages.clear();
     await this.reader.close();
   }
 
@@ -196,3 +208,6 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
+
+/** The page cache may be off (0); every other limit holds at least one. */
+export const minimum = (name: keyof typeof COAP_LIMIT_VARIABLES): number => (name === 'pageCacheBytes' ? 0 : 1);

@@ -7,15 +7,15 @@ import type { DeviceId } from '../../ids';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
 import type { UplinkEvent } from '../../pipeline/uplink';
-import type { BlobReader } from '../../store/blob-reader';
+import type { PackagePages } from './package-pages';
 import { planBlock } from './block-wise';
 import { Downloads, type Download } from './downloads';
 import { Code, ContentFormat, Method, peerKey, reply, type CoapRequest, type Reply } from './messages';
 
 export interface CoapDeviceApiDeps {
   ctx: DeviceContext;
-  /** Positional reads of package blocks on shared file handles (one thread-pool trip per block). */
-  reader: BlobReader;
+  /** Pages of package files, shared by the downloads of one package. */
+  pages: PackagePages;
   /** Largest Block2 block we send; a client may ask for smaller ones. */
   blockSize: number;
   /** Downloads kept between blocks (OTA_COAP_MAX_DOWNLOADS). */
@@ -183,7 +183,7 @@ export class CoapDeviceApi {
     const end = plan.whole ? slice.end : slice.start + plan.end;
     // ThingsBoard sends nothing for a chunk past the end (the client times out); an empty 2.05 ends
     // the download at once, as HTTP's empty 200 does (a documented deviation).
-    const payload = end > start ? await this.deps.reader.read(pkg.blobSha256, start, end) : Buffer.alloc(0);
+    const payload = end > start ? await this.deps.pages.read(pkg.blobSha256, pkg.dataSize, start, end) : Buffer.alloc(0);
     if (payload.length !== end - start) throw new Error(`blob ${pkg.blobSha256} gave ${payload.length} bytes at ${start}, expected ${end - start}`);
     if (payload.length) this.deps.uplink({ ...this.uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: payload.length, offset: start, size: pkg.dataSize });
     const r: Reply = { ...reply(Code.CONTENT, payload, ContentFormat.OCTET_STREAM), etag: Buffer.from(pkg.blobSha256.slice(0, 16), 'hex') };
