@@ -29,6 +29,8 @@ export interface ClientOptions {
   blockSize?: number;
   /** How long to wait for a response once the request is acknowledged (or sent, for NON). */
   timeoutMs?: number;
+  /** Told the payload bytes of each Block2 block as it arrives (a download's progress). */
+  onBlock?: (bytes: number) => void;
 }
 
 /** A response (or notification), its body whole when it came in blocks. */
@@ -208,6 +210,7 @@ export class CoapClient {
       observe: optionUint(first, 'Observe'),
     });
     let block = blockOf(first, 'Block2');
+    if (block && first.payload.length) options.onBlock?.(first.payload.length);
     if (!block?.more || !first.code.startsWith('2.')) return response(first.payload);
     const etag = first.options.find((o) => o.name === 'ETag')?.value;
     const parts = [first.payload];
@@ -222,6 +225,7 @@ export class CoapClient {
       if (etag && tag && !etag.equals(tag)) throw new CoapRequestError('etag-changed', 'the resource changed during a block-wise transfer');
       parts.push(answer.payload);
       offset += answer.payload.length;
+      if (answer.payload.length) options.onBlock?.(answer.payload.length);
       block = blockOf(answer, 'Block2');
       if (answer.payload.length === 0) break;
     }
