@@ -90,6 +90,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   private readonly reader: BlobReader;
   private readonly pages: PackagePages;
   private started = false;
+  private unwatch: (() => void) | null = null;
   private stopping: Promise<void> | null = null;
   private readonly onDeviceDeleted = ({ device }: EngineEventMap['deviceDeleted'][0]): void => {
     this.api.forgetDevice(device.id);
@@ -146,13 +147,14 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     if (this.started) throw new Error('a CoAP transport starts once; make a new one to listen again');
     this.started = true;
     const address = await this.endpoint.start();
-    const { events } = this.ctx;
-    events.on('deviceDeleted', this.onDeviceDeleted);
-    events.on('deviceSaved', this.onDeviceSaved);
-    events.on('assignment', this.onAssignment);
-    events.on('packageSaved', this.onPackageChanged);
-    events.on('packageDeleted', this.onPackageChanged);
-    events.on('deviceProfileSaved', this.onPackageChanged);
+    // Watched, not listened to: a listener on `assignment` would tell the engine that a flow takes
+    // those events from the queue (events.ts).
+    this.unwatch = this.ctx.events.observe((name, ...args) => {
+      if (name === 'deviceDeleted') this.onDeviceDeleted(args[0] as EngineEventMap['deviceDeleted'][0]);
+      else if (name === 'deviceSaved') this.onDeviceSaved(args[0] as EngineEventMap['deviceSaved'][0]);
+      else if (name === 'assignment') this.onAssignment(args[0] as EngineEventMap['assignment'][0]);
+      else if (name === 'packageSaved' || name === 'packageDeleted' || name === 'deviceProfileSaved') this.onPackageChanged();
+    });
     return address;
   }
 
@@ -163,13 +165,8 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   }
 
   private async shutdown(): Promise<void> {
-    const { events } = this.ctx;
-    events.off('deviceDeleted', this.onDeviceDeleted);
-    events.off('deviceSaved', this.onDeviceSaved);
-    events.off('assignment', this.onAssignment);
-    events.off('packageSaved', this.onPackageChanged);
-    events.off('packageDeleted', this.onPackageChanged);
-    events.off('deviceProfileSaved', this.onPackageChanged);
+    this.unwatch?.();
+    this.unwatch = null;
     // Requests under way still answer: their replies go out before the socket closes.
     await this.endpoint.stop();
     this.observations.clear();
