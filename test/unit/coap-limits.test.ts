@@ -81,6 +81,28 @@ describe('CoAP transport: limits and the block path', function () {
     expect(load.exchanges).to.equal(0);
   });
 
+  it('makes room for a device registering from a new address or port past its limit (a restart): its stalest observation goes', async () => {
+    await start({ maxObservationsPerDevice: 2 });
+    const first = await peer();
+    const second = await peer();
+    const third = await peer();
+    register(first, device.accessToken, 1, 1);
+    expect((await first.next()).code).to.equal('2.05');
+    register(second, device.accessToken, 2, 2);
+    expect((await second.next()).code).to.equal('2.05');
+    register(third, device.accessToken, 3, 3);
+    expect((await third.next()).code).to.equal('2.05');
+    expect(transport.observers).to.equal(2);
+    // The first peer's observation went: a notification reaches the second and third only.
+    transport.deliver({ deviceId: device.id, attributes: { fw_title: 'x' }, deleted: [] });
+    expect((await second.next()).code).to.equal('2.05');
+    expect((await third.next()).code).to.equal('2.05');
+    // One more round trip to the first peer, so that a notification to it would have come before.
+    first.send({ code: 'GET', confirmable: true, messageId: 77, token: Buffer.from('z'), options: uriOptions('/nowhere') });
+    expect((await first.next()).messageId).to.equal(77);
+    expect(first.queued).to.equal(0);
+  });
+
   it('answers 5.03 with Max-Age past maxObservations in all, registering nothing', async () => {
     await start({ maxObservations: 2 });
     const other = await harness().device(profile);

@@ -14,7 +14,7 @@ export interface ObservationLimits {
 const RETRY_AFTER_S = 30;
 
 /** Why an observation ended. */
-export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'too far behind' | 'device deleted' | 'credentials changed' | 'stopped';
+export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'too far behind' | 'device deleted' | 'credentials changed' | 'replaced' | 'stopped';
 
 /** One device observing its attributes from one peer, under one token [RFC 7641 §4.1]. */
 interface Observation {
@@ -97,7 +97,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
       obs = undefined;
     }
     if (!obs) {
-      const refusal = this.overLimit(deviceId);
+      const refusal = this.overLimit(deviceId, req.peer);
       if (refusal) return refusal;
       obs = { key, deviceId, peer: req.peer, token: req.token, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, queue: [] };
       this.byKey.set(key, obs);
@@ -113,9 +113,21 @@ export class Observations extends EventEmitter<ObservationEvents> {
     return { ...this.notification(obs, attributes), sent: (messageId) => this.setRecent(registered, messageId) };
   }
 
-  /** The answer to a registration past a limit [RFC 8516 §3: 4.29 with Max-Age; RFC 7252 §5.9.3.4: 5.03]. */
-  private overLimit(deviceId: DeviceId): Reply | null {
-    if ((this.byDevice.get(deviceId)?.size ?? 0) >= this.limits.maxPerDevice) return { code: Code.TOO_MANY_REQUESTS, maxAge: RETRY_AFTER_S };
+  /**
+   * The answer to a registration past a limit [RFC 8516 §3: 4.29 with Max-Age; RFC 7252 §5.9.3.4:
+   * 5.03], or null when it may be registered. A device at its limit that registers from a new
+   * address or port has restarted (its old socket is gone, and a non-confirmable observer is only
+   * checked on daily): its observation least recently heard from another peer makes room. From
+   * one peer, the limit holds.
+   */
+  private overLimit(deviceId: DeviceId, peer: Peer): Reply | null {
+    const own = this.byDevice.get(deviceId);
+    if (own && own.size >= this.limits.maxPerDevice) {
+      let stalest: Observation | null = null;
+      for (const o of own) if (peerKey(o.peer) !== peerKey(peer) && (!stalest || o.heardAt < stalest.heardAt)) stalest = o;
+      if (!stalest) return { code: Code.TOO_MANY_REQUESTS, maxAge: RETRY_AFTER_S };
+      this.end(stalest, 'replaced');
+    }
     if (this.byKey.size >= this.limits.maxTotal) return { code: Code.SERVICE_UNAVAILABLE, maxAge: RETRY_AFTER_S };
     return null;
   }
