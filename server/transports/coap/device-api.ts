@@ -186,7 +186,7 @@ export class CoapDeviceApi {
     const payload = end > start ? await this.deps.pages.read(pkg.blobSha256, pkg.dataSize, start, end) : Buffer.alloc(0);
     if (payload.length !== end - start) throw new Error(`blob ${pkg.blobSha256} gave ${payload.length} bytes at ${start}, expected ${end - start}`);
     if (payload.length) this.deps.uplink({ ...this.uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: payload.length, offset: start, size: pkg.dataSize });
-    const r: Reply = { ...reply(Code.CONTENT, payload, ContentFormat.OCTET_STREAM), etag: Buffer.from(pkg.blobSha256.slice(0, 16), 'hex') };
+    const r: Reply = { ...reply(Code.CONTENT, payload, ContentFormat.OCTET_STREAM), etag: etagOfBlob(pkg.blobSha256) };
     return answer(plan.whole ? r : { ...r, block2: plan.block, size2: length });
   }
 
@@ -226,6 +226,17 @@ function downloadKey(req: CoapRequest): string {
   for (const segment of req.path) key += `/${segment}`;
   for (const [k, values] of req.query) for (const v of values) key += `?${k}=${v}`;
   return key;
+}
+
+/** A package's ETag: the first 8 bytes of its SHA-256, decoded once per package, not per block. */
+const blobEtags = new Map<string, Buffer>();
+function etagOfBlob(sha256: string): Buffer {
+  let etag = blobEtags.get(sha256);
+  if (!etag) {
+    if (blobEtags.size >= 1024) blobEtags.clear();
+    blobEtags.set(sha256, (etag = Buffer.from(sha256.slice(0, 16), 'hex')));
+  }
+  return etag;
 }
 
 /** An ETag (at most 8 bytes, RFC 7252 §5.10.6) telling the blocks of one representation apart from another's. */

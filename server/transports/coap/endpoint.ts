@@ -161,11 +161,13 @@ export class CoapEndpoint {
     return this.client.observe(peer, req, listener, options);
   }
 
-  /** Sends a message of ours; confirmable ones go through `sendConfirmable`. */
+  /**
+   * Sends a message of ours; confirmable ones go through `sendConfirmable`. Without a callback: a
+   * failed send is reported on the socket's 'error' event (logged), and the block path saves a
+   * callback from C++ per datagram.
+   */
   send(bytes: Buffer, peer: Peer): void {
-    this.socket?.send(bytes, peer.port, peer.address, (err) => {
-      if (err) this.warn(`CoAP send to ${peer.address}:${peer.port}: ${err.message}`);
-    });
+    this.socket?.send(bytes, peer.port, peer.address);
   }
 
   /** Sends a confirmable message of ours, retransmitted until acknowledged [RFC 7252 §4.2]. */
