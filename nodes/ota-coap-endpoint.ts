@@ -47,7 +47,7 @@ export function resolveCoapOptions(def: Partial<CoapEndpointDef>, settings: Reco
 /**
  * The limits that bound what peers can make the endpoint hold, from the environment
  * (`OTA_COAP_MAX_OBSERVATIONS`, `OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE`,
- * `OTA_COAP_MAX_EXCHANGES_PER_PEER`, `OTA_COAP_DEDUP_ENTRIES`, `OTA_COAP_MAX_DOWNLOADS`,
+ * `OTA_COAP_MAX_EXCHANGES_PER_PEER`, `OTA_COAP_UPLOAD_BYTES`, `OTA_COAP_DEDUP_ENTRIES`, `OTA_COAP_MAX_DOWNLOADS`,
  * `OTA_COAP_PAGE_CACHE_BYTES`); unset
  * ones keep their defaults (COAP_DEFAULTS).
  */

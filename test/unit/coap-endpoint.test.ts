@@ -4,6 +4,7 @@ import { createSocket } from 'node:dgram';
 import { createServer, type IncomingMessage, type OutgoingMessage, type Server } from 'coap';
 import { CoapEndpoint, type RequestHandler } from '../../server/transports/coap/endpoint';
 import type { CoapResponse } from '../../server/transports/coap/client';
+import { encodeBlock } from '../../server/transports/coap/block-wise';
 import { Code, type Peer, type Reply } from '../../server/transports/coap/messages';
 import { optionOf, RawPeer, uintOf, uriOptions } from '../support/coap-clients';
 
@@ -230,6 +231,22 @@ describe('CoAP endpoint', function () {
       }
       expect(ep.load.dedup).to.be.at.most(100);
       expect(ep.load.exchanges).to.equal(0);
+    });
+
+    it('answers 5.03 to a block of an upload past uploadBytes held in all, keeping what it holds within it', async () => {
+      const { ep, port } = await endpoint(async (req) => ({ code: Code.CREATED, payload: Buffer.from(String(req.payload.length)) }), { uploadBytes: 2048 });
+      const a = await RawPeer.open(port);
+      const b = await RawPeer.open(port);
+      rawPeers.push(a, b);
+      const block = (p: RawPeer, num: number, messageId: number): void =>
+        void p.send({ code: 'PUT', confirmable: true, messageId, token: Buffer.from([num]), options: [...uriOptions('/up'), { name: 'Block1', value: encodeBlock({ num, more: true, size: 1024 }) }], payload: Buffer.alloc(1024, num) });
+      block(a, 0, 1);
+      expect((await a.next()).code).to.equal('2.31');
+      block(a, 1, 2);
+      expect((await a.next()).code).to.equal('2.31');
+      block(b, 0, 3);
+      expect((await b.next()).code).to.equal('5.03');
+      expect(ep.load.uploadBytes).to.equal(2048);
     });
 
     it('answers a request in a datagram it cannot parse with 4.02, and a CON ping with a RST', async () => {

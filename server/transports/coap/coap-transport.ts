@@ -33,6 +33,8 @@ export interface CoapOptions {
   dedupEntries?: number;
   /** Requests of one peer processed at once (OTA_COAP_MAX_EXCHANGES_PER_PEER); past it, 4.29. */
   maxExchangesPerPeer?: number;
+  /** Bytes of Block1 uploads in progress held in all (OTA_COAP_UPLOAD_BYTES); past it a block gets 5.03. */
+  uploadBytes?: number;
   /** Observations of one device (OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE); past it, 4.29. */
   maxObservationsPerDevice?: number;
   /** Observations in all (OTA_COAP_MAX_OBSERVATIONS); past it, 5.03. */
@@ -64,6 +66,7 @@ export const COAP_DEFAULTS = {
 export const COAP_LIMIT_VARIABLES = {
   dedupEntries: 'OTA_COAP_DEDUP_ENTRIES',
   maxExchangesPerPeer: 'OTA_COAP_MAX_EXCHANGES_PER_PEER',
+  uploadBytes: 'OTA_COAP_UPLOAD_BYTES',
   maxObservationsPerDevice: 'OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE',
   maxObservations: 'OTA_COAP_MAX_OBSERVATIONS',
   maxDownloads: 'OTA_COAP_MAX_DOWNLOADS',
@@ -191,7 +194,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   }
 
   /** Entries in each bounded table (tests, /metrics). */
-  get load(): { dedup: number; retransmitting: number; exchanges: number; observations: number; downloads: number } {
+  get load(): { dedup: number; retransmitting: number; exchanges: number; uploadBytes: number; observations: number; downloads: number } {
     return { ...this.endpoint.load, observations: this.observations.size, downloads: this.api.downloads };
   }
 

@@ -26,6 +26,8 @@ export interface EndpointOptions extends TransmissionParams {
   dedupEntries: number;
   /** Requests of one peer processed at once (OTA_COAP_MAX_EXCHANGES_PER_PEER); past it, 4.29. */
   maxExchangesPerPeer: number;
+  /** Bytes of Block1 uploads in progress held in all (OTA_COAP_UPLOAD_BYTES); past it a block gets 5.03. */
+  uploadBytes: number;
   /** How long a request of ours waits for its response once acknowledged (client role). */
   responseTimeoutMs: number;
 }
@@ -46,6 +48,8 @@ export const ENDPOINT_DEFAULTS: Omit<EndpointOptions, 'port' | 'host'> = {
   dedupEntries: 4096,
   /** A device does one thing at a time; a few overlapping retries of telemetry fit. */
   maxExchangesPerPeer: 16,
+  /** Sixteen uploads of the largest body at once. */
+  uploadBytes: 16 * 1024 * 1024,
   /** MAX_TRANSMIT_WAIT [RFC 7252 §4.8.2]: a separate response later than this is not coming. */
   responseTimeoutMs: 93_000,
 };
@@ -99,7 +103,7 @@ export class CoapEndpoint {
     const send = (bytes: Buffer, peer: Peer): void => this.send(bytes, peer);
     this.dedup = new DedupCache(timers, this.options.dedupEntries);
     this.retransmission = new Retransmission(send, timers, this.options, random);
-    this.uploads = new Block1Assembly(this.options.maxBodySize, () => timers.now(), EXCHANGE_LIFETIME_MS);
+    this.uploads = new Block1Assembly(this.options.maxBodySize, () => timers.now(), EXCHANGE_LIFETIME_MS, this.options.uploadBytes);
     this.client = new CoapClient({ send, retransmission: this.retransmission, timers, responseTimeoutMs: this.options.responseTimeoutMs });
   }
 
@@ -176,10 +180,10 @@ export class CoapEndpoint {
   }
 
   /** Entries in each bounded table, for tests and /metrics. */
-  get load(): { dedup: number; retransmitting: number; exchanges: number } {
+  get load(): { dedup: number; retransmitting: number; exchanges: number; uploadBytes: number } {
     let exchanges = 0;
     for (const n of this.busy.values()) exchanges += n;
-    return { dedup: this.dedup.size, retransmitting: this.retransmission.size, exchanges };
+    return { dedup: this.dedup.size, retransmitting: this.retransmission.size, exchanges, uploadBytes: this.uploads.size };
   }
 
   /** One datagram from the socket (public so that tests can feed one without a socket). */
