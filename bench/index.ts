@@ -3,6 +3,7 @@
  * measure each other). Each prints its own table, with its references measured in the same run.
  */
 import { coapDownload } from './coap';
+import { coapObserve } from './coap-observe';
 import { httpDownload } from './http-download';
 import type { Benchmark } from './lib';
 import { lwm2mRegistrations } from './lwm2m-registrations';
@@ -12,7 +13,7 @@ import { pipelineQueue } from './pipeline-queue';
 import { simulatedFleet } from './simulated-fleet';
 import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, mqttTransport, simulatedFleet, lwm2mRegistrations];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {

@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { COAP_DEFAULTS, CoapTransport } from '../server/transports/coap/coap-transport';
+import { COAP_DEFAULTS, COAP_LIMIT_VARIABLES, CoapTransport, minimum, type CoapOptions } from '../server/transports/coap/coap-transport';
 import { isBlockSize } from '../server/transports/coap/block-wise';
 import type { OtaEngine } from '../server';
 import type { OtaServerNode } from './server-ref';
@@ -21,7 +21,7 @@ export interface OtaCoapEndpointNode extends Node {
 /** A setting the user got wrong, reported by its catalog key. */
 export class CoapSettingError extends Error {
   constructor(
-    readonly key: 'bad-port' | 'bad-block-size',
+    readonly key: 'bad-port' | 'bad-block-size' | 'bad-limit',
     readonly value: string,
   ) {
     super(`${key}: ${value}`);
@@ -44,6 +44,24 @@ export function resolveCoapOptions(def: Partial<CoapEndpointDef>, settings: Reco
   return { port, host: pick(def.host, 'otaCoapEndpointHost', 'OTA_COAP_HOST') ?? COAP_DEFAULTS.host, blockSize };
 }
 
+/**
+ * The limits that bound what peers can make the endpoint hold, from the environment
+ * (`OTA_COAP_MAX_OBSERVATIONS`, `OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE`,
+ * `OTA_COAP_MAX_EXCHANGES_PER_PEER`, `OTA_COAP_UPLOAD_BYTES`, `OTA_COAP_DEDUP_ENTRIES`, `OTA_COAP_MAX_DOWNLOADS`,
+ * `OTA_COAP_PAGE_CACHE_BYTES`); unset
+ * ones keep their defaults (COAP_DEFAULTS).
+ */
+export function resolveCoapLimits(env: NodeJS.ProcessEnv): Partial<CoapOptions> {
+  const out: Partial<CoapOptions> = {};
+  for (const [option, variable] of Object.entries(COAP_LIMIT_VARIABLES) as [keyof typeof COAP_LIMIT_VARIABLES, string][]) {
+    const text = env[variable]?.trim();
+    if (!text) continue;
+    if (!/^\d+$/.test(text) || Number(text) < minimum(option) || !Number.isSafeInteger(Number(text))) throw new CoapSettingError('bad-limit', `${variable}=${text}`);
+    out[option] = Number(text);
+  }
+  return out;
+}
+
 export default function init(RED: NodeAPI): void {
   function OtaCoapEndpoint(this: OtaCoapEndpointNode, def: CoapEndpointDef): void {
     RED.nodes.createNode(this, def);
@@ -52,9 +70,9 @@ export default function init(RED: NodeAPI): void {
 
     this.transport = (async () => {
       if (!server) throw new Error(RED._('ota-coap-endpoint.errors.no-server'));
-      let options: ReturnType<typeof resolveCoapOptions>;
+      let options: CoapOptions;
       try {
-        options = resolveCoapOptions(def, RED.settings as unknown as Record<string, unknown>, process.env);
+        options = { ...resolveCoapLimits(process.env), ...resolveCoapOptions(def, RED.settings as unknown as Record<string, unknown>, process.env) };
       } catch (err) {
         if (err instanceof CoapSettingError) throw new Error(RED._(`ota-coap-endpoint.errors.${err.key}`, { value: err.value }));
         throw err;

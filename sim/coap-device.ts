@@ -1,33 +1,23 @@
-import { Agent, request, type IncomingMessage, type ObserveReadStream } from 'coap';
+import { lookup } from 'node:dns/promises';
+import { isIP, isIPv6 } from 'node:net';
+import { CoapEndpoint } from '../server/transports/coap/endpoint';
+import type { CoapObservation, CoapResponse, OutgoingRequest } from '../server/transports/coap/client';
+import type { Peer } from '../server/transports/coap/messages';
 import type { DeviceLink } from './device';
 import { FW_KEYS_PARAM, firmwareOf, type FirmwareInfo } from './firmware';
 
-type Packet = Parameters<Agent['_handle']>[0];
-
 /**
- * node-coap's agent requests the blocks of a Block2 transfer itself and answers only with the
- * whole body [RFC 7959 §2.4]; this one also says when each block arrives, so a download shows its
- * progress and fails after a silence rather than after a fixed time.
- */
-class BlockWatchingAgent extends Agent {
-  onBlock: ((bytes: number) => void) | null = null;
-
-  override _handle(packet: Packet, rsinfo: Parameters<Agent['_handle']>[1], outSocket: Parameters<Agent['_handle']>[2]): void {
-    if (this.onBlock && packet.payload?.length && packet.options?.some((o) => o.name === 'Block2')) this.onBlock(packet.payload.length);
-    super._handle(packet, rsinfo, outSocket);
-  }
-}
-
-/**
- * A device on ThingsBoard's CoAP API (reference §5, the docs' coap_firmware_client.py): observes
- * `/api/v1/{token}/attributes` (Observe 0; the first notification is every shared attribute, later
- * ones the changes), downloads `GET /fw/{token}?title=&version=` in one block-wise (RFC 7959 Block2)
- * transfer, and posts its states to `/api/v1/{token}/telemetry`. It also asks for its attributes
- * now and then without Observe, in case a notification is lost (CoAP runs over UDP).
+ * A device on ThingsBoard's CoAP API (reference §5, the docs' coap_firmware_client.py), on the
+ * client role of our own CoAP endpoint: observes `/api/v1/{token}/attributes` (Observe 0; the
+ * first notification is every shared attribute, later ones the changes), downloads
+ * `GET /fw/{token}?title=&version=` in one block-wise (RFC 7959 Block2) transfer, and posts its
+ * states to `/api/v1/{token}/telemetry`. It also asks for its attributes now and then without
+ * Observe, in case a notification is lost (CoAP runs over UDP).
  */
 export class CoapDeviceLink implements DeviceLink {
-  private readonly agent = new BlockWatchingAgent({ type: 'udp4' });
-  private observation: ObserveReadStream | null = null;
+  private endpoint: CoapEndpoint | null = null;
+  private peer: Peer | null = null;
+  private observation: CoapObservation | null = null;
   private shared: Record<string, unknown> = {};
   private onAttributes: () => void = () => undefined;
 
@@ -41,53 +31,24 @@ export class CoapDeviceLink implements DeviceLink {
     private readonly silenceMs = 60_000,
   ) {}
 
-  private exchange(
-    method: 'GET' | 'POST',
-    pathname: string,
-    opts: { query?: string; body?: string; observe?: boolean; onBlock?: (bytes: number) => void },
-    signal: AbortSignal,
-  ): Promise<IncomingMessage> {
-    return new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request({
-        hostname: this.host,
-        port: this.port,
-        method,
-        pathname,
-        ...(opts.query ? { query: opts.query } : {}),
-        ...(opts.observe ? { observe: true } : {}),
-        confirmable: true,
-        agent: this.agent,
-        ...(opts.body !== undefined ? { contentFormat: 'application/json' } : {}),
-      });
-      const silent = (): void => fail(new Error(`CoAP ${method} ${pathname}: nothing heard for ${this.silenceMs} ms`));
-      let timer = setTimeout(silent, this.silenceMs);
-      if (opts.onBlock) {
-        const onBlock = opts.onBlock;
-        this.agent.onBlock = (bytes) => {
-          clearTimeout(timer);
-          timer = setTimeout(silent, this.silenceMs);
-          onBlock(bytes);
-        };
-      }
-      const abort = (): void => fail(new Error('aborted'));
-      const done = (): void => {
-        clearTimeout(timer);
-        this.agent.onBlock = null;
-        signal.removeEventListener('abort', abort);
-      };
-      const fail = (err: Error): void => {
-        done();
-        reject(err);
-      };
-      signal.addEventListener('abort', abort, { once: true });
-      req.on('response', (res: IncomingMessage) => {
-        done();
-        resolve(res);
-      });
-      req.on('error', (err: Error) => fail(new Error(`CoAP ${method} ${pathname}: ${err.message}`)));
-      req.on('timeout', () => fail(new Error(`CoAP ${method} ${pathname}: timed out`)));
-      req.end(opts.body);
+  /** The endpoint, bound on first use; responses are matched by address, so a host name is resolved first. */
+  private async link(): Promise<{ endpoint: CoapEndpoint; peer: Peer }> {
+    if (this.endpoint && this.peer) return { endpoint: this.endpoint, peer: this.peer };
+    const address = isIP(this.host) ? this.host : (await lookup(this.host)).address;
+    const endpoint = new CoapEndpoint({ port: 0, host: isIPv6(address) ? '::' : '0.0.0.0' }, null);
+    await endpoint.start();
+    this.endpoint = endpoint;
+    this.peer = { address, port: this.port };
+    return { endpoint, peer: this.peer };
+  }
+
+  private async exchange(req: OutgoingRequest, signal: AbortSignal, onBlock?: (bytes: number) => void): Promise<CoapResponse> {
+    const { endpoint, peer } = await this.link();
+    const what = `CoAP ${req.method} ${String(req.path)}`;
+    const answer = endpoint.request(peer, req, { timeoutMs: this.silenceMs, ...(onBlock ? { onBlock } : {}) }).catch((err: Error) => {
+      throw new Error(`${what}: ${err.message}`);
     });
+    return abortable(answer, signal);
   }
 
   private merge(body: Buffer): void {
@@ -105,12 +66,19 @@ export class CoapDeviceLink implements DeviceLink {
   }
 
   async open(signal: AbortSignal): Promise<void> {
-    const res = await this.exchange('GET', `/api/v1/${this.token}/attributes`, { query: `sharedKeys=${FW_KEYS_PARAM}`, observe: true }, signal);
-    if (res.code === '4.01') throw new Error('CoAP attributes answered 4.01: unknown access token');
+    const { endpoint, peer } = await this.link();
+    const req: OutgoingRequest = { method: 'GET', path: ['api', 'v1', this.token, 'attributes'], query: [`sharedKeys=${FW_KEYS_PARAM}`] };
+    const observation = await abortable(
+      endpoint.observe(peer, req, (n) => {
+        if (n.code === '2.05') this.merge(n.payload);
+      }, { timeoutMs: this.silenceMs }),
+      signal,
+    );
+    if (observation.first.code === '4.01') throw new Error('CoAP attributes answered 4.01: unknown access token');
     // 4.04 (nothing yet) ends the observation; the polling below still finds the firmware.
-    if (res.code === '2.05') {
-      this.observation = res as ObserveReadStream;
-      res.on('data', (chunk: Buffer) => this.merge(chunk));
+    if (observation.first.code === '2.05') {
+      this.observation = observation;
+      this.merge(observation.first.payload);
     }
   }
 
@@ -134,7 +102,7 @@ export class CoapDeviceLink implements DeviceLink {
         if (fw && wanted(fw)) finish(null, fw);
       };
       const ask = (): void => {
-        this.exchange('GET', `/api/v1/${this.token}/attributes`, { query: `sharedKeys=${FW_KEYS_PARAM}` }, signal).then(
+        this.exchange({ method: 'GET', path: ['api', 'v1', this.token, 'attributes'], query: [`sharedKeys=${FW_KEYS_PARAM}`] }, signal).then(
           (res) => {
             if (finished) return;
             if (res.code === '2.05') this.merge(res.payload);
@@ -149,30 +117,47 @@ export class CoapDeviceLink implements DeviceLink {
   }
 
   async download(fw: FirmwareInfo, progress: (bytes: number) => void, signal: AbortSignal): Promise<Buffer> {
-    const query = new URLSearchParams({ title: fw.title, version: fw.version }).toString();
     let counted = 0;
-    const res = await this.exchange('GET', `/fw/${this.token}`, { query, onBlock: (n) => ((counted += n), progress(n)) }, signal);
+    const res = await this.exchange({ method: 'GET', path: ['fw', this.token], query: [`title=${fw.title}`, `version=${fw.version}`] }, signal, (n) => {
+      counted += n;
+      progress(n);
+    });
     if (res.code !== '2.05') throw new Error(`CoAP GET /fw answered ${res.code}`);
-    // A body in one datagram has no blocks; a block heard twice (a retransmission) was counted twice.
+    // A body in one datagram has no blocks.
     progress(res.payload.length - counted);
     return res.payload;
   }
 
   async report(values: Record<string, unknown>, signal: AbortSignal): Promise<void> {
-    const res = await this.exchange('POST', `/api/v1/${this.token}/telemetry`, { body: JSON.stringify(values) }, signal);
+    const res = await this.exchange({ method: 'POST', path: ['api', 'v1', this.token, 'telemetry'], payload: Buffer.from(JSON.stringify(values)), contentFormat: 50 }, signal);
     if (res.code !== '2.01' && res.code !== '2.04') throw new Error(`CoAP telemetry answered ${res.code}`);
   }
 
   async close(): Promise<void> {
-    this.observation?.close();
+    // Deregistering [RFC 7641 §3.6] waits at most a moment: the server may be gone already.
+    const observation = this.observation;
     this.observation = null;
-    // Closing aborts what is still in flight; a socket that does not close in time is left to the process's end.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 2000);
-      this.agent.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    if (observation?.active) await Promise.race([observation.cancel().catch(() => null), new Promise((resolve) => setTimeout(resolve, 500).unref())]);
+    await this.endpoint?.stop();
+    this.endpoint = null;
   }
+}
+
+/** The promise, or a rejection as soon as `signal` aborts. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error('aborted'));
+  return new Promise<T>((resolve, reject) => {
+    const abort = (): void => reject(new Error('aborted'));
+    signal.addEventListener('abort', abort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', abort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', abort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
 }

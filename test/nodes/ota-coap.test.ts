@@ -3,7 +3,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { Agent } from 'coap';
 import type { Node } from 'node-red';
 import otaCoap from '../../nodes/ota-coap';
-import otaCoapEndpoint, { resolveCoapOptions, type OtaCoapEndpointNode } from '../../nodes/ota-coap-endpoint';
+import otaCoapEndpoint, { resolveCoapLimits, resolveCoapOptions, type OtaCoapEndpointNode } from '../../nodes/ota-coap-endpoint';
 import { acquireEngine, releaseEngine, type Device, type OtaEngine, type OtaPackage } from '../../server';
 import type { TenantId } from '../../server/ids';
 import type { Notification } from '../../server/pipeline/notifier';
@@ -171,6 +171,17 @@ describe('ota-coap node', function () {
       expect(() => resolveCoapOptions({ port: '70000' }, {}, {})).to.throw('bad-port: 70000');
       expect(() => resolveCoapOptions({ port: 'coap' }, {}, {})).to.throw('bad-port: coap');
       expect(() => resolveCoapOptions({ blockSize: '1000' }, {}, {})).to.throw('bad-block-size: 1000');
+    });
+
+    it('takes its limits from OTA_COAP_* variables, keeping the defaults for those unset, and refuses a bad one', () => {
+      expect(resolveCoapLimits({})).to.deep.equal({});
+      expect(resolveCoapLimits({ OTA_COAP_MAX_OBSERVATIONS: '500', OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE: '2', OTA_COAP_PAGE_CACHE_BYTES: '0', OTA_COAP_DEDUP_ENTRIES: ' ' })).to.deep.equal({
+        maxObservations: 500,
+        maxObservationsPerDevice: 2,
+        pageCacheBytes: 0,
+      });
+      expect(() => resolveCoapLimits({ OTA_COAP_MAX_EXCHANGES_PER_PEER: '0' })).to.throw('bad-limit: OTA_COAP_MAX_EXCHANGES_PER_PEER=0');
+      expect(() => resolveCoapLimits({ OTA_COAP_UPLOAD_BYTES: '1e6' })).to.throw('bad-limit: OTA_COAP_UPLOAD_BYTES=1e6');
     });
 
     it('logs why it did not start, and its ota-coap nodes show it', async () => {

@@ -1,10 +1,7 @@
 /**
- * Block-wise transfers of response bodies (RFC 7959): the Block2 option's encoding, and which
- * bytes of a body one response carries.
- *
- * The `coap` package can slice a response itself, but only from a body held whole in memory (and
- * it keeps that body in its block cache for the exchange lifetime), with a fixed 1024-byte block
- * size. A package may be 2 GB, so the transport plans each block here and reads only those bytes.
+ * Block-wise transfers (RFC 7959): the Block1/Block2 option's encoding, and which bytes of a body
+ * one response carries. A package may be 2 GB, so the device API plans each block here and reads
+ * only those bytes.
  */
 
 /** One Block2 (or Block1) option value [RFC 7959 §2.2]. */

@@ -8,23 +8,31 @@ const MAX_UPLOADS = 1024;
 /** What one block of an upload comes to. */
 export type BlockOutcome = { continue: Block } | { complete: Buffer } | { refuse: ResponseCode };
 
+type Upload = { parts: Buffer[]; bytes: number; expires: number };
+
 /**
- * Request bodies sent block-wise (Block1, RFC 7959 §2.3), put back together before the request is
- * served.
- *
- * The `coap` package reassembles them itself, but by token: libcoap's client sends each block with
- * a new token (RFC 7959 allows that; the blocks belong together by endpoint, URI and Request-Tag,
- * RFC 9175 §3), so its uploads never complete there. Here the blocks are matched the standard way,
- * by byte offset, and the package only ever sees the whole request.
+ * Request bodies sent block-wise (Block1, RFC 7959 §2.3), put back together by the endpoint before
+ * the request is served. Blocks are matched by peer, method, URI and Request-Tag (RFC 9175 §3) and
+ * by byte offset, not by token: libcoap's client sends each block with a new token, which RFC 7959
+ * allows.
  */
 export class Block1Assembly {
-  private readonly uploads = new Map<string, { parts: Buffer[]; bytes: number; expires: number }>();
+  private readonly uploads = new Map<string, Upload>();
+  /** Bytes held by every upload in progress. */
+  private held = 0;
 
   constructor(
     private readonly maxBodySize: number,
     private readonly now: () => number,
     private readonly lifetimeMs: number,
+    /** Bytes held by all uploads in progress at most (OTA_COAP_UPLOAD_BYTES); past it a block gets 5.03. */
+    private readonly maxHeldBytes = Number.MAX_SAFE_INTEGER,
   ) {}
+
+  /** Bytes held now. */
+  get size(): number {
+    return this.held;
+  }
 
   take(packet: ParsedPacket, peer: Peer, block: Block): BlockOutcome {
     const key = uploadKey(packet, peer);
@@ -32,32 +40,40 @@ export class Block1Assembly {
     const now = this.now();
     let upload = this.uploads.get(key);
     if (offset === 0) {
+      if (upload) this.drop(key, upload);
       upload = { parts: [], bytes: 0, expires: 0 };
     } else if (!upload || upload.expires <= now || upload.bytes !== offset) {
       // A block out of order, or of an upload we no longer hold [RFC 7959 §2.9.2].
-      this.uploads.delete(key);
+      if (upload) this.drop(key, upload);
       return { refuse: Code.REQUEST_ENTITY_INCOMPLETE };
     }
+    this.drop(key, upload);
+    if (upload.bytes + packet.payload.length > this.maxBodySize) return { refuse: Code.REQUEST_ENTITY_TOO_LARGE };
+    if (!block.more) return { complete: Buffer.concat([...upload.parts, packet.payload]) };
+    // Every upload together stays within its bound: past it, try later [RFC 7252 §5.9.3.4].
+    if (this.held + upload.bytes + packet.payload.length > this.maxHeldBytes) return { refuse: Code.SERVICE_UNAVAILABLE };
     upload.parts.push(packet.payload);
     upload.bytes += packet.payload.length;
-    if (upload.bytes > this.maxBodySize) {
-      this.uploads.delete(key);
-      return { refuse: Code.REQUEST_ENTITY_TOO_LARGE };
-    }
-    this.uploads.delete(key);
-    if (!block.more) return { complete: Buffer.concat(upload.parts) };
     upload.expires = now + this.lifetimeMs;
     // Re-inserted, so the map stays in order of last activity: the stale ones are at the front.
     this.uploads.set(key, upload);
+    this.held += upload.bytes;
     for (const [k, u] of this.uploads) {
       if (u.expires > now && this.uploads.size <= MAX_UPLOADS) break;
-      this.uploads.delete(k);
+      this.drop(k, u);
     }
     return { continue: { num: block.num, more: true, size: block.size } };
   }
 
   clear(): void {
     this.uploads.clear();
+    this.held = 0;
+  }
+
+  private drop(key: string, upload: Upload): void {
+    if (this.uploads.get(key) !== upload) return;
+    this.uploads.delete(key);
+    this.held -= upload.bytes;
   }
 }
 

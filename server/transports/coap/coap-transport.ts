@@ -1,16 +1,14 @@
-import { BlobReader } from '../../store/blob-reader';
-import { createSocket, type Socket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { isIPv6, type AddressInfo } from 'node:net';
-import { createServer, ObserveWriteStream, type IncomingMessage, type OutgoingMessage, type Server } from 'coap';
-import type { OptionName } from 'coap-packet';
-import { CoapDeviceApi, type ApiResult } from './device-api';
-import { DatagramGate } from './datagram-gate';
-import { Code, emptyMessage, encodeReply, reply, replyOptions, toRequest, type CoapRequest, type Peer, type Reply } from './messages';
+import type { AddressInfo } from 'node:net';
+import { BlobReader } from '../../store/blob-reader';
+import { CoapDeviceApi } from './device-api';
+import { CoapEndpoint, ENDPOINT_DEFAULTS } from './endpoint';
+import type { CoapRequest, Peer, Reply } from './messages';
 import { Observations } from './observations';
+import { PackagePages } from './package-pages';
 import { isBlockSize } from './block-wise';
 import type { DeviceContext } from '../device-context';
-import type { Device } from '../../store/devices';
+import type { EngineEventMap } from '../../events';
 import { updateMessage } from '../http/http-transport';
 import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
@@ -31,34 +29,48 @@ export interface CoapOptions {
   maxRetransmit?: number;
   /** Largest request body taken block-wise (Block1), in bytes. */
   maxBodySize?: number;
-  /** Bytes of sent responses the `coap` package keeps to answer retransmitted requests. */
-  responseCacheBytes?: number;
+  /** Answers kept for retransmitted requests (OTA_COAP_DEDUP_ENTRIES). */
+  dedupEntries?: number;
+  /** Requests of one peer processed at once (OTA_COAP_MAX_EXCHANGES_PER_PEER); past it, 4.29. */
+  maxExchangesPerPeer?: number;
+  /** Bytes of Block1 uploads in progress held in all (OTA_COAP_UPLOAD_BYTES); past it a block gets 5.03. */
+  uploadBytes?: number;
+  /** Observations of one device (OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE); past it, 4.29. */
+  maxObservationsPerDevice?: number;
+  /** Observations in all (OTA_COAP_MAX_OBSERVATIONS); past it, 5.03. */
+  maxObservations?: number;
+  /** Downloads whose device and package are kept between blocks (OTA_COAP_MAX_DOWNLOADS). */
+  maxDownloads?: number;
+  /** Bytes of package pages kept in memory for block reads (OTA_COAP_PAGE_CACHE_BYTES); 0 reads every block from the file. */
+  pageCacheBytes?: number;
 }
 
 /** Every default in one place. */
 export const COAP_DEFAULTS = {
+  ...ENDPOINT_DEFAULTS,
   port: 5683,
   host: '0.0.0.0',
   /** Californium's (ThingsBoard's) PREFERRED_BLOCK_SIZE and MAX_MESSAGE_SIZE (reference §5). */
   blockSize: 1024,
-  /**
-   * The `coap` package sends an empty ACK after 50 ms; ThingsBoard defers it too, so that most
-   * responses are piggybacked and the device does not have to ACK a separate response.
-   */
-  piggybackMs: 500,
-  /** RFC 7252 §4.8: ACK_TIMEOUT 2 s, ACK_RANDOM_FACTOR 1.5, MAX_RETRANSMIT 4. */
-  ackTimeoutMs: 2000,
-  ackRandomFactor: 1.5,
-  maxRetransmit: 4,
-  /** As the HTTP device API's JSON limit. */
-  maxBodySize: 1024 * 1024,
-  /**
-   * About 7,000 block responses: answers to retransmissions, bounded whatever the package size
-   * (the package's own default is 32 MiB).
-   */
-  responseCacheBytes: 8 * 1024 * 1024,
-  /** RFC 7252 §4.8.2 EXCHANGE_LIFETIME with the default parameters. */
-  exchangeLifetimeMs: 247_000,
+  /** A device observes its attributes once; a few more cover a restart before the old one lapses. */
+  maxObservationsPerDevice: 4,
+  /** About 6 KB each: 100,000 devices observing take some 600 MB at most. */
+  maxObservations: 100_000,
+  /** About 1 KB each. */
+  maxDownloads: 10_000,
+  /** 1,024 pages of 16 KB: the blocks of the packages being downloaded, whatever the number of devices. */
+  pageCacheBytes: 16 * 1024 * 1024,
+} as const;
+
+/** The environment variables of the limits, by option (read by the ota-coap-endpoint node). */
+export const COAP_LIMIT_VARIABLES = {
+  dedupEntries: 'OTA_COAP_DEDUP_ENTRIES',
+  maxExchangesPerPeer: 'OTA_COAP_MAX_EXCHANGES_PER_PEER',
+  uploadBytes: 'OTA_COAP_UPLOAD_BYTES',
+  maxObservationsPerDevice: 'OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE',
+  maxObservations: 'OTA_COAP_MAX_OBSERVATIONS',
+  maxDownloads: 'OTA_COAP_MAX_DOWNLOADS',
+  pageCacheBytes: 'OTA_COAP_PAGE_CACHE_BYTES',
 } as const;
 
 export interface CoapTransportEvents {
@@ -69,23 +81,34 @@ export interface CoapTransportEvents {
 }
 
 /**
- * ThingsBoard's CoAP device transport (reference §5) on the `coap` package's server: a UDP socket
- * of our own, a gate in front of the package's server (see datagram-gate.ts), the device API
- * behind it, and the Observe registry that carries notifications to devices.
+ * ThingsBoard's CoAP device transport (reference §5): a CoAP endpoint of our own (endpoint.ts)
+ * serving the device API (device-api.ts), and the Observe registry that carries notifications to
+ * devices (observations.ts). A device deleted, or its token changed, loses its observations.
  */
 export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   private readonly options: Required<CoapOptions>;
   private readonly observations: Observations;
   private readonly api: CoapDeviceApi;
-  private readonly gate: DatagramGate;
-  private socket: Socket | null = null;
-  private server: Server | null = null;
-  /** The package server's datagram entry, behind the gate. */
-  private toServer: ((datagram: Buffer, rinfo: AddressInfo) => void) | null = null;
-  private readonly pending = new Set<Promise<void>>();
+  private readonly endpoint: CoapEndpoint;
   private readonly reader: BlobReader;
+  private readonly pages: PackagePages;
+  private started = false;
+  private unwatch: (() => void) | null = null;
   private stopping: Promise<void> | null = null;
-  private readonly onDeviceDeleted = ({ device }: { device: Device }): void => this.observations.deviceDeleted(device.id);
+  private readonly onDeviceDeleted = ({ device }: EngineEventMap['deviceDeleted'][0]): void => {
+    this.api.forgetDevice(device.id);
+    this.observations.endDevice(device.id, 'device deleted');
+  };
+  private readonly onDeviceSaved = ({ before, after }: EngineEventMap['deviceSaved'][0]): void => {
+    this.api.forgetDevice(after.id);
+    if (before && before.accessToken !== after.accessToken) this.observations.endDevice(after.id, 'credentials changed');
+  };
+  /** Whatever changes which package a device gets ends the downloads kept between blocks. */
+  private readonly onAssignment = ({ deviceId }: EngineEventMap['assignment'][0]): void => this.api.forgetDevice(deviceId);
+  private readonly onPackageChanged = (): void => {
+    this.api.forgetDownloads();
+    this.pages.clear();
+  };
 
   constructor(
     private readonly ctx: DeviceContext,
@@ -97,22 +120,22 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     const { blockSize, port } = this.options;
     if (!isBlockSize(blockSize)) throw new RangeError(`CoAP block size must be 16, 32, 64, 128, 256, 512 or 1024, not ${blockSize}`);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`CoAP port must be 0-65535, not ${port}`);
-    const send = (bytes: Buffer, peer: Peer): void => this.send(bytes, peer);
-    this.observations = new Observations(send, timers, this.options);
+    for (const name of Object.keys(COAP_LIMIT_VARIABLES) as (keyof typeof COAP_LIMIT_VARIABLES)[]) {
+      const n = this.options[name];
+      if (!Number.isSafeInteger(n) || n < minimum(name)) throw new RangeError(`CoAP ${name} (${COAP_LIMIT_VARIABLES[name]}) must be a whole number of at least ${minimum(name)}, not ${n}`);
+    }
+    this.endpoint = new CoapEndpoint(this.options, (req) => this.serve(req), timers, (m) => ctx.logger.warn(m));
+    const send = (bytes: Buffer, peer: Peer): void => this.endpoint.send(bytes, peer);
+    this.observations = new Observations(send, timers, this.options, { maxPerDevice: this.options.maxObservationsPerDevice, maxTotal: this.options.maxObservations });
     this.observations.on('observers', (n) => this.emit('observers', n));
-    this.gate = new DatagramGate({
-      now: () => timers.now(),
-      send,
-      empty: (kind, peer, messageId) => this.observations.onEmpty(kind, peer, messageId),
-      forward: (datagram, rinfo) => this.toServer?.(datagram, rinfo),
-      maxBodySize: this.options.maxBodySize,
-      exchangeLifetimeMs: COAP_DEFAULTS.exchangeLifetimeMs,
-    });
+    this.endpoint.onEmpty = (kind, peer, messageId) => void this.observations.onEmpty(kind, peer, messageId);
     this.reader = new BlobReader((sha) => ctx.blobs.pathOf(sha));
+    this.pages = new PackagePages(this.reader, this.options.pageCacheBytes);
     this.api = new CoapDeviceApi({
       ctx,
-      reader: this.reader,
+      pages: this.pages,
       blockSize,
+      maxDownloads: this.options.maxDownloads,
       now: () => timers.now(),
       cancelObservation: (req) => this.observations.cancel(req.peer, req.token),
       uplink: (ev) => {
@@ -124,76 +147,35 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
 
   /** Binds the socket and serves; answers where it listens. */
   async start(): Promise<AddressInfo> {
-    if (this.socket || this.stopping) throw new Error('a CoAP transport starts once; make a new one to listen again');
-    const { host, port } = this.options;
-    const type = isIPv6(host) ? 'udp6' : 'udp4';
-    // No SO_REUSEADDR (the package sets it on sockets it makes): a port in use must be an error.
-    const socket = createSocket({ type, reuseAddr: false });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(port, host, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    }).catch(async (err: unknown) => {
-      await closeSocket(socket);
-      throw err;
+    if (this.started) throw new Error('a CoAP transport starts once; make a new one to listen again');
+    this.started = true;
+    const address = await this.endpoint.start();
+    // Watched, not listened to: a listener on `assignment` would tell the engine that a flow takes
+    // those events from the queue (events.ts).
+    this.unwatch = this.ctx.events.observe((name, ...args) => {
+      if (name === 'deviceDeleted') this.onDeviceDeleted(args[0] as EngineEventMap['deviceDeleted'][0]);
+      else if (name === 'deviceSaved') this.onDeviceSaved(args[0] as EngineEventMap['deviceSaved'][0]);
+      else if (name === 'assignment') this.onAssignment(args[0] as EngineEventMap['assignment'][0]);
+      else if (name === 'packageSaved' || name === 'packageDeleted' || name === 'deviceProfileSaved') this.onPackageChanged();
     });
-
-    const server = createServer({
-      type,
-      piggybackReplyMs: this.options.piggybackMs,
-      sendAcksForNonConfirmablePackets: true,
-      cacheSize: this.options.responseCacheBytes,
-    });
-    server.on('request', (req: IncomingMessage, res: OutgoingMessage) => this.onRequest(req, res));
-    server.on('error', (err: Error) => this.ctx.logger.warn(`CoAP: ${err.message}`));
-    // The package answers a request it cannot take with 5.00, sent to the right port on the wrong
-    // host (it gives no address). The gate keeps the known cases from it (unparsable messages,
-    // Observe on a POST, FETCH, Block1); whatever else comes is the request's fault: 4.00, to the sender.
-    server._sendError = (_payload, rsinfo, packet) => {
-      if (!packet?.token) return;
-      const confirmable = packet.confirmable === true;
-      const { bytes } = encodeReply(reply(Code.BAD_REQUEST), {
-        token: packet.token,
-        type: confirmable ? 'ACK' : 'NON',
-        ...(confirmable && packet.messageId !== undefined ? { messageId: packet.messageId } : {}),
-      });
-      this.send(bytes, rsinfo);
-    };
-    server.listen(socket);
-    // The package listens on the socket we gave it; its listener moves behind the gate.
-    socket.removeAllListeners('message');
-    this.toServer = server.handleRequest();
-    socket.on('message', (datagram, rinfo) => this.gate.receive(datagram, rinfo));
-    socket.on('error', (err) => this.ctx.logger.warn(`CoAP socket: ${err.message}`));
-
-    this.socket = socket;
-    this.server = server;
-    this.ctx.events.on('deviceDeleted', this.onDeviceDeleted);
-    return socket.address();
+    return address;
   }
 
   /** Stops taking datagrams, finishes the requests under way, then closes the socket. Idempotent. */
   stop(): Promise<void> {
-    if (!this.socket) return Promise.resolve();
+    if (!this.started) return Promise.resolve();
     return (this.stopping ??= this.shutdown());
   }
 
   private async shutdown(): Promise<void> {
-    const { socket, server } = this;
-    this.gate.close();
-    this.ctx.events.off('deviceDeleted', this.onDeviceDeleted);
+    this.unwatch?.();
+    this.unwatch = null;
     // Requests under way still answer: their replies go out before the socket closes.
-    await Promise.allSettled([...this.pending]);
+    await this.endpoint.stop();
     this.observations.clear();
+    this.api.forgetDownloads();
+    this.pages.clear();
     await this.reader.close();
-    // Clears the package's response cache, whose entries hold retransmission timers.
-    server?.close();
-    this.socket = null;
-    this.server = null;
-    this.toServer = null;
-    if (socket) await closeSocket(socket);
   }
 
   /** Delivers a notification to every observer of its device; answers how many there were. */
@@ -208,88 +190,24 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
 
   /** Where the socket is bound, while started. */
   get address(): AddressInfo | null {
-    return this.socket ? this.socket.address() : null;
+    return this.endpoint.address;
   }
 
-  private send(bytes: Buffer, peer: Peer): void {
-    this.socket?.send(bytes, peer.port, peer.address, (err) => {
-      if (err) this.ctx.logger.warn(`CoAP send to ${peer.address}:${peer.port}: ${err.message}`);
-    });
+  /** Entries in each bounded table (tests, /metrics). */
+  get load(): { dedup: number; retransmitting: number; exchanges: number; uploadBytes: number; observations: number; downloads: number } {
+    return { ...this.endpoint.load, observations: this.observations.size, downloads: this.api.downloads };
   }
 
-  private onRequest(req: IncomingMessage, res: OutgoingMessage): void {
-    const packet = req._packet;
-    const peer = { address: req.rsinfo.address, port: req.rsinfo.port };
-    const messageId = packet.messageId ?? 0;
-    // A separate response the device never acknowledges ends in an 'error' on the response.
-    res.on('error', (err: Error) => this.ctx.logger.warn(`CoAP response to ${peer.address}:${peer.port}: ${err.message}`));
-    this.gate.begin(peer, messageId);
-    const request = toRequest(
-      {
-        code: packet.code ?? '0.00',
-        options: packet.options ?? [],
-        payload: packet.payload ?? Buffer.alloc(0),
-        token: packet.token ?? Buffer.alloc(0),
-        messageId,
-        confirmable: packet.confirmable === true,
-      },
-      peer,
-      req.payload,
-    );
-    const work = this.serve(request, res).finally(() => this.pending.delete(work));
-    this.pending.add(work);
+  private async serve(request: CoapRequest): Promise<Reply> {
+    const result = await this.api.handle(request);
+    if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes);
+    return result.reply;
   }
-
-  private async serve(request: CoapRequest, res: OutgoingMessage): Promise<void> {
-    let result: ApiResult;
-    try {
-      result = await this.api.handle(request);
-    } catch (err) {
-      this.ctx.logger.error(`CoAP ${request.path.join('/')}: ${(err as Error).message}`);
-      result = { reply: reply(Code.INTERNAL_SERVER_ERROR) };
-    }
-    const { peer, messageId } = request;
-    // The last block of an upload is acknowledged in the response [RFC 7959 §2.3].
-    const block1 = this.gate.lastBlockOf(peer, messageId);
-    if (block1 && 'reply' in result) result = { reply: { ...result.reply, block1 } };
-    if ('observe' in result) {
-      const answer = this.observations.accept(request, result.observe.deviceId, result.observe.attributes);
-      return this.gate.end(peer, messageId, answer);
-    }
-    // A GET with Observe 0 gets the package's Observe stream as its response, which numbers
-    // from 1; resources that are not observable answer it plainly [RFC 7641 §3.1], sent by us.
-    if ((res as unknown) instanceof ObserveWriteStream) {
-      const type = request.confirmable ? 'ACK' : 'NON';
-      const { bytes } = encodeReply(result.reply, { token: request.token, type, ...(request.confirmable ? { messageId } : {}) });
-      this.send(bytes, peer);
-      return this.gate.end(peer, messageId, bytes);
-    }
-    this.respond(res, result.reply);
-    // After the empty ACK (piggybackMs passed), the package caches that ACK under a key its own
-    // duplicate check does not use when the request has a token: keep it here instead.
-    const separate = request.confirmable && !res._packet.ack;
-    this.gate.end(peer, messageId, separate ? emptyMessage('ACK', messageId) : undefined);
-  }
-
-  /** Puts a reply on the package's response. The body goes in by `write`, which keeps the package's own Block2 slicing out of it. */
-  private respond(res: OutgoingMessage, r: Reply): void {
-    res.code = r.code;
-    for (const o of replyOptions(r)) res.setOption(o.name as OptionName, o.value);
-    if (r.payload?.length) res.write(r.payload);
-    res.end();
-  }
-}
-
-function closeSocket(socket: Socket): Promise<void> {
-  return new Promise((resolve) => {
-    try {
-      socket.close(() => resolve());
-    } catch {
-      resolve(); // already closed
-    }
-  });
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
+
+/** The page cache may be off (0); every other limit holds at least one. */
+export const minimum = (name: keyof typeof COAP_LIMIT_VARIABLES): number => (name === 'pageCacheBytes' ? 0 : 1);

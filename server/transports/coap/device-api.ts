@@ -7,16 +7,19 @@ import type { DeviceId } from '../../ids';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
 import type { UplinkEvent } from '../../pipeline/uplink';
-import type { BlobReader } from '../../store/blob-reader';
+import type { PackagePages } from './package-pages';
 import { planBlock } from './block-wise';
-import { Code, ContentFormat, jsonReply, Method, reply, type CoapRequest, type Reply } from './messages';
+import { Downloads, type Download } from './downloads';
+import { Code, ContentFormat, Method, peerKey, reply, type CoapRequest, type Reply } from './messages';
 
 export interface CoapDeviceApiDeps {
   ctx: DeviceContext;
-  /** Positional reads of package blocks on shared file handles (one thread-pool trip per block). */
-  reader: BlobReader;
+  /** Pages of package files, shared by the downloads of one package. */
+  pages: PackagePages;
   /** Largest Block2 block we send; a client may ask for smaller ones. */
   blockSize: number;
+  /** Downloads kept between blocks (OTA_COAP_MAX_DOWNLOADS). */
+  maxDownloads: number;
   now(): number;
   /** Cancels the observation of a peer and token (a GET with Observe 1). */
   cancelObservation(req: CoapRequest): void;
@@ -42,10 +45,33 @@ const status = (code: Reply['code']): ApiResult => answer(reply(code));
  * An unknown token is 4.01; a method a resource does not have is 4.05; any other path is 4.04.
  */
 export class CoapDeviceApi {
-  constructor(private readonly deps: CoapDeviceApiDeps) {}
+  private readonly downloadsUnderWay: Downloads;
+
+  constructor(private readonly deps: CoapDeviceApiDeps) {
+    this.downloadsUnderWay = new Downloads(deps.now, deps.maxDownloads);
+  }
+
+  /** Downloads kept between blocks right now. */
+  get downloads(): number {
+    return this.downloadsUnderWay.size;
+  }
+
+  /** The device changed (deleted, its token or package): its next block is looked up afresh. */
+  forgetDevice(deviceId: DeviceId): void {
+    this.downloadsUnderWay.forgetDevice(deviceId);
+  }
+
+  forgetDownloads(): void {
+    this.downloadsUnderWay.clear();
+  }
 
   async handle(req: CoapRequest): Promise<ApiResult> {
     const [first, second, token, feature] = req.path;
+    // A block after the first of a download under way: served from what its first block found.
+    if (req.block2 !== null && req.block2.num > 0 && req.code === Method.GET) {
+      const known = this.downloadsUnderWay.get(downloadKey(req));
+      if (known) return this.sendBlock(req, known);
+    }
     if (first === 'fw' || first === 'sw') {
       if (req.code !== Method.GET) return status(Code.METHOD_NOT_ALLOWED);
       // ThingsBoard's OtaPackageTransportResource wants exactly /fw/{token}, else 4.01 (reference §5).
@@ -127,9 +153,6 @@ export class CoapDeviceApi {
    */
   private async download(req: CoapRequest, d: Device, type: OtaPackageType): Promise<ApiResult> {
     const q = (k: string): string | undefined => req.query.get(k)?.[0];
-    const size = Number(q('size') ?? 0);
-    const chunk = Number(q('chunk') ?? 0);
-    if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(chunk) || chunk < 0) return status(Code.BAD_REQUEST);
     const found = await devicePackage(d, type, this.deps.ctx);
     if ('error' in found) return status(Code.NOT_FOUND);
     const { pkg } = found;
@@ -137,7 +160,21 @@ export class CoapDeviceApi {
     const title = q('title');
     const version = q('version');
     if ((title !== undefined && title !== pkg.title) || (version !== undefined && version !== pkg.version)) return status(Code.BAD_REQUEST);
+    const download = { device: d, type, pkg };
+    const result = await this.sendBlock(req, download);
+    if ('reply' in result && result.reply.block2?.more) this.downloadsUnderWay.set(downloadKey(req), download);
+    return result;
+  }
 
+  /**
+   * One response of a download: `size` and `chunk` cut the application-level chunk as over HTTP
+   * (reference §4), then Block2 cuts that into blocks; only the block sent is read from the blob store.
+   */
+  private async sendBlock(req: CoapRequest, { device: d, type, pkg }: Download): Promise<ApiResult> {
+    const q = (k: string): string | undefined => req.query.get(k)?.[0];
+    const size = Number(q('size') ?? 0);
+    const chunk = Number(q('chunk') ?? 0);
+    if (!Number.isSafeInteger(size) || size < 0 || !Number.isSafeInteger(chunk) || chunk < 0) return status(Code.BAD_REQUEST);
     const slice = chunkRange(pkg.dataSize, size, chunk);
     const length = slice.end - slice.start;
     const plan = planBlock(length, req.block2, this.deps.blockSize);
@@ -146,10 +183,10 @@ export class CoapDeviceApi {
     const end = plan.whole ? slice.end : slice.start + plan.end;
     // ThingsBoard sends nothing for a chunk past the end (the client times out); an empty 2.05 ends
     // the download at once, as HTTP's empty 200 does (a documented deviation).
-    const payload = end > start ? await this.deps.reader.read(pkg.blobSha256, start, end) : Buffer.alloc(0);
+    const payload = end > start ? await this.deps.pages.read(pkg.blobSha256, pkg.dataSize, start, end) : Buffer.alloc(0);
     if (payload.length !== end - start) throw new Error(`blob ${pkg.blobSha256} gave ${payload.length} bytes at ${start}, expected ${end - start}`);
     if (payload.length) this.deps.uplink({ ...this.uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: payload.length, offset: start, size: pkg.dataSize });
-    const r: Reply = { ...reply(Code.CONTENT, payload, ContentFormat.OCTET_STREAM), etag: Buffer.from(pkg.blobSha256.slice(0, 16), 'hex') };
+    const r: Reply = { ...reply(Code.CONTENT, payload, ContentFormat.OCTET_STREAM), etag: etagOfBlob(pkg.blobSha256) };
     return answer(plan.whole ? r : { ...r, block2: plan.block, size2: length });
   }
 
@@ -181,6 +218,25 @@ function keyList(values: string[] | undefined): string[] | undefined {
     .map((k) => k.trim())
     .filter((k) => k !== '');
   return keys.length ? keys : undefined;
+}
+
+/** A download's blocks share peer, path and query [RFC 7959 §2.4]; Block2 itself is not part of the URI. */
+function downloadKey(req: CoapRequest): string {
+  let key = peerKey(req.peer);
+  for (const segment of req.path) key += `/${segment}`;
+  for (const [k, values] of req.query) for (const v of values) key += `?${k}=${v}`;
+  return key;
+}
+
+/** A package's ETag: the first 8 bytes of its SHA-256, decoded once per package, not per block. */
+const blobEtags = new Map<string, Buffer>();
+function etagOfBlob(sha256: string): Buffer {
+  let etag = blobEtags.get(sha256);
+  if (!etag) {
+    if (blobEtags.size >= 1024) blobEtags.clear();
+    blobEtags.set(sha256, (etag = Buffer.from(sha256.slice(0, 16), 'hex')));
+  }
+  return etag;
 }
 
 /** An ETag (at most 8 bytes, RFC 7252 §5.10.6) telling the blocks of one representation apart from another's. */

@@ -7,7 +7,7 @@ export interface Peer {
   port: number;
 }
 
-/** The key the `coap` package uses for a peer (its default `clientIdentifier`), so both agree. */
+/** A peer as a map key. */
 export const peerKey = (p: Peer): string => `${p.address}:${p.port}`;
 
 /** The response codes this transport sends [RFC 7252 §12.1.2, RFC 7959 §2.9]. */
@@ -22,7 +22,9 @@ export const Code = {
   METHOD_NOT_ALLOWED: '4.05',
   REQUEST_ENTITY_INCOMPLETE: '4.08',
   REQUEST_ENTITY_TOO_LARGE: '4.13',
+  TOO_MANY_REQUESTS: '4.29',
   INTERNAL_SERVER_ERROR: '5.00',
+  SERVICE_UNAVAILABLE: '5.03',
   PROXYING_NOT_SUPPORTED: '5.05',
 } as const;
 export type ResponseCode = (typeof Code)[keyof typeof Code];
@@ -44,15 +46,17 @@ export interface CoapRequest {
   payload: Buffer;
   /** The Observe option's value, null when absent. */
   observe: number | null;
-  /** The Block2 option, null when absent (the gate has answered malformed ones already). */
+  /** The Block2 option, null when absent (malformed ones are answered before, request-checks.ts). */
   block2: Block | null;
+  /** Every option as received, for what the fields above leave out (Content-Format, Accept…). */
+  options: ReadonlyArray<{ name: string | number; value: Buffer }>;
   token: Buffer;
   messageId: number;
   confirmable: boolean;
   peer: Peer;
 }
 
-/** A response, before it is put on the wire (by the `coap` package, or by us for Observe). */
+/** A response, before the endpoint puts it on the wire. */
 export interface Reply {
   code: ResponseCode;
   payload?: Buffer;
@@ -66,6 +70,14 @@ export interface Reply {
   /** With 4.13: the largest request body accepted [RFC 7959 §2.9.3]. */
   size1?: number;
   etag?: Buffer;
+  /** Max-Age in seconds [RFC 7252 §5.10.5]: with 4.29 and 5.03, when to try again [RFC 8516 §3]. */
+  maxAge?: number;
+  /**
+   * Told, once the reply is on the wire, the id of the message it went out in when that message
+   * was one of its own (a NON, or a CON after an empty ACK), null when it rode on the request's ACK:
+   * an observation matches a RST to it [RFC 7641 §3.6].
+   */
+  sent?(messageId: number | null): void;
 }
 
 export const reply = (code: ResponseCode, payload?: Buffer, contentFormat?: number): Reply => ({
@@ -76,7 +88,7 @@ export const reply = (code: ResponseCode, payload?: Buffer, contentFormat?: numb
 
 export const jsonReply = (code: ResponseCode, body: unknown): Reply => reply(code, Buffer.from(JSON.stringify(body)), ContentFormat.JSON);
 
-/** A reply's options in wire form, for `coap-packet` (which sorts them) or an OutgoingMessage. */
+/** A reply's options in wire form, for `coap-packet` (which sorts them)  */
 export function replyOptions(r: Reply): Option[] {
   const out: Option[] = [];
   // Observe 0 is the empty value [RFC 7641 §2, RFC 7252 §3.2].
@@ -87,6 +99,7 @@ export function replyOptions(r: Reply): Option[] {
   if (r.block1) out.push({ name: 'Block1', value: encodeBlock(r.block1) });
   if (r.size2 !== undefined) out.push({ name: 'Size2', value: uintBytes(r.size2) });
   if (r.size1 !== undefined) out.push({ name: 'Size1', value: uintBytes(r.size1) });
+  if (r.maxAge !== undefined) out.push({ name: 'Max-Age', value: uintBytes(r.maxAge) });
   return out;
 }
 
@@ -94,9 +107,8 @@ export function replyOptions(r: Reply): Option[] {
 export const MAX_MESSAGE_SIZE = 1152;
 
 /**
- * Encodes a reply as a message of its own: a piggybacked ACK (`messageId` of the request), or a
- * CON/NON message (no `messageId`: `coap-packet` takes the next one from the counter the `coap`
- * package's server shares, so our ids never collide with its own).
+ * Encodes a reply: a piggybacked ACK (`messageId` of the request), or a CON/NON message of its own
+ * (no `messageId`: `coap-packet` takes the next one from its counter).
  */
 export function encodeReply(r: Reply, to: { token: Buffer; type: 'ACK' | 'CON' | 'NON'; messageId?: number }): { bytes: Buffer; messageId: number } {
   const packet = {
@@ -117,19 +129,12 @@ export function emptyMessage(type: 'ACK' | 'RST', messageId: number): Buffer {
   return generate({ code: '0.00', messageId, ack: type === 'ACK', reset: type === 'RST', confirmable: false });
 }
 
-/** An option's value as bytes: the `coap` package's server decodes some in place (Observe to a number). */
-function optionBytes(value: unknown): Buffer {
-  if (Buffer.isBuffer(value)) return value;
-  if (typeof value === 'number') return uintBytes(value);
-  return Buffer.from(String(value), 'utf8');
-}
-
 /**
- * The options the device API reads, from a packet the gate has checked. `payload` is the body when
- * it differs from the packet's (the `coap` package reassembles Block1 uploads).
+ * The options a server reads, from a packet already checked (request-checks.ts). `payload` is the
+ * body when it differs from the packet's (a Block1 upload put back together).
  */
 export function toRequest(
-  packet: { code: string; options: ReadonlyArray<{ name: string | number; value: unknown }>; payload: Buffer; token: Buffer; messageId: number; confirmable: boolean },
+  packet: { code: string; options: ReadonlyArray<{ name: string | number; value: Buffer }>; payload: Buffer; token: Buffer; messageId: number; confirmable: boolean },
   peer: Peer,
   payload?: Buffer,
 ): CoapRequest {
@@ -138,7 +143,7 @@ export function toRequest(
   let observe: number | null = null;
   let block2: Block | null = null;
   for (const o of packet.options) {
-    const value = optionBytes(o.value);
+    const value = o.value;
     switch (o.name) {
       case 'Uri-Path':
         path.push(value.toString('utf8'));
@@ -169,6 +174,7 @@ export function toRequest(
     payload: payload ?? packet.payload,
     observe,
     block2,
+    options: packet.options,
     token: packet.token,
     messageId: packet.messageId,
     confirmable: packet.confirmable,

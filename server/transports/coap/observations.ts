@@ -2,16 +2,19 @@ import { EventEmitter } from 'node:events';
 import type { DeviceId } from '../../ids';
 import type { Timers } from '../../timers';
 import { Code, ContentFormat, encodeReply, peerKey, type CoapRequest, type Peer, type Reply } from './messages';
+import type { TransmissionParams } from './retransmission';
 
-/** Retransmission of confirmable notifications [RFC 7252 §4.8]. */
-export interface TransmissionParams {
-  ackTimeoutMs: number;
-  ackRandomFactor: number;
-  maxRetransmit: number;
+/** How many observations are held: per device (OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE) and in all (OTA_COAP_MAX_OBSERVATIONS). */
+export interface ObservationLimits {
+  maxPerDevice: number;
+  maxTotal: number;
 }
 
+/** Max-Age of a refused registration: when to try again [RFC 8516 §3]. */
+const RETRY_AFTER_S = 30;
+
 /** Why an observation ended. */
-export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'too far behind' | 'device deleted' | 'stopped';
+export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'too far behind' | 'device deleted' | 'credentials changed' | 'replaced' | 'stopped';
 
 /** One device observing its attributes from one peer, under one token [RFC 7641 §4.1]. */
 interface Observation {
@@ -49,9 +52,7 @@ export interface ObservationEvents {
 }
 
 /**
- * The devices observing `/api/v1/{token}/attributes`, and the notifications sent to them. This
- * sends every message of an observation itself (the `coap` package's Observe stream numbers from 1
- * and ends an observation only 247 s after a confirmable notification goes unanswered):
+ * The devices observing `/api/v1/{token}/attributes`, and the notifications sent to them:
  *
  * - the registration's answer has Observe 0 and all shared attributes; each notification counts on
  *   [reference §5; ThingsBoard's `getObserveCounter().getAndIncrement()`];
@@ -73,6 +74,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
     private readonly send: (bytes: Buffer, peer: Peer) => void,
     private readonly timers: Timers,
     private readonly params: TransmissionParams,
+    private readonly limits: ObservationLimits,
     private readonly random: () => number = Math.random,
   ) {
     super();
@@ -83,10 +85,11 @@ export class Observations extends EventEmitter<ObservationEvents> {
   }
 
   /**
-   * Registers (or renews, RFC 7641 §4.1) the observation `req` asks for and sends its answer, the
-   * shared attributes in `attributes`. Answers the bytes sent, for a retransmitted registration.
+   * Registers (or renews, RFC 7641 §4.1) the observation `req` asks for, and answers its first
+   * notification: the shared attributes in `attributes`. A new observation past a limit is refused
+   * instead (4.29 past the device's, 5.03 past the total), and nothing is registered.
    */
-  accept(req: CoapRequest, deviceId: DeviceId, attributes: Record<string, unknown>): Buffer {
+  accept(req: CoapRequest, deviceId: DeviceId, attributes: Record<string, unknown>): Reply {
     const key = observationKey(req.peer, req.token);
     let obs = this.byKey.get(key);
     if (obs && obs.deviceId !== deviceId) {
@@ -94,6 +97,8 @@ export class Observations extends EventEmitter<ObservationEvents> {
       obs = undefined;
     }
     if (!obs) {
+      const refusal = this.overLimit(deviceId, req.peer);
+      if (refusal) return refusal;
       obs = { key, deviceId, peer: req.peer, token: req.token, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, queue: [] };
       this.byKey.set(key, obs);
       let set = this.byDevice.get(deviceId);
@@ -103,12 +108,28 @@ export class Observations extends EventEmitter<ObservationEvents> {
     }
     obs.confirmable = req.confirmable;
     obs.heardAt = this.timers.now();
-    const answer = this.notification(obs, attributes);
-    // The answer rides on the request's own exchange: a piggybacked ACK, or a NON of its own.
-    const { bytes, messageId } = encodeReply(answer, { token: obs.token, type: req.confirmable ? 'ACK' : 'NON', ...(req.confirmable ? { messageId: req.messageId } : {}) });
-    this.setRecent(obs, req.confirmable ? null : messageId);
-    this.send(bytes, obs.peer);
-    return bytes;
+    const registered = obs;
+    // The answer rides on the request's own exchange; a RST to it, when it is a message of its own, cancels.
+    return { ...this.notification(obs, attributes), sent: (messageId) => this.setRecent(registered, messageId) };
+  }
+
+  /**
+   * The answer to a registration past a limit [RFC 8516 §3: 4.29 with Max-Age; RFC 7252 §5.9.3.4:
+   * 5.03], or null when it may be registered. A device at its limit that registers from a new
+   * address or port has restarted (its old socket is gone, and a non-confirmable observer is only
+   * checked on daily): its observation least recently heard from another peer makes room. From
+   * one peer, the limit holds.
+   */
+  private overLimit(deviceId: DeviceId, peer: Peer): Reply | null {
+    const own = this.byDevice.get(deviceId);
+    if (own && own.size >= this.limits.maxPerDevice) {
+      let stalest: Observation | null = null;
+      for (const o of own) if (peerKey(o.peer) !== peerKey(peer) && (!stalest || o.heardAt < stalest.heardAt)) stalest = o;
+      if (!stalest) return { code: Code.TOO_MANY_REQUESTS, maxAge: RETRY_AFTER_S };
+      this.end(stalest, 'replaced');
+    }
+    if (this.byKey.size >= this.limits.maxTotal) return { code: Code.SERVICE_UNAVAILABLE, maxAge: RETRY_AFTER_S };
+    return null;
   }
 
   /** A GET with Observe 1 from the same peer and token [RFC 7641 §3.6]. */
@@ -133,14 +154,14 @@ export class Observations extends EventEmitter<ObservationEvents> {
   }
 
   /**
-   * The device is gone: its observers get a final 4.04, which ends an observation at the client
-   * [RFC 7641 §3.2], and are removed.
+   * The device is gone, or its token changed: its observers get a final 4.04 (the resource under
+   * the old token is no more), which ends an observation at the client [RFC 7641 §3.2], and are removed.
    */
-  deviceDeleted(deviceId: DeviceId): void {
+  endDevice(deviceId: DeviceId, reason: 'device deleted' | 'credentials changed'): void {
     for (const obs of [...(this.byDevice.get(deviceId) ?? [])]) {
       const { bytes } = encodeReply({ code: Code.NOT_FOUND }, { token: obs.token, type: obs.confirmable ? 'CON' : 'NON' });
       this.send(bytes, obs.peer);
-      this.end(obs, 'device deleted');
+      this.end(obs, reason);
     }
   }
 
