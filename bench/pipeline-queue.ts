@@ -126,7 +126,7 @@ async function run(): Promise<void> {
         await Promise.race([full, failure]);
       }),
     );
-    if (queue.depth() !== n) throw new Error(`queue holds ${queue.depth()} rows, expected ${n}`);
+    if ((await queue.depth()) !== n) throw new Error(`queue holds ${await queue.depth()} rows, expected ${n}`);
 
     refNotified.record(await measured('self', async () => ref.takeAndNotify(n)));
     notified.record(
@@ -146,8 +146,8 @@ async function run(): Promise<void> {
         queue.stop();
       }),
     );
-    if (queue.depth() !== 0 || engine.pipeline.notifier.stats.notified !== n) {
-      throw new Error(`after notifying: queue depth ${queue.depth()}, ${engine.pipeline.notifier.stats.notified} notified; expected 0 and ${n}`);
+    if ((await queue.depth()) !== 0 || engine.pipeline.notifier.stats.notified !== n) {
+      throw new Error(`after notifying: queue depth ${await queue.depth()}, ${engine.pipeline.notifier.stats.notified} notified; expected 0 and ${n}`);
     }
     const sample = await engine.pipeline.attributes.get(ids[n - 1] as DeviceId, 'SHARED');
     if (sample.fw_version !== pkg.version) throw new Error(`the last device's shared fw_version is ${JSON.stringify(sample.fw_version)}, not ${pkg.version}`);

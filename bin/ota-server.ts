@@ -89,7 +89,7 @@ async function main(): Promise<void> {
     flowFile: 'flows.json',
     nodesDir: [PACKAGE_ROOT],
     // Flow credentials (the ota-server's admin password) are encrypted with a key kept in our database.
-    credentialSecret: engine.secret('node-red-credentials'),
+    credentialSecret: await engine.secret('node-red-credentials'),
     httpAdminRoot: '/',
     httpNodeRoot: '/red-api',
     uiHost: redHost,

@@ -31,7 +31,7 @@ export default function init(RED: NodeAPI): void {
       );
     let onDepth: (depth: number) => void = () => undefined;
     let drain: symbol | undefined;
-    const ready = server.engine.then((engine) => {
+    const ready = server.engine.then(async (engine) => {
       const q = engine.pipeline.queue;
       onDepth = (d) => showDepth(d, q.paused);
       q.on('depth', onDepth);
@@ -39,7 +39,7 @@ export default function init(RED: NodeAPI): void {
       drain = q.start(pacing, release);
       // A pause lasts until a redeploy or restart, also when the server (and its queue) stays up.
       if (q.paused) q.resume();
-      showDepth(q.depth(), q.paused);
+      showDepth(await q.depth(), q.paused);
       return engine;
     });
     ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-rate-queue.status.engine-error' }));
@@ -51,21 +51,21 @@ export default function init(RED: NodeAPI): void {
         const command = msg.pause ? 'pause' : msg.resume ? 'resume' : msg.flush ? 'flush' : msg.topic;
         if (command === 'pause') q.pause();
         else if (command === 'resume') q.resume();
-        else if (command === 'flush') q.flush();
+        else if (command === 'flush') await q.flush();
         else {
           const ev = msg.payload;
           // A malformed event would be skipped silently by the queue (no such package): refuse it here instead.
           if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
           // An unassignment is not paced: ThingsBoard deletes the attributes at once.
           if (ev.packageId === null) {
-            q.cancel(ev.deviceId, ev.type);
+            await q.cancel(ev.deviceId, ev.type);
             send({ topic: 'release', payload: ev });
           } else {
             await q.enqueue(ev);
           }
           return; // the queue's 'depth' event updated the status
         }
-        showDepth(q.depth(), q.paused);
+        showDepth(await q.depth(), q.paused);
       }),
     );
     this.on('close', (done: () => void) => {

@@ -31,7 +31,7 @@ export default function init(RED: NodeAPI): void {
     };
     const sendMetrics = async (send: Send): Promise<void> => {
       const engine = await server.engine;
-      const metrics = engine.pipeline.tracker.metrics(await server.tenantId());
+      const metrics = await engine.pipeline.tracker.metrics(await server.tenantId());
       send({ topic: 'metrics', payload: metrics });
       showCounts(metrics);
     };
@@ -57,7 +57,7 @@ export default function init(RED: NodeAPI): void {
       if (timeoutMs > 0) watch = tracker.start(Math.min(5000, Math.max(50, timeoutMs / 4)), (changes) => emit(changes));
       else tracker.stop(); // the settings of the tracker started last apply: no timeout, no checks
       // The counts so far, before any device reports again.
-      showCounts(tracker.metrics(await server.tenantId()));
+      showCounts(await tracker.metrics(await server.tenantId()));
       return engine;
     });
     ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-state-tracker.status.engine-error' }));

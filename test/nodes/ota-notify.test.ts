@@ -67,7 +67,7 @@ describe('ota-notify node', function () {
     const profile = await engine.profiles.ensureDefault(tenantId);
     const pkg = await packageWithData(engine, tenantId, { title: 'thermo-fw', version: '2.0', profileId: profile.id }, FIRMWARE);
     const device = await engine.devices.save(tenantId, { name: 'thermostat-1', deviceProfileId: { id: profile.id }, firmwareId: { id: pkg.id } });
-    await until(() => engine.pipeline.queue.depth() === 1, 'the engine to queue the device');
+    await until(async () => (await engine.pipeline.queue.depth()) === 1, 'the engine to queue the device');
     const event: AssignmentEvent = { tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, ts: Date.now() };
     return { engine, tenantId, profileId: profile.id, device, pkg, event };
   }

@@ -155,14 +155,14 @@ describe('ota-rate-queue node', function () {
       const { engine, events: evs } = await events(2);
       await input.runAll(evs.map(assignment));
       expect((await next()).msg.payload).to.deep.equal(evs[0]);
-      expect(engine.pipeline.queue.depth()).to.equal(1);
+      expect(await engine.pipeline.queue.depth()).to.equal(1);
 
       const unassign: AssignmentEvent = { ...evs[1], packageId: null, ts: Date.now() };
       await input.run({ topic: 'assignment', payload: unassign, correlation: 'job-9' });
       const { msg } = await next();
       expect(msg.topic).to.equal('release');
       expect(msg.payload).to.deep.equal(unassign);
-      expect(engine.pipeline.queue.depth()).to.equal(0);
+      expect(await engine.pipeline.queue.depth()).to.equal(0);
       expect(statusOf(queue())).to.deep.equal(depthStatus(0));
     });
   });
@@ -175,7 +175,7 @@ describe('ota-rate-queue node', function () {
       expect(error.message).to.equal('Error: msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
       expect(error.source).to.include({ id: 'queue', type: 'ota-rate-queue' });
       expect(sentBy(queue())).to.deep.equal([]);
-      expect((await server().engine).pipeline.queue.depth()).to.equal(0);
+      expect(await (await server().engine).pipeline.queue.depth()).to.equal(0);
       expect(statusOf(queue())).to.deep.equal({ fill: 'red', shape: 'ring', text: 'node-red:common.status.error' });
       expect(shownStatus('node-red:common.status.error')).to.equal('error');
     });
@@ -191,7 +191,7 @@ describe('ota-rate-queue node', function () {
       const { tenantId: _tenant, ...partial } = evs[0];
       const error = await input.fail({ payload: partial });
       expect(error.message).to.equal('Error: msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
-      expect(engine.pipeline.queue.depth()).to.equal(0);
+      expect(await engine.pipeline.queue.depth()).to.equal(0);
     });
   });
 
@@ -226,7 +226,7 @@ describe('ota-rate-queue node', function () {
         await engine.pipeline.queue.enqueue(evs[0]);
         // Unpaced, the old node would release it within a tick.
         await quietFor(100);
-        expect(engine.pipeline.queue.depth()).to.equal(1);
+        expect(await engine.pipeline.queue.depth()).to.equal(1);
         expect(sentBy(old)).to.deep.equal([]);
 
         await start({ intervalMs: '0' });
@@ -280,7 +280,7 @@ describe('ota-rate-queue node', function () {
         await next();
         await helper.unload();
         expect(await timers.live()).to.deep.equal([]);
-        expect(engine.pipeline.queue.depth()).to.equal(2);
+        expect(await engine.pipeline.queue.depth()).to.equal(2);
       });
     });
   });

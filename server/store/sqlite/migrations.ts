@@ -197,4 +197,12 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 4,
+    description: 'notify queue: a lease on claimed rows, so a consumer that dies mid-batch gives its rows back',
+    sql: `
+      -- NULL = waiting; otherwise the time (ms) until which a consumer holds the row.
+      ALTER TABLE notify_queue ADD COLUMN claimed_until INTEGER;
+    `,
+  },
 ];
