@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { pacingFromEnv, type AssignmentEvent, type PacingMode } from '../server/pipeline/notify-queue';
 import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
+import { StatusLabel } from './status-label';
 
 
 interface RateQueueDef extends NodeDef {
@@ -23,12 +24,9 @@ export default function init(RED: NodeAPI): void {
     const release = (events: AssignmentEvent[]): void => {
       for (const ev of events) this.send({ topic: 'release', payload: ev });
     };
+    const label = new StatusLabel(this, RED._);
     const showDepth = (depth: number, paused: boolean): void =>
-      this.status(
-        paused
-          ? { fill: 'yellow', shape: 'ring', text: RED._('ota-rate-queue.status.paused', { depth }) }
-          : { fill: depth ? 'blue' : 'grey', shape: 'dot', text: RED._('ota-rate-queue.status.depth', { depth }) },
-      );
+      paused ? label.show('yellow', 'ring', 'ota-rate-queue.status.paused', { depth }) : label.show(depth ? 'blue' : 'grey', 'dot', 'ota-rate-queue.status.depth', { depth });
     let onDepth: (depth: number) => void = () => undefined;
     let drain: symbol | undefined;
     const ready = server.engine.then(async (engine) => {
@@ -42,7 +40,7 @@ export default function init(RED: NodeAPI): void {
       showDepth(await q.depth(), q.paused);
       return engine;
     });
-    ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-rate-queue.status.engine-error' }));
+    ready.catch(() => label.show('red', 'ring', 'ota-rate-queue.status.engine-error'));
 
     this.on(
       'input',
@@ -66,9 +64,10 @@ export default function init(RED: NodeAPI): void {
           return; // the queue's 'depth' event updated the status
         }
         showDepth(await q.depth(), q.paused);
-      }),
+      }, label),
     );
     this.on('close', (done: () => void) => {
+      label.close();
       ready
         .then((engine) => {
           const q = engine.pipeline.queue;
