@@ -94,8 +94,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
         answers.push(pkg !== null);
         if (!pkg) continue;
         await tx.telemetry.save(ev.deviceId, [{ ts: ev.ts, values: targetTelemetry(pkg, ev.ts) }]);
-        await tx.states.setTarget(ev.deviceId, ev.tenantId, ev.type, ev.packageId);
-        await tx.states.setState(ev.deviceId, ev.tenantId, ev.type, 'QUEUED', ev.ts, null);
+        await tx.states.setQueued(ev.deviceId, ev.tenantId, ev.type, ev.packageId, ev.ts);
         queued.push(ev);
       }
       await tx.queue.put(queued);

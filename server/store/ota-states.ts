@@ -43,6 +43,8 @@ export interface OtaStateRepository {
   setError(deviceId: DeviceId, type: OtaPackageType, error: string | null): Promise<void>;
   /** A new target resets the retry count; the same target keeps it. */
   setTarget(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId | null): Promise<void>;
+  /** `setTarget` then `setState(QUEUED)` (unless a newer state is recorded), in one write: what queueing a device does. */
+  setQueued(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId, ts: number): Promise<void>;
   /** An unassignment: the device is no longer targeted, so it leaves the metrics, timeouts and retries. */
   clearTarget(deviceId: DeviceId, type: OtaPackageType): Promise<void>;
   /** Adds one retry; answers the count. */

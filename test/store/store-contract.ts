@@ -224,6 +224,22 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.states.get(id!, 'FIRMWARE')).to.include({ targetPackageId: null, retries: 0 });
       });
 
+      it('queues in one write: the new target resets the retries, QUEUED only over an older state', async () => {
+        const [id] = await devices(1);
+        await store.states.setTarget(id!, tenantId, 'FIRMWARE', pkg.id);
+        await store.states.incrementRetries(id!, 'FIRMWARE');
+        await store.states.setState(id!, tenantId, 'FIRMWARE', 'FAILED', 10, 'boom');
+        await store.states.setQueued(id!, tenantId, 'FIRMWARE', pkg.id, 11);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'QUEUED', stateTs: 11, error: null, retries: 1, targetPackageId: pkg.id });
+        const other = newId<'OTA_PACKAGE'>();
+        await store.states.setState(id!, tenantId, 'FIRMWARE', 'DOWNLOADING', 30, null);
+        await store.states.setQueued(id!, tenantId, 'FIRMWARE', other, 20);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'DOWNLOADING', stateTs: 30, retries: 0, targetPackageId: other });
+        const [fresh] = await devices(1);
+        await store.states.setQueued(fresh!, tenantId, 'FIRMWARE', pkg.id, 5);
+        expect(await store.states.get(fresh!, 'FIRMWARE')).to.include({ state: 'QUEUED', stateTs: 5, retries: 0, targetPackageId: pkg.id });
+      });
+
       it('lists targeted devices stuck in INITIATED..UPDATING since before a time, oldest first', async () => {
         const ids = await devices(4);
         const states = ['DOWNLOADING', 'INITIATED', 'UPDATED', 'QUEUED'] as const;

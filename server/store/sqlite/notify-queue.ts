@@ -1,3 +1,4 @@
+import { atomically } from './atomically';
 import type { Db } from './database';
 import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
@@ -27,9 +28,9 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
 
   async put(events: readonly AssignmentEvent[]): Promise<void> {
     const insert = this.db.prepare('INSERT OR REPLACE INTO notify_queue (tenant_id, device_id, type, package_id, ts) VALUES (?, ?, ?, ?, ?)');
-    this.db.transaction(() => {
+    atomically(this.db, () => {
       for (const ev of events) insert.run(ev.tenantId, ev.deviceId, ev.type, ev.packageId, ev.ts);
-    })();
+    });
   }
 
   async remove(deviceId: DeviceId, type: OtaPackageType): Promise<void> {
@@ -37,7 +38,7 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
   }
 
   async claim(limit: number, now: number, leaseMs: number): Promise<ClaimedEvent[]> {
-    return this.db.transaction(() => {
+    return atomically(this.db, () => {
       const rows = this.db
         .prepare('SELECT seq, tenant_id, device_id, type, package_id, ts FROM notify_queue WHERE claimed_until IS NULL OR claimed_until < ? ORDER BY seq LIMIT ?')
         .all(now, limit) as Row[];
@@ -48,21 +49,21 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
           .run(now + leaseMs, (rows[0] as Row).seq, (rows[rows.length - 1] as Row).seq, now);
       }
       return rows.map(toClaim);
-    })();
+    });
   }
 
   async ack(claims: readonly ClaimedEvent[]): Promise<void> {
     const del = this.db.prepare('DELETE FROM notify_queue WHERE seq = ?');
-    this.db.transaction(() => {
+    atomically(this.db, () => {
       for (const c of claims) del.run(c.seq);
-    })();
+    });
   }
 
   async release(claims: readonly ClaimedEvent[]): Promise<void> {
     const free = this.db.prepare('UPDATE notify_queue SET claimed_until = NULL WHERE seq = ?');
-    this.db.transaction(() => {
+    atomically(this.db, () => {
       for (const c of claims) free.run(c.seq);
-    })();
+    });
   }
 
   async depth(tenantId?: TenantId): Promise<number> {

@@ -79,6 +79,21 @@ export class SqliteOtaStateRepository implements OtaStateRepository {
       .run(packageId, packageId, deviceId, type);
   }
 
+  async setQueued(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId, ts: number): Promise<void> {
+    // Every right-hand side reads the row as it was, as setTarget and setState would in turn.
+    this.db
+      .prepare(
+        `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error, target_package_id, retries) VALUES (?, ?, ?, 'QUEUED', ?, NULL, ?, 0)
+         ON CONFLICT (device_id, type) DO UPDATE SET
+           retries = CASE WHEN target_package_id IS excluded.target_package_id THEN retries ELSE 0 END,
+           target_package_id = excluded.target_package_id,
+           state = CASE WHEN state_ts <= excluded.state_ts THEN 'QUEUED' ELSE state END,
+           error = CASE WHEN state_ts <= excluded.state_ts THEN NULL ELSE error END,
+           state_ts = max(state_ts, excluded.state_ts)`,
+      )
+      .run(deviceId, tenantId, type, ts, packageId);
+  }
+
   /** An unassignment: the device is no longer targeted, so it leaves the metrics, timeouts and retries. */
   async clearTarget(deviceId: DeviceId, type: OtaPackageType): Promise<void> {
     this.db.prepare('UPDATE ota_states SET target_package_id = NULL, retries = 0 WHERE device_id = ? AND type = ?').run(deviceId, type);

@@ -1,3 +1,4 @@
+import { atomically } from './atomically';
 import type { Db } from './database';
 import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
@@ -17,9 +18,9 @@ export class SqliteOtaTargetRepository implements OtaTargetRepository {
 
   async put(targets: readonly OtaTarget[]): Promise<void> {
     const upsert = this.db.prepare('INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified) VALUES (?, ?, ?, ?, ?)');
-    this.db.transaction(() => {
+    atomically(this.db, () => {
       for (const t of targets) upsert.run(t.deviceId, t.type, t.packageId, t.ts, t.notified ? 1 : 0);
-    })();
+    });
   }
 
   async drifted(type: OtaPackageType): Promise<DriftedTarget[]> {
