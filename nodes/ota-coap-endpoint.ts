@@ -1,7 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { COAP_DEFAULTS, CoapTransport } from '../server/transports/coap/coap-transport';
-import { isBlockSize } from '../server/transports/coap/block-wise';
-import type { OtaEngine } from '../server';
+import { COAP_DEFAULTS, CoapTransport, isBlockSize, type OtaEngine } from '../server';
 import type { OtaServerNode } from './server-ref';
 import { settingPicker } from './settings';
 

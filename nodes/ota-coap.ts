@@ -1,7 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { CoapTransport } from '../server/transports/coap/coap-transport';
-import type { Notification } from '../server/pipeline/notifier';
-import type { UplinkEvent } from '../server/pipeline/uplink';
+import type { CoapTransport, Notification, UplinkEvent } from '../server';
 import type { OtaCoapEndpointNode } from './ota-coap-endpoint';
 import { handleInput } from './server-ref';
 import { StatusLabel } from './status-label';

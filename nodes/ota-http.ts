@@ -1,6 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { Notification } from '../server/pipeline/notifier';
-import type { UplinkEvent } from '../server/pipeline/uplink';
+import type { Notification, UplinkEvent } from '../server';
 import { handleInput, serverOf } from './server-ref';
 import { StatusLabel } from './status-label';
 

@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { pacingFromEnv, type AssignmentEvent, type PacingMode } from '../server/pipeline/notify-queue';
+import { pacingFromEnv, type AssignmentEvent, type PacingMode } from '../server';
 import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
 import { StatusLabel } from './status-label';
 

@@ -1,6 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { FleetMetrics, StateChange } from '../server/pipeline/state-tracker';
-import type { UplinkEvent } from '../server/pipeline/uplink';
+import type { FleetMetrics, StateChange, UplinkEvent } from '../server';
 import { handleInput, serverOf, type Send } from './server-ref';
 
 interface TrackerDef extends NodeDef {

@@ -1,8 +1,6 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow } from 'node-red';
-import type { OtaEngine } from '../server';
-import type { TenantId } from '../server/ids';
+import type { AssignmentEvent, OtaEngine, TenantId } from '../server';
 import type { StatusLabel } from './status-label';
-import type { AssignmentEvent } from '../server/pipeline/notify-queue';
 
 export interface EngineRef {
   engine: Promise<OtaEngine>;
