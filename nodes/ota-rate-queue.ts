@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { pacingFromEnv, type AssignmentEvent, type PacingMode } from '../server';
+import { pacingFromEnv, type AssignmentEvent, type NotifyQueue, type PacingMode } from '../server';
 import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
 import { StatusLabel } from './status-label';
 
@@ -28,16 +28,31 @@ export default function init(RED: NodeAPI): void {
     const showDepth = (depth: number, paused: boolean): void =>
       paused ? label.show('yellow', 'ring', 'ota-rate-queue.status.paused', { depth }) : label.show(depth ? 'blue' : 'grey', 'dot', 'ota-rate-queue.status.depth', { depth });
     let onDepth: (depth: number) => void = () => undefined;
+    let onFree: () => void = () => undefined;
     let drain: symbol | undefined;
-    const ready = server.engine.then(async (engine) => {
-      const q = engine.pipeline.queue;
-      onDepth = (d) => showDepth(d, q.paused);
-      q.on('depth', onDepth);
-      // The node started last drains the queue; the handle says whether that is still us.
-      drain = q.start(pacing, release);
+    // One node releases a server's queue. A second one queues what it is sent but releases nothing,
+    // says so in red, and takes over when the first is removed: never silently replacing it.
+    const take = async (q: NotifyQueue): Promise<void> => {
+      const other = q.owner;
+      if (other !== null && other !== this.id) {
+        label.show('red', 'ring', 'ota-rate-queue.status.second');
+        this.error(RED._('ota-rate-queue.errors.second', { other }));
+        return;
+      }
+      drain = q.start(pacing, release, this.id);
       // A pause lasts until a redeploy or restart, also when the server (and its queue) stays up.
       if (q.paused) q.resume();
       showDepth(await q.depth(), q.paused);
+    };
+    const ready = server.engine.then(async (engine) => {
+      const q = engine.pipeline.queue;
+      onDepth = (d) => {
+        if (q.owner === this.id) showDepth(d, q.paused);
+      };
+      onFree = () => void take(q).catch((err: Error) => this.error(err.message));
+      q.on('depth', onDepth);
+      q.on('free', onFree);
+      await take(q);
       return engine;
     });
     ready.catch(() => label.show('red', 'ring', 'ota-rate-queue.status.engine-error'));
@@ -63,7 +78,7 @@ export default function init(RED: NodeAPI): void {
           }
           return; // the queue's 'depth' event updated the status
         }
-        showDepth(await q.depth(), q.paused);
+        if (q.owner === this.id) showDepth(await q.depth(), q.paused);
       }, label),
     );
     this.on('close', (done: () => void) => {
@@ -73,6 +88,7 @@ export default function init(RED: NodeAPI): void {
           const q = engine.pipeline.queue;
           // Only this node's listener, and the drain only if it is this node's: other rate-queue nodes on the server keep theirs.
           q.off('depth', onDepth);
+          q.off('free', onFree);
           if (drain) q.stop(drain);
         })
         .catch(() => undefined)

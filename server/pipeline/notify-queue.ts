@@ -45,7 +45,7 @@ const CLAIM_LEASE_MS = 30_000;
  * the store until it is released, so a restart or a crash loses nothing; a newer assignment replaces
  * the queued one.
  */
-export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
+export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   private pacing: Pacing | null = null;
   private onRelease: ((events: AssignmentEvent[]) => void) | null = null;
   private timer: unknown = null;
@@ -54,6 +54,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
   private more = false;
   private isPaused = false;
   private consumer: symbol | null = null;
+  private consumerOwner: string | null = null;
   private lastRelease = -Infinity;
 
   constructor(
@@ -137,13 +138,15 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
   }
 
   /**
-   * Starts releasing at `pacing`; each release goes to `onRelease`. Replaces an earlier consumer.
+   * Starts releasing at `pacing`; each release goes to `onRelease`. Replaces an earlier consumer:
+   * callers that must not (an ota-rate-queue node) check `owner` first.
    * Answers a handle for `stop`, so a consumer that was replaced cannot stop its successor.
    */
-  start(pacing: Pacing, onRelease: (events: AssignmentEvent[]) => void): symbol {
-    this.stop();
+  start(pacing: Pacing, onRelease: (events: AssignmentEvent[]) => void, owner: string | null = null): symbol {
+    this.detach();
     const handle = Symbol('consumer');
     this.consumer = handle;
+    this.consumerOwner = owner;
     this.pacing = { ...pacing, packSize: Math.max(1, Math.floor(pacing.packSize)), intervalMs: Math.max(0, pacing.intervalMs) };
     this.onRelease = onRelease;
     this.schedule();
@@ -153,10 +156,23 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
   /** Stops releasing (only if `handle` is still the consumer, when given); queued rows stay in the store. */
   stop(handle?: symbol): void {
     if (handle !== undefined && handle !== this.consumer) return;
+    const had = this.consumer !== null;
+    this.detach();
+    // Whoever waits to release (a second ota-rate-queue node) may take over now.
+    if (had) this.emit('free');
+  }
+
+  private detach(): void {
     this.consumer = null;
+    this.consumerOwner = null;
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.timer = null;
     this.onRelease = null;
+  }
+
+  /** Who releases the queue now (the id given to `start`), if anyone. */
+  get owner(): string | null {
+    return this.consumer ? this.consumerOwner : null;
   }
 
   pause(): void {

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import type { NotifyQueue } from './notify-queue';
 import type { Timers } from '../timers';
@@ -55,7 +56,9 @@ const str = (v: TelemetryValue | undefined): string | null => (v === undefined |
  * Follows each device's update as it reports `fw_state`/`sw_state`, `current_*` and `fw_error`;
  * turns silence into FAILED after a timeout and FAILED into another try when retries are on.
  */
-export class StateTracker {
+export class StateTracker extends EventEmitter<{ free: [] }> {
+  /** Whose settings apply (an ota-state-tracker node's id): one owner per server. */
+  private settingsOwner: string | null = null;
   private settings: TrackerSettings = { timeoutMs: 0, maxRetries: 0 };
   private timer: unknown = null;
   private onChange: ((changes: StateChange[]) => void) | null = null;
@@ -65,7 +68,30 @@ export class StateTracker {
     private readonly store: Store,
     private readonly deps: { queue: NotifyQueue },
     private readonly timers: Timers,
-  ) {}
+  ) {
+    super();
+  }
+
+  /** Who owns the settings and the timeout checks now, if anyone. */
+  get owner(): string | null {
+    return this.settingsOwner;
+  }
+
+  /** Takes the settings and the timeout checks for `owner`; false when someone else has them. */
+  claim(owner: string): boolean {
+    if (this.settingsOwner !== null && this.settingsOwner !== owner) return false;
+    this.settingsOwner = owner;
+    return true;
+  }
+
+  /** `owner` gives them up: checks stop, settings go back to off, and whoever waits may claim them. */
+  unclaim(owner: string): void {
+    if (this.settingsOwner !== owner) return;
+    this.settingsOwner = null;
+    this.stop();
+    this.configure({ timeoutMs: 0, maxRetries: 0 });
+    this.emit('free');
+  }
 
   configure(settings: TrackerSettings): void {
     this.settings = { timeoutMs: Math.max(0, settings.timeoutMs), maxRetries: Math.max(0, Math.floor(settings.maxRetries)) };

@@ -247,6 +247,25 @@ describe('ota-rate-queue node', function () {
       });
     });
 
+    it('a second rate-queue node of the same server shows red, says why, and releases nothing', async () => {
+      const both = otaFlow(
+        dataDir(),
+        [{ id: 'first', z: 'tab', type: 'ota-rate-queue', server: 'srv', packSize: '5', intervalMs: '0', mode: 'spaced', wires: [['byFirst']] }, { id: 'byFirst', z: 'tab', type: 'helper' }, ...queueNodes({ intervalMs: '0' })],
+        ['queue'],
+      );
+      await helper.load(translated(otaServer, otaRateQueue), both, { srv: { adminPassword: 'secret-pw' } });
+      out = arrivals('out', 'byFirst');
+      input = inputsTo('queue');
+      expect(await statusWhen(queue(), (s) => s.fill === 'red')).to.deep.equal({ fill: 'red', shape: 'ring', text: 'ota-rate-queue.status.second' });
+      expect(hasMessage('ota-rate-queue.status.second')).to.equal(true);
+      expect(logged(queue(), 'error')).to.deep.equal([translate('ota-rate-queue.errors.second', { other: 'first' })]);
+      const { events: evs } = await events(1);
+      await input.run(assignment(evs[0]));
+      const released = await within(out.next(), 2000, 'release by the first node');
+      expect([released.at, released.msg.payload]).to.deep.equal(['byFirst', evs[0]]);
+      expect(statusOf(queue())?.fill, 'the second stays red').to.equal('red');
+    });
+
     it('keeps draining when another rate-queue node of the same server is removed', async () => {
       const both = otaFlow(
         dataDir(),
@@ -255,12 +274,14 @@ describe('ota-rate-queue node', function () {
       );
       await helper.load(translated(otaServer, otaRateQueue), both, { srv: { adminPassword: 'secret-pw' } });
       out = arrivals('out');
-      // 'queue' starts last, so it is the one that drains.
-      await statusWhen(queue(), (s) => s.fill === 'grey');
+      // 'first' starts first, so it is the one that drains; 'queue' says it does not.
+      await statusWhen(queue(), (s) => s.fill === 'red');
       await helper.setFlows(
         both.filter((n) => n.id !== 'first'),
         'nodes',
       );
+      // The node left takes over the queue.
+      await statusWhen(queue(), (s) => s.fill === 'grey');
       const seen: string[] = [];
       onStatus(queue(), (s) => seen.push(String(s.text)));
 

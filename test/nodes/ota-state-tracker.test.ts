@@ -9,6 +9,7 @@ import type { TelemetryEntry } from '../../server/store/telemetry';
 import type { UplinkEvent } from '../../server/pipeline/uplink';
 import {
   arrivals,
+  hasMessage,
   helper,
   inputsTo,
   loadOtaFlow,
@@ -233,7 +234,21 @@ describe('ota-state-tracker node', function () {
       }
     });
 
-    it('keeps the timeouts of the tracker started last when another tracker of the same server is removed', async () => {
+    it('a second tracker of the same server shows red and says why, leaving the first its settings', async () => {
+      const both = otaFlow(
+        dataDir(),
+        [{ id: 'first', z: 'tab', type: 'ota-state-tracker', server: 'srv', timeoutS: '', maxRetries: '', metricsIntervalMs: '0', wires: [[]] }, ...trackerNodes({ timeoutS: '1' })],
+        ['tracker'],
+      );
+      await helper.load(translated(otaServer, otaStateTracker), both, { srv: { adminPassword: 'secret-pw' } });
+      const tracker = nodeOf('tracker');
+      expect(await statusWhen(tracker, (s) => s.fill === 'red')).to.deep.equal({ fill: 'red', shape: 'ring', text: 'ota-state-tracker.status.second' });
+      expect(hasMessage('ota-state-tracker.status.second')).to.equal(true);
+      expect(logged(tracker, 'error')).to.deep.equal([translate('ota-state-tracker.errors.second', { other: 'first' })]);
+      expect((await serverNode().engine).pipeline.tracker.owner).to.equal('first');
+    });
+
+    it('hands the timeouts to the tracker left when the tracker that had them is removed', async () => {
       const both = otaFlow(
         dataDir(),
         [{ id: 'first', z: 'tab', type: 'ota-state-tracker', server: 'srv', timeoutS: '1', maxRetries: '', metricsIntervalMs: '0', wires: [[]] }, ...trackerNodes({ timeoutS: '1' })],
