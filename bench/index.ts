@@ -3,6 +3,7 @@
  * measure each other). Each prints its own table, with its references measured in the same run.
  */
 import { coapDownload } from './coap';
+import { endToEnd } from './end-to-end';
 import { httpDownload } from './http-download';
 import type { Benchmark } from './lib';
 import { mqttTransport } from './mqtt';
@@ -10,7 +11,7 @@ import { packageTransfer } from './package-transfer';
 import { pipelineQueue } from './pipeline-queue';
 import { simulatedFleet } from './simulated-fleet';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload, coapDownload, mqttTransport, simulatedFleet];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload, coapDownload, mqttTransport, simulatedFleet, endToEnd];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { setImmediate as onNextTurn } from 'node:timers';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import { realTimers, type Timers } from '../timers';
 import { targetTelemetry } from './ota-keys';
@@ -56,6 +57,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   private consumer: symbol | null = null;
   private consumerOwner: string | null = null;
   private lastRelease = -Infinity;
+  private arriving: Array<{ ev: AssignmentEvent; resolve: (queued: boolean) => void; reject: (err: Error) => void }> = [];
 
   constructor(
     private readonly store: Store,
@@ -68,9 +70,23 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
    * Queues a device for its new package, writing the `target_*` telemetry and `QUEUED`. Answers
    * false when the package no longer exists (ThingsBoard skips those silently).
    */
-  async enqueue(ev: AssignmentEvent): Promise<boolean> {
-    const [queued] = await this.enqueueAll([ev]);
-    return queued === true;
+  enqueue(ev: AssignmentEvent): Promise<boolean> {
+    // Events arriving in the same turn (one flow message each) share one transaction.
+    return new Promise((resolve, reject) => {
+      if (this.arriving.length === 0) onNextTurn(() => void this.enqueueArrived());
+      this.arriving.push({ ev, resolve, reject });
+    });
+  }
+
+  private async enqueueArrived(): Promise<void> {
+    const batch = this.arriving;
+    this.arriving = [];
+    try {
+      const queued = await this.enqueueAll(batch.map((a) => a.ev));
+      batch.forEach((a, i) => a.resolve(queued[i] === true));
+    } catch (err) {
+      for (const a of batch) a.reject(err as Error);
+    }
   }
 
   /**
