@@ -85,7 +85,7 @@ async function run(): Promise<void> {
     engine = await OtaEngine.open({ dataDir: path.join(work, 'engine'), http: false, admin: { password: randomBytes(12).toString('base64url') }, logger: benchLogger() });
     const tenantId = engine.bootstrap.admin.tenantId;
     const { profileId, pkg } = await createProfileWithPackage(engine, tenantId, { profileName: 'coap', title: 'coap.bin', version: '1.0', source: createReadStream(file) });
-    const queued = queueReaches(engine.pipeline.queue, engine.pipeline.queue.depth() + 1);
+    const queued = queueReaches(engine.pipeline.queue, (await engine.pipeline.queue.depth()) + 1);
     const token = `coap-${randomBytes(6).toString('hex')}`;
     await engine.devices.save(tenantId, { name: 'coap-device', deviceProfileId: { id: profileId }, firmwareId: { id: pkg.id } }, { accessToken: token });
     await queued;

@@ -191,7 +191,7 @@ async function seed(dataDir: string, password: string, files: string, specs: Arr
       // Each device is assigned the package in its own slot when created, and queued in the
       // background: wait for that, or the close below would pull the database from under it. (A
       // profile-wide assignment pages on after its last enqueue, with nothing to wait for.)
-      const queued = queueReaches(engine.pipeline.queue, engine.pipeline.queue.depth() + spec.devices);
+      const queued = queueReaches(engine.pipeline.queue, (await engine.pipeline.queue.depth()) + spec.devices);
       const tokens: string[] = [];
       for (let i = 0; i < spec.devices; i++) {
         const token = `${path.parse(spec.title).name}-${i}-${randomBytes(6).toString('hex')}`;

@@ -139,7 +139,7 @@ async function seed(dataDir: string, file: string, fanout: number): Promise<void
     tenantId = engine.bootstrap.admin.tenantId;
     const { profileId, pkg } = await createProfileWithPackage(engine, tenantId, { profileName: 'bench', title: 'bench-fw', version: '2.0.0', source: createReadStream(file) });
     // The assignment is queued in the background: wait for it before the database closes.
-    const queued = queueReaches(engine.pipeline.queue, engine.pipeline.queue.depth() + 1);
+    const queued = queueReaches(engine.pipeline.queue, (await engine.pipeline.queue.depth()) + 1);
     await engine.devices.save(tenantId, { name: 'bench-chunks', deviceProfileId: { id: profileId }, firmwareId: { id: pkg.id } }, { accessToken: CHUNK_TOKEN });
     await queued;
     const profile = await engine.profiles.save(tenantId, { name: 'bench-fanout' });

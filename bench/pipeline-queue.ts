@@ -9,14 +9,16 @@
  *                         event, until every device is notified
  *
  * Beside each, on the same database file, a bare better-sqlite3 loop does the least the step must
- * do, in transactions of the same size, in tables made with the same schema (`bench_ref_*`, so the
- * engine's own rows are not touched):
+ * do, in transactions of the same size as the engine's, in tables made with the same schema
+ * (`bench_ref_*`, so the engine's own rows are not touched):
  *
- *   insert device rows                one INSERT per device, each its own transaction
- *   insert queue rows                 one INSERT per device, each its own transaction
+ *   insert device rows                one INSERT per device, each its own transaction (the REST
+ *                                     API saves one device per request)
+ *   insert queue rows                 one INSERT per device, one transaction per 100 devices (the
+ *                                     page of a profile's devices the engine queues at once)
  *   take queue rows + write attributes  SELECT and DELETE queue rows 500 at a time (the queue's
- *                                     unpaced batch), then per device one transaction deleting
- *                                     and upserting the shared attributes a notification writes
+ *                                     unpaced batch), then one transaction per batch deleting and
+ *                                     upserting the shared attributes a notification writes
  *
  * So a ratio is the engine's whole cost (the extra rows it keeps: telemetry, states, targets; its
  * lookups; its JavaScript) over raw SQLite doing the essential writes.
@@ -38,8 +40,10 @@ export const pipelineQueue: Benchmark = {
   run,
 };
 
-/** The queue's release size with pacing off (`UNPACED_BATCH` in server/notify-queue.ts). */
+/** The queue's release size with pacing off (`UNPACED_BATCH` in server/pipeline/notify-queue.ts). */
 const RELEASE_BATCH = 500;
+/** The devices of a profile queued per transaction (`PAGE` in server/pipeline/assignment.ts). */
+const ASSIGNMENT_PAGE = 100;
 
 /** One row of the table. */
 class Step {
@@ -126,7 +130,7 @@ async function run(): Promise<void> {
         await Promise.race([full, failure]);
       }),
     );
-    if (queue.depth() !== n) throw new Error(`queue holds ${queue.depth()} rows, expected ${n}`);
+    if ((await queue.depth()) !== n) throw new Error(`queue holds ${await queue.depth()} rows, expected ${n}`);
 
     refNotified.record(await measured('self', async () => ref.takeAndNotify(n)));
     notified.record(
@@ -146,8 +150,8 @@ async function run(): Promise<void> {
         queue.stop();
       }),
     );
-    if (queue.depth() !== 0 || engine.pipeline.notifier.stats.notified !== n) {
-      throw new Error(`after notifying: queue depth ${queue.depth()}, ${engine.pipeline.notifier.stats.notified} notified; expected 0 and ${n}`);
+    if ((await queue.depth()) !== 0 || engine.pipeline.notifier.stats.notified !== n) {
+      throw new Error(`after notifying: queue depth ${await queue.depth()}, ${engine.pipeline.notifier.stats.notified} notified; expected 0 and ${n}`);
     }
     const sample = await engine.pipeline.attributes.get(ids[n - 1] as DeviceId, 'SHARED');
     if (sample.fw_version !== pkg.version) throw new Error(`the last device's shared fw_version is ${JSON.stringify(sample.fw_version)}, not ${pkg.version}`);
@@ -194,8 +198,10 @@ class Reference {
 
   enqueue(deviceIds: readonly DeviceId[]): void {
     const insert = this.db.prepare('INSERT OR REPLACE INTO bench_ref_notify_queue (tenant_id, device_id, type, package_id, ts) VALUES (?, ?, ?, ?, ?)');
-    const enqueue = this.db.transaction((deviceId: DeviceId) => insert.run(this.tenantId, deviceId, 'FIRMWARE', this.pkg.id, Date.now()));
-    for (const id of deviceIds) enqueue(id);
+    const enqueue = this.db.transaction((page: readonly DeviceId[]) => {
+      for (const id of page) insert.run(this.tenantId, id, 'FIRMWARE', this.pkg.id, Date.now());
+    });
+    for (let i = 0; i < deviceIds.length; i += ASSIGNMENT_PAGE) enqueue(deviceIds.slice(i, i + ASSIGNMENT_PAGE));
   }
 
   takeAndNotify(n: number): void {
@@ -213,13 +219,15 @@ class Reference {
       `INSERT INTO bench_ref_attributes (device_id, scope, key, value, ts) VALUES (?, 'SHARED', ?, ?, ?)
        ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
     );
-    const notify = this.db.transaction((deviceId: string, ts: number) => {
-      for (const key of remove) delAttr.run(deviceId, key);
-      for (const [key, json] of values) upsert.run(deviceId, key, json, ts);
+    const notify = this.db.transaction((rows: ReadonlyArray<{ device_id: string }>, ts: number) => {
+      for (const r of rows) {
+        for (const key of remove) delAttr.run(r.device_id, key);
+        for (const [key, json] of values) upsert.run(r.device_id, key, json, ts);
+      }
     });
     let done = 0;
     for (let rows = take(); rows.length > 0; rows = take()) {
-      for (const r of rows) notify(r.device_id, Date.now());
+      notify(rows, Date.now());
       done += rows.length;
     }
     if (done !== n) throw new Error(`reference took ${done} queue rows, expected ${n}`);

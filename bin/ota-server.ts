@@ -72,6 +72,8 @@ async function main(): Promise<void> {
   // ota-server config node (same data directory) shares this engine instead of opening another.
   const engine: OtaEngine = await acquireEngine({
     dataDir,
+    // Unset: SQLite in the data directory (server/store/open-store.ts decides).
+    ...(process.env.OTA_DATABASE_URL ? { databaseUrl: process.env.OTA_DATABASE_URL } : {}),
     http: { port: httpPort, host: httpHost },
     ...(maxMb ? { maxPackageSize: Math.round(Number(maxMb) * 1024 * 1024) } : {}),
     admin: { username: env('OTA_ADMIN_USERNAME', DEFAULTS.adminUsername), password: process.env.OTA_ADMIN_PASSWORD || undefined },
@@ -89,7 +91,7 @@ async function main(): Promise<void> {
     flowFile: 'flows.json',
     nodesDir: [PACKAGE_ROOT],
     // Flow credentials (the ota-server's admin password) are encrypted with a key kept in our database.
-    credentialSecret: engine.secret('node-red-credentials'),
+    credentialSecret: await engine.secret('node-red-credentials'),
     httpAdminRoot: '/',
     httpNodeRoot: '/red-api',
     uiHost: redHost,

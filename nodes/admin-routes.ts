@@ -1,9 +1,6 @@
 import type { Request, Response } from 'express';
 import type { NodeAPI } from 'node-red';
-import type { OtaEngine } from '../server';
-import type { PageData, PageLink } from '../server/store/sqlite/database';
-import type { DeviceProfileId, TenantId } from '../server/ids';
-import { hasData, OTA_PACKAGE_TYPES, type OtaPackageType } from '../server/store/ota-packages';
+import { OTA_PACKAGE_TYPES, hasData, type DeviceProfileId, type OtaEngine, type OtaPackageType, type PageData, type PageLink, type TenantId } from '../server';
 import type { OtaServerNode } from './server-ref';
 
 /**

@@ -1,6 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { AssignRequest } from '../server/pipeline/assignment';
-import type { AssignmentEvent } from '../server/pipeline/notify-queue';
+import type { AssignRequest, AssignmentEvent } from '../server';
 import { handleInput, serverOf } from './server-ref';
 
 interface AssignDef extends NodeDef {

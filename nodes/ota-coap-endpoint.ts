@@ -1,7 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { COAP_DEFAULTS, COAP_LIMIT_VARIABLES, CoapTransport, minimum, type CoapOptions } from '../server/transports/coap/coap-transport';
-import { isBlockSize } from '../server/transports/coap/block-wise';
-import type { OtaEngine } from '../server';
+import { COAP_DEFAULTS, COAP_LIMIT_VARIABLES, CoapTransport, isBlockSize, minimum, type CoapOptions, type OtaEngine } from '../server';
 import type { OtaServerNode } from './server-ref';
 import { settingPicker } from './settings';
 

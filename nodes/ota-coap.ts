@@ -1,9 +1,8 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { CoapTransport } from '../server/transports/coap/coap-transport';
-import type { Notification } from '../server/pipeline/notifier';
-import type { UplinkEvent } from '../server/pipeline/uplink';
+import type { CoapTransport, Notification, UplinkEvent } from '../server';
 import type { OtaCoapEndpointNode } from './ota-coap-endpoint';
 import { handleInput } from './server-ref';
+import { StatusLabel } from './status-label';
 
 interface CoapDef extends NodeDef {
   endpoint: string;
@@ -19,7 +18,8 @@ export default function init(RED: NodeAPI): void {
       this.error(RED._('ota-coap.errors.no-endpoint'));
       return;
     }
-    const observing = (count: number): void => this.status({ fill: 'green', shape: 'dot', text: RED._('ota-coap.status.observing', { count }) });
+    const label = new StatusLabel(this, RED._);
+    const observing = (count: number): void => label.show('green', 'dot', 'ota-coap.status.observing', { count });
     const uplink = (ev: UplinkEvent): void => {
       if (ev.kind === 'download' && def.progress === false) return;
       this.send({ topic: ev.kind, payload: ev });
@@ -30,7 +30,7 @@ export default function init(RED: NodeAPI): void {
       observing(transport.observers);
       return transport;
     });
-    ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-coap.status.not-listening' }));
+    ready.catch(() => label.show('red', 'ring', 'ota-coap.status.not-listening'));
 
     this.on(
       'input',
@@ -45,6 +45,7 @@ export default function init(RED: NodeAPI): void {
       }),
     );
     this.on('close', (done: () => void) => {
+      label.close();
       ready
         .then((transport) => {
           transport.off('uplink', uplink);

@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { Notification } from '../server/pipeline/notifier';
-import type { UplinkEvent } from '../server/pipeline/uplink';
+import type { Notification, UplinkEvent } from '../server';
 import { handleInput, serverOf } from './server-ref';
+import { StatusLabel } from './status-label';
 
 interface HttpDef extends NodeDef {
   server: string;
@@ -18,13 +18,15 @@ export default function init(RED: NodeAPI): void {
       if (ev.transport !== 'HTTP' || (ev.kind === 'download' && def.progress === false)) return;
       this.send({ topic: ev.kind, payload: ev });
     };
+    const label = new StatusLabel(this, RED._);
     const ready = server.engine.then((engine) => {
       engine.events.on('uplink', uplink);
       const a = engine.httpAddress;
-      this.status({ fill: 'green', shape: 'dot', text: a ? RED._('ota-http.status.listening', { port: a.port }) : 'ota-http.status.ready' });
+      if (a) label.show('green', 'dot', 'ota-http.status.listening', { port: a.port });
+      else label.show('green', 'dot', 'ota-http.status.ready');
       return engine;
     });
-    ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-http.status.engine-error' }));
+    ready.catch(() => label.show('red', 'ring', 'ota-http.status.engine-error'));
 
     this.on(
       'input',
@@ -33,10 +35,11 @@ export default function init(RED: NodeAPI): void {
         if (!n || typeof n.deviceId !== 'string' || !Array.isArray(n.deleted)) throw new Error('msg.payload must be a notification from ota-notify');
         const engine = await ready;
         engine.pipeline.httpSessions.deliver(n);
-        this.status({ fill: 'green', shape: 'dot', text: RED._('ota-http.status.polling', { count: engine.pipeline.httpSessions.waiting }) });
-      }),
+        label.show('green', 'dot', 'ota-http.status.polling', { count: engine.pipeline.httpSessions.waiting });
+      }, label),
     );
     this.on('close', (done: () => void) => {
+      label.close();
       ready.then((engine) => engine.events.off('uplink', uplink)).catch(() => undefined).finally(done);
     });
   }

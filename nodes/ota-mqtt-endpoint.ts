@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from '../server/transports/mqtt/mqtt-transport';
+import { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from '../server';
 import type { OtaServerNode } from './server-ref';
 import { settingPicker } from './settings';
 

@@ -1,7 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { MqttTransport } from '../server/transports/mqtt/mqtt-transport';
-import type { Notification } from '../server/pipeline/notifier';
-import type { UplinkEvent } from '../server/pipeline/uplink';
+import type { MqttTransport, Notification, UplinkEvent } from '../server';
 import type { OtaMqttEndpointNode } from './ota-mqtt-endpoint';
 import { handleInput } from './server-ref';
 

@@ -1,5 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
+import { StatusLabel } from './status-label';
 
 interface NotifyDef extends NodeDef {
   server: string;
@@ -10,11 +11,11 @@ export default function init(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const server = serverOf(RED, this, def.server);
     if (!server) return;
-    const show = (s: { notified: number; dropped: number }): void =>
-      this.status({ fill: 'green', shape: 'dot', text: RED._('ota-notify.status.counts', { notified: s.notified, dropped: s.dropped }) });
+    const label = new StatusLabel(this, RED._);
+    const show = (s: { notified: number; dropped: number }): void => label.show('green', 'dot', 'ota-notify.status.counts', { notified: s.notified, dropped: s.dropped });
     // The flow's tenant's counts since the server started: it may have been notifying before this node was (re)deployed.
     const counts = async (): Promise<{ notified: number; dropped: number }> => (await server.engine).pipeline.notifier.statsFor(await server.tenantId());
-    counts().then(show, () => this.status({ fill: 'red', shape: 'ring', text: 'ota-notify.status.engine-error' }));
+    counts().then(show, () => label.show('red', 'ring', 'ota-notify.status.engine-error'));
 
     this.on(
       'input',
@@ -31,8 +32,9 @@ export default function init(RED: NodeAPI): void {
           send([null, { ...msg, topic: 'dropped', reason: outcome.dropped }]);
         }
         show(await counts());
-      }),
+      }, label),
     );
+    this.on('close', () => label.close());
   }
   RED.nodes.registerType('ota-notify', OtaNotify);
 }

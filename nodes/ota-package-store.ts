@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from 'node-red';
-import { runPackageCommand, PACKAGE_OPERATIONS, type PackageCommand, type PackageInfoFields, type PackageOperation } from '../server/packages/package-commands';
+import { PACKAGE_OPERATIONS, runPackageCommand, type PackageCommand, type PackageInfoFields, type PackageOperation } from '../server';
 import type { OtaServerNode } from './server-ref';
 
 interface PackageStoreDef extends NodeDef {

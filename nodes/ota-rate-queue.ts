@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { pacingFromEnv, type AssignmentEvent, type PacingMode } from '../server/pipeline/notify-queue';
+import { pacingFromEnv, type AssignmentEvent, type NotifyQueue, type PacingMode } from '../server';
 import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
+import { StatusLabel } from './status-label';
 
 
 interface RateQueueDef extends NodeDef {
@@ -23,26 +24,38 @@ export default function init(RED: NodeAPI): void {
     const release = (events: AssignmentEvent[]): void => {
       for (const ev of events) this.send({ topic: 'release', payload: ev });
     };
+    const label = new StatusLabel(this, RED._);
     const showDepth = (depth: number, paused: boolean): void =>
-      this.status(
-        paused
-          ? { fill: 'yellow', shape: 'ring', text: RED._('ota-rate-queue.status.paused', { depth }) }
-          : { fill: depth ? 'blue' : 'grey', shape: 'dot', text: RED._('ota-rate-queue.status.depth', { depth }) },
-      );
+      paused ? label.show('yellow', 'ring', 'ota-rate-queue.status.paused', { depth }) : label.show(depth ? 'blue' : 'grey', 'dot', 'ota-rate-queue.status.depth', { depth });
     let onDepth: (depth: number) => void = () => undefined;
+    let onFree: () => void = () => undefined;
     let drain: symbol | undefined;
-    const ready = server.engine.then((engine) => {
-      const q = engine.pipeline.queue;
-      onDepth = (d) => showDepth(d, q.paused);
-      q.on('depth', onDepth);
-      // The node started last drains the queue; the handle says whether that is still us.
-      drain = q.start(pacing, release);
+    // One node releases a server's queue. A second one queues what it is sent but releases nothing,
+    // says so in red, and takes over when the first is removed: never silently replacing it.
+    const take = async (q: NotifyQueue): Promise<void> => {
+      const other = q.owner;
+      if (other !== null && other !== this.id) {
+        label.show('red', 'ring', 'ota-rate-queue.status.second');
+        this.error(RED._('ota-rate-queue.errors.second', { other }));
+        return;
+      }
+      drain = q.start(pacing, release, this.id);
       // A pause lasts until a redeploy or restart, also when the server (and its queue) stays up.
       if (q.paused) q.resume();
-      showDepth(q.depth(), q.paused);
+      showDepth(await q.depth(), q.paused);
+    };
+    const ready = server.engine.then(async (engine) => {
+      const q = engine.pipeline.queue;
+      onDepth = (d) => {
+        if (q.owner === this.id) showDepth(d, q.paused);
+      };
+      onFree = () => void take(q).catch((err: Error) => this.error(err.message));
+      q.on('depth', onDepth);
+      q.on('free', onFree);
+      await take(q);
       return engine;
     });
-    ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-rate-queue.status.engine-error' }));
+    ready.catch(() => label.show('red', 'ring', 'ota-rate-queue.status.engine-error'));
 
     this.on(
       'input',
@@ -51,29 +64,31 @@ export default function init(RED: NodeAPI): void {
         const command = msg.pause ? 'pause' : msg.resume ? 'resume' : msg.flush ? 'flush' : msg.topic;
         if (command === 'pause') q.pause();
         else if (command === 'resume') q.resume();
-        else if (command === 'flush') q.flush();
+        else if (command === 'flush') await q.flush();
         else {
           const ev = msg.payload;
           // A malformed event would be skipped silently by the queue (no such package): refuse it here instead.
           if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
           // An unassignment is not paced: ThingsBoard deletes the attributes at once.
           if (ev.packageId === null) {
-            q.cancel(ev.deviceId, ev.type);
+            await q.cancel(ev.deviceId, ev.type);
             send({ topic: 'release', payload: ev });
           } else {
             await q.enqueue(ev);
           }
           return; // the queue's 'depth' event updated the status
         }
-        showDepth(q.depth(), q.paused);
-      }),
+        if (q.owner === this.id) showDepth(await q.depth(), q.paused);
+      }, label),
     );
     this.on('close', (done: () => void) => {
+      label.close();
       ready
         .then((engine) => {
           const q = engine.pipeline.queue;
           // Only this node's listener, and the drain only if it is this node's: other rate-queue nodes on the server keep theirs.
           q.off('depth', onDepth);
+          q.off('free', onFree);
           if (drain) q.stop(drain);
         })
         .catch(() => undefined)

@@ -1,7 +1,6 @@
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { acquireEngine, DEFAULTS, releaseEngine, type EngineOptions, type OtaEngine } from '../server';
-import type { TenantId } from '../server/ids';
+import { DEFAULTS, acquireEngine, releaseEngine, type EngineOptions, type OtaEngine, type TenantId } from '../server';
 import { registerAdminRoutes } from './admin-routes';
 import type { OtaServerCredentials, OtaServerNode } from './server-ref';
 
@@ -24,8 +23,10 @@ export function resolveOptions(def: Partial<OtaServerDef>, creds: OtaServerCrede
   const userDir = typeof settings.userDir === 'string' ? settings.userDir : process.cwd();
   const port = pick(def.httpPort, 'otaServerHttpPort', 'OTA_HTTP_PORT');
   const maxMb = pick(def.maxPackageSizeMb, 'otaServerMaxPackageSizeMb', 'OTA_MAX_PACKAGE_SIZE_MB');
+  const databaseUrl = pick(undefined, 'otaServerDatabaseUrl', 'OTA_DATABASE_URL');
   return {
     dataDir: path.resolve(userDir, pick(def.dataDir, 'otaServerDataDir', 'OTA_DATA_DIR') ?? 'ota-data'),
+    ...(databaseUrl ? { databaseUrl } : {}),
     http: { port: port === undefined ? DEFAULTS.httpPort : Number(port), host: pick(def.httpHost, 'otaServerHttpHost', 'OTA_HTTP_HOST') ?? DEFAULTS.httpHost },
     ...(maxMb ? { maxPackageSize: Math.round(Number(maxMb) * 1024 * 1024) } : {}),
     admin: {

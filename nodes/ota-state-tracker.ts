@@ -1,6 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { FleetMetrics, StateChange } from '../server/pipeline/state-tracker';
-import type { UplinkEvent } from '../server/pipeline/uplink';
+import type { FleetMetrics, StateChange, StateTracker, UplinkEvent } from '../server';
 import { handleInput, serverOf, type Send } from './server-ref';
 
 interface TrackerDef extends NodeDef {
@@ -26,12 +25,13 @@ export default function init(RED: NodeAPI): void {
     const ownSend: Send = (msg) => this.send(msg);
 
     const showCounts = (metrics: FleetMetrics): void => {
+      if (!owning) return; // the red status says why this node's settings do not apply
       const fw = metrics.packages.reduce((a, p) => ({ updated: a.updated + p.updated, failed: a.failed + p.failed }), { updated: 0, failed: 0 });
       this.status({ fill: 'green', shape: 'dot', text: RED._('ota-state-tracker.status.counts', fw) });
     };
     const sendMetrics = async (send: Send): Promise<void> => {
       const engine = await server.engine;
-      const metrics = engine.pipeline.tracker.metrics(await server.tenantId());
+      const metrics = await engine.pipeline.tracker.metrics(await server.tenantId());
       send({ topic: 'metrics', payload: metrics });
       showCounts(metrics);
     };
@@ -49,15 +49,30 @@ export default function init(RED: NodeAPI): void {
       if (changes.length) metricsSoon();
     };
 
-    // The tracker node started last owns the server's timeout checks; the handle says whether that is still us.
+    // One tracker node per server owns the settings and the timeout checks. A second one still
+    // records what it is sent, but says in red that its settings do not apply, and takes over when
+    // the first is removed: never silently replacing it.
     let watch: symbol | undefined;
-    const ready = server.engine.then(async (engine) => {
-      const tracker = engine.pipeline.tracker;
+    let owning = false;
+    let onFree: () => void = () => undefined;
+    const own = async (tracker: StateTracker): Promise<void> => {
+      if (!tracker.claim(this.id)) {
+        this.status({ fill: 'red', shape: 'ring', text: 'ota-state-tracker.status.second' });
+        this.error(RED._('ota-state-tracker.errors.second', { other: tracker.owner ?? '' }));
+        return;
+      }
+      owning = true;
       tracker.configure({ timeoutMs, maxRetries });
       if (timeoutMs > 0) watch = tracker.start(Math.min(5000, Math.max(50, timeoutMs / 4)), (changes) => emit(changes));
-      else tracker.stop(); // the settings of the tracker started last apply: no timeout, no checks
+      else tracker.stop(); // no timeout, no checks
       // The counts so far, before any device reports again.
-      showCounts(tracker.metrics(await server.tenantId()));
+      showCounts(await tracker.metrics(await server.tenantId()));
+    };
+    const ready = server.engine.then(async (engine) => {
+      const tracker = engine.pipeline.tracker;
+      onFree = () => void own(tracker).catch((err: Error) => this.error(err.message));
+      tracker.on('free', onFree);
+      await own(tracker);
       return engine;
     });
     ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-state-tracker.status.engine-error' }));
@@ -81,8 +96,11 @@ export default function init(RED: NodeAPI): void {
       metricsTimer = null;
       ready
         .then((engine) => {
-          // Only this node's checks: another tracker node started later on the same server keeps its own.
-          if (watch) engine.pipeline.tracker.stop(watch);
+          const tracker = engine.pipeline.tracker;
+          tracker.off('free', onFree);
+          // Only this node's checks and settings: another tracker node on the same server may take them over.
+          if (watch) tracker.stop(watch);
+          if (owning) tracker.unclaim(this.id);
         })
         .catch(() => undefined)
         .finally(done);

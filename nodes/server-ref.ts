@@ -1,7 +1,6 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow } from 'node-red';
-import type { OtaEngine } from '../server';
-import type { TenantId } from '../server/ids';
-import type { AssignmentEvent } from '../server/pipeline/notify-queue';
+import type { AssignmentEvent, OtaEngine, TenantId } from '../server';
+import type { StatusLabel } from './status-label';
 
 export interface EngineRef {
   engine: Promise<OtaEngine>;
@@ -40,13 +39,15 @@ export function serverOf(RED: NodeAPI, node: Node, serverId: string | undefined)
 export type Send = (msg: NodeMessage | Array<NodeMessage | NodeMessage[] | null>) => void;
 export type InMsg = NodeMessageInFlow & Record<string, unknown>;
 
-export function handleInput(node: Node, work: (msg: InMsg, send: Send) => Promise<void>) {
+/** With a `label`, the error status goes through it, so the next change of status is shown. */
+export function handleInput(node: Node, work: (msg: InMsg, send: Send) => Promise<void>, label?: StatusLabel) {
   return (msg: NodeMessageInFlow, send: Send, done: (err?: Error) => void): void => {
     work(msg as InMsg, send).then(
       () => done(),
       (err: unknown) => {
         // A catalog key (Node-RED's own "error"), which the editor translates; the message itself goes to Catch and the debug sidebar.
-        node.status({ fill: 'red', shape: 'ring', text: 'node-red:common.status.error' });
+        if (label) label.show('red', 'ring', 'node-red:common.status.error');
+        else node.status({ fill: 'red', shape: 'ring', text: 'node-red:common.status.error' });
         done(err instanceof Error ? err : new Error(String(err)));
       },
     );

@@ -7,11 +7,11 @@ import express from 'express';
 import { AccountService, type BootstrapResult } from './admin/accounts';
 import { TokenService } from './admin/auth';
 import { BlobStore } from './store/blob-store';
-import { openDatabase, type Db } from './store/sqlite/database';
+import { openStore } from './store/open-store';
+import type { Store } from './store/store';
+import { sqliteHandleOf } from './store/sqlite/sqlite-store';
 import { DeviceProfileService } from './devices/device-profile-service';
-import { SqliteDeviceProfileRepository } from './store/device-profiles';
 import { DeviceService } from './devices/device-service';
-import { SqliteDeviceRepository } from './store/devices';
 import { EngineEvents } from './events';
 import { consoleLogger, type Logger } from './logger';
 import type { Pipeline } from './pipeline/pipeline';
@@ -21,18 +21,13 @@ import { createTelemetryApi } from './admin/telemetry-api';
 import { createFleetApi } from './admin/fleet-api';
 import { createDashboard, type Dashboard } from './fleet/dashboard';
 import { AssignmentService } from './pipeline/assignment';
-import { SqliteAttributeRepository, type AttributeRepository } from './store/attributes';
 import { HttpDeviceSessions } from './transports/http/http-transport';
 import { Notifier } from './pipeline/notifier';
 import { NotifyQueue } from './pipeline/notify-queue';
 import { realTimers, type Timers } from './timers';
-import { OtaStateRepository } from './store/ota-states';
 import { StateTracker } from './pipeline/state-tracker';
-import { SqliteTelemetryRepository, type TelemetryRepository } from './store/telemetry';
 import type { DeviceContext, EndpointInfo } from './transports/device-context';
 import { OtaPackageService } from './packages/ota-package-service';
-import { SqliteOtaPackageRepository } from './store/ota-packages';
-import { SqliteTenantRepository } from './store/tenants';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -46,8 +41,10 @@ export const DEFAULTS = {
 } as const;
 
 export interface EngineOptions {
-  /** Holds `ota.sqlite` and `blobs/`. */
+  /** Holds `ota.sqlite` (unless `databaseUrl` names another database) and `blobs/`. */
   dataDir: string;
+  /** `OTA_DATABASE_URL`: unset = SQLite in `dataDir`. */
+  databaseUrl?: string;
   /** Where the REST API (and later the device HTTP API) listens; `false` for none (tests mount `app`). */
   http?: { port: number; host?: string } | false;
   maxPackageSize?: number;
@@ -77,7 +74,7 @@ export class OtaEngine {
 
   private constructor(
     readonly options: Readonly<EngineOptions>,
-    private readonly db: Db,
+    private readonly store: Store,
     readonly events: EngineEvents,
     readonly accounts: AccountService,
     readonly packages: OtaPackageService,
@@ -93,7 +90,7 @@ export class OtaEngine {
     this.app = express();
     this.app.disable('x-powered-by');
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
-    const dashboard = createDashboard({ db, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
+    const dashboard = createDashboard({ db: sqliteHandleOf(store), store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
     this.dashboard = dashboard;
     this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.
@@ -109,22 +106,19 @@ export class OtaEngine {
     const logger = options.logger ?? consoleLogger;
     const dataDir = path.resolve(options.dataDir);
     await mkdir(dataDir, { recursive: true });
-    const db = openDatabase(path.join(dataDir, 'ota.sqlite'));
+    const store = openStore({ dataDir, databaseUrl: options.databaseUrl });
     try {
       const blobs = new BlobStore(path.join(dataDir, 'blobs'));
       await blobs.init();
       const events = new EngineEvents();
-      const tenants = new SqliteTenantRepository(db);
-      const profileRepo = new SqliteDeviceProfileRepository(db);
-      const deviceRepo = new SqliteDeviceRepository(db);
-      const packageRepo = new SqliteOtaPackageRepository(db);
+      const { tenants, profiles: profileRepo, devices: deviceRepo, packages: packageRepo, attributes, telemetry } = store;
       const packages = new OtaPackageService(packageRepo, profileRepo, deviceRepo, blobs, events, {
         maxPackageSize: options.maxPackageSize ?? DEFAULTS.maxPackageSize,
         maxTenantStorage: options.maxTenantStorage ?? DEFAULTS.maxTenantStorage,
       });
       const profiles = new DeviceProfileService(profileRepo, deviceRepo, packageRepo, packages, events);
       const devices = new DeviceService(deviceRepo, profiles, packages, events);
-      const tokens = new TokenService(jwtSecret(db, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds);
+      const tokens = new TokenService(await jwtSecret(store, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds);
       const accounts = new AccountService(tenants, tokens, async (tenantId) => {
         await profiles.ensureDefault(tenantId);
       });
@@ -134,28 +128,25 @@ export class OtaEngine {
         logger.warn('this password is shown once; set OTA_ADMIN_PASSWORD to choose your own');
       }
       const timers = options.timers ?? realTimers;
-      const attributes = new SqliteAttributeRepository(db);
-      const telemetry = new SqliteTelemetryRepository(db);
-      const states = new OtaStateRepository(db);
-      const queue = new NotifyQueue(db, { packages: packageRepo, telemetry, states }, timers);
-      const notifier = new Notifier(db, { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, attributes, telemetry, states }, timers);
+      const queue = new NotifyQueue(store, timers);
+      const notifier = new Notifier(store, timers);
       const assignment = new AssignmentService(
-        db,
-        { events, devices: deviceRepo, profiles: profileRepo, packages: packageRepo, attributes, queue, deviceService: devices, profileService: profiles, logger },
+        store,
+        { events, devices: deviceRepo, profiles: profileRepo, packages: packageRepo, queue, deviceService: devices, profileService: profiles, logger },
         timers,
       );
-      const tracker = new StateTracker(db, { states, telemetry, queue }, timers);
+      const tracker = new StateTracker(store, { queue }, timers);
       const httpSessions = new HttpDeviceSessions();
       const pipeline: Pipeline = { attributes, telemetry, assignment, queue, notifier, tracker, httpSessions };
       const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger };
       const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
-      const engine = new OtaEngine({ ...options, dataDir }, db, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext);
+      const engine = new OtaEngine({ ...options, dataDir }, store, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext);
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
       return engine;
     } catch (err) {
-      db.close();
+      await store.close();
       throw err;
     }
   }
@@ -180,8 +171,8 @@ export class OtaEngine {
   }
 
   /** A random secret kept with this data directory, made on first use (e.g. Node-RED's credential key). */
-  secret(name: string): string {
-    return storedSecret(this.db, `secret:${name}`).toString('hex');
+  async secret(name: string): Promise<string> {
+    return (await storedSecret(this.store, `secret:${name}`)).toString('hex');
   }
 
   /** Where the HTTP API listens, once listening. */
@@ -223,19 +214,15 @@ export class OtaEngine {
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();
-    this.db.close();
+    await this.store.close();
   }
 }
 
-function jwtSecret(db: Db, configured: string | undefined): Buffer {
-  return configured ? Buffer.from(configured, 'utf8') : storedSecret(db, 'jwt_secret');
+function jwtSecret(store: Store, configured: string | undefined): Promise<Buffer> {
+  return configured ? Promise.resolve(Buffer.from(configured, 'utf8')) : storedSecret(store, 'jwt_secret');
 }
 
-/** A random secret made once per data directory and kept in the database. */
-function storedSecret(db: Db, key: string): Buffer {
-  const row = db.prepare('SELECT value FROM settings WHERE key = ?').get(key) as { value: string } | undefined;
-  if (row) return Buffer.from(row.value, 'base64');
-  const secret = randomBytes(32);
-  db.prepare('INSERT INTO settings (key, value) VALUES (?, ?)').run(key, secret.toString('base64'));
-  return secret;
+/** A random secret made once per data directory and kept in the store. */
+async function storedSecret(store: Store, key: string): Promise<Buffer> {
+  return Buffer.from(await store.settings.putIfAbsent(key, randomBytes(32).toString('base64')), 'base64');
 }

@@ -87,6 +87,11 @@ export class AdminClient {
     return new AdminClient(base, body.token);
   }
 
+  /** The header that authenticates a request of one's own (e.g. a benchmark's). */
+  get authorization(): Record<string, string> {
+    return { 'X-Authorization': `Bearer ${this.token}` };
+  }
+
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await fetch(`${this.base}/api${path}`, {
       method,

@@ -15,10 +15,10 @@ export function createFleetApi(deps: { accounts: AccountService; tracker: StateT
   const api = express.Router();
   api.get('/ota/metrics', (req: Request, res: Response, next: NextFunction) => {
     bearerPrincipal(req, deps.accounts)
-      .then((who) =>
+      .then(async (who) =>
         res.json({
-          ...deps.tracker.metrics(who.tenantId),
-          queue: { depth: deps.queue.depth(who.tenantId), paused: deps.queue.paused },
+          ...(await deps.tracker.metrics(who.tenantId)),
+          queue: { depth: await deps.queue.depth(who.tenantId), paused: deps.queue.paused },
           notifications: ((s) => ({ sent: s.notified, dropped: s.dropped }))(deps.notifier.statsFor(who.tenantId)),
         }),
       )

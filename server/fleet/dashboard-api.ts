@@ -177,7 +177,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       const type = (body as { type?: OtaPackageType }).type ?? 'FIRMWARE';
       const device = await deps.devices.get(who.tenantId, deviceId(req));
       const what = type === 'FIRMWARE' ? 'firmware' : 'software';
-      const state = deps.states.get(device.id, type);
+      const state = await deps.states.get(device.id, type);
       if (!state?.targetPackageId) throw invalid(`Device '${device.name}' has no ${what} to retry: no package is assigned to it`);
       if (state.state !== 'FAILED') throw invalid(`Device '${device.name}' is not FAILED (${keyPrefix(type)}_state is ${state.state ?? 'not set'}); only a failed update can be retried`);
       // After the failure even when the device's clock runs ahead of ours: an older QUEUED would not show.
@@ -263,7 +263,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       };
       res.on('close', end);
       send({ event: 'ready', data: { ts: deps.clock.now() } });
-      send({ event: 'metrics', data: deps.watcher.current(who.tenantId) });
+      send({ event: 'metrics', data: await deps.watcher.current(who.tenantId) });
     })().catch(next);
   });
 

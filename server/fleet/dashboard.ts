@@ -13,13 +13,14 @@ import { FleetView } from './fleet-view';
 import { FleetWatcher, WATCH_DEFAULTS, type LiveMetrics } from './fleet-watch';
 import type { TenantId } from '../ids';
 import type { Timers } from '../timers';
-import { OtaStateRepository } from '../store/ota-states';
+import type { Store } from '../store/store';
 import { OtaPrometheus } from './prometheus';
 import { createDashboardApi } from './dashboard-api';
 
 /** What the dashboard needs from the engine. */
 export interface DashboardDeps {
   db: Db;
+  store: Store;
   accounts: AccountService;
   devices: DeviceService;
   pipeline: Pick<Pipeline, 'tracker' | 'queue' | 'notifier' | 'telemetry'>;
@@ -84,14 +85,14 @@ const PAGE_HEADERS: Record<string, string> = {
  */
 export function createDashboard(deps: DashboardDeps, settings: DashboardSettings = dashboardSettingsFromEnv(process.env)): Dashboard {
   const { db, pipeline } = deps;
-  const states = new OtaStateRepository(db);
+  const states = deps.store.states;
   const view = new FleetView(db, pipeline.telemetry);
   const history = new FleetHistory(db);
-  const metrics = (tenantId: TenantId): LiveMetrics => {
+  const metrics = async (tenantId: TenantId): Promise<LiveMetrics> => {
     const stats = pipeline.notifier.statsFor(tenantId);
     return {
-      ...pipeline.tracker.metrics(tenantId),
-      queue: { depth: pipeline.queue.depth(tenantId), paused: pipeline.queue.paused },
+      ...(await pipeline.tracker.metrics(tenantId)),
+      queue: { depth: await pipeline.queue.depth(tenantId), paused: pipeline.queue.paused },
       notifications: { sent: stats.notified, dropped: stats.dropped },
       distribution: view.distribution(tenantId),
     };

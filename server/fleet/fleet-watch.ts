@@ -75,7 +75,7 @@ export class FleetWatcher {
     private readonly deps: {
       view: FleetView;
       history: FleetHistory;
-      metrics: (tenantId: TenantId) => LiveMetrics;
+      metrics: (tenantId: TenantId) => Promise<LiveMetrics>;
       events: EngineEvents;
       queue: NotifyQueue;
       notifierStats: (tenantId: TenantId) => { notified: number; dropped: number };
@@ -163,10 +163,10 @@ export class FleetWatcher {
     if (this.timer !== null && this.dueAt <= at) return;
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.dueAt = at;
-    this.timer = this.timers.setTimeout(() => this.tick(), ms);
+    this.timer = this.timers.setTimeout(() => void this.tick(), ms);
   }
 
-  private tick(): void {
+  private async tick(): Promise<void> {
     this.timer = null;
     this.dueAt = Infinity;
     if (this.closed) return;
@@ -174,7 +174,7 @@ export class FleetWatcher {
     if (!this.db.open) return this.close();
     let again = false;
     try {
-      again = this.work();
+      again = await this.work();
     } catch (err) {
       this.deps.logger.warn(`dashboard: ${(err as Error).message}`);
     }
@@ -184,7 +184,7 @@ export class FleetWatcher {
   }
 
   /** One round; answers whether there is more to do at once. */
-  private work(): boolean {
+  private async work(): Promise<boolean> {
     const changes = this.db.prepare('SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > ? ORDER BY seq LIMIT ?').all(this.lastSeq, BATCH) as Array<{
       seq: number;
       tenant_id: TenantId;
@@ -216,7 +216,7 @@ export class FleetWatcher {
       }
       // The queue and the notifier move without touching a device's state (releases, stale drops).
       const stats = this.deps.notifierStats(tenantId);
-      const signature = `${this.deps.queue.depth(tenantId)}/${this.deps.queue.paused}/${stats.notified}/${stats.dropped}`;
+      const signature = `${await this.deps.queue.depth(tenantId)}/${this.deps.queue.paused}/${stats.notified}/${stats.dropped}`;
       if (signature !== p.signature) p.metrics = true;
       // Held back metrics go out on a later round (watched tenants are polled every pollMs).
       // Counting a large fleet takes a while: never spend more than a tenth of the time on it.
@@ -224,7 +224,7 @@ export class FleetWatcher {
         p.metrics = false;
         p.signature = signature;
         const started = Date.now();
-        const data = this.deps.metrics(tenantId);
+        const data = await this.deps.metrics(tenantId);
         p.lastMetricsAt = Date.now();
         p.metricsCost = p.lastMetricsAt - started;
         this.publish(tenantId, { event: 'metrics', data });
@@ -235,7 +235,7 @@ export class FleetWatcher {
   }
 
   /** Metrics for a new watcher at once, without waiting for the next change. */
-  current(tenantId: TenantId): LiveMetrics {
+  current(tenantId: TenantId): Promise<LiveMetrics> {
     return this.deps.metrics(tenantId);
   }
 

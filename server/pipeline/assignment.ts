@@ -1,6 +1,4 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { AttributeRepository } from '../store/attributes';
-import type { Db } from '../store/sqlite/database';
 import type { DeviceProfile, DeviceProfileRepository } from '../store/device-profiles';
 import type { DeviceProfileService } from '../devices/device-profile-service';
 import type { Device, DeviceRepository, PackageSlot } from '../store/devices';
@@ -14,10 +12,13 @@ import type { Timers } from '../timers';
 import { allAttributeKeys } from './ota-keys';
 import type { OtaPackageRepository, OtaPackageType } from '../store/ota-packages';
 import type { Logger } from '../logger';
+import type { Store } from '../store/store';
 
 const TYPES: readonly OtaPackageType[] = ['FIRMWARE', 'SOFTWARE'];
 /** ThingsBoard pages a profile's devices 100 at a time; so do we, never the whole fleet in memory. */
 const PAGE = 100;
+/** Devices queued again per transaction on start. */
+const RECONCILE_BATCH = 500;
 const slotOf = (type: OtaPackageType): PackageSlot => (type === 'FIRMWARE' ? 'firmware_id' : 'software_id');
 
 /** An assignment asked for by a flow message (ota-assign's input). */
@@ -38,13 +39,12 @@ export interface AssignRequest {
  */
 export class AssignmentService {
   constructor(
-    private readonly db: Db,
+    private readonly store: Store,
     private readonly deps: {
       events: EngineEvents;
       devices: DeviceRepository;
       profiles: DeviceProfileRepository;
       packages: OtaPackageRepository;
-      attributes: AttributeRepository;
       queue: NotifyQueue;
       deviceService: DeviceService;
       profileService: DeviceProfileService;
@@ -94,27 +94,20 @@ export class AssignmentService {
     let queued = 0;
     let cleared = 0;
     for (const type of TYPES) {
-      const slot = slotOf(type);
-      const rows = this.db
-        .prepare(
-          `SELECT d.id AS deviceId, d.tenant_id AS tenantId, coalesce(d.${slot}, p.${slot}) AS eff,
-                  t.package_id AS target, t.notified AS notified, t.ts AS ts, q.seq AS seq
-           FROM devices d JOIN device_profiles p ON p.id = d.device_profile_id
-           LEFT JOIN ota_targets t ON t.device_id = d.id AND t.type = ?
-           LEFT JOIN notify_queue q ON q.device_id = d.id AND q.type = ?
-           WHERE coalesce(d.${slot}, p.${slot}) IS NOT t.package_id
-              OR (t.notified = 0 AND q.seq IS NULL AND coalesce(d.${slot}, p.${slot}) IS NOT NULL)`,
-        )
-        .all(type, type) as Array<{ deviceId: DeviceId; tenantId: TenantId; eff: OtaPackageId | null; target: string | null; notified: number | null; ts: number | null; seq: number | null }>;
+      const rows = await this.store.targets.drifted(type);
+      const requeue: AssignmentEvent[] = [];
       for (const r of rows) {
-        if (r.eff === null) {
+        if (r.effective === null) {
           await this.clear(r.deviceId, type);
           cleared += 1;
         } else {
           // A released-but-unnotified event keeps its timestamp, so it is still the same assignment.
-          const ts = r.target === r.eff && r.ts !== null ? r.ts : this.timers.now();
-          if (await this.deps.queue.enqueue({ tenantId: r.tenantId, deviceId: r.deviceId, type, packageId: r.eff, ts })) queued += 1;
+          const ts = r.target === r.effective && r.ts !== null ? r.ts : this.timers.now();
+          requeue.push({ tenantId: r.tenantId, deviceId: r.deviceId, type, packageId: r.effective, ts });
         }
+      }
+      for (let i = 0; i < requeue.length; i += RECONCILE_BATCH) {
+        queued += (await this.deps.queue.enqueueAll(requeue.slice(i, i + RECONCILE_BATCH))).filter(Boolean).length;
       }
     }
     return { queued, cleared };
@@ -139,7 +132,7 @@ export class AssignmentService {
       let afterId = '';
       for (;;) {
         const page = await this.deps.devices.listInheriting(after.tenantId, after.id, slotOf(type), afterId, PAGE);
-        for (const d of page) await this.emit({ tenantId: after.tenantId, deviceId: d.id, type, packageId: after[field], ts: this.timers.now() });
+        await this.emitAll(page.map((d) => ({ tenantId: after.tenantId, deviceId: d.id, type, packageId: after[field], ts: this.timers.now() })));
         if (page.length < PAGE) break;
         afterId = (page[page.length - 1] as Device).id;
         await yieldToLoop();
@@ -147,16 +140,21 @@ export class AssignmentService {
     }
   }
 
-  private async emit(ev: AssignmentEvent): Promise<void> {
-    if (ev.packageId === null) await this.clear(ev.deviceId, ev.type);
-    if (this.deps.events.listenerCount('assignment') > 0) this.deps.events.emit('assignment', ev);
-    else if (ev.packageId !== null) await this.deps.queue.enqueue(ev);
+  private emit(ev: AssignmentEvent): Promise<void> {
+    return this.emitAll([ev]);
+  }
+
+  /** A page of devices: with nobody listening, queued in one transaction. */
+  private async emitAll(events: readonly AssignmentEvent[]): Promise<void> {
+    for (const ev of events) if (ev.packageId === null) await this.clear(ev.deviceId, ev.type);
+    if (this.deps.events.listenerCount('assignment') > 0) for (const ev of events) this.deps.events.emit('assignment', ev);
+    else await this.deps.queue.enqueueAll(events.filter((ev) => ev.packageId !== null));
   }
 
   /** An emptied slot: the nine shared keys go at once (not queued), as in ThingsBoard. */
   private async clear(deviceId: DeviceId, type: OtaPackageType): Promise<void> {
-    this.deps.queue.cancel(deviceId, type);
-    await this.deps.attributes.delete(deviceId, 'SHARED', allAttributeKeys(type));
+    await this.deps.queue.cancel(deviceId, type);
+    await this.store.attributes.delete(deviceId, 'SHARED', allAttributeKeys(type));
   }
 
   private async resolvePackage(tenantId: TenantId, ref: string | { title: string; version: string }): Promise<OtaPackageId> {

@@ -1,14 +1,13 @@
-import type { AttributeMap, AttributeRepository } from '../store/attributes';
-import type { Db } from '../store/sqlite/database';
-import type { DeviceProfileRepository } from '../store/device-profiles';
-import type { Device, DeviceRepository } from '../store/devices';
+import { setImmediate as onNextTurn } from 'node:timers';
+import type { AttributeMap } from '../store/attributes';
+import type { DeviceProfile } from '../store/device-profiles';
+import type { Device } from '../store/devices';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import type { AssignmentEvent } from './notify-queue';
 import type { Timers } from '../timers';
 import { allAttributeKeys, keyPrefix, packageAttributes } from './ota-keys';
-import type { OtaPackageRepository, OtaPackageType } from '../store/ota-packages';
-import type { OtaStateRepository } from '../store/ota-states';
-import type { TelemetryRepository } from '../store/telemetry';
+import type { OtaPackage, OtaPackageType } from '../store/ota-packages';
+import type { Repositories, Store } from '../store/store';
 
 /** What transports deliver to a device: the shared attributes set, and the keys deleted. */
 export interface Notification {
@@ -35,67 +34,110 @@ export function effectivePackageId(device: Pick<Device, 'firmwareId' | 'software
  * The consumer side of the queue, as ThingsBoard's DefaultOtaPackageStateService.process: a released
  * event whose device is gone or whose effective package changed meanwhile is dropped; otherwise
  * `INITIATED`, then the shared attributes (§1.2).
+ *
+ * Events that arrive in the same turn of the event loop (a released batch, sent on as one message
+ * each) are decided and written in one transaction: one commit per batch, not several per device.
  */
 export class Notifier {
   /** Counts since start, in all and per tenant. */
   readonly stats = { notified: 0, dropped: 0 };
   private readonly perTenant = new Map<TenantId, { notified: number; dropped: number }>();
+  private pending: Array<{ ev: AssignmentEvent; resolve: (o: NotifyOutcome) => void; reject: (err: Error) => void }> = [];
 
   statsFor(tenantId: TenantId): { notified: number; dropped: number } {
     return { ...(this.perTenant.get(tenantId) ?? { notified: 0, dropped: 0 }) };
   }
 
   constructor(
-    private readonly db: Db,
-    private readonly deps: {
-      devices: DeviceRepository;
-      profiles: DeviceProfileRepository;
-      packages: OtaPackageRepository;
-      attributes: AttributeRepository;
-      telemetry: TelemetryRepository;
-      states: OtaStateRepository;
-    },
+    private readonly store: Store,
     private readonly timers: Pick<Timers, 'now'>,
   ) {}
 
-  async process(ev: AssignmentEvent): Promise<NotifyOutcome> {
-    const outcome = await this.decide(ev);
-    let t = this.perTenant.get(ev.tenantId);
-    if (!t) this.perTenant.set(ev.tenantId, (t = { notified: 0, dropped: 0 }));
+  /** Decides and writes one event; it joins the other events of this turn in one transaction. */
+  process(ev: AssignmentEvent): Promise<NotifyOutcome> {
+    return new Promise((resolve, reject) => {
+      if (this.pending.length === 0) onNextTurn(() => void this.flushPending());
+      this.pending.push({ ev, resolve, reject });
+    });
+  }
+
+  /** Decides and writes a batch of events in one transaction; outcomes in the same order. */
+  async processAll(events: readonly AssignmentEvent[]): Promise<NotifyOutcome[]> {
+    if (events.length === 0) return [];
+    const outcomes = await this.store.transaction(async (tx) => {
+      const lookups = new Lookups(tx);
+      const out: NotifyOutcome[] = [];
+      for (const ev of events) out.push(await this.decide(tx, lookups, ev));
+      return out;
+    });
+    events.forEach((ev, i) => this.count(ev.tenantId, outcomes[i] as NotifyOutcome));
+    return outcomes;
+  }
+
+  private async flushPending(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      const outcomes = await this.processAll(batch.map((p) => p.ev));
+      batch.forEach((p, i) => p.resolve(outcomes[i] as NotifyOutcome));
+    } catch (err) {
+      for (const p of batch) p.reject(err as Error);
+    }
+  }
+
+  private count(tenantId: TenantId, outcome: NotifyOutcome): void {
+    let t = this.perTenant.get(tenantId);
+    if (!t) this.perTenant.set(tenantId, (t = { notified: 0, dropped: 0 }));
     const key = 'dropped' in outcome ? 'dropped' : 'notified';
     this.stats[key] += 1;
     t[key] += 1;
-    return outcome;
   }
 
-  private async decide(ev: AssignmentEvent): Promise<NotifyOutcome> {
-    const { devices, profiles, packages, attributes, telemetry, states } = this.deps;
-    const device = await devices.findById(ev.tenantId, ev.deviceId);
+  private async decide(tx: Repositories, lookups: Lookups, ev: AssignmentEvent): Promise<NotifyOutcome> {
+    const device = await tx.devices.findById(ev.tenantId, ev.deviceId);
     if (!device) return { dropped: 'device deleted' };
-    const profile = await profiles.findById(ev.tenantId, device.deviceProfileId);
+    const profile = await lookups.profile(ev.tenantId, device.deviceProfileId);
     if (effectivePackageId(device, profile, ev.type) !== ev.packageId) return { dropped: 'package changed' };
 
     if (ev.packageId === null) {
       // The attributes were deleted when the slot emptied; this tells the device.
       return { notification: { ...base(ev), attributes: {}, deleted: allAttributeKeys(ev.type) } };
     }
-    const target = this.db.prepare('SELECT package_id, ts, notified FROM ota_targets WHERE device_id = ? AND type = ?').get(ev.deviceId, ev.type) as
-      | { package_id: string | null; ts: number; notified: number }
-      | undefined;
-    if (target && target.notified === 1 && target.package_id === ev.packageId && target.ts === ev.ts) return { dropped: 'already notified' };
-    const pkg = await packages.findById(ev.tenantId, ev.packageId);
+    const target = await tx.targets.get(ev.deviceId, ev.type);
+    if (target && target.notified && target.packageId === ev.packageId && target.ts === ev.ts) return { dropped: 'already notified' };
+    const pkg = await lookups.package(ev.tenantId, ev.packageId);
     if (!pkg) return { dropped: 'package deleted' };
 
     const now = this.timers.now();
-    await telemetry.save(ev.deviceId, [{ ts: now, values: { [`${keyPrefix(ev.type)}_state`]: 'INITIATED' } }]);
-    states.setState(ev.deviceId, ev.tenantId, ev.type, 'INITIATED', now, null);
+    await tx.telemetry.save(ev.deviceId, [{ ts: now, values: { [`${keyPrefix(ev.type)}_state`]: 'INITIATED' } }]);
+    await tx.states.setState(ev.deviceId, ev.tenantId, ev.type, 'INITIATED', now, null);
     const { set, remove } = packageAttributes(pkg);
-    const deleted = await attributes.delete(ev.deviceId, 'SHARED', remove);
-    await attributes.save(ev.deviceId, 'SHARED', set, ev.ts);
-    this.db
-      .prepare('INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified) VALUES (?, ?, ?, ?, 1)')
-      .run(ev.deviceId, ev.type, ev.packageId, ev.ts);
+    const deleted = await tx.attributes.delete(ev.deviceId, 'SHARED', remove);
+    await tx.attributes.save(ev.deviceId, 'SHARED', set, ev.ts);
+    await tx.targets.put([{ deviceId: ev.deviceId, type: ev.type, packageId: ev.packageId, ts: ev.ts, notified: true }]);
     return { notification: { ...base(ev), attributes: set, deleted } };
+  }
+}
+
+/** Profiles and packages read once per batch (by tenant and id): a batch's devices share a few of them. */
+class Lookups {
+  private readonly profiles = new Map<string, DeviceProfile | null>();
+  private readonly packages = new Map<string, OtaPackage | null>();
+
+  constructor(private readonly tx: Repositories) {}
+
+  async profile(tenantId: TenantId, id: Device['deviceProfileId']): Promise<DeviceProfile | null> {
+    const key = `${tenantId}/${id}`;
+    let p = this.profiles.get(key);
+    if (p === undefined) this.profiles.set(key, (p = await this.tx.profiles.findById(tenantId, id)));
+    return p;
+  }
+
+  async package(tenantId: TenantId, id: OtaPackageId): Promise<OtaPackage | null> {
+    const key = `${tenantId}/${id}`;
+    let p = this.packages.get(key);
+    if (p === undefined) this.packages.set(key, (p = await this.tx.packages.findById(tenantId, id)));
+    return p;
   }
 }
 

@@ -1,20 +1,13 @@
 import { EventEmitter } from 'node:events';
-import type { Db } from '../store/sqlite/database';
+import { setImmediate as onNextTurn } from 'node:timers';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import { realTimers, type Timers } from '../timers';
 import { targetTelemetry } from './ota-keys';
-import type { OtaPackageRepository, OtaPackageType } from '../store/ota-packages';
-import type { OtaStateRepository } from '../store/ota-states';
-import type { TelemetryRepository } from '../store/telemetry';
+import type { OtaPackage, OtaPackageType } from '../store/ota-packages';
+import type { AssignmentEvent, ClaimedEvent } from '../store/notify-queue-repository';
+import type { Store } from '../store/store';
 
-/** One device's change of target package; `packageId: null` is an unassignment. */
-export interface AssignmentEvent {
-  tenantId: TenantId;
-  deviceId: DeviceId;
-  type: OtaPackageType;
-  packageId: OtaPackageId | null;
-  ts: number;
-}
+export type { AssignmentEvent } from '../store/notify-queue-repository';
 
 /**
  * `spaced`: one release every interval/packSize ms, as ThingsBoard's consumer does (reference §2);
@@ -43,34 +36,31 @@ export function pacingFromEnv(env: NodeJS.ProcessEnv): Pacing {
   };
 }
 
-interface Row {
-  seq: number;
-  tenant_id: string;
-  device_id: string;
-  type: string;
-  package_id: string | null;
-  ts: number;
-}
-
 /** With pacing off, how many rows one tick releases before yielding to the event loop. */
 const UNPACED_BATCH = 500;
+/** How long a released batch stays claimed before another consumer may take it (this one acks at once). */
+const CLAIM_LEASE_MS = 30_000;
 
 /**
  * The durable, paced queue between assignment and notification. A row per device and type lives in
- * SQLite until it is released, so a restart or a crash loses nothing; a newer assignment replaces
+ * the store until it is released, so a restart or a crash loses nothing; a newer assignment replaces
  * the queued one.
  */
-export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
+export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   private pacing: Pacing | null = null;
   private onRelease: ((events: AssignmentEvent[]) => void) | null = null;
   private timer: unknown = null;
+  private ticking = false;
+  /** Something was queued while a tick ran: look again when it ends. */
+  private more = false;
   private isPaused = false;
   private consumer: symbol | null = null;
+  private consumerOwner: string | null = null;
   private lastRelease = -Infinity;
+  private arriving: Array<{ ev: AssignmentEvent; resolve: (queued: boolean) => void; reject: (err: Error) => void }> = [];
 
   constructor(
-    private readonly db: Db,
-    private readonly deps: { packages: OtaPackageRepository; telemetry: TelemetryRepository; states: OtaStateRepository },
+    private readonly store: Store,
     private readonly timers: Timers = realTimers,
   ) {
     super();
@@ -80,53 +70,83 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
    * Queues a device for its new package, writing the `target_*` telemetry and `QUEUED`. Answers
    * false when the package no longer exists (ThingsBoard skips those silently).
    */
-  async enqueue(ev: AssignmentEvent): Promise<boolean> {
-    if (ev.packageId === null) {
-      this.cancel(ev.deviceId, ev.type);
-      return false;
+  enqueue(ev: AssignmentEvent): Promise<boolean> {
+    // Events arriving in the same turn (one flow message each) share one transaction.
+    return new Promise((resolve, reject) => {
+      if (this.arriving.length === 0) onNextTurn(() => void this.enqueueArrived());
+      this.arriving.push({ ev, resolve, reject });
+    });
+  }
+
+  private async enqueueArrived(): Promise<void> {
+    const batch = this.arriving;
+    this.arriving = [];
+    try {
+      const queued = await this.enqueueAll(batch.map((a) => a.ev));
+      batch.forEach((a, i) => a.resolve(queued[i] === true));
+    } catch (err) {
+      for (const a of batch) a.reject(err as Error);
     }
-    const pkg = await this.deps.packages.findById(ev.tenantId, ev.packageId);
-    if (!pkg) return false;
-    await this.deps.telemetry.save(ev.deviceId, [{ ts: ev.ts, values: targetTelemetry(pkg, ev.ts) }]);
-    this.db.transaction(() => {
-      this.deps.states.setTarget(ev.deviceId, ev.tenantId, ev.type, ev.packageId);
-      this.deps.states.setState(ev.deviceId, ev.tenantId, ev.type, 'QUEUED', ev.ts, null);
-      this.db
-        .prepare('INSERT OR REPLACE INTO notify_queue (tenant_id, device_id, type, package_id, ts) VALUES (?, ?, ?, ?, ?)')
-        .run(ev.tenantId, ev.deviceId, ev.type, ev.packageId, ev.ts);
-      this.db
-        .prepare('INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified) VALUES (?, ?, ?, ?, 0)')
-        .run(ev.deviceId, ev.type, ev.packageId, ev.ts);
-    })();
-    this.announceDepth();
-    this.schedule();
-    return true;
+  }
+
+  /**
+   * `enqueue` for a batch of devices in one transaction (a profile's page of devices): one commit,
+   * not several per device. Answers, per event, whether it was queued.
+   */
+  async enqueueAll(events: readonly AssignmentEvent[]): Promise<boolean[]> {
+    for (const ev of events) if (ev.packageId === null) await this.cancel(ev.deviceId, ev.type);
+    if (!events.some((ev) => ev.packageId !== null)) return events.map(() => false);
+    const results = await this.store.transaction(async (tx) => {
+      const packages = new Map<string, OtaPackage | null>();
+      const queued: AssignmentEvent[] = [];
+      const answers: boolean[] = [];
+      for (const ev of events) {
+        if (ev.packageId === null) {
+          answers.push(false);
+          continue;
+        }
+        const key = `${ev.tenantId}/${ev.packageId}`;
+        let pkg = packages.get(key);
+        if (pkg === undefined) packages.set(key, (pkg = await tx.packages.findById(ev.tenantId, ev.packageId)));
+        answers.push(pkg !== null);
+        if (!pkg) continue;
+        await tx.telemetry.save(ev.deviceId, [{ ts: ev.ts, values: targetTelemetry(pkg, ev.ts) }]);
+        await tx.states.setQueued(ev.deviceId, ev.tenantId, ev.type, ev.packageId, ev.ts);
+        queued.push(ev);
+      }
+      await tx.queue.put(queued);
+      await tx.targets.put(queued.map((ev) => ({ deviceId: ev.deviceId, type: ev.type, packageId: ev.packageId, ts: ev.ts, notified: false })));
+      return answers;
+    });
+    if (results.some(Boolean)) {
+      await this.announceDepth();
+      this.schedule();
+    }
+    return results;
   }
 
   /**
    * Drops a queued row (an unassignment, a deleted device) and the target with it, so the tracker
    * neither counts, times out nor retries a package the device no longer has.
    */
-  cancel(deviceId: DeviceId, type: OtaPackageType): void {
-    this.db.transaction(() => {
-      this.db.prepare('DELETE FROM notify_queue WHERE device_id = ? AND type = ?').run(deviceId, type);
-      this.deps.states.clearTarget(deviceId, type);
-      this.db.prepare('INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified) VALUES (?, ?, NULL, ?, 1)').run(deviceId, type, this.timers.now());
-    })();
-    this.announceDepth();
+  async cancel(deviceId: DeviceId, type: OtaPackageType): Promise<void> {
+    const now = this.timers.now();
+    await this.store.transaction(async (tx) => {
+      await tx.queue.remove(deviceId, type);
+      await tx.states.clearTarget(deviceId, type);
+      await tx.targets.put([{ deviceId, type, packageId: null, ts: now, notified: true }]);
+    });
+    await this.announceDepth();
   }
 
   /** The depth to whoever listens: counting the rows costs a table scan, so only then. */
-  private announceDepth(): void {
-    if (this.listenerCount('depth') > 0) this.emit('depth', this.depth());
+  private async announceDepth(): Promise<void> {
+    if (this.listenerCount('depth') > 0) this.emit('depth', await this.depth());
   }
 
   /** Rows waiting, in all or for one tenant. */
-  depth(tenantId?: TenantId): number {
-    const row = tenantId
-      ? this.db.prepare('SELECT count(*) AS n FROM notify_queue WHERE tenant_id = ?').get(tenantId)
-      : this.db.prepare('SELECT count(*) AS n FROM notify_queue').get();
-    return (row as { n: number }).n;
+  depth(tenantId?: TenantId): Promise<number> {
+    return this.store.queue.depth(tenantId);
   }
 
   get paused(): boolean {
@@ -134,26 +154,41 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
   }
 
   /**
-   * Starts releasing at `pacing`; each release goes to `onRelease`. Replaces an earlier consumer.
+   * Starts releasing at `pacing`; each release goes to `onRelease`. Replaces an earlier consumer:
+   * callers that must not (an ota-rate-queue node) check `owner` first.
    * Answers a handle for `stop`, so a consumer that was replaced cannot stop its successor.
    */
-  start(pacing: Pacing, onRelease: (events: AssignmentEvent[]) => void): symbol {
-    this.stop();
+  start(pacing: Pacing, onRelease: (events: AssignmentEvent[]) => void, owner: string | null = null): symbol {
+    this.detach();
     const handle = Symbol('consumer');
     this.consumer = handle;
+    this.consumerOwner = owner;
     this.pacing = { ...pacing, packSize: Math.max(1, Math.floor(pacing.packSize)), intervalMs: Math.max(0, pacing.intervalMs) };
     this.onRelease = onRelease;
     this.schedule();
     return handle;
   }
 
-  /** Stops releasing (only if `handle` is still the consumer, when given); queued rows stay in the database. */
+  /** Stops releasing (only if `handle` is still the consumer, when given); queued rows stay in the store. */
   stop(handle?: symbol): void {
     if (handle !== undefined && handle !== this.consumer) return;
+    const had = this.consumer !== null;
+    this.detach();
+    // Whoever waits to release (a second ota-rate-queue node) may take over now.
+    if (had) this.emit('free');
+  }
+
+  private detach(): void {
     this.consumer = null;
+    this.consumerOwner = null;
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.timer = null;
     this.onRelease = null;
+  }
+
+  /** Who releases the queue now (the id given to `start`), if anyone. */
+  get owner(): string | null {
+    return this.consumer ? this.consumerOwner : null;
   }
 
   pause(): void {
@@ -171,56 +206,69 @@ export class NotifyQueue extends EventEmitter<{ depth: [number] }> {
    * Releases everything queued now, ignoring the pace (as the delay node's `flush`). Without a
    * consumer there is nobody to release to, so the rows stay queued rather than vanish.
    */
-  flush(): number {
+  async flush(): Promise<number> {
     if (!this.onRelease) return 0;
     let n = 0;
     for (;;) {
-      const batch = this.take(UNPACED_BATCH);
-      if (batch.length === 0) break;
+      const batch = await this.release(UNPACED_BATCH);
+      if (batch === null || batch.length === 0) break;
       n += batch.length;
-      this.onRelease?.(batch);
     }
-    this.emit('depth', 0);
+    this.emit('depth', await this.depth());
     return n;
   }
 
-  /** Rows in release order, removed from the queue in the same transaction. */
-  private take(n: number): AssignmentEvent[] {
-    return this.db.transaction(() => {
-      const rows = this.db.prepare('SELECT * FROM notify_queue ORDER BY seq LIMIT ?').all(n) as Row[];
-      const del = this.db.prepare('DELETE FROM notify_queue WHERE seq = ?');
-      for (const r of rows) del.run(r.seq);
-      return rows.map((r) => ({
-        tenantId: r.tenant_id as TenantId,
-        deviceId: r.device_id as DeviceId,
-        type: r.type as OtaPackageType,
-        packageId: r.package_id as OtaPackageId | null,
-        ts: r.ts,
-      }));
-    })();
+  /**
+   * Claims up to `n` rows in release order, hands them to the consumer, then acks them; with no
+   * consumer left by then (stopped meanwhile) they go back to the queue. Null without a consumer.
+   */
+  private async release(n: number): Promise<AssignmentEvent[] | null> {
+    if (!this.onRelease) return null;
+    const claims = await this.store.queue.claim(n, this.timers.now(), CLAIM_LEASE_MS);
+    const onRelease = this.onRelease;
+    if (!onRelease) {
+      await this.store.queue.release(claims);
+      return null;
+    }
+    const batch = claims.map(toEvent);
+    if (batch.length) onRelease(batch);
+    await this.store.queue.ack(claims);
+    return batch;
   }
 
   private schedule(): void {
+    if (this.ticking) {
+      this.more = true;
+      return;
+    }
     if (this.timer !== null || this.isPaused || !this.pacing || !this.onRelease) return;
-    if (!this.db.prepare('SELECT 1 FROM notify_queue LIMIT 1').get()) return;
     const { packSize, intervalMs, mode } = this.pacing;
     const gap = intervalMs === 0 ? 0 : mode === 'spaced' ? intervalMs / packSize : intervalMs;
     const wait = Math.max(0, this.lastRelease + gap - this.timers.now());
-    this.timer = this.timers.setTimeout(() => this.tick(), wait);
+    this.timer = this.timers.setTimeout(() => void this.tick(), wait);
   }
 
-  private tick(): void {
+  private async tick(): Promise<void> {
     this.timer = null;
     if (this.isPaused || !this.pacing || !this.onRelease) return;
     const { packSize, intervalMs, mode } = this.pacing;
     const n = intervalMs === 0 ? UNPACED_BATCH : mode === 'spaced' ? 1 : packSize;
-    const batch = this.take(n);
-    this.lastRelease = this.timers.now();
-    if (batch.length) {
-      this.onRelease(batch);
-      this.announceDepth();
+    this.ticking = true;
+    this.more = false;
+    let released = 0;
+    try {
+      const batch = await this.release(n);
+      released = batch?.length ?? 0;
+      if (released) {
+        // Paced from the last release that released something: an empty look is not a release.
+        this.lastRelease = this.timers.now();
+        await this.announceDepth();
+      }
+    } finally {
+      this.ticking = false;
     }
-    this.schedule();
+    if (released || this.more) this.schedule();
   }
 }
 
+const toEvent = ({ seq: _seq, ...ev }: ClaimedEvent): AssignmentEvent => ev;

@@ -1,11 +1,12 @@
-import type { Db } from '../store/sqlite/database';
+import { EventEmitter } from 'node:events';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import type { NotifyQueue } from './notify-queue';
 import type { Timers } from '../timers';
 import { keyPrefix, UPDATE_STATES, type UpdateState } from './ota-keys';
 import type { OtaPackageType } from '../store/ota-packages';
-import type { FleetCounts, OtaStateRepository } from '../store/ota-states';
-import type { TelemetryRepository, TelemetryValue } from '../store/telemetry';
+import type { FleetCounts } from '../store/ota-states';
+import type { TelemetryValue } from '../store/telemetry';
+import type { Store } from '../store/store';
 import type { UplinkEvent } from './uplink';
 
 export interface StateChange {
@@ -55,17 +56,42 @@ const str = (v: TelemetryValue | undefined): string | null => (v === undefined |
  * Follows each device's update as it reports `fw_state`/`sw_state`, `current_*` and `fw_error`;
  * turns silence into FAILED after a timeout and FAILED into another try when retries are on.
  */
-export class StateTracker {
+export class StateTracker extends EventEmitter<{ free: [] }> {
+  /** Whose settings apply (an ota-state-tracker node's id): one owner per server. */
+  private settingsOwner: string | null = null;
   private settings: TrackerSettings = { timeoutMs: 0, maxRetries: 0 };
   private timer: unknown = null;
   private onChange: ((changes: StateChange[]) => void) | null = null;
   private watcher: symbol | null = null;
 
   constructor(
-    private readonly db: Db,
-    private readonly deps: { states: OtaStateRepository; telemetry: TelemetryRepository; queue: NotifyQueue },
+    private readonly store: Store,
+    private readonly deps: { queue: NotifyQueue },
     private readonly timers: Timers,
-  ) {}
+  ) {
+    super();
+  }
+
+  /** Who owns the settings and the timeout checks now, if anyone. */
+  get owner(): string | null {
+    return this.settingsOwner;
+  }
+
+  /** Takes the settings and the timeout checks for `owner`; false when someone else has them. */
+  claim(owner: string): boolean {
+    if (this.settingsOwner !== null && this.settingsOwner !== owner) return false;
+    this.settingsOwner = owner;
+    return true;
+  }
+
+  /** `owner` gives them up: checks stop, settings go back to off, and whoever waits may claim them. */
+  unclaim(owner: string): void {
+    if (this.settingsOwner !== owner) return;
+    this.settingsOwner = null;
+    this.stop();
+    this.configure({ timeoutMs: 0, maxRetries: 0 });
+    this.emit('free');
+  }
 
   configure(settings: TrackerSettings): void {
     this.settings = { timeoutMs: Math.max(0, settings.timeoutMs), maxRetries: Math.max(0, Math.floor(settings.maxRetries)) };
@@ -108,12 +134,12 @@ export class StateTracker {
         const v = entry.values;
         const title = str(v[`current_${p}_title`]);
         const version = str(v[`current_${p}_version`]);
-        if (title !== null || version !== null) this.deps.states.setCurrent(ev.deviceId, ev.tenantId, type, title, version);
+        if (title !== null || version !== null) await this.store.states.setCurrent(ev.deviceId, ev.tenantId, type, title, version);
         const state = v[`${p}_state`];
         if (!isState(state)) continue;
         const error = str(v[`${p}_error`]) || null;
-        const before = this.deps.states.get(ev.deviceId, type);
-        if (!this.deps.states.setState(ev.deviceId, ev.tenantId, type, state, entry.ts, error)) continue;
+        const before = await this.store.states.get(ev.deviceId, type);
+        if (!(await this.store.states.setState(ev.deviceId, ev.tenantId, type, state, entry.ts, error))) continue;
         if (before?.state !== state) changes.push({ tenantId: ev.tenantId, deviceId: ev.deviceId, type, from: before?.state ?? null, to: state, error, ts: entry.ts, reason: 'reported' });
         // Only a move into FAILED retries: a repeated FAILED report must not use up the retries.
         if (state === 'FAILED' && before?.state !== 'FAILED') changes.push(...(await this.retry(ev.tenantId, ev.deviceId, type)));
@@ -127,12 +153,12 @@ export class StateTracker {
     if (this.settings.timeoutMs <= 0) return [];
     const now = this.timers.now();
     const changes: StateChange[] = [];
-    for (const s of this.deps.states.stuck(now - this.settings.timeoutMs, 1000)) {
+    for (const s of await this.store.states.stuck(now - this.settings.timeoutMs, 1000)) {
       const seconds = Math.round(this.settings.timeoutMs / 1000);
       const error = `Update timed out: no progress for ${seconds} s in state ${s.state}`;
       const p = keyPrefix(s.type);
-      if (!this.deps.states.setState(s.deviceId, s.tenantId, s.type, 'FAILED', now, error)) continue;
-      await this.deps.telemetry.save(s.deviceId, [{ ts: now, values: { [`${p}_state`]: 'FAILED', [`${p}_error`]: error } }]);
+      if (!(await this.store.states.setState(s.deviceId, s.tenantId, s.type, 'FAILED', now, error))) continue;
+      await this.store.telemetry.save(s.deviceId, [{ ts: now, values: { [`${p}_state`]: 'FAILED', [`${p}_error`]: error } }]);
       changes.push({ tenantId: s.tenantId, deviceId: s.deviceId, type: s.type, from: s.state, to: 'FAILED', error, ts: now, reason: 'timeout' });
       changes.push(...(await this.retry(s.tenantId, s.deviceId, s.type)));
     }
@@ -141,9 +167,9 @@ export class StateTracker {
 
   private async retry(tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType): Promise<StateChange[]> {
     if (this.settings.maxRetries <= 0) return [];
-    const state = this.deps.states.get(deviceId, type);
+    const state = await this.store.states.get(deviceId, type);
     if (!state?.targetPackageId || state.retries >= this.settings.maxRetries) return [];
-    const attempt = this.deps.states.incrementRetries(deviceId, type);
+    const attempt = await this.store.states.incrementRetries(deviceId, type);
     const ts = this.timers.now();
     const queued = await this.deps.queue.enqueue({ tenantId, deviceId, type, packageId: state.targetPackageId as OtaPackageId, ts });
     if (!queued) return [];
@@ -151,24 +177,13 @@ export class StateTracker {
   }
 
   /** Pending, in progress, updated, failed and coverage per package and per profile. */
-  metrics(tenantId: TenantId): FleetMetrics {
+  async metrics(tenantId: TenantId): Promise<FleetMetrics> {
     const withCoverage = <T extends FleetCounts>(c: T): T & { coverage: number } => ({ ...c, coverage: c.targeted ? c.onTarget / c.targeted : 0 });
-    const pkgNames = new Map(
-      (this.db.prepare('SELECT id, title, version FROM ota_packages WHERE tenant_id = ?').all(tenantId) as Array<{ id: string; title: string; version: string }>).map((r) => [r.id, r]),
-    );
-    const profileNames = new Map(
-      (this.db.prepare('SELECT id, name FROM device_profiles WHERE tenant_id = ?').all(tenantId) as Array<{ id: string; name: string }>).map((r) => [r.id, r.name]),
-    );
+    const [packages, profiles] = await Promise.all([this.store.states.counts(tenantId, 'package'), this.store.states.counts(tenantId, 'profile')]);
     return {
       ts: this.timers.now(),
-      packages: this.deps.states.counts(tenantId, 'package').map(({ key, ...c }) => ({
-        packageId: key,
-        title: pkgNames.get(key)?.title ?? '',
-        version: pkgNames.get(key)?.version ?? '',
-        ...withCoverage(c),
-      })),
-      profiles: this.deps.states.counts(tenantId, 'profile').map(({ key, ...c }) => ({ deviceProfileId: key, name: profileNames.get(key) ?? '', ...withCoverage(c) })),
+      packages: packages.map(({ key, title, version, ...c }) => ({ packageId: key, title, version, ...withCoverage(c) })),
+      profiles: profiles.map(({ key, title, version: _version, ...c }) => ({ deviceProfileId: key, name: title, ...withCoverage(c) })),
     };
   }
 }
-

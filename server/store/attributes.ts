@@ -1,3 +1,4 @@
+import { atomically } from './sqlite/atomically';
 import type { Db } from './sqlite/database';
 import type { DeviceId } from '../ids';
 
@@ -22,14 +23,14 @@ export class SqliteAttributeRepository implements AttributeRepository {
       `INSERT INTO attributes (device_id, scope, key, value, ts) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
     );
-    this.db.transaction(() => {
+    atomically(this.db, () => {
       for (const [key, value] of Object.entries(values)) upsert.run(deviceId, scope, key, JSON.stringify(value), ts);
-    })();
+    });
   }
 
   async delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]> {
     const del = this.db.prepare('DELETE FROM attributes WHERE device_id = ? AND scope = ? AND key = ?');
-    return this.db.transaction(() => keys.filter((k) => del.run(deviceId, scope, k).changes > 0))();
+    return atomically(this.db, () => keys.filter((k) => del.run(deviceId, scope, k).changes > 0));
   }
 
   async get(deviceId: DeviceId, scope: AttributeScope, keys?: readonly string[]): Promise<AttributeMap> {

@@ -1,3 +1,4 @@
+import { atomically } from './sqlite/atomically';
 import { queryPage, type Db, type PageData, type PageLink } from './sqlite/database';
 import type { DeviceProfileId, OtaPackageId, TenantId } from '../ids';
 
@@ -110,10 +111,10 @@ export class SqliteDeviceProfileRepository implements DeviceProfileRepository {
   }
 
   async setDefault(tenantId: TenantId, id: DeviceProfileId): Promise<void> {
-    this.db.transaction(() => {
+    atomically(this.db, () => {
       this.db.prepare('UPDATE device_profiles SET is_default = 0 WHERE tenant_id = ? AND is_default = 1').run(tenantId);
       this.db.prepare('UPDATE device_profiles SET is_default = 1 WHERE tenant_id = ? AND id = ?').run(tenantId, id);
-    })();
+    });
   }
 
   async page(tenantId: TenantId, link: PageLink): Promise<PageData<DeviceProfile>> {

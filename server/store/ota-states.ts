@@ -1,6 +1,5 @@
-import type { Db } from './sqlite/database';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
-import { ACTIVE_STATES, IN_PROGRESS_STATES, PENDING_STATES, type UpdateState } from '../pipeline/ota-keys';
+import type { UpdateState } from '../pipeline/ota-keys';
 import type { OtaPackageType } from './ota-packages';
 
 export interface OtaStateRow {
@@ -26,127 +25,32 @@ export interface FleetCounts {
   onTarget: number;
 }
 
-interface Row {
-  device_id: string;
-  tenant_id: string;
-  type: string;
-  state: string | null;
-  state_ts: number;
-  error: string | null;
-  current_title: string | null;
-  current_version: string | null;
-  target_package_id: string | null;
-  retries: number;
+/** Counts for one target package or one profile, with its label. */
+export interface FleetGroupCounts extends FleetCounts {
+  key: string;
+  type: OtaPackageType;
+  /** The package's title and version, or the profile's name (in `title`). */
+  title: string;
+  version: string;
 }
 
-const toState = (r: Row): OtaStateRow => ({
-  deviceId: r.device_id as DeviceId,
-  tenantId: r.tenant_id as TenantId,
-  type: r.type as OtaPackageType,
-  state: r.state as OtaStateRow['state'],
-  stateTs: r.state_ts,
-  error: r.error,
-  currentTitle: r.current_title,
-  currentVersion: r.current_version,
-  targetPackageId: r.target_package_id as OtaPackageId | null,
-  retries: r.retries,
-});
-
-const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
-
 /** The update state per device and type, as the tracker keeps it for metrics and timeouts. */
-export class OtaStateRepository {
-  constructor(private readonly db: Db) {}
-
-  get(deviceId: DeviceId, type: OtaPackageType): OtaStateRow | null {
-    const r = this.db.prepare('SELECT * FROM ota_states WHERE device_id = ? AND type = ?').get(deviceId, type) as Row | undefined;
-    return r ? toState(r) : null;
-  }
-
-  private ensure(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType): void {
-    this.db.prepare('INSERT OR IGNORE INTO ota_states (device_id, tenant_id, type) VALUES (?, ?, ?)').run(deviceId, tenantId, type);
-  }
-
+export interface OtaStateRepository {
+  get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaStateRow | null>;
   /** Sets the state if `ts` is not older than the recorded one; answers whether it was applied. */
-  setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): boolean {
-    this.ensure(deviceId, tenantId, type);
-    return (
-      this.db
-        .prepare('UPDATE ota_states SET state = ?, state_ts = ?, error = ? WHERE device_id = ? AND type = ? AND state_ts <= ?')
-        .run(state, ts, error, deviceId, type, ts).changes > 0
-    );
-  }
-
-  setCurrent(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, title: string | null, version: string | null): void {
-    this.ensure(deviceId, tenantId, type);
-    const sets: string[] = [];
-    const args: unknown[] = [];
-    if (title !== null) sets.push('current_title = ?') && args.push(title);
-    if (version !== null) sets.push('current_version = ?') && args.push(version);
-    if (sets.length) this.db.prepare(`UPDATE ota_states SET ${sets.join(', ')} WHERE device_id = ? AND type = ?`).run(...args, deviceId, type);
-  }
-
-  setError(deviceId: DeviceId, type: OtaPackageType, error: string | null): void {
-    this.db.prepare('UPDATE ota_states SET error = ? WHERE device_id = ? AND type = ?').run(error, deviceId, type);
-  }
-
+  setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): Promise<boolean>;
+  setCurrent(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, title: string | null, version: string | null): Promise<void>;
+  setError(deviceId: DeviceId, type: OtaPackageType, error: string | null): Promise<void>;
   /** A new target resets the retry count; the same target keeps it. */
-  setTarget(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId | null): void {
-    this.ensure(deviceId, tenantId, type);
-    this.db
-      .prepare(
-        `UPDATE ota_states SET retries = CASE WHEN target_package_id IS ? THEN retries ELSE 0 END, target_package_id = ?
-         WHERE device_id = ? AND type = ?`,
-      )
-      .run(packageId, packageId, deviceId, type);
-  }
-
+  setTarget(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId | null): Promise<void>;
+  /** `setTarget` then `setState(QUEUED)` (unless a newer state is recorded), in one write: what queueing a device does. */
+  setQueued(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId, ts: number): Promise<void>;
   /** An unassignment: the device is no longer targeted, so it leaves the metrics, timeouts and retries. */
-  clearTarget(deviceId: DeviceId, type: OtaPackageType): void {
-    this.db.prepare('UPDATE ota_states SET target_package_id = NULL, retries = 0 WHERE device_id = ? AND type = ?').run(deviceId, type);
-  }
-
-  incrementRetries(deviceId: DeviceId, type: OtaPackageType): number {
-    this.db.prepare('UPDATE ota_states SET retries = retries + 1 WHERE device_id = ? AND type = ?').run(deviceId, type);
-    return this.get(deviceId, type)?.retries ?? 0;
-  }
-
+  clearTarget(deviceId: DeviceId, type: OtaPackageType): Promise<void>;
+  /** Adds one retry; answers the count. */
+  incrementRetries(deviceId: DeviceId, type: OtaPackageType): Promise<number>;
   /** Devices told about an update (INITIATED..UPDATING) whose state has not moved since `before`. */
-  stuck(before: number, limit: number): OtaStateRow[] {
-    const rows = this.db
-      .prepare(`SELECT * FROM ota_states WHERE state IN (${list(ACTIVE_STATES)}) AND state_ts < ? AND target_package_id IS NOT NULL ORDER BY state_ts LIMIT ?`)
-      .all(before, limit) as Row[];
-    return rows.map(toState);
-  }
-
-  /** Counts over targeted devices, grouped by target package (and profile when asked). */
-  counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Array<{ key: string; type: OtaPackageType } & FleetCounts> {
-    const key = groupBy === 'package' ? 's.target_package_id' : 'd.device_profile_id';
-    const rows = this.db
-      .prepare(
-        `SELECT ${key} AS key, s.type AS type,
-           count(*) AS targeted,
-           sum(s.state IN (${list(PENDING_STATES)})) AS pending,
-           sum(s.state IN (${list(IN_PROGRESS_STATES)})) AS inProgress,
-           sum(s.state = 'UPDATED') AS updated,
-           sum(s.state = 'FAILED') AS failed,
-           sum(s.current_title = p.title AND s.current_version = p.version) AS onTarget
-         FROM ota_states s
-         JOIN ota_packages p ON p.id = s.target_package_id
-         JOIN devices d ON d.id = s.device_id
-         WHERE s.tenant_id = ? AND s.target_package_id IS NOT NULL
-         GROUP BY ${key}, s.type`,
-      )
-      .all(tenantId) as Array<{ key: string; type: OtaPackageType } & Record<keyof FleetCounts, number | null>>;
-    return rows.map((r) => ({
-      key: r.key,
-      type: r.type,
-      targeted: r.targeted ?? 0,
-      pending: r.pending ?? 0,
-      inProgress: r.inProgress ?? 0,
-      updated: r.updated ?? 0,
-      failed: r.failed ?? 0,
-      onTarget: r.onTarget ?? 0,
-    }));
-  }
+  stuck(before: number, limit: number): Promise<OtaStateRow[]>;
+  /** Counts over a tenant's targeted devices, grouped by target package or by profile. */
+  counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Promise<FleetGroupCounts[]>;
 }

@@ -1,3 +1,4 @@
+import { atomically } from './sqlite/atomically';
 import type { Db } from './sqlite/database';
 import type { DeviceId } from '../ids';
 
@@ -54,7 +55,7 @@ export class SqliteTelemetryRepository implements TelemetryRepository {
        ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= telemetry_latest.ts`,
     );
     const history = this.db.prepare('INSERT INTO telemetry_history (device_id, key, ts, value) VALUES (?, ?, ?, ?)');
-    this.db.transaction(() => {
+    atomically(this.db, () => {
       for (const e of entries) {
         for (const [key, value] of Object.entries(e.values)) {
           const json = JSON.stringify(value);
@@ -62,7 +63,7 @@ export class SqliteTelemetryRepository implements TelemetryRepository {
           if (isHistoryKey(key)) history.run(deviceId, key, e.ts, json);
         }
       }
-    })();
+    });
   }
 
   async latest(deviceId: DeviceId, keys?: readonly string[]): Promise<Record<string, TelemetryPoint>> {

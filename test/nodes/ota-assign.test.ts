@@ -129,7 +129,7 @@ describe('ota-assign node', function () {
       expect(msg.topic).to.equal('assignment');
       expect(msg.payload).to.include({ tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id });
       // The node took the event: the engine did not queue the device itself.
-      expect(engine.pipeline.queue.depth()).to.equal(0);
+      expect(await engine.pipeline.queue.depth()).to.equal(0);
       await statusWhen(nodeOf('assign'), (s) => s.text === '1 sent');
     });
   });
@@ -200,7 +200,7 @@ describe('ota-assign node', function () {
         expect(held.events.listenerCount('assignment')).to.equal(0);
         // With no ota-assign listening, the engine queues the device itself.
         await held.devices.save(tenantId, { name: 'sensor-4', type: 'default', firmwareId: { id: pkg.id } });
-        await until(() => held.pipeline.queue.depth() === 1, 'the engine to queue the device');
+        await until(async () => (await held.pipeline.queue.depth()) === 1, 'the engine to queue the device');
 
         await start();
         expect(await server().engine).to.equal(held);

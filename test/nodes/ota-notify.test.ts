@@ -13,6 +13,7 @@ import {
   logged,
   nodeOf,
   nodeSpecSetup,
+  onStatus,
   otaFlow,
   packageWithData,
   sentBy,
@@ -67,7 +68,7 @@ describe('ota-notify node', function () {
     const profile = await engine.profiles.ensureDefault(tenantId);
     const pkg = await packageWithData(engine, tenantId, { title: 'thermo-fw', version: '2.0', profileId: profile.id }, FIRMWARE);
     const device = await engine.devices.save(tenantId, { name: 'thermostat-1', deviceProfileId: { id: profile.id }, firmwareId: { id: pkg.id } });
-    await until(() => engine.pipeline.queue.depth() === 1, 'the engine to queue the device');
+    await until(async () => (await engine.pipeline.queue.depth()) === 1, 'the engine to queue the device');
     const event: AssignmentEvent = { tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, ts: Date.now() };
     return { engine, tenantId, profileId: profile.id, device, pkg, event };
   }
@@ -152,12 +153,32 @@ describe('ota-notify node', function () {
     it('counts the notifications sent and the events dropped in its status', async () => {
       const { engine, tenantId, device, event } = await assigned();
       await release(event);
-      expect(statusOf(notify())).to.deep.equal({ fill: 'green', shape: 'dot', text: '1 sent, 0 stale' });
+      // A count is shown at most every 250 ms (STYLE.md): await it rather than read it at once.
+      expect(await statusWhen(notify(), (s) => s.text === '1 sent, 0 stale')).to.deep.equal({ fill: 'green', shape: 'dot', text: '1 sent, 0 stale' });
       await release(event);
       await engine.devices.delete(tenantId, device.id);
       await release(event);
-      expect(statusOf(notify())).to.deep.equal({ fill: 'green', shape: 'dot', text: '1 sent, 2 stale' });
+      expect(await statusWhen(notify(), (s) => s.text === '1 sent, 2 stale')).to.deep.equal({ fill: 'green', shape: 'dot', text: '1 sent, 2 stale' });
       expect(statusOf(notify())?.text).to.equal(translate('ota-notify.status.counts', { notified: 1, dropped: 2 }));
+    });
+  });
+
+  describe('status under load', function () {
+    beforeEach(() => start());
+
+    it('shows a burst of released events as a few status changes, ending with the final count', async () => {
+      const { event } = await assigned();
+      const shown: string[] = [];
+      const stop = onStatus(notify(), (s) => shown.push(String(s.text)));
+      try {
+        // The same event 40 times: the first is notified, the other 39 are dropped as already notified.
+        await input.runAll(Array.from({ length: 40 }, () => ({ topic: 'release', payload: event })));
+        await statusWhen(notify(), (s) => s.text === '1 sent, 39 stale');
+      } finally {
+        stop();
+      }
+      expect(shown.at(-1)).to.equal('1 sent, 39 stale');
+      expect(shown.length, `status texts shown: ${shown.join(' | ')}`).to.be.below(5);
     });
   });
 

@@ -79,7 +79,8 @@ describe('ota-rate-queue node', function () {
 
   describe('pacing', function () {
     it('releases a pack of packSize at once in burst mode, and the next pack an interval later', async () => {
-      await start({ packSize: '2', intervalMs: '200', mode: 'burst' });
+      // An interval longer than a status label's 250 ms, so the count between the packs shows.
+      await start({ packSize: '2', intervalMs: '600', mode: 'burst' });
       const { events: evs } = await events(3);
       await input.runAll(evs.map(assignment));
 
@@ -90,7 +91,7 @@ describe('ota-rate-queue node', function () {
       expect(await statusWhen(queue(), (s) => s.text === depthStatus(1).text)).to.deep.equal(depthStatus(1));
 
       const third = await next();
-      expect(third.at - first.at, 'the third leaves an interval later').to.be.at.least(180);
+      expect(third.at - first.at, 'the third leaves an interval later').to.be.at.least(580);
       expect([first, second, third].map((r) => r.msg.topic)).to.deep.equal(['release', 'release', 'release']);
       expect([first, second, third].map((r) => r.msg.payload)).to.deep.equal(evs);
       expect(await statusWhen(queue(), (s) => s.fill === 'grey')).to.deep.equal(depthStatus(0));
@@ -155,14 +156,14 @@ describe('ota-rate-queue node', function () {
       const { engine, events: evs } = await events(2);
       await input.runAll(evs.map(assignment));
       expect((await next()).msg.payload).to.deep.equal(evs[0]);
-      expect(engine.pipeline.queue.depth()).to.equal(1);
+      expect(await engine.pipeline.queue.depth()).to.equal(1);
 
       const unassign: AssignmentEvent = { ...evs[1], packageId: null, ts: Date.now() };
       await input.run({ topic: 'assignment', payload: unassign, correlation: 'job-9' });
       const { msg } = await next();
       expect(msg.topic).to.equal('release');
       expect(msg.payload).to.deep.equal(unassign);
-      expect(engine.pipeline.queue.depth()).to.equal(0);
+      expect(await engine.pipeline.queue.depth()).to.equal(0);
       expect(statusOf(queue())).to.deep.equal(depthStatus(0));
     });
   });
@@ -175,7 +176,7 @@ describe('ota-rate-queue node', function () {
       expect(error.message).to.equal('Error: msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
       expect(error.source).to.include({ id: 'queue', type: 'ota-rate-queue' });
       expect(sentBy(queue())).to.deep.equal([]);
-      expect((await server().engine).pipeline.queue.depth()).to.equal(0);
+      expect(await (await server().engine).pipeline.queue.depth()).to.equal(0);
       expect(statusOf(queue())).to.deep.equal({ fill: 'red', shape: 'ring', text: 'node-red:common.status.error' });
       expect(shownStatus('node-red:common.status.error')).to.equal('error');
     });
@@ -191,7 +192,7 @@ describe('ota-rate-queue node', function () {
       const { tenantId: _tenant, ...partial } = evs[0];
       const error = await input.fail({ payload: partial });
       expect(error.message).to.equal('Error: msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
-      expect(engine.pipeline.queue.depth()).to.equal(0);
+      expect(await engine.pipeline.queue.depth()).to.equal(0);
     });
   });
 
@@ -226,7 +227,7 @@ describe('ota-rate-queue node', function () {
         await engine.pipeline.queue.enqueue(evs[0]);
         // Unpaced, the old node would release it within a tick.
         await quietFor(100);
-        expect(engine.pipeline.queue.depth()).to.equal(1);
+        expect(await engine.pipeline.queue.depth()).to.equal(1);
         expect(sentBy(old)).to.deep.equal([]);
 
         await start({ intervalMs: '0' });
@@ -247,6 +248,25 @@ describe('ota-rate-queue node', function () {
       });
     });
 
+    it('a second rate-queue node of the same server shows red, says why, and releases nothing', async () => {
+      const both = otaFlow(
+        dataDir(),
+        [{ id: 'first', z: 'tab', type: 'ota-rate-queue', server: 'srv', packSize: '5', intervalMs: '0', mode: 'spaced', wires: [['byFirst']] }, { id: 'byFirst', z: 'tab', type: 'helper' }, ...queueNodes({ intervalMs: '0' })],
+        ['queue'],
+      );
+      await helper.load(translated(otaServer, otaRateQueue), both, { srv: { adminPassword: 'secret-pw' } });
+      out = arrivals('out', 'byFirst');
+      input = inputsTo('queue');
+      expect(await statusWhen(queue(), (s) => s.fill === 'red')).to.deep.equal({ fill: 'red', shape: 'ring', text: 'ota-rate-queue.status.second' });
+      expect(hasMessage('ota-rate-queue.status.second')).to.equal(true);
+      expect(logged(queue(), 'error')).to.deep.equal([translate('ota-rate-queue.errors.second', { other: 'first' })]);
+      const { events: evs } = await events(1);
+      await input.run(assignment(evs[0]));
+      const released = await within(out.next(), 2000, 'release by the first node');
+      expect([released.at, released.msg.payload]).to.deep.equal(['byFirst', evs[0]]);
+      expect(statusOf(queue())?.fill, 'the second stays red').to.equal('red');
+    });
+
     it('keeps draining when another rate-queue node of the same server is removed', async () => {
       const both = otaFlow(
         dataDir(),
@@ -255,12 +275,14 @@ describe('ota-rate-queue node', function () {
       );
       await helper.load(translated(otaServer, otaRateQueue), both, { srv: { adminPassword: 'secret-pw' } });
       out = arrivals('out');
-      // 'queue' starts last, so it is the one that drains.
-      await statusWhen(queue(), (s) => s.fill === 'grey');
+      // 'first' starts first, so it is the one that drains; 'queue' says it does not.
+      await statusWhen(queue(), (s) => s.fill === 'red');
       await helper.setFlows(
         both.filter((n) => n.id !== 'first'),
         'nodes',
       );
+      // The node left takes over the queue.
+      await statusWhen(queue(), (s) => s.fill === 'grey');
       const seen: string[] = [];
       onStatus(queue(), (s) => seen.push(String(s.text)));
 
@@ -280,7 +302,7 @@ describe('ota-rate-queue node', function () {
         await next();
         await helper.unload();
         expect(await timers.live()).to.deep.equal([]);
-        expect(engine.pipeline.queue.depth()).to.equal(2);
+        expect(await engine.pipeline.queue.depth()).to.equal(2);
       });
     });
   });

@@ -9,6 +9,7 @@ import type { TelemetryEntry } from '../../server/store/telemetry';
 import type { UplinkEvent } from '../../server/pipeline/uplink';
 import {
   arrivals,
+  hasMessage,
   helper,
   inputsTo,
   loadOtaFlow,
@@ -64,7 +65,7 @@ describe('ota-state-tracker node', function () {
     const profile = await engine.profiles.ensureDefault(tenantId);
     const pkg = await packageWithData(engine, tenantId, { title: 'thermo-fw', version: '4.0', profileId: profile.id }, Buffer.from('firmware 4.0'));
     const device = await engine.devices.save(tenantId, { name: 'thermostat-1', deviceProfileId: { id: profile.id }, firmwareId: { id: pkg.id } });
-    await until(() => engine.pipeline.queue.depth() === 1, 'the engine to queue the device');
+    await until(async () => (await engine.pipeline.queue.depth()) === 1, 'the engine to queue the device');
     const outcome = await engine.pipeline.notifier.process({ tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, ts: Date.now() });
     if (!('notification' in outcome)) throw new Error(`the device was not notified: ${outcome.dropped}`);
     return { engine, tenantId, profileId: profile.id, device, pkg };
@@ -233,7 +234,21 @@ describe('ota-state-tracker node', function () {
       }
     });
 
-    it('keeps the timeouts of the tracker started last when another tracker of the same server is removed', async () => {
+    it('a second tracker of the same server shows red and says why, leaving the first its settings', async () => {
+      const both = otaFlow(
+        dataDir(),
+        [{ id: 'first', z: 'tab', type: 'ota-state-tracker', server: 'srv', timeoutS: '', maxRetries: '', metricsIntervalMs: '0', wires: [[]] }, ...trackerNodes({ timeoutS: '1' })],
+        ['tracker'],
+      );
+      await helper.load(translated(otaServer, otaStateTracker), both, { srv: { adminPassword: 'secret-pw' } });
+      const tracker = nodeOf('tracker');
+      expect(await statusWhen(tracker, (s) => s.fill === 'red')).to.deep.equal({ fill: 'red', shape: 'ring', text: 'ota-state-tracker.status.second' });
+      expect(hasMessage('ota-state-tracker.status.second')).to.equal(true);
+      expect(logged(tracker, 'error')).to.deep.equal([translate('ota-state-tracker.errors.second', { other: 'first' })]);
+      expect((await serverNode().engine).pipeline.tracker.owner).to.equal('first');
+    });
+
+    it('hands the timeouts to the tracker left when the tracker that had them is removed', async () => {
       const both = otaFlow(
         dataDir(),
         [{ id: 'first', z: 'tab', type: 'ota-state-tracker', server: 'srv', timeoutS: '1', maxRetries: '', metricsIntervalMs: '0', wires: [[]] }, ...trackerNodes({ timeoutS: '1' })],

@@ -138,6 +138,6 @@ describe('the OTA pipeline in Node-RED', function () {
     ]);
     expect(stale.queued, 'nothing was dropped as stale').to.equal(0);
     expect(failedWith, 'no node failed').to.equal(null);
-    expect(engine.pipeline.queue.depth()).to.equal(0);
+    expect(await engine.pipeline.queue.depth()).to.equal(0);
   });
 });

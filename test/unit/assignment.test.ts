@@ -201,7 +201,7 @@ describe('assignment (reference §2 triggers)', () => {
     const pkg = await h.binaryPackage(profile, { title: 'direct', version: '3.1' });
     const device = await h.device(profile, { firmwareId: pkg.id });
     await settle();
-    expect(h.pipeline.queue.depth()).to.equal(1);
+    expect(await h.pipeline.queue.depth()).to.equal(1);
     const latest = await h.pipeline.telemetry.latest(device.id, ['fw_state', 'target_fw_title', 'target_fw_version']);
     expect(latest.fw_state?.value).to.equal('QUEUED');
     expect(latest.target_fw_title?.value).to.equal('direct');
@@ -216,7 +216,7 @@ describe('assignment (reference §2 triggers)', () => {
     await h.device(profile, { firmwareId: pkg.id });
     await settle();
     expect(events).to.have.length(1);
-    expect(h.pipeline.queue.depth()).to.equal(0);
+    expect(await h.pipeline.queue.depth()).to.equal(0);
   });
 
   describe('assign()', () => {
@@ -324,18 +324,18 @@ describe('assignment (reference §2 triggers)', () => {
       const device = await h.device(profile, { firmwareId: pkg.id });
       await settle();
       expect(lost).to.have.length(1);
-      expect(h.pipeline.queue.depth()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(0);
       expect(await h.pipeline.assignment.reconcile()).to.deep.equal({ queued: 1, cleared: 0 });
-      expect(h.pipeline.queue.depth()).to.equal(1);
+      expect(await h.pipeline.queue.depth()).to.equal(1);
       const released: AssignmentEvent[] = [];
       h.pipeline.queue.start({ packSize: 1, intervalMs: 0, mode: 'spaced' }, (evs) => released.push(...evs));
-      h.pipeline.queue.flush();
+      await h.pipeline.queue.flush();
       expect(released.map((e) => [e.deviceId, e.packageId])).to.deep.equal([[device.id, pkg.id]]);
       expect(await h.pipeline.assignment.reconcile()).to.deep.equal({ queued: 1, cleared: 0 }, 'released but not notified yet');
-      h.pipeline.queue.flush();
+      await h.pipeline.queue.flush();
       expect('notification' in (await h.pipeline.notifier.process(released[1] as AssignmentEvent))).to.equal(true);
       expect(await h.pipeline.assignment.reconcile()).to.deep.equal({ queued: 0, cleared: 0 });
-      expect(h.pipeline.queue.depth()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(0);
     });
 
     it('re-queues a released-but-unnotified event with its original ts', async () => {
@@ -354,7 +354,7 @@ describe('assignment (reference §2 triggers)', () => {
       expect(await h.pipeline.assignment.reconcile()).to.deep.equal({ queued: 1, cleared: 0 });
       const again: AssignmentEvent[] = [];
       h.pipeline.queue.start({ packSize: 1, intervalMs: 0, mode: 'spaced' }, (evs) => again.push(...evs));
-      h.pipeline.queue.flush();
+      await h.pipeline.queue.flush();
       expect(again).to.deep.equal([{ tenantId: h.tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, ts: queuedAt }]);
       expect(await h.pipeline.assignment.reconcile()).to.deep.equal({ queued: 1, cleared: 0 }, 'still not notified');
     });
@@ -370,7 +370,7 @@ describe('assignment (reference §2 triggers)', () => {
         await settle();
         const released: AssignmentEvent[] = [];
         first.pipeline.queue.start({ packSize: 1, intervalMs: 0, mode: 'spaced' }, (evs) => released.push(...evs));
-        first.pipeline.queue.flush();
+        await first.pipeline.queue.flush();
         expect('notification' in (await first.pipeline.notifier.process(released[0] as AssignmentEvent))).to.equal(true);
         expect(await first.pipeline.attributes.get(device.id, 'SHARED', ['fw_title'])).to.deep.equal({ fw_title: pkg.title });
         await first.closeEngine();
@@ -385,7 +385,7 @@ describe('assignment (reference §2 triggers)', () => {
         expect(logged).to.deep.equal(['reconciled: 0 device(s) queued again, 1 cleared']);
         expect(await second.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal({});
         expect(await second.pipeline.assignment.reconcile()).to.deep.equal({ queued: 0, cleared: 0 });
-        expect(second.pipeline.queue.depth()).to.equal(0);
+        expect(await second.pipeline.queue.depth()).to.equal(0);
       } finally {
         if (second) await second.close();
         else await first.close();
@@ -401,16 +401,16 @@ describe('assignment (reference §2 triggers)', () => {
       await settle();
       const released: AssignmentEvent[] = [];
       h.pipeline.queue.start({ packSize: 1, intervalMs: 0, mode: 'spaced' }, (evs) => released.push(...evs));
-      h.pipeline.queue.flush();
+      await h.pipeline.queue.flush();
       h.pipeline.queue.stop();
       expect(released.map((e) => e.deviceId)).to.deep.equal([notified.id]);
       expect('notification' in (await h.pipeline.notifier.process(released[0] as AssignmentEvent))).to.equal(true);
       await h.device(profile);
       await h.device(profile, { firmwareId: pkg.id });
       await settle();
-      expect(h.pipeline.queue.depth()).to.equal(2);
+      expect(await h.pipeline.queue.depth()).to.equal(2);
       expect(await h.pipeline.assignment.reconcile()).to.deep.equal({ queued: 0, cleared: 0 });
-      expect(h.pipeline.queue.depth()).to.equal(2);
+      expect(await h.pipeline.queue.depth()).to.equal(2);
     });
   });
 });

@@ -170,7 +170,7 @@ describe('dashboard API, live stream and /metrics', () => {
     await h.timers.advance(1);
     await Promise.all(notified);
     h.pipeline.queue.stop();
-    expect(h.pipeline.queue.depth()).to.equal(0);
+    expect(await h.pipeline.queue.depth()).to.equal(0);
   }
 
   /** A state report as a device sends it over HTTP (saved in the history), handed to the tracker as the flow would. */
@@ -192,7 +192,7 @@ describe('dashboard API, live stream and /metrics', () => {
     sensor = [await h.device(sensors, { name: 'sensor-a' }), await h.device(sensors, { name: 'sensor-b' })];
     // Nothing listens for assignments, so the engine queues the five thermostats itself (QUEUED at T0).
     await h.setProfilePackage(thermostats, 'FIRMWARE', fw.id);
-    await until(() => h.pipeline.queue.depth() === 5, 'the thermostats to be queued');
+    await until(async () => (await h.pipeline.queue.depth()) === 5, 'the thermostats to be queued');
     const v = (state: string, extra: Record<string, string> = {}) => ({ current_fw_title: 'thermo-fw', current_fw_version: '1.0', fw_state: state, ...extra });
     await report(thermo[0]!, { ...v('UPDATED'), current_fw_version: '2.0' }, T0 + 100);
     await report(thermo[1]!, v('FAILED', { fw_error: 'Flash write failed' }), T0 + 200);
@@ -373,7 +373,7 @@ describe('dashboard API, live stream and /metrics', () => {
       const r = await retry(thermo[1]!);
       expect(r.status, r.text).to.equal(200);
       expect(r.body).to.include({ state: 'QUEUED', packageId: fw.id });
-      expect(h.pipeline.queue.depth()).to.equal(1);
+      expect(await h.pipeline.queue.depth()).to.equal(1);
       const row = (await get<DeviceRow>(`/api/ota/devices/${thermo[1]!.id}`)).body;
       expect(row.firmware).to.include({ state: 'QUEUED', error: null });
     });

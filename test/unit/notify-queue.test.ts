@@ -3,9 +3,8 @@ import { randomUUID } from 'node:crypto';
 import type { DeviceProfile } from '../../server/store/device-profiles';
 import type { DeviceId, OtaPackageId } from '../../server/ids';
 import { NotifyQueue, pacingFromEnv, type AssignmentEvent, type Pacing } from '../../server/pipeline/notify-queue';
-import { OtaStateRepository } from '../../server/store/ota-states';
-import { SqliteOtaPackageRepository, type OtaPackage } from '../../server/store/ota-packages';
-import { SqliteTelemetryRepository } from '../../server/store/telemetry';
+import type { OtaPackage } from '../../server/store/ota-packages';
+import { SqliteStore } from '../../server/store/sqlite/sqlite-store';
 import { FakeTimers, T0, type PipelineHarness, useHarness } from './pipeline-support';
 
 interface Release {
@@ -57,7 +56,7 @@ describe('notify queue', () => {
       });
       const history = await h.pipeline.telemetry.history(id, ['fw_state'], { startTs: 0, endTs: T0 * 2, limit: 10, order: 'ASC' });
       expect(history).to.deep.equal({ fw_state: [{ ts, value: 'QUEUED' }] });
-      expect(h.pipeline.queue.depth()).to.equal(1);
+      expect(await h.pipeline.queue.depth()).to.equal(1);
     });
 
     it('writes no target tag for a package without one, and sw_* keys for software', async () => {
@@ -81,9 +80,9 @@ describe('notify queue', () => {
       await q.enqueue({ tenantId: h.tenantId, deviceId: id, type: 'FIRMWARE', packageId: pkg.id, ts: T0 + 2 });
       await q.enqueue({ tenantId: h.tenantId, deviceId: id, type: 'FIRMWARE', packageId: newer.id, ts: T0 + 3 });
       await q.enqueue({ tenantId: h.tenantId, deviceId: id, type: 'SOFTWARE', packageId: sw.id, ts: T0 + 4 });
-      expect(q.depth()).to.equal(3);
+      expect(await q.depth()).to.equal(3);
       const releases = record(h, { packSize: 1, intervalMs: 0, mode: 'spaced' });
-      expect(q.flush()).to.equal(3);
+      expect(await q.flush()).to.equal(3);
       expect(releases.flatMap((r) => r.events).map((e) => [e.deviceId, e.type, e.packageId, e.ts])).to.deep.equal([
         [other, 'FIRMWARE', pkg.id, T0 + 1],
         [id, 'FIRMWARE', newer.id, T0 + 3],
@@ -95,7 +94,7 @@ describe('notify queue', () => {
       const h = harness();
       const [id] = h.insertDevices(profile, 1) as [DeviceId];
       expect(await h.pipeline.queue.enqueue({ tenantId: h.tenantId, deviceId: id, type: 'FIRMWARE', packageId: randomUUID() as OtaPackageId, ts: T0 })).to.equal(false);
-      expect(h.pipeline.queue.depth()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(0);
       expect(await h.pipeline.telemetry.latest(id)).to.deep.equal({});
     });
 
@@ -103,7 +102,7 @@ describe('notify queue', () => {
       const h = harness();
       const [id] = await queued(h, 1);
       expect(await h.pipeline.queue.enqueue({ tenantId: h.tenantId, deviceId: id as DeviceId, type: 'FIRMWARE', packageId: null, ts: T0 + 1 })).to.equal(false);
-      expect(h.pipeline.queue.depth()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(0);
     });
 
     it('reports the depth on every change', async () => {
@@ -111,7 +110,7 @@ describe('notify queue', () => {
       const depths: number[] = [];
       h.pipeline.queue.on('depth', (d) => depths.push(d));
       const [a] = await queued(h, 2);
-      h.pipeline.queue.cancel(a as DeviceId, 'FIRMWARE');
+      await h.pipeline.queue.cancel(a as DeviceId, 'FIRMWARE');
       expect(depths).to.deep.equal([1, 2, 1]);
     });
   });
@@ -130,7 +129,7 @@ describe('notify queue', () => {
       await h.timers.advance(1000);
       expect(offsets(releases)).to.deep.equal([0, 40, 80, 120, 160]);
       expect(releases.map((r) => r.events[0]?.deviceId)).to.deep.equal(ids);
-      expect(h.pipeline.queue.depth()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(0);
       expect(h.timers.pending, 'no timer left once empty').to.equal(0);
     });
 
@@ -166,7 +165,7 @@ describe('notify queue', () => {
       expect(releases.reduce((n, r) => n + r.events.length, 0)).to.equal(600);
       expect(releases.length).to.be.greaterThan(1);
       expect(releases.every((r) => r.at === T0)).to.equal(true);
-      expect(h.pipeline.queue.depth()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(0);
     });
 
     it('pauses and resumes where it left off', async () => {
@@ -179,7 +178,7 @@ describe('notify queue', () => {
       expect(q.paused).to.equal(true);
       await h.timers.advance(10_000);
       expect(sizes(releases)).to.deep.equal([1]);
-      expect(q.depth()).to.equal(3);
+      expect(await q.depth()).to.equal(3);
       q.resume();
       expect(q.paused).to.equal(false);
       await h.timers.advance(0);
@@ -195,9 +194,9 @@ describe('notify queue', () => {
       const depths: number[] = [];
       q.on('depth', (d) => depths.push(d));
       const releases = record(h, { packSize: 1, intervalMs: 60_000, mode: 'spaced' });
-      expect(q.flush()).to.equal(4);
+      expect(await q.flush()).to.equal(4);
       expect(releases.flatMap((r) => r.events.map((e) => e.deviceId))).to.deep.equal(ids);
-      expect(q.depth()).to.equal(0);
+      expect(await q.depth()).to.equal(0);
       expect(depths.at(-1)).to.equal(0);
       await h.timers.advance(120_000);
       expect(releases.flatMap((r) => r.events)).to.have.length(4);
@@ -206,8 +205,8 @@ describe('notify queue', () => {
     it('flush without a consumer releases nothing and keeps the rows', async () => {
       const h = harness();
       await queued(h, 3);
-      expect(h.pipeline.queue.flush()).to.equal(0);
-      expect(h.pipeline.queue.depth()).to.equal(3);
+      expect(await h.pipeline.queue.flush()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(3);
     });
 
     it('counts the depth per tenant', async () => {
@@ -218,9 +217,9 @@ describe('notify queue', () => {
       const theirPkg = await h.binaryPackage(otherProfile, {}, other.tenant.id);
       const [theirs] = h.insertDevices(otherProfile, 1) as [DeviceId];
       await h.pipeline.queue.enqueue({ tenantId: other.tenant.id, deviceId: theirs, type: 'FIRMWARE', packageId: theirPkg.id, ts: T0 });
-      expect(h.pipeline.queue.depth(h.tenantId)).to.equal(3);
-      expect(h.pipeline.queue.depth(other.tenant.id)).to.equal(1);
-      expect(h.pipeline.queue.depth()).to.equal(4);
+      expect(await h.pipeline.queue.depth(h.tenantId)).to.equal(3);
+      expect(await h.pipeline.queue.depth(other.tenant.id)).to.equal(1);
+      expect(await h.pipeline.queue.depth()).to.equal(4);
     });
 
     it('stop keeps what is queued: another queue over the same database releases it', async () => {
@@ -231,13 +230,13 @@ describe('notify queue', () => {
       h.pipeline.queue.stop();
       await h.timers.advance(10_000);
       expect(sizes(releases)).to.deep.equal([1]);
-      expect(h.pipeline.queue.depth()).to.equal(2);
+      expect(await h.pipeline.queue.depth()).to.equal(2);
 
       const db = h.openDb();
       try {
         const timers = new FakeTimers(h.timers.now());
-        const again = new NotifyQueue(db, { packages: new SqliteOtaPackageRepository(db), telemetry: new SqliteTelemetryRepository(db), states: new OtaStateRepository(db) }, timers);
-        expect(again.depth()).to.equal(2);
+        const again = new NotifyQueue(new SqliteStore(db), timers);
+        expect(await again.depth()).to.equal(2);
         const later: AssignmentEvent[] = [];
         again.start({ packSize: 1, intervalMs: 1000, mode: 'spaced' }, (evs) => later.push(...evs));
         await timers.advance(1000);

@@ -92,9 +92,9 @@ export async function settle(turns = 3): Promise<void> {
 }
 
 /** Turns of the event loop until `check` holds; fails after `turns` (never sleeps). */
-export async function until(check: () => boolean, what: string, turns = 2000): Promise<void> {
+export async function until(check: () => boolean | Promise<boolean>, what: string, turns = 2000): Promise<void> {
   for (let i = 0; i < turns; i++) {
-    if (check()) return;
+    if (await check()) return;
     await nextTurn();
   }
   throw new Error(`timed out waiting for ${what}`);

@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import type { DeviceProfile } from '../../server/store/device-profiles';
 import type { Device } from '../../server/store/devices';
 import type { AssignmentEvent } from '../../server/pipeline/notify-queue';
-import { OtaStateRepository, type OtaStateRow } from '../../server/store/ota-states';
+import type { OtaStateRow } from '../../server/store/ota-states';
+import { SqliteOtaStateRepository } from '../../server/store/sqlite/ota-states';
 import type { OtaPackageType } from '../../server/store/ota-packages';
 import type { StateChange } from '../../server/pipeline/state-tracker';
 import { T0, settle, until, type PipelineHarness, useHarness } from './pipeline-support';
@@ -16,10 +17,10 @@ describe('state tracker', () => {
   });
 
   /** The tracker's row for a device, read through a second connection. */
-  function stateOf(h: PipelineHarness, device: Device, type: OtaPackageType = 'FIRMWARE'): OtaStateRow | null {
+  async function stateOf(h: PipelineHarness, device: Device, type: OtaPackageType = 'FIRMWARE'): Promise<OtaStateRow | null> {
     const db = h.openDb();
     try {
-      return new OtaStateRepository(db).get(device.id, type);
+      return await new SqliteOtaStateRepository(db).get(device.id, type);
     } finally {
       db.close();
     }
@@ -35,7 +36,7 @@ describe('state tracker', () => {
   async function notifyAll(h: PipelineHarness): Promise<void> {
     const released: AssignmentEvent[] = [];
     h.pipeline.queue.start({ packSize: 1, intervalMs: 0, mode: 'spaced' }, (evs) => released.push(...evs));
-    h.pipeline.queue.flush();
+    await h.pipeline.queue.flush();
     h.pipeline.queue.stop();
     for (const ev of released) await h.pipeline.notifier.process(ev);
   }
@@ -51,7 +52,7 @@ describe('state tracker', () => {
       expect(changes.every((c) => c.deviceId === device.id && c.type === 'FIRMWARE' && c.tenantId === h.tenantId)).to.equal(true);
       expect(await reportLater(h, device, { fw_state: 'FAILED' }), 'the same state again is no change').to.deep.equal([]);
       expect(await reportLater(h, device, { fw_state: 'REBOOTING' }), 'not a state').to.deep.equal([]);
-      expect(stateOf(h, device)?.state).to.equal('FAILED');
+      expect((await stateOf(h, device))?.state).to.equal('FAILED');
     });
 
     it('keeps fw_error with a FAILED report and tracks sw_state apart', async () => {
@@ -62,8 +63,8 @@ describe('state tracker', () => {
         ['FIRMWARE', 'FAILED', 'Checksum verification failed!'],
         ['SOFTWARE', 'DOWNLOADING', null],
       ]);
-      expect(stateOf(h, device)?.error).to.equal('Checksum verification failed!');
-      expect(stateOf(h, device, 'SOFTWARE')?.state).to.equal('DOWNLOADING');
+      expect((await stateOf(h, device))?.error).to.equal('Checksum verification failed!');
+      expect((await stateOf(h, device, 'SOFTWARE'))?.state).to.equal('DOWNLOADING');
     });
 
     it('treats the empty fw_error the Python SDK sends as no error', async () => {
@@ -79,7 +80,7 @@ describe('state tracker', () => {
       const t = h.timers.now();
       await h.pipeline.tracker.handleUplink(h.report(device, { fw_state: 'UPDATED' }, t + 200));
       expect(await h.pipeline.tracker.handleUplink(h.report(device, { fw_state: 'DOWNLOADING' }, t + 100))).to.deep.equal([]);
-      expect(stateOf(h, device)).to.include({ state: 'UPDATED', stateTs: t + 200 });
+      expect((await stateOf(h, device))).to.include({ state: 'UPDATED', stateTs: t + 200 });
       const [next] = await h.pipeline.tracker.handleUplink(h.report(device, { fw_state: 'FAILED' }, t + 300));
       expect(next).to.include({ from: 'UPDATED', to: 'FAILED' });
     });
@@ -96,18 +97,18 @@ describe('state tracker', () => {
         ]),
       );
       expect(changes.map((c) => c.to)).to.deep.equal(['DOWNLOADING', 'UPDATING', 'UPDATED']);
-      expect(stateOf(h, device)?.state).to.equal('UPDATED');
+      expect((await stateOf(h, device))?.state).to.equal('UPDATED');
     });
 
     it('records current_fw_title and current_fw_version, alone or with a state', async () => {
       const h = harness();
       const device = await h.device(profile);
       await reportLater(h, device, { current_fw_title: 'thermo', current_fw_version: '1.0' });
-      expect(stateOf(h, device)).to.include({ currentTitle: 'thermo', currentVersion: '1.0', state: null });
+      expect((await stateOf(h, device))).to.include({ currentTitle: 'thermo', currentVersion: '1.0', state: null });
       await reportLater(h, device, { current_fw_version: '2.0', fw_state: 'UPDATED' });
-      expect(stateOf(h, device)).to.include({ currentTitle: 'thermo', currentVersion: '2.0', state: 'UPDATED' });
+      expect((await stateOf(h, device))).to.include({ currentTitle: 'thermo', currentVersion: '2.0', state: 'UPDATED' });
       await reportLater(h, device, { current_sw_title: 'agent', current_sw_version: '7' });
-      expect(stateOf(h, device, 'SOFTWARE')).to.include({ currentTitle: 'agent', currentVersion: '7' });
+      expect((await stateOf(h, device, 'SOFTWARE'))).to.include({ currentTitle: 'agent', currentVersion: '7' });
     });
 
     it('ignores uplinks that are not telemetry', async () => {
@@ -115,7 +116,7 @@ describe('state tracker', () => {
       const device = await h.device(profile);
       const ev = { tenantId: h.tenantId, deviceId: device.id, deviceName: device.name, transport: 'HTTP' as const, ts: T0, kind: 'attributes' as const, attributes: { fw_state: 'FAILED' } };
       expect(await h.pipeline.tracker.handleUplink(ev)).to.deep.equal([]);
-      expect(stateOf(h, device)).to.equal(null);
+      expect((await stateOf(h, device))).to.equal(null);
     });
   });
 
@@ -130,10 +131,10 @@ describe('state tracker', () => {
       await settle();
       // Everyone but `queued` is told; beta's software stays queued.
       await h.setProfilePackage(profile, 'FIRMWARE', a.id);
-      await until(() => h.pipeline.queue.depth() === 8, 'eight queued');
+      await until(async () => (await h.pipeline.queue.depth()) === 8, 'eight queued');
       const q: AssignmentEvent[] = [];
       h.pipeline.queue.start({ packSize: 1, intervalMs: 0, mode: 'spaced' }, (evs) => q.push(...evs));
-      h.pipeline.queue.flush();
+      await h.pipeline.queue.flush();
       h.pipeline.queue.stop();
       for (const ev of q) {
         if (ev.deviceId === queued!.id) await h.pipeline.queue.enqueue(ev);
@@ -145,9 +146,9 @@ describe('state tracker', () => {
       await reportLater(h, updated!, { fw_state: 'UPDATED', current_fw_title: 'fleet-fw', current_fw_version: '2' });
       await reportLater(h, failed!, { fw_state: 'FAILED', current_fw_title: 'fleet-fw', current_fw_version: '1' });
       await reportLater(h, beta, { fw_state: 'UPDATED', current_fw_title: 'beta-fw', current_fw_version: '3' });
-      expect(stateOf(h, initiated!)?.state).to.equal('INITIATED');
+      expect((await stateOf(h, initiated!))?.state).to.equal('INITIATED');
 
-      const m = h.pipeline.tracker.metrics(h.tenantId);
+      const m = await h.pipeline.tracker.metrics(h.tenantId);
       expect(m.ts).to.equal(h.timers.now());
       const byPackage = Object.fromEntries(m.packages.map((p) => [p.packageId, p]));
       expect(byPackage[a.id]).to.deep.equal({ packageId: a.id, title: 'fleet-fw', version: '2', type: 'FIRMWARE', targeted: 6, pending: 2, inProgress: 2, updated: 1, failed: 1, onTarget: 1, coverage: 1 / 6 });
@@ -166,8 +167,8 @@ describe('state tracker', () => {
       await h.device(profile, { firmwareId: pkg.id });
       await settle();
       const other = await h.engine.accounts.createTenant('Other', 'other@example.com', 'x-other-password');
-      expect(h.pipeline.tracker.metrics(h.tenantId).packages).to.have.length(1);
-      expect(h.pipeline.tracker.metrics(other.tenant.id)).to.deep.equal({ ts: h.timers.now(), packages: [], profiles: [] });
+      expect((await h.pipeline.tracker.metrics(h.tenantId)).packages).to.have.length(1);
+      expect((await h.pipeline.tracker.metrics(other.tenant.id))).to.deep.equal({ ts: h.timers.now(), packages: [], profiles: [] });
     });
 
     it('stops counting a device once its package is unassigned', async () => {
@@ -176,10 +177,10 @@ describe('state tracker', () => {
       const device = await h.device(profile, { firmwareId: pkg.id });
       await h.device(profile, { firmwareId: pkg.id });
       await settle();
-      expect(h.pipeline.tracker.metrics(h.tenantId).packages[0]).to.include({ targeted: 2, pending: 2 });
+      expect((await h.pipeline.tracker.metrics(h.tenantId)).packages[0]).to.include({ targeted: 2, pending: 2 });
       await h.setDevicePackage(device, 'FIRMWARE', null);
       await settle();
-      expect(h.pipeline.tracker.metrics(h.tenantId).packages[0]).to.include({ targeted: 1, pending: 1 });
+      expect((await h.pipeline.tracker.metrics(h.tenantId)).packages[0]).to.include({ targeted: 1, pending: 1 });
     });
   });
 
@@ -221,8 +222,8 @@ describe('state tracker', () => {
       expect((await tracker.checkTimeouts()).map((c) => [c.deviceId, c.from])).to.deep.equal([[downloading.id, 'DOWNLOADING']]);
       await h.timers.advance(60_000);
       expect(await tracker.checkTimeouts(), 'QUEUED, UPDATED and FAILED never time out').to.deep.equal([]);
-      expect(stateOf(h, queued)?.state).to.equal('QUEUED');
-      expect(stateOf(h, updated)?.state).to.equal('UPDATED');
+      expect((await stateOf(h, queued))?.state).to.equal('QUEUED');
+      expect((await stateOf(h, updated))?.state).to.equal('UPDATED');
     });
 
     it('checks on its own clock once started, and stops when stopped', async () => {
@@ -264,7 +265,7 @@ describe('state tracker', () => {
       await settle();
       await h.timers.advance(5000);
       expect(await h.pipeline.tracker.checkTimeouts()).to.deep.equal([]);
-      expect(h.pipeline.queue.depth()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(0);
     });
   });
 
@@ -279,20 +280,20 @@ describe('state tracker', () => {
 
       for (const attempt of [1, 2]) {
         await notifyAll(h);
-        expect(q.depth()).to.equal(0);
+        expect(await q.depth()).to.equal(0);
         const changes = await reportLater(h, device, { fw_state: 'FAILED', fw_error: 'flash' });
         expect(changes.map((c) => [c.from, c.to, c.reason, c.error])).to.deep.equal([
           ['INITIATED', 'FAILED', 'reported', 'flash'],
           ['FAILED', 'QUEUED', 'retry', `retry ${attempt} of 2`],
         ]);
-        expect(q.depth()).to.equal(1);
+        expect(await q.depth()).to.equal(1);
         expect((await h.pipeline.telemetry.latest(device.id, ['fw_state'])).fw_state).to.deep.equal({ ts: h.timers.now(), value: 'QUEUED' });
       }
       await notifyAll(h);
       const last = await reportLater(h, device, { fw_state: 'FAILED' });
       expect(last.map((c) => c.reason)).to.deep.equal(['reported']);
-      expect(q.depth()).to.equal(0);
-      expect(stateOf(h, device)).to.include({ state: 'FAILED', retries: 2 });
+      expect(await q.depth()).to.equal(0);
+      expect((await stateOf(h, device))).to.include({ state: 'FAILED', retries: 2 });
     });
 
     it('retries a timed-out device too', async () => {
@@ -308,7 +309,7 @@ describe('state tracker', () => {
         [device.id, 'FAILED', 'timeout'],
         [device.id, 'QUEUED', 'retry'],
       ]);
-      expect(h.pipeline.queue.depth()).to.equal(1);
+      expect(await h.pipeline.queue.depth()).to.equal(1);
     });
 
     it('resets the retry count for a new target', async () => {
@@ -322,12 +323,12 @@ describe('state tracker', () => {
       expect((await reportLater(h, device, { fw_state: 'FAILED' })).map((c) => c.reason)).to.deep.equal(['reported', 'retry']);
       await notifyAll(h);
       expect((await reportLater(h, device, { fw_state: 'FAILED' })).map((c) => c.reason)).to.deep.equal(['reported']);
-      expect(stateOf(h, device)?.retries).to.equal(1);
+      expect((await stateOf(h, device))?.retries).to.equal(1);
 
       await h.timers.advance(10);
       await h.setDevicePackage(device, 'FIRMWARE', b.id);
       await settle();
-      expect(stateOf(h, device)).to.include({ targetPackageId: b.id, retries: 0 });
+      expect((await stateOf(h, device))).to.include({ targetPackageId: b.id, retries: 0 });
       await notifyAll(h);
       const changes = await reportLater(h, device, { fw_state: 'FAILED' });
       expect(changes.map((c) => [c.reason, c.error])).to.deep.equal([
@@ -336,7 +337,7 @@ describe('state tracker', () => {
       ]);
       const released: AssignmentEvent[] = [];
       h.pipeline.queue.start({ packSize: 1, intervalMs: 0, mode: 'spaced' }, (evs) => released.push(...evs));
-      h.pipeline.queue.flush();
+      await h.pipeline.queue.flush();
       expect(released.map((e) => e.packageId)).to.deep.equal([b.id]);
     });
 
@@ -351,7 +352,7 @@ describe('state tracker', () => {
       expect((await reportLater(h, loose, { fw_state: 'FAILED' })).map((c) => c.reason)).to.deep.equal(['reported']);
       h.pipeline.tracker.configure({ timeoutMs: 0, maxRetries: 0 });
       expect((await reportLater(h, device, { fw_state: 'FAILED' })).map((c) => c.reason)).to.deep.equal(['reported']);
-      expect(h.pipeline.queue.depth()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(0);
     });
 
     it('does not re-queue a package unassigned while the device was updating', async () => {
@@ -365,7 +366,7 @@ describe('state tracker', () => {
       await settle();
       h.pipeline.tracker.configure({ timeoutMs: 0, maxRetries: 3 });
       expect((await reportLater(h, device, { fw_state: 'FAILED' })).map((c) => c.reason)).to.deep.equal(['reported']);
-      expect(h.pipeline.queue.depth()).to.equal(0);
+      expect(await h.pipeline.queue.depth()).to.equal(0);
       expect((await h.pipeline.telemetry.latest(device.id, ['fw_state'])).fw_state?.value).to.not.equal('QUEUED');
     });
   });

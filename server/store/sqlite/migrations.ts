@@ -207,4 +207,12 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE devices ADD COLUMN credentials_value TEXT;
     `,
   },
+  {
+    version: 5,
+    description: 'notify queue: a lease on claimed rows, so a consumer that dies mid-batch gives its rows back',
+    sql: `
+      -- NULL = waiting; otherwise the time (ms) until which a consumer holds the row.
+      ALTER TABLE notify_queue ADD COLUMN claimed_until INTEGER;
+    `,
+  },
 ];

@@ -1,0 +1,37 @@
+import type { DeviceId, OtaPackageId, TenantId } from '../ids';
+import type { OtaPackageType } from './ota-packages';
+
+/** One device's change of target package; `packageId: null` is an unassignment. */
+export interface AssignmentEvent {
+  tenantId: TenantId;
+  deviceId: DeviceId;
+  type: OtaPackageType;
+  packageId: OtaPackageId | null;
+  ts: number;
+}
+
+/** A queued event handed to one consumer until it acks it (done) or releases it (back in the queue). */
+export interface ClaimedEvent extends AssignmentEvent {
+  /** The queue row's identity: a newer assignment for the same device replaces the row, so an ack never drops it. */
+  seq: number;
+}
+
+/**
+ * The durable queue between assignment and notification: one row per device and type, release in
+ * the order queued. Claims carry a lease so that, with several consumers on one database, a row
+ * claimed by a consumer that died returns to the queue when its lease runs out.
+ */
+export interface NotifyQueueRepository {
+  /** Queues the events; a device's newer event replaces its queued one (and goes to the back). */
+  put(events: readonly AssignmentEvent[]): Promise<void>;
+  /** Drops a device's queued row of that type, claimed or not. */
+  remove(deviceId: DeviceId, type: OtaPackageType): Promise<void>;
+  /** Up to `limit` unclaimed rows (or rows whose lease ended before `now`), oldest first, leased until `now + leaseMs`. */
+  claim(limit: number, now: number, leaseMs: number): Promise<ClaimedEvent[]>;
+  /** Done with these: they leave the queue (unless replaced meanwhile by a newer event). */
+  ack(claims: readonly ClaimedEvent[]): Promise<void>;
+  /** Not done: back to the queue in their place, for the next claim. */
+  release(claims: readonly ClaimedEvent[]): Promise<void>;
+  /** Rows queued (claimed or not), in all or for one tenant. */
+  depth(tenantId?: TenantId): Promise<number>;
+}

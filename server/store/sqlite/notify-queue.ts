@@ -1,0 +1,75 @@
+import { atomically } from './atomically';
+import type { Db } from './database';
+import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
+import type { OtaPackageType } from '../ota-packages';
+import type { AssignmentEvent, ClaimedEvent, NotifyQueueRepository } from '../notify-queue-repository';
+
+interface Row {
+  seq: number;
+  tenant_id: string;
+  device_id: string;
+  type: string;
+  package_id: string | null;
+  ts: number;
+}
+
+const toClaim = (r: Row): ClaimedEvent => ({
+  seq: r.seq,
+  tenantId: r.tenant_id as TenantId,
+  deviceId: r.device_id as DeviceId,
+  type: r.type as OtaPackageType,
+  packageId: r.package_id as OtaPackageId | null,
+  ts: r.ts,
+});
+
+/** The notify queue in SQLite: `claimed_until` is the lease (NULL = waiting). */
+export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
+  constructor(private readonly db: Db) {}
+
+  async put(events: readonly AssignmentEvent[]): Promise<void> {
+    const insert = this.db.prepare('INSERT OR REPLACE INTO notify_queue (tenant_id, device_id, type, package_id, ts) VALUES (?, ?, ?, ?, ?)');
+    atomically(this.db, () => {
+      for (const ev of events) insert.run(ev.tenantId, ev.deviceId, ev.type, ev.packageId, ev.ts);
+    });
+  }
+
+  async remove(deviceId: DeviceId, type: OtaPackageType): Promise<void> {
+    this.db.prepare('DELETE FROM notify_queue WHERE device_id = ? AND type = ?').run(deviceId, type);
+  }
+
+  async claim(limit: number, now: number, leaseMs: number): Promise<ClaimedEvent[]> {
+    return atomically(this.db, () => {
+      const rows = this.db
+        .prepare('SELECT seq, tenant_id, device_id, type, package_id, ts FROM notify_queue WHERE claimed_until IS NULL OR claimed_until < ? ORDER BY seq LIMIT ?')
+        .all(now, limit) as Row[];
+      if (rows.length) {
+        // One statement for the whole batch: rows are in seq order, so a range plus the same filter marks exactly them.
+        this.db
+          .prepare('UPDATE notify_queue SET claimed_until = ? WHERE seq BETWEEN ? AND ? AND (claimed_until IS NULL OR claimed_until < ?)')
+          .run(now + leaseMs, (rows[0] as Row).seq, (rows[rows.length - 1] as Row).seq, now);
+      }
+      return rows.map(toClaim);
+    });
+  }
+
+  async ack(claims: readonly ClaimedEvent[]): Promise<void> {
+    const del = this.db.prepare('DELETE FROM notify_queue WHERE seq = ?');
+    atomically(this.db, () => {
+      for (const c of claims) del.run(c.seq);
+    });
+  }
+
+  async release(claims: readonly ClaimedEvent[]): Promise<void> {
+    const free = this.db.prepare('UPDATE notify_queue SET claimed_until = NULL WHERE seq = ?');
+    atomically(this.db, () => {
+      for (const c of claims) free.run(c.seq);
+    });
+  }
+
+  async depth(tenantId?: TenantId): Promise<number> {
+    const row = tenantId
+      ? this.db.prepare('SELECT count(*) AS n FROM notify_queue WHERE tenant_id = ?').get(tenantId)
+      : this.db.prepare('SELECT count(*) AS n FROM notify_queue').get();
+    return (row as { n: number }).n;
+  }
+}

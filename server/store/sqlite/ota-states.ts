@@ -1,0 +1,149 @@
+import type { Db } from './database';
+import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
+import { ACTIVE_STATES, IN_PROGRESS_STATES, PENDING_STATES } from '../../pipeline/ota-keys';
+import type { OtaPackageType } from '../ota-packages';
+import type { FleetCounts, FleetGroupCounts, OtaStateRepository, OtaStateRow } from '../ota-states';
+
+interface Row {
+  device_id: string;
+  tenant_id: string;
+  type: string;
+  state: string | null;
+  state_ts: number;
+  error: string | null;
+  current_title: string | null;
+  current_version: string | null;
+  target_package_id: string | null;
+  retries: number;
+}
+
+const toState = (r: Row): OtaStateRow => ({
+  deviceId: r.device_id as DeviceId,
+  tenantId: r.tenant_id as TenantId,
+  type: r.type as OtaPackageType,
+  state: r.state as OtaStateRow['state'],
+  stateTs: r.state_ts,
+  error: r.error,
+  currentTitle: r.current_title,
+  currentVersion: r.current_version,
+  targetPackageId: r.target_package_id as OtaPackageId | null,
+  retries: r.retries,
+});
+
+const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
+
+/** The update states in SQLite (one row per device and type). */
+export class SqliteOtaStateRepository implements OtaStateRepository {
+  constructor(private readonly db: Db) {}
+
+  async get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaStateRow | null> {
+    const r = this.db.prepare('SELECT * FROM ota_states WHERE device_id = ? AND type = ?').get(deviceId, type) as Row | undefined;
+    return r ? toState(r) : null;
+  }
+
+  private ensure(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType): void {
+    this.db.prepare('INSERT OR IGNORE INTO ota_states (device_id, tenant_id, type) VALUES (?, ?, ?)').run(deviceId, tenantId, type);
+  }
+
+  /** Sets the state if `ts` is not older than the recorded one; answers whether it was applied. */
+  async setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): Promise<boolean> {
+    this.ensure(deviceId, tenantId, type);
+    return (
+      this.db
+        .prepare('UPDATE ota_states SET state = ?, state_ts = ?, error = ? WHERE device_id = ? AND type = ? AND state_ts <= ?')
+        .run(state, ts, error, deviceId, type, ts).changes > 0
+    );
+  }
+
+  async setCurrent(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, title: string | null, version: string | null): Promise<void> {
+    this.ensure(deviceId, tenantId, type);
+    const sets: string[] = [];
+    const args: unknown[] = [];
+    if (title !== null) sets.push('current_title = ?') && args.push(title);
+    if (version !== null) sets.push('current_version = ?') && args.push(version);
+    if (sets.length) this.db.prepare(`UPDATE ota_states SET ${sets.join(', ')} WHERE device_id = ? AND type = ?`).run(...args, deviceId, type);
+  }
+
+  async setError(deviceId: DeviceId, type: OtaPackageType, error: string | null): Promise<void> {
+    this.db.prepare('UPDATE ota_states SET error = ? WHERE device_id = ? AND type = ?').run(error, deviceId, type);
+  }
+
+  /** A new target resets the retry count; the same target keeps it. */
+  async setTarget(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId | null): Promise<void> {
+    this.ensure(deviceId, tenantId, type);
+    this.db
+      .prepare(
+        `UPDATE ota_states SET retries = CASE WHEN target_package_id IS ? THEN retries ELSE 0 END, target_package_id = ?
+         WHERE device_id = ? AND type = ?`,
+      )
+      .run(packageId, packageId, deviceId, type);
+  }
+
+  async setQueued(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId, ts: number): Promise<void> {
+    // Every right-hand side reads the row as it was, as setTarget and setState would in turn.
+    this.db
+      .prepare(
+        `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error, target_package_id, retries) VALUES (?, ?, ?, 'QUEUED', ?, NULL, ?, 0)
+         ON CONFLICT (device_id, type) DO UPDATE SET
+           retries = CASE WHEN target_package_id IS excluded.target_package_id THEN retries ELSE 0 END,
+           target_package_id = excluded.target_package_id,
+           state = CASE WHEN state_ts <= excluded.state_ts THEN 'QUEUED' ELSE state END,
+           error = CASE WHEN state_ts <= excluded.state_ts THEN NULL ELSE error END,
+           state_ts = max(state_ts, excluded.state_ts)`,
+      )
+      .run(deviceId, tenantId, type, ts, packageId);
+  }
+
+  /** An unassignment: the device is no longer targeted, so it leaves the metrics, timeouts and retries. */
+  async clearTarget(deviceId: DeviceId, type: OtaPackageType): Promise<void> {
+    this.db.prepare('UPDATE ota_states SET target_package_id = NULL, retries = 0 WHERE device_id = ? AND type = ?').run(deviceId, type);
+  }
+
+  async incrementRetries(deviceId: DeviceId, type: OtaPackageType): Promise<number> {
+    this.db.prepare('UPDATE ota_states SET retries = retries + 1 WHERE device_id = ? AND type = ?').run(deviceId, type);
+    return (await this.get(deviceId, type))?.retries ?? 0;
+  }
+
+  /** Devices told about an update (INITIATED..UPDATING) whose state has not moved since `before`. */
+  async stuck(before: number, limit: number): Promise<OtaStateRow[]> {
+    const rows = this.db
+      .prepare(`SELECT * FROM ota_states WHERE state IN (${list(ACTIVE_STATES)}) AND state_ts < ? AND target_package_id IS NOT NULL ORDER BY state_ts LIMIT ?`)
+      .all(before, limit) as Row[];
+    return rows.map(toState);
+  }
+
+  /** Counts over targeted devices, grouped by target package (and profile when asked). */
+  async counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Promise<FleetGroupCounts[]> {
+    const key = groupBy === 'package' ? 's.target_package_id' : 'd.device_profile_id';
+    const label = groupBy === 'package' ? 'p.title AS title, p.version AS version' : "dp.name AS title, '' AS version";
+    const rows = this.db
+      .prepare(
+        `SELECT ${key} AS key, s.type AS type, ${label},
+           count(*) AS targeted,
+           sum(s.state IN (${list(PENDING_STATES)})) AS pending,
+           sum(s.state IN (${list(IN_PROGRESS_STATES)})) AS inProgress,
+           sum(s.state = 'UPDATED') AS updated,
+           sum(s.state = 'FAILED') AS failed,
+           sum(s.current_title = p.title AND s.current_version = p.version) AS onTarget
+         FROM ota_states s
+         JOIN ota_packages p ON p.id = s.target_package_id
+         JOIN devices d ON d.id = s.device_id
+         JOIN device_profiles dp ON dp.id = d.device_profile_id
+         WHERE s.tenant_id = ? AND s.target_package_id IS NOT NULL
+         GROUP BY ${key}, s.type`,
+      )
+      .all(tenantId) as Array<{ key: string; type: OtaPackageType; title: string; version: string } & Record<keyof FleetCounts, number | null>>;
+    return rows.map((r) => ({
+      key: r.key,
+      type: r.type,
+      title: r.title,
+      version: r.version,
+      targeted: r.targeted ?? 0,
+      pending: r.pending ?? 0,
+      inProgress: r.inProgress ?? 0,
+      updated: r.updated ?? 0,
+      failed: r.failed ?? 0,
+      onTarget: r.onTarget ?? 0,
+    }));
+  }
+}

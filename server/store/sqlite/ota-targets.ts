@@ -1,0 +1,46 @@
+import { atomically } from './atomically';
+import type { Db } from './database';
+import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
+import type { OtaPackageType } from '../ota-packages';
+import type { DriftedTarget, OtaTarget, OtaTargetRepository } from '../ota-targets';
+
+const slotOf = (type: OtaPackageType): string => (type === 'FIRMWARE' ? 'firmware_id' : 'software_id');
+
+export class SqliteOtaTargetRepository implements OtaTargetRepository {
+  constructor(private readonly db: Db) {}
+
+  async get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaTarget | null> {
+    const r = this.db.prepare('SELECT package_id, ts, notified FROM ota_targets WHERE device_id = ? AND type = ?').get(deviceId, type) as
+      | { package_id: string | null; ts: number; notified: number }
+      | undefined;
+    return r ? { deviceId, type, packageId: r.package_id as OtaPackageId | null, ts: r.ts, notified: r.notified === 1 } : null;
+  }
+
+  async put(targets: readonly OtaTarget[]): Promise<void> {
+    const upsert = this.db.prepare('INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified) VALUES (?, ?, ?, ?, ?)');
+    atomically(this.db, () => {
+      for (const t of targets) upsert.run(t.deviceId, t.type, t.packageId, t.ts, t.notified ? 1 : 0);
+    });
+  }
+
+  async drifted(type: OtaPackageType): Promise<DriftedTarget[]> {
+    const slot = slotOf(type);
+    const rows = this.db
+      .prepare(
+        `SELECT d.id AS deviceId, d.tenant_id AS tenantId, coalesce(d.${slot}, p.${slot}) AS effective, t.package_id AS target, t.ts AS ts
+         FROM devices d JOIN device_profiles p ON p.id = d.device_profile_id
+         LEFT JOIN ota_targets t ON t.device_id = d.id AND t.type = ?
+         LEFT JOIN notify_queue q ON q.device_id = d.id AND q.type = ?
+         WHERE coalesce(d.${slot}, p.${slot}) IS NOT t.package_id
+            OR (t.notified = 0 AND q.seq IS NULL AND coalesce(d.${slot}, p.${slot}) IS NOT NULL)`,
+      )
+      .all(type, type) as Array<{ deviceId: string; tenantId: string; effective: string | null; target: string | null; ts: number | null }>;
+    return rows.map((r) => ({
+      deviceId: r.deviceId as DeviceId,
+      tenantId: r.tenantId as TenantId,
+      effective: r.effective as OtaPackageId | null,
+      target: r.target as OtaPackageId | null,
+      ts: r.ts,
+    }));
+  }
+}

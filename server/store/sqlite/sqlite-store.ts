@@ -1,0 +1,91 @@
+import { SqliteAttributeRepository } from '../attributes';
+import { SqliteDeviceProfileRepository } from '../device-profiles';
+import { SqliteDeviceRepository } from '../devices';
+import { SqliteOtaPackageRepository } from '../ota-packages';
+import { SqliteTelemetryRepository } from '../telemetry';
+import { SqliteTenantRepository } from '../tenants';
+import type { Repositories, Store } from '../store';
+import { openDatabase, type Db } from './database';
+import { SqliteNotifyQueueRepository } from './notify-queue';
+import { SqliteOtaStateRepository } from './ota-states';
+import { SqliteOtaTargetRepository } from './ota-targets';
+import { SqliteSettingsRepository } from './settings';
+
+/**
+ * The store on one better-sqlite3 connection. Its statements are synchronous; the repositories
+ * answer promises so the interface fits an asynchronous database too.
+ */
+export class SqliteStore implements Store {
+  readonly tenants;
+  readonly profiles;
+  readonly devices;
+  readonly packages;
+  readonly attributes;
+  readonly telemetry;
+  readonly queue;
+  readonly targets;
+  readonly states;
+  readonly settings;
+  /** The end of the last transaction queued: transactions run one after another. */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly db: Db) {
+    this.tenants = new SqliteTenantRepository(db);
+    this.profiles = new SqliteDeviceProfileRepository(db);
+    this.devices = new SqliteDeviceRepository(db);
+    this.packages = new SqliteOtaPackageRepository(db);
+    this.attributes = new SqliteAttributeRepository(db);
+    this.telemetry = new SqliteTelemetryRepository(db);
+    this.queue = new SqliteNotifyQueueRepository(db);
+    this.targets = new SqliteOtaTargetRepository(db);
+    this.states = new SqliteOtaStateRepository(db);
+    this.settings = new SqliteSettingsRepository(db);
+  }
+
+  static open(file: string): SqliteStore {
+    return new SqliteStore(openDatabase(file));
+  }
+
+  /**
+   * SQLite has one connection, so a transaction is the connection's state, not a client's: while
+   * `work` awaits, any other async work on this process runs inside the open transaction. Two
+   * rules keep that safe. Transactions are serialised (each waits for the one before it to end),
+   * so one never commits or rolls back another's writes. And the repositories run each call as one
+   * synchronous statement group (nested transactions become savepoints), so a write made meanwhile
+   * outside a transaction is whole: it commits with this one, or is lost only if this one fails,
+   * which the pipeline's bodies do only on a broken database. The write lock is held across those
+   * awaits, so a second connection in this same process that writes synchronously meanwhile waits
+   * for a lock that cannot be released until busy_timeout: never write through another connection
+   * in-process while the engine works (tests wait for the engine to be idle first).
+   */
+  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = await work(this);
+        this.db.exec('COMMIT');
+        return result;
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw err;
+      }
+    };
+    const next = this.tail.then(run, run);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+
+  async close(): Promise<void> {
+    await this.tail;
+    if (this.db.open) this.db.close();
+  }
+}
+
+/**
+ * The connection under a SQLite store, for the fleet read models (dashboard, /metrics) that still
+ * query it directly; they move behind the store next. Throws for any other store.
+ */
+export function sqliteHandleOf(store: Store): Db {
+  if (store instanceof SqliteStore) return store.db;
+  throw new Error('the fleet dashboard and /metrics need the SQLite store for now');
+}

@@ -1,0 +1,38 @@
+import type { AttributeRepository } from './attributes';
+import type { DeviceProfileRepository } from './device-profiles';
+import type { DeviceRepository } from './devices';
+import type { NotifyQueueRepository } from './notify-queue-repository';
+import type { OtaPackageRepository } from './ota-packages';
+import type { OtaStateRepository } from './ota-states';
+import type { OtaTargetRepository } from './ota-targets';
+import type { SettingsRepository } from './settings';
+import type { TelemetryRepository } from './telemetry';
+import type { TenantRepository } from './tenants';
+
+/** Everything the engine keeps, one repository per kind of record. */
+export interface Repositories {
+  tenants: TenantRepository;
+  profiles: DeviceProfileRepository;
+  devices: DeviceRepository;
+  packages: OtaPackageRepository;
+  attributes: AttributeRepository;
+  telemetry: TelemetryRepository;
+  queue: NotifyQueueRepository;
+  targets: OtaTargetRepository;
+  states: OtaStateRepository;
+  settings: SettingsRepository;
+}
+
+/**
+ * The engine's one store. Each repository call outside `transaction` commits on its own; inside,
+ * the calls made through `tx` commit together or not at all (a unit of work), so a batch of
+ * devices is one commit instead of several per device.
+ *
+ * Implementations: SQLite (store/sqlite/, the embedded default). A PostgreSQL one runs each
+ * transaction on one pooled client and fits the same interface.
+ */
+export interface Store extends Repositories {
+  /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,293 @@
+import { expect } from 'chai';
+import { newId, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
+import type { AssignmentEvent } from '../../server/store/notify-queue-repository';
+import type { OtaPackage } from '../../server/store/ota-packages';
+import type { Store } from '../../server/store/store';
+
+/** A store to test, and how to end it (close it, remove what it made). */
+export interface OpenedStore {
+  store: Store;
+  dispose(): Promise<void>;
+}
+
+/**
+ * What every store implementation must do, whatever database is under it. Call it once per
+ * implementation: `describeStoreContract('PostgreSQL', openPostgresStore)`.
+ */
+export function describeStoreContract(name: string, open: () => Promise<OpenedStore>): void {
+  describe(`store contract: ${name}`, function () {
+    let opened: OpenedStore;
+    let store: Store;
+    let tenantId: TenantId;
+    let profileId: DeviceProfileId;
+    let pkg: OtaPackage;
+
+    beforeEach(async () => {
+      opened = await open();
+      store = opened.store;
+      tenantId = (await store.tenants.createTenant('contract')).id;
+      profileId = newId<'DEVICE_PROFILE'>();
+      await store.profiles.insert({ id: profileId, tenantId, name: 'default', description: null, isDefault: true, firmwareId: null, softwareId: null, createdTime: 1, version: 1, extra: {} });
+      pkg = {
+        id: newId<'OTA_PACKAGE'>(),
+        tenantId,
+        deviceProfileId: profileId,
+        type: 'FIRMWARE',
+        title: 'fw',
+        version: '1.0',
+        tag: null,
+        url: 'https://example.invalid/fw.bin',
+        fileName: null,
+        contentType: null,
+        checksumAlgorithm: null,
+        checksum: null,
+        dataSize: null,
+        blobSha256: null,
+        additionalInfo: null,
+        externalId: null,
+        createdTime: 1,
+      };
+      await store.packages.insert(pkg);
+    });
+    afterEach(() => opened.dispose());
+
+    async function devices(n: number, tenant = tenantId, profile = profileId): Promise<DeviceId[]> {
+      const ids: DeviceId[] = [];
+      for (let i = 0; i < n; i++) {
+        const id = newId<'DEVICE'>();
+        await store.devices.insert({
+          id,
+          tenantId: tenant,
+          name: `d-${id}`,
+          label: null,
+          deviceProfileId: profile,
+          firmwareId: null,
+          softwareId: null,
+          accessToken: `t-${id}`,
+          credentialsId: newId<'DEVICE'>(),
+          createdTime: i,
+          version: 1,
+          extra: {},
+        });
+        ids.push(id);
+      }
+      return ids;
+    }
+    const event = (deviceId: DeviceId, ts: number, packageId: OtaPackageId | null = pkg.id): AssignmentEvent => ({ tenantId, deviceId, type: 'FIRMWARE', packageId, ts });
+
+    describe('notify queue', () => {
+      it('claims in the order queued, up to the limit', async () => {
+        const ids = await devices(5);
+        await store.queue.put(ids.map((id, i) => event(id, 100 + i)));
+        const claimed = await store.queue.claim(3, 1000, 30_000);
+        expect(claimed.map((c) => c.deviceId)).to.deep.equal(ids.slice(0, 3));
+        expect(claimed[0]).to.include({ tenantId, type: 'FIRMWARE', packageId: pkg.id, ts: 100 });
+      });
+
+      it('does not hand a claimed row to a second claim while its lease runs', async () => {
+        const ids = await devices(4);
+        await store.queue.put(ids.map((id) => event(id, 1)));
+        const first = await store.queue.claim(2, 1000, 30_000);
+        const second = await store.queue.claim(10, 1001, 30_000);
+        expect(second.map((c) => c.deviceId)).to.deep.equal(ids.slice(2));
+        expect(first.map((c) => c.deviceId)).to.deep.equal(ids.slice(0, 2));
+      });
+
+      it('hands a claimed row to another claim once its lease ran out (a consumer died)', async () => {
+        const [id] = await devices(1);
+        await store.queue.put([event(id!, 1)]);
+        expect(await store.queue.claim(1, 1000, 500)).to.have.length(1);
+        expect(await store.queue.claim(1, 1500, 500), 'at the end of the lease it is still held').to.have.length(0);
+        expect((await store.queue.claim(1, 1501, 500)).map((c) => c.deviceId)).to.deep.equal([id]);
+      });
+
+      it('removes acked rows and gives released rows back in their place', async () => {
+        const ids = await devices(3);
+        await store.queue.put(ids.map((id) => event(id, 1)));
+        const claimed = await store.queue.claim(3, 1000, 30_000);
+        await store.queue.ack(claimed.slice(0, 1));
+        await store.queue.release(claimed.slice(1));
+        expect(await store.queue.depth()).to.equal(2);
+        expect((await store.queue.claim(10, 1001, 30_000)).map((c) => c.deviceId)).to.deep.equal(ids.slice(1));
+      });
+
+      it('keeps a newer event that replaced a claimed one when the old claim is acked', async () => {
+        const [id] = await devices(1);
+        await store.queue.put([event(id!, 1)]);
+        const [old] = await store.queue.claim(1, 1000, 30_000);
+        await store.queue.put([event(id!, 2)]);
+        await store.queue.ack([old!]);
+        const again = await store.queue.claim(1, 1001, 30_000);
+        expect(again.map((c) => c.ts)).to.deep.equal([2]);
+      });
+
+      it('holds one row per device and type: a newer event replaces the queued one', async () => {
+        const [id] = await devices(1);
+        await store.queue.put([event(id!, 1)]);
+        await store.queue.put([event(id!, 2)]);
+        expect(await store.queue.depth()).to.equal(1);
+        expect((await store.queue.claim(5, 1000, 1)).map((c) => c.ts)).to.deep.equal([2]);
+      });
+
+      it('counts the depth per tenant and removes a device row on request', async () => {
+        const ids = await devices(2);
+        const other = (await store.tenants.createTenant('other')).id;
+        const otherProfile = newId<'DEVICE_PROFILE'>();
+        await store.profiles.insert({ id: otherProfile, tenantId: other, name: 'default', description: null, isDefault: true, firmwareId: null, softwareId: null, createdTime: 1, version: 1, extra: {} });
+        const [theirs] = await devices(1, other, otherProfile);
+        await store.queue.put([...ids.map((id) => event(id, 1)), { tenantId: other, deviceId: theirs!, type: 'FIRMWARE', packageId: null, ts: 1 }]);
+        expect([await store.queue.depth(), await store.queue.depth(tenantId), await store.queue.depth(other)]).to.deep.equal([3, 2, 1]);
+        await store.queue.remove(ids[0]!, 'FIRMWARE');
+        await store.queue.remove(ids[1]!, 'SOFTWARE');
+        expect(await store.queue.depth(tenantId)).to.equal(1);
+      });
+    });
+
+    describe('unit of work', () => {
+      it('commits every repository written in the transaction together', async () => {
+        const [id] = await devices(1);
+        const answer = await store.transaction(async (tx) => {
+          await tx.queue.put([event(id!, 5)]);
+          await tx.states.setState(id!, tenantId, 'FIRMWARE', 'QUEUED', 5, null);
+          await tx.targets.put([{ deviceId: id!, type: 'FIRMWARE', packageId: pkg.id, ts: 5, notified: false }]);
+          await tx.attributes.save(id!, 'SHARED', { fw_title: 'fw' }, 5);
+          return 'done';
+        });
+        expect(answer).to.equal('done');
+        expect(await store.queue.depth()).to.equal(1);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'QUEUED', stateTs: 5 });
+        expect(await store.targets.get(id!, 'FIRMWARE')).to.deep.include({ packageId: pkg.id, ts: 5, notified: false });
+        expect(await store.attributes.get(id!, 'SHARED')).to.deep.equal({ fw_title: 'fw' });
+      });
+
+      it('rolls every write back when the work throws, and passes the error on', async () => {
+        const [id] = await devices(1);
+        const failed = await store
+          .transaction(async (tx) => {
+            await tx.queue.put([event(id!, 5)]);
+            await tx.states.setState(id!, tenantId, 'FIRMWARE', 'QUEUED', 5, null);
+            await tx.telemetry.save(id!, [{ ts: 5, values: { fw_state: 'QUEUED' } }]);
+            throw new Error('no');
+          })
+          .then(
+            () => null,
+            (err: Error) => err.message,
+          );
+        expect(failed).to.equal('no');
+        expect(await store.queue.depth()).to.equal(0);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.equal(null);
+        expect(await store.telemetry.latest(id!)).to.deep.equal({});
+      });
+
+      it('runs transactions started together one after the other, each whole', async () => {
+        const ids = await devices(2);
+        const order: string[] = [];
+        await Promise.all(
+          ids.map((id, i) =>
+            store.transaction(async (tx) => {
+              order.push(`begin ${i}`);
+              await tx.queue.put([event(id, i)]);
+              await tx.states.setState(id, tenantId, 'FIRMWARE', 'QUEUED', i, null);
+              order.push(`end ${i}`);
+            }),
+          ),
+        );
+        expect(order).to.deep.equal(['begin 0', 'end 0', 'begin 1', 'end 1']);
+        expect(await store.queue.depth()).to.equal(2);
+      });
+
+      it('goes on after a failed transaction', async () => {
+        const [id] = await devices(1);
+        await store.transaction(async () => Promise.reject(new Error('first fails'))).catch(() => undefined);
+        await store.transaction(async (tx) => tx.queue.put([event(id!, 1)]));
+        expect(await store.queue.depth()).to.equal(1);
+      });
+    });
+
+    describe('update states', () => {
+      it('applies a state only if it is not older than the recorded one', async () => {
+        const [id] = await devices(1);
+        expect(await store.states.setState(id!, tenantId, 'FIRMWARE', 'DOWNLOADING', 20, null)).to.equal(true);
+        expect(await store.states.setState(id!, tenantId, 'FIRMWARE', 'INITIATED', 10, null)).to.equal(false);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'DOWNLOADING', stateTs: 20 });
+      });
+
+      it('keeps the retry count for the same target and resets it for a new one', async () => {
+        const [id] = await devices(1);
+        await store.states.setTarget(id!, tenantId, 'FIRMWARE', pkg.id);
+        expect(await store.states.incrementRetries(id!, 'FIRMWARE')).to.equal(1);
+        await store.states.setTarget(id!, tenantId, 'FIRMWARE', pkg.id);
+        expect((await store.states.get(id!, 'FIRMWARE'))?.retries).to.equal(1);
+        await store.states.setTarget(id!, tenantId, 'FIRMWARE', newId<'OTA_PACKAGE'>());
+        expect((await store.states.get(id!, 'FIRMWARE'))?.retries).to.equal(0);
+        await store.states.clearTarget(id!, 'FIRMWARE');
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ targetPackageId: null, retries: 0 });
+      });
+
+      it('queues in one write: the new target resets the retries, QUEUED only over an older state', async () => {
+        const [id] = await devices(1);
+        await store.states.setTarget(id!, tenantId, 'FIRMWARE', pkg.id);
+        await store.states.incrementRetries(id!, 'FIRMWARE');
+        await store.states.setState(id!, tenantId, 'FIRMWARE', 'FAILED', 10, 'boom');
+        await store.states.setQueued(id!, tenantId, 'FIRMWARE', pkg.id, 11);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'QUEUED', stateTs: 11, error: null, retries: 1, targetPackageId: pkg.id });
+        const other = newId<'OTA_PACKAGE'>();
+        await store.states.setState(id!, tenantId, 'FIRMWARE', 'DOWNLOADING', 30, null);
+        await store.states.setQueued(id!, tenantId, 'FIRMWARE', other, 20);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'DOWNLOADING', stateTs: 30, retries: 0, targetPackageId: other });
+        const [fresh] = await devices(1);
+        await store.states.setQueued(fresh!, tenantId, 'FIRMWARE', pkg.id, 5);
+        expect(await store.states.get(fresh!, 'FIRMWARE')).to.include({ state: 'QUEUED', stateTs: 5, retries: 0, targetPackageId: pkg.id });
+      });
+
+      it('lists targeted devices stuck in INITIATED..UPDATING since before a time, oldest first', async () => {
+        const ids = await devices(4);
+        const states = ['DOWNLOADING', 'INITIATED', 'UPDATED', 'QUEUED'] as const;
+        for (const [i, id] of ids.entries()) {
+          await store.states.setTarget(id, tenantId, 'FIRMWARE', pkg.id);
+          await store.states.setState(id, tenantId, 'FIRMWARE', states[i]!, 10 - i, null);
+        }
+        expect((await store.states.stuck(100, 10)).map((s) => s.deviceId)).to.deep.equal([ids[1], ids[0]]);
+        expect(await store.states.stuck(9, 10), 'not before the time').to.have.length(0);
+      });
+
+      it('records the current title and version a device reports', async () => {
+        const [id] = await devices(1);
+        await store.states.setCurrent(id!, tenantId, 'FIRMWARE', 'fw', null);
+        await store.states.setCurrent(id!, tenantId, 'FIRMWARE', null, '1.0');
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ currentTitle: 'fw', currentVersion: '1.0' });
+      });
+    });
+
+    describe('targets and read models', () => {
+      it('finds devices whose effective package differs from their last target, over every tenant', async () => {
+        const [onTarget, drifted] = await devices(2);
+        const profile = await store.profiles.findById(tenantId, profileId);
+        await store.profiles.update({ ...profile!, firmwareId: pkg.id, version: profile!.version + 1 });
+        await store.targets.put([{ deviceId: onTarget!, type: 'FIRMWARE', packageId: pkg.id, ts: 1, notified: true }]);
+        const found = await store.targets.drifted('FIRMWARE');
+        expect(found).to.deep.equal([{ tenantId, deviceId: drifted, effective: pkg.id, target: null, ts: null }]);
+        expect(await store.targets.drifted('SOFTWARE')).to.deep.equal([]);
+      });
+
+      it('counts targeted devices per package and per profile, scoped by tenant', async () => {
+        const ids = await devices(3);
+        for (const [i, id] of ids.entries()) {
+          await store.states.setTarget(id, tenantId, 'FIRMWARE', pkg.id);
+          await store.states.setState(id, tenantId, 'FIRMWARE', (['QUEUED', 'DOWNLOADING', 'UPDATED'] as const)[i]!, 1, null);
+        }
+        await store.states.setCurrent(ids[2]!, tenantId, 'FIRMWARE', 'fw', '1.0');
+        const counts = { targeted: 3, pending: 1, inProgress: 1, updated: 1, failed: 0, onTarget: 1 };
+        expect(await store.states.counts(tenantId, 'package')).to.deep.equal([{ key: pkg.id, type: 'FIRMWARE', title: 'fw', version: '1.0', ...counts }]);
+        expect(await store.states.counts(tenantId, 'profile')).to.deep.equal([{ key: profileId, type: 'FIRMWARE', title: 'default', version: '', ...counts }]);
+        expect(await store.states.counts((await store.tenants.createTenant('other')).id, 'package')).to.deep.equal([]);
+      });
+
+      it('keeps the first value of a setting: a second putIfAbsent answers it', async () => {
+        expect(await store.settings.get('k')).to.equal(null);
+        expect(await store.settings.putIfAbsent('k', 'one')).to.equal('one');
+        expect(await store.settings.putIfAbsent('k', 'two')).to.equal('one');
+      });
+    });
+  });
+}
