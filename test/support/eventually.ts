@@ -5,13 +5,13 @@
  * throws counts as not yet, and its last error is named if time runs out after `timeoutMs`.
  */
 export interface PollOptions {
-  /** How long to keep looking (default 5 s). */
+  /** How long to keep looking (default 10 s). */
   timeoutMs?: number;
-  /** Pause between looks (default 5 ms; a look that does I/O may want more). */
+  /** Pause between looks (default 10 ms; a look that does I/O over HTTP may want more). */
   everyMs?: number;
 }
 
-export async function eventually<T>(check: () => T | Promise<T>, what: string, { timeoutMs = 5000, everyMs = 5 }: PollOptions = {}): Promise<NonNullable<Exclude<T, false | '' | 0>>> {
+export async function eventually<T>(check: () => T | Promise<T>, what: string, { timeoutMs = 10_000, everyMs = 10 }: PollOptions = {}): Promise<NonNullable<Exclude<T, false | '' | 0>>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

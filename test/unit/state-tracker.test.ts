@@ -5,7 +5,8 @@ import type { AssignmentEvent } from '../../server/pipeline/notify-queue';
 import { OtaStateRepository, type OtaStateRow } from '../../server/store/ota-states';
 import type { OtaPackageType } from '../../server/store/ota-packages';
 import type { StateChange } from '../../server/pipeline/state-tracker';
-import { T0, settle, until, type PipelineHarness, useHarness } from './pipeline-support';
+import { T0, settle, type PipelineHarness, useHarness } from './pipeline-support';
+import { eventually } from '../support/eventually';
 
 describe('state tracker', () => {
   const harness = useHarness();
@@ -130,7 +131,7 @@ describe('state tracker', () => {
       await settle();
       // Everyone but `queued` is told; beta's software stays queued.
       await h.setProfilePackage(profile, 'FIRMWARE', a.id);
-      await until(() => h.pipeline.queue.depth() === 8, 'eight queued');
+      await eventually(() => h.pipeline.queue.depth() === 8, 'eight queued');
       const q: AssignmentEvent[] = [];
       h.pipeline.queue.start({ packSize: 1, intervalMs: 0, mode: 'spaced' }, (evs) => q.push(...evs));
       h.pipeline.queue.flush();
