@@ -180,6 +180,30 @@ describe('Flow Library scorecard (node-red-dev validate rules, offline)', () => 
     });
   });
 
+  describe('documentation', () => {
+    const docs = ['README.md', ...readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+
+    it('has the install guide and the ThingsBoard compatibility table', () => {
+      expect(docs).to.include.members(['docs/install.md', 'docs/thingsboard-compatibility.md']);
+      const table = readFileSync(path.join(ROOT, 'docs', 'thingsboard-compatibility.md'), 'utf8');
+      for (const section of ['## The same as ThingsBoard', '## Different on purpose', '## Not supported']) expect(table).to.include(section);
+    });
+
+    it('links only to files inside the repository (README and docs/)', () => {
+      for (const doc of docs) {
+        const text = readFileSync(path.join(ROOT, doc), 'utf8');
+        expect(text, `${doc} names a path outside the repository`).to.not.match(/\.\.\/shared|`\.\.\//);
+        for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+          const target = (m[1] as string).split('#')[0] as string;
+          if (target === '' || /^https?:\/\//.test(target)) continue;
+          const resolved = path.resolve(ROOT, path.dirname(doc), target);
+          expect(resolved.startsWith(ROOT + path.sep), `${doc}: ${target} leaves the repository`).to.equal(true);
+          expect(existsSync(resolved), `${doc}: ${target} exists`).to.equal(true);
+        }
+      }
+    });
+  });
+
   describe('what npm publishes', () => {
     let files: string[];
     before(function () {
