@@ -34,7 +34,7 @@ function loadNodeRed(): RedRuntime {
     return require('node-red') as RedRuntime;
   } catch (err) {
     if (!(err as Error).message.startsWith("Cannot find module 'node-red'")) throw err;
-    throw new Error('Node-RED is not installed beside node-red-ota: install both, e.g. `npm install -g node-red @otanr/node-red-ota` (see docs/install.md)');
+    throw new Error('Node-RED is not installed beside node-red-ota: install both, e.g. `npm install -g node-red @otanr/node-red-ota` (see docs/install.md)', { cause: err });
   }
 }
 

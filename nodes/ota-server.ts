@@ -1,7 +1,6 @@
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { acquireEngine, DEFAULTS, releaseEngine, type EngineOptions, type OtaEngine } from '../server';
-import type { TenantId } from '../server/ids';
+import { acquireEngine, DEFAULTS, releaseEngine, type EngineOptions } from '../server';
 import { registerAdminRoutes } from './admin-routes';
 import type { OtaServerCredentials, OtaServerNode } from './server-ref';
 

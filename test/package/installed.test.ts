@@ -58,7 +58,11 @@ describe("installed into a user's own Node-RED (npm pack, npm install)", functio
     const m = await listening;
     otaApi = `http://127.0.0.1:${m[1] as string}`;
     admin = await adminClient(otaApi, OTA_PASSWORD);
-    const mqtt = await eventually(async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'), 'the MQTT endpoint', { timeoutMs: 10_000, everyMs: 50 });
+    const mqtt = await eventually(
+      async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'),
+      'the MQTT endpoint',
+      { timeoutMs: 10_000, everyMs: 50 },
+    );
     mqttUrl = `mqtt://127.0.0.1:${mqtt.port}`;
   }
   const listeningLine = (): Promise<RegExpExecArray> => red.nextLine(/ThingsBoard REST API listening on 127\.0\.0\.1:(\d+)/);
@@ -196,7 +200,12 @@ describe("installed into a user's own Node-RED (npm pack, npm install)", functio
   });
 
   it('updates an HTTP device and an MQTT device through the deployed flow', async () => {
-    const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'user-red-fw', version: '1.2.0', type: 'FIRMWARE', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    const info = await admin.request<Ref>('POST', '/otaPackage', {
+      title: 'user-red-fw',
+      version: '1.2.0',
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+    });
     packageId = info.id.id;
     await admin.upload(packageId, firmware, 'CRC32');
     const h = await createDevice('user-red-http');
@@ -207,7 +216,12 @@ describe("installed into a user's own Node-RED (npm pack, npm install)", functio
       await mqttDevice.subscribe(['v1/devices/me/attributes']);
       const toldMqtt = mqttDevice.next('v1/devices/me/attributes', 30_000);
       // The HTTP device long-polls, and asks for its attributes after an empty poll (as pipeline-http does).
-      const toldHttp = eventually(async () => (await httpDevice.waitForUpdate(1000)) ?? (await httpDevice.attributes('?sharedKeys=fw_title,fw_version,fw_size,fw_checksum,fw_checksum_algorithm')).body.shared, 'the HTTP device told of its firmware', { timeoutMs: 30_000 });
+      const toldHttp = eventually(
+        async () =>
+          (await httpDevice.waitForUpdate(1000)) ?? (await httpDevice.attributes('?sharedKeys=fw_title,fw_version,fw_size,fw_checksum,fw_checksum_algorithm')).body.shared,
+        'the HTTP device told of its firmware',
+        { timeoutMs: 30_000 },
+      );
       await admin.request('POST', `/deviceProfile/${profileId}`, { firmwareId: { id: packageId, entityType: 'OTA_PACKAGE' } });
 
       const fwHttp = await toldHttp;
@@ -247,7 +261,9 @@ describe("installed into a user's own Node-RED (npm pack, npm install)", functio
     expect(stopping).to.not.match(/\[(error|warn)\]/);
     red = await startNodeRed(userDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
     // The flow was deployed before the restart, so the ota-server may already be up: look in the whole log.
-    await otaServerUp(eventually(() => /ThingsBoard REST API listening on 127\.0\.0\.1:(\d+)/.exec(red.output()), 'the ota-server after the restart', { timeoutMs: 30_000, everyMs: 50 }));
+    await otaServerUp(
+      eventually(() => /ThingsBoard REST API listening on 127\.0\.0\.1:(\d+)/.exec(red.output()), 'the ota-server after the restart', { timeoutMs: 30_000, everyMs: 50 }),
+    );
     const devices = await admin.request<{ totalElements: number }>('GET', '/tenant/devices?pageSize=10&page=0');
     expect(devices.totalElements).to.equal(3);
   });

@@ -181,7 +181,12 @@ describe('Flow Library scorecard (node-red-dev validate rules, offline)', () => 
   });
 
   describe('documentation', () => {
-    const docs = ['README.md', ...readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+    const docs = [
+      'README.md',
+      ...readdirSync(path.join(ROOT, 'docs'))
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => `docs/${f}`),
+    ];
 
     it('has the install guide and the ThingsBoard compatibility table', () => {
       expect(docs).to.include.members(['docs/install.md', 'docs/thingsboard-compatibility.md']);

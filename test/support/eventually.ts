@@ -11,7 +11,11 @@ export interface PollOptions {
   everyMs?: number;
 }
 
-export async function eventually<T>(check: () => T | Promise<T>, what: string, { timeoutMs = 10_000, everyMs = 10 }: PollOptions = {}): Promise<NonNullable<Exclude<T, false | '' | 0>>> {
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  what: string,
+  { timeoutMs = 10_000, everyMs = 10 }: PollOptions = {},
+): Promise<NonNullable<Exclude<T, false | '' | 0>>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {

@@ -37,7 +37,10 @@ export async function installInto(userDir: string, tarball: string, scratch: str
   await writeFile(path.join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', description: 'A Node-RED Project', version: '0.0.1', private: true }));
   await writeFile(path.join(userDir, '.prebuild-installrc'), `local-prebuilds=${prebuilds}\n`);
   // The palette manager's own command line (@node-red/registry installer.js), plus npm's cache.
-  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-update-notifier', '--no-fund', '--save', '--save-prefix=~', '--omit=dev', '--engine-strict', tarball], { cwd: userDir, maxBuffer: 16 * 1024 * 1024 });
+  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-update-notifier', '--no-fund', '--save', '--save-prefix=~', '--omit=dev', '--engine-strict', tarball], {
+    cwd: userDir,
+    maxBuffer: 16 * 1024 * 1024,
+  });
 }
 
 /** bcrypt hash for settings.js `adminAuth.users[].password`, with the bcryptjs Node-RED itself uses. */
