@@ -1,14 +1,16 @@
+import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { checksumOf } from '../../server/packages/checksum';
 import { eventually } from '../support/eventually';
 import { HttpDevice } from '../support/http-device';
 import { MqttDevice, sha256 } from '../support/mqtt-clients';
-import { adminClient, type Admin } from '../support/standalone';
-import { installInto, packTarball, PACKAGE, passwordHash, redToken, startNodeRed, stopNodeRed, type RunningRed } from '../support/user-node-red';
+import { adminClient, startServer, stopServer, type Admin } from '../support/standalone';
+import { installInto, NODE_RED_DIR, packTarball, PACKAGE, passwordHash, redToken, startNodeRed, stopNodeRed, type RunningRed } from '../support/user-node-red';
 
 interface Ref {
   id: { id: string };
@@ -266,5 +268,29 @@ describe("installed into a user's own Node-RED (npm pack, npm install)", functio
     );
     const devices = await admin.request<{ totalElements: number }>('GET', '/tenant/devices?pageSize=10&page=0');
     expect(devices.totalElements).to.equal(3);
+  });
+
+  describe('the installed node-red-ota command', () => {
+    const command = (): string => path.join(userDir, 'node_modules', ...PACKAGE.split('/'), 'dist', 'bin', 'ota-server.js');
+
+    it('says how to install Node-RED when none is installed beside it', async () => {
+      const failed = await promisify(execFile)(process.execPath, [command()], { env: { ...process.env, OTA_DATA_DIR: path.join(scratch, 'no-red') } }).then(
+        () => null,
+        (err: Error & { code?: number; stderr?: string }) => err,
+      );
+      expect(failed?.code).to.equal(1);
+      expect(failed?.stderr).to.include('npm install -g node-red @otanr/node-red-ota');
+    });
+
+    it('runs the standalone server with the Node-RED installed beside it', async () => {
+      // NODE_PATH stands for the global node_modules that `npm install -g node-red @otanr/node-red-ota` shares.
+      const server = await startServer(path.join(scratch, 'standalone'), { NODE_PATH: path.resolve(NODE_RED_DIR, '..') }, command());
+      try {
+        const standalone = await adminClient(server.api);
+        expect((await standalone.request<{ email: string }>('GET', '/auth/user')).email).to.equal('tenant@thingsboard.org');
+      } finally {
+        expect(await stopServer(server)).to.equal(0);
+      }
+    });
   });
 });
