@@ -36,10 +36,17 @@ export async function installInto(userDir: string, tarball: string, scratch: str
   await mkdir(userDir, { recursive: true });
   await writeFile(path.join(userDir, 'package.json'), JSON.stringify({ name: 'node-red-project', description: 'A Node-RED Project', version: '0.0.1', private: true }));
   await writeFile(path.join(userDir, '.prebuild-installrc'), `local-prebuilds=${prebuilds}\n`);
-  // The palette manager's own command line (@node-red/registry installer.js), plus npm's cache.
-  await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-update-notifier', '--no-fund', '--save', '--save-prefix=~', '--omit=dev', '--engine-strict', tarball], {
-    cwd: userDir,
-    maxBuffer: 16 * 1024 * 1024,
+  // The palette manager's own command line (@node-red/registry installer.js), from npm's cache:
+  // offline once the registry's package documents are cached there (`npm ci` fetches only
+  // tarballs), else online for those documents only.
+  const install = (cache: string) =>
+    run('npm', ['install', cache, '--no-audit', '--no-update-notifier', '--no-fund', '--save', '--save-prefix=~', '--omit=dev', '--engine-strict', tarball], {
+      cwd: userDir,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+  await install('--offline').catch((err: Error) => {
+    if (!/ENOTCACHED/.test(err.message)) throw err;
+    return install('--prefer-offline');
   });
 }
 
