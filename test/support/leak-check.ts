@@ -36,7 +36,13 @@ export const mochaHooks = {
     let baseline = activeHandles(this);
     const root = this.test?.parent as Suite;
     for (const suite of root.suites) {
-      const file = suite.file ? path.relative(ROOT, suite.file) : suite.title;
+      // Named by its source: dist/test/x.test.js was test/x.test.ts.
+      const file = suite.file
+        ? path
+            .relative(ROOT, suite.file)
+            .replace(/^dist\//, '')
+            .replace(/\.js$/, '.ts')
+        : suite.title;
       suite.afterAll('leaves no handle open', async function (this: Context) {
         this.timeout(SETTLE_MS + 2000);
         try {
