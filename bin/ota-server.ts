@@ -24,6 +24,20 @@ interface RedRuntime {
   httpNode: express.Express;
 }
 
+/**
+ * Node-RED is a peer of this package, not a dependency: installed into a user's Node-RED it must not
+ * bring a second copy. The standalone command uses the Node-RED installed beside it (a clone's
+ * devDependency, or `npm install -g node-red @otanr/node-red-ota`; docs/install.md).
+ */
+function loadNodeRed(): RedRuntime {
+  try {
+    return require('node-red') as RedRuntime;
+  } catch (err) {
+    if (!(err as Error).message.startsWith("Cannot find module 'node-red'")) throw err;
+    throw new Error('Node-RED is not installed beside node-red-ota: install both, e.g. `npm install -g node-red @otanr/node-red-ota` (see docs/install.md)', { cause: err });
+  }
+}
+
 function env(name: string, fallback: string): string {
   const v = process.env[name];
   return v === undefined || v.trim() === '' ? fallback : v.trim();
@@ -83,7 +97,7 @@ async function main(): Promise<void> {
 
   const flowFile = path.join(userDir, 'flows.json');
   await seedFlows(flowFile);
-  const RED = require('node-red') as RedRuntime;
+  const RED = loadNodeRed();
   const app = express();
   const server = http.createServer(app);
   RED.init(server, {

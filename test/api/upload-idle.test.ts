@@ -1,7 +1,8 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import { ApiHarness, eventually, filePart, multipart } from '../support/api-harness';
+import { ApiHarness, filePart, multipart } from '../support/api-harness';
+import { eventually } from '../support/eventually';
 
 describe('an upload whose sender goes silent', () => {
   let h: ApiHarness;
@@ -25,10 +26,10 @@ describe('an upload whose sender goes silent', () => {
       [`POST /api/otaPackage/${pkg.id.id}?checksumAlgorithm=SHA256 HTTP/1.1`, `Host: 127.0.0.1:${h.port}`, `X-Authorization: Bearer ${h.admin.token as string}`, `Content-Type: ${mp.contentType}`, `Content-Length: ${mp.body.length}`, '', ''].join('\r\n'),
     );
     socket.write(mp.body.subarray(0, mp.body.length / 2));
-    await eventually(async () => (await h.tmpFiles()).length > 0, 5000, 'the upload to be staged');
+    await eventually(async () => (await h.tmpFiles()).length > 0, 'the upload to be staged', { timeoutMs: 5000 });
     // Silence: the server closes the connection by itself.
     await closed;
-    await eventually(async () => (await h.tmpFiles()).length === 0, 5000, 'blobs/tmp to be empty');
+    await eventually(async () => (await h.tmpFiles()).length === 0, 'blobs/tmp to be empty', { timeoutMs: 5000 });
     const info = (await h.admin.request('GET', `/api/otaPackage/info/${pkg.id.id}`)).body as { hasData: boolean };
     expect(info.hasData).to.equal(false);
   });

@@ -5,7 +5,6 @@ import { checksumOf } from '../../server/packages/checksum';
 import {
   ApiHarness,
   blobPathOf,
-  eventually,
   expectError,
   filePart,
   multipart,
@@ -18,6 +17,7 @@ import {
   type PackageInfo,
   type PageData,
 } from '../support/api-harness';
+import { eventually } from '../support/eventually';
 
 const KiB = 1024;
 const MAX = 64 * KiB;
@@ -126,7 +126,7 @@ describe('admin API: package bytes on disk', () => {
       const res = await h.admin.request('POST', `/api/otaPackage/${pkg.id.id}?checksumAlgorithm=SHA256`, { body: truncated, headers: { 'Content-Type': mp.contentType } });
       expectError(res, 400, undefined, 31);
       expect(await hasData(pkg.id.id)).to.equal(false);
-      await eventually(async () => (await h.tmpFiles()).length === 0, 5000, 'blobs/tmp to be empty');
+      await eventually(async () => (await h.tmpFiles()).length === 0, 'blobs/tmp to be empty', { timeoutMs: 5000 });
       await expectNothingOnDisk();
     });
 
@@ -248,7 +248,7 @@ describe('admin API: package bytes on disk', () => {
       });
       expectError(rawToApi(res), 413, undefined, 31);
       expect(await hasData(pkg.id.id)).to.equal(false);
-      await eventually(async () => (await h.tmpFiles()).length === 0, 5000, 'blobs/tmp to be empty');
+      await eventually(async () => (await h.tmpFiles()).length === 0, 'blobs/tmp to be empty', { timeoutMs: 5000 });
       await expectNothingOnDisk();
     });
 
@@ -268,7 +268,7 @@ describe('admin API: package bytes on disk', () => {
       });
       expectError(rawToApi(res), 413, undefined, 31);
       expect(await packageCount()).to.equal(0);
-      await eventually(async () => (await h.tmpFiles()).length === 0, 5000, 'blobs/tmp to be empty');
+      await eventually(async () => (await h.tmpFiles()).length === 0, 'blobs/tmp to be empty', { timeoutMs: 5000 });
       await expectNothingOnDisk();
     });
 
@@ -301,7 +301,7 @@ describe('admin API: package bytes on disk', () => {
       await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
       socket.write(head);
       socket.write(framing === 'length' ? half : Buffer.concat([Buffer.from(`${half.length.toString(16)}\r\n`), half, Buffer.from('\r\n')]));
-      await eventually(async () => (await h.tmpFiles()).length > 0, 5000, 'the upload to be staged in blobs/tmp');
+      await eventually(async () => (await h.tmpFiles()).length > 0, 'the upload to be staged in blobs/tmp', { timeoutMs: 5000 });
       const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
       socket.destroy();
       await closed;
@@ -310,7 +310,7 @@ describe('admin API: package bytes on disk', () => {
     it('removes the staged bytes of a POST /api/otaPackage/{id} and leaves the package without data', async () => {
       const pkg = await h.admin.createPackage({ deviceProfileId: profile.id.id });
       await interruptedUpload(`/api/otaPackage/${pkg.id.id}?checksumAlgorithm=SHA256`, [filePart(randomBytes(48 * KiB))], 'length');
-      await eventually(async () => (await h.tmpFiles()).length === 0, 5000, 'blobs/tmp to be empty');
+      await eventually(async () => (await h.tmpFiles()).length === 0, 'blobs/tmp to be empty', { timeoutMs: 5000 });
       await expectNothingOnDisk();
       expect(await hasData(pkg.id.id)).to.equal(false);
     });
@@ -318,7 +318,7 @@ describe('admin API: package bytes on disk', () => {
     it('removes the staged bytes of a chunked upload cut short', async () => {
       const pkg = await h.admin.createPackage({ deviceProfileId: profile.id.id });
       await interruptedUpload(`/api/otaPackage/${pkg.id.id}?checksumAlgorithm=MD5`, [filePart(randomBytes(48 * KiB))], 'chunked');
-      await eventually(async () => (await h.tmpFiles()).length === 0, 5000, 'blobs/tmp to be empty');
+      await eventually(async () => (await h.tmpFiles()).length === 0, 'blobs/tmp to be empty', { timeoutMs: 5000 });
       await expectNothingOnDisk();
       expect(await hasData(pkg.id.id)).to.equal(false);
     });
@@ -335,7 +335,7 @@ describe('admin API: package bytes on disk', () => {
         ],
         'length',
       );
-      await eventually(async () => (await h.tmpFiles()).length === 0, 5000, 'blobs/tmp to be empty');
+      await eventually(async () => (await h.tmpFiles()).length === 0, 'blobs/tmp to be empty', { timeoutMs: 5000 });
       await expectNothingOnDisk();
       expect(await packageCount()).to.equal(0);
     });
@@ -346,7 +346,7 @@ describe('admin API: package bytes on disk', () => {
       await interruptedUpload(`/api/otaPackage/${pkg.id.id}?checksumAlgorithm=SHA256`, [filePart(bytes)], 'length');
       const saved = ok<PackageInfo>(await h.admin.upload(pkg.id.id, bytes, { checksumAlgorithm: 'SHA256' }));
       expect(saved.checksum).to.equal(checksumOf('SHA256', bytes));
-      await eventually(async () => (await h.tmpFiles()).length === 0, 5000, 'blobs/tmp to be empty');
+      await eventually(async () => (await h.tmpFiles()).length === 0, 'blobs/tmp to be empty', { timeoutMs: 5000 });
       expect(await h.blobFiles()).to.deep.equal([blobPathOf(checksumOf('SHA256', bytes))]);
     });
   });

@@ -2,8 +2,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { eventually, HttpDevice } from '../support/http-device';
+import { HttpDevice } from '../support/http-device';
 import { ADMIN_PASSWORD, ADMIN_USER, adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
+import { eventually } from '../support/eventually';
 
 /**
  * The numbered examples do what their comment says, deployed as a user would import them into

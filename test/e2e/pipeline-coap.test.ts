@@ -7,8 +7,8 @@ import { expect } from 'chai';
 import { Agent } from 'coap';
 import { checksumOf } from '../../server/packages/checksum';
 import { coapObserve, coapRequest, libcoap } from '../support/coap-clients';
-import { eventually } from '../support/http-device';
 import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
+import { eventually } from '../support/eventually';
 
 interface Ref {
   id: { id: string };

@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { checksumOf } from '../../server/packages/checksum';
-import { HttpDevice, eventually } from '../support/http-device';
+import { HttpDevice } from '../support/http-device';
 import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
+import { eventually } from '../support/eventually';
 
 interface Ref {
   id: { id: string };
@@ -151,7 +152,7 @@ describe('update pipeline over HTTP (example flow, npm start)', function () {
     const h = await eventually(async () => {
       const latest = await admin.request<History>('GET', `/plugins/telemetry/DEVICE/${id}/values/timeseries?keys=fw_state,fw_error`);
       return latest.fw_state?.[0]?.value === 'FAILED' ? latest : undefined;
-    }, 'the timeout', 120, 100);
+    }, 'the timeout', { timeoutMs: 12_000, everyMs: 100 });
     expect(h.fw_error![0]!.value).to.match(/timed out.*DOWNLOADING/);
   });
 

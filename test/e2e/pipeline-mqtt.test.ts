@@ -6,9 +6,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { checksumOf } from '../../server/packages/checksum';
-import { eventually } from '../support/http-device';
 import { MqttDevice, sha256 } from '../support/mqtt-clients';
 import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
+import { eventually } from '../support/eventually';
 
 const run = promisify(execFile);
 

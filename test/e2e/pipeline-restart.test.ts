@@ -3,8 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { eventually } from '../support/http-device';
 import { ADMIN_PASSWORD, ADMIN_USER, adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
+import { eventually } from '../support/eventually';
 
 interface Ref {
   id: { id: string };
@@ -52,12 +52,12 @@ describe('update pipeline across restarts', function () {
     let admin = await adminClient(server.api);
     const { profileId, packageId, devices } = await fleetWithPackage(admin, 'restart');
     await admin.request('POST', `/deviceProfile/${profileId}`, { firmwareId: { id: packageId, entityType: 'OTA_PACKAGE' } });
-    await eventually(async () => (await notifiedCount(admin, devices)) >= 2, 'two devices notified', 100, 50);
+    await eventually(async () => (await notifiedCount(admin, devices)) >= 2, 'two devices notified', { timeoutMs: 5000, everyMs: 50 });
     expect(await stopServer(server)).to.equal(0);
 
     server = await startServer(dataDir, PACE);
     admin = await adminClient(server.api);
-    await eventually(async () => (await notifiedCount(admin, devices)) === FLEET, 'every device notified after the restart', 200, 100);
+    await eventually(async () => (await notifiedCount(admin, devices)) === FLEET, 'every device notified after the restart', { timeoutMs: 20_000, everyMs: 100 });
     for (const d of devices) {
       const s = await states(admin, d);
       expect(s.filter((x) => x === 'INITIATED'), `${d}: ${s.join(',')}`).to.have.length(1);
@@ -70,12 +70,12 @@ describe('update pipeline across restarts', function () {
     let admin = await adminClient(server.api);
     const { profileId, packageId, devices } = await fleetWithPackage(admin, 'crash');
     await admin.request('POST', `/deviceProfile/${profileId}`, { firmwareId: { id: packageId, entityType: 'OTA_PACKAGE' } });
-    await eventually(async () => (await notifiedCount(admin, devices)) >= 2, 'two devices notified', 100, 50);
+    await eventually(async () => (await notifiedCount(admin, devices)) >= 2, 'two devices notified', { timeoutMs: 5000, everyMs: 50 });
     await stopServer(server, 'SIGKILL');
 
     server = await startServer(dataDir, PACE);
     admin = await adminClient(server.api);
-    await eventually(async () => (await notifiedCount(admin, devices)) === FLEET, 'every device notified after the crash', 200, 100);
+    await eventually(async () => (await notifiedCount(admin, devices)) === FLEET, 'every device notified after the crash', { timeoutMs: 20_000, everyMs: 100 });
     for (const d of devices) {
       const creds = await admin.request<{ credentialsId: string }>('GET', `/device/${d}/credentials`);
       const attrs = (await (await fetch(`${server.api}/api/v1/${creds.credentialsId}/attributes?sharedKeys=fw_title`)).json()) as { shared?: Record<string, unknown> };
@@ -88,7 +88,7 @@ describe('update pipeline across restarts', function () {
     const admin = await adminClient(server.api);
     const { profileId, packageId, devices } = await fleetWithPackage(admin, 'stale');
     await admin.request('POST', `/deviceProfile/${profileId}`, { firmwareId: { id: packageId, entityType: 'OTA_PACKAGE' } });
-    await eventually(async () => (await notifiedCount(admin, devices)) === FLEET, 'every device notified', 100, 50);
+    await eventually(async () => (await notifiedCount(admin, devices)) === FLEET, 'every device notified', { timeoutMs: 5000, everyMs: 50 });
     const user = await admin.request<{ tenantId: { id: string } }>('GET', '/auth/user');
 
     // Feed ota-notify an event the device no longer matches, as a message lost and replayed late would be.
@@ -106,8 +106,8 @@ describe('update pipeline across restarts', function () {
     });
     expect(deploy.status).to.equal(200);
     const before = await admin.request<{ notifications: { dropped: number } }>('GET', '/ota/metrics');
-    await eventually(async () => (await fetch(`${editor}/inject/${inject.id}`, { method: 'POST', headers: auth })).status === 200, 'the inject node to be deployed', 50, 100);
-    await eventually(async () => (await admin.request<{ notifications: { dropped: number } }>('GET', '/ota/metrics')).notifications.dropped === before.notifications.dropped + 1, 'the stale event to be dropped', 50, 50);
+    await eventually(async () => (await fetch(`${editor}/inject/${inject.id}`, { method: 'POST', headers: auth })).status === 200, 'the inject node to be deployed', { timeoutMs: 5000, everyMs: 100 });
+    await eventually(async () => (await admin.request<{ notifications: { dropped: number } }>('GET', '/ota/metrics')).notifications.dropped === before.notifications.dropped + 1, 'the stale event to be dropped', { timeoutMs: 2500, everyMs: 50 });
     expect((await states(admin, devices[0] as string)).filter((s) => s === 'INITIATED')).to.have.length(1);
   });
 });

@@ -98,6 +98,7 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
     expect(run.stdout).to.include('result: OK');
     // Not a terminal: plain progress lines, no cursor movements.
     expect(run.stdout).to.match(/^\[sim\] .*updated \d+\/30/m);
+    // eslint-disable-next-line no-control-regex -- ESC is the character looked for (ANSI cursor codes)
     expect(run.stdout).to.not.match(/\r|\x1b\[/);
 
     const pkg = await packageMetrics('sim-firmware');

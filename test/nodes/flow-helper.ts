@@ -251,18 +251,6 @@ export function trackTimers(): { live(): Promise<string[]> } {
   };
 }
 
-/**
- * Resolves once `check()` holds, looking again every few milliseconds (for engine state that
- * has no event to await); rejects after `ms`.
- */
-export async function until(check: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** Waits `ms`: only for checking that something does *not* happen within a time it would take. */
 export const quietFor = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -22,10 +22,10 @@ import {
   trackTimers,
   translate,
   translated,
-  until,
   type FlowNode,
   type Msg,
 } from './flow-helper';
+import { eventually } from '../support/eventually';
 
 const FIRMWARE = Buffer.from('sensor firmware 1.0.0\n'.repeat(64));
 
@@ -200,7 +200,7 @@ describe('ota-assign node', function () {
         expect(held.events.listenerCount('assignment')).to.equal(0);
         // With no ota-assign listening, the engine queues the device itself.
         await held.devices.save(tenantId, { name: 'sensor-4', type: 'default', firmwareId: { id: pkg.id } });
-        await until(async () => (await held.pipeline.queue.depth()) === 1, 'the engine to queue the device');
+        await eventually(async () => (await held.pipeline.queue.depth()) === 1, 'the engine to queue the device');
 
         await start();
         expect(await server().engine).to.equal(held);

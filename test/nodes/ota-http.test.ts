@@ -22,10 +22,10 @@ import {
   trackTimers,
   translate,
   translated,
-  until,
   type FlowNode,
   type Msg,
 } from './flow-helper';
+import { eventually } from '../support/eventually';
 
 const FIRMWARE = Buffer.from('http device firmware 3.1\n'.repeat(40));
 
@@ -101,7 +101,7 @@ describe('ota-http node', function () {
       const polled = fetch(`${target.api}/attributes/updates?timeout=5000`);
       const stillWaiting = new AbortController();
       const other = fetch(`${bystander.api}/attributes/updates?timeout=5000`, { signal: stillWaiting.signal }).catch((err: Error) => err);
-      await until(() => sessions.waiting === 2, 'both devices to long-poll');
+      await eventually(() => sessions.waiting === 2, 'both devices to long-poll');
 
       await input.run({ topic: 'notification', payload: notification(target) });
       const res = await polled;
@@ -172,7 +172,7 @@ describe('ota-http node', function () {
     it('sends an assignment event to Catch and wakes no device', async () => {
       const f = await device();
       const polled = fetch(`${f.api}/attributes/updates?timeout=5000`).catch((err: Error) => err);
-      await until(() => f.engine.pipeline.httpSessions.waiting === 1, 'the device to long-poll');
+      await eventually(() => f.engine.pipeline.httpSessions.waiting === 1, 'the device to long-poll');
       const error = await input.fail({ payload: { tenantId: f.tenantId, deviceId: f.device.id, type: 'FIRMWARE', packageId: f.pkg.id, ts: Date.now() } });
       expect(error.message).to.equal('Error: msg.payload must be a notification from ota-notify');
       expect(error.source).to.include({ id: 'http', type: 'ota-http' });
@@ -228,7 +228,7 @@ describe('ota-http node', function () {
       await start();
       const f = await device();
       const polled = fetch(`${f.api}/attributes/updates?timeout=60000`).catch((err: Error) => err);
-      await until(() => f.engine.pipeline.httpSessions.waiting === 1, 'the device to long-poll');
+      await eventually(() => f.engine.pipeline.httpSessions.waiting === 1, 'the device to long-poll');
       await helper.unload();
       expect(await polled).to.be.instanceOf(Error);
       expect(await timers.live()).to.deep.equal([]);

@@ -24,10 +24,10 @@ import {
   trackTimers,
   translate,
   translated,
-  until,
   type FlowNode,
   type Msg,
 } from './flow-helper';
+import { eventually } from '../support/eventually';
 
 const FIRMWARE = Buffer.from('thermostat firmware 2.0\n'.repeat(50));
 const NINE_KEYS = ['fw_title', 'fw_version', 'fw_ts', 'fw_state', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url', 'fw_tag'];
@@ -68,7 +68,7 @@ describe('ota-notify node', function () {
     const profile = await engine.profiles.ensureDefault(tenantId);
     const pkg = await packageWithData(engine, tenantId, { title: 'thermo-fw', version: '2.0', profileId: profile.id }, FIRMWARE);
     const device = await engine.devices.save(tenantId, { name: 'thermostat-1', deviceProfileId: { id: profile.id }, firmwareId: { id: pkg.id } });
-    await until(async () => (await engine.pipeline.queue.depth()) === 1, 'the engine to queue the device');
+    await eventually(async () => (await engine.pipeline.queue.depth()) === 1, 'the engine to queue the device');
     const event: AssignmentEvent = { tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, ts: Date.now() };
     return { engine, tenantId, profileId: profile.id, device, pkg, event };
   }
@@ -133,7 +133,7 @@ describe('ota-notify node', function () {
       const newer = await packageWithData(engine, tenantId, { title: 'thermo-fw', version: '2.1', profileId }, FIRMWARE);
       await engine.devices.save(tenantId, { firmwareId: { id: newer.id } }, { mergeInto: device.id });
       const queuedVersion = async (): Promise<unknown> => (await engine.pipeline.telemetry.latest(device.id, ['target_fw_version'])).target_fw_version?.value;
-      await until(async () => (await queuedVersion()) === '2.1', 'the engine to queue the newer package');
+      await eventually(async () => (await queuedVersion()) === '2.1', 'the engine to queue the newer package');
       const { at, msg } = await release(event);
       expect(at).to.equal('stale');
       expect(msg).to.include({ topic: 'dropped', reason: 'package changed' });

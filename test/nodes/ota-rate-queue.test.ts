@@ -25,11 +25,11 @@ import {
   trackTimers,
   translate,
   translated,
-  until,
   within,
   type FlowNode,
   type Msg,
 } from './flow-helper';
+import { eventually } from '../support/eventually';
 
 describe('ota-rate-queue node', function () {
   const dataDir = nodeSpecSetup('ota-rate-queue-node-', ['ota-rate-queue']);
@@ -289,7 +289,7 @@ describe('ota-rate-queue node', function () {
       const { engine, events: evs } = await events(1);
       await engine.pipeline.queue.enqueue(evs[0]);
       expect((await within(next(), 2000, 'release by the node left')).msg.payload).to.deep.equal(evs[0]);
-      await until(() => seen.includes('0 queued'), "the node left to show the queue's depth", 2000);
+      await eventually(() => seen.includes('0 queued'), "the node left to show the queue's depth", { timeoutMs: 2000 });
       expect(seen).to.deep.equal(['1 queued', '0 queued']);
     });
 

@@ -26,10 +26,10 @@ import {
   trackTimers,
   translate,
   translated,
-  until,
   within,
   type FlowNode,
 } from './flow-helper';
+import { eventually } from '../support/eventually';
 
 describe('ota-state-tracker node', function () {
   const dataDir = nodeSpecSetup('ota-state-tracker-node-', ['ota-state-tracker']);
@@ -65,7 +65,7 @@ describe('ota-state-tracker node', function () {
     const profile = await engine.profiles.ensureDefault(tenantId);
     const pkg = await packageWithData(engine, tenantId, { title: 'thermo-fw', version: '4.0', profileId: profile.id }, Buffer.from('firmware 4.0'));
     const device = await engine.devices.save(tenantId, { name: 'thermostat-1', deviceProfileId: { id: profile.id }, firmwareId: { id: pkg.id } });
-    await until(async () => (await engine.pipeline.queue.depth()) === 1, 'the engine to queue the device');
+    await eventually(async () => (await engine.pipeline.queue.depth()) === 1, 'the engine to queue the device');
     const outcome = await engine.pipeline.notifier.process({ tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, ts: Date.now() });
     if (!('notification' in outcome)) throw new Error(`the device was not notified: ${outcome.dropped}`);
     return { engine, tenantId, profileId: profile.id, device, pkg };

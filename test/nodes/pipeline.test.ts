@@ -16,7 +16,8 @@ import otaRateQueue from '../../nodes/ota-rate-queue';
 import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import otaStateTracker from '../../nodes/ota-state-tracker';
 import type { FleetMetrics, StateChange } from '../../server/pipeline/state-tracker';
-import { arrivals, helper, nodeOf, registerCatalogs, translated, until, type CaughtError, type FlowNode, type Msg } from './flow-helper';
+import { arrivals, helper, nodeOf, registerCatalogs, translated, type CaughtError, type FlowNode, type Msg } from './flow-helper';
+import { eventually } from '../support/eventually';
 
 /** The example flow `npm start` deploys, as the build ships it. */
 const EXAMPLE = path.resolve(__dirname, '../../../flows/ThingsBoard-compatible OTA server.json');
@@ -102,7 +103,7 @@ describe('the OTA pipeline in Node-RED', function () {
     const device = await engine.devices.save(tenantId, { name: 'thermostat-1', deviceProfileId: { id: profile.id } });
     const api = `http://127.0.0.1:${engine.httpAddress?.port}/api/v1/${device.accessToken}`;
     const poll = fetch(`${api}/attributes/updates?timeout=5000`);
-    await until(() => engine.pipeline.httpSessions.waiting === 1, 'the device to long-poll');
+    await eventually(() => engine.pipeline.httpSessions.waiting === 1, 'the device to long-poll');
 
     // The example's "assign example" message: through assign, queue, notify to the HTTP device.
     nodeOf(idOf(flow, 'ota-assign')).receive({ payload: { deviceProfile: 'default', type: 'FIRMWARE', package: { title: 'my-firmware', version: '1.0.0' } } } as Msg);

@@ -429,19 +429,6 @@ export async function login(baseUrl: string, username: string, password: string)
 /** The path a blob of these bytes has under blobs/ (content addressed by SHA-256). */
 export const blobPathOf = (sha256: string): string => `${sha256.slice(0, 2)}/${sha256}`;
 
-/**
- * Polls `check` until it holds, for at most `timeoutMs`: for effects that follow an event the test
- * cannot observe (a socket closed on the server side), without a fixed sleep.
- */
-export async function eventually(check: () => Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 // ---- raw HTTP, for bodies fetch cannot shape (no length, cut short) -----------------------------------
 
 export interface RawResponse {

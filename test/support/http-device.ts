@@ -99,17 +99,3 @@ export class HttpDevice {
   }
 }
 
-/** Polls `check` until it answers a value, at most `tries` times `everyMs` apart. */
-export async function eventually<T>(check: () => Promise<T | undefined | null | false>, what: string, tries = 200, everyMs = 50): Promise<T> {
-  let last: unknown;
-  for (let i = 0; i < tries; i++) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}

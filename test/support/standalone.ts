@@ -14,8 +14,9 @@ export interface Running {
   output(): string;
 }
 
-export function startServer(dataDir: string, extraEnv: Record<string, string> = {}): Promise<Running> {
-  const child = spawn(process.execPath, [ENTRY], {
+/** `entry`: another copy of the command, e.g. the one npm installed from the packed tarball. */
+export function startServer(dataDir: string, extraEnv: Record<string, string> = {}, entry = ENTRY): Promise<Running> {
+  const child = spawn(process.execPath, [entry], {
     env: {
       ...process.env,
       OTA_DATA_DIR: dataDir,

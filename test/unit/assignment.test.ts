@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import type { DeviceRepository } from '../../server/store/devices';
 import type { AssignmentEvent } from '../../server/pipeline/notify-queue';
 import { allAttributeKeys } from '../../server/pipeline/ota-keys';
-import { FakeTimers, PipelineHarness, quietLogger, settle, until, useHarness } from './pipeline-support';
+import { FakeTimers, PipelineHarness, quietLogger, settle, useHarness } from './pipeline-support';
+import { eventually } from '../support/eventually';
 
 const FW_KEYS = ['fw_title', 'fw_version', 'fw_ts', 'fw_state', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url', 'fw_tag'];
 
@@ -123,7 +124,7 @@ describe('assignment (reference §2 triggers)', () => {
     await settle();
     const events = h.recordAssignments();
     await h.setProfilePackage(profile, 'FIRMWARE', pkg.id);
-    await until(() => events.length >= 3, 'three events');
+    await eventually(() => events.length >= 3, 'three events');
     await settle();
     expect(events.map((e) => e.deviceId)).to.have.members(inheriting.map((d) => d.id));
     expect(events.every((e) => e.packageId === pkg.id && e.type === 'FIRMWARE')).to.equal(true);
@@ -141,7 +142,7 @@ describe('assignment (reference §2 triggers)', () => {
     for (const d of [inheriting, keeping]) await h.pipeline.attributes.save(d.id, 'SHARED', notifiedAttributes, 1);
     const events = h.recordAssignments();
     await h.setProfilePackage(profile, 'FIRMWARE', null);
-    await until(() => events.length >= 1, 'the unassignment');
+    await eventually(() => events.length >= 1, 'the unassignment');
     await settle();
     expect(events.map((e) => [e.deviceId, e.packageId])).to.deep.equal([[inheriting.id, null]]);
     expect(await h.pipeline.attributes.get(inheriting.id, 'SHARED')).to.deep.equal({});
@@ -183,11 +184,11 @@ describe('assignment (reference §2 triggers)', () => {
     await h.pipeline.attributes.save(device.id, 'SHARED', { ...notifiedAttributes, sw_title: 's', sw_version: 'v' }, 1);
     const events = h.recordAssignments();
     await h.setProfilePackage(profile, 'SOFTWARE', sw.id);
-    await until(() => events.length >= 1, 'the software event');
+    await eventually(() => events.length >= 1, 'the software event');
     await settle();
     expect(events.map((e) => [e.deviceId, e.type, e.packageId])).to.deep.equal([[device.id, 'SOFTWARE', sw.id]]);
     await h.setProfilePackage(profile, 'SOFTWARE', null);
-    await until(() => events.length >= 2, 'the software unassignment');
+    await eventually(() => events.length >= 2, 'the software unassignment');
     await settle();
     expect(events[1]).to.include({ type: 'SOFTWARE', packageId: null });
     const shared = await h.pipeline.attributes.get(device.id, 'SHARED');
@@ -230,7 +231,7 @@ describe('assignment (reference §2 triggers)', () => {
       const result = await h.pipeline.assignment.assign(h.tenantId, { target: { deviceProfile: 'thermostats' }, type: 'FIRMWARE', package: { title: 'thermo', version: '2.0' } });
       expect(result).to.deep.equal({ entity: 'DEVICE_PROFILE', id: profile.id, packageId: pkg.id });
       expect((await h.engine.profiles.get(h.tenantId, profile.id)).firmwareId).to.equal(pkg.id);
-      await until(() => events.length >= 1, 'the event');
+      await eventually(() => events.length >= 1, 'the event');
       expect(events.map((e) => [e.deviceId, e.packageId])).to.deep.equal([[device.id, pkg.id]]);
     });
 
@@ -304,7 +305,7 @@ describe('assignment (reference §2 triggers)', () => {
       events.push(ev);
     });
     await h.setProfilePackage(profile, 'FIRMWARE', pkg.id);
-    await until(() => events.length >= 2500, '2,500 events', 20_000);
+    await eventually(() => events.length >= 2500, '2,500 events', { timeoutMs: 20_000 });
     await settle();
     expect(events).to.have.length(2500);
     expect(new Set(events.map((e) => e.deviceId)).size).to.equal(2500);

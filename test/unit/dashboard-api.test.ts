@@ -5,7 +5,8 @@ import type { DeviceRow, TimelineEvent } from '../../server/fleet/fleet-view';
 import type { LiveMetrics } from '../../server/fleet/fleet-watch';
 import type { TenantId } from '../../server/ids';
 import type { OtaPackage } from '../../server/store/ota-packages';
-import { ADMIN_PASSWORD, ADMIN_USER, PipelineHarness, T0, until, useHarness } from './pipeline-support';
+import { ADMIN_PASSWORD, ADMIN_USER, PipelineHarness, T0, useHarness } from './pipeline-support';
+import { eventually } from '../support/eventually';
 
 interface Reply<T = unknown> {
   status: number;
@@ -192,7 +193,7 @@ describe('dashboard API, live stream and /metrics', () => {
     sensor = [await h.device(sensors, { name: 'sensor-a' }), await h.device(sensors, { name: 'sensor-b' })];
     // Nothing listens for assignments, so the engine queues the five thermostats itself (QUEUED at T0).
     await h.setProfilePackage(thermostats, 'FIRMWARE', fw.id);
-    await until(async () => (await h.pipeline.queue.depth()) === 5, 'the thermostats to be queued');
+    await eventually(async () => (await h.pipeline.queue.depth()) === 5, 'the thermostats to be queued');
     const v = (state: string, extra: Record<string, string> = {}) => ({ current_fw_title: 'thermo-fw', current_fw_version: '1.0', fw_state: state, ...extra });
     await report(thermo[0]!, { ...v('UPDATED'), current_fw_version: '2.0' }, T0 + 100);
     await report(thermo[1]!, v('FAILED', { fw_error: 'Flash write failed' }), T0 + 200);

@@ -3,7 +3,8 @@ import type { DeviceProfile } from '../../server/store/device-profiles';
 import type { Device } from '../../server/store/devices';
 import type { OtaPackage } from '../../server/store/ota-packages';
 import type { UplinkEvent } from '../../server/pipeline/uplink';
-import { T0, until, useHarness } from './pipeline-support';
+import { T0, useHarness } from './pipeline-support';
+import { eventually } from '../support/eventually';
 
 interface Reply {
   status: number;
@@ -149,7 +150,7 @@ describe('HTTP device API', () => {
     it('answers the update delivered while waiting: flat keys plus deleted', async () => {
       const h = harness();
       const poll = call('/attributes/updates?timeout=10000');
-      await until(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
+      await eventually(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
       expect(h.pipeline.httpSessions.deliver({ deviceId: device.id, attributes: { fw_title: 'thermo', fw_size: 3000 }, deleted: ['fw_url'] })).to.equal(1);
       const r = await poll;
       expect(r.status).to.equal(200);
@@ -160,7 +161,7 @@ describe('HTTP device API', () => {
     it('leaves out deleted when nothing was deleted, and wakes every poll of the device', async () => {
       const h = harness();
       const polls = [call('/attributes/updates?timeout=10000'), call('/attributes/updates?timeout=10000')];
-      await until(() => h.pipeline.httpSessions.waiting === 2, 'both polls to wait');
+      await eventually(() => h.pipeline.httpSessions.waiting === 2, 'both polls to wait');
       expect(h.pipeline.httpSessions.deliver({ deviceId: device.id, attributes: { fw_version: '2.0.0' }, deleted: [] })).to.equal(2);
       for (const r of await Promise.all(polls)) expect(json(r)).to.deep.equal({ fw_version: '2.0.0' });
     });
@@ -169,7 +170,7 @@ describe('HTTP device API', () => {
       const h = harness();
       const other = await h.device(profile);
       const poll = call('/attributes/updates?timeout=200');
-      await until(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
+      await eventually(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
       expect(h.pipeline.httpSessions.deliver({ deviceId: other.id, attributes: { fw_title: 'x' }, deleted: [] })).to.equal(0);
       expect((await poll).status).to.equal(408);
     });
@@ -187,16 +188,16 @@ describe('HTTP device API', () => {
       const h = harness();
       const abort = new AbortController();
       const poll = fetch(`${h.baseUrl}/api/v1/${device.accessToken}/attributes/updates?timeout=10000`, { signal: abort.signal }).catch((err: Error) => err);
-      await until(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
+      await eventually(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
       abort.abort();
       expect(await poll).to.be.instanceOf(Error);
-      await until(() => h.pipeline.httpSessions.waiting === 0, 'the wait to be cancelled');
+      await eventually(() => h.pipeline.httpSessions.waiting === 0, 'the wait to be cancelled');
     });
 
     it("answers 403 'Device was deleted!' when the device is deleted while waiting", async () => {
       const h = harness();
       const poll = call('/attributes/updates?timeout=10000');
-      await until(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
+      await eventually(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
       await h.engine.devices.delete(h.tenantId, device.id);
       const r = await poll;
       expect(r.status).to.equal(403);
@@ -363,10 +364,10 @@ describe('HTTP device API', () => {
 
     it('emits a download uplink with the bytes sent and where they started', async () => {
       await firmware(`${titled}&size=1024&chunk=2`);
-      await until(() => uplinks.length === 1, 'the download uplink');
+      await eventually(() => uplinks.length === 1, 'the download uplink');
       expect(uplinks[0]).to.deep.include({ deviceId: device.id, transport: 'HTTP', kind: 'download', type: 'FIRMWARE', packageId: pkg.id, bytes: 952, offset: 2048, size: 3000 });
       await firmware(titled, { Range: 'bytes=-100' });
-      await until(() => uplinks.length === 2, 'the range uplink');
+      await eventually(() => uplinks.length === 2, 'the range uplink');
       expect(uplinks[1]).to.deep.include({ bytes: 100, offset: 2900 });
       await firmware(`${titled}&size=1024&chunk=9`);
       await firmware(titled, { 'If-None-Match': '*' });

@@ -14,7 +14,8 @@ import type { Notification } from '../../server/pipeline/notifier';
 import type { OtaPackage } from '../../server/store/ota-packages';
 import type { UplinkEvent } from '../../server/pipeline/uplink';
 import { MqttDevice, RawMqtt, sha256 } from '../support/mqtt-clients';
-import { FakeTimers, until, useHarness, type PipelineHarness } from './pipeline-support';
+import { FakeTimers, useHarness, type PipelineHarness } from './pipeline-support';
+import { eventually } from '../support/eventually';
 
 const run = promisify(execFile);
 
@@ -245,7 +246,7 @@ describe('MQTT transport', function () {
       const r = await raw(5);
       await r.connect({ username: device.accessToken, keepalive: 60 });
       const waiting = await raw(4); // connected, never sent CONNECT: its connect timeout is pending
-      await until(() => fake.pending === 2, 'the server to accept the second socket');
+      await eventually(() => fake.pending === 2, 'the server to accept the second socket');
       await transport.stop();
       await Promise.all([r.closed, waiting.closed]);
       expect(fake.pending).to.equal(0);

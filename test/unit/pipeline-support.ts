@@ -91,15 +91,6 @@ export async function settle(turns = 3): Promise<void> {
   for (let i = 0; i < turns; i++) await nextTurn();
 }
 
-/** Turns of the event loop until `check` holds; fails after `turns` (never sleeps). */
-export async function until(check: () => boolean | Promise<boolean>, what: string, turns = 2000): Promise<void> {
-  for (let i = 0; i < turns; i++) {
-    if (await check()) return;
-    await nextTurn();
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 export interface PackageSpec {
   type?: OtaPackageType;
   title?: string;

@@ -6,7 +6,8 @@ import type { OtaStateRow } from '../../server/store/ota-states';
 import { SqliteOtaStateRepository } from '../../server/store/sqlite/ota-states';
 import type { OtaPackageType } from '../../server/store/ota-packages';
 import type { StateChange } from '../../server/pipeline/state-tracker';
-import { T0, settle, until, type PipelineHarness, useHarness } from './pipeline-support';
+import { T0, settle, type PipelineHarness, useHarness } from './pipeline-support';
+import { eventually } from '../support/eventually';
 
 describe('state tracker', () => {
   const harness = useHarness();
@@ -131,7 +132,7 @@ describe('state tracker', () => {
       await settle();
       // Everyone but `queued` is told; beta's software stays queued.
       await h.setProfilePackage(profile, 'FIRMWARE', a.id);
-      await until(async () => (await h.pipeline.queue.depth()) === 8, 'eight queued');
+      await eventually(async () => (await h.pipeline.queue.depth()) === 8, 'eight queued');
       const q: AssignmentEvent[] = [];
       h.pipeline.queue.start({ packSize: 1, intervalMs: 0, mode: 'spaced' }, (evs) => q.push(...evs));
       await h.pipeline.queue.flush();
