@@ -203,6 +203,16 @@ describe('HTTP device API', () => {
       expect(r.text).to.equal('Device was deleted!');
       expect(h.pipeline.httpSessions.waiting).to.equal(0);
     });
+
+    it('answers 401 to a poll made with a token the device no longer has (issue 10, item 1)', async () => {
+      const h = harness();
+      const poll = call('/attributes/updates?timeout=10000');
+      await until(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
+      await h.engine.devices.updateAccessToken(h.tenantId, device.id, 'a-brand-new-token');
+      const r = await poll;
+      expect(r.status).to.equal(401);
+      expect(h.pipeline.httpSessions.waiting).to.equal(0);
+    });
   });
 
   describe('GET firmware / software', () => {
@@ -285,6 +295,14 @@ describe('HTTP device API', () => {
 
     it('answers 400 to a negative or non-numeric size or chunk', async () => {
       for (const q of ['size=-1', 'chunk=-1', 'size=abc', 'chunk=1.5']) expect((await firmware(`${titled}&${q}`)).status, q).to.equal(400);
+    });
+
+    it('answers 400 to a size or chunk that is not plain decimal digits (issue 10, item 9)', async () => {
+      for (const q of ['chunk=0x1', 'chunk=%20', 'size=1e3', 'size=%2B5', 'chunk=1&chunk=2', 'size=0b1', 'chunk=99999999999999999999']) {
+        expect((await firmware(`${titled}&size=1024&${q}`)).status, q).to.equal(400);
+      }
+      // Absent or empty is ThingsBoard's default (`defaultValue = "0"`): the first chunk.
+      expect((await firmware(`${titled}&size=1024&chunk=`)).body.equals(image.subarray(0, 1024))).to.equal(true);
     });
 
     it('serves software on /software, by its own title and version', async () => {

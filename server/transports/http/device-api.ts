@@ -31,6 +31,18 @@ function keyList(v: unknown): string[] | undefined {
 }
 
 /**
+ * A non-negative integer query parameter: absent or empty is 0 (ThingsBoard's `defaultValue =
+ * "0"`); anything but plain decimal digits (`0x1`, ` `, `1e3`, a repeated parameter) or a number
+ * past 2^31-1 (Java's int) is null, for a 400. `Number()` alone would read `0x1` as 1 and ` ` as 0.
+ */
+function decimalParam(v: unknown): number | null {
+  if (v === undefined || v === '') return 0;
+  if (typeof v !== 'string' || !/^[0-9]{1,10}$/.test(v)) return null;
+  const n = Number(v);
+  return n <= 0x7fffffff ? n : null;
+}
+
+/**
  * ThingsBoard's HTTP device API under `/api/v1/{token}` (reference §4), plus what its users ask
  * for on downloads: Range requests (206), an ETag from the checksum with If-None-Match (304), HEAD.
  */
@@ -44,6 +56,10 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
 
   // A device deleted while long-polling: ThingsBoard answers its waiting requests 403 (reference §4).
   deps.events.on('deviceDeleted', ({ device }) => deps.sessions.deviceDeleted(device.id));
+  // A new token ends the polls made with the old one, as it ends MQTT sessions (issue 10, item 1).
+  deps.events.on('deviceSaved', ({ before, after }) => {
+    if (before && before.accessToken !== after.accessToken) deps.sessions.end(after.id, 'credentials-changed');
+  });
 
   // An unknown token is 401 with an empty body on every endpoint.
   const device = (h: DeviceHandler) => (req: Request, res: Response, next: NextFunction) => {
@@ -89,9 +105,11 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
           clearTimeout(timer);
           res.status(200).json(update);
         },
-        () => {
+        (reason) => {
           clearTimeout(timer);
-          res.status(403).type('text/plain').send('Device was deleted!');
+          // The old token is no longer a device's: what an unknown token gets (401, empty body).
+          if (reason === 'credentials-changed') res.status(401).end();
+          else res.status(403).type('text/plain').send('Device was deleted!');
         },
       );
       timer = setTimeout(() => {
@@ -142,9 +160,9 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     const { pkg } = found;
     // Case-sensitive, as ThingsBoard: the device must ask for what it was told.
     if (pkg.title !== title || pkg.version !== version) return void res.status(400).end();
-    const size = Number(req.query.size ?? 0);
-    const chunk = Number(req.query.chunk ?? 0);
-    if (!Number.isInteger(size) || size < 0 || !Number.isInteger(chunk) || chunk < 0) return void res.status(400).end();
+    const size = decimalParam(req.query.size);
+    const chunk = decimalParam(req.query.chunk);
+    if (size === null || chunk === null) return void res.status(400).end();
     const slice = chunkRange(pkg.dataSize, size, chunk);
     const fileName = (pkg.fileName ?? `${pkg.title}-${pkg.version}`).replace(/[^\x20-\x7e]|["\\]/g, '_');
     const etag = `"${pkg.checksum ?? pkg.blobSha256}${size > 0 ? `-${size}-${chunk}` : ''}"`;
