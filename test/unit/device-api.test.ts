@@ -354,6 +354,17 @@ describe('HTTP device API', () => {
         }
       });
 
+      it('serves the whole file for several ranges, another unit or a malformed Range (RFC 9110 §14.2)', async () => {
+        for (const range of ['bytes=0-9,20-29', 'items=0-9', 'bytes=abc', 'bytes=1-2-3']) {
+          const r = await firmware(titled, { Range: range });
+          expect(r.status, range).to.equal(200);
+          expect(r.body.equals(image), range).to.equal(true);
+        }
+        const merged = await firmware(titled, { Range: 'bytes=0-9,5-19' });
+        expect(merged.status, 'overlapping ranges are one').to.equal(206);
+        expect(merged.headers.get('content-range')).to.equal('bytes 0-19/3000');
+      });
+
       it('gives an ETag from the checksum and answers If-None-Match with 304', async () => {
         const r = await firmware(titled);
         const etag = r.headers.get('etag') as string;

@@ -5,6 +5,7 @@ import type { DeviceContext } from '../device-context';
 import type { Device } from '../../store/devices';
 import { chunkRange, devicePackage } from '../firmware-download';
 import type { HttpDeviceSessions } from './http-transport';
+import { byteRange } from './byte-range';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
 
@@ -116,6 +117,8 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
         cancel();
         res.status(408).end();
       }, timeout);
+      // A poll is silent by design: the server's idle timeout must not cut it before its own.
+      req.setTimeout(timeout + 10_000);
       res.on('close', () => {
         clearTimeout(timer);
         cancel();
@@ -176,26 +179,15 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
 
     let start = slice.start;
     let end = slice.end; // exclusive
-    const length = end - start;
-    // Several ranges in one request are not served as multipart/byteranges: RFC 9110 lets a server
-    // ignore Range and send the whole representation, which is what we do then.
-    const asked = req.get('range');
-    const range = asked && !asked.includes(',') ? asked : undefined;
-    if (range && length > 0) {
-      const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
-      const from = m?.[1] ? Number(m[1]) : undefined;
-      const to = m?.[2] ? Number(m[2]) : undefined;
-      // RFC 9110 §14.1.1: a suffix range must be non-zero, a first position inside the slice.
-      const valid = m && (from !== undefined ? from < length && (to === undefined || to >= from) : to !== undefined && to > 0);
-      if (!valid) {
-        res.setHeader('Content-Range', `bytes */${length}`);
-        return void res.status(416).end();
-      }
-      const rFrom = from ?? Math.max(0, length - (to as number));
-      const rTo = from === undefined ? length - 1 : Math.min(to ?? length - 1, length - 1);
-      res.status(206).setHeader('Content-Range', `bytes ${rFrom}-${rTo}/${length}`);
-      start = slice.start + rFrom;
-      end = slice.start + rTo + 1;
+    const range = byteRange(req.get('range'), end - start);
+    if (range === 'unsatisfiable') {
+      res.setHeader('Content-Range', `bytes */${end - start}`);
+      return void res.status(416).end();
+    }
+    if (range) {
+      res.status(206).setHeader('Content-Range', `bytes ${range.start}-${range.end}/${end - start}`);
+      end = slice.start + range.end + 1;
+      start = slice.start + range.start;
     } else {
       res.status(200);
     }
