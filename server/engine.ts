@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
@@ -8,6 +7,7 @@ import { AccountService, type BootstrapResult } from './admin/accounts';
 import { TokenService } from './admin/auth';
 import { BlobStore } from './store/blob-store';
 import { openDatabase, type Db } from './store/sqlite/database';
+import { databaseFileIn, privateDir, privateFile } from './store/private-files';
 import { DeviceProfileService } from './devices/device-profile-service';
 import { SqliteDeviceProfileRepository } from './store/device-profiles';
 import { DeviceService } from './devices/device-service';
@@ -33,6 +33,10 @@ import type { DeviceContext, EndpointInfo } from './transports/device-context';
 import { OtaPackageService } from './packages/ota-package-service';
 import { SqliteOtaPackageRepository } from './store/ota-packages';
 import { SqliteTenantRepository } from './store/tenants';
+import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits } from './http-server-limits';
+import { LOGIN_THROTTLE_DEFAULTS, LoginThrottle, type LoginThrottleLimits } from './admin/login-throttle';
+import { PASSWORD_CHECK_DEFAULTS, PasswordChecks, type PasswordCheckLimits } from './admin/password-checks';
+import { loginLimitsFromEnv } from './admin/login-settings';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -62,6 +66,10 @@ export interface EngineOptions {
   uploadIdleMs?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
+  /** Timeouts and the connection cap of the HTTP server; by default from `OTA_HTTP_*` (http-server-limits.ts). */
+  httpLimits?: Partial<HttpServerLimits>;
+  /** Login throttling and scrypt concurrency; by default from `OTA_LOGIN_*` (login-settings.ts). */
+  login?: Partial<LoginThrottleLimits & PasswordCheckLimits>;
 }
 
 /**
@@ -70,6 +78,7 @@ export interface EngineOptions {
  */
 export class OtaEngine {
   readonly app: express.Express;
+  readonly httpLimits: HttpServerLimits;
   private server: http.Server | null = null;
   private closed = false;
   /** The fleet dashboard and /metrics: its watcher stops with the engine. */
@@ -92,6 +101,8 @@ export class OtaEngine {
   ) {
     this.app = express();
     this.app.disable('x-powered-by');
+    this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
+    this.app.use(bodyDeadline(this.httpLimits.requestTimeoutMs, isPackageUpload));
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
     const dashboard = createDashboard({ db, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
     this.dashboard = dashboard;
@@ -108,8 +119,9 @@ export class OtaEngine {
   static async open(options: EngineOptions): Promise<OtaEngine> {
     const logger = options.logger ?? consoleLogger;
     const dataDir = path.resolve(options.dataDir);
-    await mkdir(dataDir, { recursive: true });
-    const db = openDatabase(path.join(dataDir, 'ota.sqlite'));
+    await privateDir(dataDir);
+    await privateFile(databaseFileIn(dataDir));
+    const db = openDatabase(databaseFileIn(dataDir));
     try {
       const blobs = new BlobStore(path.join(dataDir, 'blobs'));
       await blobs.init();
@@ -124,10 +136,17 @@ export class OtaEngine {
       });
       const profiles = new DeviceProfileService(profileRepo, deviceRepo, packageRepo, packages, events);
       const devices = new DeviceService(deviceRepo, profiles, packages, events);
-      const tokens = new TokenService(jwtSecret(db, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds);
-      const accounts = new AccountService(tenants, tokens, async (tenantId) => {
-        await profiles.ensureDefault(tenantId);
-      });
+      const clock = (): number => (options.timers ?? realTimers).now();
+      const tokens = new TokenService(jwtSecret(db, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds, clock);
+      const login = { ...LOGIN_THROTTLE_DEFAULTS, ...PASSWORD_CHECK_DEFAULTS, ...loginLimitsFromEnv(process.env), ...options.login };
+      const accounts = new AccountService(
+        tenants,
+        tokens,
+        async (tenantId) => {
+          await profiles.ensureDefault(tenantId);
+        },
+        { throttle: new LoginThrottle(login, clock), passwords: new PasswordChecks(login), now: clock },
+      );
       const boot = await accounts.bootstrap(options.admin?.username || DEFAULTS.adminUsername, options.admin?.password || undefined);
       if (boot.generatedPassword) {
         logger.warn(`created admin '${boot.admin.email}' with the generated password: ${boot.generatedPassword}`);
@@ -191,11 +210,9 @@ export class OtaEngine {
   }
 
   private async listen(port: number, host: string): Promise<void> {
-    const server = http.createServer(this.app);
-    // A 2 GB upload over a slow link takes longer than Node's default 5-minute request timeout.
-    server.requestTimeout = 0;
-    server.headersTimeout = 60_000;
-    server.keepAliveTimeout = 5_000;
+    // A 2 GB upload over a slow link takes longer than any request timeout: uploads are excepted
+    // from the body deadline and cut when idle instead (multipart.ts).
+    const server = createLimitedServer(this.app, this.httpLimits);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {

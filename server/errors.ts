@@ -46,3 +46,5 @@ export const unauthorized = (message = 'Authentication failed'): OtaError =>
   new OtaError(401, message, ErrorCode.AUTHENTICATION);
 export const tooLarge = (max: number): OtaError =>
   new OtaError(413, `File size exceeds the maximum of ${max} bytes!`, ErrorCode.BAD_REQUEST_PARAMS);
+/** 429 / 33: ThingsBoard's rate-limit answer. */
+export const tooManyRequests = (message = 'Too many requests, try again later'): OtaError => new OtaError(429, message, ErrorCode.TOO_MANY_REQUESTS);

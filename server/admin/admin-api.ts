@@ -75,7 +75,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
       } catch {
         throw unauthorized(); // ThingsBoard: a blank username or password is just "Authentication failed"
       }
-      res.json(await accounts.login(body.username, body.password));
+      res.json(await accounts.login(body.username, body.password, clientAddress(req)));
     }),
   );
   api.post(
@@ -91,7 +91,21 @@ export function createAdminApi(deps: AdminApiDeps): Router {
     }),
   );
   api.get('/auth/user', authed(async (_req, res, who) => res.json(userJson(await accounts.user(who.userId)))));
-  api.post('/auth/logout', authed(async (_req, res) => res.status(200).end()));
+  // Logout revokes every token of the user (ThingsBoard's TokenOutdatingService; issue 10, item 3).
+  api.post(
+    '/auth/logout',
+    authed(async (_req, res, who) => {
+      await accounts.logout(who.userId);
+      res.status(200).end();
+    }),
+  );
+  api.post(
+    '/auth/changePassword',
+    authed(async (req, res, who) => {
+      const body = validateBody<{ currentPassword: string; newPassword: string }>(schemas.changePassword, req.body ?? {});
+      res.json(await accounts.changePassword(who.userId, body.currentPassword, body.newPassword));
+    }),
+  );
 
   // ---- OTA packages ----------------------------------------------------------------------------
   api.post(
@@ -345,6 +359,11 @@ export function errorHandler(err: unknown, req: Request, res: Response, _next: N
 
 function isBodyParserError(err: unknown): err is { type: string } {
   return typeof err === 'object' && err !== null && typeof (err as { type?: unknown }).type === 'string' && 'statusCode' in err;
+}
+
+/** The peer's address, for login throttling: the socket's, never a header a client can set. */
+function clientAddress(req: Request): string {
+  return req.socket.remoteAddress ?? '';
 }
 
 function param(req: Request, name: string): string {
