@@ -6,3 +6,6 @@ export type { OtaPackage, OtaPackageType } from './store/ota-packages';
 export type { Device } from './store/devices';
 export type { DeviceProfile } from './store/device-profiles';
 export { CHECKSUM_ALGORITHMS, parseChecksumAlgorithm, type ChecksumAlgorithm } from './packages/checksum';
+export { editorGuard } from './admin/editor-guard';
+export { bodyDeadline, createLimitedServer, httpLimitsFromEnv } from './http-server-limits';
+export { privateDir } from './store/private-files';
