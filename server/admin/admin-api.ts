@@ -346,6 +346,8 @@ export function errorHandler(err: unknown, req: Request, res: Response, _next: N
   let error: OtaError;
   if (err instanceof OtaError) error = err;
   else if (isBodyParserError(err)) error = err.type === 'entity.too.large' ? new OtaError(413, 'Request body is too large', 31) : invalid('Invalid request body: malformed JSON');
+  // A body that fails to inflate (`Content-Encoding: gzip` over bytes that are not) is the client's fault.
+  else if (isClientHttpError(err)) error = invalid(`Invalid request body: ${err.message}`);
   else error = new OtaError(500, 'Internal server error', 2);
   if (error.status >= 500) console.error('[ota] request failed', req.method, req.originalUrl, err);
   if (res.headersSent) {
@@ -355,6 +357,13 @@ export function errorHandler(err: unknown, req: Request, res: Response, _next: N
   // A body we did not read (an early 4xx on an upload) must not be parsed as the next request.
   if (!req.complete) res.setHeader('Connection', 'close');
   res.status(error.status).json(error.toJSON());
+}
+
+/** An error a library marked as the client's (http-errors' `expose` with a 4xx status). */
+function isClientHttpError(err: unknown): err is { message: string } {
+  if (typeof err !== 'object' || err === null) return false;
+  const { status, expose } = err as { status?: unknown; expose?: unknown };
+  return expose === true && typeof status === 'number' && status >= 400 && status < 500;
 }
 
 function isBodyParserError(err: unknown): err is { type: string } {
