@@ -8,7 +8,7 @@ import type { PageData } from '../store/sqlite/database';
 import type { DeviceProfileService, DeviceProfileInput } from '../devices/device-profile-service';
 import type { DeviceInput, DeviceService } from '../devices/device-service';
 import type { Device } from '../store/devices';
-import { invalid, OtaError, tooLarge, unauthorized } from '../errors';
+import { invalid, isStorageFull, OtaError, storageFull, tooLarge, unauthorized } from '../errors';
 import { isUuid, type DeviceProfileId } from '../ids';
 import type { PackageInfoInput, OtaPackageService, UploadMeta } from '../packages/ota-package-service';
 import { OTA_PACKAGE_TYPES, type OtaPackageType } from '../store/ota-packages';
@@ -348,8 +348,9 @@ export function errorHandler(err: unknown, req: Request, res: Response, _next: N
   else if (isBodyParserError(err)) error = err.type === 'entity.too.large' ? new OtaError(413, 'Request body is too large', 31) : invalid('Invalid request body: malformed JSON');
   // A body that fails to inflate (`Content-Encoding: gzip` over bytes that are not) is the client's fault.
   else if (isClientHttpError(err)) error = invalid(`Invalid request body: ${err.message}`);
+  else if (isStorageFull(err)) error = storageFull();
   else error = new OtaError(500, 'Internal server error', 2);
-  if (error.status >= 500) console.error('[ota] request failed', req.method, req.originalUrl, err);
+  if (error.status >= 500) console.error('[ota] request failed', req.method, req.originalUrl, error.status === 507 ? (err as Error).message : err);
   if (res.headersSent) {
     res.destroy();
     return;

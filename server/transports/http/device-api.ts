@@ -8,6 +8,7 @@ import type { HttpDeviceSessions } from './http-transport';
 import { byteRange } from './byte-range';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
+import { isStorageFull } from '../../errors';
 
 /** A transport's context (device-context.ts) plus the long-poll sessions of the HTTP transport. */
 export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
@@ -199,7 +200,7 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
 
   api.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (res.headersSent) return void res.destroy();
-    const status = typeof err === 'object' && err !== null && 'status' in err && typeof err.status === 'number' ? err.status : 500;
+    const status = typeof err === 'object' && err !== null && 'status' in err && typeof err.status === 'number' ? err.status : isStorageFull(err) ? 507 : 500;
     res.status(status >= 400 && status < 600 ? status : 500).end();
   });
   return api;
