@@ -4,6 +4,7 @@
  */
 import { coapDownload } from './coap';
 import { httpDownload } from './http-download';
+import { load } from './load';
 import type { Benchmark } from './lib';
 import { mqttTransport } from './mqtt';
 import { packageTransfer } from './package-transfer';
@@ -12,8 +13,13 @@ import { simulatedFleet } from './simulated-fleet';
 
 const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, httpDownload, coapDownload, mqttTransport, simulatedFleet];
 
+/** Run only when asked (`npm run bench -- load`): it holds 10,000 connections for 5 minutes. */
+const onRequest: Record<string, Benchmark> = { load };
+
 async function main(): Promise<void> {
-  for (const b of benchmarks) {
+  const asked = process.argv.slice(2);
+  for (const name of asked) if (!(name in onRequest)) throw new Error(`unknown benchmark '${name}': ${Object.keys(onRequest).join(', ')}`);
+  for (const b of asked.length ? asked.map((n) => onRequest[n] as Benchmark) : benchmarks) {
     console.log(`\n## ${b.name}\n`);
     await b.run();
   }

@@ -98,14 +98,16 @@ export async function fuzzCoap(t: FuzzTarget, runs: number, seed: number): Promi
   const token = 'fuzz-device-token';
   // Several source ports: the server keeps state per peer.
   const sockets = await Promise.all(
-    Array.from({ length: 8 }, async () => {
+    Array.from({ length: 9 }, async () => {
       const s = createSocket('udp4');
       s.on('error', () => undefined);
       await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
       return s;
     }),
   );
-  const prober = sockets[0] as Socket;
+  // The prober sends nothing else: a fuzzed datagram from its port could share a probe's message
+  // id, which the server then rightly treats as a duplicate [RFC 7252 §4.5].
+  const prober = sockets.pop() as Socket;
   let probeId = 1;
   for (let round = 0; report.inputs < runs; round++) {
     const raw = round % 3 === 2;
@@ -113,12 +115,16 @@ export async function fuzzCoap(t: FuzzTarget, runs: number, seed: number): Promi
     const batch = raw ? fc.sample(rawDatagram, { numRuns: 100, seed: seed + round }) : fc.sample(datagram(token), { numRuns: 100, seed: seed + round });
     batch.forEach((d, i) => (sockets[i % sockets.length] as Socket).send(d, port, '127.0.0.1'));
     report.inputs += batch.length;
+    if (process.env.FUZZ_TRACE) console.error(`round ${round}`);
     const answered = await probe(prober, port, token, probeId++ & 0xffff);
     count(report, answered ? 'probe answered' : 'probe unanswered');
     if (!answered) note(report.problems, `no answer to a well-formed request after round ${round} (seed ${seed + round}, ${raw ? 'raw' : 'mutated'})`);
     if (raw && t.fingerprint() !== before) note(report.refusedButChanged, `raw datagrams of round ${round} (seed ${seed + round}) changed the stored state`);
   }
-  await Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  await Promise.all([...sockets, prober].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   report.ms = Date.now() - started;
   return report;
 }
+
+/** The mutated datagrams of one round, to replay a finding. */
+export const datagramsOfRound = (seed: number): Buffer[] => fc.sample(datagram('fuzz-device-token'), { numRuns: 100, seed });

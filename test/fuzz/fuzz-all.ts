@@ -14,12 +14,14 @@ export interface FuzzRun {
 }
 
 /** Every fuzzer against one server, `runs` inputs each, then a normal update. */
-export async function fuzzAll(runs: number, seed: number, log: (line: string) => void = () => undefined): Promise<FuzzRun> {
+export const FUZZERS = { mqtt: fuzzMqtt, rest: fuzzRest, coap: fuzzCoap } as const;
+
+export async function fuzzAll(runs: number, seed: number, log: (line: string) => void = () => undefined, only: ReadonlyArray<keyof typeof FUZZERS> = ['mqtt', 'rest', 'coap']): Promise<FuzzRun> {
   const t = await FuzzTarget.start();
   try {
     const reports: FuzzReport[] = [];
-    for (const fuzz of [fuzzMqtt, fuzzCoap, fuzzRest]) {
-      const r = await fuzz(t, runs, seed);
+    for (const name of only) {
+      const r = await FUZZERS[name](t, runs, seed);
       log(`${r.protocol}: ${r.inputs} inputs in ${(r.ms / 1000).toFixed(1)} s ${JSON.stringify(r.outcomes)}`);
       reports.push(r);
     }
