@@ -15,7 +15,7 @@ import { SqliteDeviceRepository } from './store/devices';
 import { EngineEvents } from './events';
 import { consoleLogger, type Logger } from './logger';
 import type { Pipeline } from './pipeline/pipeline';
-import { createAdminApi } from './admin/admin-api';
+import { createAdminApi, errorHandler } from './admin/admin-api';
 import { createDeviceApi } from './transports/http/device-api';
 import { createTelemetryApi } from './admin/telemetry-api';
 import { createFleetApi } from './admin/fleet-api';
@@ -114,6 +114,9 @@ export class OtaEngine {
     this.app.use('/api', dashboard.api);
     this.app.use(dashboard.site);
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
+    // Whatever a route outside /api lets through (the dashboard's static files: a bad Range) is
+    // answered in ThingsBoard's error JSON, not by Express's default handler with a stack in the log.
+    this.app.use(errorHandler);
   }
 
   static async open(options: EngineOptions): Promise<OtaEngine> {

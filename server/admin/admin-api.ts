@@ -8,7 +8,7 @@ import type { PageData } from '../store/sqlite/database';
 import type { DeviceProfileService, DeviceProfileInput } from '../devices/device-profile-service';
 import type { DeviceInput, DeviceService } from '../devices/device-service';
 import type { Device } from '../store/devices';
-import { invalid, isStorageFull, OtaError, storageFull, tooLarge, unauthorized } from '../errors';
+import { ErrorCode, invalid, isStorageFull, OtaError, storageFull, tooLarge, unauthorized } from '../errors';
 import { isUuid, type DeviceProfileId } from '../ids';
 import type { PackageInfoInput, OtaPackageService, UploadMeta } from '../packages/ota-package-service';
 import { OTA_PACKAGE_TYPES, type OtaPackageType } from '../store/ota-packages';
@@ -347,7 +347,9 @@ export function errorHandler(err: unknown, req: Request, res: Response, _next: N
   if (err instanceof OtaError) error = err;
   else if (isBodyParserError(err)) error = err.type === 'entity.too.large' ? new OtaError(413, 'Request body is too large', 31) : invalid('Invalid request body: malformed JSON');
   // A body that fails to inflate (`Content-Encoding: gzip` over bytes that are not) is the client's fault.
-  else if (isClientHttpError(err)) error = invalid(`Invalid request body: ${err.message}`);
+  // A client's fault a library found: a body that does not inflate (400), a Range the dashboard's
+  // static files cannot serve (416).
+  else if (isClientHttpError(err)) error = new OtaError(err.status, err.status === 400 ? `Invalid request body: ${err.message}` : err.message, ErrorCode.BAD_REQUEST_PARAMS);
   else if (isStorageFull(err)) error = storageFull();
   else error = new OtaError(500, 'Internal server error', 2);
   if (error.status >= 500) console.error('[ota] request failed', req.method, req.originalUrl, error.status === 507 ? (err as Error).message : err);
@@ -357,11 +359,12 @@ export function errorHandler(err: unknown, req: Request, res: Response, _next: N
   }
   // A body we did not read (an early 4xx on an upload) must not be parsed as the next request.
   if (!req.complete) res.setHeader('Connection', 'close');
-  res.status(error.status).json(error.toJSON());
+  // A handler may have set another type before it failed (static files: text/html).
+  res.type('application/json').status(error.status).json(error.toJSON());
 }
 
 /** An error a library marked as the client's (http-errors' `expose` with a 4xx status). */
-function isClientHttpError(err: unknown): err is { message: string } {
+function isClientHttpError(err: unknown): err is { message: string; status: number } {
   if (typeof err !== 'object' || err === null) return false;
   const { status, expose } = err as { status?: unknown; expose?: unknown };
   return expose === true && typeof status === 'number' && status >= 400 && status < 500;

@@ -38,6 +38,12 @@ describe('Hostile input to the REST API', () => {
     });
   });
 
+  describe("a Range the dashboard's files cannot serve (found by fuzzing)", () => {
+    it('answers 416 in ThingsBoard error JSON', async () => {
+      expectError(await h.anonymous().get('/dashboard/', { Range: 'bytes=99999999-' }), 416, undefined, 31);
+    });
+  });
+
   describe('a second file part (item 9)', () => {
     it('answers 400 and stores nothing', async () => {
       const profile = await h.admin.createProfile();
