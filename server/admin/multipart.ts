@@ -56,6 +56,10 @@ export function receiveUpload(req: IncomingMessage, sink: UploadSink, idleMs = U
       fields[name] = value;
     });
     parser.on('file', (name, stream, info) => {
+      // busboy ends a part cut short with an 'error' on its stream ("Unexpected end of form"):
+      // without a listener that is an uncaught exception, so every part gets one (found by
+      // fuzzing). The parser's own 'error' below says what went wrong.
+      stream.on('error', () => undefined);
       if (name !== 'file') {
         stream.resume();
         return;

@@ -3,6 +3,7 @@ import { chmod, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ApiHarness, expectError, filePart, ok, unique, type PackageInfo } from '../support/api-harness';
+import { eventually } from '../support/http-device';
 
 /** Inputs found by probing the REST API as an attacker would (issue 10, items 6, 7 and 9). */
 describe('Hostile input to the REST API', () => {
@@ -41,6 +42,29 @@ describe('Hostile input to the REST API', () => {
   describe("a Range the dashboard's files cannot serve (found by fuzzing)", () => {
     it('answers 416 in ThingsBoard error JSON', async () => {
       expectError(await h.anonymous().get('/dashboard/', { Range: 'bytes=99999999-' }), 416, undefined, 31);
+    });
+  });
+
+  describe('a multipart body cut inside a part (found by fuzzing)', () => {
+    it('answers 400 and throws nothing, whichever part is cut', async () => {
+      const uncaught: Error[] = [];
+      const onUncaught = (err: Error): void => void uncaught.push(err);
+      process.on('uncaughtException', onUncaught);
+      try {
+        const profile = await h.admin.createProfile();
+        const pkg = await h.admin.createPackage({ deviceProfileId: profile.id.id, title: unique('cut'), version: '1' });
+        for (const name of ['other', 'file']) {
+          const body = Buffer.from(`--B\r\nContent-Disposition: form-data; name="${name}"; filename="a.bin"\r\n\r\n${'x'.repeat(5000)}`);
+          const res = await h.admin.request('POST', `/api/otaPackage/${pkg.id.id}`, { headers: { 'Content-Type': 'multipart/form-data; boundary=B' }, body });
+          expectError(res, 400, undefined, 31);
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(uncaught.map((e) => e.message)).to.deep.equal([]);
+        // The answer goes out as the failure is known; the staged file is removed right after.
+        await eventually(async () => (await h.tmpFiles()).length === 0, 'the staging area to be empty');
+      } finally {
+        process.off('uncaughtException', onUncaught);
+      }
     });
   });
 
