@@ -107,47 +107,49 @@ async function run(): Promise<void> {
     const withMqtt = await memory();
 
     // ---- CoAP: observers -----------------------------------------------------------------------
+    // Registered 100 at a time, each resent until answered, as a CoAP client retransmits a
+    // confirmable request [RFC 7252 §4.2]: a burst of 2,000 datagrams overflows socket buffers.
     const sockets: Socket[] = [];
-    let observed = 0;
-    let coapNotified = 0;
+    const registered = new Set<number>();
+    const coapUpdated = new Set<number>();
     t0 = Date.now();
     const tokenOf = (i: number): Buffer => Buffer.from([i >> 8, i & 0xff, 0x10]);
+    const register = (i: number): void => {
+      const options = [...['api', 'v1', token(i), 'attributes'].map((v) => ({ name: 'Uri-Path' as const, value: Buffer.from(v) })), { name: 'Observe' as const, value: Buffer.alloc(0) }];
+      (sockets[Math.floor(i / 100)] as Socket).send(generate({ code: '0.01', confirmable: true, messageId: i + 1, token: tokenOf(i), options }), ready.ports.coap, '127.0.0.1');
+    };
     for (let s = 0; s < Math.ceil(coapCount / 100); s++) {
       const socket = createSocket('udp4');
       socket.on('error', (err) => error(`CoAP socket: ${err.message}`));
       await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
       cleanup.add(() => socket.close());
       sockets.push(socket);
-      const seen = new Set<number>();
       socket.on('message', (m) => {
         const p = parse(m);
-        if (p.code === '0.00') return;
-        const i = ((p.token[0] ?? 0) << 8) | (p.token[1] ?? 0);
         if (p.confirmable) socket.send(generate({ code: '0.00', ack: true, messageId: p.messageId }), ready.ports.coap, '127.0.0.1');
-        if (!seen.has(i)) {
-          seen.add(i);
-          observed += 1;
-        } else if (p.payload.includes('fw_title')) coapNotified += 1;
+        if (p.code === '0.00' || p.token.length !== 3) return;
+        const i = ((p.token[0] ?? 0) << 8) | (p.token[1] ?? 0);
+        registered.add(i);
+        if (p.payload.includes('fw_title')) coapUpdated.add(i);
       });
     }
-    await Promise.all(
-      Array.from({ length: coapCount }, (_, i) => {
-        const socket = sockets[Math.floor(i / 100)] as Socket;
-        const options = [...['api', 'v1', token(i), 'attributes'].map((v) => ({ name: 'Uri-Path' as const, value: Buffer.from(v) })), { name: 'Observe' as const, value: Buffer.alloc(0) }];
-        socket.send(generate({ code: '0.01', confirmable: true, messageId: i + 1, token: tokenOf(i), options }), ready.ports.coap, '127.0.0.1');
-        return Promise.resolve();
-      }),
-    );
-    for (let wait = 0; observed < coapCount && wait < 200; wait++) await new Promise((r) => setTimeout(r, 50));
-    if (observed < coapCount) error(`CoAP: ${coapCount - observed} observe registrations unanswered`);
+    for (let first = 0; first < coapCount; first += 100) {
+      const batch = Array.from({ length: Math.min(100, coapCount - first) }, (_, k) => first + k);
+      for (let attempt = 0; attempt < 10 && batch.some((i) => !registered.has(i)); attempt++) {
+        for (const i of batch) if (!registered.has(i)) register(i);
+        for (let wait = 0; wait < 20 && batch.some((i) => !registered.has(i)); wait++) await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const observed = registered.size;
+    if (observed < coapCount) error(`CoAP: ${coapCount - observed} observe registrations unanswered after 10 attempts`);
     const coapRegisterS = (Date.now() - t0) / 1000;
     const withCoap = await memory();
 
     // ---- notify every device once, then hold ---------------------------------------------------
     const notified = await ask<{ notified: number; mqtt: number; coap: number; ms: number }>(child, { notify: mqttCount }, 'notified');
-    for (let wait = 0; (updates < clients.length || coapNotified < observed) && wait < 400; wait++) await new Promise((r) => setTimeout(r, 50));
+    for (let wait = 0; (updates < clients.length || coapUpdated.size < observed) && wait < 400; wait++) await new Promise((r) => setTimeout(r, 50));
     if (updates !== clients.length) error(`MQTT: ${updates} of ${clients.length} devices got their update`);
-    if (coapNotified !== observed) error(`CoAP: ${coapNotified} of ${observed} observers got their update`);
+    if (coapUpdated.size !== observed) error(`CoAP: ${coapUpdated.size} of ${observed} observers got their update`);
     await new Promise((r) => setTimeout(r, holdS * 1000));
     const held = await memory();
     if (dropped) error(`MQTT: ${dropped} connections dropped during the ${holdS} s hold`);
