@@ -6,6 +6,7 @@ import { coapDownload } from './coap';
 import { coapObserve } from './coap-observe';
 import { endToEnd } from './end-to-end';
 import { httpDownload } from './http-download';
+import { load } from './load';
 import type { Benchmark } from './lib';
 import { lwm2mRegistrations } from './lwm2m-registrations';
 import { mqttTransport } from './mqtt';
@@ -16,8 +17,13 @@ import { storePostgres } from './store-postgres';
 
 const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, endToEnd];
 
+/** Run only when asked (`npm run bench -- load`): it holds 10,000 connections for 5 minutes. */
+const onRequest: Record<string, Benchmark> = { load };
+
 async function main(): Promise<void> {
-  for (const b of benchmarks) {
+  const asked = process.argv.slice(2);
+  for (const name of asked) if (!(name in onRequest)) throw new Error(`unknown benchmark '${name}': ${Object.keys(onRequest).join(', ')}`);
+  for (const b of asked.length ? asked.map((n) => onRequest[n] as Benchmark) : benchmarks) {
     console.log(`\n## ${b.name}\n`);
     await b.run();
   }

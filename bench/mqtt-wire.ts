@@ -22,14 +22,14 @@ export class WireClient {
   }
 
   /** Connects and waits for a successful CONNACK. */
-  static connect(port: number, opts: { clientId: string; username?: string }): Promise<WireClient> {
+  static connect(port: number, opts: { clientId: string; username?: string; keepalive?: number }): Promise<WireClient> {
     return new Promise((resolve, reject) => {
       const socket = net.connect(port, '127.0.0.1');
       socket.once('error', reject);
       socket.once('connect', () => {
         const client = new WireClient(socket);
         client.connack = (code) => (code === 0 ? resolve(client) : reject(new Error(`CONNACK ${code} for ${opts.clientId}`)));
-        client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId: opts.clientId, ...(opts.username ? { username: opts.username } : {}) });
+        client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: opts.keepalive ?? 0, clientId: opts.clientId, ...(opts.username ? { username: opts.username } : {}) });
       });
     });
   }
@@ -44,6 +44,16 @@ export class WireClient {
 
   publish(topic: string, payload: Buffer, qos: 0 | 1): void {
     this.send({ cmd: 'publish', topic, payload, qos, dup: false, retain: false, ...(qos ? { messageId: this.id() } : {}) });
+  }
+
+  /** PINGREQ: what a client sends within its keepalive period. */
+  ping(): void {
+    this.send({ cmd: 'pingreq' });
+  }
+
+  /** Called when the connection closes. */
+  onClose(fn: () => void): void {
+    this.socket.once('close', fn);
   }
 
   end(): void {

@@ -5,12 +5,12 @@
  * data lives in OTA_DATA_DIR. Every variable is listed in the README.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import http from 'node:http';
+import { readFile, writeFile } from 'node:fs/promises';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
-import { acquireEngine, consoleLogger, DEFAULTS, releaseEngine, type OtaEngine } from '../server';
+import { acquireEngine, bodyDeadline, consoleLogger, createLimitedServer, DEFAULTS, editorGuard, httpLimitsFromEnv, privateDir, releaseEngine, type OtaEngine } from '../server';
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 // examples/ is the build's copy of flows/, and ships with the package (flows/ does not).
@@ -80,7 +80,9 @@ async function main(): Promise<void> {
   const redPort = port('NODE_RED_PORT', 1880);
   const maxMb = process.env.OTA_MAX_PACKAGE_SIZE_MB;
   const userDir = path.join(dataDir, 'node-red');
-  await mkdir(userDir, { recursive: true });
+  // Node-RED keeps the flows' credentials here: owner-only, as the rest of the data directory.
+  await privateDir(dataDir);
+  await privateDir(userDir);
 
   // The engine opens first: the editor's login checks the same admin accounts, and the flow's
   // ota-server config node (same data directory) shares this engine instead of opening another.
@@ -99,7 +101,13 @@ async function main(): Promise<void> {
   await seedFlows(flowFile);
   const RED = loadNodeRed();
   const app = express();
-  const server = http.createServer(app);
+  app.disable('x-powered-by');
+  // The same timeouts and connection cap as the OTA HTTP server (OTA_HTTP_*).
+  const limits = httpLimitsFromEnv(process.env);
+  const server = createLimitedServer(app, limits);
+  app.use(bodyDeadline(limits.requestTimeoutMs));
+  // No lock-out by strangers, no framing, no cross-origin reads (editor-guard.ts).
+  app.use('/', editorGuard(engine.accounts));
   RED.init(server, {
     userDir,
     flowFile: 'flows.json',
@@ -120,14 +128,9 @@ async function main(): Promise<void> {
     adminAuth: {
       type: 'credentials',
       users: async (username: string) => ((await engine.accounts.userByEmail(username)) ? { username, permissions: '*' } : null),
-      authenticate: async (username: string, password: string) => {
-        try {
-          await engine.accounts.checkPassword(username, password);
-          return { username, permissions: '*' };
-        } catch {
-          return null;
-        }
-      },
+      // Reached only with a password editorGuard has checked and throttled already.
+      authenticate: async (username: string, password: string) =>
+        (await engine.accounts.verifyCredentials(username, password)) ? { username, permissions: '*' } : null,
     },
   });
   app.use('/', RED.httpAdmin);

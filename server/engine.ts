@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
@@ -10,12 +9,13 @@ import { BlobStore } from './store/blob-store';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
 import { sqliteHandleOf } from './store/sqlite/sqlite-store';
+import { databaseFileIn, privateDir, privateFile } from './store/private-files';
 import { DeviceProfileService } from './devices/device-profile-service';
 import { DeviceService } from './devices/device-service';
 import { EngineEvents } from './events';
 import { consoleLogger, type Logger } from './logger';
 import type { Pipeline } from './pipeline/pipeline';
-import { createAdminApi } from './admin/admin-api';
+import { createAdminApi, errorHandler } from './admin/admin-api';
 import { createDeviceApi } from './transports/http/device-api';
 import { createTelemetryApi } from './admin/telemetry-api';
 import { createFleetApi } from './admin/fleet-api';
@@ -28,6 +28,10 @@ import { realTimers, type Timers } from './timers';
 import { StateTracker } from './pipeline/state-tracker';
 import type { DeviceContext, EndpointInfo } from './transports/device-context';
 import { OtaPackageService } from './packages/ota-package-service';
+import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits } from './http-server-limits';
+import { LOGIN_THROTTLE_DEFAULTS, LoginThrottle, type LoginThrottleLimits } from './admin/login-throttle';
+import { PASSWORD_CHECK_DEFAULTS, PasswordChecks, type PasswordCheckLimits } from './admin/password-checks';
+import { loginLimitsFromEnv } from './admin/login-settings';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -59,6 +63,10 @@ export interface EngineOptions {
   uploadIdleMs?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
+  /** Timeouts and the connection cap of the HTTP server; by default from `OTA_HTTP_*` (http-server-limits.ts). */
+  httpLimits?: Partial<HttpServerLimits>;
+  /** Login throttling and scrypt concurrency; by default from `OTA_LOGIN_*` (login-settings.ts). */
+  login?: Partial<LoginThrottleLimits & PasswordCheckLimits>;
 }
 
 /**
@@ -67,6 +75,7 @@ export interface EngineOptions {
  */
 export class OtaEngine {
   readonly app: express.Express;
+  readonly httpLimits: HttpServerLimits;
   private server: http.Server | null = null;
   private closed = false;
   /** The fleet dashboard and /metrics: its watcher stops with the engine. */
@@ -89,6 +98,8 @@ export class OtaEngine {
   ) {
     this.app = express();
     this.app.disable('x-powered-by');
+    this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
+    this.app.use(bodyDeadline(this.httpLimits.requestTimeoutMs, isPackageUpload));
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
     const dashboard = createDashboard({ db: sqliteHandleOf(store), store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
     this.dashboard = dashboard;
@@ -100,12 +111,17 @@ export class OtaEngine {
     this.app.use('/api', dashboard.api);
     this.app.use(dashboard.site);
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
+    // Whatever a route outside /api lets through (the dashboard's static files: a bad Range) is
+    // answered in ThingsBoard's error JSON, not by Express's default handler with a stack in the log.
+    this.app.use(errorHandler);
   }
 
   static async open(options: EngineOptions): Promise<OtaEngine> {
     const logger = options.logger ?? consoleLogger;
     const dataDir = path.resolve(options.dataDir);
-    await mkdir(dataDir, { recursive: true });
+    await privateDir(dataDir);
+    // The embedded database holds secrets: owner-only before SQLite creates it with the umask.
+    if (!options.databaseUrl?.trim()) await privateFile(databaseFileIn(dataDir));
     const store = openStore({ dataDir, databaseUrl: options.databaseUrl });
     try {
       const blobs = new BlobStore(path.join(dataDir, 'blobs'));
@@ -118,10 +134,17 @@ export class OtaEngine {
       });
       const profiles = new DeviceProfileService(profileRepo, deviceRepo, packageRepo, packages, events);
       const devices = new DeviceService(deviceRepo, profiles, packages, events);
-      const tokens = new TokenService(await jwtSecret(store, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds);
-      const accounts = new AccountService(tenants, tokens, async (tenantId) => {
-        await profiles.ensureDefault(tenantId);
-      });
+      const clock = (): number => (options.timers ?? realTimers).now();
+      const tokens = new TokenService(await jwtSecret(store, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds, clock);
+      const login = { ...LOGIN_THROTTLE_DEFAULTS, ...PASSWORD_CHECK_DEFAULTS, ...loginLimitsFromEnv(process.env), ...options.login };
+      const accounts = new AccountService(
+        tenants,
+        tokens,
+        async (tenantId) => {
+          await profiles.ensureDefault(tenantId);
+        },
+        { throttle: new LoginThrottle(login, clock), passwords: new PasswordChecks(login), now: clock },
+      );
       const boot = await accounts.bootstrap(options.admin?.username || DEFAULTS.adminUsername, options.admin?.password || undefined);
       if (boot.generatedPassword) {
         logger.warn(`created admin '${boot.admin.email}' with the generated password: ${boot.generatedPassword}`);
@@ -182,11 +205,9 @@ export class OtaEngine {
   }
 
   private async listen(port: number, host: string): Promise<void> {
-    const server = http.createServer(this.app);
-    // A 2 GB upload over a slow link takes longer than Node's default 5-minute request timeout.
-    server.requestTimeout = 0;
-    server.headersTimeout = 60_000;
-    server.keepAliveTimeout = 5_000;
+    // A 2 GB upload over a slow link takes longer than any request timeout: uploads are excepted
+    // from the body deadline and cut when idle instead (multipart.ts).
+    const server = createLimitedServer(this.app, this.httpLimits);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {

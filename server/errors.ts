@@ -46,3 +46,13 @@ export const unauthorized = (message = 'Authentication failed'): OtaError =>
   new OtaError(401, message, ErrorCode.AUTHENTICATION);
 export const tooLarge = (max: number): OtaError =>
   new OtaError(413, `File size exceeds the maximum of ${max} bytes!`, ErrorCode.BAD_REQUEST_PARAMS);
+/** 429 / 33: ThingsBoard's rate-limit answer. */
+export const tooManyRequests = (message = 'Too many requests, try again later'): OtaError => new OtaError(429, message, ErrorCode.TOO_MANY_REQUESTS);
+/** 507: the disk (or quota) ran out while storing; the client may retry once an admin freed space. */
+export const storageFull = (): OtaError => new OtaError(507, "Not enough storage to save the request: the server's disk is full", ErrorCode.GENERAL);
+
+/** ENOSPC or EDQUOT from the file system, SQLITE_FULL from the database. */
+export function isStorageFull(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
+}

@@ -19,3 +19,6 @@ export { runPackageCommand, PACKAGE_OPERATIONS, type PackageCommand, type Packag
 export { COAP_DEFAULTS, COAP_LIMIT_VARIABLES, CoapTransport, minimum, type CoapOptions } from './transports/coap/coap-transport';
 export { isBlockSize } from './transports/coap/block-wise';
 export { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from './transports/mqtt/mqtt-transport';
+export { editorGuard } from './admin/editor-guard';
+export { bodyDeadline, createLimitedServer, httpLimitsFromEnv } from './http-server-limits';
+export { privateDir } from './store/private-files';

@@ -9,7 +9,7 @@ import type { DeviceProfileService, DeviceProfileInput } from '../devices/device
 import type { DeviceInput, DeviceService } from '../devices/device-service';
 import type { CredentialsInput } from '../devices/device-credentials';
 import type { Device } from '../store/devices';
-import { invalid, OtaError, tooLarge, unauthorized } from '../errors';
+import { ErrorCode, invalid, isStorageFull, OtaError, storageFull, tooLarge, unauthorized } from '../errors';
 import { isUuid, type DeviceProfileId } from '../ids';
 import type { PackageInfoInput, OtaPackageService, UploadMeta } from '../packages/ota-package-service';
 import { OTA_PACKAGE_TYPES, type OtaPackageType } from '../store/ota-packages';
@@ -76,7 +76,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
       } catch {
         throw unauthorized(); // ThingsBoard: a blank username or password is just "Authentication failed"
       }
-      res.json(await accounts.login(body.username, body.password));
+      res.json(await accounts.login(body.username, body.password, clientAddress(req)));
     }),
   );
   api.post(
@@ -92,7 +92,21 @@ export function createAdminApi(deps: AdminApiDeps): Router {
     }),
   );
   api.get('/auth/user', authed(async (_req, res, who) => res.json(userJson(await accounts.user(who.userId)))));
-  api.post('/auth/logout', authed(async (_req, res) => res.status(200).end()));
+  // Logout revokes every token of the user (ThingsBoard's TokenOutdatingService; issue 10, item 3).
+  api.post(
+    '/auth/logout',
+    authed(async (_req, res, who) => {
+      await accounts.logout(who.userId);
+      res.status(200).end();
+    }),
+  );
+  api.post(
+    '/auth/changePassword',
+    authed(async (req, res, who) => {
+      const body = validateBody<{ currentPassword: string; newPassword: string }>(schemas.changePassword, req.body ?? {});
+      res.json(await accounts.changePassword(who.userId, body.currentPassword, body.newPassword));
+    }),
+  );
 
   // ---- OTA packages ----------------------------------------------------------------------------
   api.post(
@@ -341,19 +355,37 @@ export function errorHandler(err: unknown, req: Request, res: Response, _next: N
   let error: OtaError;
   if (err instanceof OtaError) error = err;
   else if (isBodyParserError(err)) error = err.type === 'entity.too.large' ? new OtaError(413, 'Request body is too large', 31) : invalid('Invalid request body: malformed JSON');
+  // A body that fails to inflate (`Content-Encoding: gzip` over bytes that are not) is the client's fault.
+  // A client's fault a library found: a body that does not inflate (400), a Range the dashboard's
+  // static files cannot serve (416).
+  else if (isClientHttpError(err)) error = new OtaError(err.status, err.status === 400 ? `Invalid request body: ${err.message}` : err.message, ErrorCode.BAD_REQUEST_PARAMS);
+  else if (isStorageFull(err)) error = storageFull();
   else error = new OtaError(500, 'Internal server error', 2);
-  if (error.status >= 500) console.error('[ota] request failed', req.method, req.originalUrl, err);
+  if (error.status >= 500) console.error('[ota] request failed', req.method, req.originalUrl, error.status === 507 ? (err as Error).message : err);
   if (res.headersSent) {
     res.destroy();
     return;
   }
   // A body we did not read (an early 4xx on an upload) must not be parsed as the next request.
   if (!req.complete) res.setHeader('Connection', 'close');
-  res.status(error.status).json(error.toJSON());
+  // A handler may have set another type before it failed (static files: text/html).
+  res.type('application/json').status(error.status).json(error.toJSON());
+}
+
+/** An error a library marked as the client's (http-errors' `expose` with a 4xx status). */
+function isClientHttpError(err: unknown): err is { message: string; status: number } {
+  if (typeof err !== 'object' || err === null) return false;
+  const { status, expose } = err as { status?: unknown; expose?: unknown };
+  return expose === true && typeof status === 'number' && status >= 400 && status < 500;
 }
 
 function isBodyParserError(err: unknown): err is { type: string } {
   return typeof err === 'object' && err !== null && typeof (err as { type?: unknown }).type === 'string' && 'statusCode' in err;
+}
+
+/** The peer's address, for login throttling: the socket's, never a header a client can set. */
+function clientAddress(req: Request): string {
+  return req.socket.remoteAddress ?? '';
 }
 
 function param(req: Request, name: string): string {

@@ -1,4 +1,5 @@
-import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type BinaryLike, type ScryptOptions } from 'node:crypto';
+import { randomBytes, scrypt as scryptCb, timingSafeEqual, type BinaryLike, type ScryptOptions } from 'node:crypto';
+import type * as Jose from 'jose' with { 'resolution-mode': 'import' };
 import { ErrorCode, OtaError, unauthorized } from '../errors';
 import type { TenantId, UserId } from '../ids';
 import type { Authority, User } from '../store/tenants';
@@ -35,6 +36,8 @@ export interface JwtClaims {
   iat: number;
   exp: number;
   jti: string;
+  /** The user's token generation when issued: raising it revokes the token (issue 10, item 3). */
+  gen: number;
 }
 
 /** ThingsBoard's JwtPair. `scope` is set only during two-factor authentication, which we do not have. */
@@ -49,74 +52,89 @@ export interface Principal {
   tenantId: TenantId;
   email: string;
   authority: Authority;
+  /** The token generation the access token was issued under. */
+  generation: number;
 }
+
+/** What a refresh token names: its user and the generation it was issued under. */
+export interface RefreshClaims {
+  userId: UserId;
+  generation: number;
+}
+
+const ALGORITHM = 'HS256';
+const ISSUER = 'thingsboard.io';
+
+// jose is an ES module; loaded once, on first use, from this CommonJS build.
+let josePromise: Promise<typeof Jose> | null = null;
+const jose = (): Promise<typeof Jose> => (josePromise ??= import('jose'));
 
 /**
  * HS256 JSON Web Tokens shaped like ThingsBoard's (claims `sub`, `userId`, `tenantId`, `scopes`),
- * so scripts that decode the token find what they expect. Refresh tokens carry the scope
- * `REFRESH_TOKEN` and are refused as access tokens.
+ * so scripts that decode the token find what they expect, made and checked by `jose`: the header's
+ * `alg` must be HS256 (no `none`, no algorithm confusion) and times are read from the injected
+ * clock. Refresh tokens carry the scope `REFRESH_TOKEN` and are refused as access tokens.
  */
 export class TokenService {
   constructor(
     private readonly secret: Buffer,
     private readonly accessTtlSeconds = 9000,
     private readonly refreshTtlSeconds = 604800,
+    private readonly now: () => number = Date.now,
   ) {}
 
-  issue(user: User): TokenPair {
-    const now = Math.floor(Date.now() / 1000);
-    const base = { sub: user.email, userId: user.id, tenantId: user.tenantId, iss: 'thingsboard.io', iat: now };
+  async issue(user: User): Promise<TokenPair> {
+    const { SignJWT } = await jose();
+    const iat = Math.floor(this.now() / 1000);
+    const sign = (scopes: string[], ttl: number): Promise<string> =>
+      new SignJWT({ userId: user.id, tenantId: user.tenantId, scopes, gen: user.tokenGeneration })
+        .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+        .setSubject(user.email)
+        .setIssuer(ISSUER)
+        .setIssuedAt(iat)
+        .setExpirationTime(iat + ttl)
+        .setJti(randomBytes(8).toString('hex'))
+        .sign(this.secret);
     return {
-      token: this.sign({ ...base, scopes: [user.authority], exp: now + this.accessTtlSeconds, jti: randomBytes(8).toString('hex') }),
-      refreshToken: this.sign({ ...base, scopes: ['REFRESH_TOKEN'], exp: now + this.refreshTtlSeconds, jti: randomBytes(8).toString('hex') }),
+      token: await sign([user.authority], this.accessTtlSeconds),
+      refreshToken: await sign(['REFRESH_TOKEN'], this.refreshTtlSeconds),
       scope: null,
     };
   }
 
   /** The principal of a valid access token; 401 with ThingsBoard's codes otherwise. */
-  verifyAccess(token: string): Principal {
-    const claims = this.verify(token);
+  async verifyAccess(token: string): Promise<Principal> {
+    const claims = await this.verify(token);
     const authority = claims.scopes.find((s) => s !== 'REFRESH_TOKEN');
     if (!authority) throw unauthorized('Invalid JWT token: the refresh token is not an access token');
-    return { userId: claims.userId, tenantId: claims.tenantId, email: claims.sub, authority: authority as Authority };
+    return { userId: claims.userId, tenantId: claims.tenantId, email: claims.sub, authority: authority as Authority, generation: claims.gen };
   }
 
-  /** The user id a refresh token was issued for. */
-  verifyRefresh(token: string): UserId {
-    const claims = this.verify(token);
+  /** The user a refresh token was issued for, and under which generation. */
+  async verifyRefresh(token: string): Promise<RefreshClaims> {
+    const claims = await this.verify(token);
     if (!claims.scopes.includes('REFRESH_TOKEN')) throw unauthorized('Invalid refresh token');
-    return claims.userId;
+    return { userId: claims.userId, generation: claims.gen };
   }
 
-  private sign(claims: JwtClaims): string {
-    const head = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
-    const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
-    return `${head}.${body}.${this.mac(`${head}.${body}`)}`;
-  }
-
-  private verify(token: string): JwtClaims {
-    const parts = token.split('.');
+  private async verify(token: string): Promise<JwtClaims> {
+    const { jwtVerify, errors } = await jose();
     // ThingsBoard's JwtTokenFactory answers a bad signature like an expired token (code 11) and a
     // malformed token like bad credentials; clients react to those codes, so we keep both.
     const malformed = (): OtaError => unauthorized('Invalid username or password');
     const expired = (): OtaError => new OtaError(401, 'Token has expired', ErrorCode.JWT_TOKEN_EXPIRED);
-    if (parts.length !== 3) throw malformed();
-    const [head, body, mac] = parts as [string, string, string];
-    let claims: JwtClaims;
+    let payload: Jose.JWTPayload;
     try {
-      claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as JwtClaims;
-    } catch {
+      ({ payload } = await jwtVerify(token, this.secret, { algorithms: [ALGORITHM], currentDate: new Date(this.now()) }));
+    } catch (err) {
+      if (err instanceof errors.JWSSignatureVerificationFailed || err instanceof errors.JWTExpired) throw expired();
       throw malformed();
     }
-    const expected = Buffer.from(this.mac(`${head}.${body}`));
-    const given = Buffer.from(mac);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw expired();
-    if (typeof claims.exp !== 'number' || claims.exp * 1000 <= Date.now()) throw expired();
-    if (!Array.isArray(claims.scopes) || typeof claims.userId !== 'string' || typeof claims.tenantId !== 'string') throw malformed();
-    return claims;
-  }
-
-  private mac(data: string): string {
-    return createHmac('sha256', this.secret).update(data).digest('base64url');
+    const claims = payload as Partial<JwtClaims>;
+    // A token without `exp` never expires by jose's rules; ours always carry one.
+    if (typeof claims.exp !== 'number') throw expired();
+    if (!Array.isArray(claims.scopes) || typeof claims.userId !== 'string' || typeof claims.tenantId !== 'string' || typeof claims.sub !== 'string') throw malformed();
+    // Tokens issued before generations existed count as generation 0.
+    return { ...claims, gen: typeof claims.gen === 'number' ? claims.gen : 0 } as JwtClaims;
   }
 }

@@ -56,8 +56,18 @@ export function receiveUpload(req: IncomingMessage, sink: UploadSink, idleMs = U
       fields[name] = value;
     });
     parser.on('file', (name, stream, info) => {
-      if (name !== 'file' || staging) {
+      // busboy ends a part cut short with an 'error' on its stream ("Unexpected end of form"):
+      // without a listener that is an uncaught exception, so every part gets one (found by
+      // fuzzing). The parser's own 'error' below says what went wrong.
+      stream.on('error', () => undefined);
+      if (name !== 'file') {
         stream.resume();
+        return;
+      }
+      if (staging) {
+        // Which of two files would be the package? Refused rather than guessed (issue 10, item 9).
+        stream.resume();
+        fail(invalid("Only one 'file' part is allowed"));
         return;
       }
       // Fields sent before the file name the algorithm early enough to hash while streaming.

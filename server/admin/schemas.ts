@@ -17,7 +17,7 @@ const entityRef = {
 const nullableString = { type: ['string', 'null'] } as const;
 
 export const schemas = {
-  login: { type: 'object', properties: { username: { type: 'string', minLength: 1 }, password: { type: 'string', minLength: 1 } }, required: ['username', 'password'] },
+  login: { type: 'object', properties: { username: { type: 'string', minLength: 1, maxLength: 1024 }, password: { type: 'string', minLength: 1, maxLength: 4096 } }, required: ['username', 'password'] },
   refresh: { type: 'object', properties: { refreshToken: { type: 'string', minLength: 1 } }, required: ['refreshToken'] },
   packageInfo: {
     type: 'object',
@@ -61,6 +61,11 @@ export const schemas = {
       firmwareId: entityRef,
       softwareId: entityRef,
     },
+  },
+  changePassword: {
+    type: 'object',
+    properties: { currentPassword: { type: 'string', minLength: 1 }, newPassword: { type: 'string', minLength: 1, maxLength: 1024 } },
+    required: ['currentPassword', 'newPassword'],
   },
   deviceCredentials: {
     type: 'object',
@@ -123,8 +128,13 @@ export function parsePageLink(query: Record<string, unknown>, sortProperties: re
   }
   if (!checkPageQuery({ pageSize: query.pageSize, page: query.page })) throw badArgument(`Invalid page parameters: ${describe(checkPageQuery.errors?.[0])}`);
   const pageSize = Number(query.pageSize);
+  const pageNumber = Number(query.page);
+  // ThingsBoard reads both as Java ints: past 2^31-1 is a conversion error (400), not a query.
+  for (const [name, n] of [['pageSize', pageSize], ['page', pageNumber]] as const) {
+    if (n > 0x7fffffff) throw invalid(`Failed to convert value of type 'java.lang.String' to required type 'int'; For input string: "${String(query[name])}"`);
+  }
   if (pageSize < 1) throw invalid('Page size should be greater than 0!');
-  const link: PageLink = { pageSize: Math.min(pageSize, 10_000), page: Number(query.page) };
+  const link: PageLink = { pageSize: Math.min(pageSize, 10_000), page: pageNumber };
   if (typeof query.textSearch === 'string' && query.textSearch !== '') link.textSearch = query.textSearch;
   if (typeof query.sortProperty === 'string' && query.sortProperty !== '') {
     if (!sortProperties.includes(query.sortProperty)) throw invalid('Invalid sort property');

@@ -17,7 +17,7 @@ export function createTelemetryApi(deps: { accounts: AccountService; devices: De
     (async () => {
       const who = await bearerPrincipal(req, deps.accounts);
       const device = await deps.devices.get(who.tenantId, String(req.params.id));
-      const keys = typeof req.query.keys === 'string' && req.query.keys !== '' ? req.query.keys.split(',').map((k) => k.trim()).filter(Boolean) : undefined;
+      const keys = keyList(req.query.keys);
       // ThingsBoard answers values as strings unless useStrictDataTypes=true.
       const strict = req.query.useStrictDataTypes === 'true';
       const show = (p: TelemetryPoint) => ({ ts: p.ts, value: strict || p.value === null ? p.value : typeof p.value === 'string' ? p.value : JSON.stringify(p.value) });
@@ -41,4 +41,16 @@ export function createTelemetryApi(deps: { accounts: AccountService; devices: De
   });
   api.use(errorHandler);
   return api;
+}
+
+/**
+ * `keys=a,b` or `keys=a&keys=b` (Spring joins repeated parameters; issue 10, item 9); absent or
+ * empty is every key. A nested object (`keys[x]=1`) is no key list: 400.
+ */
+function keyList(v: unknown): string[] | undefined {
+  if (v === undefined) return undefined;
+  const parts = Array.isArray(v) ? v : [v];
+  if (!parts.every((p): p is string => typeof p === 'string')) throw invalid("Parameter 'keys' must be a comma-separated list of keys");
+  const keys = parts.flatMap((p) => p.split(',')).map((k) => k.trim()).filter(Boolean);
+  return keys.length ? keys : undefined;
 }

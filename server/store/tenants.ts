@@ -16,16 +16,21 @@ export interface User {
   passwordHash: string;
   authority: Authority;
   createdTime: number;
+  /** Raised to revoke every token issued before: a token carries the generation it was issued under. */
+  tokenGeneration: number;
 }
 
 /** Tenants and their users. Async so a PostgreSQL implementation can stand in. */
 export interface TenantRepository {
   createTenant(title: string): Promise<Tenant>;
   findTenant(id: TenantId): Promise<Tenant | null>;
-  createUser(user: Omit<User, 'id' | 'createdTime'>): Promise<User>;
+  createUser(user: Omit<User, 'id' | 'createdTime' | 'tokenGeneration'>): Promise<User>;
   findUserByEmail(email: string): Promise<User | null>;
   findUser(id: UserId): Promise<User | null>;
+  /** Sets the password and revokes the user's tokens. */
   setPassword(id: UserId, passwordHash: string): Promise<void>;
+  /** Raises the token generation: every token issued so far is refused. */
+  revokeTokens(id: UserId): Promise<void>;
   countUsers(): Promise<number>;
 }
 
@@ -36,6 +41,7 @@ interface UserRow {
   password_hash: string;
   authority: string;
   created_time: number;
+  token_generation: number;
 }
 
 const toUser = (r: UserRow): User => ({
@@ -45,6 +51,7 @@ const toUser = (r: UserRow): User => ({
   passwordHash: r.password_hash,
   authority: r.authority as Authority,
   createdTime: r.created_time,
+  tokenGeneration: r.token_generation,
 });
 
 export class SqliteTenantRepository implements TenantRepository {
@@ -63,8 +70,8 @@ export class SqliteTenantRepository implements TenantRepository {
     return r ? { id: r.id as TenantId, title: r.title, createdTime: r.created_time } : null;
   }
 
-  async createUser(user: Omit<User, 'id' | 'createdTime'>): Promise<User> {
-    const created: User = { ...user, id: newId<'USER'>(), createdTime: Date.now() };
+  async createUser(user: Omit<User, 'id' | 'createdTime' | 'tokenGeneration'>): Promise<User> {
+    const created: User = { ...user, id: newId<'USER'>(), createdTime: Date.now(), tokenGeneration: 0 };
     this.db
       .prepare('INSERT INTO users (id, tenant_id, email, password_hash, authority, created_time) VALUES (?, ?, ?, ?, ?, ?)')
       .run(created.id, created.tenantId, created.email, created.passwordHash, created.authority, created.createdTime);
@@ -82,7 +89,11 @@ export class SqliteTenantRepository implements TenantRepository {
   }
 
   async setPassword(id: UserId, passwordHash: string): Promise<void> {
-    this.db.prepare('UPDATE users SET password_hash = ? WHERE id = ?').run(passwordHash, id);
+    this.db.prepare('UPDATE users SET password_hash = ?, token_generation = token_generation + 1 WHERE id = ?').run(passwordHash, id);
+  }
+
+  async revokeTokens(id: UserId): Promise<void> {
+    this.db.prepare('UPDATE users SET token_generation = token_generation + 1 WHERE id = ?').run(id);
   }
 
   async countUsers(): Promise<number> {

@@ -317,6 +317,8 @@ export interface HarnessOptions {
   uploadIdleMs?: number;
   /** Reuse a data directory (a restart); it is then not removed by close(). */
   dataDir?: string;
+  httpLimits?: EngineOptions['httpLimits'];
+  login?: EngineOptions['login'];
 }
 
 export class ApiHarness {
@@ -343,6 +345,8 @@ export class ApiHarness {
       ...(o.maxTenantStorage !== undefined ? { maxTenantStorage: o.maxTenantStorage } : {}),
       ...(o.jwtSecret !== undefined ? { jwtSecret: o.jwtSecret } : {}),
       ...(o.uploadIdleMs !== undefined ? { uploadIdleMs: o.uploadIdleMs } : {}),
+      ...(o.httpLimits !== undefined ? { httpLimits: o.httpLimits } : {}),
+      ...(o.login !== undefined ? { login: o.login } : {}),
     };
     let engine: OtaEngine;
     try {

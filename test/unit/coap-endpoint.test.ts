@@ -260,5 +260,17 @@ describe('CoAP endpoint', function () {
       p.send(Buffer.from([0x40, 0x00, 0x00, 0x08]));
       expect(await p.next()).to.deep.include({ code: '0.00', reset: true, messageId: 8 });
     });
+
+    it('answers 4.02 to a Max-Age longer than 4 bytes and goes on serving (a 201-byte one once hung the process)', async () => {
+      const { port } = await endpoint(async () => ({ code: Code.CONTENT }));
+      const p = await RawPeer.open(port);
+      rawPeers.push(p);
+      // CON GET, token 'ab', option 14 (Max-Age): delta 13 + extended 1, length 14 + extended (201 - 269 < 0: use 13 + 188).
+      const value = Buffer.alloc(201, 0xff);
+      p.send(Buffer.concat([Buffer.from([0x42, 0x01, 0x00, 0x09, 0x61, 0x62, 0xdd, 0x01, 201 - 13]), value]));
+      expect(await p.next()).to.deep.include({ code: '4.02', messageId: 9 });
+      p.send(Buffer.from([0x42, 0x01, 0x00, 0x0a, 0x61, 0x62]));
+      expect(await p.next()).to.deep.include({ code: '2.05', messageId: 10 });
+    });
   });
 });

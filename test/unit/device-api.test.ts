@@ -204,6 +204,16 @@ describe('HTTP device API', () => {
       expect(r.text).to.equal('Device was deleted!');
       expect(h.pipeline.httpSessions.waiting).to.equal(0);
     });
+
+    it('answers 401 to a poll made with a token the device no longer has (issue 10, item 1)', async () => {
+      const h = harness();
+      const poll = call('/attributes/updates?timeout=10000');
+      await eventually(() => h.pipeline.httpSessions.waiting === 1, 'the poll to wait');
+      await h.engine.devices.updateCredentials(h.tenantId, device.id, { credentialsType: 'ACCESS_TOKEN', credentialsId: 'a-brand-new-token' });
+      const r = await poll;
+      expect(r.status).to.equal(401);
+      expect(h.pipeline.httpSessions.waiting).to.equal(0);
+    });
   });
 
   describe('GET firmware / software', () => {
@@ -288,6 +298,14 @@ describe('HTTP device API', () => {
       for (const q of ['size=-1', 'chunk=-1', 'size=abc', 'chunk=1.5']) expect((await firmware(`${titled}&${q}`)).status, q).to.equal(400);
     });
 
+    it('answers 400 to a size or chunk that is not plain decimal digits (issue 10, item 9)', async () => {
+      for (const q of ['chunk=0x1', 'chunk=%20', 'size=1e3', 'size=%2B5', 'chunk=1&chunk=2', 'size=0b1', 'chunk=99999999999999999999']) {
+        expect((await firmware(`${titled}&size=1024&${q}`)).status, q).to.equal(400);
+      }
+      // Absent or empty is ThingsBoard's default (`defaultValue = "0"`): the first chunk.
+      expect((await firmware(`${titled}&size=1024&chunk=`)).body.equals(image.subarray(0, 1024))).to.equal(true);
+    });
+
     it('serves software on /software, by its own title and version', async () => {
       const h = harness();
       const appBytes = Buffer.from('software bytes '.repeat(20));
@@ -335,6 +353,17 @@ describe('HTTP device API', () => {
           expect(r.status, range).to.equal(416);
           expect(r.headers.get('content-range'), range).to.equal('bytes */3000');
         }
+      });
+
+      it('serves the whole file for several ranges, another unit or a malformed Range (RFC 9110 §14.2)', async () => {
+        for (const range of ['bytes=0-9,20-29', 'items=0-9', 'bytes=abc', 'bytes=1-2-3']) {
+          const r = await firmware(titled, { Range: range });
+          expect(r.status, range).to.equal(200);
+          expect(r.body.equals(image), range).to.equal(true);
+        }
+        const merged = await firmware(titled, { Range: 'bytes=0-9,5-19' });
+        expect(merged.status, 'overlapping ranges are one').to.equal(206);
+        expect(merged.headers.get('content-range')).to.equal('bytes 0-19/3000');
       });
 
       it('gives an ETag from the checksum and answers If-None-Match with 304', async () => {

@@ -182,6 +182,28 @@ describe('MQTT transport', function () {
       expect(second.client.connected).to.equal(true);
     });
 
+    it('keeps track of the newest of three connections of one device (issue 10, item 1)', async () => {
+      const s1 = await connect(device.accessToken, 5);
+      await s1.subscribe(['v1/devices/me/attributes']);
+      const s2 = await connect(device.accessToken, 5);
+      await s2.subscribe(['v1/devices/me/attributes']);
+      await s1.closed;
+      const s3 = await connect(device.accessToken, 5);
+      await s3.subscribe(['v1/devices/me/attributes']);
+      await s2.closed;
+      expect((s2.disconnect as IDisconnectPacket | null)?.reasonCode).to.equal(0x8e);
+      expect(transport.connections).to.equal(1);
+      const got = s3.next('v1/devices/me/attributes');
+      expect(transport.deliver(await notify())).to.equal(1);
+      expect(JSON.parse((await got).payload.toString())).to.include({ fw_title: 'thermo-fw' });
+      // A credentials change ends the one session left.
+      const gone = nextEvent(transport, 'disconnect');
+      await h.engine.devices.updateCredentials(h.tenantId, device.id, { credentialsType: 'ACCESS_TOKEN', credentialsId: 'a-brand-new-token' });
+      expect(await gone).to.include({ deviceId: device.id, reason: 'credentials-changed' });
+      await s3.closed;
+      expect(transport.connections).to.equal(0);
+    });
+
     it('closes the connection of a device that is deleted (MQTT 5: DISCONNECT 0x98)', async () => {
       const a = await connect(device.accessToken, 5);
       const gone = nextEvent(transport, 'disconnect');

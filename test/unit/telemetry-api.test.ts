@@ -57,6 +57,12 @@ describe('telemetry API and fleet metrics', () => {
       });
     });
 
+    it('reads repeated keys parameters as one list (issue 10, item 9)', async () => {
+      const r = await timeseries('?keys=fw_state&keys=ok');
+      expect(r.body).to.deep.equal({ fw_state: [{ ts: T0 + 10, value: 'UPDATED' }], ok: [{ ts: T0 + 10, value: 'true' }] });
+      expect((await timeseries('?keys[a]=fw_state')).status).to.equal(400);
+    });
+
     it('answers every key without keys, and leaves out keys it does not have', async () => {
       expect(Object.keys((await timeseries('')).body as object)).to.have.members(['fw_state', 'temperature', 'ok', 'info', 'nothing']);
       expect((await timeseries('?keys=fw_state,sw_state')).body).to.deep.equal({ fw_state: [{ ts: T0 + 10, value: 'UPDATED' }] });

@@ -244,4 +244,9 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       ALTER TABLE devices ADD COLUMN credentials_value text;
     `,
   },
+  {
+    version: 6,
+    description: "users: a token generation, raised to revoke a user's tokens (SQLite migration 6)",
+    sql: `ALTER TABLE users ADD COLUMN token_generation integer NOT NULL DEFAULT 0;`,
+  },
 ];

@@ -10,6 +10,7 @@ interface UserRow {
   password_hash: string;
   authority: string;
   created_time: number;
+  token_generation: number;
 }
 
 const toUser = (r: UserRow): User => ({
@@ -19,6 +20,7 @@ const toUser = (r: UserRow): User => ({
   passwordHash: r.password_hash,
   authority: r.authority as Authority,
   createdTime: r.created_time,
+  tokenGeneration: r.token_generation,
 });
 
 export class PgTenantRepository implements TenantRepository {
@@ -36,8 +38,8 @@ export class PgTenantRepository implements TenantRepository {
     return r ? { id: r.id as TenantId, title: r.title, createdTime: r.created_time } : null;
   }
 
-  async createUser(user: Omit<User, 'id' | 'createdTime'>): Promise<User> {
-    const created: User = { ...user, id: newId<'USER'>(), createdTime: Date.now() };
+  async createUser(user: Omit<User, 'id' | 'createdTime' | 'tokenGeneration'>): Promise<User> {
+    const created: User = { ...user, id: newId<'USER'>(), createdTime: Date.now(), tokenGeneration: 0 };
     await writing(
       this.sql.query('INSERT INTO users (id, tenant_id, email, password_hash, authority, created_time) VALUES ($1, $2, $3, $4, $5, $6)', [
         created.id,
@@ -65,7 +67,12 @@ export class PgTenantRepository implements TenantRepository {
 
   async setPassword(id: UserId, passwordHash: string): Promise<void> {
     if (!isUuid(id)) return;
-    await this.sql.query('UPDATE users SET password_hash = $1 WHERE id = $2', [passwordHash, id]);
+    await this.sql.query('UPDATE users SET password_hash = $1, token_generation = token_generation + 1 WHERE id = $2', [passwordHash, id]);
+  }
+
+  async revokeTokens(id: UserId): Promise<void> {
+    if (!isUuid(id)) return;
+    await this.sql.query('UPDATE users SET token_generation = token_generation + 1 WHERE id = $1', [id]);
   }
 
   async countUsers(): Promise<number> {

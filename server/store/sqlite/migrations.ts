@@ -215,4 +215,13 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE notify_queue ADD COLUMN claimed_until INTEGER;
     `,
   },
+  {
+    version: 6,
+    description: "users: a token generation, raised to revoke a user's tokens (logout, password change)",
+    sql: `
+      -- Every admin JWT carries the generation it was issued under; a token of an older one is
+      -- refused (issue 10, item 3).
+      ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];

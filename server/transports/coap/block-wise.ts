@@ -45,6 +45,8 @@ export function encodeBlock(block: Block): Buffer {
 
 /** An unsigned integer option value in the fewest bytes [RFC 7252 §3.2]. */
 export function uintBytes(n: number): Buffer {
+  // Option uints are at most 4 bytes [RFC 7252 §3.2]; anything else would loop (Infinity) or lie.
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`not an option uint: ${n}`);
   const out: number[] = [];
   for (let v = n; v > 0; v = Math.floor(v / 256)) out.unshift(v % 256);
   return Buffer.from(out);

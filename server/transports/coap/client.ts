@@ -308,7 +308,8 @@ const tokenKey = (peer: Peer, token: Buffer): string => `${peer.address}:${peer.
 /** An unsigned integer option's value, null when absent. */
 function optionUint(packet: ParsedPacket, name: string): number | null {
   const o = packet.options.find((x) => x.name === name);
-  return o ? o.value.reduce((n, b) => n * 256 + b, 0) : null;
+  // A uint option is at most 4 bytes [RFC 7252 §3.2]: a longer one from a peer is ignored.
+  return o && o.value.length <= 4 ? o.value.reduce((n, b) => n * 256 + b, 0) : null;
 }
 
 function blockOf(packet: ParsedPacket, name: 'Block1' | 'Block2'): Block | null {

@@ -17,6 +17,8 @@ const SINGLE: ReadonlyMap<string, number> = new Map([
   ['Uri-Port', 2],
   ['Observe', 3],
   ['Content-Format', 2],
+  // A longer uint decodes past 2^53 (a 201-byte one to Infinity): refused, never decoded [RFC 7252 §3.2].
+  ['Max-Age', 4],
   ['Accept', 2],
   ['Block2', 3],
   ['Block1', 3],

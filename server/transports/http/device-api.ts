@@ -5,8 +5,10 @@ import type { DeviceContext } from '../device-context';
 import type { Device } from '../../store/devices';
 import { chunkRange, devicePackage } from '../firmware-download';
 import type { HttpDeviceSessions } from './http-transport';
+import { byteRange } from './byte-range';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
+import { isStorageFull } from '../../errors';
 
 /** A transport's context (device-context.ts) plus the long-poll sessions of the HTTP transport. */
 export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
@@ -31,6 +33,18 @@ function keyList(v: unknown): string[] | undefined {
 }
 
 /**
+ * A non-negative integer query parameter: absent or empty is 0 (ThingsBoard's `defaultValue =
+ * "0"`); anything but plain decimal digits (`0x1`, ` `, `1e3`, a repeated parameter) or a number
+ * past 2^31-1 (Java's int) is null, for a 400. `Number()` alone would read `0x1` as 1 and ` ` as 0.
+ */
+function decimalParam(v: unknown): number | null {
+  if (v === undefined || v === '') return 0;
+  if (typeof v !== 'string' || !/^[0-9]{1,10}$/.test(v)) return null;
+  const n = Number(v);
+  return n <= 0x7fffffff ? n : null;
+}
+
+/**
  * ThingsBoard's HTTP device API under `/api/v1/{token}` (reference §4), plus what its users ask
  * for on downloads: Range requests (206), an ETag from the checksum with If-None-Match (304), HEAD.
  */
@@ -44,6 +58,10 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
 
   // A device deleted while long-polling: ThingsBoard answers its waiting requests 403 (reference §4).
   deps.events.on('deviceDeleted', ({ device }) => deps.sessions.deviceDeleted(device.id));
+  // A new token ends the polls made with the old one, as it ends MQTT sessions (issue 10, item 1).
+  deps.events.on('deviceSaved', ({ before, after }) => {
+    if (before && before.accessToken !== after.accessToken) deps.sessions.end(after.id, 'credentials-changed');
+  });
 
   // An unknown token is 401 with an empty body on every endpoint.
   const device = (h: DeviceHandler) => (req: Request, res: Response, next: NextFunction) => {
@@ -89,15 +107,19 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
           clearTimeout(timer);
           res.status(200).json(update);
         },
-        () => {
+        (reason) => {
           clearTimeout(timer);
-          res.status(403).type('text/plain').send('Device was deleted!');
+          // The old token is no longer a device's: what an unknown token gets (401, empty body).
+          if (reason === 'credentials-changed') res.status(401).end();
+          else res.status(403).type('text/plain').send('Device was deleted!');
         },
       );
       timer = setTimeout(() => {
         cancel();
         res.status(408).end();
       }, timeout);
+      // A poll is silent by design: the server's idle timeout must not cut it before its own.
+      req.setTimeout(timeout + 10_000);
       res.on('close', () => {
         clearTimeout(timer);
         cancel();
@@ -142,9 +164,9 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     const { pkg } = found;
     // Case-sensitive, as ThingsBoard: the device must ask for what it was told.
     if (pkg.title !== title || pkg.version !== version) return void res.status(400).end();
-    const size = Number(req.query.size ?? 0);
-    const chunk = Number(req.query.chunk ?? 0);
-    if (!Number.isInteger(size) || size < 0 || !Number.isInteger(chunk) || chunk < 0) return void res.status(400).end();
+    const size = decimalParam(req.query.size);
+    const chunk = decimalParam(req.query.chunk);
+    if (size === null || chunk === null) return void res.status(400).end();
     const slice = chunkRange(pkg.dataSize, size, chunk);
     const fileName = (pkg.fileName ?? `${pkg.title}-${pkg.version}`).replace(/[^\x20-\x7e]|["\\]/g, '_');
     const etag = `"${pkg.checksum ?? pkg.blobSha256}${size > 0 ? `-${size}-${chunk}` : ''}"`;
@@ -158,26 +180,15 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
 
     let start = slice.start;
     let end = slice.end; // exclusive
-    const length = end - start;
-    // Several ranges in one request are not served as multipart/byteranges: RFC 9110 lets a server
-    // ignore Range and send the whole representation, which is what we do then.
-    const asked = req.get('range');
-    const range = asked && !asked.includes(',') ? asked : undefined;
-    if (range && length > 0) {
-      const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
-      const from = m?.[1] ? Number(m[1]) : undefined;
-      const to = m?.[2] ? Number(m[2]) : undefined;
-      // RFC 9110 §14.1.1: a suffix range must be non-zero, a first position inside the slice.
-      const valid = m && (from !== undefined ? from < length && (to === undefined || to >= from) : to !== undefined && to > 0);
-      if (!valid) {
-        res.setHeader('Content-Range', `bytes */${length}`);
-        return void res.status(416).end();
-      }
-      const rFrom = from ?? Math.max(0, length - (to as number));
-      const rTo = from === undefined ? length - 1 : Math.min(to ?? length - 1, length - 1);
-      res.status(206).setHeader('Content-Range', `bytes ${rFrom}-${rTo}/${length}`);
-      start = slice.start + rFrom;
-      end = slice.start + rTo + 1;
+    const range = byteRange(req.get('range'), end - start);
+    if (range === 'unsatisfiable') {
+      res.setHeader('Content-Range', `bytes */${end - start}`);
+      return void res.status(416).end();
+    }
+    if (range) {
+      res.status(206).setHeader('Content-Range', `bytes ${range.start}-${range.end}/${end - start}`);
+      end = slice.start + range.end + 1;
+      start = slice.start + range.start;
     } else {
       res.status(200);
     }
@@ -189,7 +200,7 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
 
   api.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (res.headersSent) return void res.destroy();
-    const status = typeof err === 'object' && err !== null && 'status' in err && typeof err.status === 'number' ? err.status : 500;
+    const status = typeof err === 'object' && err !== null && 'status' in err && typeof err.status === 'number' ? err.status : isStorageFull(err) ? 507 : 500;
     res.status(status >= 400 && status < 600 ? status : 500).end();
   });
   return api;

@@ -1,9 +1,12 @@
 import type { DeviceId } from '../../ids';
 import type { Notification } from '../../pipeline/notifier';
 
+/** Why a device's long polls end early: it was deleted, or its token changed (reference §4). */
+export type GoneReason = 'device-deleted' | 'credentials-changed';
+
 interface Waiter {
   onUpdate(update: Record<string, unknown>): void;
-  onGone(): void;
+  onGone(reason: GoneReason): void;
 }
 
 /**
@@ -15,9 +18,9 @@ export class HttpDeviceSessions {
 
   /**
    * Waits for the next update of a device; `onGone` is called instead if the device is deleted
-   * meanwhile. `cancel` removes the wait (timeout, closed socket).
+   * or its token changes meanwhile. `cancel` removes the wait (timeout, closed socket).
    */
-  wait(deviceId: DeviceId, onUpdate: (update: Record<string, unknown>) => void, onGone: () => void = () => undefined): () => void {
+  wait(deviceId: DeviceId, onUpdate: (update: Record<string, unknown>) => void, onGone: (reason: GoneReason) => void = () => undefined): () => void {
     let set = this.waiters.get(deviceId);
     if (!set) this.waiters.set(deviceId, (set = new Set()));
     const waiter: Waiter = { onUpdate, onGone };
@@ -38,8 +41,16 @@ export class HttpDeviceSessions {
 
   /** The device was deleted: its waiting requests end (ThingsBoard answers them 403, reference §4). */
   deviceDeleted(deviceId: DeviceId): number {
+    return this.end(deviceId, 'device-deleted');
+  }
+
+  /**
+   * Ends the device's waiting requests: deleted, or its token changed (a request made with the
+   * old token must not outlive it). Answers how many were waiting.
+   */
+  end(deviceId: DeviceId, reason: GoneReason): number {
     const set = this.take(deviceId);
-    for (const w of set) w.onGone();
+    for (const w of set) w.onGone(reason);
     return set.size;
   }
 

@@ -198,16 +198,18 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
 
   connected(session: MqttSession): void {
     const device = session.device as Device;
-    let set = this.byDevice.get(device.id);
-    if (!set) this.byDevice.set(device.id, (set = new Set()));
     if (this.maxSessionsPerDevice > 0) {
-      for (const older of set) {
-        if (set.size < this.maxSessionsPerDevice) break;
+      // Oldest first (a Set keeps insertion order). Evicting may empty the set and drop it from
+      // the map, so the new session is added to whatever set the map holds afterwards.
+      for (const older of [...(this.byDevice.get(device.id) ?? [])]) {
+        if ((this.byDevice.get(device.id)?.size ?? 0) < this.maxSessionsPerDevice) break;
         this.forget(older);
         older.close('session-taken-over', REASON.sessionTakenOver);
         this.emit('disconnect', { ...info(older), reason: 'session-taken-over' });
       }
     }
+    let set = this.byDevice.get(device.id);
+    if (!set) this.byDevice.set(device.id, (set = new Set()));
     set.add(session);
     this.connectedCount += 1;
     this.emit('connect', info(session));
