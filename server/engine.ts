@@ -6,7 +6,6 @@ import path from 'node:path';
 import express from 'express';
 import { AccountService, type BootstrapResult } from './admin/accounts';
 import { TokenService } from './admin/auth';
-import { BlobStore } from './store/blob-store';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
 import { sqliteHandleOf } from './store/sqlite/sqlite-store';
@@ -106,10 +105,9 @@ export class OtaEngine {
     const logger = options.logger ?? consoleLogger;
     const dataDir = path.resolve(options.dataDir);
     await mkdir(dataDir, { recursive: true });
-    const store = openStore({ dataDir, databaseUrl: options.databaseUrl });
+    const store = await openStore({ dataDir, databaseUrl: options.databaseUrl });
     try {
-      const blobs = new BlobStore(path.join(dataDir, 'blobs'));
-      await blobs.init();
+      const blobs = store.blobs;
       const events = new EngineEvents();
       const { tenants, profiles: profileRepo, devices: deviceRepo, packages: packageRepo, attributes, telemetry } = store;
       const packages = new OtaPackageService(packageRepo, profileRepo, deviceRepo, blobs, events, {

@@ -244,4 +244,12 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       ALTER TABLE devices ADD COLUMN credentials_value text;
     `,
   },
+  {
+    version: 6,
+    description: 'notify queue: a lease on claimed rows, so an instance that dies mid-batch gives its rows back (SQLite migration 5)',
+    sql: `
+      -- NULL = waiting; otherwise the time (ms) until which an instance holds the row.
+      ALTER TABLE notify_queue ADD COLUMN claimed_until bigint;
+    `,
+  },
 ];
