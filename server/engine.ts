@@ -8,7 +8,7 @@ import { AccountService, type BootstrapResult } from './admin/accounts';
 import { TokenService } from './admin/auth';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
-import { sqliteHandleOf } from './store/sqlite/sqlite-store';
+import { SqliteStore } from './store/sqlite/sqlite-store';
 import { DeviceProfileService } from './devices/device-profile-service';
 import { DeviceService } from './devices/device-service';
 import { EngineEvents } from './events';
@@ -68,8 +68,8 @@ export class OtaEngine {
   readonly app: express.Express;
   private server: http.Server | null = null;
   private closed = false;
-  /** The fleet dashboard and /metrics: its watcher stops with the engine. */
-  private readonly dashboard: Dashboard;
+  /** The fleet dashboard and /metrics: its watcher stops with the engine. None yet on PostgreSQL. */
+  private readonly dashboard: Dashboard | null;
 
   private constructor(
     readonly options: Readonly<EngineOptions>,
@@ -89,15 +89,21 @@ export class OtaEngine {
     this.app = express();
     this.app.disable('x-powered-by');
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
-    const dashboard = createDashboard({ db: sqliteHandleOf(store), store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
+    // Its read models still query SQLite directly; until they move behind the store, an engine on
+    // PostgreSQL serves everything but the dashboard and /metrics.
+    const dashboard =
+      store instanceof SqliteStore
+        ? createDashboard({ db: store.db, store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger })
+        : null;
+    if (!dashboard) logger.warn('the fleet dashboard and /metrics are not available on PostgreSQL yet');
     this.dashboard = dashboard;
-    this.app.use(dashboard.countResponses);
+    if (dashboard) this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.
     this.app.use('/api/v1', deviceApi);
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
-    this.app.use('/api', dashboard.api);
-    this.app.use(dashboard.site);
+    if (dashboard) this.app.use('/api', dashboard.api);
+    if (dashboard) this.app.use(dashboard.site);
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
   }
 
@@ -208,7 +214,7 @@ export class OtaEngine {
     }
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
-    this.dashboard.close();
+    this.dashboard?.close();
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { databaseUrlFor } from './test-store';
 
 /** The `npm start` entry point in a child process, on free ports, as a user starts it. */
 export const ENTRY = path.resolve(__dirname, '..', '..', 'bin', 'ota-server.js');
@@ -14,10 +15,13 @@ export interface Running {
   output(): string;
 }
 
-export function startServer(dataDir: string, extraEnv: Record<string, string> = {}): Promise<Running> {
+export async function startServer(dataDir: string, extraEnv: Record<string, string> = {}): Promise<Running> {
+  // The PostgreSQL run (test-store.ts): the data directory's database; otherwise SQLite in it.
+  const databaseUrl = await databaseUrlFor(dataDir);
   const child = spawn(process.execPath, [ENTRY], {
     env: {
       ...process.env,
+      ...(databaseUrl ? { OTA_DATABASE_URL: databaseUrl } : {}),
       OTA_DATA_DIR: dataDir,
       OTA_HTTP_PORT: '0',
       OTA_HTTP_HOST: '127.0.0.1',
