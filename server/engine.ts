@@ -22,7 +22,7 @@ import { createDashboard, type Dashboard } from './fleet/dashboard';
 import { AssignmentService } from './pipeline/assignment';
 import { HttpDeviceSessions } from './transports/http/http-transport';
 import { Notifier } from './pipeline/notifier';
-import { NotifyQueue } from './pipeline/notify-queue';
+import { NotifyQueue, queueLeaseFromEnv } from './pipeline/notify-queue';
 import { realTimers, type Timers } from './timers';
 import { StateTracker } from './pipeline/state-tracker';
 import type { DeviceContext, EndpointInfo } from './transports/device-context';
@@ -56,6 +56,8 @@ export interface EngineOptions {
   timers?: Timers;
   /** An upload whose sender sends nothing for this long is cut (default 60 s). */
   uploadIdleMs?: number;
+  /** How long the queue rows this instance claims stay its own (default: `OTA_QUEUE_LEASE_MS`, else 30 s). */
+  queueLeaseMs?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
 }
@@ -132,7 +134,7 @@ export class OtaEngine {
         logger.warn('this password is shown once; set OTA_ADMIN_PASSWORD to choose your own');
       }
       const timers = options.timers ?? realTimers;
-      const queue = new NotifyQueue(store, timers);
+      const queue = new NotifyQueue(store, timers, options.queueLeaseMs ?? queueLeaseFromEnv(process.env));
       const notifier = new Notifier(store, timers);
       const assignment = new AssignmentService(
         store,
