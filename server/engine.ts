@@ -21,12 +21,15 @@ import { createFleetApi } from './admin/fleet-api';
 import { createDashboard, type Dashboard } from './fleet/dashboard';
 import { AssignmentService } from './pipeline/assignment';
 import { HttpDeviceSessions } from './transports/http/http-transport';
-import { Notifier } from './pipeline/notifier';
+import { Notifier, type Notification } from './pipeline/notifier';
 import { NotifyQueue, queueLeaseFromEnv } from './pipeline/notify-queue';
 import { realTimers, type Timers } from './timers';
 import { StateTracker } from './pipeline/state-tracker';
 import type { DeviceContext, EndpointInfo } from './transports/device-context';
 import { OtaPackageService } from './packages/ota-package-service';
+
+/** The cluster bus topic of notifications decided by one instance for every other. */
+const NOTIFICATION_TOPIC = 'notification';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -88,6 +91,7 @@ export class OtaEngine {
     /** For device transports: repositories, blobs and the event bus (see device-context.ts). */
     readonly deviceContext: DeviceContext,
   ) {
+    this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (n) => this.deliverHere(n as Notification));
     this.app = express();
     this.app.disable('x-powered-by');
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
@@ -113,7 +117,7 @@ export class OtaEngine {
     const logger = options.logger ?? consoleLogger;
     const dataDir = path.resolve(options.dataDir);
     await mkdir(dataDir, { recursive: true });
-    const store = await openStore({ dataDir, databaseUrl: options.databaseUrl });
+    const store = await openStore({ dataDir, databaseUrl: options.databaseUrl, logger });
     try {
       const blobs = store.blobs;
       const events = new EngineEvents();
@@ -146,6 +150,9 @@ export class OtaEngine {
       const pipeline: Pipeline = { attributes, telemetry, assignment, queue, notifier, tracker, httpSessions };
       const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger };
       const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
+      // Several instances: a notification decided here also goes to the others, for a device whose
+      // session (MQTT, CoAP, an HTTP long poll) is there; each delivers it to its own sessions only.
+      notifier.watch((sent) => void store.cluster.publish(NOTIFICATION_TOPIC, sent).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)));
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
       const engine = new OtaEngine({ ...options, dataDir }, store, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext);
@@ -158,6 +165,13 @@ export class OtaEngine {
   }
 
   private readonly endpoints = new Set<EndpointInfo>();
+  private readonly unhearNotifications: () => void;
+
+  /** A notification another instance decided: to this instance's sessions of the device, if any. */
+  private deliverHere(n: Notification): void {
+    this.pipeline.httpSessions.deliver(n);
+    for (const e of this.endpoints) e.deliver?.(n);
+  }
 
   /** A device endpoint started by a transport (MQTT, CoAP): listed until the returned function is called. */
   registerEndpoint(info: EndpointInfo): () => void {
@@ -214,6 +228,7 @@ export class OtaEngine {
         server.closeAllConnections();
       });
     }
+    this.unhearNotifications();
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
     this.dashboard?.close();

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import type { Logger } from '../logger';
 import type { Store } from './store';
 import { PgStore } from './postgres/pg-store';
 import { SqliteStore } from './sqlite/sqlite-store';
@@ -8,6 +9,7 @@ export interface StoreLocation {
   dataDir: string;
   /** `OTA_DATABASE_URL`: unset or empty = SQLite in `dataDir`. */
   databaseUrl?: string | undefined;
+  logger?: Pick<Logger, 'warn'>;
 }
 
 /** The one place that decides which database the engine talks to. */
@@ -18,7 +20,7 @@ export async function openStore(where: StoreLocation): Promise<Store> {
     throw new Error(`OTA_DATABASE_URL must be a postgres:// URL (or unset for SQLite); got '${redacted(url)}'`);
   }
   try {
-    return await PgStore.open({ connectionString: url, dataDir: where.dataDir });
+    return await PgStore.open({ connectionString: url, dataDir: where.dataDir, ...(where.logger ? { logger: where.logger } : {}) });
   } catch (err) {
     // pg's messages never carry the password; the URL we add to say where is redacted too.
     throw new Error(`cannot open the PostgreSQL database at ${redacted(url)} (OTA_DATABASE_URL): ${(err as Error).message}`);

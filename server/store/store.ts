@@ -1,5 +1,6 @@
 import type { AttributeRepository } from './attributes';
 import type { BlobStore } from './blob-store';
+import type { ClusterBus } from './cluster-bus';
 import type { DeviceProfileRepository } from './device-profiles';
 import type { DeviceRepository } from './devices';
 import type { NotifyQueueRepository } from './notify-queue-repository';
@@ -36,6 +37,8 @@ export interface Repositories {
 export interface Store extends Repositories {
   /** The package bytes, where every instance on this store can read them. */
   readonly blobs: BlobStore;
+  /** Messages to the other instances on this store (none on SQLite). */
+  readonly cluster: ClusterBus;
   /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
   close(): Promise<void>;

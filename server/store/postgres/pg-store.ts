@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type pg from 'pg';
+import type { Logger } from '../../logger';
 import type { Repositories, Store } from '../store';
 import { PgAttributeRepository } from './attributes';
 import { PgDeviceProfileRepository } from './device-profiles';
@@ -10,6 +11,7 @@ import { PgOtaStateRepository } from './ota-states';
 import { PgOtaTargetRepository } from './ota-targets';
 import { DEFAULT_CHUNK_SIZE, PgPackageBytes } from './package-bytes';
 import { PgBlobStore } from './pg-blob-store';
+import { PgClusterBus } from './pg-cluster-bus';
 import { openPool, type Sql } from './pool';
 import { PgSettingsRepository } from './settings';
 import { PgTelemetryRepository } from './telemetry';
@@ -41,6 +43,7 @@ export interface PgStoreOptions {
   /** This instance's data directory: package bytes are cached under `blobs/` in it. */
   dataDir: string;
   poolSize?: number;
+  logger?: Pick<Logger, 'warn'>;
 }
 
 /**
@@ -65,6 +68,7 @@ export class PgStore implements Store {
   private constructor(
     readonly pool: pg.Pool,
     readonly blobs: PgBlobStore,
+    readonly cluster: PgClusterBus,
   ) {
     const r = repositoriesOn(pool);
     this.tenants = r.tenants;
@@ -85,7 +89,9 @@ export class PgStore implements Store {
     try {
       const blobs = new PgBlobStore(path.join(opts.dataDir, 'blobs'), new PgPackageBytes(pool, DEFAULT_CHUNK_SIZE), pool);
       await blobs.init();
-      return new PgStore(pool, blobs);
+      const cluster = new PgClusterBus(pool, opts.connectionString, opts.logger);
+      await cluster.start();
+      return new PgStore(pool, blobs, cluster);
     } catch (err) {
       await pool.end();
       throw err;
@@ -132,6 +138,7 @@ export class PgStore implements Store {
 
   async close(): Promise<void> {
     await this.tail;
+    await this.cluster.close();
     await this.pool.end();
   }
 }

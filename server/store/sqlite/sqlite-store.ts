@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { SqliteAttributeRepository } from '../attributes';
 import { BlobStore } from '../blob-store';
+import { LoneInstanceBus } from '../cluster-bus';
 import { SqliteDeviceProfileRepository } from '../device-profiles';
 import { SqliteDeviceRepository } from '../devices';
 import { SqliteOtaPackageRepository } from '../ota-packages';
@@ -28,6 +29,8 @@ export class SqliteStore implements Store {
   readonly targets;
   readonly states;
   readonly settings;
+  /** One process owns a SQLite file: no other instance to tell. */
+  readonly cluster = new LoneInstanceBus();
   /** The end of the last transaction queued: transactions run one after another. */
   private tail: Promise<unknown> = Promise.resolve();
 
