@@ -11,10 +11,11 @@ import { lwm2mRegistrations } from './lwm2m-registrations';
 import { mqttTransport } from './mqtt';
 import { packageTransfer } from './package-transfer';
 import { pipelineQueue } from './pipeline-queue';
+import { pipelineQueuePostgres } from './pipeline-queue-postgres';
 import { simulatedFleet } from './simulated-fleet';
 import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, endToEnd];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, pipelineQueuePostgres, storePostgres, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, endToEnd];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {
