@@ -59,7 +59,7 @@ export default function init(RED: NodeAPI): void {
       const engine = await server.engine;
       const transport = new MqttTransport(engine.deviceContext, options);
       const address = await transport.start();
-      unregister = engine.registerEndpoint({ transport: 'MQTT', host: address.address, port: address.port, tls: transport.tls, connections: () => transport.connections });
+      unregister = engine.registerEndpoint({ transport: 'MQTT', host: address.address, port: address.port, tls: transport.tls, connections: () => transport.connections, deliver: (n) => transport.deliver(n) });
       this.log(RED._('ota-mqtt-endpoint.log.listening', { scheme: transport.tls ? 'mqtts' : 'mqtt', address: `${address.address}:${address.port}` }));
       return transport;
     })();

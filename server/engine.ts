@@ -5,10 +5,9 @@ import path from 'node:path';
 import express from 'express';
 import { AccountService, type BootstrapResult } from './admin/accounts';
 import { TokenService } from './admin/auth';
-import { BlobStore } from './store/blob-store';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
-import { sqliteHandleOf } from './store/sqlite/sqlite-store';
+import { SqliteStore } from './store/sqlite/sqlite-store';
 import { databaseFileIn, privateDir, privateFile } from './store/private-files';
 import { DeviceProfileService } from './devices/device-profile-service';
 import { DeviceService } from './devices/device-service';
@@ -22,8 +21,8 @@ import { createFleetApi } from './admin/fleet-api';
 import { createDashboard, type Dashboard } from './fleet/dashboard';
 import { AssignmentService } from './pipeline/assignment';
 import { HttpDeviceSessions } from './transports/http/http-transport';
-import { Notifier } from './pipeline/notifier';
-import { NotifyQueue } from './pipeline/notify-queue';
+import { Notifier, type Notification } from './pipeline/notifier';
+import { NotifyQueue, queueLeaseFromEnv } from './pipeline/notify-queue';
 import { realTimers, type Timers } from './timers';
 import { StateTracker } from './pipeline/state-tracker';
 import type { DeviceContext, EndpointInfo } from './transports/device-context';
@@ -32,6 +31,9 @@ import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, 
 import { LOGIN_THROTTLE_DEFAULTS, LoginThrottle, type LoginThrottleLimits } from './admin/login-throttle';
 import { PASSWORD_CHECK_DEFAULTS, PasswordChecks, type PasswordCheckLimits } from './admin/password-checks';
 import { loginLimitsFromEnv } from './admin/login-settings';
+
+/** The cluster bus topic of notifications decided by one instance for every other. */
+const NOTIFICATION_TOPIC = 'notification';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -61,6 +63,8 @@ export interface EngineOptions {
   timers?: Timers;
   /** An upload whose sender sends nothing for this long is cut (default 60 s). */
   uploadIdleMs?: number;
+  /** How long the queue rows this instance claims stay its own (default: `OTA_QUEUE_LEASE_MS`, else 30 s). */
+  queueLeaseMs?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
   /** Timeouts and the connection cap of the HTTP server; by default from `OTA_HTTP_*` (http-server-limits.ts). */
@@ -78,8 +82,8 @@ export class OtaEngine {
   readonly httpLimits: HttpServerLimits;
   private server: http.Server | null = null;
   private closed = false;
-  /** The fleet dashboard and /metrics: its watcher stops with the engine. */
-  private readonly dashboard: Dashboard;
+  /** The fleet dashboard and /metrics: its watcher stops with the engine. None yet on PostgreSQL. */
+  private readonly dashboard: Dashboard | null;
 
   private constructor(
     readonly options: Readonly<EngineOptions>,
@@ -96,20 +100,27 @@ export class OtaEngine {
     /** For device transports: repositories, blobs and the event bus (see device-context.ts). */
     readonly deviceContext: DeviceContext,
   ) {
+    this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (n) => this.deliverHere(n as Notification));
     this.app = express();
     this.app.disable('x-powered-by');
     this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
     this.app.use(bodyDeadline(this.httpLimits.requestTimeoutMs, isPackageUpload));
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
-    const dashboard = createDashboard({ db: sqliteHandleOf(store), store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
+    // Its read models still query SQLite directly; until they move behind the store, an engine on
+    // PostgreSQL serves everything but the dashboard and /metrics.
+    const dashboard =
+      store instanceof SqliteStore
+        ? createDashboard({ db: store.db, store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger })
+        : null;
+    if (!dashboard) logger.warn('the fleet dashboard and /metrics are not available on PostgreSQL yet');
     this.dashboard = dashboard;
-    this.app.use(dashboard.countResponses);
+    if (dashboard) this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.
     this.app.use('/api/v1', deviceApi);
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
-    this.app.use('/api', dashboard.api);
-    this.app.use(dashboard.site);
+    if (dashboard) this.app.use('/api', dashboard.api);
+    if (dashboard) this.app.use(dashboard.site);
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
     // Whatever a route outside /api lets through (the dashboard's static files: a bad Range) is
     // answered in ThingsBoard's error JSON, not by Express's default handler with a stack in the log.
@@ -122,10 +133,9 @@ export class OtaEngine {
     await privateDir(dataDir);
     // The embedded database holds secrets: owner-only before SQLite creates it with the umask.
     if (!options.databaseUrl?.trim()) await privateFile(databaseFileIn(dataDir));
-    const store = openStore({ dataDir, databaseUrl: options.databaseUrl });
+    const store = await openStore({ dataDir, databaseUrl: options.databaseUrl, logger });
     try {
-      const blobs = new BlobStore(path.join(dataDir, 'blobs'));
-      await blobs.init();
+      const blobs = store.blobs;
       const events = new EngineEvents();
       const { tenants, profiles: profileRepo, devices: deviceRepo, packages: packageRepo, attributes, telemetry } = store;
       const packages = new OtaPackageService(packageRepo, profileRepo, deviceRepo, blobs, events, {
@@ -151,7 +161,7 @@ export class OtaEngine {
         logger.warn('this password is shown once; set OTA_ADMIN_PASSWORD to choose your own');
       }
       const timers = options.timers ?? realTimers;
-      const queue = new NotifyQueue(store, timers);
+      const queue = new NotifyQueue(store, timers, options.queueLeaseMs ?? queueLeaseFromEnv(process.env));
       const notifier = new Notifier(store, timers);
       const assignment = new AssignmentService(
         store,
@@ -163,6 +173,9 @@ export class OtaEngine {
       const pipeline: Pipeline = { attributes, telemetry, assignment, queue, notifier, tracker, httpSessions };
       const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger };
       const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
+      // Several instances: a notification decided here also goes to the others, for a device whose
+      // session (MQTT, CoAP, an HTTP long poll) is there; each delivers it to its own sessions only.
+      notifier.watch((sent) => void store.cluster.publish(NOTIFICATION_TOPIC, sent).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)));
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
       const engine = new OtaEngine({ ...options, dataDir }, store, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext);
@@ -175,6 +188,13 @@ export class OtaEngine {
   }
 
   private readonly endpoints = new Set<EndpointInfo>();
+  private readonly unhearNotifications: () => void;
+
+  /** A notification another instance decided: to this instance's sessions of the device, if any. */
+  private deliverHere(n: Notification): void {
+    this.pipeline.httpSessions.deliver(n);
+    for (const e of this.endpoints) e.deliver?.(n);
+  }
 
   /** A device endpoint started by a transport (MQTT, CoAP): listed until the returned function is called. */
   registerEndpoint(info: EndpointInfo): () => void {
@@ -229,9 +249,10 @@ export class OtaEngine {
         server.closeAllConnections();
       });
     }
+    this.unhearNotifications();
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
-    this.dashboard.close();
+    this.dashboard?.close();
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();

@@ -131,10 +131,10 @@ export class OtaPackageService {
       if (before.blobSha256 !== null && before.blobSha256 !== pkg.blobSha256) throw invalid('Updating otaPackage data is prohibited!');
       if (before.blobSha256 === null) await this.checkStorage(tenantId, pkg.dataSize ?? 0);
       await this.blobs.commit(staged, async () => {
-        const current = await this.packages.findById(tenantId, before.id);
-        if (!current) throw entityNotFound('Ota package', id);
-        if (current.blobSha256 !== null && current.blobSha256 !== pkg.blobSha256) throw invalid('Updating otaPackage data is prohibited!');
-        await this.packages.update(pkg);
+        // One conditional write: of simultaneous uploads of different bytes (on any instance) one wins.
+        if (await this.packages.attachData(pkg)) return;
+        if (!(await this.packages.findById(tenantId, before.id))) throw entityNotFound('Ota package', id);
+        throw invalid('Updating otaPackage data is prohibited!');
       });
       this.events.emit('packageSaved', { before, after: pkg });
       return pkg;

@@ -43,6 +43,18 @@ export class Notifier {
   readonly stats = { notified: 0, dropped: 0 };
   private readonly perTenant = new Map<TenantId, { notified: number; dropped: number }>();
   private pending: Array<{ ev: AssignmentEvent; resolve: (o: NotifyOutcome) => void; reject: (err: Error) => void }> = [];
+  private readonly watchers = new Set<(notifications: Notification[]) => void>();
+
+  /**
+   * Hears every committed batch of notifications (the engine tells the other instances, whose
+   * sessions the flow of this one cannot reach). Answers the unwatch.
+   */
+  watch(watcher: (notifications: Notification[]) => void): () => void {
+    this.watchers.add(watcher);
+    return () => {
+      this.watchers.delete(watcher);
+    };
+  }
 
   statsFor(tenantId: TenantId): { notified: number; dropped: number } {
     return { ...(this.perTenant.get(tenantId) ?? { notified: 0, dropped: 0 }) };
@@ -71,6 +83,10 @@ export class Notifier {
       return out;
     });
     events.forEach((ev, i) => this.count(ev.tenantId, outcomes[i] as NotifyOutcome));
+    if (this.watchers.size) {
+      const sent = outcomes.flatMap((o) => ('notification' in o ? [o.notification] : []));
+      if (sent.length) for (const watcher of this.watchers) watcher(sent);
+    }
     return outcomes;
   }
 

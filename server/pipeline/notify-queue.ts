@@ -38,8 +38,22 @@ export function pacingFromEnv(env: NodeJS.ProcessEnv): Pacing {
 
 /** With pacing off, how many rows one tick releases before yielding to the event loop. */
 const UNPACED_BATCH = 500;
-/** How long a released batch stays claimed before another consumer may take it (this one acks at once). */
-const CLAIM_LEASE_MS = 30_000;
+/** How often a consumer looks again at rows held by another instance (their lease may run out). */
+const HELD_ROWS_POLL_MS = 1000;
+/** How long a claimed batch stays with its instance before another may take it, unless `OTA_QUEUE_LEASE_MS` says otherwise. */
+export const DEFAULT_QUEUE_LEASE_MS = 30_000;
+
+/**
+ * `OTA_QUEUE_LEASE_MS`: with several instances on one database, rows an instance claimed and never
+ * acked (it was killed mid-drain) go to the others after this long. Longer than a batch takes.
+ */
+export function queueLeaseFromEnv(env: NodeJS.ProcessEnv): number {
+  const raw = env.OTA_QUEUE_LEASE_MS;
+  if (raw === undefined || raw === '') return DEFAULT_QUEUE_LEASE_MS;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < 1000) throw new Error(`OTA_QUEUE_LEASE_MS must be a whole number of milliseconds, at least 1000, not '${raw}'`);
+  return ms;
+}
 
 /**
  * The durable, paced queue between assignment and notification. A row per device and type lives in
@@ -62,6 +76,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   constructor(
     private readonly store: Store,
     private readonly timers: Timers = realTimers,
+    private readonly leaseMs: number = DEFAULT_QUEUE_LEASE_MS,
   ) {
     super();
   }
@@ -224,7 +239,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
    */
   private async release(n: number): Promise<AssignmentEvent[] | null> {
     if (!this.onRelease) return null;
-    const claims = await this.store.queue.claim(n, this.timers.now(), CLAIM_LEASE_MS);
+    const claims = await this.store.queue.claim(n, this.timers.now(), this.leaseMs);
     const onRelease = this.onRelease;
     if (!onRelease) {
       await this.store.queue.release(claims);
@@ -268,6 +283,16 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
       this.ticking = false;
     }
     if (released || this.more) this.schedule();
+    else if (this.timer === null && (await this.store.queue.depth()) > 0) this.lookAgainLater();
+  }
+
+  /**
+   * Nothing was free to claim, yet rows are queued: another instance on the database holds them.
+   * Look again when a lease could have run out (that instance died mid-drain), or sooner.
+   */
+  private lookAgainLater(): void {
+    if (this.timer !== null || this.isPaused || !this.onRelease) return;
+    this.timer = this.timers.setTimeout(() => void this.tick(), Math.min(this.leaseMs, HELD_ROWS_POLL_MS));
   }
 }
 

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHasher, type ChecksumAlgorithm, type Hasher } from '../packages/checksum';
+import { BlobReader } from './blob-reader';
 
 /** Bytes received so far are over the limit; the staged file is already gone. */
 export class BlobTooLargeError extends Error {
@@ -126,6 +127,11 @@ export class BlobStore {
   /** Reads `[start, end]` inclusive, as fs ranges do; the whole blob by default. */
   read(sha256: string, range?: { start: number; end: number }): ReadStream {
     return createReadStream(this.pathOf(sha256), range ? { start: range.start, end: range.end } : {});
+  }
+
+  /** Positional chunk reads (MQTT, CoAP) of the blobs this store holds, at most `max` files open. */
+  reader(max?: number): BlobReader {
+    return new BlobReader((sha) => this.pathOf(sha), max);
   }
 
   private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {

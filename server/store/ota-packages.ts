@@ -33,6 +33,11 @@ export const hasData = (p: OtaPackage): boolean => p.blobSha256 !== null || !!p.
 export interface OtaPackageRepository {
   insert(p: OtaPackage): Promise<void>;
   update(p: OtaPackage): Promise<void>;
+  /**
+   * Saves `p`, its bytes attached, unless the package meanwhile got other bytes (a concurrent
+   * upload, possibly on another instance) or is gone: one conditional write, answering whether it saved.
+   */
+  attachData(p: OtaPackage): Promise<boolean>;
   findById(tenantId: TenantId, id: OtaPackageId): Promise<OtaPackage | null>;
   ownerOf(id: string): Promise<TenantId | null>;
   findByTitleVersion(tenantId: TenantId, title: string, version: string): Promise<OtaPackage | null>;
@@ -123,6 +128,19 @@ export class SqliteOtaPackageRepository implements OtaPackageRepository {
          WHERE id = @id AND tenant_id = @tenantId`,
       )
       .run(bind(p));
+  }
+
+  async attachData(p: OtaPackage): Promise<boolean> {
+    const info = this.db
+      .prepare(
+        `UPDATE ota_packages SET device_profile_id = @deviceProfileId, type = @type, title = @title, version = @version,
+           tag = @tag, url = @url, file_name = @fileName, content_type = @contentType, checksum_algorithm = @checksumAlgorithm,
+           checksum = @checksum, data_size = @dataSize, blob_sha256 = @blobSha256, additional_info = @additionalInfo,
+           external_id = @externalId
+         WHERE id = @id AND tenant_id = @tenantId AND (blob_sha256 IS NULL OR blob_sha256 = @blobSha256)`,
+      )
+      .run(bind(p));
+    return info.changes > 0;
   }
 
   async findById(tenantId: TenantId, id: OtaPackageId): Promise<OtaPackage | null> {

@@ -1,4 +1,6 @@
 import type { AttributeRepository } from './attributes';
+import type { BlobStore } from './blob-store';
+import type { ClusterBus } from './cluster-bus';
 import type { DeviceProfileRepository } from './device-profiles';
 import type { DeviceRepository } from './devices';
 import type { NotifyQueueRepository } from './notify-queue-repository';
@@ -28,10 +30,15 @@ export interface Repositories {
  * the calls made through `tx` commit together or not at all (a unit of work), so a batch of
  * devices is one commit instead of several per device.
  *
- * Implementations: SQLite (store/sqlite/, the embedded default). A PostgreSQL one runs each
- * transaction on one pooled client and fits the same interface.
+ * Implementations: SQLite (store/sqlite/, the embedded default; bytes in the data directory) and
+ * PostgreSQL (store/postgres/: each transaction on one pooled client; bytes in the database, cached
+ * in the data directory), chosen by openStore.
  */
 export interface Store extends Repositories {
+  /** The package bytes, where every instance on this store can read them. */
+  readonly blobs: BlobStore;
+  /** Messages to the other instances on this store (none on SQLite). */
+  readonly cluster: ClusterBus;
   /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
   close(): Promise<void>;

@@ -1,3 +1,4 @@
+import type { Notification } from '../pipeline/notifier';
 import type { AttributeRepository } from '../store/attributes';
 import type { BlobStore } from '../store/blob-store';
 import type { DeviceProfileRepository } from '../store/device-profiles';
@@ -32,4 +33,6 @@ export interface EndpointInfo {
   tls?: boolean;
   /** Devices connected (MQTT) or observing (CoAP) right now. */
   connections(): number;
+  /** Sends a notification to the device's sessions here, if any (one decided on another instance); answers how many. */
+  deliver?(n: Notification): number;
 }

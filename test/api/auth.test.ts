@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import Database from 'better-sqlite3';
 import { createHmac } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OtaEngine } from '../../server/engine';
+import { databaseUrlFor } from '../support/test-store';
 import {
   ADMIN_PASSWORD,
   ADMIN_USER,
@@ -173,20 +173,15 @@ describe('admin API: authentication', () => {
 
   describe('password storage', () => {
     it('stores the admin password hashed, never in plaintext', async () => {
-      const db = new Database(h.databaseFile, { readonly: true, fileMustExist: true });
-      try {
-        const rows = db.prepare('SELECT * FROM users').all() as Record<string, unknown>[];
-        expect(rows).to.have.length.greaterThan(0);
-        for (const row of rows) {
-          for (const value of Object.values(row)) {
-            expect(String(value)).to.not.include(ADMIN_PASSWORD);
-          }
+      const rows = await h.rows('users');
+      expect(rows).to.have.length.greaterThan(0);
+      for (const row of rows) {
+        for (const value of Object.values(row)) {
+          expect(String(value)).to.not.include(ADMIN_PASSWORD);
         }
-        const admin = rows.find((r) => r.email === ADMIN_USER) as Record<string, unknown>;
-        expect(String(admin.password_hash)).to.match(/^scrypt\$/);
-      } finally {
-        db.close();
       }
+      const admin = rows.find((r) => r.email === ADMIN_USER) as Record<string, unknown>;
+      expect(String(admin.password_hash)).to.match(/^scrypt\$/);
     });
   });
 });
@@ -252,7 +247,8 @@ describe('admin API: first start and restart', () => {
     const first = await ApiHarness.start({ dataDir: dir, password: null });
     const generated = first.engine.bootstrap.generatedPassword as string;
     await first.close();
-    const engine = await OtaEngine.open({ dataDir: dir, http: { port: 0, host: '127.0.0.1' }, logger: quietLogger });
+    const databaseUrl = await databaseUrlFor(dir);
+    const engine = await OtaEngine.open({ dataDir: dir, ...(databaseUrl ? { databaseUrl } : {}), http: { port: 0, host: '127.0.0.1' }, logger: quietLogger });
     try {
       expect(engine.bootstrap.generatedPassword).to.equal(null);
       const port = (engine.httpAddress as { port: number }).port;

@@ -580,7 +580,7 @@ describe('repository contracts on PostgreSQL', () => {
     const again = await openPool({ connectionString: database().url, max: 1 });
     try {
       const versions = (await again.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
-      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6]);
+      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
     } finally {
       await again.end();
     }

@@ -3,6 +3,7 @@
  * port 0, a logged-in admin, and a small typed client over Node's global `fetch`. Everything it
  * creates is removed by `close()`.
  */
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -10,8 +11,10 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { OtaEngine, type EngineOptions } from '../../server/engine';
 import { type Logger } from '../../server/logger';
+import { databaseUrlFor, dropDatabaseFor } from './test-store';
 
 export const quietLogger: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
@@ -331,13 +334,17 @@ export class ApiHarness {
     readonly password: string,
     readonly admin: ApiClient,
     private readonly ownsDir: boolean,
+    /** The PostgreSQL database of the PostgreSQL run; undefined: SQLite in `dataDir`. */
+    readonly databaseUrl: string | undefined,
   ) {}
 
   static async start(o: HarnessOptions = {}): Promise<ApiHarness> {
     const ownsDir = o.dataDir === undefined;
     const dataDir = o.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'ota-api-')));
+    const databaseUrl = await databaseUrlFor(dataDir);
     const options: EngineOptions = {
       dataDir,
+      ...(databaseUrl ? { databaseUrl } : {}),
       http: { port: 0, host: '127.0.0.1' },
       admin: o.password === null ? {} : { password: o.password ?? ADMIN_PASSWORD },
       logger: quietLogger,
@@ -361,7 +368,7 @@ export class ApiHarness {
       const baseUrl = `http://127.0.0.1:${address.port}`;
       const password = o.password === null ? (engine.bootstrap.generatedPassword ?? '') : (o.password ?? ADMIN_PASSWORD);
       const admin = await login(baseUrl, ADMIN_USER, password);
-      return new ApiHarness(engine, dataDir, baseUrl, password, admin, ownsDir);
+      return new ApiHarness(engine, dataDir, baseUrl, password, admin, ownsDir, databaseUrl);
     } catch (err) {
       await engine.close();
       if (ownsDir) await rm(dataDir, { recursive: true, force: true });
@@ -396,8 +403,23 @@ export class ApiHarness {
     return path.join(this.dataDir, 'blobs', 'tmp');
   }
 
-  get databaseFile(): string {
-    return path.join(this.dataDir, 'ota.sqlite');
+  /** Every row of a table, read past the engine from whichever database it runs on. */
+  async rows(table: 'users' | 'settings'): Promise<Array<Record<string, unknown>>> {
+    if (this.databaseUrl) {
+      const client = new pg.Client({ connectionString: this.databaseUrl });
+      await client.connect();
+      try {
+        return (await client.query(`SELECT * FROM ${table}`)).rows;
+      } finally {
+        await client.end();
+      }
+    }
+    const db = new Database(path.join(this.dataDir, 'ota.sqlite'), { readonly: true, fileMustExist: true });
+    try {
+      return db.prepare(`SELECT * FROM ${table}`).all() as Array<Record<string, unknown>>;
+    } finally {
+      db.close();
+    }
   }
 
   /** Stored blobs (not the staging area), as paths relative to blobs/. */
@@ -420,7 +442,7 @@ export class ApiHarness {
     if (this.closed) return;
     this.closed = true;
     await this.engine.close();
-    if (this.ownsDir) await rm(this.dataDir, { recursive: true, force: true });
+    if (this.ownsDir) await Promise.all([rm(this.dataDir, { recursive: true, force: true }), dropDatabaseFor(this.dataDir)]);
   }
 }
 

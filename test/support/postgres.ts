@@ -42,6 +42,25 @@ async function onServer<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Deletes every row of every table (the schema stays): the next test starts from an empty database
+ * without the cost of a new one. Does nothing on a database not migrated yet.
+ */
+export async function emptyTestDatabase(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    const tables = (
+      await client.query<{ name: string }>(
+        "SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'",
+      )
+    ).rows.map((r) => r.name);
+    if (tables.length) await client.query(`TRUNCATE ${tables.join(', ')} RESTART IDENTITY CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
 let warned = false;
 
 /**

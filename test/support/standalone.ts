@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { databaseUrlFor } from './test-store';
 
 /** The `npm start` entry point in a child process, on free ports, as a user starts it. */
 export const ENTRY = path.resolve(__dirname, '..', '..', 'bin', 'ota-server.js');
@@ -15,10 +16,13 @@ export interface Running {
 }
 
 /** `entry`: another copy of the command, e.g. the one npm installed from the packed tarball. */
-export function startServer(dataDir: string, extraEnv: Record<string, string> = {}, entry = ENTRY): Promise<Running> {
+export async function startServer(dataDir: string, extraEnv: Record<string, string> = {}, entry = ENTRY): Promise<Running> {
+  // The PostgreSQL run (test-store.ts): the data directory's database; otherwise SQLite in it.
+  const databaseUrl = await databaseUrlFor(dataDir);
   const child = spawn(process.execPath, [entry], {
     env: {
       ...process.env,
+      ...(databaseUrl ? { OTA_DATABASE_URL: databaseUrl } : {}),
       OTA_DATA_DIR: dataDir,
       OTA_HTTP_PORT: '0',
       OTA_HTTP_HOST: '127.0.0.1',

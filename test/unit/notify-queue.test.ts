@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { DeviceProfile } from '../../server/store/device-profiles';
 import type { DeviceId, OtaPackageId } from '../../server/ids';
-import { NotifyQueue, pacingFromEnv, type AssignmentEvent, type Pacing } from '../../server/pipeline/notify-queue';
+import { NotifyQueue, pacingFromEnv, queueLeaseFromEnv, type AssignmentEvent, type Pacing } from '../../server/pipeline/notify-queue';
 import type { OtaPackage } from '../../server/store/ota-packages';
 import { SqliteStore } from '../../server/store/sqlite/sqlite-store';
 import { FakeTimers, T0, type PipelineHarness, useHarness } from './pipeline-support';
@@ -245,6 +245,15 @@ describe('notify queue', () => {
       } finally {
         db.close();
       }
+    });
+  });
+
+  describe('queueLeaseFromEnv', () => {
+    it('is 30 s unless OTA_QUEUE_LEASE_MS says otherwise, and refuses a value that is no lease', () => {
+      expect(queueLeaseFromEnv({})).to.equal(30_000);
+      expect(queueLeaseFromEnv({ OTA_QUEUE_LEASE_MS: '' })).to.equal(30_000);
+      expect(queueLeaseFromEnv({ OTA_QUEUE_LEASE_MS: '5000' })).to.equal(5000);
+      for (const bad of ['abc', '999', '-1', '1000.5']) expect(() => queueLeaseFromEnv({ OTA_QUEUE_LEASE_MS: bad }), bad).to.throw(/OTA_QUEUE_LEASE_MS must be/);
     });
   });
 

@@ -3,8 +3,8 @@ import type { DeviceProfile, DeviceProfileRepository } from '../device-profiles'
 import type { PageData, PageLink } from '../sqlite/database';
 import { writing } from './constraint-errors';
 import { queryPage } from './page';
-import { transaction } from './pool';
-import type pg from 'pg';
+import { transaction, type Sql } from './pool';
+import pg from 'pg';
 
 interface Row extends Record<string, unknown> {
   id: string;
@@ -44,7 +44,8 @@ const SORT_COLUMNS: Record<string, string> = {
 };
 
 export class PgDeviceProfileRepository implements DeviceProfileRepository {
-  constructor(private readonly pool: pg.Pool) {}
+  /** On the pool, or on a client inside a store transaction. */
+  constructor(private readonly pool: Sql) {}
 
   async insert(p: DeviceProfile): Promise<void> {
     await writing(
@@ -90,7 +91,9 @@ export class PgDeviceProfileRepository implements DeviceProfileRepository {
 
   async setDefault(tenantId: TenantId, id: DeviceProfileId): Promise<void> {
     await writing(
-      transaction(this.pool, async (client) => {
+      // Two statements (a unique index is checked row by row within one): one transaction of their
+      // own on the pool, or part of the store transaction already open on a client.
+      inTransaction(this.pool, async (client) => {
         await client.query('UPDATE device_profiles SET is_default = false WHERE tenant_id = $1 AND is_default', [tenantId]);
         await client.query('UPDATE device_profiles SET is_default = true WHERE tenant_id = $1 AND id = $2', [tenantId, id]);
       }),
@@ -122,4 +125,8 @@ export class PgDeviceProfileRepository implements DeviceProfileRepository {
       ])
     ).rows[0].n;
   }
+}
+
+function inTransaction<T>(sql: Sql, fn: (client: Sql) => Promise<T>): Promise<T> {
+  return sql instanceof pg.Pool ? transaction(sql, fn) : fn(sql);
 }

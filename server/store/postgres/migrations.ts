@@ -249,4 +249,12 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     description: "users: a token generation, raised to revoke a user's tokens (SQLite migration 6)",
     sql: `ALTER TABLE users ADD COLUMN token_generation integer NOT NULL DEFAULT 0;`,
   },
+  {
+    version: 7,
+    description: 'notify queue: a lease on claimed rows, so an instance that dies mid-batch gives its rows back (SQLite migration 5)',
+    sql: `
+      -- NULL = waiting; otherwise the time (ms) until which an instance holds the row.
+      ALTER TABLE notify_queue ADD COLUMN claimed_until bigint;
+    `,
+  },
 ];

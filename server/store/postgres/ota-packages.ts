@@ -106,6 +106,19 @@ export class PgOtaPackageRepository implements OtaPackageRepository {
     );
   }
 
+  async attachData(p: OtaPackage): Promise<boolean> {
+    const { rowCount } = await writing(
+      this.sql.query(
+        `UPDATE ota_packages SET device_profile_id = $3, type = $4, title = $5, version = $6, tag = $7, url = $8, file_name = $9,
+           content_type = $10, checksum_algorithm = $11, checksum = $12, data_size = $13, blob_sha256 = $14,
+           additional_info = $15::jsonb, external_id = $16
+         WHERE id = $1 AND tenant_id = $2 AND (blob_sha256 IS NULL OR blob_sha256 = $14)`,
+        values(p).slice(0, 16),
+      ),
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
   async findById(tenantId: TenantId, id: OtaPackageId): Promise<OtaPackage | null> {
     if (!isUuid(id)) return null;
     const r = (await this.sql.query<Row>('SELECT * FROM ota_packages WHERE id = $1 AND tenant_id = $2', [id, tenantId])).rows[0];

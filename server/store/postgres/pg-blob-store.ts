@@ -84,7 +84,7 @@ export class PgBlobStore extends BlobStore {
   }
 
   /** A BlobReader over the local cache that fetches a missing blob before reading it. */
-  reader(max?: number): BlobReader {
+  override reader(max?: number): BlobReader {
     return new CachingBlobReader(this, max);
   }
 

@@ -1,4 +1,7 @@
+import path from 'node:path';
 import { SqliteAttributeRepository } from '../attributes';
+import { BlobStore } from '../blob-store';
+import { LoneInstanceBus } from '../cluster-bus';
 import { SqliteDeviceProfileRepository } from '../device-profiles';
 import { SqliteDeviceRepository } from '../devices';
 import { SqliteOtaPackageRepository } from '../ota-packages';
@@ -26,10 +29,16 @@ export class SqliteStore implements Store {
   readonly targets;
   readonly states;
   readonly settings;
+  /** One process owns a SQLite file: no other instance to tell. */
+  readonly cluster = new LoneInstanceBus();
   /** The end of the last transaction queued: transactions run one after another. */
   private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly db: Db) {
+  /** Package bytes as files beside the database (`blobs/`), unless given. */
+  constructor(
+    readonly db: Db,
+    readonly blobs: BlobStore = new BlobStore(path.join(path.dirname(db.name), 'blobs')),
+  ) {
     this.tenants = new SqliteTenantRepository(db);
     this.profiles = new SqliteDeviceProfileRepository(db);
     this.devices = new SqliteDeviceRepository(db);
@@ -42,8 +51,16 @@ export class SqliteStore implements Store {
     this.settings = new SqliteSettingsRepository(db);
   }
 
-  static open(file: string): SqliteStore {
-    return new SqliteStore(openDatabase(file));
+  /** Opens the database file and the blob folder beside it. */
+  static async open(file: string): Promise<SqliteStore> {
+    const store = new SqliteStore(openDatabase(file));
+    try {
+      await store.blobs.init();
+    } catch (err) {
+      store.db.close();
+      throw err;
+    }
+    return store;
   }
 
   /**

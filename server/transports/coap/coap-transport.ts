@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { BlobReader } from '../../store/blob-reader';
+import type { BlobReader } from '../../store/blob-reader';
 import { CoapDeviceApi } from './device-api';
 import { CoapEndpoint, ENDPOINT_DEFAULTS } from './endpoint';
 import type { CoapRequest, Peer, Reply } from './messages';
@@ -129,7 +129,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     this.observations = new Observations(send, timers, this.options, { maxPerDevice: this.options.maxObservationsPerDevice, maxTotal: this.options.maxObservations });
     this.observations.on('observers', (n) => this.emit('observers', n));
     this.endpoint.onEmpty = (kind, peer, messageId) => void this.observations.onEmpty(kind, peer, messageId);
-    this.reader = new BlobReader((sha) => ctx.blobs.pathOf(sha));
+    this.reader = ctx.blobs.reader();
     this.pages = new PackagePages(this.reader, this.options.pageCacheBytes);
     this.api = new CoapDeviceApi({
       ctx,

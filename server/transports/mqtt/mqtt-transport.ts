@@ -8,7 +8,7 @@ import { updateMessage } from '../http/http-transport';
 import type { DeviceId, TenantId } from '../../ids';
 import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
-import { BlobReader } from '../../store/blob-reader';
+import type { BlobReader } from '../../store/blob-reader';
 import { REASON, type ProtocolVersion } from './reason-codes';
 import type { DisconnectReason, SessionConfig } from './publish-context';
 import { MqttSession, type SessionHost } from './session';
@@ -108,7 +108,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.host = options.host ?? MQTT_DEFAULTS.host;
     this.tlsOptions = options.tls ?? null;
     this.maxSessionsPerDevice = options.maxSessionsPerDevice ?? MQTT_DEFAULTS.maxSessionsPerDevice;
-    this.reader = new BlobReader((sha) => ctx.blobs.pathOf(sha));
+    this.reader = ctx.blobs.reader();
     this.config = {
       maxChunkSize: options.maxChunkSize ?? MQTT_DEFAULTS.maxChunkSize,
       maxInflightMessages: options.maxInflightMessages ?? MQTT_DEFAULTS.maxInflightMessages,

@@ -1,0 +1,87 @@
+import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
+import type { AssignmentEvent, ClaimedEvent, NotifyQueueRepository } from '../notify-queue-repository';
+import type { OtaPackageType } from '../ota-packages';
+import type { Sql } from './pool';
+
+interface Row {
+  seq: number;
+  tenant_id: string;
+  device_id: string;
+  type: string;
+  package_id: string | null;
+  ts: number;
+}
+
+const toClaim = (r: Row): ClaimedEvent => ({
+  seq: r.seq,
+  tenantId: r.tenant_id as TenantId,
+  deviceId: r.device_id as DeviceId,
+  type: r.type as OtaPackageType,
+  packageId: r.package_id as OtaPackageId | null,
+  ts: r.ts,
+});
+
+/** The last event per device and type, in the order given: one statement cannot upsert a row twice. */
+function lastPerDevice(events: readonly AssignmentEvent[]): AssignmentEvent[] {
+  const last = new Map<string, AssignmentEvent>();
+  for (const ev of events) {
+    const key = `${ev.deviceId}/${ev.type}`;
+    last.delete(key);
+    last.set(key, ev);
+  }
+  return [...last.values()];
+}
+
+/**
+ * The notify queue in PostgreSQL, shared by every instance on the database. `claimed_until` is the
+ * lease (NULL = waiting); a claim takes its rows with `FOR UPDATE SKIP LOCKED`, so instances
+ * claiming at the same moment get different rows instead of waiting for each other.
+ */
+export class PgNotifyQueueRepository implements NotifyQueueRepository {
+  constructor(private readonly sql: Sql) {}
+
+  /** One statement per batch. A replaced row takes a new seq (to the back) and loses its claim. */
+  async put(events: readonly AssignmentEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const rows = lastPerDevice(events);
+    await this.sql.query(
+      `INSERT INTO notify_queue (tenant_id, device_id, type, package_id, ts)
+       SELECT t, d, ty, p, ts FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::bigint[]) WITH ORDINALITY AS e(t, d, ty, p, ts, n) ORDER BY n
+       ON CONFLICT (device_id, type) DO UPDATE SET
+         seq = nextval(pg_get_serial_sequence('notify_queue', 'seq')), tenant_id = excluded.tenant_id,
+         package_id = excluded.package_id, ts = excluded.ts, attempt = 0, claimed_until = NULL`,
+      [rows.map((e) => e.tenantId), rows.map((e) => e.deviceId), rows.map((e) => e.type), rows.map((e) => e.packageId), rows.map((e) => e.ts)],
+    );
+  }
+
+  async remove(deviceId: DeviceId, type: OtaPackageType): Promise<void> {
+    await this.sql.query('DELETE FROM notify_queue WHERE device_id = $1 AND type = $2', [deviceId, type]);
+  }
+
+  async claim(limit: number, now: number, leaseMs: number): Promise<ClaimedEvent[]> {
+    const { rows } = await this.sql.query<Row>(
+      `UPDATE notify_queue q SET claimed_until = $3
+       FROM (SELECT seq FROM notify_queue WHERE claimed_until IS NULL OR claimed_until < $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c
+       WHERE q.seq = c.seq
+       RETURNING q.seq, q.tenant_id, q.device_id, q.type, q.package_id, q.ts`,
+      [now, limit, now + leaseMs],
+    );
+    // RETURNING keeps no order: release order is seq order.
+    return rows.sort((a, b) => a.seq - b.seq).map(toClaim);
+  }
+
+  async ack(claims: readonly ClaimedEvent[]): Promise<void> {
+    if (claims.length) await this.sql.query('DELETE FROM notify_queue WHERE seq = ANY($1::bigint[])', [claims.map((c) => c.seq)]);
+  }
+
+  async release(claims: readonly ClaimedEvent[]): Promise<void> {
+    if (claims.length) await this.sql.query('UPDATE notify_queue SET claimed_until = NULL WHERE seq = ANY($1::bigint[])', [claims.map((c) => c.seq)]);
+  }
+
+  async depth(tenantId?: TenantId): Promise<number> {
+    const { rows } = tenantId
+      ? await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM notify_queue WHERE tenant_id = $1', [tenantId])
+      : await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM notify_queue');
+    return rows[0]?.n ?? 0;
+  }
+}

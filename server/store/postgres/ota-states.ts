@@ -1,0 +1,149 @@
+import { isUuid, type DeviceId, type OtaPackageId, type TenantId } from '../../ids';
+import { ACTIVE_STATES, IN_PROGRESS_STATES, PENDING_STATES } from '../../pipeline/ota-keys';
+import type { OtaPackageType } from '../ota-packages';
+import type { FleetGroupCounts, OtaStateRepository, OtaStateRow } from '../ota-states';
+import type { Sql } from './pool';
+
+interface Row {
+  device_id: string;
+  tenant_id: string;
+  type: string;
+  state: string | null;
+  state_ts: number;
+  error: string | null;
+  current_title: string | null;
+  current_version: string | null;
+  target_package_id: string | null;
+  retries: number;
+}
+
+const toState = (r: Row): OtaStateRow => ({
+  deviceId: r.device_id as DeviceId,
+  tenantId: r.tenant_id as TenantId,
+  type: r.type as OtaPackageType,
+  state: r.state as OtaStateRow['state'],
+  stateTs: r.state_ts,
+  error: r.error,
+  currentTitle: r.current_title,
+  currentVersion: r.current_version,
+  targetPackageId: r.target_package_id as OtaPackageId | null,
+  retries: r.retries,
+});
+
+const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
+
+/**
+ * The update states in PostgreSQL (one row per device and type). Each write is one upsert, so two
+ * instances writing the same device's row never lose one another's columns.
+ */
+export class PgOtaStateRepository implements OtaStateRepository {
+  constructor(private readonly sql: Sql) {}
+
+  async get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaStateRow | null> {
+    if (!isUuid(deviceId)) return null;
+    const { rows } = await this.sql.query<Row>('SELECT * FROM ota_states WHERE device_id = $1 AND type = $2', [deviceId, type]);
+    return rows[0] ? toState(rows[0]) : null;
+  }
+
+  async setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): Promise<boolean> {
+    const { rowCount } = await this.sql.query(
+      `INSERT INTO ota_states AS s (device_id, tenant_id, type, state, state_ts, error) VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts, error = excluded.error
+       WHERE s.state_ts <= excluded.state_ts`,
+      [deviceId, tenantId, type, state, ts, error],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** A null title or version leaves the recorded one. */
+  async setCurrent(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, title: string | null, version: string | null): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO ota_states AS s (device_id, tenant_id, type, current_title, current_version) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (device_id, type) DO UPDATE SET
+         current_title = coalesce(excluded.current_title, s.current_title), current_version = coalesce(excluded.current_version, s.current_version)`,
+      [deviceId, tenantId, type, title, version],
+    );
+  }
+
+  async setError(deviceId: DeviceId, type: OtaPackageType, error: string | null): Promise<void> {
+    await this.sql.query('UPDATE ota_states SET error = $1 WHERE device_id = $2 AND type = $3', [error, deviceId, type]);
+  }
+
+  async setTarget(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId | null): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO ota_states AS s (device_id, tenant_id, type, target_package_id) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (device_id, type) DO UPDATE SET
+         retries = CASE WHEN s.target_package_id IS NOT DISTINCT FROM excluded.target_package_id THEN s.retries ELSE 0 END,
+         target_package_id = excluded.target_package_id`,
+      [deviceId, tenantId, type, packageId],
+    );
+  }
+
+  async setQueued(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId, ts: number): Promise<void> {
+    // Every right-hand side reads the row as it was (s), as setTarget and setState would in turn.
+    await this.sql.query(
+      `INSERT INTO ota_states AS s (device_id, tenant_id, type, state, state_ts, error, target_package_id, retries) VALUES ($1, $2, $3, 'QUEUED', $4, NULL, $5, 0)
+       ON CONFLICT (device_id, type) DO UPDATE SET
+         retries = CASE WHEN s.target_package_id IS NOT DISTINCT FROM excluded.target_package_id THEN s.retries ELSE 0 END,
+         target_package_id = excluded.target_package_id,
+         state = CASE WHEN s.state_ts <= excluded.state_ts THEN 'QUEUED' ELSE s.state END,
+         error = CASE WHEN s.state_ts <= excluded.state_ts THEN NULL ELSE s.error END,
+         state_ts = greatest(s.state_ts, excluded.state_ts)`,
+      [deviceId, tenantId, type, ts, packageId],
+    );
+  }
+
+  async clearTarget(deviceId: DeviceId, type: OtaPackageType): Promise<void> {
+    await this.sql.query('UPDATE ota_states SET target_package_id = NULL, retries = 0 WHERE device_id = $1 AND type = $2', [deviceId, type]);
+  }
+
+  async incrementRetries(deviceId: DeviceId, type: OtaPackageType): Promise<number> {
+    const { rows } = await this.sql.query<{ retries: number }>('UPDATE ota_states SET retries = retries + 1 WHERE device_id = $1 AND type = $2 RETURNING retries', [
+      deviceId,
+      type,
+    ]);
+    return rows[0]?.retries ?? 0;
+  }
+
+  async stuck(before: number, limit: number): Promise<OtaStateRow[]> {
+    const { rows } = await this.sql.query<Row>(
+      `SELECT * FROM ota_states WHERE state IN (${list(ACTIVE_STATES)}) AND state_ts < $1 AND target_package_id IS NOT NULL ORDER BY state_ts, device_id LIMIT $2`,
+      [before, limit],
+    );
+    return rows.map(toState);
+  }
+
+  async counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Promise<FleetGroupCounts[]> {
+    const group = groupBy === 'package' ? 'p.id, p.title, p.version' : 'dp.id, dp.name';
+    const label = groupBy === 'package' ? 'p.id AS key, p.title AS title, p.version AS version' : "dp.id AS key, dp.name AS title, '' AS version";
+    const { rows } = await this.sql.query<FleetGroupCounts>(
+      `SELECT ${label}, s.type AS type,
+         count(*) AS targeted,
+         count(*) FILTER (WHERE s.state IN (${list(PENDING_STATES)})) AS pending,
+         count(*) FILTER (WHERE s.state IN (${list(IN_PROGRESS_STATES)})) AS "inProgress",
+         count(*) FILTER (WHERE s.state = 'UPDATED') AS updated,
+         count(*) FILTER (WHERE s.state = 'FAILED') AS failed,
+         count(*) FILTER (WHERE s.current_title = p.title AND s.current_version = p.version) AS "onTarget"
+       FROM ota_states s
+       JOIN ota_packages p ON p.id = s.target_package_id
+       JOIN devices d ON d.id = s.device_id
+       JOIN device_profiles dp ON dp.id = d.device_profile_id
+       WHERE s.tenant_id = $1 AND s.target_package_id IS NOT NULL
+       GROUP BY ${group}, s.type
+       ORDER BY 1, s.type`,
+      [tenantId],
+    );
+    return rows.map((r) => ({
+      key: r.key,
+      type: r.type,
+      title: r.title,
+      version: r.version,
+      targeted: r.targeted,
+      pending: r.pending,
+      inProgress: r.inProgress,
+      updated: r.updated,
+      failed: r.failed,
+      onTarget: r.onTarget,
+    }));
+  }
+}
