@@ -9,7 +9,6 @@ import { TokenService } from './admin/auth';
 import { BlobStore } from './store/blob-store';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
-import { sqliteHandleOf } from './store/sqlite/sqlite-store';
 import { DeviceProfileService } from './devices/device-profile-service';
 import { DeviceService } from './devices/device-service';
 import { EngineEvents } from './events';
@@ -90,7 +89,7 @@ export class OtaEngine {
     this.app = express();
     this.app.disable('x-powered-by');
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
-    const dashboard = createDashboard({ db: sqliteHandleOf(store), store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
+    const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
     this.dashboard = dashboard;
     this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.

@@ -1,6 +1,7 @@
 import type { AttributeRepository } from './attributes';
 import type { DeviceProfileRepository } from './device-profiles';
 import type { DeviceRepository } from './devices';
+import type { FleetReadModel } from './fleet-read-model';
 import type { NotifyQueueRepository } from './notify-queue-repository';
 import type { OtaPackageRepository } from './ota-packages';
 import type { OtaStateRepository } from './ota-states';
@@ -32,6 +33,8 @@ export interface Repositories {
  * transaction on one pooled client and fits the same interface.
  */
 export interface Store extends Repositories {
+  /** What the dashboard and /metrics read; outside any transaction. */
+  readonly fleet: FleetReadModel;
   /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
   close(): Promise<void>;
