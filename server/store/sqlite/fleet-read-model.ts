@@ -4,8 +4,6 @@ import { IN_PROGRESS_STATES, PENDING_STATES } from '../../pipeline/ota-keys';
 import { OTA_PACKAGE_TYPES, type OtaPackageType } from '../ota-packages';
 import type { FleetCounts, FleetGroupCounts } from '../ota-states';
 import {
-  COUNTED_STATES,
-  emptyCounts,
   type DeviceFilter,
   type DevicePageLink,
   type DeviceRow,
@@ -16,6 +14,7 @@ import {
   type StateTotal,
 } from '../fleet-read-model';
 import { devicePageStatements, deviceRowsStatement, toDeviceRow, type DeviceQueryDialect, type DeviceRowColumns } from '../fleet-device-query';
+import { distributionOf, groupCounts } from '../fleet-counts';
 import { SNAPSHOT_COLUMNS, snapshotPoint, type SnapshotRow } from '../snapshot-columns';
 
 const SQLITE: DeviceQueryDialect = {
@@ -82,7 +81,7 @@ export class SqliteFleetReadModel implements FleetReadModel {
          JOIN devices d ON d.id = s.device_id
          JOIN device_profiles dp ON dp.id = d.device_profile_id
          WHERE s.tenant_id = ? AND s.target_package_id IS NOT NULL
-         GROUP BY ${key}, s.type`,
+         GROUP BY ${key}, s.type ORDER BY ${key}, s.type`,
       )
       .all(tenantId) as Array<{ key: string; type: OtaPackageType; title: string; version: string } & Record<keyof FleetCounts, number | null>>;
     return rows.map(groupCounts);
@@ -139,12 +138,13 @@ export class SqliteFleetReadModel implements FleetReadModel {
 
   async snapshotSeries(tenantId: TenantId, type: OtaPackageType, startTs: number, endTs: number, points: number): Promise<DistributionPoint[]> {
     const bucket = Math.max(1, Math.ceil((endTs - startTs + 1) / Math.max(1, points)));
-    // SQLite: with max(), the bare columns come from the row holding the maximum.
+    // SQLite: with max(), the bare columns come from the row holding the maximum. The casts keep the
+    // division whole: better-sqlite3 may bind a number as a REAL, and every snapshot became a bucket.
     const rows = this.db
       .prepare(
         `SELECT max(ts) AS ts, ${SNAPSHOT_COLUMNS.map((c) => c.column).join(', ')} FROM ota_state_snapshots
          WHERE tenant_id = ? AND type = ? AND ts >= ? AND ts <= ?
-         GROUP BY (ts - ?) / ? ORDER BY ts`,
+         GROUP BY CAST(ts - ? AS INTEGER) / CAST(? AS INTEGER) ORDER BY ts`,
       )
       .all(tenantId, type, startTs, endTs, startTs, bucket) as SnapshotRow[];
     return rows.map(snapshotPoint);
@@ -156,31 +156,4 @@ export class SqliteFleetReadModel implements FleetReadModel {
       .get(tenantId, type, ts) as SnapshotRow | undefined;
     return r ? snapshotPoint(r) : null;
   }
-}
-
-/** Per type, targeted devices by state: the named states on their own, any other as OTHER. */
-export function distributionOf(rows: ReadonlyArray<{ type: OtaPackageType; state: string | null; n: number }>): Record<OtaPackageType, StateCounts> {
-  const out: Record<OtaPackageType, StateCounts> = { FIRMWARE: emptyCounts(), SOFTWARE: emptyCounts() };
-  for (const r of rows) {
-    const counts = out[r.type];
-    if (!counts) continue;
-    const key = (COUNTED_STATES as readonly string[]).includes(r.state ?? '') ? (r.state as keyof StateCounts) : 'OTHER';
-    counts[key] += Number(r.n);
-  }
-  return out;
-}
-
-export function groupCounts(r: { key: string; type: OtaPackageType; title: string; version: string } & Record<keyof FleetCounts, number | string | null>): FleetGroupCounts {
-  return {
-    key: r.key,
-    type: r.type,
-    title: r.title,
-    version: r.version,
-    targeted: Number(r.targeted ?? 0),
-    pending: Number(r.pending ?? 0),
-    inProgress: Number(r.inProgress ?? 0),
-    updated: Number(r.updated ?? 0),
-    failed: Number(r.failed ?? 0),
-    onTarget: Number(r.onTarget ?? 0),
-  };
 }
