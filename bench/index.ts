@@ -5,6 +5,7 @@
 import { coapDownload } from './coap';
 import { coapObserve } from './coap-observe';
 import { endToEnd } from './end-to-end';
+import { fleetRead } from './fleet-read';
 import { httpDownload } from './http-download';
 import type { Benchmark } from './lib';
 import { lwm2mRegistrations } from './lwm2m-registrations';
@@ -14,7 +15,7 @@ import { pipelineQueue } from './pipeline-queue';
 import { simulatedFleet } from './simulated-fleet';
 import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, endToEnd];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, fleetRead, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, endToEnd];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {

@@ -57,31 +57,33 @@ export class SqliteFleetReadModel implements FleetReadModel {
     return out;
   }
 
+  // The counts below read ota_fleet_counts, which triggers keep (migration 6): a few rows per
+  // package and profile, whatever the size of the fleet.
+
   async distribution(tenantId: TenantId): Promise<Record<OtaPackageType, StateCounts>> {
     const rows = this.db
-      .prepare('SELECT type, state, count(*) AS n FROM ota_states WHERE tenant_id = ? AND target_package_id IS NOT NULL GROUP BY type, state')
+      .prepare("SELECT type, nullif(state, '') AS state, sum(devices) AS n FROM ota_fleet_counts WHERE tenant_id = ? GROUP BY type, state")
       .all(tenantId) as Array<{ type: OtaPackageType; state: string | null; n: number }>;
     return distributionOf(rows);
   }
 
   async counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Promise<FleetGroupCounts[]> {
-    const key = groupBy === 'package' ? 's.target_package_id' : 'd.device_profile_id';
+    const key = groupBy === 'package' ? 'c.package_id' : 'c.profile_id';
+    // As a join of every targeted device would: a package deleted meanwhile counts no more.
     const label = groupBy === 'package' ? 'p.title AS title, p.version AS version' : "dp.name AS title, '' AS version";
+    const join = groupBy === 'package' ? '' : 'JOIN device_profiles dp ON dp.id = c.profile_id';
     const rows = this.db
       .prepare(
-        `SELECT ${key} AS key, s.type AS type, ${label},
-           count(*) AS targeted,
-           sum(s.state IN (${list(PENDING_STATES)})) AS pending,
-           sum(s.state IN (${list(IN_PROGRESS_STATES)})) AS inProgress,
-           sum(s.state = 'UPDATED') AS updated,
-           sum(s.state = 'FAILED') AS failed,
-           sum(s.current_title = p.title AND s.current_version = p.version) AS onTarget
-         FROM ota_states s
-         JOIN ota_packages p ON p.id = s.target_package_id
-         JOIN devices d ON d.id = s.device_id
-         JOIN device_profiles dp ON dp.id = d.device_profile_id
-         WHERE s.tenant_id = ? AND s.target_package_id IS NOT NULL
-         GROUP BY ${key}, s.type ORDER BY ${key}, s.type`,
+        `SELECT ${key} AS key, c.type AS type, ${label},
+           sum(c.devices) AS targeted,
+           sum(CASE WHEN c.state IN (${list(PENDING_STATES)}) THEN c.devices ELSE 0 END) AS pending,
+           sum(CASE WHEN c.state IN (${list(IN_PROGRESS_STATES)}) THEN c.devices ELSE 0 END) AS inProgress,
+           sum(CASE WHEN c.state = 'UPDATED' THEN c.devices ELSE 0 END) AS updated,
+           sum(CASE WHEN c.state = 'FAILED' THEN c.devices ELSE 0 END) AS failed,
+           sum(c.on_target) AS onTarget
+         FROM ota_fleet_counts c JOIN ota_packages p ON p.id = c.package_id ${join}
+         WHERE c.tenant_id = ?
+         GROUP BY ${key}, c.type HAVING sum(c.devices) > 0 ORDER BY ${key}, c.type`,
       )
       .all(tenantId) as Array<{ key: string; type: OtaPackageType; title: string; version: string } & Record<keyof FleetCounts, number | null>>;
     return rows.map(groupCounts);
@@ -94,8 +96,8 @@ export class SqliteFleetReadModel implements FleetReadModel {
   async stateTotals(): Promise<StateTotal[]> {
     const rows = this.db
       .prepare(
-        `SELECT tenant_id AS tenantId, type, coalesce(state, 'NONE') AS state, count(*) AS devices FROM ota_states
-         WHERE target_package_id IS NOT NULL GROUP BY tenant_id, type, state`,
+        `SELECT tenant_id AS tenantId, type, CASE state WHEN '' THEN 'NONE' ELSE state END AS state, sum(devices) AS devices FROM ota_fleet_counts
+         GROUP BY tenant_id, type, state HAVING sum(devices) > 0`,
       )
       .all() as StateTotal[];
     return rows;
