@@ -15,6 +15,7 @@ import { emptyCounts, type FleetReadModel, type StateCounts } from '../../server
 import { SqliteOtaPackageRepository, type OtaPackage, type OtaPackageRepository, type OtaPackageType } from '../../server/store/ota-packages';
 import { openPgRepositories, type PgRepositories } from '../../server/store/postgres/pg-repositories';
 import { openDatabase, type Db } from '../../server/store/sqlite/database';
+import { MIGRATIONS } from '../../server/store/sqlite/migrations';
 import { SqliteFleetReadModel } from '../../server/store/sqlite/fleet-read-model';
 import { SqliteTenantRepository, type TenantRepository } from '../../server/store/tenants';
 import { withTestDatabase } from '../support/postgres';
@@ -329,6 +330,32 @@ describe('fleet read model contract on SQLite', () => {
     await rm(dir, { recursive: true, force: true });
   });
   fleetContract(() => fixture);
+
+  it('counts the states a database held before its counts were kept (migration 6)', async () => {
+    const file = path.join(dir, 'before-6.db');
+    const old = openDatabase(file, MIGRATIONS.filter((m) => m.version < 6));
+    const tenantId = (await new SqliteTenantRepository(old).createTenant('old')).id;
+    const profileId = newId<'DEVICE_PROFILE'>();
+    await new SqliteDeviceProfileRepository(old).insert({ id: profileId, tenantId, name: 'old', description: null, isDefault: true, firmwareId: null, softwareId: null, createdTime: 1, version: 1, extra: {} });
+    const packageId = newId<'OTA_PACKAGE'>();
+    old.prepare("INSERT INTO ota_packages (id, tenant_id, device_profile_id, type, title, version, created_time) VALUES (?, ?, ?, 'FIRMWARE', 'fw', '2.0', 1)").run(packageId, tenantId, profileId);
+    for (const [i, state] of ['UPDATED', 'FAILED', 'QUEUED'].entries()) {
+      const id = newId<'DEVICE'>();
+      old.prepare('INSERT INTO devices (id, tenant_id, name, device_profile_id, access_token, credentials_id, created_time) VALUES (?, ?, ?, ?, ?, ?, 1)').run(id, tenantId, `d${i}`, profileId, newId(), newId());
+      old
+        .prepare("INSERT INTO ota_states (device_id, tenant_id, type, state, current_title, current_version, target_package_id) VALUES (?, ?, 'FIRMWARE', ?, 'fw', ?, ?)")
+        .run(id, tenantId, state, state === 'UPDATED' ? '2.0' : '1.0', packageId);
+    }
+    old.close();
+    const db6 = openDatabase(file);
+    try {
+      expect(await new SqliteFleetReadModel(db6).counts(tenantId, 'package')).to.deep.equal([
+        { key: packageId, type: 'FIRMWARE', title: 'fw', version: '2.0', targeted: 3, pending: 1, inProgress: 0, updated: 1, failed: 1, onTarget: 1 },
+      ]);
+    } finally {
+      db6.close();
+    }
+  });
 });
 
 describe('fleet read model contract on PostgreSQL', () => {
