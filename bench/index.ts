@@ -5,6 +5,7 @@
 import { coapDownload } from './coap';
 import { coapObserve } from './coap-observe';
 import { endToEnd } from './end-to-end';
+import { fleetRead } from './fleet-read';
 import { httpDownload } from './http-download';
 import { load } from './load';
 import type { Benchmark } from './lib';
@@ -16,7 +17,7 @@ import { pipelineQueuePostgres } from './pipeline-queue-postgres';
 import { simulatedFleet } from './simulated-fleet';
 import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, pipelineQueuePostgres, storePostgres, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, endToEnd];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, pipelineQueuePostgres, storePostgres, fleetRead, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, endToEnd];
 
 /** Run only when asked (`npm run bench -- load`): it holds 10,000 connections for 5 minutes. */
 const onRequest: Record<string, Benchmark> = { load };

@@ -237,9 +237,12 @@ class Reference {
     if (this.db.open) this.db.close();
   }
 
-  /** `bench_ref_<table>` with the table's exact definition and indexes (same constraints, same foreign keys). */
+  /**
+   * `bench_ref_<table>` with the table's exact definition and indexes (same constraints, same foreign
+   * keys); not its triggers, which keep the engine's read models: they are the engine's cost.
+   */
   private copyTable(table: string): void {
-    const rows = this.db.prepare("SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL ORDER BY type = 'index'").all(table) as Array<{ type: string; sql: string }>;
+    const rows = this.db.prepare("SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type = 'index'").all(table) as Array<{ type: string; sql: string }>;
     for (const { type, sql } of rows) {
       const copy =
         type === 'table'

@@ -7,7 +7,6 @@ import { AccountService, type BootstrapResult } from './admin/accounts';
 import { TokenService } from './admin/auth';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
-import { SqliteStore } from './store/sqlite/sqlite-store';
 import { databaseFileIn, privateDir, privateFile } from './store/private-files';
 import { DeviceProfileService } from './devices/device-profile-service';
 import { DeviceService } from './devices/device-service';
@@ -82,8 +81,8 @@ export class OtaEngine {
   readonly httpLimits: HttpServerLimits;
   private server: http.Server | null = null;
   private closed = false;
-  /** The fleet dashboard and /metrics: its watcher stops with the engine. None yet on PostgreSQL. */
-  private readonly dashboard: Dashboard | null;
+  /** The fleet dashboard and /metrics: its watcher stops with the engine. */
+  private readonly dashboard: Dashboard;
 
   private constructor(
     readonly options: Readonly<EngineOptions>,
@@ -106,21 +105,15 @@ export class OtaEngine {
     this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
     this.app.use(bodyDeadline(this.httpLimits.requestTimeoutMs, isPackageUpload));
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
-    // Its read models still query SQLite directly; until they move behind the store, an engine on
-    // PostgreSQL serves everything but the dashboard and /metrics.
-    const dashboard =
-      store instanceof SqliteStore
-        ? createDashboard({ db: store.db, store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger })
-        : null;
-    if (!dashboard) logger.warn('the fleet dashboard and /metrics are not available on PostgreSQL yet');
+    const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
     this.dashboard = dashboard;
-    if (dashboard) this.app.use(dashboard.countResponses);
+    this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.
     this.app.use('/api/v1', deviceApi);
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
-    if (dashboard) this.app.use('/api', dashboard.api);
-    if (dashboard) this.app.use(dashboard.site);
+    this.app.use('/api', dashboard.api);
+    this.app.use(dashboard.site);
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
     // Whatever a route outside /api lets through (the dashboard's static files: a bad Range) is
     // answered in ThingsBoard's error JSON, not by Express's default handler with a stack in the log.
@@ -252,7 +245,7 @@ export class OtaEngine {
     this.unhearNotifications();
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
-    this.dashboard?.close();
+    this.dashboard.close();
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();

@@ -6,7 +6,7 @@ import type { Principal } from '../admin/auth';
 import type { DeviceService } from '../devices/device-service';
 import { invalid, unauthorized } from '../errors';
 import type { EngineEvents } from '../events';
-import type { FleetHistory } from './fleet-history';
+import type { FleetReadModel } from '../store/fleet-read-model';
 import { DEVICE_LIST_SORT, STATE_FILTERS, type DeviceFilter, type DeviceListSort, type FleetView, type StateFilter } from './fleet-view';
 import type { FleetWatcher, LiveEvent } from './fleet-watch';
 import type { OtaPackageId } from '../ids';
@@ -25,7 +25,8 @@ export interface DashboardApiDeps {
   queue: NotifyQueue;
   events: EngineEvents;
   view: FleetView;
-  history: FleetHistory;
+  /** The snapshots behind the chart. */
+  fleet: FleetReadModel;
   watcher: FleetWatcher;
   clock: Pick<Timers, 'now'>;
   /** Live streams end after this long (ms); the page reconnects with a new ticket, so a revoked login does not linger. */
@@ -130,7 +131,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
     '/ota/devices',
     authed(async (req, res, who) => {
       const { filter, link } = listFilter(query(req));
-      res.json(view.page(who.tenantId, filter, link));
+      res.json(await view.page(who.tenantId, filter, link));
     }),
   );
 
@@ -141,7 +142,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       const q = query(req);
       delete q.state;
       const { filter, link } = listFilter({ sortProperty: 'stateTs', sortOrder: 'DESC', ...q });
-      res.json(view.page(who.tenantId, { ...filter, states: ['FAILED'] }, link));
+      res.json(await view.page(who.tenantId, { ...filter, states: ['FAILED'] }, link));
     }),
   );
 
@@ -149,7 +150,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
     '/ota/devices/:id',
     authed(async (req, res, who) => {
       const device = await deps.devices.get(who.tenantId, deviceId(req));
-      res.json(view.row(who.tenantId, device.id));
+      res.json(await view.row(who.tenantId, device.id));
     }),
   );
 
@@ -203,11 +204,11 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       const startTs = q.startTs === undefined ? endTs - 3600_000 : Number(q.startTs);
       if (startTs > endTs) throw invalid('startTs must not be after endTs');
       const points = Math.min(Math.max(Number(q.points ?? 240), 2), 2000);
-      const series = deps.history.series(who.tenantId, type, startTs, endTs, points - 2);
-      const first = deps.history.before(who.tenantId, type, startTs);
+      const series = await deps.fleet.snapshotSeries(who.tenantId, type, startTs, endTs, points - 2);
+      const first = await deps.fleet.snapshotBefore(who.tenantId, type, startTs);
       // The chart starts with the state held at its start, and ends with the state now.
       if (first && (series[0]?.ts ?? Infinity) > startTs) series.unshift({ ts: startTs, counts: first.counts });
-      if (endTs >= now) series.push({ ts: now, counts: view.distribution(who.tenantId)[type] });
+      if (endTs >= now) series.push({ ts: now, counts: (await view.distribution(who.tenantId))[type] });
       res.json({ type, startTs, endTs, points: series });
     }),
   );

@@ -3,12 +3,10 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import express, { type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
 import type { AccountService } from '../admin/accounts';
-import type { Db } from '../store/sqlite/database';
 import type { DeviceService } from '../devices/device-service';
 import type { Pipeline } from '../pipeline/pipeline';
 import type { Logger } from '../logger';
 import type { EngineEvents } from '../events';
-import { FleetHistory } from './fleet-history';
 import { FleetView } from './fleet-view';
 import { FleetWatcher, WATCH_DEFAULTS, type LiveMetrics } from './fleet-watch';
 import type { TenantId } from '../ids';
@@ -19,7 +17,6 @@ import { createDashboardApi } from './dashboard-api';
 
 /** What the dashboard needs from the engine. */
 export interface DashboardDeps {
-  db: Db;
   store: Store;
   accounts: AccountService;
   devices: DeviceService;
@@ -84,28 +81,26 @@ const PAGE_HEADERS: Record<string, string> = {
  * under `/dashboard/`, and `GET /metrics` for Prometheus.
  */
 export function createDashboard(deps: DashboardDeps, settings: DashboardSettings = dashboardSettingsFromEnv(process.env)): Dashboard {
-  const { db, pipeline } = deps;
-  const states = deps.store.states;
-  const view = new FleetView(db, pipeline.telemetry);
-  const history = new FleetHistory(db);
+  const { pipeline } = deps;
+  const { states, fleet } = deps.store;
+  const view = new FleetView(fleet, pipeline.telemetry);
   const metrics = async (tenantId: TenantId): Promise<LiveMetrics> => {
     const stats = pipeline.notifier.statsFor(tenantId);
     return {
       ...(await pipeline.tracker.metrics(tenantId)),
       queue: { depth: await pipeline.queue.depth(tenantId), paused: pipeline.queue.paused },
       notifications: { sent: stats.notified, dropped: stats.dropped },
-      distribution: view.distribution(tenantId),
+      distribution: await view.distribution(tenantId),
     };
   };
   const watcher = new FleetWatcher(
-    db,
-    { view, history, metrics, events: deps.events, queue: pipeline.queue, notifierStats: (t) => pipeline.notifier.statsFor(t), clock: deps.clock, logger: deps.logger },
+    { fleet, view, metrics, events: deps.events, queue: pipeline.queue, notifierStats: (t) => pipeline.notifier.statsFor(t), clock: deps.clock, logger: deps.logger },
     { ...WATCH_DEFAULTS, snapshotMs: settings.snapshotMs, retentionMs: settings.retentionMs },
   );
   watcher.start();
-  const prometheus = new OtaPrometheus({ db, queue: pipeline.queue, notifier: pipeline.notifier, events: deps.events, liveStreams: () => watcher.watching });
+  const prometheus = new OtaPrometheus({ fleet, queue: pipeline.queue, notifier: pipeline.notifier, events: deps.events, liveStreams: () => watcher.watching });
 
-  const api = createDashboardApi({ accounts: deps.accounts, devices: deps.devices, states, queue: pipeline.queue, events: deps.events, view, history, watcher, clock: deps.clock });
+  const api = createDashboardApi({ accounts: deps.accounts, devices: deps.devices, states, queue: pipeline.queue, events: deps.events, view, fleet, watcher, clock: deps.clock });
 
   const site = express.Router();
   site.get('/metrics', (req: Request, res: Response, next: NextFunction) => {

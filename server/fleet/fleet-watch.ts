@@ -1,8 +1,7 @@
-import type { Db } from '../store/sqlite/database';
 import type { Logger } from '../logger';
 import type { EngineEventMap, EngineEvents } from '../events';
-import type { FleetHistory } from './fleet-history';
-import type { DeviceRow, FleetView, StateCounts } from './fleet-view';
+import type { DeviceRow, FleetReadModel, StateCounts } from '../store/fleet-read-model';
+import type { FleetView } from './fleet-view';
 import type { TenantId } from '../ids';
 import type { NotifyQueue } from '../pipeline/notify-queue';
 import type { Timers } from '../timers';
@@ -60,6 +59,8 @@ export class FleetWatcher {
   /** What each subscriber does when the watcher closes (its stream ends). */
   private readonly enders = new Map<LiveListener, () => void>();
   private lastSeq = 0;
+  /** Where the change log was when the watcher started: every round waits for it. */
+  private started: Promise<void> = Promise.resolve();
   private timer: unknown = null;
   private dueAt = Infinity;
   private closed = false;
@@ -71,10 +72,10 @@ export class FleetWatcher {
   private readonly unhook: Array<() => void> = [];
 
   constructor(
-    private readonly db: Db,
     private readonly deps: {
+      /** The change log and the snapshots. */
+      fleet: FleetReadModel;
       view: FleetView;
-      history: FleetHistory;
       metrics: (tenantId: TenantId) => Promise<LiveMetrics>;
       events: EngineEvents;
       queue: NotifyQueue;
@@ -87,11 +88,12 @@ export class FleetWatcher {
     private readonly timers: Pick<Timers, 'setTimeout' | 'clearTimeout'> = backgroundTimers,
   ) {}
 
+  /** Starts following the change log; changes from before are history (the chart's next snapshot covers them). */
   start(): void {
-    // Changes from before this start are history: the chart's next snapshot covers them.
-    const row = this.db.prepare('SELECT max(seq) AS seq FROM ota_state_changes').get() as { seq: number | null };
-    this.lastSeq = row.seq ?? 0;
-    this.db.prepare('DELETE FROM ota_state_changes WHERE seq <= ?').run(this.lastSeq);
+    this.started = (async () => {
+      this.lastSeq = await this.deps.fleet.lastChange();
+      await this.deps.fleet.forgetChanges(this.lastSeq);
+    })();
     // Observed, not listened to: see EngineEvents.observe. The queue's own `depth` events are left to
     // its node; what the queue does shows in the change log and the metrics' signature.
     this.unhook.push(
@@ -170,8 +172,6 @@ export class FleetWatcher {
     this.timer = null;
     this.dueAt = Infinity;
     if (this.closed) return;
-    // The engine closes its database without telling us; that is our cue to stop.
-    if (!this.db.open) return this.close();
     let again = false;
     try {
       again = await this.work();
@@ -185,20 +185,17 @@ export class FleetWatcher {
 
   /** One round; answers whether there is more to do at once. */
   private async work(): Promise<boolean> {
-    const changes = this.db.prepare('SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > ? ORDER BY seq LIMIT ?').all(this.lastSeq, BATCH) as Array<{
-      seq: number;
-      tenant_id: TenantId;
-      device_id: string;
-    }>;
+    await this.started;
+    const changes = await this.deps.fleet.changesAfter(this.lastSeq, BATCH);
     if (changes.length) {
       this.lastSeq = (changes[changes.length - 1] as { seq: number }).seq;
-      this.db.prepare('DELETE FROM ota_state_changes WHERE seq <= ?').run(this.lastSeq);
+      await this.deps.fleet.forgetChanges(this.lastSeq);
     }
     for (const c of changes) {
-      this.dirty.add(c.tenant_id);
-      const p = this.pending.get(c.tenant_id);
+      this.dirty.add(c.tenantId);
+      const p = this.pending.get(c.tenantId);
       if (p) {
-        p.devices.add(c.device_id);
+        p.devices.add(c.deviceId);
         p.metrics = true;
       }
     }
@@ -208,7 +205,7 @@ export class FleetWatcher {
       if (p.devices.size) {
         const ids = [...p.devices];
         const shown = ids.slice(0, this.settings.maxRows);
-        const rows = this.deps.view.rows(tenantId, shown);
+        const rows = await this.deps.view.rows(tenantId, shown);
         const found = new Set(rows.map((r) => r.id as string));
         this.publish(tenantId, { event: 'devices', data: { rows, removed: shown.filter((id) => !found.has(id)), more: ids.length > shown.length } });
         p.devices.clear();
@@ -230,7 +227,7 @@ export class FleetWatcher {
         this.publish(tenantId, { event: 'metrics', data });
       }
     }
-    if (this.dirty.size && now - this.lastSnapshotAt >= this.settings.snapshotMs) this.snapshot();
+    if (this.dirty.size && now - this.lastSnapshotAt >= this.settings.snapshotMs) await this.snapshot();
     return again;
   }
 
@@ -239,13 +236,14 @@ export class FleetWatcher {
     return this.deps.metrics(tenantId);
   }
 
-  private snapshot(): void {
+  private async snapshot(): Promise<void> {
     const ts = this.deps.clock.now();
-    for (const tenantId of this.dirty) {
-      this.deps.history.record(tenantId, ts, this.deps.view.distribution(tenantId));
-      this.deps.history.prune(tenantId, ts - this.settings.retentionMs);
-    }
+    const tenants = [...this.dirty];
     this.dirty.clear();
+    for (const tenantId of tenants) {
+      await this.deps.fleet.recordSnapshot(tenantId, ts, await this.deps.fleet.distribution(tenantId));
+      await this.deps.fleet.pruneSnapshots(tenantId, ts - this.settings.retentionMs);
+    }
     this.lastSnapshotAt = Date.now();
   }
 

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { Db } from '../store/sqlite/database';
+import type { FleetReadModel } from '../store/fleet-read-model';
 import type { EngineEvents } from '../events';
 import type { TenantId } from '../ids';
 import type { Notifier } from '../pipeline/notifier';
@@ -30,7 +30,7 @@ export function routeFamily(path: string): string {
 
 /**
  * The engine's metrics in Prometheus' text format, in a registry of its own (two engines in one
- * process never share a series). Fleet numbers are counted from the database when scraped; download
+ * process never share a series). Fleet numbers are read from the store's read model when scraped; download
  * and request counters since this engine started.
  */
 export class OtaPrometheus {
@@ -38,26 +38,21 @@ export class OtaPrometheus {
   private readonly requestErrors: Counter<'family' | 'code'>;
   private readonly unhook: () => void;
 
-  constructor(deps: { db: Db; queue: NotifyQueue; notifier: Notifier; events: EngineEvents; liveStreams: () => number }) {
-    const { db, queue, notifier, events } = deps;
+  constructor(deps: { fleet: FleetReadModel; queue: NotifyQueue; notifier: Notifier; events: EngineEvents; liveStreams: () => number }) {
+    const { fleet, queue, notifier, events } = deps;
     const registers = [this.registry];
-    const tenants = (): TenantId[] => (db.prepare('SELECT id FROM tenants ORDER BY id').all() as Array<{ id: TenantId }>).map((r) => r.id);
+    const tenants = (): Promise<TenantId[]> => fleet.tenantIds();
 
     new Gauge({
       name: 'ota_devices',
       help: 'Devices targeted by an OTA package, by tenant, package type and update state (NONE: not queued yet)',
       labelNames: ['tenant', 'type', 'state'] as const,
       registers,
-      collect() {
+      async collect() {
+        const [all, totals] = await Promise.all([tenants(), fleet.stateTotals()]);
         this.reset();
-        for (const tenant of tenants()) for (const type of OTA_PACKAGE_TYPES) for (const state of DEVICE_STATES) this.set({ tenant, type, state }, 0);
-        const rows = db
-          .prepare(
-            `SELECT tenant_id AS tenant, type, coalesce(state, 'NONE') AS state, count(*) AS n FROM ota_states
-             WHERE target_package_id IS NOT NULL GROUP BY tenant_id, type, state`,
-          )
-          .all() as Array<{ tenant: string; type: string; state: string; n: number }>;
-        for (const r of rows) this.set({ tenant: r.tenant, type: r.type, state: r.state }, r.n);
+        for (const tenant of all) for (const type of OTA_PACKAGE_TYPES) for (const state of DEVICE_STATES) this.set({ tenant, type, state }, 0);
+        for (const r of totals) this.set({ tenant: r.tenantId, type: r.type, state: r.state }, r.devices);
       },
     });
     new Gauge({
@@ -65,12 +60,11 @@ export class OtaPrometheus {
       help: 'Devices waiting in the paced notification queue, by tenant',
       labelNames: ['tenant'] as const,
       registers,
-      collect() {
+      async collect() {
+        const [all, depths] = await Promise.all([tenants(), fleet.queueDepths()]);
         this.reset();
-        for (const tenant of tenants()) this.set({ tenant }, 0);
-        for (const r of db.prepare('SELECT tenant_id AS tenant, count(*) AS n FROM notify_queue GROUP BY tenant_id').all() as Array<{ tenant: string; n: number }>) {
-          this.set({ tenant: r.tenant }, r.n);
-        }
+        for (const tenant of all) this.set({ tenant }, 0);
+        for (const r of depths) this.set({ tenant: r.tenantId }, r.devices);
       },
     });
     new Gauge({
@@ -87,9 +81,10 @@ export class OtaPrometheus {
         help,
         labelNames: ['tenant'] as const,
         registers,
-        collect() {
+        async collect() {
+          const all = await tenants();
           this.reset();
-          for (const tenant of tenants()) this.inc({ tenant }, notifier.statsFor(tenant)[key]);
+          for (const tenant of all) this.inc({ tenant }, notifier.statsFor(tenant)[key]);
         },
       });
     };

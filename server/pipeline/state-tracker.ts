@@ -179,7 +179,7 @@ export class StateTracker extends EventEmitter<{ free: [] }> {
   /** Pending, in progress, updated, failed and coverage per package and per profile. */
   async metrics(tenantId: TenantId): Promise<FleetMetrics> {
     const withCoverage = <T extends FleetCounts>(c: T): T & { coverage: number } => ({ ...c, coverage: c.targeted ? c.onTarget / c.targeted : 0 });
-    const [packages, profiles] = await Promise.all([this.store.states.counts(tenantId, 'package'), this.store.states.counts(tenantId, 'profile')]);
+    const [packages, profiles] = await Promise.all([this.store.fleet.counts(tenantId, 'package'), this.store.fleet.counts(tenantId, 'profile')]);
     return {
       ts: this.timers.now(),
       packages: packages.map(({ key, title, version, ...c }) => ({ packageId: key, title, version, ...withCoverage(c) })),

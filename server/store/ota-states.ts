@@ -25,7 +25,7 @@ export interface FleetCounts {
   onTarget: number;
 }
 
-/** Counts for one target package or one profile, with its label. */
+/** Counts for one target package or one profile, with its label (the fleet read model's `counts`). */
 export interface FleetGroupCounts extends FleetCounts {
   key: string;
   type: OtaPackageType;
@@ -51,6 +51,4 @@ export interface OtaStateRepository {
   incrementRetries(deviceId: DeviceId, type: OtaPackageType): Promise<number>;
   /** Devices told about an update (INITIATED..UPDATING) whose state has not moved since `before`. */
   stuck(before: number, limit: number): Promise<OtaStateRow[]>;
-  /** Counts over a tenant's targeted devices, grouped by target package or by profile. */
-  counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Promise<FleetGroupCounts[]>;
 }

@@ -3,6 +3,7 @@ import type { BlobStore } from './blob-store';
 import type { ClusterBus } from './cluster-bus';
 import type { DeviceProfileRepository } from './device-profiles';
 import type { DeviceRepository } from './devices';
+import type { FleetReadModel } from './fleet-read-model';
 import type { NotifyQueueRepository } from './notify-queue-repository';
 import type { OtaPackageRepository } from './ota-packages';
 import type { OtaStateRepository } from './ota-states';
@@ -39,6 +40,8 @@ export interface Store extends Repositories {
   readonly blobs: BlobStore;
   /** Messages to the other instances on this store (none on SQLite). */
   readonly cluster: ClusterBus;
+  /** What the dashboard and /metrics read; outside any transaction. */
+  readonly fleet: FleetReadModel;
   /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
   close(): Promise<void>;

@@ -278,9 +278,9 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         }
         await store.states.setCurrent(ids[2]!, tenantId, 'FIRMWARE', 'fw', '1.0');
         const counts = { targeted: 3, pending: 1, inProgress: 1, updated: 1, failed: 0, onTarget: 1 };
-        expect(await store.states.counts(tenantId, 'package')).to.deep.equal([{ key: pkg.id, type: 'FIRMWARE', title: 'fw', version: '1.0', ...counts }]);
-        expect(await store.states.counts(tenantId, 'profile')).to.deep.equal([{ key: profileId, type: 'FIRMWARE', title: 'default', version: '', ...counts }]);
-        expect(await store.states.counts((await store.tenants.createTenant('other')).id, 'package')).to.deep.equal([]);
+        expect(await store.fleet.counts(tenantId, 'package')).to.deep.equal([{ key: pkg.id, type: 'FIRMWARE', title: 'fw', version: '1.0', ...counts }]);
+        expect(await store.fleet.counts(tenantId, 'profile')).to.deep.equal([{ key: profileId, type: 'FIRMWARE', title: 'default', version: '', ...counts }]);
+        expect(await store.fleet.counts((await store.tenants.createTenant('other')).id, 'package')).to.deep.equal([]);
       });
 
       it('keeps the first value of a setting: a second putIfAbsent answers it', async () => {

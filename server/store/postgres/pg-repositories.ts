@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { PgAttributeRepository } from './attributes';
 import { PgDeviceProfileRepository } from './device-profiles';
 import { PgDeviceRepository } from './devices';
+import { PgFleetReadModel } from './fleet-read-model';
 import { PgOtaPackageRepository } from './ota-packages';
 import { DEFAULT_CHUNK_SIZE, PgPackageBytes } from './package-bytes';
 import { PgBlobStore } from './pg-blob-store';
@@ -18,6 +19,8 @@ export interface PgRepositories {
   readonly packages: PgOtaPackageRepository;
   readonly attributes: PgAttributeRepository;
   readonly telemetry: PgTelemetryRepository;
+  /** The dashboard's and /metrics' read models. */
+  readonly fleet: PgFleetReadModel;
   /** Package bytes in PostgreSQL, cached in `blobCacheDir`. */
   readonly blobs: PgBlobStore;
   close(): Promise<void>;
@@ -44,6 +47,7 @@ export async function openPgRepositories(opts: { connectionString: string; blobC
     packages: new PgOtaPackageRepository(pool),
     attributes: new PgAttributeRepository(pool),
     telemetry: new PgTelemetryRepository(pool),
+    fleet: new PgFleetReadModel(pool),
     blobs,
     close: () => pool.end(),
   };

@@ -16,6 +16,7 @@ import { openPool, type Sql } from './pool';
 import { PgSettingsRepository } from './settings';
 import { PgTelemetryRepository } from './telemetry';
 import { PgTenantRepository } from './tenants';
+import { PgFleetReadModel } from './fleet-read-model';
 
 /** Every repository running its statements on `sql`: the pool, or one client inside a transaction. */
 function repositoriesOn(sql: Sql): Repositories {
@@ -62,6 +63,8 @@ export class PgStore implements Store {
   readonly targets: Repositories['targets'];
   readonly states: Repositories['states'];
   readonly settings: Repositories['settings'];
+  /** What the dashboard and /metrics read; outside any transaction. */
+  readonly fleet: PgFleetReadModel;
   /** The end of the last transaction started: this instance runs its transactions one at a time. */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -81,6 +84,7 @@ export class PgStore implements Store {
     this.targets = r.targets;
     this.states = r.states;
     this.settings = r.settings;
+    this.fleet = new PgFleetReadModel(pool);
   }
 
   /** Opens the pool (migrating the schema) and the blob cache. */

@@ -1,8 +1,8 @@
 import type { Db } from './database';
 import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
-import { ACTIVE_STATES, IN_PROGRESS_STATES, PENDING_STATES } from '../../pipeline/ota-keys';
+import { ACTIVE_STATES } from '../../pipeline/ota-keys';
 import type { OtaPackageType } from '../ota-packages';
-import type { FleetCounts, FleetGroupCounts, OtaStateRepository, OtaStateRow } from '../ota-states';
+import type { OtaStateRepository, OtaStateRow } from '../ota-states';
 
 interface Row {
   device_id: string;
@@ -110,40 +110,5 @@ export class SqliteOtaStateRepository implements OtaStateRepository {
       .prepare(`SELECT * FROM ota_states WHERE state IN (${list(ACTIVE_STATES)}) AND state_ts < ? AND target_package_id IS NOT NULL ORDER BY state_ts LIMIT ?`)
       .all(before, limit) as Row[];
     return rows.map(toState);
-  }
-
-  /** Counts over targeted devices, grouped by target package (and profile when asked). */
-  async counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Promise<FleetGroupCounts[]> {
-    const key = groupBy === 'package' ? 's.target_package_id' : 'd.device_profile_id';
-    const label = groupBy === 'package' ? 'p.title AS title, p.version AS version' : "dp.name AS title, '' AS version";
-    const rows = this.db
-      .prepare(
-        `SELECT ${key} AS key, s.type AS type, ${label},
-           count(*) AS targeted,
-           sum(s.state IN (${list(PENDING_STATES)})) AS pending,
-           sum(s.state IN (${list(IN_PROGRESS_STATES)})) AS inProgress,
-           sum(s.state = 'UPDATED') AS updated,
-           sum(s.state = 'FAILED') AS failed,
-           sum(s.current_title = p.title AND s.current_version = p.version) AS onTarget
-         FROM ota_states s
-         JOIN ota_packages p ON p.id = s.target_package_id
-         JOIN devices d ON d.id = s.device_id
-         JOIN device_profiles dp ON dp.id = d.device_profile_id
-         WHERE s.tenant_id = ? AND s.target_package_id IS NOT NULL
-         GROUP BY ${key}, s.type`,
-      )
-      .all(tenantId) as Array<{ key: string; type: OtaPackageType; title: string; version: string } & Record<keyof FleetCounts, number | null>>;
-    return rows.map((r) => ({
-      key: r.key,
-      type: r.type,
-      title: r.title,
-      version: r.version,
-      targeted: r.targeted ?? 0,
-      pending: r.pending ?? 0,
-      inProgress: r.inProgress ?? 0,
-      updated: r.updated ?? 0,
-      failed: r.failed ?? 0,
-      onTarget: r.onTarget ?? 0,
-    }));
   }
 }

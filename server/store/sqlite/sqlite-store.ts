@@ -9,6 +9,7 @@ import { SqliteTelemetryRepository } from '../telemetry';
 import { SqliteTenantRepository } from '../tenants';
 import type { Repositories, Store } from '../store';
 import { openDatabase, type Db } from './database';
+import { SqliteFleetReadModel } from './fleet-read-model';
 import { SqliteNotifyQueueRepository } from './notify-queue';
 import { SqliteOtaStateRepository } from './ota-states';
 import { SqliteOtaTargetRepository } from './ota-targets';
@@ -31,6 +32,7 @@ export class SqliteStore implements Store {
   readonly settings;
   /** One process owns a SQLite file: no other instance to tell. */
   readonly cluster = new LoneInstanceBus();
+  readonly fleet;
   /** The end of the last transaction queued: transactions run one after another. */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -49,6 +51,7 @@ export class SqliteStore implements Store {
     this.targets = new SqliteOtaTargetRepository(db);
     this.states = new SqliteOtaStateRepository(db);
     this.settings = new SqliteSettingsRepository(db);
+    this.fleet = new SqliteFleetReadModel(db);
   }
 
   /** Opens the database file and the blob folder beside it. */
@@ -96,13 +99,4 @@ export class SqliteStore implements Store {
     await this.tail;
     if (this.db.open) this.db.close();
   }
-}
-
-/**
- * The connection under a SQLite store, for the fleet read models (dashboard, /metrics) that still
- * query it directly; they move behind the store next. Throws for any other store.
- */
-export function sqliteHandleOf(store: Store): Db {
-  if (store instanceof SqliteStore) return store.db;
-  throw new Error('the fleet dashboard and /metrics need the SQLite store for now');
 }

@@ -1,0 +1,165 @@
+import { toPage, type PageData } from '../sqlite/database';
+import type { DeviceId, TenantId } from '../../ids';
+import { IN_PROGRESS_STATES, PENDING_STATES } from '../../pipeline/ota-keys';
+import { OTA_PACKAGE_TYPES, type OtaPackageType } from '../ota-packages';
+import type { FleetCounts, FleetGroupCounts } from '../ota-states';
+import type { DeviceFilter, DevicePageLink, DeviceRow, DistributionPoint, FleetReadModel, StateChangeEntry, StateCounts, StateTotal } from '../fleet-read-model';
+import { devicePageStatements, deviceRowsStatement, toDeviceRow, type DeviceQueryDialect, type DeviceRowColumns, type Statement } from '../fleet-device-query';
+import { distributionOf, groupCounts } from '../fleet-counts';
+import { SNAPSHOT_COLUMNS, snapshotPoint, type SnapshotRow } from '../snapshot-columns';
+import type { Sql } from './pool';
+
+/** The SQLite results, in PostgreSQL: "C"-collated text sorts bytewise, NULLs first ascending. */
+const POSTGRES: DeviceQueryDialect = {
+  // lower() of "C"-collated text folds ASCII only, as SQLite's NOCASE does.
+  nocase: (expr) => `lower(${expr})`,
+  like: (expr) => `${expr} ILIKE ?`,
+  bytewise: (expr) => `${expr} COLLATE "C"`,
+  order: (dir) => (dir === 'DESC' ? 'DESC NULLS LAST' : 'ASC NULLS FIRST'),
+  tenantOfLookedUp: 'd.tenant_id',
+};
+
+/** `?` placeholders numbered as PostgreSQL wants them (the statements hold no other `?`). */
+const numbered = (sql: string): string => {
+  let i = 0;
+  return sql.replace(/\?/g, () => `$${++i}`);
+};
+
+const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
+
+/** The dashboard's and /metrics' read models on PostgreSQL; answers as the SQLite ones do. */
+export class PgFleetReadModel implements FleetReadModel {
+  constructor(private readonly sql: Sql) {}
+
+  private async all<R extends Record<string, unknown>>(q: Statement): Promise<R[]> {
+    return (await this.sql.query<R>(numbered(q.sql), q.params)).rows;
+  }
+
+  async devicePage(tenantId: TenantId, filter: DeviceFilter, link: DevicePageLink): Promise<PageData<DeviceRow>> {
+    let packageType: OtaPackageType | null = null;
+    if (filter.packageId) {
+      const pkg = await this.sql.query<{ type: OtaPackageType }>('SELECT type FROM ota_packages WHERE id = $1 AND tenant_id = $2', [filter.packageId, tenantId]);
+      if (!pkg.rows[0]) return toPage([], 0, link);
+      packageType = pkg.rows[0].type;
+    }
+    const q = devicePageStatements(POSTGRES, tenantId, filter, packageType, link);
+    const [count, idRows] = await Promise.all([this.all<{ n: number }>(q.count), this.all<{ id: string }>(q.ids)]);
+    const ids = idRows.map((r) => r.id);
+    const byId = new Map((await this.deviceRows(tenantId, ids)).map((r) => [r.id as string, r]));
+    return toPage(ids.flatMap((id) => byId.get(id) ?? []), Number(count[0]?.n ?? 0), link);
+  }
+
+  async deviceRows(tenantId: TenantId, ids: readonly string[]): Promise<DeviceRow[]> {
+    const out: DeviceRow[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      const rows = await this.all<DeviceRowColumns>(deviceRowsStatement(POSTGRES, tenantId, ids.slice(i, i + 500)));
+      out.push(...rows.map(toDeviceRow));
+    }
+    return out;
+  }
+
+  async distribution(tenantId: TenantId): Promise<Record<OtaPackageType, StateCounts>> {
+    const r = await this.sql.query<{ type: OtaPackageType; state: string | null; n: number }>(
+      'SELECT type, state, count(*) AS n FROM ota_states WHERE tenant_id = $1 AND target_package_id IS NOT NULL GROUP BY type, state',
+      [tenantId],
+    );
+    return distributionOf(r.rows);
+  }
+
+  /**
+   * Grouped in the database: PostgreSQL counts on its own time, not the event loop's. The package
+   * counts skip the devices (every state's device exists: a foreign key), halving the work.
+   */
+  async counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Promise<FleetGroupCounts[]> {
+    const key = groupBy === 'package' ? 's.target_package_id' : 'd.device_profile_id';
+    const label = groupBy === 'package' ? 'min(p.title) AS title, min(p.version) AS version' : "min(dp.name) AS title, '' AS version";
+    const r = await this.sql.query<{ key: string; type: OtaPackageType; title: string; version: string } & Record<keyof FleetCounts, number | null>>(
+      `SELECT ${key} AS key, s.type AS type, ${label},
+         count(*) AS targeted,
+         count(*) FILTER (WHERE s.state IN (${list(PENDING_STATES)})) AS pending,
+         count(*) FILTER (WHERE s.state IN (${list(IN_PROGRESS_STATES)})) AS "inProgress",
+         count(*) FILTER (WHERE s.state = 'UPDATED') AS updated,
+         count(*) FILTER (WHERE s.state = 'FAILED') AS failed,
+         count(*) FILTER (WHERE s.current_title = p.title AND s.current_version = p.version) AS "onTarget"
+       FROM ota_states s
+       JOIN ota_packages p ON p.id = s.target_package_id
+       ${groupBy === 'package' ? '' : 'JOIN devices d ON d.id = s.device_id JOIN device_profiles dp ON dp.id = d.device_profile_id'}
+       WHERE s.tenant_id = $1 AND s.target_package_id IS NOT NULL
+       GROUP BY ${key}, s.type ORDER BY ${key}, s.type`,
+      [tenantId],
+    );
+    return r.rows.map(groupCounts);
+  }
+
+  async tenantIds(): Promise<TenantId[]> {
+    return (await this.sql.query<{ id: TenantId }>('SELECT id FROM tenants ORDER BY id')).rows.map((r) => r.id);
+  }
+
+  async stateTotals(): Promise<StateTotal[]> {
+    const r = await this.sql.query<StateTotal>(
+      `SELECT tenant_id AS "tenantId", type, coalesce(state, 'NONE') AS state, count(*) AS devices FROM ota_states
+       WHERE target_package_id IS NOT NULL GROUP BY tenant_id, type, state`,
+    );
+    return r.rows;
+  }
+
+  async queueDepths(): Promise<Array<{ tenantId: TenantId; devices: number }>> {
+    return (await this.sql.query<{ tenantId: TenantId; devices: number }>('SELECT tenant_id AS "tenantId", count(*) AS devices FROM notify_queue GROUP BY tenant_id')).rows;
+  }
+
+  async lastChange(): Promise<number> {
+    return (await this.sql.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM ota_state_changes')).rows[0]?.seq ?? 0;
+  }
+
+  async changesAfter(seq: number, limit: number): Promise<StateChangeEntry[]> {
+    const r = await this.sql.query<{ seq: number; tenant_id: TenantId; device_id: DeviceId }>(
+      'SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > $1 ORDER BY seq LIMIT $2',
+      [seq, limit],
+    );
+    return r.rows.map((c) => ({ seq: c.seq, tenantId: c.tenant_id, deviceId: c.device_id }));
+  }
+
+  async forgetChanges(upToSeq: number): Promise<void> {
+    await this.sql.query('DELETE FROM ota_state_changes WHERE seq <= $1', [upToSeq]);
+  }
+
+  async recordSnapshot(tenantId: TenantId, ts: number, distribution: Record<OtaPackageType, StateCounts>): Promise<void> {
+    const columns = SNAPSHOT_COLUMNS.map((c) => c.column);
+    const width = 3 + columns.length;
+    const values = OTA_PACKAGE_TYPES.map((_, row) => `(${Array.from({ length: width }, (_v, i) => `$${row * width + i + 1}`).join(', ')})`);
+    const params = OTA_PACKAGE_TYPES.flatMap((type) => [tenantId, type, ts, ...SNAPSHOT_COLUMNS.map((c) => distribution[type][c.key])]);
+    // One statement: both types' rows commit together.
+    await this.sql.query(
+      `INSERT INTO ota_state_snapshots (tenant_id, type, ts, ${columns.join(', ')}) VALUES ${values.join(', ')}
+       ON CONFLICT (tenant_id, type, ts) DO UPDATE SET ${columns.map((c) => `${c} = excluded.${c}`).join(', ')}`,
+      params,
+    );
+  }
+
+  async pruneSnapshots(tenantId: TenantId, before: number): Promise<void> {
+    await this.sql.query('DELETE FROM ota_state_snapshots WHERE tenant_id = $1 AND ts < $2', [tenantId, before]);
+  }
+
+  async snapshotSeries(tenantId: TenantId, type: OtaPackageType, startTs: number, endTs: number, points: number): Promise<DistributionPoint[]> {
+    const bucket = Math.max(1, Math.ceil((endTs - startTs + 1) / Math.max(1, points)));
+    const columns = SNAPSHOT_COLUMNS.map((c) => c.column).join(', ');
+    // The last snapshot of each bucket (SQLite's max() with bare columns).
+    const r = await this.sql.query<SnapshotRow>(
+      `SELECT ts, ${columns} FROM (
+         SELECT DISTINCT ON ((ts - $3) / $5) ts, ${columns} FROM ota_state_snapshots
+         WHERE tenant_id = $1 AND type = $2 AND ts >= $3 AND ts <= $4
+         ORDER BY (ts - $3) / $5, ts DESC
+       ) last ORDER BY ts`,
+      [tenantId, type, startTs, endTs, bucket],
+    );
+    return r.rows.map(snapshotPoint);
+  }
+
+  async snapshotBefore(tenantId: TenantId, type: OtaPackageType, ts: number): Promise<DistributionPoint | null> {
+    const r = await this.sql.query<SnapshotRow>(
+      `SELECT ts, ${SNAPSHOT_COLUMNS.map((c) => c.column).join(', ')} FROM ota_state_snapshots WHERE tenant_id = $1 AND type = $2 AND ts < $3 ORDER BY ts DESC LIMIT 1`,
+      [tenantId, type, ts],
+    );
+    return r.rows[0] ? snapshotPoint(r.rows[0]) : null;
+  }
+}

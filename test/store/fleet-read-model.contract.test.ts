@@ -1,0 +1,383 @@
+/**
+ * The fleet read model's contract (device page, counts, change log, snapshots), run against SQLite
+ * and PostgreSQL, each on a real database. Update states are written with plain SQL, as any writer
+ * of the state table would (the tracker, the queue, a node of the user's own). Each test makes its
+ * own tenant, so tests of one suite share the schema but never see each other's rows.
+ */
+import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { newId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
+import { SqliteDeviceProfileRepository, type DeviceProfileRepository } from '../../server/store/device-profiles';
+import { SqliteDeviceRepository, type Device, type DeviceRepository } from '../../server/store/devices';
+import { emptyCounts, type FleetReadModel, type StateCounts } from '../../server/store/fleet-read-model';
+import { SqliteOtaPackageRepository, type OtaPackage, type OtaPackageRepository, type OtaPackageType } from '../../server/store/ota-packages';
+import { openPgRepositories, type PgRepositories } from '../../server/store/postgres/pg-repositories';
+import { openDatabase, type Db } from '../../server/store/sqlite/database';
+import { MIGRATIONS } from '../../server/store/sqlite/migrations';
+import { SqliteFleetReadModel } from '../../server/store/sqlite/fleet-read-model';
+import { SqliteTenantRepository, type TenantRepository } from '../../server/store/tenants';
+import { withTestDatabase } from '../support/postgres';
+
+interface Fixture {
+  fleet: FleetReadModel;
+  tenants: TenantRepository;
+  profiles: DeviceProfileRepository;
+  devices: DeviceRepository;
+  packages: OtaPackageRepository;
+  /** Runs one statement with `?` placeholders. */
+  run(sql: string, params: unknown[]): Promise<void>;
+}
+
+interface StateRow {
+  state?: string | null;
+  ts?: number;
+  error?: string | null;
+  current?: [string, string];
+  target?: OtaPackageId | null;
+  retries?: number;
+}
+
+function fleetContract(get: () => Fixture): void {
+  let f: Fixture;
+  let tenantId: TenantId;
+  let profileId: DeviceProfileId;
+  let clock = 1_700_000_000_000;
+
+  beforeEach(async () => {
+    f = get();
+    tenantId = (await f.tenants.createTenant('fleet')).id;
+    profileId = await profile('Sensors');
+  });
+
+  async function profile(name: string, tenant = tenantId): Promise<DeviceProfileId> {
+    const id = newId<'DEVICE_PROFILE'>();
+    await f.profiles.insert({ id, tenantId: tenant, name, description: null, isDefault: false, firmwareId: null, softwareId: null, createdTime: ++clock, version: 1, extra: {} });
+    return id;
+  }
+
+  async function pkg(type: OtaPackageType, title: string, version: string, tenant = tenantId, profile = profileId): Promise<OtaPackage> {
+    const p: OtaPackage = {
+      id: newId<'OTA_PACKAGE'>(),
+      tenantId: tenant,
+      deviceProfileId: profile,
+      type,
+      title,
+      version,
+      tag: null,
+      url: 'https://example.invalid/p.bin',
+      fileName: null,
+      contentType: null,
+      checksumAlgorithm: null,
+      checksum: null,
+      dataSize: null,
+      blobSha256: null,
+      additionalInfo: null,
+      externalId: null,
+      createdTime: ++clock,
+    };
+    await f.packages.insert(p);
+    return p;
+  }
+
+  async function device(name: string, over: Partial<Device> = {}): Promise<Device> {
+    const d: Device = {
+      id: newId<'DEVICE'>(),
+      tenantId,
+      name,
+      label: null,
+      deviceProfileId: profileId,
+      firmwareId: null,
+      softwareId: null,
+      accessToken: newId(),
+      credentialsType: 'ACCESS_TOKEN',
+      credentialsValue: null,
+      credentialsId: newId<'DEVICE_CREDENTIALS'>(),
+      createdTime: ++clock,
+      version: 1,
+      extra: {},
+      ...over,
+    };
+    await f.devices.insert(d);
+    return d;
+  }
+
+  async function state(d: Device, type: OtaPackageType, s: StateRow): Promise<void> {
+    await f.run(
+      `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error, current_title, current_version, target_package_id, retries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [d.id, d.tenantId, type, s.state ?? null, s.ts ?? 0, s.error ?? null, s.current?.[0] ?? null, s.current?.[1] ?? null, s.target ?? null, s.retries ?? 0],
+    );
+  }
+
+  const names = (rows: ReadonlyArray<{ name: string }>): string[] => rows.map((r) => r.name);
+  const page = (over: Partial<Parameters<FleetReadModel['devicePage']>[2]> = {}) => ({ pageSize: 100, page: 0, ...over });
+  const counts = (over: Partial<StateCounts>): StateCounts => ({ ...emptyCounts(), ...over });
+
+  describe('device page', () => {
+    it('sorts by name without regard to case, pages, and counts every device of the tenant', async () => {
+      for (const n of ['beta', 'Alpha', 'gamma', 'Delta']) await device(n);
+      const first = await f.fleet.devicePage(tenantId, { type: 'FIRMWARE' }, page({ pageSize: 3 }));
+      expect(names(first.data)).to.deep.equal(['Alpha', 'beta', 'Delta']);
+      expect(first).to.deep.include({ totalElements: 4, totalPages: 2, hasNext: true });
+      const second = await f.fleet.devicePage(tenantId, { type: 'FIRMWARE' }, page({ pageSize: 3, page: 1 }));
+      expect(names(second.data)).to.deep.equal(['gamma']);
+      expect(second.hasNext).to.equal(false);
+      const desc = await f.fleet.devicePage(tenantId, { type: 'FIRMWARE' }, page({ sortOrder: 'DESC' }));
+      expect(names(desc.data)).to.deep.equal(['gamma', 'Delta', 'beta', 'Alpha']);
+    });
+
+    it('shows both slots: state, error, what runs, the target and its retries; a device without states has empty slots', async () => {
+      const fw = await pkg('FIRMWARE', 'thermo', '2.0');
+      const sw = await pkg('SOFTWARE', 'app', '1.1');
+      const a = await device('a', { label: 'lab' });
+      await device('b');
+      await state(a, 'FIRMWARE', { state: 'FAILED', ts: 50, error: 'bad checksum', current: ['thermo', '1.0'], target: fw.id, retries: 2 });
+      await state(a, 'SOFTWARE', { state: null, target: sw.id });
+      const [row, empty] = (await f.fleet.devicePage(tenantId, { type: 'FIRMWARE' }, page())).data;
+      expect(row).to.deep.equal({
+        id: a.id,
+        name: 'a',
+        label: 'lab',
+        createdTime: a.createdTime,
+        deviceProfileId: profileId,
+        deviceProfileName: 'Sensors',
+        firmware: { state: 'FAILED', stateTs: 50, error: 'bad checksum', current: { title: 'thermo', version: '1.0' }, target: { packageId: fw.id, title: 'thermo', version: '2.0' }, retries: 2 },
+        software: { state: null, stateTs: null, error: null, current: null, target: { packageId: sw.id, title: 'app', version: '1.1' }, retries: 0 },
+      });
+      expect(empty?.firmware).to.deep.equal({ state: null, stateTs: null, error: null, current: null, target: null, retries: 0 });
+    });
+
+    it('filters by state (NONE: no state of that type), by profile, by target package and by text', async () => {
+      const fw = await pkg('FIRMWARE', 'thermo', '2.0');
+      const other = await profile('Gateways');
+      const [a, b, c] = [await device('a-1'), await device('b-2'), await device('c-1', { deviceProfileId: other })];
+      await device('d-2');
+      await state(a, 'FIRMWARE', { state: 'UPDATED', target: fw.id });
+      await state(b, 'FIRMWARE', { state: 'FAILED', target: fw.id });
+      await state(c, 'SOFTWARE', { state: 'FAILED' });
+      const list = async (filter: Omit<Parameters<FleetReadModel['devicePage']>[1], 'type'>, type: OtaPackageType = 'FIRMWARE') => {
+        const p = await f.fleet.devicePage(tenantId, { type, ...filter }, page());
+        expect(p.totalElements, 'the total counts the filtered devices').to.equal(p.data.length);
+        return names(p.data);
+      };
+      expect(await list({ states: ['FAILED'] })).to.deep.equal(['b-2']);
+      expect(await list({ states: ['FAILED'] }, 'SOFTWARE')).to.deep.equal(['c-1']);
+      expect(await list({ states: ['NONE'] })).to.deep.equal(['c-1', 'd-2']);
+      expect(await list({ states: ['UPDATED', 'NONE'] })).to.deep.equal(['a-1', 'c-1', 'd-2']);
+      expect(await list({ deviceProfileId: other })).to.deep.equal(['c-1']);
+      expect(await list({ packageId: fw.id })).to.deep.equal(['a-1', 'b-2']);
+      expect(await list({ packageId: fw.id, states: ['UPDATED'] })).to.deep.equal(['a-1']);
+      expect(await list({ textSearch: '-1' })).to.deep.equal(['a-1', 'c-1']);
+      expect(await list({ textSearch: 'A-' })).to.deep.equal(['a-1']);
+      expect(await list({ textSearch: '%' }), 'a % is a character, not a wildcard').to.deep.equal([]);
+      expect(await list({ packageId: newId() }), 'an unknown package').to.deep.equal([]);
+    });
+
+    it('sorts by state (no state first), state time, current and target version, profile name and creation time', async () => {
+      const v1 = await pkg('FIRMWARE', 'thermo', '1.0');
+      const v2 = await pkg('FIRMWARE', 'thermo', '2.0');
+      const v3 = await pkg('FIRMWARE', 'thermo', '3.0');
+      const gw = await profile('gateways');
+      const [a, b, c] = [await device('a'), await device('b', { deviceProfileId: gw }), await device('c')];
+      const d = await device('d');
+      await state(a, 'FIRMWARE', { state: 'UPDATED', ts: 30, current: ['thermo', '1.0'], target: v2.id });
+      await state(b, 'FIRMWARE', { state: 'FAILED', ts: 10, current: ['thermo', '0.9'], target: v1.id });
+      await state(c, 'FIRMWARE', { state: 'QUEUED', ts: 20, current: ['thermo', '0.5'], target: v3.id });
+      void d;
+      const sorted = async (sortProperty: NonNullable<Parameters<FleetReadModel['devicePage']>[2]['sortProperty']>, sortOrder: 'ASC' | 'DESC' = 'ASC') =>
+        names((await f.fleet.devicePage(tenantId, { type: 'FIRMWARE' }, page({ sortProperty, sortOrder }))).data);
+      expect(await sorted('state')).to.deep.equal(['d', 'b', 'c', 'a']);
+      expect(await sorted('state', 'DESC')).to.deep.equal(['a', 'c', 'b', 'd']);
+      expect(await sorted('stateTs')).to.deep.equal(['d', 'b', 'c', 'a']);
+      expect(await sorted('currentVersion')).to.deep.equal(['d', 'c', 'b', 'a']);
+      expect(await sorted('targetVersion', 'DESC')).to.deep.equal(['c', 'a', 'b', 'd']);
+      // 'gateways' before 'Sensors' without regard to case; devices of one profile in id order.
+      expect((await sorted('deviceProfileName'))[0]).to.equal('b');
+      expect((await sorted('deviceProfileName', 'DESC'))[3]).to.equal('b');
+      expect(await sorted('createdTime', 'DESC')).to.deep.equal(['d', 'c', 'b', 'a']);
+    });
+
+    it("never shows another tenant's devices, by page or by id", async () => {
+      const mine = await device('mine');
+      const otherTenant = (await f.tenants.createTenant('other')).id;
+      const theirs = await device('theirs', { tenantId: otherTenant, deviceProfileId: await profile('theirs', otherTenant) });
+      expect(names((await f.fleet.devicePage(tenantId, { type: 'FIRMWARE' }, page())).data)).to.deep.equal(['mine']);
+      expect(names(await f.fleet.deviceRows(tenantId, [mine.id, theirs.id, newId()]))).to.deep.equal(['mine']);
+      expect(await f.fleet.deviceRows(tenantId, [])).to.deep.equal([]);
+    });
+  });
+
+  describe('counts', () => {
+    it('counts targeted devices per state and type, per package and per profile, with coverage', async () => {
+      const fw = await pkg('FIRMWARE', 'thermo', '2.0');
+      const gw = await profile('Gateways');
+      const [a, b, c, d] = [await device('a'), await device('b'), await device('c', { deviceProfileId: gw }), await device('d')];
+      await state(a, 'FIRMWARE', { state: 'UPDATED', current: ['thermo', '2.0'], target: fw.id });
+      await state(b, 'FIRMWARE', { state: 'DOWNLOADING', current: ['thermo', '1.0'], target: fw.id });
+      await state(c, 'FIRMWARE', { state: 'QUEUED', target: fw.id });
+      await state(d, 'FIRMWARE', { state: 'FAILED', target: null }); // not targeted any more
+      expect(await f.fleet.distribution(tenantId)).to.deep.equal({ FIRMWARE: counts({ UPDATED: 1, DOWNLOADING: 1, QUEUED: 1 }), SOFTWARE: emptyCounts() });
+      expect(await f.fleet.counts(tenantId, 'package')).to.deep.equal([
+        { key: fw.id, type: 'FIRMWARE', title: 'thermo', version: '2.0', targeted: 3, pending: 1, inProgress: 1, updated: 1, failed: 0, onTarget: 1 },
+      ]);
+      const byProfile = await f.fleet.counts(tenantId, 'profile');
+      expect(byProfile).to.have.deep.members([
+        { key: profileId, type: 'FIRMWARE', title: 'Sensors', version: '', targeted: 2, pending: 0, inProgress: 1, updated: 1, failed: 0, onTarget: 1 },
+        { key: gw, type: 'FIRMWARE', title: 'Gateways', version: '', targeted: 1, pending: 1, inProgress: 0, updated: 0, failed: 0, onTarget: 0 },
+      ]);
+    });
+
+    it('follows every change: a new state, a device moved to another profile, a deleted device, an unassignment, a package renamed', async () => {
+      const fw = await pkg('FIRMWARE', 'thermo', '2.0');
+      const gw = await profile('Gateways');
+      const [a, b, c] = [await device('a'), await device('b'), await device('c')];
+      for (const d of [a, b, c]) await state(d, 'FIRMWARE', { state: 'QUEUED', target: fw.id });
+      await f.run("UPDATE ota_states SET state = 'UPDATED', current_title = 'thermo', current_version = '2.0' WHERE device_id = ? AND type = 'FIRMWARE'", [a.id]);
+      await f.devices.update({ ...b, deviceProfileId: gw, version: 2 });
+      await f.devices.delete(tenantId, c.id);
+      const summary = async () => (await f.fleet.counts(tenantId, 'profile')).map((g) => [g.title, g.targeted, g.pending, g.updated, g.onTarget]);
+      expect(await summary()).to.have.deep.members([
+        ['Sensors', 1, 0, 1, 1],
+        ['Gateways', 1, 1, 0, 0],
+      ]);
+      await f.packages.update({ ...fw, version: '2.0-final' });
+      expect((await f.fleet.counts(tenantId, 'package')).map((g) => [g.version, g.targeted, g.onTarget])).to.deep.equal([['2.0-final', 2, 0]]);
+      await f.run("UPDATE ota_states SET target_package_id = NULL WHERE device_id = ? AND type = 'FIRMWARE'", [b.id]);
+      expect(await summary()).to.deep.equal([['Sensors', 1, 0, 1, 0]]);
+      expect(await f.fleet.distribution(tenantId)).to.deep.equal({ FIRMWARE: counts({ UPDATED: 1 }), SOFTWARE: emptyCounts() });
+    });
+
+    it('totals every tenant for /metrics: devices by type and state (NONE before a state) and the queue', async () => {
+      const fw = await pkg('FIRMWARE', 'thermo', '2.0');
+      const [a, b] = [await device('a'), await device('b')];
+      await state(a, 'FIRMWARE', { state: 'UPDATED', target: fw.id });
+      await state(b, 'FIRMWARE', { state: null, target: fw.id });
+      await f.run('INSERT INTO notify_queue (tenant_id, device_id, type, package_id, ts) VALUES (?, ?, ?, ?, ?)', [tenantId, b.id, 'FIRMWARE', fw.id, 1]);
+      const mine = (await f.fleet.stateTotals()).filter((t) => t.tenantId === tenantId);
+      expect(mine).to.have.deep.members([
+        { tenantId, type: 'FIRMWARE', state: 'UPDATED', devices: 1 },
+        { tenantId, type: 'FIRMWARE', state: 'NONE', devices: 1 },
+      ]);
+      expect((await f.fleet.queueDepths()).filter((q) => q.tenantId === tenantId)).to.deep.equal([{ tenantId, devices: 1 }]);
+      const ids = await f.fleet.tenantIds();
+      expect(ids).to.include(tenantId);
+      expect(ids).to.deep.equal([...ids].sort());
+    });
+  });
+
+  describe('change log', () => {
+    it('logs every write to a state, in order, until it is forgotten', async () => {
+      const [a, b] = [await device('a'), await device('b')];
+      const start = await f.fleet.lastChange();
+      await state(a, 'FIRMWARE', { state: 'QUEUED' });
+      await state(b, 'FIRMWARE', { state: 'QUEUED' });
+      await f.run("UPDATE ota_states SET state = 'INITIATED' WHERE device_id = ?", [a.id]);
+      await f.run('UPDATE ota_states SET retries = 3 WHERE device_id = ?', [b.id]); // not shown on the page's state: not logged
+      const changes = await f.fleet.changesAfter(start, 10);
+      expect(changes.map((c) => [c.tenantId, c.deviceId])).to.deep.equal([
+        [tenantId, a.id],
+        [tenantId, b.id],
+        [tenantId, a.id],
+      ]);
+      expect(await f.fleet.lastChange()).to.equal(changes[2]?.seq);
+      expect(await f.fleet.changesAfter(start, 2)).to.deep.equal(changes.slice(0, 2));
+      await f.fleet.forgetChanges(changes[1]!.seq);
+      expect(await f.fleet.changesAfter(0, 10)).to.deep.equal(changes.slice(2));
+    });
+  });
+
+  describe('snapshots', () => {
+    it('keeps snapshots per tenant and type, reads the last of each bucket and the one before a time, and prunes', async () => {
+      const at = (ts: number, queued: number) => f.fleet.recordSnapshot(tenantId, ts, { FIRMWARE: counts({ QUEUED: queued }), SOFTWARE: counts({ OTHER: ts }) });
+      for (const [ts, q] of [[100, 1], [150, 2], [210, 3], [290, 4], [350, 5]] as const) await at(ts, q);
+      await at(350, 6); // the same time again replaces it
+      const series = await f.fleet.snapshotSeries(tenantId, 'FIRMWARE', 100, 399, 3);
+      expect(series.map((p) => [p.ts, p.counts.QUEUED])).to.deep.equal([
+        [150, 2],
+        [290, 4],
+        [350, 6],
+      ]);
+      expect((await f.fleet.snapshotSeries(tenantId, 'SOFTWARE', 200, 300, 10)).map((p) => p.counts.OTHER)).to.deep.equal([210, 290]);
+      expect(await f.fleet.snapshotBefore(tenantId, 'FIRMWARE', 210)).to.deep.equal({ ts: 150, counts: counts({ QUEUED: 2 }) });
+      expect(await f.fleet.snapshotBefore(tenantId, 'FIRMWARE', 100)).to.equal(null);
+      const otherTenant = (await f.tenants.createTenant('other')).id;
+      expect(await f.fleet.snapshotSeries(otherTenant, 'FIRMWARE', 0, 1000, 10)).to.deep.equal([]);
+      await f.fleet.pruneSnapshots(tenantId, 290);
+      expect((await f.fleet.snapshotSeries(tenantId, 'FIRMWARE', 0, 1000, 100)).map((p) => p.ts)).to.deep.equal([290, 350]);
+    });
+  });
+}
+
+describe('fleet read model contract on SQLite', () => {
+  let dir: string;
+  let db: Db;
+  let fixture: Fixture;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'ota-fleet-contract-'));
+    db = openDatabase(path.join(dir, 'ota.db'));
+    fixture = {
+      fleet: new SqliteFleetReadModel(db),
+      tenants: new SqliteTenantRepository(db),
+      profiles: new SqliteDeviceProfileRepository(db),
+      devices: new SqliteDeviceRepository(db),
+      packages: new SqliteOtaPackageRepository(db),
+      run: async (sql, params) => void db.prepare(sql).run(...params),
+    };
+  });
+  after(async () => {
+    db.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  fleetContract(() => fixture);
+
+  it('counts the states a database held before its counts were kept (migration 6)', async () => {
+    const file = path.join(dir, 'before-6.db');
+    const old = openDatabase(file, MIGRATIONS.filter((m) => m.version < 6));
+    const tenantId = (await new SqliteTenantRepository(old).createTenant('old')).id;
+    const profileId = newId<'DEVICE_PROFILE'>();
+    await new SqliteDeviceProfileRepository(old).insert({ id: profileId, tenantId, name: 'old', description: null, isDefault: true, firmwareId: null, softwareId: null, createdTime: 1, version: 1, extra: {} });
+    const packageId = newId<'OTA_PACKAGE'>();
+    old.prepare("INSERT INTO ota_packages (id, tenant_id, device_profile_id, type, title, version, created_time) VALUES (?, ?, ?, 'FIRMWARE', 'fw', '2.0', 1)").run(packageId, tenantId, profileId);
+    for (const [i, state] of ['UPDATED', 'FAILED', 'QUEUED'].entries()) {
+      const id = newId<'DEVICE'>();
+      old.prepare('INSERT INTO devices (id, tenant_id, name, device_profile_id, access_token, credentials_id, created_time) VALUES (?, ?, ?, ?, ?, ?, 1)').run(id, tenantId, `d${i}`, profileId, newId(), newId());
+      old
+        .prepare("INSERT INTO ota_states (device_id, tenant_id, type, state, current_title, current_version, target_package_id) VALUES (?, ?, 'FIRMWARE', ?, 'fw', ?, ?)")
+        .run(id, tenantId, state, state === 'UPDATED' ? '2.0' : '1.0', packageId);
+    }
+    old.close();
+    const db6 = openDatabase(file);
+    try {
+      expect(await new SqliteFleetReadModel(db6).counts(tenantId, 'package')).to.deep.equal([
+        { key: packageId, type: 'FIRMWARE', title: 'fw', version: '2.0', targeted: 3, pending: 1, inProgress: 0, updated: 1, failed: 1, onTarget: 1 },
+      ]);
+    } finally {
+      db6.close();
+    }
+  });
+});
+
+describe('fleet read model contract on PostgreSQL', () => {
+  const database = withTestDatabase();
+  let dir: string;
+  let pg: PgRepositories | undefined;
+  let fixture: Fixture;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'ota-fleet-contract-pg-'));
+    const repos = await openPgRepositories({ connectionString: database().url, blobCacheDir: path.join(dir, 'blobs'), poolSize: 4 });
+    pg = repos;
+    fixture = {
+      ...repos,
+      run: async (sql, params) => {
+        let i = 0;
+        await repos.pool.query(sql.replace(/\?/g, () => `$${++i}`), params);
+      },
+    };
+  });
+  after(async () => {
+    await pg?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+  fleetContract(() => fixture);
+});
