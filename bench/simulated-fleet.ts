@@ -59,6 +59,8 @@ function startOtaServer(cleanup: Cleanup, dataDir: string, password: string, dev
       OTA_MQTT_HOST: '127.0.0.1',
       OTA_COAP_PORT: '0',
       OTA_COAP_HOST: '127.0.0.1',
+      OTA_LWM2M_PORT: '0',
+      OTA_LWM2M_HOST: '127.0.0.1',
       NODE_RED_LOG_LEVEL: 'warn',
       TB_QUEUE_CORE_OTA_PACK_SIZE: String(Math.max(100, devices)),
       TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '0',
