@@ -117,7 +117,7 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
     expect(info.data[0]?.checksumAlgorithm).to.equal('CRC32');
   });
 
-  for (const transport of ['mqtt', 'coap']) {
+  for (const transport of ['mqtt', 'coap', 'lwm2m']) {
     it(`updates 10 ${transport.toUpperCase()} devices through the endpoint the server lists`, async () => {
       const profile = `${transport}-fleet`;
       const run = await simulate([...base(), '--devices', '10', '--transport', transport, '--fail-rate', '0.1', '--profile', profile, '--package-mb', '0.1', '--chunk', '1024']);
