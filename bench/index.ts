@@ -7,6 +7,7 @@ import { coapObserve } from './coap-observe';
 import { endToEnd } from './end-to-end';
 import { httpDownload } from './http-download';
 import type { Benchmark } from './lib';
+import { lwm2mFleet } from './lwm2m-fleet';
 import { lwm2mRegistrations } from './lwm2m-registrations';
 import { mqttTransport } from './mqtt';
 import { packageTransfer } from './package-transfer';
@@ -14,7 +15,7 @@ import { pipelineQueue } from './pipeline-queue';
 import { simulatedFleet } from './simulated-fleet';
 import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, endToEnd];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, lwm2mFleet, endToEnd];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {

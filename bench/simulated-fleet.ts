@@ -45,7 +45,7 @@ interface OtaServer {
 }
 
 /** `npm start` in a child on free ports, no pacing; killed at cleanup if still alive. */
-function startOtaServer(cleanup: Cleanup, dataDir: string, password: string, devices: number): Promise<OtaServer> {
+export function startOtaServer(cleanup: Cleanup, dataDir: string, password: string, devices: number): Promise<OtaServer> {
   const child = spawn(process.execPath, [SERVER_ENTRY], {
     env: {
       ...process.env,
@@ -92,7 +92,7 @@ function startOtaServer(cleanup: Cleanup, dataDir: string, password: string, dev
   });
 }
 
-async function stopOtaServer(child: ChildProcess): Promise<void> {
+export async function stopOtaServer(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGINT');
