@@ -246,6 +246,45 @@ describe('LwM2M transport', function () {
     }
   });
 
+  it('updates a registration: POST /rd/{id} answers 2.04 and takes the new lifetime; a bad query is 4.00 and changes nothing', async () => {
+    const first = await raw(port, { messageId: 4, token: Buffer.from('t4'), confirmable: true, code: '0.02', options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lt=300', 'lwm2m=1.1')], payload: Buffer.from('</3/0>') });
+    const location = (first?.options ?? []).filter((o) => o.name === 'Location-Path').map((o) => o.value.toString());
+    expect(location[0]).to.equal('rd');
+    const updated = await raw(port, { messageId: 5, token: Buffer.from('t5'), confirmable: true, code: '0.02', options: [...path(`/${location.join('/')}`), ...query('lt=600')] });
+    expect(updated?.code).to.equal('2.04');
+    expect(transport.registrationOf(endpoint)?.lifetimeS).to.equal(600);
+    const bad = await raw(port, { messageId: 6, token: Buffer.from('t6'), confirmable: true, code: '0.02', options: [...path(`/${location.join('/')}`), ...query('ep=other')] });
+    expect(bad?.code).to.equal('4.00');
+    expect(transport.registrationOf(endpoint)?.lifetimeS).to.equal(600);
+    expect(registrations.map((r) => r.event)).to.deep.equal(['registered', 'updated']);
+  });
+
+  it('updates software through Object 9: pushes to /9/0/2, Installs (/9/0/4) on Delivered, UPDATED on Result 2', async () => {
+    const h = harness();
+    const sw = await h.binaryPackage(profile, { type: 'SOFTWARE', title: 'app', version: '2.0', bytes: Buffer.from('software 2.0') });
+    client = await Lwm2mTestClient.create({ endpoint, software: true });
+    const registered = once(transport, 'registration');
+    await client.register('127.0.0.1', port);
+    await registered;
+    const swStates = (): string[] => uplinks.flatMap((u) => (u.kind === 'telemetry' && u.entries[0]?.values.sw_state ? [String(u.entries[0].values.sw_state)] : []));
+    transport.deliver({ tenantId: device.tenantId, deviceId: device.id, type: 'SOFTWARE', packageId: sw.id, attributes: packageAttributes(sw).set });
+    const write = await client.next('write', '/9/0/2');
+    expect(write.value).to.equal('software 2.0');
+    await client.set('/9/0/7', 3);
+    await client.next('execute', '/9/0/4');
+    await client.set('/9/0/9', 2);
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (!swStates().includes('UPDATED')) return;
+        transport.off('uplink', check);
+        resolve();
+      };
+      transport.on('uplink', check);
+      check();
+    });
+    expect(swStates()).to.deep.equal(['DOWNLOADING', 'DOWNLOADED', 'UPDATED']);
+  });
+
   it('pulls over CoAP: writes <resource>/tbfw/{id} to /5/0/1, serves it block-wise, executes /5/0/2 on Downloaded', async () => {
     const c = await register({ '/5/0/9': 0 });
     expect(notify()).to.equal(true);
