@@ -131,6 +131,8 @@ function startServer(cleanup: Cleanup, dataDir: string, password: string): Promi
       OTA_MQTT_HOST: '127.0.0.1',
       OTA_COAP_PORT: '0',
       OTA_COAP_HOST: '127.0.0.1',
+      OTA_LWM2M_PORT: '0',
+      OTA_LWM2M_HOST: '127.0.0.1',
       OTA_ADMIN_PASSWORD: password,
       NODE_RED_LOG_LEVEL: 'warn',
       // Pacing off: every queued device released at once.

@@ -9,6 +9,7 @@ import { fleetRead } from './fleet-read';
 import { httpDownload } from './http-download';
 import { load } from './load';
 import type { Benchmark } from './lib';
+import { lwm2mFleet } from './lwm2m-fleet';
 import { lwm2mRegistrations } from './lwm2m-registrations';
 import { mqttTransport } from './mqtt';
 import { packageTransfer } from './package-transfer';
@@ -17,7 +18,7 @@ import { pipelineQueuePostgres } from './pipeline-queue-postgres';
 import { simulatedFleet } from './simulated-fleet';
 import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, pipelineQueuePostgres, storePostgres, fleetRead, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, endToEnd];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, pipelineQueuePostgres, storePostgres, fleetRead, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, lwm2mFleet, endToEnd];
 
 /** Run only when asked (`npm run bench -- load`): it holds 10,000 connections for 5 minutes. */
 const onRequest: Record<string, Benchmark> = { load };

@@ -45,7 +45,7 @@ interface OtaServer {
 }
 
 /** `npm start` in a child on free ports, no pacing; killed at cleanup if still alive. */
-function startOtaServer(cleanup: Cleanup, dataDir: string, password: string, devices: number): Promise<OtaServer> {
+export function startOtaServer(cleanup: Cleanup, dataDir: string, password: string, devices: number): Promise<OtaServer> {
   const child = spawn(process.execPath, [SERVER_ENTRY], {
     env: {
       ...process.env,
@@ -59,6 +59,8 @@ function startOtaServer(cleanup: Cleanup, dataDir: string, password: string, dev
       OTA_MQTT_HOST: '127.0.0.1',
       OTA_COAP_PORT: '0',
       OTA_COAP_HOST: '127.0.0.1',
+      OTA_LWM2M_PORT: '0',
+      OTA_LWM2M_HOST: '127.0.0.1',
       NODE_RED_LOG_LEVEL: 'warn',
       TB_QUEUE_CORE_OTA_PACK_SIZE: String(Math.max(100, devices)),
       TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '0',
@@ -90,7 +92,7 @@ function startOtaServer(cleanup: Cleanup, dataDir: string, password: string, dev
   });
 }
 
-async function stopOtaServer(child: ChildProcess): Promise<void> {
+export async function stopOtaServer(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill('SIGINT');

@@ -67,7 +67,7 @@ async function endpointsOf(engine: OtaEngine): Promise<ReturnType<OtaEngine['lis
   } catch {
     /* no flow file: nothing to wait for */
   }
-  const expected = flow.filter((n) => n.type === 'ota-mqtt-endpoint' || n.type === 'ota-coap-endpoint').length;
+  const expected = flow.filter((n) => n.type === 'ota-mqtt-endpoint' || n.type === 'ota-coap-endpoint' || n.type === 'ota-lwm2m-endpoint').length;
   for (let i = 0; i < 50 && engine.listEndpoints().length - 1 < expected; i++) await new Promise((r) => setTimeout(r, 100));
   return engine.listEndpoints();
 }
@@ -166,9 +166,10 @@ async function main(): Promise<void> {
   const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
   console.log(`[ota] OTA REST API listening on http://${shown(api.address)}:${api.port}/api`);
   console.log(`[ota] Node-RED editor listening on http://${shown(red.address)}:${red.port}/`);
-  // The flow's device endpoints (MQTT, CoAP) start with their config nodes: list them once they listen.
+  // The flow's device endpoints (MQTT, CoAP, LwM2M) start with their config nodes: list them once they listen.
   for (const e of await endpointsOf(engine)) {
-    if (e.transport !== 'HTTP') console.log(`[ota] ${e.transport === 'COAP' ? 'CoAP' : e.transport} device endpoint listening on ${e.transport.toLowerCase()}://${shown(e.host)}:${e.port}`);
+    if (e.transport === 'LWM2M') console.log(`[ota] LwM2M server listening on coap://${shown(e.host)}:${e.port} (registrations on /rd)`);
+    else if (e.transport !== 'HTTP') console.log(`[ota] ${e.transport === 'COAP' ? 'CoAP' : e.transport} device endpoint listening on ${e.transport.toLowerCase()}://${shown(e.host)}:${e.port}`);
   }
   console.log(`[ota] data directory ${dataDir}`);
   console.log('[ota] ready');

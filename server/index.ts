@@ -18,6 +18,7 @@ export type { FleetMetrics, StateChange, StateTracker } from './pipeline/state-t
 export { runPackageCommand, PACKAGE_OPERATIONS, type PackageCommand, type PackageInfoFields, type PackageOperation } from './packages/package-commands';
 export { COAP_DEFAULTS, COAP_LIMIT_VARIABLES, CoapTransport, minimum, type CoapOptions } from './transports/coap/coap-transport';
 export { isBlockSize } from './transports/coap/block-wise';
+export { LWM2M_DEFAULTS, Lwm2mTransport, type Lwm2mOptions, type RegistrationEvent } from './transports/lwm2m/lwm2m-transport';
 export { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from './transports/mqtt/mqtt-transport';
 export { editorGuard } from './admin/editor-guard';
 export { bodyDeadline, createLimitedServer, httpLimitsFromEnv } from './http-server-limits';

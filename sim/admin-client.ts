@@ -129,6 +129,14 @@ export class AdminClient {
     return (await this.request<{ credentialsId: string }>('GET', `/device/${device.id.id}/credentials`)).credentialsId;
   }
 
+  /** Gives the device LwM2M credentials (NoSec) with its name as the endpoint; answers the endpoint. */
+  async lwm2mCredentials(device: DeviceInfo): Promise<string> {
+    const endpoint = device.name;
+    const credentialsValue = JSON.stringify({ client: { endpoint, securityConfigClientMode: 'NO_SEC' }, bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' }, lwm2mServer: { securityMode: 'NO_SEC' } } });
+    await this.request('POST', '/device/credentials', { deviceId: { entityType: 'DEVICE', id: device.id.id }, credentialsType: 'LWM2M_CREDENTIALS', credentialsId: endpoint, credentialsValue });
+    return endpoint;
+  }
+
   async findPackage(title: string, version: string): Promise<PackageInfo | null> {
     for (let page = 0; ; page++) {
       const p = await this.request<Page<PackageInfo>>('GET', `/otaPackages?pageSize=100&page=${page}&textSearch=${encodeURIComponent(title)}`);

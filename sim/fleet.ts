@@ -4,6 +4,8 @@ import { AdminClient, type DeviceInfo, type PackageInfo, type PackageMetrics, ty
 import { CoapDeviceLink } from './coap-device';
 import { runDevice, type DeviceLink, type DeviceObserver, type DeviceResult, type Phase } from './device';
 import { HttpDeviceLink } from './http-device';
+import { Lwm2mDeviceLink } from './lwm2m-device';
+import type { FirmwareInfo } from './firmware';
 import { MqttDeviceLink } from './mqtt-device';
 import type { SimOptions } from './options';
 import { percentile, Progress } from './progress';
@@ -76,7 +78,11 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
   const names = Array.from({ length: opts.devices }, (_, i) => deviceName(opts.prefix, i, opts.devices));
   const known = await setup('list the devices', () => admin.devicesOf(profile, opts.prefix));
   const devices = await setup('create the devices', () => pool(names, 16, (name) => admin.ensureDevice(name, profile, known.get(name))));
-  const tokens = await setup('read the access tokens', () => pool(devices, 16, (d: DeviceInfo) => admin.accessToken(d)));
+  // An LwM2M device is found by its endpoint name (LWM2M_CREDENTIALS), an other by its access token.
+  const tokens =
+    opts.transport === 'lwm2m'
+      ? await setup('give the devices LwM2M credentials', () => pool(devices, 16, (d: DeviceInfo) => admin.lwm2mCredentials(d)))
+      : await setup('read the access tokens', () => pool(devices, 16, (d: DeviceInfo) => admin.accessToken(d)));
   log(`profile '${profile.name}': ${devices.length} devices (${devices.length - names.filter((n) => known.has(n)).length} created)`);
   const transport = opts.transport.toUpperCase();
   const port = await setup('find the device endpoint', () => endpointPort(admin, opts));
@@ -108,6 +114,7 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
     const token = tokens[index] as string;
     if (opts.transport === 'mqtt') return new MqttDeviceLink(host, port as number, token, `${names[index]}-${process.pid}`, opts.chunk, opts.pace, opts.mqttVersion);
     if (opts.transport === 'coap') return new CoapDeviceLink(host, port as number, token);
+    if (opts.transport === 'lwm2m') return new Lwm2mDeviceLink(host, port as number, token, firmwareInfo(pkg));
     return new HttpDeviceLink(opts.api, token, opts.chunk, opts.pace);
   };
 
@@ -199,13 +206,18 @@ async function assignedPackage(admin: AdminClient, profile: ProfileInfo, log: (l
   return pkg;
 }
 
-/** The MQTT or CoAP port: the option (or its variable), else the server's listed endpoint, else the protocol's default. */
+/** What an LwM2M device is told of its package: nothing but a URI, so the run's own description of it. */
+function firmwareInfo(pkg: PackageInfo): FirmwareInfo {
+  return { title: pkg.title, version: pkg.version, size: pkg.dataSize ?? 0, checksum: pkg.checksum ?? '', checksumAlgorithm: pkg.checksumAlgorithm ?? 'SHA256' };
+}
+
+/** The MQTT, CoAP or LwM2M port: the option (or its variable), else the server's listed endpoint, else the protocol's default. */
 async function endpointPort(admin: AdminClient, opts: SimOptions): Promise<number | null> {
   if (opts.transport === 'http') return null;
-  const given = opts.transport === 'mqtt' ? opts.mqttPort : opts.coapPort;
+  const given = { mqtt: opts.mqttPort, coap: opts.coapPort, lwm2m: opts.lwm2mPort }[opts.transport];
   if (given !== null) return given;
   const listed = (await admin.endpoints().catch(() => [])).find((e) => e.transport === opts.transport.toUpperCase() && e.port > 0);
-  return listed ? listed.port : opts.transport === 'mqtt' ? 1883 : 5683;
+  return listed ? listed.port : { mqtt: 1883, coap: 5683, lwm2m: 5685 }[opts.transport];
 }
 
 /**

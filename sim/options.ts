@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { CHECKSUM_ALGORITHMS, parseChecksumAlgorithm, type ChecksumAlgorithm } from '../server/packages/checksum';
 
-export type SimTransport = 'http' | 'mqtt' | 'coap';
+export type SimTransport = 'http' | 'mqtt' | 'coap' | 'lwm2m';
 
 /** Everything a simulated fleet run is told, after defaults. */
 export interface SimOptions {
@@ -14,6 +14,7 @@ export interface SimOptions {
   /** MQTT and CoAP ports: null = OTA_*_PORT, else what the server lists at /api/ota/endpoints, else 1883 / 5683. */
   mqttPort: number | null;
   coapPort: number | null;
+  lwm2mPort: number | null;
   /** MQTT protocol level: 4 (3.1.1, as ThingsBoard's example script) or 5 (as its Python SDK). */
   mqttVersion: 4 | 5;
   /** Share of devices that report FAILED on purpose, 0..1. */
@@ -52,10 +53,11 @@ every device download it, verify its checksum and report DOWNLOADING .. UPDATED 
   --username NAME        tenant admin (default $OTA_ADMIN_USERNAME, else tenant@thingsboard.org)
   --password PASSWORD    its password (default $OTA_ADMIN_PASSWORD)
   --devices N            fleet size (default 200)
-  --transport T          http, mqtt or coap (default http)
+  --transport T          http, mqtt, coap or lwm2m (default http)
   --mqtt-port PORT       default $OTA_MQTT_PORT, else the server's MQTT endpoint, else 1883
   --mqtt-version 4|5     MQTT 3.1.1 or 5 (default 4)
   --coap-port PORT       default $OTA_COAP_PORT, else the server's CoAP endpoint, else 5683
+  --lwm2m-port PORT      default $OTA_LWM2M_PORT, else the server's LwM2M endpoint, else 5685
   --fail-rate R          share of devices that report FAILED on purpose (default 0.05)
   --profile NAME         device profile, created if missing (default sim-fleet)
   --prefix TEXT          device names are <prefix><n> (default <profile>-)
@@ -112,6 +114,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
         'mqtt-port': { type: 'string' },
         'mqtt-version': { type: 'string' },
         'coap-port': { type: 'string' },
+        'lwm2m-port': { type: 'string' },
         'fail-rate': { type: 'string' },
         profile: { type: 'string' },
         prefix: { type: 'string' },
@@ -136,7 +139,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
   if (v.help) return 'help';
 
   const transport = (v.transport ?? 'http').toLowerCase();
-  if (transport !== 'http' && transport !== 'mqtt' && transport !== 'coap') throw new UsageError(`--transport must be http, mqtt or coap, not '${v.transport}'`);
+  if (transport !== 'http' && transport !== 'mqtt' && transport !== 'coap' && transport !== 'lwm2m') throw new UsageError(`--transport must be http, mqtt, coap or lwm2m, not '${v.transport}'`);
   const failRate = positive('fail-rate', v['fail-rate'], 0.05, { integer: false, min: 0 });
   if (failRate > 1) throw new UsageError(`--fail-rate is a share from 0 to 1, not '${v['fail-rate']}'`);
   const checksum = parseChecksumAlgorithm(v.checksum ?? 'SHA256');
@@ -167,6 +170,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
     transport,
     mqttPort: portOf('mqtt-port', v['mqtt-port'], env.OTA_MQTT_PORT),
     coapPort: portOf('coap-port', v['coap-port'], env.OTA_COAP_PORT),
+    lwm2mPort: portOf('lwm2m-port', v['lwm2m-port'], env.OTA_LWM2M_PORT),
     mqttVersion,
     failRate,
     profile,

@@ -118,7 +118,7 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
     expect(info.data[0]?.checksumAlgorithm).to.equal('CRC32');
   });
 
-  for (const transport of ['mqtt', 'coap']) {
+  for (const transport of ['mqtt', 'coap', 'lwm2m']) {
     it(`updates 10 ${transport.toUpperCase()} devices through the endpoint the server lists`, async () => {
       const profile = `${transport}-fleet`;
       const run = await simulate([...base(), '--devices', '10', '--transport', transport, '--fail-rate', '0.1', '--profile', profile, '--package-mb', '0.1', '--chunk', '1024']);
@@ -142,9 +142,9 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
     const denied = await simulate(['--api', server.api, '--password', 'wrong-password', '--devices', '1']);
     expect(denied.code).to.equal(2);
     expect(denied.stderr).to.match(/^ota-simulate: could not log in: POST \/api\/auth\/login answered 401/);
-    const bad = await simulate(['--api', server.api, '--password', 'x', '--transport', 'lwm2m']);
+    const bad = await simulate(['--api', server.api, '--password', 'x', '--transport', 'zigbee']);
     expect(bad.code).to.equal(2);
-    expect(bad.stderr).to.include("--transport must be http, mqtt or coap, not 'lwm2m'");
+    expect(bad.stderr).to.include("--transport must be http, mqtt, coap or lwm2m, not 'zigbee'");
     const nothing = await simulate([...base(), '--devices', '2', '--profile', 'no-firmware', '--no-assign']);
     expect(nothing.code).to.equal(2);
     expect(nothing.stderr).to.include("could not prepare the package: profile 'no-firmware' has no firmware assigned: run without --no-assign");

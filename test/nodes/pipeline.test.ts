@@ -7,6 +7,8 @@ import path from 'node:path';
 import otaAssign from '../../nodes/ota-assign';
 import otaCoap from '../../nodes/ota-coap';
 import otaCoapEndpoint from '../../nodes/ota-coap-endpoint';
+import otaLwm2m from '../../nodes/ota-lwm2m';
+import otaLwm2mEndpoint from '../../nodes/ota-lwm2m-endpoint';
 import otaMqtt from '../../nodes/ota-mqtt';
 import otaMqttEndpoint from '../../nodes/ota-mqtt-endpoint';
 import otaHttp from '../../nodes/ota-http';
@@ -21,7 +23,7 @@ import { eventually } from '../support/eventually';
 
 /** The example flow `npm start` deploys, as the build ships it. */
 const EXAMPLE = path.resolve(__dirname, '../../../flows/ThingsBoard-compatible OTA server.json');
-const TYPES = ['ota-server', 'ota-package-store', 'ota-assign', 'ota-rate-queue', 'ota-notify', 'ota-http', 'ota-state-tracker', 'ota-mqtt-endpoint', 'ota-mqtt', 'ota-coap-endpoint', 'ota-coap'];
+const TYPES = ['ota-server', 'ota-package-store', 'ota-assign', 'ota-rate-queue', 'ota-notify', 'ota-http', 'ota-state-tracker', 'ota-mqtt-endpoint', 'ota-mqtt', 'ota-coap-endpoint', 'ota-coap', 'ota-lwm2m-endpoint', 'ota-lwm2m'];
 const FIRMWARE = Buffer.from('my-firmware 1.0.0\n'.repeat(300));
 
 /** The id of the node of `type` (and `name`, when several) in the example flow. */
@@ -52,7 +54,7 @@ describe('the OTA pipeline in Node-RED', function () {
           if (n.type === 'debug') return { id: n.id, z: tab, type: 'helper', name: n.name };
           if (n.type === 'ota-server') return { ...n, dataDir: path.join(dir, 'data'), httpPort: '0', httpHost: '127.0.0.1' };
           if (n.type === 'ota-rate-queue') return { ...n, intervalMs: '0' };
-          if (n.type === 'ota-mqtt-endpoint' || n.type === 'ota-coap-endpoint') return { ...n, port: '0', host: '127.0.0.1' };
+          if (n.type === 'ota-mqtt-endpoint' || n.type === 'ota-coap-endpoint' || n.type === 'ota-lwm2m-endpoint') return { ...n, port: '0', host: '127.0.0.1' };
           if (n.type === 'ota-state-tracker') return { ...n, metricsIntervalMs: '0' };
           return n;
         }),
@@ -69,7 +71,7 @@ describe('the OTA pipeline in Node-RED', function () {
   });
 
   it('takes one device from an assignment to a long-polled notification, and its UPDATED report to a state change and metrics', async () => {
-    await helper.load(translated(otaServer, otaPackageStore, otaAssign, otaRateQueue, otaNotify, otaHttp, otaStateTracker, otaMqttEndpoint, otaMqtt, otaCoapEndpoint, otaCoap), flow, {
+    await helper.load(translated(otaServer, otaPackageStore, otaAssign, otaRateQueue, otaNotify, otaHttp, otaStateTracker, otaMqttEndpoint, otaMqtt, otaCoapEndpoint, otaCoap, otaLwm2mEndpoint, otaLwm2m), flow, {
       [idOf(flow, 'ota-server')]: { adminPassword: 'secret-pw' },
     });
     const packages = arrivals(idOf(flow, 'helper', 'packages'));

@@ -34,6 +34,8 @@ export async function startServer(dataDir: string, extraEnv: Record<string, stri
       OTA_MQTT_HOST: '127.0.0.1',
       OTA_COAP_PORT: '0',
       OTA_COAP_HOST: '127.0.0.1',
+      OTA_LWM2M_PORT: '0',
+      OTA_LWM2M_HOST: '127.0.0.1',
       NODE_RED_LOG_LEVEL: 'warn',
       ...extraEnv,
     },

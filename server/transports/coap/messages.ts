@@ -13,14 +13,18 @@ export const peerKey = (p: Peer): string => `${p.address}:${p.port}`;
 /** The response codes this transport sends [RFC 7252 §12.1.2, RFC 7959 §2.9]. */
 export const Code = {
   CREATED: '2.01',
+  DELETED: '2.02',
+  CHANGED: '2.04',
   CONTINUE: '2.31',
   CONTENT: '2.05',
   BAD_REQUEST: '4.00',
   UNAUTHORIZED: '4.01',
   BAD_OPTION: '4.02',
+  FORBIDDEN: '4.03',
   NOT_FOUND: '4.04',
   METHOD_NOT_ALLOWED: '4.05',
   REQUEST_ENTITY_INCOMPLETE: '4.08',
+  PRECONDITION_FAILED: '4.12',
   REQUEST_ENTITY_TOO_LARGE: '4.13',
   TOO_MANY_REQUESTS: '4.29',
   INTERNAL_SERVER_ERROR: '5.00',
@@ -72,6 +76,8 @@ export interface Reply {
   etag?: Buffer;
   /** Max-Age in seconds [RFC 7252 §5.10.5]: with 4.29 and 5.03, when to try again [RFC 8516 §3]. */
   maxAge?: number;
+  /** Location-Path segments of a created resource [RFC 7252 §5.10.7], e.g. LwM2M's `rd/{id}`. */
+  locationPath?: readonly string[];
   /**
    * Told, once the reply is on the wire, the id of the message it went out in when that message
    * was one of its own (a NON, or a CON after an empty ACK), null when it rode on the request's ACK:
@@ -94,6 +100,7 @@ export function replyOptions(r: Reply): Option[] {
   // Observe 0 is the empty value [RFC 7641 §2, RFC 7252 §3.2].
   if (r.observe !== undefined) out.push({ name: 'Observe', value: uintBytes(r.observe) });
   if (r.etag) out.push({ name: 'ETag', value: r.etag });
+  for (const segment of r.locationPath ?? []) out.push({ name: 'Location-Path', value: Buffer.from(segment) });
   if (r.contentFormat !== undefined) out.push({ name: 'Content-Format', value: uintBytes(r.contentFormat) });
   if (r.block2) out.push({ name: 'Block2', value: encodeBlock(r.block2) });
   if (r.block1) out.push({ name: 'Block1', value: encodeBlock(r.block1) });

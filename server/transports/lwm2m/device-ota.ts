@@ -125,6 +125,11 @@ export class Lwm2mDeviceOta {
     return { state: t.status, error: t.error, retries: t.retries };
   }
 
+  /** The package the device should run for a type (null: none). */
+  target(type: OtaPackageType): OtaTarget | null {
+    return this.tracks[type].target;
+  }
+
   get registered(): boolean {
     return this.conn !== null;
   }
