@@ -112,38 +112,4 @@ export class PgOtaStateRepository implements OtaStateRepository {
     );
     return rows.map(toState);
   }
-
-  async counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Promise<FleetGroupCounts[]> {
-    const group = groupBy === 'package' ? 'p.id, p.title, p.version' : 'dp.id, dp.name';
-    const label = groupBy === 'package' ? 'p.id AS key, p.title AS title, p.version AS version' : "dp.id AS key, dp.name AS title, '' AS version";
-    const { rows } = await this.sql.query<FleetGroupCounts>(
-      `SELECT ${label}, s.type AS type,
-         count(*) AS targeted,
-         count(*) FILTER (WHERE s.state IN (${list(PENDING_STATES)})) AS pending,
-         count(*) FILTER (WHERE s.state IN (${list(IN_PROGRESS_STATES)})) AS "inProgress",
-         count(*) FILTER (WHERE s.state = 'UPDATED') AS updated,
-         count(*) FILTER (WHERE s.state = 'FAILED') AS failed,
-         count(*) FILTER (WHERE s.current_title = p.title AND s.current_version = p.version) AS "onTarget"
-       FROM ota_states s
-       JOIN ota_packages p ON p.id = s.target_package_id
-       JOIN devices d ON d.id = s.device_id
-       JOIN device_profiles dp ON dp.id = d.device_profile_id
-       WHERE s.tenant_id = $1 AND s.target_package_id IS NOT NULL
-       GROUP BY ${group}, s.type
-       ORDER BY 1, s.type`,
-      [tenantId],
-    );
-    return rows.map((r) => ({
-      key: r.key,
-      type: r.type,
-      title: r.title,
-      version: r.version,
-      targeted: r.targeted,
-      pending: r.pending,
-      inProgress: r.inProgress,
-      updated: r.updated,
-      failed: r.failed,
-      onTarget: r.onTarget,
-    }));
-  }
 }
