@@ -26,6 +26,8 @@ export const endToEnd: Benchmark = {
 };
 
 const ENTRY = path.resolve(__dirname, '..', 'bin', 'ota-server.js');
+/** BENCH_CPU_PROFILE=<dir>: the server's CPU profile of the fan-out alone is written there (bench/cpu-profile.ts). */
+const PROFILE_PRELOAD = path.resolve(__dirname, 'cpu-profile.js');
 const ADMIN = 'tenant@thingsboard.org';
 const token = (i: number): string => `e2e-bench-${i}`;
 
@@ -48,11 +50,14 @@ async function run(): Promise<void> {
 
     // Ours: every device connected and subscribed, then one REST call.
     const ours = await subscribers(n, mqtt.port, true, (payload) => payload.includes('"fw_title"'));
+    const profiling = Boolean(process.env.BENCH_CPU_PROFILE);
+    if (profiling) server.child.kill('SIGUSR2');
     started = process.hrtime.bigint();
     await admin.assignToProfile(profile, pkg);
     const restMs = secondsSince(started) * 1000;
     await ours.all;
     const oursMs = secondsSince(started) * 1000;
+    if (profiling) await writeProfile(server.child);
     ours.close();
 
     // Reference: mosquitto, one publish of a notification's size to as many subscribers.
@@ -119,7 +124,8 @@ async function inBatches(n: number, size: number, fn: (i: number) => Promise<voi
 
 /** `npm start` on free ports, pacing off; resolves once it says it is ready. */
 function startServer(cleanup: Cleanup, dataDir: string, password: string): Promise<{ child: ChildProcess; api: string }> {
-  const child = spawn(process.execPath, [ENTRY], {
+  const preload = process.env.BENCH_CPU_PROFILE ? ['-r', PROFILE_PRELOAD] : [];
+  const child = spawn(process.execPath, [...preload, ENTRY], {
     env: {
       ...process.env,
       OTA_DATA_DIR: dataDir,
@@ -152,6 +158,23 @@ function startServer(cleanup: Cleanup, dataDir: string, password: string): Promi
     child.stdout?.on('data', onData);
     child.stderr?.on('data', onData);
     child.once('exit', (code) => reject(new Error(`npm start exited with ${code} before it was ready:\n${out}`)));
+  });
+}
+
+/** Stops the child's CPU profile; resolves once it says where it wrote it. */
+function writeProfile(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      const line = /\[bench\] CPU profile[^\n]*/.exec(chunk.toString());
+      if (!line) return;
+      console.log(line[0]);
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      resolve();
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.kill('SIGUSR2');
   });
 }
 
