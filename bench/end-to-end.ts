@@ -17,7 +17,7 @@ import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { AdminClient, type ProfileInfo } from '../sim/admin-client';
-import { Cleanup, positiveInt, printTable, secondsSince, type Benchmark } from './lib';
+import { Cleanup, cpuMs, positiveInt, printTable, secondsSince, type Benchmark } from './lib';
 import { WireClient } from './mqtt-wire';
 
 export const endToEnd: Benchmark = {
@@ -26,6 +26,8 @@ export const endToEnd: Benchmark = {
 };
 
 const ENTRY = path.resolve(__dirname, '..', 'bin', 'ota-server.js');
+/** BENCH_CPU_PROFILE=<dir>: the server's CPU profile of the fan-out alone is written there (bench/cpu-profile.ts). */
+const PROFILE_PRELOAD = path.resolve(__dirname, 'cpu-profile.js');
 const ADMIN = 'tenant@thingsboard.org';
 const token = (i: number): string => `e2e-bench-${i}`;
 
@@ -48,36 +50,44 @@ async function run(): Promise<void> {
 
     // Ours: every device connected and subscribed, then one REST call.
     const ours = await subscribers(n, mqtt.port, true, (payload) => payload.includes('"fw_title"'));
+    const profiling = Boolean(process.env.BENCH_CPU_PROFILE);
+    if (profiling) server.child.kill('SIGUSR2');
+    const serverCpu = cpuMs(server.child.pid as number);
     started = process.hrtime.bigint();
     await admin.assignToProfile(profile, pkg);
     const restMs = secondsSince(started) * 1000;
     await ours.all;
     const oursMs = secondsSince(started) * 1000;
+    const oursCpu = spent(serverCpu, cpuMs(server.child.pid as number));
+    if (profiling) await writeProfile(server.child);
     ours.close();
 
     // Reference: mosquitto, one publish of a notification's size to as many subscribers.
     const broker = await startMosquitto(cleanup, dir);
     const payload = Buffer.from(JSON.stringify({ fw_title: 'e2e-fw', fw_version: '1.0', fw_tag: 'e2e-fw 1.0', fw_size: 65536, fw_checksum_algorithm: 'SHA256', fw_checksum: 'x'.repeat(64), fw_ts: Date.now() }));
-    const ref = await subscribers(n, broker, false, () => true);
-    const publisher = await WireClient.connect(broker, { clientId: 'e2e-publisher' });
+    const ref = await subscribers(n, broker.port, false, () => true);
+    const publisher = await WireClient.connect(broker.port, { clientId: 'e2e-publisher' });
+    const brokerCpu = cpuMs(broker.pid);
     started = process.hrtime.bigint();
     publisher.publish('v1/devices/me/attributes', payload, 1);
     await ref.all;
     const refMs = secondsSince(started) * 1000;
+    const refCpu = spent(brokerCpu, cpuMs(broker.pid));
     publisher.destroy();
     ref.close();
 
     console.log();
     printTable(
-      ['measurement', 'ms', 'devices/s', 'ratio (reference ÷ ours)'],
+      ['measurement', 'ms', 'devices/s', 'ratio (reference ÷ ours)', 'server CPU ms'],
       [
-        [`REST assignment → ${n} MQTT devices hold fw_* (npm start, pacing off)`, oursMs.toFixed(0), (n / (oursMs / 1000)).toFixed(0), (refMs / oursMs).toFixed(2)],
-        [`mosquitto: 1 publish → ${n} subscribers (reference)`, refMs.toFixed(0), (n / (refMs / 1000)).toFixed(0), '—'],
+        [`REST assignment → ${n} MQTT devices hold fw_* (npm start, pacing off)`, oursMs.toFixed(0), (n / (oursMs / 1000)).toFixed(0), (refMs / oursMs).toFixed(2), oursCpu],
+        [`mosquitto: 1 publish → ${n} subscribers (reference)`, refMs.toFixed(0), (n / (refMs / 1000)).toFixed(0), '—', refCpu],
       ],
     );
     console.log();
     console.log(`the REST call itself answered in ${restMs.toFixed(0)} ms; the devices are notified after it, through the flow (assign → rate queue → notify → ota-mqtt)`);
     console.log('QoS 1 subscriptions, raw mqtt-packet clients in the benchmark process; the server and mosquitto each in their own process');
+    console.log('server CPU: user + system time of the server (or mosquitto) process over the same span, steadier than wall time on a busy machine');
   } finally {
     cleanup.run();
   }
@@ -119,7 +129,8 @@ async function inBatches(n: number, size: number, fn: (i: number) => Promise<voi
 
 /** `npm start` on free ports, pacing off; resolves once it says it is ready. */
 function startServer(cleanup: Cleanup, dataDir: string, password: string): Promise<{ child: ChildProcess; api: string }> {
-  const child = spawn(process.execPath, [ENTRY], {
+  const preload = process.env.BENCH_CPU_PROFILE ? ['-r', PROFILE_PRELOAD] : [];
+  const child = spawn(process.execPath, [...preload, ENTRY], {
     env: {
       ...process.env,
       OTA_DATA_DIR: dataDir,
@@ -157,8 +168,28 @@ function startServer(cleanup: Cleanup, dataDir: string, password: string): Promi
   });
 }
 
+/** Stops the child's CPU profile; resolves once it says where it wrote it. */
+function writeProfile(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      const line = /\[bench\] CPU profile[^\n]*/.exec(chunk.toString());
+      if (!line) return;
+      console.log(line[0]);
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      resolve();
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.kill('SIGUSR2');
+  });
+}
+
+/** CPU ms between two readings, as a table cell. */
+const spent = (before: number | null, after: number | null): string => (before === null || after === null ? 'n/a' : String(after - before));
+
 /** mosquitto on a free port with TCP_NODELAY; resolves once it accepts connections. */
-async function startMosquitto(cleanup: Cleanup, dir: string): Promise<number> {
+async function startMosquitto(cleanup: Cleanup, dir: string): Promise<{ port: number; pid: number }> {
   const port = await new Promise<number>((resolve, reject) => {
     const s = net.createServer().listen(0, '127.0.0.1', () => {
       const p = (s.address() as net.AddressInfo).port;
@@ -181,7 +212,7 @@ async function startMosquitto(cleanup: Cleanup, dir: string): Promise<number> {
       });
       s.once('error', () => resolve(false));
     });
-    if (up) return port;
+    if (up) return { port, pid: child.pid as number };
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('mosquitto did not start listening');

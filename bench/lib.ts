@@ -51,6 +51,22 @@ export function peakRss(pid: number | 'self' = 'self'): number | null {
 }
 
 /**
+ * CPU time a process has used so far (user + system), in ms: utime and stime from /proc/<pid>/stat
+ * (Linux only, clock ticks of 1/100 s). On a shared machine wall time swings with the load; the
+ * CPU a step costs does not as much. Null when the process is gone or /proc is not there.
+ */
+export function cpuMs(pid: number | 'self' = 'self'): number | null {
+  try {
+    // Fields after the command (which may hold spaces, so split after its closing parenthesis).
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks * 10 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Resets a process's peak RSS to its current RSS, so the next `peakRss` reading covers only what
  * ran since (`echo 5 > /proc/<pid>/clear_refs`, Linux ≥ 4.0, our own processes only). Returns
  * false where that is not allowed; the reading then covers the process's whole life.

@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { AssignRequest, AssignmentEvent } from '../server';
 import { handleInput, serverOf } from './server-ref';
+import { StatusLabel } from './status-label';
 
 interface AssignDef extends NodeDef {
   server: string;
@@ -61,6 +62,7 @@ export default function init(RED: NodeAPI): void {
     const server = serverOf(RED, this, def.server);
     if (!server) return;
     let sent = 0;
+    const label = new StatusLabel(this, RED._);
     // Every assignment, from this node's input or the REST API, leaves as one message per device.
     let tenant: string | undefined;
     const forward = (ev: AssignmentEvent): void => {
@@ -68,24 +70,25 @@ export default function init(RED: NodeAPI): void {
       if (ev.tenantId !== tenant) return;
       sent += 1;
       this.send({ topic: 'assignment', payload: ev });
-      this.status({ fill: 'green', shape: 'dot', text: RED._('ota-assign.status.sent', { count: sent }) });
+      label.show('green', 'dot', 'ota-assign.status.sent', { count: sent });
     };
     const ready = server.engine.then(async (engine) => {
       tenant = await server.tenantId();
       engine.events.on('assignment', forward);
-      this.status({ fill: 'green', shape: 'ring', text: 'ota-assign.status.ready' });
+      label.show('green', 'ring', 'ota-assign.status.ready');
       return engine;
     });
-    ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-assign.status.engine-error' }));
+    ready.catch(() => label.show('red', 'ring', 'ota-assign.status.engine-error'));
 
     this.on(
       'input',
       handleInput(this, async (msg) => {
         const engine = await ready;
         await engine.pipeline.assignment.assign(await server.tenantId(), toRequest(msg.payload, def));
-      }),
+      }, label),
     );
     this.on('close', (done: () => void) => {
+      label.close();
       ready.then((engine) => engine.events.off('assignment', forward)).catch(() => undefined).finally(done);
     });
   }

@@ -2,14 +2,12 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { MqttTransport, Notification, UplinkEvent } from '../server';
 import type { OtaMqttEndpointNode } from './ota-mqtt-endpoint';
 import { handleInput } from './server-ref';
+import { StatusLabel } from './status-label';
 
 interface MqttDef extends NodeDef {
   endpoint: string;
   progress: boolean;
 }
-
-/** The status follows connects and disconnects, at most this often (thousands of devices reconnect at once). */
-const STATUS_EVERY_MS = 250;
 
 export default function init(RED: NodeAPI): void {
   function OtaMqtt(this: Node, def: MqttDef): void {
@@ -20,17 +18,11 @@ export default function init(RED: NodeAPI): void {
       this.error(RED._('ota-mqtt.errors.no-endpoint'));
       return;
     }
+    // The status follows connects and disconnects (thousands of devices reconnect at once: the label shows a count at most every 250 ms).
+    const label = new StatusLabel(this, RED._);
     let closed = false;
-    let statusTimer: NodeJS.Timeout | null = null;
     const showCount = (t: MqttTransport): void => {
-      this.status({ fill: 'green', shape: 'dot', text: RED._('ota-mqtt.status.connected', { count: t.connections }) });
-    };
-    const countChanged = (t: MqttTransport) => (): void => {
-      if (statusTimer || closed) return;
-      statusTimer = setTimeout(() => {
-        statusTimer = null;
-        if (!closed) showCount(t);
-      }, STATUS_EVERY_MS);
+      if (!closed) label.show('green', 'dot', 'ota-mqtt.status.connected', { count: t.connections });
     };
     const uplink = (ev: UplinkEvent): void => {
       if (ev.kind === 'download' && def.progress === false) return;
@@ -38,14 +30,14 @@ export default function init(RED: NodeAPI): void {
     };
     let onCount: (() => void) | null = null;
     const ready = endpoint.transport.then((t) => {
-      onCount = countChanged(t);
+      onCount = () => showCount(t);
       t.on('uplink', uplink);
       t.on('connect', onCount);
       t.on('disconnect', onCount);
       showCount(t);
       return t;
     });
-    ready.catch(() => this.status({ fill: 'red', shape: 'ring', text: 'ota-mqtt.status.endpoint-error' }));
+    ready.catch(() => label.show('red', 'ring', 'ota-mqtt.status.endpoint-error'));
 
     this.on(
       'input',
@@ -55,11 +47,11 @@ export default function init(RED: NodeAPI): void {
         const t = await ready;
         t.deliver(n);
         showCount(t);
-      }),
+      }, label),
     );
     this.on('close', (done: () => void) => {
       closed = true;
-      if (statusTimer) clearTimeout(statusTimer);
+      label.close();
       ready
         .then((t) => {
           t.off('uplink', uplink);

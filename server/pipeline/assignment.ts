@@ -17,6 +17,12 @@ import type { Store } from '../store/store';
 const TYPES: readonly OtaPackageType[] = ['FIRMWARE', 'SOFTWARE'];
 /** ThingsBoard pages a profile's devices 100 at a time; so do we, never the whole fleet in memory. */
 const PAGE = 100;
+/**
+ * Devices of a profile emitted between two yields to the event loop. The stages after ota-assign
+ * write what arrives in one turn in one transaction, so this is their batch: 100 (one page) made
+ * four commits and a queue count per 100 devices, the largest cost of a 10,000-device fan-out.
+ */
+const TURN = 1000;
 /** Devices queued again per transaction on start. */
 const RECONCILE_BATCH = 500;
 const slotOf = (type: OtaPackageType): PackageSlot => (type === 'FIRMWARE' ? 'firmware_id' : 'software_id');
@@ -130,12 +136,16 @@ export class AssignmentService {
       const field = type === 'FIRMWARE' ? 'firmwareId' : 'softwareId';
       if (before[field] === after[field]) continue;
       let afterId = '';
+      let sinceYield = 0;
       for (;;) {
         const page = await this.deps.devices.listInheriting(after.tenantId, after.id, slotOf(type), afterId, PAGE);
         await this.emitAll(page.map((d) => ({ tenantId: after.tenantId, deviceId: d.id, type, packageId: after[field], ts: this.timers.now() })));
         if (page.length < PAGE) break;
         afterId = (page[page.length - 1] as Device).id;
-        await yieldToLoop();
+        if ((sinceYield += page.length) >= TURN) {
+          sinceYield = 0;
+          await yieldToLoop();
+        }
       }
     }
   }

@@ -234,21 +234,28 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   }
 
   /**
-   * Claims up to `n` rows in release order, hands them to the consumer, then acks them; with no
-   * consumer left by then (stopped meanwhile) they go back to the queue. Null without a consumer.
+   * Claims up to `n` rows in release order and hands them to the consumer, in one transaction with
+   * their ack: one commit per batch, not two. The consumer takes the batch synchronously (it only
+   * sends messages on), so nothing can fail between the hand-over and the ack; a crash before the
+   * commit leaves the rows queued, one after it is what reconciliation on start repairs (the
+   * targets are not yet notified). With no consumer left (stopped meanwhile) the rows stay queued.
+   * Null without a consumer.
    */
   private async release(n: number): Promise<AssignmentEvent[] | null> {
     if (!this.onRelease) return null;
-    const claims = await this.store.queue.claim(n, this.timers.now(), this.leaseMs);
-    const onRelease = this.onRelease;
-    if (!onRelease) {
-      await this.store.queue.release(claims);
-      return null;
-    }
-    const batch = claims.map(toEvent);
-    if (batch.length) onRelease(batch);
-    await this.store.queue.ack(claims);
-    return batch;
+    const now = this.timers.now();
+    return this.store.transaction(async (tx) => {
+      const claims = await tx.queue.claim(n, now, this.leaseMs);
+      const onRelease = this.onRelease;
+      if (!onRelease) {
+        await tx.queue.release(claims);
+        return null;
+      }
+      await tx.queue.ack(claims);
+      const batch = claims.map(toEvent);
+      if (batch.length) onRelease(batch);
+      return batch;
+    });
   }
 
   private schedule(): void {

@@ -1,5 +1,6 @@
 import { atomically } from './sqlite/atomically';
 import type { Db } from './sqlite/database';
+import { InsertRows, InValues } from './sqlite/multi-row';
 import type { DeviceId } from '../ids';
 
 export type AttributeScope = 'CLIENT' | 'SHARED' | 'SERVER';
@@ -16,21 +17,25 @@ export interface AttributeRepository {
 }
 
 export class SqliteAttributeRepository implements AttributeRepository {
-  constructor(private readonly db: Db) {}
+  private readonly upsert;
+  private readonly deleteKeys;
+
+  constructor(private readonly db: Db) {
+    this.upsert = new InsertRows(db, 'INSERT INTO attributes (device_id, scope, key, value, ts)', 'ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts', 5);
+    this.deleteKeys = new InValues(db, 'DELETE FROM attributes WHERE device_id = ? AND scope = ? AND key IN (', ') RETURNING key');
+  }
 
   async save(deviceId: DeviceId, scope: AttributeScope, values: AttributeMap, ts: number): Promise<void> {
-    const upsert = this.db.prepare(
-      `INSERT INTO attributes (device_id, scope, key, value, ts) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
-    );
-    atomically(this.db, () => {
-      for (const [key, value] of Object.entries(values)) upsert.run(deviceId, scope, key, JSON.stringify(value), ts);
-    });
+    const rows = Object.entries(values).map(([key, value]) => [deviceId, scope, key, JSON.stringify(value), ts]);
+    atomically(this.db, () => this.upsert.run(rows));
   }
 
   async delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]> {
-    const del = this.db.prepare('DELETE FROM attributes WHERE device_id = ? AND scope = ? AND key = ?');
-    return atomically(this.db, () => keys.filter((k) => del.run(deviceId, scope, k).changes > 0));
+    const unique = [...new Set(keys)];
+    const gone = new Set(
+      atomically(this.db, () => this.deleteKeys.run<{ key: string }>([deviceId, scope], unique)).map((r) => r.key),
+    );
+    return unique.filter((k) => gone.has(k));
   }
 
   async get(deviceId: DeviceId, scope: AttributeScope, keys?: readonly string[]): Promise<AttributeMap> {

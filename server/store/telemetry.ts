@@ -1,5 +1,6 @@
 import { atomically } from './sqlite/atomically';
 import type { Db } from './sqlite/database';
+import { InsertRows } from './sqlite/multi-row';
 import type { DeviceId } from '../ids';
 
 export type TelemetryValue = string | number | boolean | Record<string, unknown> | unknown[] | null;
@@ -47,22 +48,32 @@ export function parseTelemetry(body: unknown, now: number): TelemetryEntry[] | u
 }
 
 export class SqliteTelemetryRepository implements TelemetryRepository {
-  constructor(private readonly db: Db) {}
+  private readonly upsertLatest;
+  private readonly insertHistory;
+
+  constructor(private readonly db: Db) {
+    this.upsertLatest = new InsertRows(
+      db,
+      'INSERT INTO telemetry_latest (device_id, key, ts, value)',
+      'ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= telemetry_latest.ts',
+      4,
+    );
+    this.insertHistory = new InsertRows(db, 'INSERT INTO telemetry_history (device_id, key, ts, value)', '', 4);
+  }
 
   async save(deviceId: DeviceId, entries: readonly TelemetryEntry[]): Promise<void> {
-    const latest = this.db.prepare(
-      `INSERT INTO telemetry_latest (device_id, key, ts, value) VALUES (?, ?, ?, ?)
-       ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= telemetry_latest.ts`,
-    );
-    const history = this.db.prepare('INSERT INTO telemetry_history (device_id, key, ts, value) VALUES (?, ?, ?, ?)');
-    atomically(this.db, () => {
-      for (const e of entries) {
-        for (const [key, value] of Object.entries(e.values)) {
-          const json = JSON.stringify(value);
-          latest.run(deviceId, key, e.ts, json);
-          if (isHistoryKey(key)) history.run(deviceId, key, e.ts, json);
-        }
+    const latest: unknown[][] = [];
+    const history: unknown[][] = [];
+    for (const e of entries) {
+      for (const [key, value] of Object.entries(e.values)) {
+        const row = [deviceId, key, e.ts, JSON.stringify(value)];
+        latest.push(row);
+        if (isHistoryKey(key)) history.push(row);
       }
+    }
+    atomically(this.db, () => {
+      this.upsertLatest.run(latest);
+      this.insertHistory.run(history);
     });
   }
 

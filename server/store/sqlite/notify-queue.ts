@@ -1,5 +1,6 @@
 import { atomically } from './atomically';
 import type { Db } from './database';
+import { InsertRows, InValues } from './multi-row';
 import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
 import type { AssignmentEvent, ClaimedEvent, NotifyQueueRepository } from '../notify-queue-repository';
@@ -24,13 +25,17 @@ const toClaim = (r: Row): ClaimedEvent => ({
 
 /** The notify queue in SQLite: `claimed_until` is the lease (NULL = waiting). */
 export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
-  constructor(private readonly db: Db) {}
+  private readonly insert;
+  private readonly deleteSeqs;
+
+  constructor(private readonly db: Db) {
+    this.insert = new InsertRows(db, 'INSERT OR REPLACE INTO notify_queue (tenant_id, device_id, type, package_id, ts)', '', 5);
+    this.deleteSeqs = new InValues(db, 'DELETE FROM notify_queue WHERE seq IN (', ')');
+  }
 
   async put(events: readonly AssignmentEvent[]): Promise<void> {
-    const insert = this.db.prepare('INSERT OR REPLACE INTO notify_queue (tenant_id, device_id, type, package_id, ts) VALUES (?, ?, ?, ?, ?)');
-    atomically(this.db, () => {
-      for (const ev of events) insert.run(ev.tenantId, ev.deviceId, ev.type, ev.packageId, ev.ts);
-    });
+    const rows = events.map((ev) => [ev.tenantId, ev.deviceId, ev.type, ev.packageId, ev.ts]);
+    atomically(this.db, () => this.insert.run(rows));
   }
 
   async remove(deviceId: DeviceId, type: OtaPackageType): Promise<void> {
@@ -53,10 +58,7 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
   }
 
   async ack(claims: readonly ClaimedEvent[]): Promise<void> {
-    const del = this.db.prepare('DELETE FROM notify_queue WHERE seq = ?');
-    atomically(this.db, () => {
-      for (const c of claims) del.run(c.seq);
-    });
+    atomically(this.db, () => this.deleteSeqs.run([], claims.map((c) => c.seq)));
   }
 
   async release(claims: readonly ClaimedEvent[]): Promise<void> {

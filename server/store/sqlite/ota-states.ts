@@ -47,11 +47,14 @@ export class SqliteOtaStateRepository implements OtaStateRepository {
 
   /** Sets the state if `ts` is not older than the recorded one; answers whether it was applied. */
   async setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): Promise<boolean> {
-    this.ensure(deviceId, tenantId, type);
+    // One upsert rather than an insert-if-missing and an update: half the statements on the notify path.
     return (
       this.db
-        .prepare('UPDATE ota_states SET state = ?, state_ts = ?, error = ? WHERE device_id = ? AND type = ? AND state_ts <= ?')
-        .run(state, ts, error, deviceId, type, ts).changes > 0
+        .prepare(
+          `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts, error = excluded.error WHERE state_ts <= excluded.state_ts`,
+        )
+        .run(deviceId, tenantId, type, state, ts, error).changes > 0
     );
   }
 

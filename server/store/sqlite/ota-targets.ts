@@ -1,5 +1,6 @@
 import { atomically } from './atomically';
 import type { Db } from './database';
+import { InsertRows } from './multi-row';
 import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
 import type { DriftedTarget, OtaTarget, OtaTargetRepository } from '../ota-targets';
@@ -7,7 +8,11 @@ import type { DriftedTarget, OtaTarget, OtaTargetRepository } from '../ota-targe
 const slotOf = (type: OtaPackageType): string => (type === 'FIRMWARE' ? 'firmware_id' : 'software_id');
 
 export class SqliteOtaTargetRepository implements OtaTargetRepository {
-  constructor(private readonly db: Db) {}
+  private readonly upsert;
+
+  constructor(private readonly db: Db) {
+    this.upsert = new InsertRows(db, 'INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified)', '', 5);
+  }
 
   async get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaTarget | null> {
     const r = this.db.prepare('SELECT package_id, ts, notified FROM ota_targets WHERE device_id = ? AND type = ?').get(deviceId, type) as
@@ -17,10 +22,8 @@ export class SqliteOtaTargetRepository implements OtaTargetRepository {
   }
 
   async put(targets: readonly OtaTarget[]): Promise<void> {
-    const upsert = this.db.prepare('INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified) VALUES (?, ?, ?, ?, ?)');
-    atomically(this.db, () => {
-      for (const t of targets) upsert.run(t.deviceId, t.type, t.packageId, t.ts, t.notified ? 1 : 0);
-    });
+    const rows = targets.map((t) => [t.deviceId, t.type, t.packageId, t.ts, t.notified ? 1 : 0]);
+    atomically(this.db, () => this.upsert.run(rows));
   }
 
   async drifted(type: OtaPackageType): Promise<DriftedTarget[]> {
