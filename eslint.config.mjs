@@ -18,6 +18,8 @@ export default tseslint.config(
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false, attributes: false } }],
       // `_name` marks a parameter a signature needs but the body does not (Node-RED's close(removed, done)).
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      // A timer declared before the callbacks that clear it and set after them cannot be const.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
   },
   // require() stays where a module is optional or must load late (node-red, mqtt in the simulator),

@@ -78,7 +78,7 @@ export default function init(RED: NodeAPI): void {
       try {
         options = resolveLwm2mOptions(def, RED.settings as unknown as Record<string, unknown>, process.env);
       } catch (err) {
-        if (err instanceof Lwm2mSettingError) throw new Error(RED._(`ota-lwm2m-endpoint.errors.${err.key}`, { value: err.value }));
+        if (err instanceof Lwm2mSettingError) throw new Error(RED._(`ota-lwm2m-endpoint.errors.${err.key}`, { value: err.value }), { cause: err });
         throw err;
       }
       const engine: OtaEngine = await server.engine;
@@ -92,7 +92,7 @@ export default function init(RED: NodeAPI): void {
 
     // The socket is closed before `done`: a redeploy binds the same port again at once.
     this.on('close', (_removed: boolean, done: () => void) => {
-      this.transport
+      void this.transport
         .then(async (transport) => {
           unregister?.();
           await transport.stop();

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { DEFAULTS, acquireEngine, releaseEngine, type EngineOptions, type OtaEngine, type TenantId } from '../server';
+import { DEFAULTS, acquireEngine, releaseEngine, type EngineOptions } from '../server';
 import { registerAdminRoutes } from './admin-routes';
 import type { OtaServerCredentials, OtaServerNode } from './server-ref';
 

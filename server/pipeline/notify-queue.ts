@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { setImmediate as onNextTurn } from 'node:timers';
-import type { DeviceId, OtaPackageId, TenantId } from '../ids';
+import type { DeviceId, TenantId } from '../ids';
 import { realTimers, type Timers } from '../timers';
 import { targetTelemetry } from './ota-keys';
 import type { OtaPackage, OtaPackageType } from '../store/ota-packages';
@@ -277,7 +277,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
     const n = intervalMs === 0 ? UNPACED_BATCH : mode === 'spaced' ? 1 : packSize;
     this.ticking = true;
     this.more = false;
-    let released = 0;
+    let released: number;
     try {
       const batch = await this.release(n);
       released = batch?.length ?? 0;

@@ -52,7 +52,7 @@ export class BlobReader {
     const entry = this.entries.get(sha256);
     if (!entry) return;
     this.entries.delete(sha256);
-    closeWhenIdle(entry);
+    void closeWhenIdle(entry);
   }
 
   /** Closes every handle, once the reads in progress are done. */

@@ -23,7 +23,7 @@ export async function openStore(where: StoreLocation): Promise<Store> {
     return await PgStore.open({ connectionString: url, dataDir: where.dataDir, ...(where.logger ? { logger: where.logger } : {}) });
   } catch (err) {
     // pg's messages never carry the password; the URL we add to say where is redacted too.
-    throw new Error(`cannot open the PostgreSQL database at ${redacted(url)} (OTA_DATABASE_URL): ${(err as Error).message}`);
+    throw new Error(`cannot open the PostgreSQL database at ${redacted(url)} (OTA_DATABASE_URL): ${(err as Error).message}`, { cause: err });
   }
 }
 

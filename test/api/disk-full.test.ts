@@ -24,7 +24,7 @@ describe('Disk full during an upload', function () {
     try {
       await run('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mountPoint]);
     } catch (err) {
-      throw new Error(`this test mounts a 4 MB tmpfs as the data directory and needs root (or CAP_SYS_ADMIN): ${(err as Error).message}`);
+      throw new Error(`this test mounts a 4 MB tmpfs as the data directory and needs root (or CAP_SYS_ADMIN): ${(err as Error).message}`, { cause: err });
     }
     h = await ApiHarness.start({ dataDir: mountPoint });
   });

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OtaError } from '../../server/errors';
-import { newId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
+import { newId, type DeviceProfileId, type TenantId } from '../../server/ids';
 import { SqliteAttributeRepository, type AttributeRepository } from '../../server/store/attributes';
 import { SqliteDeviceProfileRepository, type DeviceProfile, type DeviceProfileRepository } from '../../server/store/device-profiles';
 import { SqliteDeviceRepository, type Device, type DeviceRepository } from '../../server/store/devices';

@@ -14,7 +14,7 @@ export const mochaHooks = {
       await (await createTestDatabase()).drop();
     } catch (err) {
       const reason = `PostgreSQL run skipped: no server (${(err as Error).message}); set OTA_TEST_DATABASE_URL or start the cluster (see .ci/run)`;
-      if (process.env.CI === 'true') throw new Error(`${reason}. CI=true: the PostgreSQL suites must run.`);
+      if (process.env.CI === 'true') throw new Error(`${reason}. CI=true: the PostgreSQL suites must run.`, { cause: err });
       console.warn(`  ${reason}`);
       this.skip();
     }

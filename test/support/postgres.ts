@@ -74,7 +74,7 @@ export function withTestDatabase(): () => TestDatabase {
       db = await createTestDatabase();
     } catch (err) {
       const reason = `PostgreSQL is not reachable at ${redacted(TEST_SERVER_URL)} (${(err as Error).message}); set OTA_TEST_DATABASE_URL or start the cluster (pg_ctlcluster 15 main start, see .ci/run)`;
-      if (process.env.CI === 'true') throw new Error(`${reason}. CI=true: the PostgreSQL suites must run.`);
+      if (process.env.CI === 'true') throw new Error(`${reason}. CI=true: the PostgreSQL suites must run.`, { cause: err });
       if (!warned) console.warn(`  PostgreSQL suites pending: ${reason}`);
       warned = true;
       this.skip();

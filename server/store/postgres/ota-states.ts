@@ -1,7 +1,7 @@
 import { isUuid, type DeviceId, type OtaPackageId, type TenantId } from '../../ids';
-import { ACTIVE_STATES, IN_PROGRESS_STATES, PENDING_STATES } from '../../pipeline/ota-keys';
+import { ACTIVE_STATES } from '../../pipeline/ota-keys';
 import type { OtaPackageType } from '../ota-packages';
-import type { FleetGroupCounts, OtaStateRepository, OtaStateRow } from '../ota-states';
+import type { OtaStateRepository, OtaStateRow } from '../ota-states';
 import type { Sql } from './pool';
 
 interface Row {

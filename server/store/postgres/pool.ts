@@ -72,7 +72,7 @@ export async function migrate(pool: pg.Pool, migrations: readonly PgMigration[])
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK');
-        throw new Error(`PostgreSQL migration ${m.version} (${m.description}) failed: ${(err as Error).message}`);
+        throw new Error(`PostgreSQL migration ${m.version} (${m.description}) failed: ${(err as Error).message}`, { cause: err });
       }
     }
   } finally {

@@ -62,8 +62,14 @@ export class SqliteOtaStateRepository implements OtaStateRepository {
     this.ensure(deviceId, tenantId, type);
     const sets: string[] = [];
     const args: unknown[] = [];
-    if (title !== null) sets.push('current_title = ?') && args.push(title);
-    if (version !== null) sets.push('current_version = ?') && args.push(version);
+    if (title !== null) {
+      sets.push('current_title = ?');
+      args.push(title);
+    }
+    if (version !== null) {
+      sets.push('current_version = ?');
+      args.push(version);
+    }
     if (sets.length) this.db.prepare(`UPDATE ota_states SET ${sets.join(', ')} WHERE device_id = ? AND type = ?`).run(...args, deviceId, type);
   }
 
