@@ -33,6 +33,10 @@ import type { DeviceContext, EndpointInfo } from './transports/device-context';
 import { OtaPackageService } from './packages/ota-package-service';
 import { SqliteOtaPackageRepository } from './store/ota-packages';
 import { SqliteTenantRepository } from './store/tenants';
+import { PackageSigning } from './packages/package-signing';
+import { SqliteSigningKeyRepository } from './store/signing-keys';
+import { SqliteTenantPolicyRepository, type TenantPolicyRepository } from './store/tenant-policies';
+import { createSigningApi } from './admin/signing-api';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -89,6 +93,7 @@ export class OtaEngine {
     deviceApi: express.Router,
     /** For device transports: repositories, blobs and the event bus (see device-context.ts). */
     readonly deviceContext: DeviceContext,
+    readonly policies: TenantPolicyRepository,
   ) {
     this.app = express();
     this.app.disable('x-powered-by');
@@ -102,6 +107,7 @@ export class OtaEngine {
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
     this.app.use('/api', dashboard.api);
     this.app.use(dashboard.site);
+    this.app.use('/api', createSigningApi({ accounts, signing: packages.signing, policies }));
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
   }
 
@@ -118,10 +124,21 @@ export class OtaEngine {
       const profileRepo = new SqliteDeviceProfileRepository(db);
       const deviceRepo = new SqliteDeviceRepository(db);
       const packageRepo = new SqliteOtaPackageRepository(db);
-      const packages = new OtaPackageService(packageRepo, profileRepo, deviceRepo, blobs, events, {
-        maxPackageSize: options.maxPackageSize ?? DEFAULTS.maxPackageSize,
-        maxTenantStorage: options.maxTenantStorage ?? DEFAULTS.maxTenantStorage,
-      });
+      const policies = new SqliteTenantPolicyRepository(db);
+      const signing = new PackageSigning(new SqliteSigningKeyRepository(db));
+      const packages = new OtaPackageService(
+        packageRepo,
+        profileRepo,
+        deviceRepo,
+        blobs,
+        events,
+        {
+          maxPackageSize: options.maxPackageSize ?? DEFAULTS.maxPackageSize,
+          maxTenantStorage: options.maxTenantStorage ?? DEFAULTS.maxTenantStorage,
+        },
+        signing,
+        policies,
+      );
       const profiles = new DeviceProfileService(profileRepo, deviceRepo, packageRepo, packages, events);
       const devices = new DeviceService(deviceRepo, profiles, packages, events);
       const tokens = new TokenService(jwtSecret(db, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds);
@@ -151,7 +168,7 @@ export class OtaEngine {
       const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
-      const engine = new OtaEngine({ ...options, dataDir }, db, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext);
+      const engine = new OtaEngine({ ...options, dataDir }, db, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext, policies);
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
       return engine;
     } catch (err) {

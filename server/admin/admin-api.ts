@@ -121,6 +121,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
           contentType: upload.file.contentType,
           checksumAlgorithm: hint ?? algorithmParam(upload.fields.checksumAlgorithm),
           checksum: stringParam(req.query.checksum) ?? (upload.fields.checksum || null),
+          signature: stringParam(req.query.signature) ?? (upload.fields.signature || null),
         };
       } catch (err) {
         await packages.discard(upload.file.staged); // e.g. an unknown algorithm named after the file
@@ -155,6 +156,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
         contentType: upload.file.contentType,
         checksumAlgorithm: hint ?? algorithmParam(f.checksumAlgorithm),
         checksum: stringParam(req.query.checksum) ?? (f.checksum || null),
+        signature: stringParam(req.query.signature) ?? (f.signature || null),
       };
       const pkg = await packages.createWithData(who.tenantId, input, upload.file.staged, meta);
       res.json(packageInfoJson(pkg));

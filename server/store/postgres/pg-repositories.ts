@@ -8,6 +8,8 @@ import { PgBlobStore } from './pg-blob-store';
 import { openPool } from './pool';
 import { PgTelemetryRepository } from './telemetry';
 import { PgTenantRepository } from './tenants';
+import { PgSigningKeyRepository } from './signing-keys';
+import { PgTenantPolicyRepository } from './tenant-policies';
 
 /** Every PostgreSQL repository on one pool, and the blob store of this instance. */
 export interface PgRepositories {
@@ -18,6 +20,8 @@ export interface PgRepositories {
   readonly packages: PgOtaPackageRepository;
   readonly attributes: PgAttributeRepository;
   readonly telemetry: PgTelemetryRepository;
+  readonly signingKeys: PgSigningKeyRepository;
+  readonly policies: PgTenantPolicyRepository;
   /** Package bytes in PostgreSQL, cached in `blobCacheDir`. */
   readonly blobs: PgBlobStore;
   close(): Promise<void>;
@@ -44,6 +48,8 @@ export async function openPgRepositories(opts: { connectionString: string; blobC
     packages: new PgOtaPackageRepository(pool),
     attributes: new PgAttributeRepository(pool),
     telemetry: new PgTelemetryRepository(pool),
+    signingKeys: new PgSigningKeyRepository(pool),
+    policies: new PgTenantPolicyRepository(pool),
     blobs,
     close: () => pool.end(),
   };
