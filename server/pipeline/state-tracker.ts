@@ -156,9 +156,22 @@ export class StateTracker {
     const pkgNames = new Map(
       (this.db.prepare('SELECT id, title, version FROM ota_packages WHERE tenant_id = ?').all(tenantId) as Array<{ id: string; title: string; version: string }>).map((r) => [r.id, r]),
     );
-    const profileNames = new Map(
-      (this.db.prepare('SELECT id, name FROM device_profiles WHERE tenant_id = ?').all(tenantId) as Array<{ id: string; name: string }>).map((r) => [r.id, r.name]),
-    );
+    const profileRows = this.db.prepare('SELECT id, name, firmware_id, software_id FROM device_profiles WHERE tenant_id = ?').all(tenantId) as Array<{
+      id: string;
+      name: string;
+      firmware_id: string | null;
+      software_id: string | null;
+    }>;
+    const profileNames = new Map(profileRows.map((r) => [r.id, r.name]));
+    const profiles: ProfileMetrics[] = this.deps.states.counts(tenantId, 'profile').map(({ key, ...c }) => ({ deviceProfileId: key, name: profileNames.get(key) ?? '', ...withCoverage(c) }));
+    // A profile with a package but no device yet is still an assignment: shown with 0 devices.
+    for (const r of profileRows) {
+      for (const [type, assigned] of [['FIRMWARE', r.firmware_id], ['SOFTWARE', r.software_id]] as const) {
+        if (assigned && !profiles.some((p) => p.deviceProfileId === r.id && p.type === type)) {
+          profiles.push({ deviceProfileId: r.id, name: r.name, type, targeted: 0, pending: 0, inProgress: 0, updated: 0, failed: 0, onTarget: 0, coverage: 0 });
+        }
+      }
+    }
     return {
       ts: this.timers.now(),
       packages: this.deps.states.counts(tenantId, 'package').map(({ key, ...c }) => ({
@@ -167,7 +180,7 @@ export class StateTracker {
         version: pkgNames.get(key)?.version ?? '',
         ...withCoverage(c),
       })),
-      profiles: this.deps.states.counts(tenantId, 'profile').map(({ key, ...c }) => ({ deviceProfileId: key, name: profileNames.get(key) ?? '', ...withCoverage(c) })),
+      profiles,
     };
   }
 }
