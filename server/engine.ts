@@ -37,6 +37,8 @@ import { PackageSigning } from './packages/package-signing';
 import { SqliteSigningKeyRepository } from './store/signing-keys';
 import { SqliteTenantPolicyRepository, type TenantPolicyRepository } from './store/tenant-policies';
 import { createSigningApi } from './admin/signing-api';
+import { DowngradeGuard } from './packages/downgrade-guard';
+import { SqliteReportedVersionRepository } from './store/reported-versions';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -138,6 +140,7 @@ export class OtaEngine {
         },
         signing,
         policies,
+        new DowngradeGuard(packageRepo, new SqliteReportedVersionRepository(db)),
       );
       const profiles = new DeviceProfileService(profileRepo, deviceRepo, packageRepo, packages, events);
       const devices = new DeviceService(deviceRepo, profiles, packages, events);

@@ -10,6 +10,7 @@ import { isUuid, newId, type DeviceProfileId, type OtaPackageId, type TenantId }
 import { hasData, type OtaPackage, type OtaPackageRepository, type OtaPackageType } from '../store/ota-packages';
 import type { TenantPolicyRepository } from '../store/tenant-policies';
 import { SIGNATURE_ALGORITHM, type PackageSigning } from './package-signing';
+import type { DowngradeGuard } from './downgrade-guard';
 
 /** What `POST /api/otaPackage` carries (ThingsBoard's SaveOtaPackageInfoRequest), already schema-checked. */
 export interface PackageInfoInput {
@@ -64,6 +65,8 @@ export class OtaPackageService {
     readonly limits: PackageLimits,
     readonly signing: PackageSigning,
     private readonly policies: TenantPolicyRepository,
+    /** Profile and device saves ask it before a package slot changes. */
+    readonly downgrades: DowngradeGuard,
   ) {}
 
   /** A package of the tenant; 404 when unknown, 403 when it is another tenant's. */
