@@ -37,6 +37,8 @@ import { PackageSigning } from './packages/package-signing';
 import { SqliteSigningKeyRepository } from './store/signing-keys';
 import { SqliteTenantPolicyRepository, type TenantPolicyRepository } from './store/tenant-policies';
 import { createSigningApi } from './admin/signing-api';
+import { createDownloadProgressApi } from './admin/download-progress-api';
+import { DEFAULT_MAX_TRACKED_DEVICES, DownloadProgress } from './fleet/download-progress';
 import { DowngradeGuard } from './packages/downgrade-guard';
 import { SqliteReportedVersionRepository } from './store/reported-versions';
 
@@ -66,6 +68,8 @@ export interface EngineOptions {
   timers?: Timers;
   /** An upload whose sender sends nothing for this long is cut (default 60 s). */
   uploadIdleMs?: number;
+  /** Devices whose download progress is kept in memory (default OTA_DOWNLOAD_PROGRESS_MAX_DEVICES, else 100,000). */
+  maxTrackedDownloads?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
 }
@@ -80,6 +84,8 @@ export class OtaEngine {
   private closed = false;
   /** The fleet dashboard and /metrics: its watcher stops with the engine. */
   private readonly dashboard: Dashboard;
+  /** Bytes served per device and package, from every transport's download events. */
+  readonly downloads: DownloadProgress;
 
   private constructor(
     readonly options: Readonly<EngineOptions>,
@@ -102,6 +108,8 @@ export class OtaEngine {
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
     const dashboard = createDashboard({ db, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
     this.dashboard = dashboard;
+    this.downloads = new DownloadProgress(events, options.maxTrackedDownloads ?? positiveEnv('OTA_DOWNLOAD_PROGRESS_MAX_DEVICES') ?? DEFAULT_MAX_TRACKED_DEVICES);
+    this.downloads.register(dashboard.prometheus.registry);
     this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.
     this.app.use('/api/v1', deviceApi);
@@ -109,6 +117,7 @@ export class OtaEngine {
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
     this.app.use('/api', dashboard.api);
     this.app.use(dashboard.site);
+    this.app.use('/api', createDownloadProgressApi({ accounts, devices, progress: this.downloads }));
     this.app.use('/api', createSigningApi({ accounts, signing: packages.signing, policies }));
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
   }
@@ -240,6 +249,7 @@ export class OtaEngine {
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
     this.dashboard.close();
+    this.downloads.close();
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();
@@ -258,4 +268,10 @@ function storedSecret(db: Db, key: string): Buffer {
   const secret = randomBytes(32);
   db.prepare('INSERT INTO settings (key, value) VALUES (?, ?)').run(key, secret.toString('base64'));
   return secret;
+}
+
+/** A positive integer from the environment, or undefined when unset or not one. */
+function positiveEnv(name: string): number | undefined {
+  const n = Number(process.env[name]);
+  return Number.isInteger(n) && n > 0 ? n : undefined;
 }
