@@ -106,9 +106,9 @@ export class OtaEngine {
     this.app = express();
     this.app.disable('x-powered-by');
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
-    const dashboard = createDashboard({ db, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
-    this.dashboard = dashboard;
     this.downloads = new DownloadProgress(events, options.maxTrackedDownloads ?? positiveEnv('OTA_DOWNLOAD_PROGRESS_MAX_DEVICES') ?? DEFAULT_MAX_TRACKED_DEVICES);
+    const dashboard = createDashboard({ db, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads });
+    this.dashboard = dashboard;
     this.downloads.register(dashboard.prometheus.registry);
     this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.

@@ -327,7 +327,14 @@ function deviceRow(row) {
     el('td', {}, row.deviceProfileName),
     el('td', {}, version(s.current)),
     el('td', {}, version(s.target)),
-    el('td', { 'data-col': 'state' }, badge(s.state), s.retries ? el('span', { class: 'muted' }, ` retry ${s.retries}`) : null),
+    el(
+      'td',
+      { 'data-col': 'state' },
+      badge(s.state),
+      s.retries ? el('span', { class: 'muted' }, ` retry ${s.retries}`) : null,
+      // What the server sent of the target package, whatever the device reports (issue 14).
+      s.served && s.state !== 'UPDATED' ? el('span', { class: 'muted', 'data-served': String(s.served.percent) }, ` ${s.served.percent} % served`) : null,
+    ),
     el('td', {}, when(s.stateTs)),
     el('td', { class: 'error-text' }, s.error ?? ''),
     el('td', {}, other.state ? badge(other.state) : el('span', { class: 'muted' }, '—'), other.current ? el('span', { class: 'label' }, version(other.current)) : null),

@@ -74,6 +74,10 @@ describe('download progress seen from the server (issue 14)', () => {
 
       expect(await firmware('')).to.have.length(4000);
       expect((await progress()).FIRMWARE).to.include({ servedBytes: 4000, percent: 100 });
+      // The dashboard's device list shows it for the slot's target package.
+      const row = ok<{ firmware: { target: { packageId: string } | null; served: unknown } }>(await h.admin.get(`/api/ota/devices/${device.id.id}`));
+      expect(row.firmware.target?.packageId).to.equal(pkg.id.id);
+      expect(row.firmware.served).to.deep.equal({ bytes: 4000, size: 4000, percent: 100 });
     });
 
     it("answers 404 for an unknown device, and another tenant's device is not readable", async () => {
