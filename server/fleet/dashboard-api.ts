@@ -96,7 +96,8 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
     if (!row || !deps.downloads) return row;
     const served = (slot: SlotInfo, type: OtaPackageType) => {
       const p = deps.downloads?.of(tenantId, row.id, type);
-      return { ...slot, served: p && slot.target && p.packageId === slot.target.packageId ? { bytes: p.servedBytes, size: p.size, percent: p.percent } : null };
+      // Only when bytes of the target were served: rows keep their shape otherwise.
+      return p && slot.target && p.packageId === slot.target.packageId ? { ...slot, served: { bytes: p.servedBytes, size: p.size, percent: p.percent } } : slot;
     };
     return { ...row, firmware: served(row.firmware, 'FIRMWARE'), software: served(row.software, 'SOFTWARE') };
   };
