@@ -13,7 +13,10 @@ import { DEFAULT_CHUNK_SIZE, PgPackageBytes } from './package-bytes';
 import { PgBlobStore } from './pg-blob-store';
 import { PgClusterBus } from './pg-cluster-bus';
 import { openPool, type Sql } from './pool';
+import { PgReportedVersionRepository } from './reported-versions';
 import { PgSettingsRepository } from './settings';
+import { PgSigningKeyRepository } from './signing-keys';
+import { PgTenantPolicyRepository } from './tenant-policies';
 import { PgTelemetryRepository } from './telemetry';
 import { PgTenantRepository } from './tenants';
 
@@ -30,6 +33,9 @@ function repositoriesOn(sql: Sql): Repositories {
     targets: new PgOtaTargetRepository(sql),
     states: new PgOtaStateRepository(sql),
     settings: new PgSettingsRepository(sql),
+    signingKeys: new PgSigningKeyRepository(sql),
+    policies: new PgTenantPolicyRepository(sql),
+    reportedVersions: new PgReportedVersionRepository(sql),
   };
 }
 
@@ -62,6 +68,9 @@ export class PgStore implements Store {
   readonly targets: Repositories['targets'];
   readonly states: Repositories['states'];
   readonly settings: Repositories['settings'];
+  readonly signingKeys: Repositories['signingKeys'];
+  readonly policies: Repositories['policies'];
+  readonly reportedVersions: Repositories['reportedVersions'];
   /** The end of the last transaction started: this instance runs its transactions one at a time. */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -81,6 +90,9 @@ export class PgStore implements Store {
     this.targets = r.targets;
     this.states = r.states;
     this.settings = r.settings;
+    this.signingKeys = r.signingKeys;
+    this.policies = r.policies;
+    this.reportedVersions = r.reportedVersions;
   }
 
   /** Opens the pool (migrating the schema) and the blob cache. */
