@@ -33,6 +33,11 @@ import { loginLimitsFromEnv } from './admin/login-settings';
 
 /** The cluster bus topic of notifications decided by one instance for every other. */
 const NOTIFICATION_TOPIC = 'notification';
+import { createSigningApi } from './admin/signing-api';
+import { createDownloadProgressApi } from './admin/download-progress-api';
+import { DownloadProgress, maxTrackedDownloadsFromEnv } from './fleet/download-progress';
+import { PackageSigning } from './packages/package-signing';
+import { DowngradeGuard } from './packages/downgrade-guard';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -64,6 +69,8 @@ export interface EngineOptions {
   uploadIdleMs?: number;
   /** How long the queue rows this instance claims stay its own (default: `OTA_QUEUE_LEASE_MS`, else 30 s). */
   queueLeaseMs?: number;
+  /** Devices whose download progress is kept in memory (default OTA_DOWNLOAD_PROGRESS_MAX_DEVICES, else 100,000). */
+  maxTrackedDownloads?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
   /** Timeouts and the connection cap of the HTTP server; by default from `OTA_HTTP_*` (http-server-limits.ts). */
@@ -83,6 +90,8 @@ export class OtaEngine {
   private closed = false;
   /** The fleet dashboard and /metrics: its watcher stops with the engine. */
   private readonly dashboard: Dashboard;
+  /** Bytes served per device and package, from every transport's download events. */
+  readonly downloads: DownloadProgress;
 
   private constructor(
     readonly options: Readonly<EngineOptions>,
@@ -105,8 +114,10 @@ export class OtaEngine {
     this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
     this.app.use(bodyDeadline(this.httpLimits.requestTimeoutMs, isPackageUpload));
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
-    const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger });
+    this.downloads = new DownloadProgress(events, options.maxTrackedDownloads ?? maxTrackedDownloadsFromEnv(process.env));
+    const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads });
     this.dashboard = dashboard;
+    this.downloads.register(dashboard.prometheus.registry);
     this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.
     this.app.use('/api/v1', deviceApi);
@@ -114,6 +125,8 @@ export class OtaEngine {
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
     this.app.use('/api', dashboard.api);
     this.app.use(dashboard.site);
+    this.app.use('/api', createDownloadProgressApi({ accounts, devices, progress: this.downloads }));
+    this.app.use('/api', createSigningApi({ accounts, signing: packages.signing, policies: store.policies }));
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
     // Whatever a route outside /api lets through (the dashboard's static files: a bad Range) is
     // answered in ThingsBoard's error JSON, not by Express's default handler with a stack in the log.
@@ -131,10 +144,20 @@ export class OtaEngine {
       const blobs = store.blobs;
       const events = new EngineEvents();
       const { tenants, profiles: profileRepo, devices: deviceRepo, packages: packageRepo, attributes, telemetry } = store;
-      const packages = new OtaPackageService(packageRepo, profileRepo, deviceRepo, blobs, events, {
-        maxPackageSize: options.maxPackageSize ?? DEFAULTS.maxPackageSize,
-        maxTenantStorage: options.maxTenantStorage ?? DEFAULTS.maxTenantStorage,
-      });
+      const packages = new OtaPackageService(
+        packageRepo,
+        profileRepo,
+        deviceRepo,
+        blobs,
+        events,
+        {
+          maxPackageSize: options.maxPackageSize ?? DEFAULTS.maxPackageSize,
+          maxTenantStorage: options.maxTenantStorage ?? DEFAULTS.maxTenantStorage,
+        },
+        new PackageSigning(store.signingKeys),
+        store.policies,
+        new DowngradeGuard(packageRepo, store.reportedVersions),
+      );
       const profiles = new DeviceProfileService(profileRepo, deviceRepo, packageRepo, packages, events);
       const devices = new DeviceService(deviceRepo, profiles, packages, events);
       const clock = (): number => (options.timers ?? realTimers).now();
@@ -246,6 +269,7 @@ export class OtaEngine {
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
     this.dashboard.close();
+    this.downloads.close();
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();
@@ -261,3 +285,4 @@ function jwtSecret(store: Store, configured: string | undefined): Promise<Buffer
 async function storedSecret(store: Store, key: string): Promise<Buffer> {
   return Buffer.from(await store.settings.putIfAbsent(key, randomBytes(32).toString('base64')), 'base64');
 }
+

@@ -176,6 +176,11 @@ export class AdminClient {
     return this.request<PackageInfo>('GET', `/otaPackage/info/${id}`);
   }
 
+  /** The tenant's package signing key: `{algorithm, publicKey}` (PEM). */
+  signingKey(): Promise<{ algorithm: string; publicKey: string }> {
+    return this.request<{ algorithm: string; publicKey: string }>('GET', '/ota/signingKey');
+  }
+
   metrics(): Promise<FleetMetrics> {
     return this.request<FleetMetrics>('GET', '/ota/metrics');
   }

@@ -1,5 +1,6 @@
+import type { KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { verify, type FirmwareInfo } from './firmware';
+import { verify, verifyPackageSignature, type FirmwareInfo } from './firmware';
 
 /**
  * One device's connection, in its transport's terms (HTTP, MQTT, CoAP). The update itself, the
@@ -47,6 +48,8 @@ export interface DevicePlan {
    * there until the new one is released from the queue) is taken as the one it runs already.
    */
   target: { title: string; version: string };
+  /** With `--verify-signature`: the tenant's public key; the package must carry a signature it verifies. */
+  publicKey?: KeyObject | null;
 }
 
 /** Where every simulated device starts, as ThingsBoard's Python SDK does. */
@@ -93,6 +96,12 @@ export async function runDevice(link: DeviceLink, plan: DevicePlan, observer: De
     observer.phase(plan.name, 'verifying');
     await report('DOWNLOADED');
     await step();
+    // The signature first: it is the stronger check, and the one that catches bytes changed at rest.
+    if (plan.publicKey && !verifyPackageSignature(fw, data, plan.publicKey)) {
+      const error = fw.signature ? 'Signature verification failed!' : 'Package is not signed!';
+      await report('FAILED', { fw_error: error });
+      return result('failed', false, error);
+    }
     if (!verify(fw, data)) {
       const error = 'Checksum verification failed!';
       await report('FAILED', { fw_error: error });

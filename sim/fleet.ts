@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { AdminClient, type DeviceInfo, type PackageInfo, type PackageMetrics, type ProfileInfo } from './admin-client';
 import { CoapDeviceLink } from './coap-device';
@@ -73,6 +73,7 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
   const admin = await setup('log in', () => AdminClient.login(opts.api, opts.username, opts.password));
   let profile = await setup('find or create the device profile', () => admin.findOrCreateProfile(opts.profile));
 
+  const publicKey = opts.verifySignature ? await setup('read the signing key', async () => createPublicKey((await admin.signingKey()).publicKey)) : null;
   const pkg = await setup('prepare the package', () => (opts.assign ? preparePackage(admin, opts, profile, log) : assignedPackage(admin, profile, log)));
 
   const names = Array.from({ length: opts.devices }, (_, i) => deviceName(opts.prefix, i, opts.devices));
@@ -131,7 +132,7 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
     const abort = (): void => device.abort();
     controller.signal.addEventListener('abort', abort, { once: true });
     try {
-      return await runDevice(linkFor(index), { name, failWith, pace: opts.pace, target: { title: pkg.title, version: pkg.version } }, observer, device.signal);
+      return await runDevice(linkFor(index), { name, failWith, pace: opts.pace, target: { title: pkg.title, version: pkg.version }, publicKey }, observer, device.signal);
     } finally {
       controller.signal.removeEventListener('abort', abort);
     }

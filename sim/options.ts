@@ -39,6 +39,8 @@ export interface SimOptions {
   progress: 'bar' | 'lines' | 'none';
   /** Leave the profile's package as it is (the devices update to whatever is assigned already). */
   assign: boolean;
+  /** Check each package's Ed25519 signature with the tenant's public key (issue 14). */
+  verifySignature: boolean;
 }
 
 export class UsageError extends Error {}
@@ -72,6 +74,8 @@ every device download it, verify its checksum and report DOWNLOADING .. UPDATED 
   --timeout S            give up on devices still busy after S seconds (default 600)
   --seed N               which devices fail on purpose (default 1)
   --no-assign            do not assign: update to the firmware the profile has already
+  --verify-signature     devices check the package's Ed25519 signature with the tenant's public
+                         key (GET /api/ota/signingKey) and report FAILED when it does not verify
   --progress bar|lines|none   (default: bar on a terminal, lines otherwise)
   -h, --help
 
@@ -128,6 +132,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
         timeout: { type: 'string' },
         seed: { type: 'string' },
         'no-assign': { type: 'boolean' },
+        'verify-signature': { type: 'boolean' },
         progress: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -186,6 +191,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
     seed: positive('seed', v.seed, 1, { min: 0 }),
     progress,
     assign: !v['no-assign'],
+    verifySignature: !!v['verify-signature'],
   };
 }
 

@@ -172,7 +172,15 @@ $('assign-form').addEventListener('submit', async (e) => {
   button.disabled = true;
   try {
     // ThingsBoard's own call: the profile's package slot, the rest of the profile untouched.
-    const saved = await api(`/api/deviceProfile/${profileId}`, { method: 'POST', body: { [field]: packageId ? { id: packageId, entityType: 'OTA_PACKAGE' } : null } });
+    const body = { [field]: packageId ? { id: packageId, entityType: 'OTA_PACKAGE' } : null };
+    let saved;
+    try {
+      saved = await api(`/api/deviceProfile/${profileId}`, { method: 'POST', body });
+    } catch (err) {
+      // Downgrade protection: the server names the devices running a newer version; ask before forcing.
+      if (!/forceDowngrade=true/.test(err.message) || !window.confirm(`${err.message.replace(/ Save with forceDowngrade=true.*$/, '')}\n\nAssign it anyway (downgrade)?`)) throw err;
+      saved = await api(`/api/deviceProfile/${profileId}?forceDowngrade=true`, { method: 'POST', body });
+    }
     state.profiles = state.profiles.map((p) => (p.id.id === profileId ? saved : p));
     status.className = 'form-status ok';
     status.textContent = packageId
@@ -319,7 +327,14 @@ function deviceRow(row) {
     el('td', {}, row.deviceProfileName),
     el('td', {}, version(s.current)),
     el('td', {}, version(s.target)),
-    el('td', { 'data-col': 'state' }, badge(s.state), s.retries ? el('span', { class: 'muted' }, ` retry ${s.retries}`) : null),
+    el(
+      'td',
+      { 'data-col': 'state' },
+      badge(s.state),
+      s.retries ? el('span', { class: 'muted' }, ` retry ${s.retries}`) : null,
+      // What the server sent of the target package, whatever the device reports (issue 14).
+      s.served && s.state !== 'UPDATED' ? el('span', { class: 'muted', 'data-served': String(s.served.percent) }, ` ${s.served.percent} % served`) : null,
+    ),
     el('td', {}, when(s.stateTs)),
     el('td', { class: 'error-text' }, s.error ?? ''),
     el('td', {}, other.state ? badge(other.state) : el('span', { class: 'muted' }, '—'), other.current ? el('span', { class: 'label' }, version(other.current)) : null),

@@ -135,6 +135,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
           contentType: upload.file.contentType,
           checksumAlgorithm: hint ?? algorithmParam(upload.fields.checksumAlgorithm),
           checksum: stringParam(req.query.checksum) ?? (upload.fields.checksum || null),
+          signature: stringParam(req.query.signature) ?? (upload.fields.signature || null),
         };
       } catch (err) {
         await packages.discard(upload.file.staged); // e.g. an unknown algorithm named after the file
@@ -169,6 +170,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
         contentType: upload.file.contentType,
         checksumAlgorithm: hint ?? algorithmParam(f.checksumAlgorithm),
         checksum: stringParam(req.query.checksum) ?? (f.checksum || null),
+        signature: stringParam(req.query.signature) ?? (f.signature || null),
       };
       const pkg = await packages.createWithData(who.tenantId, input, upload.file.staged, meta);
       res.json(packageInfoJson(pkg));
@@ -256,7 +258,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
     '/deviceProfile',
     authed(async (req, res, who) => {
       const body = validateBody<DeviceProfileInput>(schemas.deviceProfile, req.body ?? {});
-      res.json(deviceProfileJson(await profiles.save(who.tenantId, body)));
+      res.json(deviceProfileJson(await profiles.save(who.tenantId, body, { forceDowngrade: forceDowngrade(req) })));
     }),
   );
   api.post(
@@ -267,7 +269,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
     '/deviceProfile/:id',
     authed(async (req, res, who) => {
       const body = validateBody<DeviceProfileInput>(schemas.deviceProfile, req.body ?? {});
-      res.json(deviceProfileJson(await profiles.save(who.tenantId, body, { mergeInto: idParam(req) })));
+      res.json(deviceProfileJson(await profiles.save(who.tenantId, body, { mergeInto: idParam(req), forceDowngrade: forceDowngrade(req) })));
     }),
   );
   api.get('/deviceProfile/:id', authed(async (req, res, who) => res.json(deviceProfileJson(await profiles.get(who.tenantId, idParam(req))))));
@@ -304,14 +306,14 @@ export function createAdminApi(deps: AdminApiDeps): Router {
     authed(async (req, res, who) => {
       const body = validateBody<DeviceInput>(schemas.device, req.body ?? {});
       const accessToken = stringParam(req.query.accessToken) ?? undefined;
-      res.json(await deviceOut(await devices.save(who.tenantId, body, { accessToken })));
+      res.json(await deviceOut(await devices.save(who.tenantId, body, { accessToken, forceDowngrade: forceDowngrade(req) })));
     }),
   );
   api.post(
     '/device/:id',
     authed(async (req, res, who) => {
       const body = validateBody<DeviceInput>(schemas.device, req.body ?? {});
-      res.json(await deviceOut(await devices.save(who.tenantId, body, { mergeInto: idParam(req) })));
+      res.json(await deviceOut(await devices.save(who.tenantId, body, { mergeInto: idParam(req), forceDowngrade: forceDowngrade(req) })));
     }),
   );
   api.get('/device/:id/credentials', authed(async (req, res, who) => res.json(deviceCredentialsJson(await devices.get(who.tenantId, idParam(req))))));
@@ -398,6 +400,9 @@ function idParam(req: Request, name = 'id'): string {
   if (!isUuid(value)) throw invalid(`Invalid UUID string: ${value}`);
   return value;
 }
+
+/** `?forceDowngrade=true` on a profile or device save (issue 14, downgrade protection). */
+const forceDowngrade = (req: Request): boolean => req.query.forceDowngrade === 'true';
 
 function stringParam(v: unknown): string | null {
   return typeof v === 'string' && v !== '' ? v : null;

@@ -28,6 +28,9 @@ export function packageInfoJson(p: OtaPackage): Record<string, unknown> {
     dataSize: p.dataSize,
     externalId: p.externalId === null ? null : ref('OTA_PACKAGE', p.externalId),
     name: p.title,
+    // Ours (issue 14): ThingsBoard clients ignore unknown fields.
+    signature: p.signature,
+    signatureAlgorithm: p.signatureAlgorithm,
   };
 }
 

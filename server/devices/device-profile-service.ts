@@ -79,7 +79,7 @@ export class DeviceProfileService {
    * unassigns). With `merge`, as the shorthand `POST /api/deviceProfile/{id}`, only the fields
    * present change.
    */
-  async save(tenantId: TenantId, body: DeviceProfileInput, opts: { mergeInto?: string } = {}): Promise<DeviceProfile> {
+  async save(tenantId: TenantId, body: DeviceProfileInput, opts: { mergeInto?: string; forceDowngrade?: boolean } = {}): Promise<DeviceProfile> {
     const existingId = opts.mergeInto ?? body.id?.id;
     const before = existingId ? await this.get(tenantId, existingId) : null;
     const source: DeviceProfileInput = opts.mergeInto && before ? { ...this.toInput(before), ...body } : body;
@@ -114,6 +114,12 @@ export class DeviceProfileService {
     const ownId = before ? profile.id : null;
     if (profile.firmwareId) await this.packageService.checkAssignable(tenantId, 'FIRMWARE', profile.firmwareId, ownId);
     if (profile.softwareId) await this.packageService.checkAssignable(tenantId, 'SOFTWARE', profile.softwareId, ownId);
+    if (before && profile.firmwareId && profile.firmwareId !== before.firmwareId) {
+      await this.packageService.downgrades.check(tenantId, 'FIRMWARE', profile.firmwareId, { profileId: profile.id }, !!opts.forceDowngrade);
+    }
+    if (before && profile.softwareId && profile.softwareId !== before.softwareId) {
+      await this.packageService.downgrades.check(tenantId, 'SOFTWARE', profile.softwareId, { profileId: profile.id }, !!opts.forceDowngrade);
+    }
 
     if (before) await this.profiles.update(profile);
     else await this.profiles.insert(profile);

@@ -66,7 +66,11 @@ export class DeviceService {
    * `POST /api/device[?accessToken=]`: create or replace; with `mergeInto`, the shorthand
    * `POST /api/device/{id}` that changes only the fields present.
    */
-  async save(tenantId: TenantId, body: DeviceInput, opts: { accessToken?: string; mergeInto?: string; credentials?: DeviceCredentials } = {}): Promise<Device> {
+  async save(
+    tenantId: TenantId,
+    body: DeviceInput,
+    opts: { accessToken?: string; mergeInto?: string; credentials?: DeviceCredentials; forceDowngrade?: boolean } = {},
+  ): Promise<Device> {
     const existingId = opts.mergeInto ?? body.id?.id;
     const before = existingId ? await this.get(tenantId, existingId) : null;
     const source: DeviceInput = opts.mergeInto && before ? { ...this.toInput(before), ...body } : body;
@@ -97,6 +101,8 @@ export class DeviceService {
     // where a device saved with only `type` is validated with a null deviceProfileId).
     if (firmwareId) await this.packages.checkAssignable(tenantId, 'FIRMWARE', firmwareId, profileId);
     if (softwareId) await this.packages.checkAssignable(tenantId, 'SOFTWARE', softwareId, profileId);
+    if (before && firmwareId && firmwareId !== before.firmwareId) await this.packages.downgrades.check(tenantId, 'FIRMWARE', firmwareId, { deviceId: id }, !!opts.forceDowngrade);
+    if (before && softwareId && softwareId !== before.softwareId) await this.packages.downgrades.check(tenantId, 'SOFTWARE', softwareId, { deviceId: id }, !!opts.forceDowngrade);
     if (!before) await this.checkTokenFree(accessToken, null);
 
     const deviceProfileId = 'create' in resolved ? (await this.profiles.findOrCreate(tenantId, resolved.create)).id : resolved.profile.id;

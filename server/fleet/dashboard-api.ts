@@ -7,9 +7,10 @@ import type { DeviceService } from '../devices/device-service';
 import { invalid, unauthorized } from '../errors';
 import type { EngineEvents } from '../events';
 import type { FleetReadModel } from '../store/fleet-read-model';
-import { DEVICE_LIST_SORT, STATE_FILTERS, type DeviceFilter, type DeviceListSort, type FleetView, type StateFilter } from './fleet-view';
+import { DEVICE_LIST_SORT, STATE_FILTERS, type DeviceFilter, type DeviceListSort, type DeviceRow, type FleetView, type SlotInfo, type StateFilter } from './fleet-view';
+import type { DownloadProgress } from './download-progress';
 import type { FleetWatcher, LiveEvent } from './fleet-watch';
-import type { OtaPackageId } from '../ids';
+import type { OtaPackageId, TenantId } from '../ids';
 import type { NotifyQueue } from '../pipeline/notify-queue';
 import type { Timers } from '../timers';
 import { keyPrefix } from '../pipeline/ota-keys';
@@ -33,6 +34,8 @@ export interface DashboardApiDeps {
   maxStreamMs?: number;
   /** Comment lines that keep proxies from closing an idle stream (ms). */
   heartbeatMs?: number;
+  /** Bytes served per device (issue 14): each slot of a row gains `served` for its target package. */
+  downloads?: Pick<DownloadProgress, 'of'>;
 }
 
 /** A ticket opens one live stream within this time. */
@@ -89,6 +92,17 @@ type Authed = (req: Request, res: Response, who: Principal) => Promise<unknown>;
  * The live stream takes a short-lived, single-use ticket instead, since EventSource sends no headers.
  */
 export function createDashboardApi(deps: DashboardApiDeps): Router {
+  /** A row with the download progress of each slot's target package, when bytes of it were served. */
+  const withServed = (tenantId: TenantId, row: DeviceRow | null): unknown => {
+    if (!row || !deps.downloads) return row;
+    const served = (slot: SlotInfo, type: OtaPackageType) => {
+      const p = deps.downloads?.of(tenantId, row.id, type);
+      // Only when bytes of the target were served: rows keep their shape otherwise.
+      return p && slot.target && p.packageId === slot.target.packageId ? { ...slot, served: { bytes: p.servedBytes, size: p.size, percent: p.percent } } : slot;
+    };
+    return { ...row, firmware: served(row.firmware, 'FIRMWARE'), software: served(row.software, 'SOFTWARE') };
+  };
+  const pageWithServed = <P extends { data: DeviceRow[] }>(tenantId: TenantId, page: P) => ({ ...page, data: page.data.map((r) => withServed(tenantId, r)) });
   const { view } = deps;
   const api = express.Router();
   const tickets = new Map<string, { who: Principal; expires: number }>();
@@ -131,7 +145,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
     '/ota/devices',
     authed(async (req, res, who) => {
       const { filter, link } = listFilter(query(req));
-      res.json(await view.page(who.tenantId, filter, link));
+      res.json(pageWithServed(who.tenantId, await view.page(who.tenantId, filter, link)));
     }),
   );
 
@@ -142,7 +156,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       const q = query(req);
       delete q.state;
       const { filter, link } = listFilter({ sortProperty: 'stateTs', sortOrder: 'DESC', ...q });
-      res.json(await view.page(who.tenantId, { ...filter, states: ['FAILED'] }, link));
+      res.json(pageWithServed(who.tenantId, await view.page(who.tenantId, { ...filter, states: ['FAILED'] }, link)));
     }),
   );
 
@@ -150,7 +164,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
     '/ota/devices/:id',
     authed(async (req, res, who) => {
       const device = await deps.devices.get(who.tenantId, deviceId(req));
-      res.json(await view.row(who.tenantId, device.id));
+      res.json(withServed(who.tenantId, await view.row(who.tenantId, device.id)));
     }),
   );
 

@@ -14,10 +14,13 @@ import type { Timers } from '../timers';
 import type { Store } from '../store/store';
 import { OtaPrometheus } from './prometheus';
 import { createDashboardApi } from './dashboard-api';
+import type { DownloadProgress } from './download-progress';
 
 /** What the dashboard needs from the engine. */
 export interface DashboardDeps {
   store: Store;
+  /** Bytes served per device (issue 14), shown in the device list. */
+  downloads?: Pick<DownloadProgress, 'of'>;
   accounts: AccountService;
   devices: DeviceService;
   pipeline: Pick<Pipeline, 'tracker' | 'queue' | 'notifier' | 'telemetry'>;
@@ -100,7 +103,7 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
   watcher.start();
   const prometheus = new OtaPrometheus({ fleet, queue: pipeline.queue, notifier: pipeline.notifier, events: deps.events, liveStreams: () => watcher.watching });
 
-  const api = createDashboardApi({ accounts: deps.accounts, devices: deps.devices, states, queue: pipeline.queue, events: deps.events, view, fleet, watcher, clock: deps.clock });
+  const api = createDashboardApi({ accounts: deps.accounts, devices: deps.devices, states, queue: pipeline.queue, events: deps.events, view, fleet, watcher, clock: deps.clock, ...(deps.downloads ? { downloads: deps.downloads } : {}) });
 
   const site = express.Router();
   site.get('/metrics', (req: Request, res: Response, next: NextFunction) => {

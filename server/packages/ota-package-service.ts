@@ -8,6 +8,9 @@ import { entityNotFound, forbidden, invalid, OtaError, ErrorCode, tooLarge } fro
 import type { EngineEvents } from '../events';
 import { isUuid, newId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../ids';
 import { hasData, type OtaPackage, type OtaPackageRepository, type OtaPackageType } from '../store/ota-packages';
+import type { TenantPolicyRepository } from '../store/tenant-policies';
+import { SIGNATURE_ALGORITHM, type PackageSigning } from './package-signing';
+import type { DowngradeGuard } from './downgrade-guard';
 
 /** What `POST /api/otaPackage` carries (ThingsBoard's SaveOtaPackageInfoRequest), already schema-checked. */
 export interface PackageInfoInput {
@@ -34,6 +37,8 @@ export interface UploadMeta {
   contentType: string | null;
   checksumAlgorithm: ChecksumAlgorithm | null;
   checksum: string | null;
+  /** A detached base64 Ed25519 signature of the bytes' SHA-256, for keys kept offline. */
+  signature?: string | null;
 }
 
 export interface PackageLimits {
@@ -58,6 +63,10 @@ export class OtaPackageService {
     private readonly blobs: BlobStore,
     private readonly events: EngineEvents,
     readonly limits: PackageLimits,
+    readonly signing: PackageSigning,
+    private readonly policies: TenantPolicyRepository,
+    /** Profile and device saves ask it before a package slot changes. */
+    readonly downgrades: DowngradeGuard,
   ) {}
 
   /** A package of the tenant; 404 when unknown, 403 when it is another tenant's. */
@@ -205,6 +214,9 @@ export class OtaPackageService {
     if (pkg.type !== type) throw invalid(`Can't assign ${word} with type: ${pkg.type}`);
     if (!hasData(pkg)) throw invalid(`Can't assign ${word} with empty data!`);
     if (pkg.deviceProfileId !== deviceProfileId) throw invalid(`Can't assign ${word} with different deviceProfile!`);
+    if (!pkg.signature && (await this.policies.get(tenantId)).requireSignedPackages) {
+      throw invalid(`Can't assign unsigned ${word}: the tenant's policy requires signed packages! Upload it again to sign it.`);
+    }
   }
 
   /** The package with the staged bytes and their checksum, after ThingsBoard's data checks. */
@@ -217,6 +229,14 @@ export class OtaPackageService {
     const computed = staged.checksums[algorithm] ?? (await checksumFile(algorithm, staged.tempPath));
     // Exact string comparison, as ThingsBoard does: the checksum must be lower-case hex (§8).
     if (meta.checksum && meta.checksum !== computed) throw invalid('Wrong otaPackage file!');
+    // Signed over the SHA-256 the upload computed while streaming: see package-signing.ts for why.
+    let signature: string | null;
+    if (meta.signature) {
+      await this.signing.checkDetached(pkg.tenantId, staged.sha256, meta.signature);
+      signature = Buffer.from(meta.signature.trim(), 'base64').toString('base64');
+    } else {
+      signature = await this.signing.sign(pkg.tenantId, staged.sha256);
+    }
     return {
       ...pkg,
       url: null,
@@ -226,6 +246,8 @@ export class OtaPackageService {
       checksum: meta.checksum || computed,
       dataSize: staged.size,
       blobSha256: staged.sha256,
+      signature,
+      signatureAlgorithm: signature ? SIGNATURE_ALGORITHM : null,
     };
   }
 
@@ -249,6 +271,9 @@ export class OtaPackageService {
       additionalInfo: input.additionalInfo ?? null,
       externalId: input.externalId ?? null,
       createdTime: before?.createdTime ?? Date.now(),
+      // Only an upload signs: a signature is never taken from, nor lost by, an info save.
+      signature: before?.signature ?? null,
+      signatureAlgorithm: before?.signatureAlgorithm ?? null,
     };
   }
 

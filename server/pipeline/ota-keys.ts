@@ -7,8 +7,11 @@ export const keyPrefix = (type: OtaPackageType): 'fw' | 'sw' => (type === 'FIRMW
 /** ThingsBoard's OtaPackageKey values, in its order. */
 export const OTA_KEYS = ['title', 'version', 'ts', 'state', 'size', 'checksum', 'checksum_algorithm', 'url', 'tag'] as const;
 
-/** The nine shared attribute keys an unassignment deletes (`fw_title` ... `fw_tag`). */
-export const allAttributeKeys = (type: OtaPackageType): string[] => OTA_KEYS.map((k) => `${keyPrefix(type)}_${k}`);
+/** Ours, next to ThingsBoard's (issue 14): `fw_signature` (base64) and `fw_signature_algorithm`. */
+export const SIGNATURE_KEYS = ['signature', 'signature_algorithm'] as const;
+
+/** The shared attribute keys an unassignment deletes: ThingsBoard's nine (`fw_title` ... `fw_tag`) and ours. */
+export const allAttributeKeys = (type: OtaPackageType): string[] => [...OTA_KEYS, ...SIGNATURE_KEYS].map((k) => `${keyPrefix(type)}_${k}`);
 
 export type UpdateState = 'QUEUED' | 'INITIATED' | 'DOWNLOADING' | 'DOWNLOADED' | 'VERIFIED' | 'UPDATING' | 'UPDATED' | 'FAILED';
 /** The eight ThingsBoard states plus IDLE, which ThingsBoard's Python SDK reports. */
@@ -42,6 +45,8 @@ export function packageAttributes(pkg: OtaPackage): { set: AttributeMap; remove:
     set[`${p}_checksum`] = pkg.checksum ?? '';
     remove.push(`${p}_url`);
   }
+  put('signature', pkg.signature);
+  put('signature_algorithm', pkg.signatureAlgorithm);
   return { set, remove };
 }
 

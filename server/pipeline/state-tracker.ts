@@ -179,11 +179,24 @@ export class StateTracker extends EventEmitter<{ free: [] }> {
   /** Pending, in progress, updated, failed and coverage per package and per profile. */
   async metrics(tenantId: TenantId): Promise<FleetMetrics> {
     const withCoverage = <T extends FleetCounts>(c: T): T & { coverage: number } => ({ ...c, coverage: c.targeted ? c.onTarget / c.targeted : 0 });
-    const [packages, profiles] = await Promise.all([this.store.fleet.counts(tenantId, 'package'), this.store.fleet.counts(tenantId, 'profile')]);
+    const [packages, counted, assigned] = await Promise.all([
+      this.store.fleet.counts(tenantId, 'package'),
+      this.store.fleet.counts(tenantId, 'profile'),
+      this.store.profiles.listAssigned(tenantId),
+    ]);
+    const profiles: ProfileMetrics[] = counted.map(({ key, title, version: _version, ...c }) => ({ deviceProfileId: key, name: title, ...withCoverage(c) }));
+    // A profile with a package but no device yet is still an assignment: shown with 0 devices.
+    for (const p of assigned) {
+      for (const [type, packageId] of [['FIRMWARE', p.firmwareId], ['SOFTWARE', p.softwareId]] as const) {
+        if (packageId && !profiles.some((m) => m.deviceProfileId === p.id && m.type === type)) {
+          profiles.push({ deviceProfileId: p.id, name: p.name, type, targeted: 0, pending: 0, inProgress: 0, updated: 0, failed: 0, onTarget: 0, coverage: 0 });
+        }
+      }
+    }
     return {
       ts: this.timers.now(),
       packages: packages.map(({ key, title, version, ...c }) => ({ packageId: key, title, version, ...withCoverage(c) })),
-      profiles: profiles.map(({ key, title, version: _version, ...c }) => ({ deviceProfileId: key, name: title, ...withCoverage(c) })),
+      profiles,
     };
   }
 }

@@ -30,6 +30,8 @@ export interface DeviceProfileRepository {
   page(tenantId: TenantId, link: PageLink): Promise<PageData<DeviceProfile>>;
   delete(tenantId: TenantId, id: DeviceProfileId): Promise<void>;
   countUsingPackage(tenantId: TenantId, packageId: OtaPackageId): Promise<number>;
+  /** The tenant's profiles with a firmware or software package assigned, by name: the metrics list them before they have devices. */
+  listAssigned(tenantId: TenantId): Promise<DeviceProfile[]>;
 }
 
 interface Row {
@@ -138,5 +140,12 @@ export class SqliteDeviceProfileRepository implements DeviceProfileRepository {
         .prepare('SELECT count(*) AS n FROM device_profiles WHERE tenant_id = ? AND (firmware_id = ? OR software_id = ?)')
         .get(tenantId, packageId, packageId) as { n: number }
     ).n;
+  }
+
+  async listAssigned(tenantId: TenantId): Promise<DeviceProfile[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM device_profiles WHERE tenant_id = ? AND (firmware_id IS NOT NULL OR software_id IS NOT NULL) ORDER BY name')
+      .all(tenantId) as Row[];
+    return rows.map(toProfile);
   }
 }

@@ -25,7 +25,13 @@ export interface OtaPackage {
   additionalInfo: Record<string, unknown> | null;
   externalId: string | null;
   createdTime: number;
+  /** Base64 Ed25519 signature of the SHA-256 digest of the bytes; null for an unsigned package. */
+  signature: string | null;
+  signatureAlgorithm: SignatureAlgorithm | null;
 }
+
+/** The one algorithm packages are signed with (issue 14, "Signed packages"). */
+export type SignatureAlgorithm = 'ED25519';
 
 /** ThingsBoard's `hasData`: bytes uploaded, or a URL to fetch them from. */
 export const hasData = (p: OtaPackage): boolean => p.blobSha256 !== null || !!p.url;
@@ -69,6 +75,8 @@ interface Row {
   additional_info: string | null;
   external_id: string | null;
   created_time: number;
+  signature: string | null;
+  signature_algorithm: string | null;
 }
 
 const toPackage = (r: Row): OtaPackage => ({
@@ -89,6 +97,8 @@ const toPackage = (r: Row): OtaPackage => ({
   additionalInfo: r.additional_info === null ? null : (JSON.parse(r.additional_info) as Record<string, unknown>),
   externalId: r.external_id,
   createdTime: r.created_time,
+  signature: r.signature,
+  signatureAlgorithm: r.signature_algorithm as SignatureAlgorithm | null,
 });
 
 /** The sort properties ThingsBoard accepts for packages (reference §7.2). */
@@ -111,9 +121,9 @@ export class SqliteOtaPackageRepository implements OtaPackageRepository {
     this.db
       .prepare(
         `INSERT INTO ota_packages (id, tenant_id, device_profile_id, type, title, version, tag, url, file_name, content_type,
-           checksum_algorithm, checksum, data_size, blob_sha256, additional_info, external_id, created_time)
+           checksum_algorithm, checksum, data_size, blob_sha256, additional_info, external_id, created_time, signature, signature_algorithm)
          VALUES (@id, @tenantId, @deviceProfileId, @type, @title, @version, @tag, @url, @fileName, @contentType,
-           @checksumAlgorithm, @checksum, @dataSize, @blobSha256, @additionalInfo, @externalId, @createdTime)`,
+           @checksumAlgorithm, @checksum, @dataSize, @blobSha256, @additionalInfo, @externalId, @createdTime, @signature, @signatureAlgorithm)`,
       )
       .run(bind(p));
   }
@@ -124,7 +134,7 @@ export class SqliteOtaPackageRepository implements OtaPackageRepository {
         `UPDATE ota_packages SET device_profile_id = @deviceProfileId, type = @type, title = @title, version = @version,
            tag = @tag, url = @url, file_name = @fileName, content_type = @contentType, checksum_algorithm = @checksumAlgorithm,
            checksum = @checksum, data_size = @dataSize, blob_sha256 = @blobSha256, additional_info = @additionalInfo,
-           external_id = @externalId
+           external_id = @externalId, signature = @signature, signature_algorithm = @signatureAlgorithm
          WHERE id = @id AND tenant_id = @tenantId`,
       )
       .run(bind(p));
@@ -136,7 +146,7 @@ export class SqliteOtaPackageRepository implements OtaPackageRepository {
         `UPDATE ota_packages SET device_profile_id = @deviceProfileId, type = @type, title = @title, version = @version,
            tag = @tag, url = @url, file_name = @fileName, content_type = @contentType, checksum_algorithm = @checksumAlgorithm,
            checksum = @checksum, data_size = @dataSize, blob_sha256 = @blobSha256, additional_info = @additionalInfo,
-           external_id = @externalId
+           external_id = @externalId, signature = @signature, signature_algorithm = @signatureAlgorithm
          WHERE id = @id AND tenant_id = @tenantId AND (blob_sha256 IS NULL OR blob_sha256 = @blobSha256)`,
       )
       .run(bind(p));

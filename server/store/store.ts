@@ -8,8 +8,11 @@ import type { NotifyQueueRepository } from './notify-queue-repository';
 import type { OtaPackageRepository } from './ota-packages';
 import type { OtaStateRepository } from './ota-states';
 import type { OtaTargetRepository } from './ota-targets';
+import type { ReportedVersionRepository } from './reported-versions';
 import type { SettingsRepository } from './settings';
+import type { SigningKeyRepository } from './signing-keys';
 import type { TelemetryRepository } from './telemetry';
+import type { TenantPolicyRepository } from './tenant-policies';
 import type { TenantRepository } from './tenants';
 
 /** Everything the engine keeps, one repository per kind of record. */
@@ -24,6 +27,12 @@ export interface Repositories {
   targets: OtaTargetRepository;
   states: OtaStateRepository;
   settings: SettingsRepository;
+  /** Each tenant's package signing key (issue 14). */
+  signingKeys: SigningKeyRepository;
+  /** What each tenant requires of its packages (issue 14). */
+  policies: TenantPolicyRepository;
+  /** The versions devices report, read by downgrade protection (issue 14). */
+  reportedVersions: ReportedVersionRepository;
 }
 
 /**

@@ -30,7 +30,8 @@ import {
 import { eventually } from '../support/eventually';
 
 const FIRMWARE = Buffer.from('thermostat firmware 2.0\n'.repeat(50));
-const NINE_KEYS = ['fw_title', 'fw_version', 'fw_ts', 'fw_state', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url', 'fw_tag'];
+/** ThingsBoard's nine keys and our two signature keys (issue 14). */
+const NINE_KEYS = ['fw_title', 'fw_version', 'fw_ts', 'fw_state', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url', 'fw_tag', 'fw_signature', 'fw_signature_algorithm'];
 
 describe('ota-notify node', function () {
   const dataDir = nodeSpecSetup('ota-notify-node-', ['ota-notify']);
@@ -98,6 +99,8 @@ describe('ota-notify node', function () {
         fw_size: FIRMWARE.length,
         fw_checksum_algorithm: 'SHA256',
         fw_checksum: createHash('sha256').update(FIRMWARE).digest('hex'),
+        fw_signature: pkg.signature,
+        fw_signature_algorithm: 'ED25519',
       };
       expect(msg.payload).to.deep.equal({ tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, attributes, deleted: ['fw_url'], ts: event.ts });
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -118,7 +118,13 @@ describe('the OTA pipeline in Node-RED', function () {
       fw_size: FIRMWARE.length,
       fw_checksum_algorithm: 'SHA256',
       fw_checksum: createHash('sha256').update(FIRMWARE).digest('hex'),
+      fw_signature: update.fw_signature,
+      fw_signature_algorithm: 'ED25519',
     });
+    // The signature (issue 14) is the tenant key's, over the SHA-256 of the bytes.
+    const { publicKey } = await engine.packages.signing.publicKeyOf(tenantId);
+    const digest = createHash('sha256').update(FIRMWARE).digest();
+    expect(verify(null, digest, createPublicKey(publicKey), Buffer.from(String(update.fw_signature), 'base64'))).to.equal(true);
 
     // The device downloads what it was told, and reports it runs it.
     const download = await fetch(`${api}/firmware?title=my-firmware&version=1.0.0`);

@@ -71,6 +71,8 @@ function fleetContract(get: () => Fixture): void {
       contentType: null,
       checksumAlgorithm: null,
       checksum: null,
+      signature: null,
+      signatureAlgorithm: null,
       dataSize: null,
       blobSha256: null,
       additionalInfo: null,

@@ -97,6 +97,8 @@ function packageOf(tenantId: TenantId, profileId: DeviceProfileId, over: Partial
     additionalInfo: null,
     externalId: null,
     createdTime: nextTime(),
+    signature: null,
+    signatureAlgorithm: null,
     ...over,
   };
 }
@@ -362,6 +364,8 @@ function otaPackageContract(get: Get): void {
         blobSha256: 'cd'.repeat(32),
         additionalInfo: { description: 'first', nested: { list: [1, 'two', null] } },
         externalId: 'ext-1',
+        signature: 'c2ln'.repeat(22),
+        signatureAlgorithm: 'ED25519',
       });
       await r.packages.insert(p);
       expect(await r.packages.findById(tenantId, p.id)).to.deep.equal(p);
@@ -580,7 +584,7 @@ describe('repository contracts on PostgreSQL', () => {
     const again = await openPool({ connectionString: database().url, max: 1 });
     try {
       const versions = (await again.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
-      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
+      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8]);
     } finally {
       await again.end();
     }

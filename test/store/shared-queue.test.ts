@@ -63,6 +63,8 @@ describe('several instances on one PostgreSQL: the shared notify queue', functio
         additionalInfo: null,
         externalId: null,
         createdTime: 1,
+        signature: null,
+        signatureAlgorithm: null,
       };
       await store.packages.insert(pkg);
     }

@@ -46,6 +46,8 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         additionalInfo: null,
         externalId: null,
         createdTime: 1,
+        signature: null,
+        signatureAlgorithm: null,
       };
       await store.packages.insert(pkg);
     });
@@ -287,6 +289,53 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.settings.get('k')).to.equal(null);
         expect(await store.settings.putIfAbsent('k', 'one')).to.equal('one');
         expect(await store.settings.putIfAbsent('k', 'two')).to.equal('one');
+      });
+    });
+
+    describe('signing keys, policies and reported versions (issue 14)', () => {
+      const key = (tenant: TenantId, publicKey: string, privateKey: string | null = null) => ({ tenantId: tenant, algorithm: 'ED25519' as const, publicKey, privateKey, createdTime: 5 });
+
+      it("keeps a tenant's first key: a second insertIfAbsent answers it, replace swaps it", async () => {
+        expect(await store.signingKeys.find(tenantId)).to.equal(null);
+        expect(await store.signingKeys.insertIfAbsent(key(tenantId, 'pub-1', 'priv-1'))).to.deep.equal(key(tenantId, 'pub-1', 'priv-1'));
+        expect(await store.signingKeys.insertIfAbsent(key(tenantId, 'pub-2', 'priv-2'))).to.deep.equal(key(tenantId, 'pub-1', 'priv-1'));
+        await store.signingKeys.replace(key(tenantId, 'pub-3'));
+        expect(await store.signingKeys.find(tenantId)).to.deep.equal(key(tenantId, 'pub-3'));
+        expect(await store.signingKeys.find((await store.tenants.createTenant('other')).id)).to.equal(null);
+      });
+
+      it("answers the default policy until one is saved, and only the tenant's own", async () => {
+        expect(await store.policies.get(tenantId)).to.deep.equal({ requireSignedPackages: false });
+        await store.policies.save(tenantId, { requireSignedPackages: true });
+        expect(await store.policies.get(tenantId)).to.deep.equal({ requireSignedPackages: true });
+        await store.policies.save(tenantId, { requireSignedPackages: false });
+        expect(await store.policies.get(tenantId)).to.deep.equal({ requireSignedPackages: false });
+        await store.policies.save(tenantId, { requireSignedPackages: true });
+        expect(await store.policies.get((await store.tenants.createTenant('other')).id)).to.deep.equal({ requireSignedPackages: false });
+      });
+
+      it("lists the versions reported by a profile's devices that follow it, by name, and one device's", async () => {
+        const [follows, ownPackage, silent] = await devices(3);
+        const own = await store.devices.findById(tenantId, ownPackage!);
+        await store.devices.update({ ...own!, firmwareId: pkg.id, version: own!.version + 1 });
+        await store.states.setCurrent(follows!, tenantId, 'FIRMWARE', 'fw', '2.0');
+        await store.states.setCurrent(ownPackage!, tenantId, 'FIRMWARE', 'fw', '3.0');
+        await store.states.setCurrent(silent!, tenantId, 'SOFTWARE', 'sw', '1.0');
+        expect(await store.reportedVersions.followingProfile(tenantId, profileId, 'FIRMWARE')).to.deep.equal([{ deviceId: follows, name: `d-${follows}`, version: '2.0' }]);
+        expect(await store.reportedVersions.followingProfile(tenantId, profileId, 'SOFTWARE')).to.deep.equal([{ deviceId: silent, name: `d-${silent}`, version: '1.0' }]);
+        expect(await store.reportedVersions.ofDevice(tenantId, ownPackage!, 'FIRMWARE')).to.deep.equal({ deviceId: ownPackage, name: `d-${ownPackage}`, version: '3.0' });
+        expect(await store.reportedVersions.ofDevice(tenantId, silent!, 'FIRMWARE')).to.equal(null);
+        const other = (await store.tenants.createTenant('other')).id;
+        expect(await store.reportedVersions.followingProfile(other, profileId, 'FIRMWARE')).to.deep.equal([]);
+        expect(await store.reportedVersions.ofDevice(other, ownPackage!, 'FIRMWARE')).to.equal(null);
+      });
+
+      it('lists the profiles with a package assigned, for the metrics of profiles without devices', async () => {
+        expect(await store.profiles.listAssigned(tenantId)).to.deep.equal([]);
+        const profile = await store.profiles.findById(tenantId, profileId);
+        await store.profiles.update({ ...profile!, firmwareId: pkg.id, version: profile!.version + 1 });
+        expect((await store.profiles.listAssigned(tenantId)).map((p) => [p.id, p.firmwareId, p.softwareId])).to.deep.equal([[profileId, pkg.id, null]]);
+        expect(await store.profiles.listAssigned((await store.tenants.createTenant('other')).id)).to.deep.equal([]);
       });
     });
   });

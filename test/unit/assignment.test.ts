@@ -6,7 +6,7 @@ import { allAttributeKeys } from '../../server/pipeline/ota-keys';
 import { FakeTimers, PipelineHarness, quietLogger, settle, useHarness } from './pipeline-support';
 import { eventually } from '../support/eventually';
 
-const FW_KEYS = ['fw_title', 'fw_version', 'fw_ts', 'fw_state', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url', 'fw_tag'];
+const FW_KEYS = ['fw_title', 'fw_version', 'fw_ts', 'fw_state', 'fw_size', 'fw_checksum', 'fw_checksum_algorithm', 'fw_url', 'fw_tag', 'fw_signature', 'fw_signature_algorithm'];
 
 /** The shared attributes a notification would have written, so an unassignment has something to delete. */
 const notifiedAttributes = { fw_title: 't', fw_version: 'v', fw_tag: 'g', fw_size: 1, fw_checksum: 'c', fw_checksum_algorithm: 'SHA256', fw_url: 'u', fw_ts: 1, fw_state: 'x' };
@@ -47,7 +47,7 @@ describe('assignment (reference §2 triggers)', () => {
     expect(events.map((e) => [e.deviceId, e.type, e.packageId])).to.deep.equal([[device.id, 'FIRMWARE', b.id]]);
   });
 
-  it('emits packageId null and deletes the nine fw_* shared attributes at once when the own slot is emptied', async () => {
+  it('emits packageId null and deletes the fw_* shared attributes (the nine of ThingsBoard and our two signature keys) at once when the own slot is emptied', async () => {
     const h = harness();
     const profile = await h.profile();
     const pkg = await h.binaryPackage(profile);

@@ -86,6 +86,9 @@ describe('notifier (reference §1.2, §2 processing)', () => {
       fw_size: bytes.length,
       fw_checksum_algorithm: 'SHA256',
       fw_checksum: sha256(bytes),
+      // Ours beside ThingsBoard's (issue 14): every upload is signed.
+      fw_signature: pkg.signature,
+      fw_signature_algorithm: 'ED25519',
     };
     expect(n).to.deep.equal({ tenantId: h.tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, ts: queuedAt, attributes: expected, deleted: [] });
     expect(await h.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal(expected);
@@ -112,7 +115,7 @@ describe('notifier (reference §1.2, §2 processing)', () => {
     await settle();
     const n = notification(await h.pipeline.notifier.process(h.event(device, 'FIRMWARE', plain.id)));
     expect(n.deleted).to.have.members(['fw_url']);
-    const expected = { fw_title: plain.title, fw_version: '3', fw_size: bytes.length, fw_checksum_algorithm: 'SHA256', fw_checksum: sha256(bytes) };
+    const expected = { fw_title: plain.title, fw_version: '3', fw_size: bytes.length, fw_checksum_algorithm: 'SHA256', fw_checksum: sha256(bytes), fw_signature: plain.signature, fw_signature_algorithm: 'ED25519' };
     expect(n.attributes).to.deep.equal(expected);
     expect(await h.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal(expected);
   });
@@ -141,7 +144,7 @@ describe('notifier (reference §1.2, §2 processing)', () => {
     const n = notification(await h.pipeline.notifier.process(h.event(device, 'FIRMWARE', url.id)));
     const expected = { fw_title: url.title, fw_version: '2', fw_url: 'https://cdn.example.com/fw-2.bin' };
     expect(n.attributes).to.deep.equal(expected);
-    expect(n.deleted).to.have.members(['fw_tag', 'fw_size', 'fw_checksum_algorithm', 'fw_checksum']);
+    expect(n.deleted).to.have.members(['fw_tag', 'fw_size', 'fw_checksum_algorithm', 'fw_checksum', 'fw_signature', 'fw_signature_algorithm']);
     expect(await h.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal(expected);
   });
 
@@ -163,7 +166,7 @@ describe('notifier (reference §1.2, §2 processing)', () => {
     await settle();
     notification(await h.pipeline.notifier.process(h.event(device, 'FIRMWARE', fw.id)));
     const n = notification(await h.pipeline.notifier.process(h.event(device, 'SOFTWARE', sw.id)));
-    const expected = { sw_title: 'agent', sw_version: '7.1', sw_size: bytes.length, sw_checksum_algorithm: 'SHA256', sw_checksum: sha256(bytes) };
+    const expected = { sw_title: 'agent', sw_version: '7.1', sw_size: bytes.length, sw_checksum_algorithm: 'SHA256', sw_checksum: sha256(bytes), sw_signature: sw.signature, sw_signature_algorithm: 'ED25519' };
     expect(n.attributes).to.deep.equal(expected);
     const shared = await h.pipeline.attributes.get(device.id, 'SHARED');
     expect(shared).to.include(expected);
@@ -171,12 +174,12 @@ describe('notifier (reference §1.2, §2 processing)', () => {
     expect((await h.pipeline.telemetry.latest(device.id, ['sw_state'])).sw_state?.value).to.equal('INITIATED');
   });
 
-  it('turns an unassignment into a notification that deletes the nine keys', async () => {
+  it('turns an unassignment into a notification that deletes the nine keys and our two signature keys', async () => {
     const h = harness();
     const device = await h.device(profile);
     const n = notification(await h.pipeline.notifier.process(h.event(device, 'SOFTWARE', null)));
     expect(n.attributes).to.deep.equal({});
-    expect(n.deleted).to.have.members(['sw_title', 'sw_version', 'sw_ts', 'sw_state', 'sw_size', 'sw_checksum', 'sw_checksum_algorithm', 'sw_url', 'sw_tag']);
+    expect(n.deleted).to.have.members(['sw_title', 'sw_version', 'sw_ts', 'sw_state', 'sw_size', 'sw_checksum', 'sw_checksum_algorithm', 'sw_url', 'sw_tag', 'sw_signature', 'sw_signature_algorithm']);
   });
 
   it('counts notifications and drops, in all and per tenant', async () => {

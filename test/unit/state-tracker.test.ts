@@ -162,6 +162,18 @@ describe('state tracker', () => {
       expect(byType.SOFTWARE).to.include({ deviceProfileId: profile.id, targeted: 1, pending: 1, coverage: 0 });
     });
 
+    it('shows a profile assigned a package before it has any device, with 0 devices (the dashboard "By profile" panel)', async () => {
+      const h = harness();
+      const empty = await h.profile();
+      const pkg = await h.binaryPackage(empty, { title: 'early-fw', version: '1' });
+      await h.setProfilePackage(empty, 'FIRMWARE', pkg.id);
+      await settle();
+      const m = await h.pipeline.tracker.metrics(h.tenantId);
+      expect(m.profiles.filter((p) => p.deviceProfileId === empty.id)).to.deep.equal([
+        { deviceProfileId: empty.id, name: empty.name, type: 'FIRMWARE', targeted: 0, pending: 0, inProgress: 0, updated: 0, failed: 0, onTarget: 0, coverage: 0 },
+      ]);
+    });
+
     it("shows one tenant nothing of another's", async () => {
       const h = harness();
       const pkg = await h.binaryPackage(profile);

@@ -125,6 +125,11 @@ export class PgDeviceProfileRepository implements DeviceProfileRepository {
       ])
     ).rows[0].n;
   }
+
+  async listAssigned(tenantId: TenantId): Promise<DeviceProfile[]> {
+    const rows = await this.pool.query<Row>('SELECT * FROM device_profiles WHERE tenant_id = $1 AND (firmware_id IS NOT NULL OR software_id IS NOT NULL) ORDER BY name', [tenantId]);
+    return rows.rows.map(toProfile);
+  }
 }
 
 function inTransaction<T>(sql: Sql, fn: (client: Sql) => Promise<T>): Promise<T> {

@@ -257,4 +257,23 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       ALTER TABLE notify_queue ADD COLUMN claimed_until bigint;
     `,
   },
+  {
+    version: 8,
+    description: 'signed packages: package signatures, tenant signing keys and policies (SQLite migration 7)',
+    sql: `
+      ALTER TABLE ota_packages ADD COLUMN signature text;
+      ALTER TABLE ota_packages ADD COLUMN signature_algorithm text;
+      CREATE TABLE signing_keys (
+        tenant_id    uuid PRIMARY KEY REFERENCES tenants(id),
+        algorithm    text NOT NULL,
+        public_key   text NOT NULL,
+        private_key  text,
+        created_time bigint NOT NULL
+      );
+      CREATE TABLE tenant_policies (
+        tenant_id               uuid PRIMARY KEY REFERENCES tenants(id),
+        require_signed_packages boolean NOT NULL DEFAULT false
+      );
+    `,
+  },
 ];

@@ -1,6 +1,6 @@
 import { isUuid, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../ids';
 import type { ChecksumAlgorithm } from '../../packages/checksum';
-import type { OtaPackage, OtaPackageRepository, OtaPackageType } from '../ota-packages';
+import type { OtaPackage, OtaPackageRepository, OtaPackageType, SignatureAlgorithm } from '../ota-packages';
 import type { PageData, PageLink } from '../sqlite/database';
 import { writing } from './constraint-errors';
 import { queryPage } from './page';
@@ -24,6 +24,8 @@ interface Row extends Record<string, unknown> {
   additional_info: Record<string, unknown> | null;
   external_id: string | null;
   created_time: number;
+  signature: string | null;
+  signature_algorithm: string | null;
 }
 
 const toPackage = (r: Row): OtaPackage => ({
@@ -44,6 +46,8 @@ const toPackage = (r: Row): OtaPackage => ({
   additionalInfo: r.additional_info,
   externalId: r.external_id,
   createdTime: r.created_time,
+  signature: r.signature,
+  signatureAlgorithm: r.signature_algorithm as SignatureAlgorithm | null,
 });
 
 /** The sort properties ThingsBoard accepts for packages (reference §7.2), as the SQLite side sorts them. */
@@ -61,7 +65,7 @@ const SORT_COLUMNS: Record<string, string> = {
 
 /** The columns in insert order, and the values of a package in that order. */
 const COLUMNS = `id, tenant_id, device_profile_id, type, title, version, tag, url, file_name, content_type,
-  checksum_algorithm, checksum, data_size, blob_sha256, additional_info, external_id, created_time`;
+  checksum_algorithm, checksum, data_size, blob_sha256, additional_info, external_id, created_time, signature, signature_algorithm`;
 const values = (p: OtaPackage): unknown[] => [
   p.id,
   p.tenantId,
@@ -80,6 +84,8 @@ const values = (p: OtaPackage): unknown[] => [
   p.additionalInfo === null ? null : JSON.stringify(p.additionalInfo),
   p.externalId,
   p.createdTime,
+  p.signature,
+  p.signatureAlgorithm,
 ];
 
 export class PgOtaPackageRepository implements OtaPackageRepository {
@@ -88,7 +94,7 @@ export class PgOtaPackageRepository implements OtaPackageRepository {
   async insert(p: OtaPackage): Promise<void> {
     await writing(
       this.sql.query(
-        `INSERT INTO ota_packages (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17)`,
+        `INSERT INTO ota_packages (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18, $19)`,
         values(p),
       ),
     );
@@ -99,9 +105,9 @@ export class PgOtaPackageRepository implements OtaPackageRepository {
       this.sql.query(
         `UPDATE ota_packages SET device_profile_id = $3, type = $4, title = $5, version = $6, tag = $7, url = $8, file_name = $9,
            content_type = $10, checksum_algorithm = $11, checksum = $12, data_size = $13, blob_sha256 = $14,
-           additional_info = $15::jsonb, external_id = $16
+           additional_info = $15::jsonb, external_id = $16, signature = $17, signature_algorithm = $18
          WHERE id = $1 AND tenant_id = $2`,
-        values(p).slice(0, 16),
+        [...values(p).slice(0, 16), p.signature, p.signatureAlgorithm],
       ),
     );
   }
@@ -111,9 +117,9 @@ export class PgOtaPackageRepository implements OtaPackageRepository {
       this.sql.query(
         `UPDATE ota_packages SET device_profile_id = $3, type = $4, title = $5, version = $6, tag = $7, url = $8, file_name = $9,
            content_type = $10, checksum_algorithm = $11, checksum = $12, data_size = $13, blob_sha256 = $14,
-           additional_info = $15::jsonb, external_id = $16
+           additional_info = $15::jsonb, external_id = $16, signature = $17, signature_algorithm = $18
          WHERE id = $1 AND tenant_id = $2 AND (blob_sha256 IS NULL OR blob_sha256 = $14)`,
-        values(p).slice(0, 16),
+        [...values(p).slice(0, 16), p.signature, p.signatureAlgorithm],
       ),
     );
     return (rowCount ?? 0) > 0;

@@ -13,7 +13,10 @@ import { DEFAULT_CHUNK_SIZE, PgPackageBytes } from './package-bytes';
 import { PgBlobStore } from './pg-blob-store';
 import { PgClusterBus } from './pg-cluster-bus';
 import { openPool, type Sql } from './pool';
+import { PgReportedVersionRepository } from './reported-versions';
 import { PgSettingsRepository } from './settings';
+import { PgSigningKeyRepository } from './signing-keys';
+import { PgTenantPolicyRepository } from './tenant-policies';
 import { PgTelemetryRepository } from './telemetry';
 import { PgTenantRepository } from './tenants';
 import { PgFleetReadModel } from './fleet-read-model';
@@ -31,6 +34,9 @@ function repositoriesOn(sql: Sql): Repositories {
     targets: new PgOtaTargetRepository(sql),
     states: new PgOtaStateRepository(sql),
     settings: new PgSettingsRepository(sql),
+    signingKeys: new PgSigningKeyRepository(sql),
+    policies: new PgTenantPolicyRepository(sql),
+    reportedVersions: new PgReportedVersionRepository(sql),
   };
 }
 
@@ -65,6 +71,9 @@ export class PgStore implements Store {
   readonly settings: Repositories['settings'];
   /** What the dashboard and /metrics read; outside any transaction. */
   readonly fleet: PgFleetReadModel;
+  readonly signingKeys: Repositories['signingKeys'];
+  readonly policies: Repositories['policies'];
+  readonly reportedVersions: Repositories['reportedVersions'];
   /** The end of the last transaction started: this instance runs its transactions one at a time. */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -85,6 +94,9 @@ export class PgStore implements Store {
     this.states = r.states;
     this.settings = r.settings;
     this.fleet = new PgFleetReadModel(pool);
+    this.signingKeys = r.signingKeys;
+    this.policies = r.policies;
+    this.reportedVersions = r.reportedVersions;
   }
 
   /** Opens the pool (migrating the schema) and the blob cache. */

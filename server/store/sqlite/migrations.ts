@@ -308,4 +308,25 @@ export const MIGRATIONS: readonly Migration[] = [
       END;
     `,
   },
+  {
+    version: 8,
+    description: 'signed packages: package signatures, tenant signing keys and policies',
+    sql: `
+      -- The Ed25519 signature of the package's SHA-256 digest (see server/packages/package-signing.ts).
+      ALTER TABLE ota_packages ADD COLUMN signature TEXT;
+      ALTER TABLE ota_packages ADD COLUMN signature_algorithm TEXT;
+      -- One key per tenant; private_key is NULL when only the public key was imported (offline key).
+      CREATE TABLE signing_keys (
+        tenant_id    TEXT PRIMARY KEY REFERENCES tenants(id),
+        algorithm    TEXT NOT NULL,
+        public_key   TEXT NOT NULL,
+        private_key  TEXT,
+        created_time INTEGER NOT NULL
+      );
+      CREATE TABLE tenant_policies (
+        tenant_id               TEXT PRIMARY KEY REFERENCES tenants(id),
+        require_signed_packages INTEGER NOT NULL DEFAULT 0
+      );
+    `,
+  },
 ];

@@ -13,7 +13,10 @@ import { SqliteFleetReadModel } from './fleet-read-model';
 import { SqliteNotifyQueueRepository } from './notify-queue';
 import { SqliteOtaStateRepository } from './ota-states';
 import { SqliteOtaTargetRepository } from './ota-targets';
+import { SqliteReportedVersionRepository } from './reported-versions';
 import { SqliteSettingsRepository } from './settings';
+import { SqliteSigningKeyRepository } from './signing-keys';
+import { SqliteTenantPolicyRepository } from './tenant-policies';
 
 /**
  * The store on one better-sqlite3 connection. Its statements are synchronous; the repositories
@@ -30,6 +33,9 @@ export class SqliteStore implements Store {
   readonly targets;
   readonly states;
   readonly settings;
+  readonly signingKeys;
+  readonly policies;
+  readonly reportedVersions;
   /** One process owns a SQLite file: no other instance to tell. */
   readonly cluster = new LoneInstanceBus();
   readonly fleet;
@@ -52,6 +58,9 @@ export class SqliteStore implements Store {
     this.states = new SqliteOtaStateRepository(db);
     this.settings = new SqliteSettingsRepository(db);
     this.fleet = new SqliteFleetReadModel(db);
+    this.signingKeys = new SqliteSigningKeyRepository(db);
+    this.policies = new SqliteTenantPolicyRepository(db);
+    this.reportedVersions = new SqliteReportedVersionRepository(db);
   }
 
   /** Opens the database file and the blob folder beside it. */
