@@ -1,6 +1,8 @@
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { parser as mqttParser, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from 'mqtt-packet';
 import type { Device } from '../../store/devices';
+import type { MqttAuthenticator } from './authenticate';
 import { handlePublish } from './device-api';
 import type { DisconnectReason, PublishHost, PublishingSession } from './publish-context';
 import { FirmwareChunks } from './firmware-chunks';
@@ -10,6 +12,7 @@ import { classifySubscription, FAMILY, topicMatches, type TopicFamily } from './
 
 /** What a session needs from the transport that accepted it. */
 export interface SessionHost extends PublishHost {
+  readonly authenticator: MqttAuthenticator;
   connected(session: MqttSession): void;
   refused(session: MqttSession, code: number): void;
   closed(session: MqttSession, reason: DisconnectReason): void;
@@ -178,8 +181,9 @@ export class MqttSession implements PublishingSession {
   private async onConnect(p: IConnectPacket): Promise<void> {
     this.version = p.protocolVersion === 3 || p.protocolVersion === 5 ? p.protocolVersion : 4;
     this.clientId = p.clientId;
-    // The access token is the username (§3.1); other credentials (MQTT basic, X.509) are not kept here.
-    const device = p.username ? await this.host.ctx.devices.findByAccessToken(p.username) : null;
+    // Access token, MQTT basic or X.509 client certificate: authenticate.ts (§3.1).
+    const certificate = 'getPeerCertificate' in this.socket ? (this.socket as TLSSocket).getPeerCertificate().raw : undefined;
+    const device = await this.host.authenticator.authenticate({ clientId: p.clientId, username: p.username, password: p.password, certificate });
     if (this.isClosing) return;
     if (!device) {
       const code = refusalCode(this.version, { clientId: p.clientId, username: p.username, password: p.password });
