@@ -22,6 +22,7 @@ import { createFleetApi } from './admin/fleet-api';
 import { createDashboard, type Dashboard } from './fleet/dashboard';
 import { AssignmentService } from './pipeline/assignment';
 import { SqliteAttributeRepository, type AttributeRepository } from './store/attributes';
+import { DeviceProvisioning } from './devices/device-provisioning';
 import { HttpDeviceSessions } from './transports/http/http-transport';
 import { Notifier } from './pipeline/notifier';
 import { NotifyQueue } from './pipeline/notify-queue';
@@ -147,7 +148,8 @@ export class OtaEngine {
       const tracker = new StateTracker(db, { states, telemetry, queue }, timers);
       const httpSessions = new HttpDeviceSessions();
       const pipeline: Pipeline = { attributes, telemetry, assignment, queue, notifier, tracker, httpSessions };
-      const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger };
+      const provisioning = new DeviceProvisioning(profileRepo, devices, attributes);
+      const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger, provisioning };
       const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
