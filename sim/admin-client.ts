@@ -120,6 +120,12 @@ export class AdminClient {
     return this.request<DeviceInfo>('POST', `/device/${existing.id.id}`, { deviceProfileId: ref });
   }
 
+  /** Gives a device MQTT basic credentials (`POST /api/device/credentials`), replacing its token. */
+  async setBasicCredentials(device: DeviceInfo, value: { clientId: string; userName: string; password: string }): Promise<void> {
+    const current = await this.request<Record<string, unknown>>('GET', `/device/${device.id.id}/credentials`);
+    await this.request('POST', '/device/credentials', { ...current, credentialsType: 'MQTT_BASIC', credentialsValue: JSON.stringify(value) });
+  }
+
   async accessToken(device: DeviceInfo): Promise<string> {
     return (await this.request<{ credentialsId: string }>('GET', `/device/${device.id.id}/credentials`)).credentialsId;
   }
