@@ -7,12 +7,13 @@ import { httpDownload } from './http-download';
 import type { Benchmark } from './lib';
 import { lwm2mRegistrations } from './lwm2m-registrations';
 import { mqttTransport } from './mqtt';
+import { mqttAuth } from './mqtt-auth';
 import { packageTransfer } from './package-transfer';
 import { pipelineQueue } from './pipeline-queue';
 import { simulatedFleet } from './simulated-fleet';
 import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, mqttTransport, simulatedFleet, lwm2mRegistrations];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, storePostgres, httpDownload, coapDownload, mqttTransport, mqttAuth, simulatedFleet, lwm2mRegistrations];
 
 async function main(): Promise<void> {
   for (const b of benchmarks) {
