@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AttributeRepository } from '../store/attributes';
 import type { DeviceProfileRepository } from '../store/device-profiles';
 import type { Device } from '../store/devices';
@@ -34,6 +35,9 @@ const PROVISION_STATE = 'provisionState';
 
 const text = (v: unknown): string => (typeof v === 'string' ? v.trim() : '');
 
+/** Compares secrets in constant time (of their SHA-256), so timing does not tell how much matched. */
+const sameSecret = (a: string, b: string): boolean => timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+
 /**
  * `DeviceProvisionServiceImpl.provisionDevice`: the profile is found by its provision key and the
  * secret must match (else NOT_FOUND, nothing said about which). ALLOW_CREATE_NEW_DEVICES creates
@@ -49,14 +53,15 @@ export class DeviceProvisioning {
   ) {}
 
   async provision(request: ProvisionRequest): Promise<ProvisionResponse> {
-    const key = text(request.provisionDeviceKey);
-    const secret = text(request.provisionDeviceSecret);
+    // Key and secret are compared as sent; only the device name is trimmed (as ThingsBoard does).
+    const key = typeof request.provisionDeviceKey === 'string' ? request.provisionDeviceKey : '';
+    const secret = typeof request.provisionDeviceSecret === 'string' ? request.provisionDeviceSecret : '';
     const deviceName = text(request.deviceName);
     if (!key || !secret) return NOT_FOUND;
     const profile = await this.profiles.findByProvisionDeviceKey(key);
     const profileData = profile?.extra.profileData as { provisionConfiguration?: { provisionDeviceSecret?: unknown } } | undefined;
     const expected = profileData?.provisionConfiguration?.provisionDeviceSecret;
-    if (!profile || typeof expected !== 'string' || expected !== secret) return NOT_FOUND;
+    if (!profile || typeof expected !== 'string' || !sameSecret(expected, secret)) return NOT_FOUND;
     const existing = deviceName ? await this.devices.findByName(profile.tenantId, deviceName) : null;
     switch (profile.extra.provisionType) {
       case 'ALLOW_CREATE_NEW_DEVICES': {

@@ -132,6 +132,8 @@ describe('device provisioning (example flow, npm start)', function () {
       { deviceName: 'intruder', provisionDeviceKey: 'fleet-key', provisionDeviceSecret: 'guess' },
       { deviceName: 'intruder', provisionDeviceKey: 'no-such-key', provisionDeviceSecret: 'fleet-secret' },
       { deviceName: 'intruder', provisionDeviceKey: 'fleet-key' },
+      // The secret is compared as sent, not trimmed.
+      { deviceName: 'intruder', provisionDeviceKey: 'fleet-key', provisionDeviceSecret: 'fleet-secret ' },
     ]) {
       expect((await httpProvision(body)).answer).to.deep.equal({ status: 'NOT_FOUND', errorMsg: 'Provision data was not found!' });
       expect(await mqttProvision(body)).to.deep.equal({ status: 'NOT_FOUND', errorMsg: 'Provision data was not found!' });
@@ -155,6 +157,12 @@ describe('device provisioning (example flow, npm start)', function () {
     expect((await httpProvision(body)).answer.status).to.equal('FAILURE');
     expect((await httpProvision({ ...body, deviceName: 'not-made' })).answer.status).to.equal('FAILURE');
     expect(await deviceNamed('not-made')).to.equal(null);
+  });
+
+  it('answers a provisioning request that is no JSON with an empty 400, creating nothing', async () => {
+    const res = await fetch(`${server.api}/api/v1/provision`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"deviceName":' });
+    expect(res.status).to.equal(400);
+    expect(await res.text()).to.equal('');
   });
 
   it('closes a provisioning session that publishes anywhere else, or sends no JSON', async () => {
