@@ -75,6 +75,15 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
 
   const names = Array.from({ length: opts.devices }, (_, i) => deviceName(opts.prefix, i, opts.devices));
   const known = await setup('list the devices', () => admin.devicesOf(profile, opts.prefix));
+  if (opts.provision) {
+    // New devices create themselves, as ThingsBoard devices provisioning on first boot do.
+    const fresh = names.filter((n) => !known.has(n));
+    await setup('provision the devices', async () => {
+      const { key, secret } = await admin.enableProvisioning(profile);
+      await pool(fresh, 16, (name) => admin.provisionDevice(name, key, secret));
+    });
+    log(`${fresh.length} devices provisioned themselves (POST /api/v1/provision)`);
+  }
   const devices = await setup('create the devices', () => pool(names, 16, (name) => admin.ensureDevice(name, profile, known.get(name))));
   // Basic credentials: user name = device name, client id as the MQTT link uses it, a fresh password.
   const passwords = opts.credentials === 'basic' ? names.map(() => randomBytes(12).toString('base64url')) : null;

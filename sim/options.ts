@@ -40,6 +40,8 @@ export interface SimOptions {
   assign: boolean;
   /** How MQTT devices authenticate: their access token, or MQTT basic credentials set up by the run. */
   credentials: 'token' | 'basic';
+  /** New devices provision themselves (`POST /api/v1/provision`) instead of being created by the admin. */
+  provision: boolean;
 }
 
 export class UsageError extends Error {}
@@ -74,6 +76,8 @@ every device download it, verify its checksum and report DOWNLOADING .. UPDATED 
   --no-assign            do not assign: update to the firmware the profile has already
   --credentials token|basic   how MQTT devices authenticate (default token); basic gives each
                          device MQTT basic credentials (client id, user name, password) first
+  --provision            new devices provision themselves (POST /api/v1/provision with the
+                         profile's key and secret, set up by the run) instead of being created
   --progress bar|lines|none   (default: bar on a terminal, lines otherwise)
   -h, --help
 
@@ -130,6 +134,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
         seed: { type: 'string' },
         'no-assign': { type: 'boolean' },
         credentials: { type: 'string' },
+        provision: { type: 'boolean' },
         progress: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -192,6 +197,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
     progress,
     assign: !v['no-assign'],
     credentials,
+    provision: Boolean(v.provision),
   };
 }
 

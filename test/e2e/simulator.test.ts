@@ -137,6 +137,13 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
     expect((await admin.request<{ credentialsType: string }>('GET', `/device/${device.id.id}/credentials`)).credentialsType).to.equal('MQTT_BASIC');
   });
 
+  it('has new devices provision themselves (--provision), then updates them', async () => {
+    const run = await simulate([...base(), '--devices', '5', '--provision', '--fail-rate', '0', '--profile', 'provisioned-fleet', '--package-mb', '0.05']);
+    expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(0);
+    expect(run.stdout).to.include('5 devices provisioned themselves (POST /api/v1/provision)');
+    expect(row(run.stdout, 'updated')).to.equal('5');
+  });
+
   it('exits 1 and names the devices still busy when the run times out', async () => {
     const run = await simulate([...base(), '--devices', '3', '--profile', 'slow-fleet', '--fail-rate', '0', '--package-mb', '2', '--chunk', '1024', '--pace', '100', '--timeout', '2']);
     expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(1);
