@@ -19,6 +19,7 @@ export { runPackageCommand, PACKAGE_OPERATIONS, type PackageCommand, type Packag
 export { COAP_DEFAULTS, COAP_LIMIT_VARIABLES, CoapTransport, minimum, type CoapOptions } from './transports/coap/coap-transport';
 export { isBlockSize } from './transports/coap/block-wise';
 export { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from './transports/mqtt/mqtt-transport';
+export { DEFAULT_VERIFIED_CACHE_SIZE } from './devices/password-hash';
 export { editorGuard } from './admin/editor-guard';
 export { bodyDeadline, createLimitedServer, httpLimitsFromEnv } from './http-server-limits';
 export { privateDir } from './store/private-files';

@@ -75,8 +75,24 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
 
   const names = Array.from({ length: opts.devices }, (_, i) => deviceName(opts.prefix, i, opts.devices));
   const known = await setup('list the devices', () => admin.devicesOf(profile, opts.prefix));
+  if (opts.provision) {
+    // New devices create themselves, as ThingsBoard devices provisioning on first boot do.
+    const fresh = names.filter((n) => !known.has(n));
+    await setup('provision the devices', async () => {
+      const { key, secret } = await admin.enableProvisioning(profile);
+      await pool(fresh, 16, (name) => admin.provisionDevice(name, key, secret));
+    });
+    log(`${fresh.length} devices provisioned themselves (POST /api/v1/provision)`);
+  }
   const devices = await setup('create the devices', () => pool(names, 16, (name) => admin.ensureDevice(name, profile, known.get(name))));
-  const tokens = await setup('read the access tokens', () => pool(devices, 16, (d: DeviceInfo) => admin.accessToken(d)));
+  // Basic credentials: user name = device name, client id as the MQTT link uses it, a fresh password.
+  const passwords = opts.credentials === 'basic' ? names.map(() => randomBytes(12).toString('base64url')) : null;
+  if (passwords) {
+    await setup('set MQTT basic credentials', () =>
+      pool(devices, 16, (d: DeviceInfo, i) => admin.setBasicCredentials(d, { clientId: `${names[i]}-${process.pid}`, userName: names[i] as string, password: passwords[i] as string })),
+    );
+  }
+  const tokens = passwords ? names : await setup('read the access tokens', () => pool(devices, 16, (d: DeviceInfo) => admin.accessToken(d)));
   log(`profile '${profile.name}': ${devices.length} devices (${devices.length - names.filter((n) => known.has(n)).length} created)`);
   const transport = opts.transport.toUpperCase();
   const port = await setup('find the device endpoint', () => endpointPort(admin, opts));
@@ -106,7 +122,7 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
 
   const linkFor = (index: number): DeviceLink => {
     const token = tokens[index] as string;
-    if (opts.transport === 'mqtt') return new MqttDeviceLink(host, port as number, token, `${names[index]}-${process.pid}`, opts.chunk, opts.pace, opts.mqttVersion);
+    if (opts.transport === 'mqtt') return new MqttDeviceLink(host, port as number, token, `${names[index]}-${process.pid}`, opts.chunk, opts.pace, opts.mqttVersion, undefined, passwords?.[index]);
     if (opts.transport === 'coap') return new CoapDeviceLink(host, port as number, token);
     return new HttpDeviceLink(opts.api, token, opts.chunk, opts.pace);
   };
