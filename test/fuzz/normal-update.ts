@@ -47,7 +47,9 @@ export async function normalUpdate(t: FuzzTarget): Promise<void> {
       t.coapPort,
       '127.0.0.1',
     );
-    const code = await Promise.race([answer, new Promise<string>((resolve) => setTimeout(() => resolve('none'), 5000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([answer, new Promise<string>((resolve) => (timer = setTimeout(() => resolve('none'), 5000)))]);
+    clearTimeout(timer);
     if (code !== '2.05') throw new Error(`CoAP firmware after fuzzing answered ${code}, not 2.05`);
   } finally {
     socket.close();
