@@ -48,7 +48,7 @@ export function resolveEndpointOptions(
     try {
       return readFileSync(file, 'utf8');
     } catch (err) {
-      throw new Error(`Cannot read ${variable} ${file}: ${(err as Error).message}`);
+      throw new Error(`Cannot read ${variable} ${file}: ${(err as Error).message}`, { cause: err });
     }
   };
   const cert = pem(creds.tlsCert, 'otaMqttEndpointTlsCertFile', 'OTA_MQTT_TLS_CERT_FILE');
