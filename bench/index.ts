@@ -12,13 +12,14 @@ import type { Benchmark } from './lib';
 import { lwm2mFleet } from './lwm2m-fleet';
 import { lwm2mRegistrations } from './lwm2m-registrations';
 import { mqttTransport } from './mqtt';
+import { mqttAuth } from './mqtt-auth';
 import { packageTransfer } from './package-transfer';
 import { pipelineQueue } from './pipeline-queue';
 import { pipelineQueuePostgres } from './pipeline-queue-postgres';
 import { simulatedFleet } from './simulated-fleet';
 import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, pipelineQueuePostgres, storePostgres, fleetRead, httpDownload, coapDownload, coapObserve, mqttTransport, simulatedFleet, lwm2mRegistrations, lwm2mFleet, endToEnd];
+const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, pipelineQueuePostgres, storePostgres, fleetRead, httpDownload, coapDownload, coapObserve, mqttTransport, mqttAuth, simulatedFleet, lwm2mRegistrations, lwm2mFleet, endToEnd];
 
 /** Run only when asked (`npm run bench -- load`): it holds 10,000 connections for 5 minutes. */
 const onRequest: Record<string, Benchmark> = { load };

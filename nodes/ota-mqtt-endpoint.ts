@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from '../server';
+import { DEFAULT_VERIFIED_CACHE_SIZE, MQTT_DEFAULTS, MqttTransport, type MqttOptions } from '../server';
 import type { OtaServerNode } from './server-ref';
 import { settingPicker } from './settings';
 
@@ -13,6 +14,8 @@ export interface MqttEndpointDef extends NodeDef {
 export interface MqttEndpointCredentials {
   tlsCert?: string;
   tlsKey?: string;
+  /** PEM CA that device (X.509) client certificates must chain to. */
+  tlsCa?: string;
 }
 
 /** What ota-mqtt nodes get from their `endpoint` property. */
@@ -37,14 +40,31 @@ export function resolveEndpointOptions(
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`Invalid MQTT port: ${pick(def.port, 'otaMqttEndpointPort', 'OTA_MQTT_PORT')} (use 0-65535, 0 for any free port)`);
   const maxChunkSize = Number(pick(def.maxChunkSize, 'otaMqttEndpointMaxChunkSize', 'OTA_MQTT_MAX_CHUNK_SIZE') ?? MQTT_DEFAULTS.maxChunkSize);
   if (!Number.isInteger(maxChunkSize) || maxChunkSize <= 0) throw new Error(`Invalid maximum chunk size: ${def.maxChunkSize} (use a positive number of bytes)`);
-  const cert = creds.tlsCert?.trim();
-  const key = creds.tlsKey?.trim();
+  // PEM text from the node's credentials, else a file named by settings.js or the environment.
+  const pem = (text: string | undefined, setting: string, variable: string): string | undefined => {
+    if (text?.trim()) return text.trim();
+    const file = pick(undefined, setting, variable);
+    if (!file) return undefined;
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new Error(`Cannot read ${variable} ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const cert = pem(creds.tlsCert, 'otaMqttEndpointTlsCertFile', 'OTA_MQTT_TLS_CERT_FILE');
+  const key = pem(creds.tlsKey, 'otaMqttEndpointTlsKeyFile', 'OTA_MQTT_TLS_KEY_FILE');
+  const ca = pem(creds.tlsCa, 'otaMqttEndpointTlsCaFile', 'OTA_MQTT_TLS_CA_FILE');
   if (Boolean(cert) !== Boolean(key)) throw new Error('TLS needs both a certificate and its private key');
+  if (ca && !cert) throw new Error('A client CA needs TLS: give the server certificate and key too');
+  const cacheSetting = pick(undefined, 'otaMqttEndpointAuthCacheSize', 'OTA_MQTT_AUTH_CACHE_SIZE');
+  const authCacheSize = Number(cacheSetting ?? DEFAULT_VERIFIED_CACHE_SIZE);
+  if (!Number.isInteger(authCacheSize) || authCacheSize < 0) throw new Error(`Invalid OTA_MQTT_AUTH_CACHE_SIZE: ${cacheSetting} (use 0 or more verified passwords to remember)`);
   return {
     port,
     host: pick(def.host, 'otaMqttEndpointHost', 'OTA_MQTT_HOST') ?? MQTT_DEFAULTS.host,
     maxChunkSize,
-    ...(cert && key ? { tls: { cert, key } } : {}),
+    ...(cacheSetting !== undefined ? { authCacheSize } : {}),
+    ...(cert && key ? { tls: { cert, key, ...(ca ? { ca } : {}) } } : {}),
   };
 }
 
@@ -79,6 +99,6 @@ export default function init(RED: NodeAPI): void {
 
   // The typings do not let a constructor add fields to its node; the cast says so once, here.
   RED.nodes.registerType('ota-mqtt-endpoint', OtaMqttEndpoint as unknown as (this: Node, def: NodeDef) => void, {
-    credentials: { tlsCert: { type: 'text' }, tlsKey: { type: 'password' } },
+    credentials: { tlsCert: { type: 'text' }, tlsKey: { type: 'password' }, tlsCa: { type: 'text' } },
   });
 }

@@ -19,6 +19,7 @@ import { createTelemetryApi } from './admin/telemetry-api';
 import { createFleetApi } from './admin/fleet-api';
 import { createDashboard, type Dashboard } from './fleet/dashboard';
 import { AssignmentService } from './pipeline/assignment';
+import { DeviceProvisioning } from './devices/device-provisioning';
 import { HttpDeviceSessions } from './transports/http/http-transport';
 import { Notifier, type Notification } from './pipeline/notifier';
 import { NotifyQueue, queueLeaseFromEnv } from './pipeline/notify-queue';
@@ -187,7 +188,8 @@ export class OtaEngine {
       const tracker = new StateTracker(store, { queue }, timers);
       const httpSessions = new HttpDeviceSessions();
       const pipeline: Pipeline = { attributes, telemetry, assignment, queue, notifier, tracker, httpSessions };
-      const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger };
+      const provisioning = new DeviceProvisioning(profileRepo, devices, attributes);
+      const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger, provisioning };
       const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       // Several instances: a notification decided here also goes to the others, for a device whose
       // session (MQTT, CoAP, an HTTP long poll) is there; each delivers it to its own sessions only.

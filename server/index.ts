@@ -20,6 +20,7 @@ export { COAP_DEFAULTS, COAP_LIMIT_VARIABLES, CoapTransport, minimum, type CoapO
 export { isBlockSize } from './transports/coap/block-wise';
 export { LWM2M_DEFAULTS, Lwm2mTransport, type Lwm2mOptions, type RegistrationEvent } from './transports/lwm2m/lwm2m-transport';
 export { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from './transports/mqtt/mqtt-transport';
+export { DEFAULT_VERIFIED_CACHE_SIZE } from './devices/password-hash';
 export { editorGuard } from './admin/editor-guard';
 export { bodyDeadline, createLimitedServer, httpLimitsFromEnv } from './http-server-limits';
 export { privateDir } from './store/private-files';

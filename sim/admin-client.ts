@@ -1,7 +1,9 @@
 /**
  * The admin side of a simulation, through ThingsBoard's REST API only (reference §7): log in,
- * find or create the profile, the devices and the package, assign, read the fleet metrics.
+ * find or create the profile, the devices and the package, assign, read the fleet metrics; and
+ * the one device request a run makes itself, self-provisioning.
  */
+import { randomBytes } from 'node:crypto';
 
 export interface EntityRef {
   id: string;
@@ -125,6 +127,12 @@ export class AdminClient {
     return this.request<DeviceInfo>('POST', `/device/${existing.id.id}`, { deviceProfileId: ref });
   }
 
+  /** Gives a device MQTT basic credentials (`POST /api/device/credentials`), replacing its token. */
+  async setBasicCredentials(device: DeviceInfo, value: { clientId: string; userName: string; password: string }): Promise<void> {
+    const current = await this.request<Record<string, unknown>>('GET', `/device/${device.id.id}/credentials`);
+    await this.request('POST', '/device/credentials', { ...current, credentialsType: 'MQTT_BASIC', credentialsValue: JSON.stringify(value) });
+  }
+
   async accessToken(device: DeviceInfo): Promise<string> {
     return (await this.request<{ credentialsId: string }>('GET', `/device/${device.id.id}/credentials`)).credentialsId;
   }
@@ -164,6 +172,29 @@ export class AdminClient {
   }
 
   /** Sets the profile's firmware: every device of it without a package of its own is queued. */
+  /**
+   * Lets devices create themselves in the profile (ThingsBoard's ALLOW_CREATE_NEW_DEVICES): a key
+   * unique to the profile and a fresh secret, the rest of the profile data kept.
+   */
+  async enableProvisioning(profile: ProfileInfo): Promise<{ key: string; secret: string }> {
+    const key = `ota-simulate-${profile.id.id}`;
+    const secret = randomBytes(12).toString('base64url');
+    const current = await this.request<{ profileData?: Record<string, unknown> | null }>('GET', `/deviceProfile/${profile.id.id}`);
+    await this.request('POST', `/deviceProfile/${profile.id.id}`, {
+      provisionType: 'ALLOW_CREATE_NEW_DEVICES',
+      provisionDeviceKey: key,
+      profileData: { ...(current.profileData ?? {}), provisionConfiguration: { type: 'ALLOW_CREATE_NEW_DEVICES', provisionDeviceSecret: secret } },
+    });
+    return { key, secret };
+  }
+
+  /** A device's own request (`POST /api/v1/provision`, no admin token): creates it with a generated token. */
+  async provisionDevice(name: string, key: string, secret: string): Promise<void> {
+    const res = await fetch(`${this.base}/api/v1/provision`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ deviceName: name, provisionDeviceKey: key, provisionDeviceSecret: secret }) });
+    const body = await answer<{ status?: string; errorMsg?: string }>(res, 'POST /api/v1/provision');
+    if (body.status !== 'SUCCESS') throw new Error(`provisioning ${name}: ${body.status ?? res.status} ${body.errorMsg ?? ''}`.trim());
+  }
+
   assignToProfile(profile: ProfileInfo, pkg: PackageInfo): Promise<ProfileInfo> {
     return this.request<ProfileInfo>('POST', `/deviceProfile/${profile.id.id}`, { firmwareId: { entityType: 'OTA_PACKAGE', id: pkg.id.id } });
   }

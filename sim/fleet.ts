@@ -78,10 +78,27 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
 
   const names = Array.from({ length: opts.devices }, (_, i) => deviceName(opts.prefix, i, opts.devices));
   const known = await setup('list the devices', () => admin.devicesOf(profile, opts.prefix));
+  if (opts.provision) {
+    // New devices create themselves, as ThingsBoard devices provisioning on first boot do.
+    const fresh = names.filter((n) => !known.has(n));
+    await setup('provision the devices', async () => {
+      const { key, secret } = await admin.enableProvisioning(profile);
+      await pool(fresh, 16, (name) => admin.provisionDevice(name, key, secret));
+    });
+    log(`${fresh.length} devices provisioned themselves (POST /api/v1/provision)`);
+  }
   const devices = await setup('create the devices', () => pool(names, 16, (name) => admin.ensureDevice(name, profile, known.get(name))));
-  // An LwM2M device is found by its endpoint name (LWM2M_CREDENTIALS), an other by its access token.
-  const tokens =
-    opts.transport === 'lwm2m'
+  // An LwM2M device is found by its endpoint name (LWM2M_CREDENTIALS), an other by its access token;
+  // with basic credentials: user name = device name, client id as the MQTT link uses it, a fresh password.
+  const passwords = opts.credentials === 'basic' ? names.map(() => randomBytes(12).toString('base64url')) : null;
+  if (passwords) {
+    await setup('set MQTT basic credentials', () =>
+      pool(devices, 16, (d: DeviceInfo, i) => admin.setBasicCredentials(d, { clientId: `${names[i]}-${process.pid}`, userName: names[i] as string, password: passwords[i] as string })),
+    );
+  }
+  const tokens = passwords
+    ? names
+    : opts.transport === 'lwm2m'
       ? await setup('give the devices LwM2M credentials', () => pool(devices, 16, (d: DeviceInfo) => admin.lwm2mCredentials(d)))
       : await setup('read the access tokens', () => pool(devices, 16, (d: DeviceInfo) => admin.accessToken(d)));
   log(`profile '${profile.name}': ${devices.length} devices (${devices.length - names.filter((n) => known.has(n)).length} created)`);
@@ -113,7 +130,7 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
 
   const linkFor = (index: number): DeviceLink => {
     const token = tokens[index] as string;
-    if (opts.transport === 'mqtt') return new MqttDeviceLink(host, port as number, token, `${names[index]}-${process.pid}`, opts.chunk, opts.pace, opts.mqttVersion);
+    if (opts.transport === 'mqtt') return new MqttDeviceLink(host, port as number, token, `${names[index]}-${process.pid}`, opts.chunk, opts.pace, opts.mqttVersion, undefined, passwords?.[index]);
     if (opts.transport === 'coap') return new CoapDeviceLink(host, port as number, token);
     if (opts.transport === 'lwm2m') return new Lwm2mDeviceLink(host, port as number, token, firmwareInfo(pkg));
     return new HttpDeviceLink(opts.api, token, opts.chunk, opts.pace);

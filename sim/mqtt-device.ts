@@ -49,6 +49,8 @@ export class MqttDeviceLink implements DeviceLink {
     private readonly protocolVersion: 4 | 5,
     /** How long a chunk may take before the download fails. */
     private readonly chunkTimeoutMs = 30_000,
+    /** With MQTT basic credentials: the password (the token is then the user name). */
+    private readonly password?: string,
   ) {}
 
   async open(signal: AbortSignal): Promise<void> {
@@ -59,6 +61,7 @@ export class MqttDeviceLink implements DeviceLink {
       protocolVersion: this.protocolVersion,
       clientId: this.clientId,
       username: this.token,
+      ...(this.password !== undefined ? { password: this.password } : {}),
       reconnectPeriod: 0,
       connectTimeout: 15_000,
       clean: true,

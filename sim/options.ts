@@ -41,6 +41,10 @@ export interface SimOptions {
   assign: boolean;
   /** Check each package's Ed25519 signature with the tenant's public key (issue 14). */
   verifySignature: boolean;
+  /** How MQTT devices authenticate: their access token, or MQTT basic credentials set up by the run. */
+  credentials: 'token' | 'basic';
+  /** New devices provision themselves (`POST /api/v1/provision`) instead of being created by the admin. */
+  provision: boolean;
 }
 
 export class UsageError extends Error {}
@@ -76,6 +80,10 @@ every device download it, verify its checksum and report DOWNLOADING .. UPDATED 
   --no-assign            do not assign: update to the firmware the profile has already
   --verify-signature     devices check the package's Ed25519 signature with the tenant's public
                          key (GET /api/ota/signingKey) and report FAILED when it does not verify
+  --credentials token|basic   how MQTT devices authenticate (default token); basic gives each
+                         device MQTT basic credentials (client id, user name, password) first
+  --provision            new devices provision themselves (POST /api/v1/provision with the
+                         profile's key and secret, set up by the run) instead of being created
   --progress bar|lines|none   (default: bar on a terminal, lines otherwise)
   -h, --help
 
@@ -133,6 +141,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
         seed: { type: 'string' },
         'no-assign': { type: 'boolean' },
         'verify-signature': { type: 'boolean' },
+        credentials: { type: 'string' },
+        provision: { type: 'boolean' },
         progress: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -153,6 +163,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
   if (mqttVersion !== 4 && mqttVersion !== 5) throw new UsageError(`--mqtt-version must be 4 (3.1.1) or 5, not '${v['mqtt-version']}'`);
   if ((v['package-title'] === undefined) !== (v['package-version'] === undefined)) throw new UsageError('--package-title and --package-version go together');
   if (v['no-assign'] && v['package-title'] !== undefined) throw new UsageError("--no-assign updates to the profile's firmware: leave out --package-title and --package-version");
+  const credentials = (v.credentials ?? 'token').toLowerCase();
+  if (credentials === 'x509') throw new UsageError('--credentials x509 is not simulated yet: use token or basic');
+  if (credentials !== 'token' && credentials !== 'basic') throw new UsageError(`--credentials must be token or basic, not '${v.credentials}'`);
+  if (credentials === 'basic' && transport !== 'mqtt') throw new UsageError('--credentials basic is for MQTT devices: add --transport mqtt');
   const progress = v.progress ?? (isTty ? 'bar' : 'lines');
   if (progress !== 'bar' && progress !== 'lines' && progress !== 'none') throw new UsageError(`--progress must be bar, lines or none, not '${v.progress}'`);
 
@@ -192,6 +206,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
     progress,
     assign: !v['no-assign'],
     verifySignature: !!v['verify-signature'],
+    credentials,
+    provision: Boolean(v.provision),
   };
 }
 

@@ -317,13 +317,20 @@ function actions(row) {
   );
 }
 
+// How a device authenticates, by type only: the dashboard never shows tokens, passwords or certificates.
+const CREDENTIALS_LABELS = { MQTT_BASIC: 'MQTT basic', X509_CERTIFICATE: 'X.509', LWM2M_CREDENTIALS: 'LwM2M', ACCESS_TOKEN: 'Access token' };
+function credentialsTag(type) {
+  const label = CREDENTIALS_LABELS[type] ?? type;
+  return label ? el('span', { class: 'label', 'data-credentials-type': type, title: 'Credentials type' }, label) : null;
+}
+
 function deviceRow(row) {
   const s = slotOf(row, state.type);
   const other = slotOf(row, state.type === 'FIRMWARE' ? 'SOFTWARE' : 'FIRMWARE');
   return el(
     'tr',
     { 'data-device-id': row.id, 'data-state': s.state ?? 'NONE' },
-    el('td', {}, el('span', { class: 'name' }, row.name), row.label ? el('span', { class: 'label' }, row.label) : null),
+    el('td', {}, el('span', { class: 'name' }, row.name), row.label ? el('span', { class: 'label' }, row.label) : null, credentialsTag(row.credentialsType)),
     el('td', {}, row.deviceProfileName),
     el('td', {}, version(s.current)),
     el('td', {}, version(s.target)),

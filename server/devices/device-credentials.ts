@@ -1,5 +1,7 @@
 import { invalid } from '../errors';
 import type { DeviceCredentialsType } from '../store/devices';
+import { mqttBasicCredentials } from './mqtt-basic-credentials';
+import { x509Credentials } from './x509-credentials';
 
 /** Credentials as ThingsBoard's REST API takes them (`POST /api/device/credentials`, `{device, credentials}`). */
 export interface CredentialsInput {
@@ -17,16 +19,17 @@ export interface DeviceCredentials {
 
 /**
  * Checks credentials as ThingsBoard does, in its words: ACCESS_TOKEN takes `credentialsId`;
- * LWM2M_CREDENTIALS takes its id from `credentialsValue.client.endpoint`.
+ * LWM2M_CREDENTIALS takes its id from `credentialsValue.client.endpoint`; MQTT_BASIC and
+ * X509_CERTIFICATE compute theirs from the value (SHA3 hashes, reference §3.1).
  */
-export function parseCredentials(input: CredentialsInput): DeviceCredentials {
+export async function parseCredentials(input: CredentialsInput): Promise<DeviceCredentials> {
   const type = input.credentialsType;
   if (type === undefined || type === null) throw invalid('Device credentials type should be specified');
-  if (type === 'LWM2M_CREDENTIALS') {
-    const lwm2m = lwm2mCredentials(input.credentialsValue);
-    return { type, id: lwm2m.credentialsId, value: lwm2m.credentialsValue };
-  }
-  if (type !== 'ACCESS_TOKEN') throw invalid(`Device credentials type ${String(type)} is not supported: use ACCESS_TOKEN or LWM2M_CREDENTIALS`);
+  const computed = (c: { credentialsId: string; credentialsValue: string }, t: DeviceCredentialsType): DeviceCredentials => ({ type: t, id: c.credentialsId, value: c.credentialsValue });
+  if (type === 'LWM2M_CREDENTIALS') return computed(lwm2mCredentials(input.credentialsValue), type);
+  if (type === 'MQTT_BASIC') return computed(await mqttBasicCredentials(input.credentialsValue), type);
+  if (type === 'X509_CERTIFICATE') return computed(x509Credentials(input.credentialsValue), type);
+  if (type !== 'ACCESS_TOKEN') throw invalid(`Device credentials type ${String(type)} is not supported: use ACCESS_TOKEN, MQTT_BASIC, X509_CERTIFICATE or LWM2M_CREDENTIALS`);
   const id = input.credentialsId;
   if (typeof id !== 'string' || id.trim() === '') throw invalid('Device credentials id should be specified!');
   return { type, id, value: null };

@@ -130,7 +130,7 @@ export class DeviceService {
 
   /** `POST /api/device-with-credentials` (`{device, credentials}`): a new device with its credentials. */
   async saveWithCredentials(tenantId: TenantId, body: DeviceInput, input: CredentialsInput): Promise<Device> {
-    const credentials = parseCredentials(input);
+    const credentials = await parseCredentials(input);
     const existingId = body.id?.id;
     if (existingId) {
       // ThingsBoard updates both when the device exists already.
@@ -142,10 +142,10 @@ export class DeviceService {
     return this.save(tenantId, body, { credentials });
   }
 
-  /** `POST /api/device/credentials`: new credentials (access token or LwM2M endpoint) for a device. */
+  /** `POST /api/device/credentials`: new credentials (access token, MQTT basic, X.509 or LwM2M endpoint) for a device. */
   async updateCredentials(tenantId: TenantId, deviceId: string, input: CredentialsInput): Promise<Device> {
     const device = await this.get(tenantId, deviceId);
-    const credentials = parseCredentials(input);
+    const credentials = await parseCredentials(input);
     await this.checkTokenFree(credentials.id, device.id);
     const updated: Device = { ...device, accessToken: credentials.id, credentialsType: credentials.type, credentialsValue: credentials.value, version: device.version + 1 };
     await this.devices.update(updated);

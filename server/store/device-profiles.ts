@@ -25,6 +25,12 @@ export interface DeviceProfileRepository {
   ownerOf(id: string): Promise<TenantId | null>;
   findByName(tenantId: TenantId, name: string): Promise<DeviceProfile | null>;
   findDefault(tenantId: TenantId): Promise<DeviceProfile | null>;
+  /**
+   * Device self-provisioning: the profile whose `provisionDeviceKey` this is. Not tenant-scoped,
+   * as in ThingsBoard: the key (with its secret) is the credential. Profiles are few, so this
+   * scans them rather than keeping an index (and a migration) for a rare request.
+   */
+  findByProvisionDeviceKey(key: string): Promise<DeviceProfile | null>;
   /** Makes `id` the tenant's only default profile. */
   setDefault(tenantId: TenantId, id: DeviceProfileId): Promise<void>;
   page(tenantId: TenantId, link: PageLink): Promise<PageData<DeviceProfile>>;
@@ -104,6 +110,11 @@ export class SqliteDeviceProfileRepository implements DeviceProfileRepository {
 
   async findByName(tenantId: TenantId, name: string): Promise<DeviceProfile | null> {
     const r = this.db.prepare('SELECT * FROM device_profiles WHERE tenant_id = ? AND name = ?').get(tenantId, name) as Row | undefined;
+    return r ? toProfile(r) : null;
+  }
+
+  async findByProvisionDeviceKey(key: string): Promise<DeviceProfile | null> {
+    const r = this.db.prepare("SELECT * FROM device_profiles WHERE json_extract(extra, '$.provisionDeviceKey') = ? LIMIT 1").get(key) as Row | undefined;
     return r ? toProfile(r) : null;
   }
 

@@ -1,8 +1,11 @@
 import { queryPage, type Db, type PageData, type PageLink } from './sqlite/database';
 import type { DeviceId, DeviceProfileId, OtaPackageId, TenantId } from '../ids';
 
-/** ThingsBoard's device credentials types we take: access tokens, and LwM2M endpoints (NoSec). */
-export type DeviceCredentialsType = 'ACCESS_TOKEN' | 'LWM2M_CREDENTIALS';
+/**
+ * ThingsBoard's device credentials types we take: access tokens, LwM2M endpoints (NoSec), MQTT
+ * basic credentials (client id, user name, password) and X.509 client certificates.
+ */
+export type DeviceCredentialsType = 'ACCESS_TOKEN' | 'LWM2M_CREDENTIALS' | 'MQTT_BASIC' | 'X509_CERTIFICATE';
 
 export interface Device {
   id: DeviceId;
@@ -12,11 +15,11 @@ export interface Device {
   deviceProfileId: DeviceProfileId;
   firmwareId: OtaPackageId | null;
   softwareId: OtaPackageId | null;
-  /** ThingsBoard's credentialsId: the access token, or the LwM2M endpoint name. */
+  /** ThingsBoard's credentialsId: the access token, the LwM2M endpoint name, or a SHA3 hash (MQTT basic, X.509). */
   accessToken: string;
   /** Absent: ACCESS_TOKEN. */
   credentialsType?: DeviceCredentialsType;
-  /** The LwM2M credentials JSON; null for access tokens. */
+  /** The LwM2M or MQTT basic credentials JSON (password hashed), or the certificate; null for access tokens. */
   credentialsValue?: string | null;
   /** Id of the device's credentials record (ThingsBoard keeps credentials as their own entity). */
   credentialsId: string;

@@ -28,6 +28,7 @@ export interface DeviceRowColumns {
   created_time: number;
   device_profile_id: string;
   profile_name: string;
+  credentials_type: string;
   /** The slot columns, prefixed `fw_` and `sw_` (see `slotColumns`). */
   [slotColumn: string]: unknown;
 }
@@ -51,7 +52,7 @@ const slotColumns = (p: 'fw' | 'sw'): string =>
    ${p}.current_version AS ${p}_cur_version, ${p}.target_package_id AS ${p}_target, ${p}p.title AS ${p}_target_title,
    ${p}p.version AS ${p}_target_version, ${p}.retries AS ${p}_retries, ${p}.device_id IS NOT NULL AS ${p}_exists`;
 
-const SELECT = `SELECT d.id, d.name, d.label, d.created_time, d.device_profile_id, p.name AS profile_name, ${slotColumns('fw')}, ${slotColumns('sw')}`;
+const SELECT = `SELECT d.id, d.name, d.label, d.created_time, d.device_profile_id, p.name AS profile_name, d.credentials_type, ${slotColumns('fw')}, ${slotColumns('sw')}`;
 const slotJoins = (p: 'fw' | 'sw', type: OtaPackageType): string =>
   `LEFT JOIN ota_states ${p} ON ${p}.device_id = d.id AND ${p}.type = '${type}' LEFT JOIN ota_packages ${p}p ON ${p}p.id = ${p}.target_package_id`;
 const FROM = `FROM devices d JOIN device_profiles p ON p.id = d.device_profile_id ${slotJoins('fw', 'FIRMWARE')} ${slotJoins('sw', 'SOFTWARE')}`;
@@ -76,6 +77,7 @@ export const toDeviceRow = (r: DeviceRowColumns): DeviceRow => ({
   createdTime: r.created_time,
   deviceProfileId: r.device_profile_id,
   deviceProfileName: r.profile_name,
+  credentialsType: r.credentials_type,
   firmware: slot(r, 'fw'),
   software: slot(r, 'sw'),
 });

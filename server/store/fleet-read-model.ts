@@ -24,6 +24,8 @@ export interface DeviceRow {
   createdTime: number;
   deviceProfileId: string;
   deviceProfileName: string;
+  /** How the device authenticates (ACCESS_TOKEN, MQTT_BASIC, X509_CERTIFICATE, LWM2M_CREDENTIALS): the type only, never the secret. */
+  credentialsType: string;
   firmware: SlotInfo;
   software: SlotInfo;
 }

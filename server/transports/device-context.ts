@@ -8,6 +8,7 @@ import type { EngineEvents } from '../events';
 import type { OtaPackageRepository } from '../store/ota-packages';
 import type { TelemetryRepository } from '../store/telemetry';
 import type { Transport } from '../pipeline/uplink';
+import type { DeviceProvisioning } from '../devices/device-provisioning';
 
 /**
  * What a device transport (HTTP, MQTT, CoAP, LwM2M) needs from the engine: find a device by its
@@ -23,6 +24,8 @@ export interface DeviceContext {
   telemetry: TelemetryRepository;
   events: EngineEvents;
   logger: Logger;
+  /** Device self-provisioning (HTTP `/api/v1/provision`, MQTT user name `provision`); absent: refused. */
+  provisioning?: DeviceProvisioning;
 }
 
 /** A listening device endpoint, as shown to admins (`GET /api/ota/endpoints`) and the dashboard. */

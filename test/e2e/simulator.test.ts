@@ -130,6 +130,21 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
     });
   }
 
+  it('updates 10 MQTT devices that connect with basic credentials (--credentials basic)', async () => {
+    const run = await simulate([...base(), '--devices', '10', '--transport', 'mqtt', '--credentials', 'basic', '--mqtt-version', '5', '--fail-rate', '0', '--profile', 'basic-fleet', '--package-mb', '0.05', '--chunk', '2048']);
+    expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(0);
+    expect(row(run.stdout, 'updated')).to.equal('10');
+    const device = await admin.request<{ id: { id: string } }>('GET', '/tenant/devices?deviceName=basic-fleet-0001');
+    expect((await admin.request<{ credentialsType: string }>('GET', `/device/${device.id.id}/credentials`)).credentialsType).to.equal('MQTT_BASIC');
+  });
+
+  it('has new devices provision themselves (--provision), then updates them', async () => {
+    const run = await simulate([...base(), '--devices', '5', '--provision', '--fail-rate', '0', '--profile', 'provisioned-fleet', '--package-mb', '0.05']);
+    expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(0);
+    expect(run.stdout).to.include('5 devices provisioned themselves (POST /api/v1/provision)');
+    expect(row(run.stdout, 'updated')).to.equal('5');
+  });
+
   it('exits 1 and names the devices still busy when the run times out', async () => {
     const run = await simulate([...base(), '--devices', '3', '--profile', 'slow-fleet', '--fail-rate', '0', '--package-mb', '2', '--chunk', '1024', '--pace', '100', '--timeout', '2']);
     expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(1);

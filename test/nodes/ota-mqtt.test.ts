@@ -1,5 +1,8 @@
 import { expect } from 'chai';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { Node } from 'node-red';
 import otaMqtt from '../../nodes/ota-mqtt';
 import otaMqttEndpoint, { resolveEndpointOptions, type OtaMqttEndpointNode } from '../../nodes/ota-mqtt-endpoint';
@@ -167,6 +170,21 @@ describe('ota-mqtt and ota-mqtt-endpoint nodes', function () {
       expect(resolveEndpointOptions({}, {}, { otaMqttEndpointPort: 1885, otaMqttEndpointHost: '127.0.0.1' }, env)).to.include({ port: 1885, host: '127.0.0.1' });
       expect(resolveEndpointOptions({ port: '8883', host: '', maxChunkSize: '4096' }, {}, { otaMqttEndpointPort: 1885 }, env)).to.include({ port: 8883, host: '10.0.0.1', maxChunkSize: 4096 });
       expect(resolveEndpointOptions({}, { tlsCert: 'CERT', tlsKey: 'KEY' }, {}, {}).tls).to.deep.equal({ cert: 'CERT', key: 'KEY' });
+    });
+
+    it('reads the TLS certificate, key and client CA from the files the environment names, and the auth cache size', async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'mqtt-endpoint-tls-'));
+      try {
+        for (const f of ['cert', 'key', 'ca']) await writeFile(path.join(dir, `${f}.pem`), `${f.toUpperCase()} PEM`);
+        const env = { OTA_MQTT_TLS_CERT_FILE: path.join(dir, 'cert.pem'), OTA_MQTT_TLS_KEY_FILE: path.join(dir, 'key.pem'), OTA_MQTT_TLS_CA_FILE: path.join(dir, 'ca.pem'), OTA_MQTT_AUTH_CACHE_SIZE: '50' };
+        expect(resolveEndpointOptions({}, {}, {}, env)).to.deep.include({ tls: { cert: 'CERT PEM', key: 'KEY PEM', ca: 'CA PEM' }, authCacheSize: 50 });
+        expect(resolveEndpointOptions({}, { tlsCert: 'CERT', tlsKey: 'KEY', tlsCa: 'CA' }, {}, env).tls).to.deep.equal({ cert: 'CERT', key: 'KEY', ca: 'CA' });
+        expect(() => resolveEndpointOptions({}, {}, {}, { ...env, OTA_MQTT_TLS_CA_FILE: path.join(dir, 'missing.pem') })).to.throw(/Cannot read OTA_MQTT_TLS_CA_FILE/);
+        expect(() => resolveEndpointOptions({}, { tlsCa: 'CA' }, {}, {})).to.throw('A client CA needs TLS: give the server certificate and key too');
+        expect(() => resolveEndpointOptions({}, {}, {}, { OTA_MQTT_AUTH_CACHE_SIZE: '-1' })).to.throw('Invalid OTA_MQTT_AUTH_CACHE_SIZE: -1');
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('refuses a bad port or chunk size, and a certificate without its key', () => {

@@ -35,6 +35,15 @@ describe('simulator options', function () {
     expect(o).to.include({ api: 'http://127.0.0.1:1', devices: 5, profile: 'dash', prefix: 'dash-', transport: 'http', failRate: 0.05, progress: 'none', timeoutS: 600 });
   });
 
+  it('takes --credentials token or basic, basic for MQTT devices only', () => {
+    const parse = (...args: string[]) => parseOptions(['--password', 'pw', ...args], {}, false);
+    expect(parse()).to.include({ credentials: 'token' });
+    expect(parse('--transport', 'mqtt', '--credentials', 'basic')).to.include({ credentials: 'basic' });
+    expect(() => parse('--credentials', 'basic')).to.throw('--credentials basic is for MQTT devices: add --transport mqtt');
+    expect(() => parse('--credentials', 'x509')).to.throw('--credentials x509 is not simulated yet: use token or basic');
+    expect(() => parse('--credentials', 'psk')).to.throw("--credentials must be token or basic, not 'psk'");
+  });
+
   it('says what is wrong with a bad option', () => {
     const wrong = (args: string[], e: NodeJS.ProcessEnv = env): string => {
       try {

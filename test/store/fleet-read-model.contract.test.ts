@@ -144,6 +144,7 @@ function fleetContract(get: () => Fixture): void {
         createdTime: a.createdTime,
         deviceProfileId: profileId,
         deviceProfileName: 'Sensors',
+        credentialsType: 'ACCESS_TOKEN',
         firmware: { state: 'FAILED', stateTs: 50, error: 'bad checksum', current: { title: 'thermo', version: '1.0' }, target: { packageId: fw.id, title: 'thermo', version: '2.0' }, retries: 2 },
         software: { state: null, stateTs: null, error: null, current: null, target: { packageId: sw.id, title: 'app', version: '1.1' }, retries: 0 },
       });

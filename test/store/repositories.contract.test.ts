@@ -182,6 +182,16 @@ function deviceProfileContract(get: Get): void {
       expect(await r.profiles.ownerOf('not-a-uuid')).to.equal(null);
     });
 
+    it('finds a profile by its provision device key, whatever the tenant (the key is the credential)', async () => {
+      const r = get();
+      const key = `key-${newId()}`;
+      const { profile } = await withProfile(r, { extra: { provisionType: 'ALLOW_CREATE_NEW_DEVICES', provisionDeviceKey: key, profileData: { provisionConfiguration: { provisionDeviceSecret: 's' } } } });
+      await withProfile(r, { extra: { provisionType: 'DISABLED', provisionDeviceKey: null } });
+      expect(await r.profiles.findByProvisionDeviceKey(key)).to.deep.equal(profile);
+      expect(await r.profiles.findByProvisionDeviceKey(`${key}x`)).to.equal(null);
+      expect(await r.profiles.findByProvisionDeviceKey('')).to.equal(null);
+    });
+
     it('saves changed fields and extra data', async () => {
       const r = get();
       const { tenantId, profile } = await withProfile(r);

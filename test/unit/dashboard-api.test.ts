@@ -203,6 +203,18 @@ describe('dashboard API, live stream and /metrics', () => {
   });
 
   describe('device list', () => {
+    it("shows each device's credentials type, never its token, password or certificate", async () => {
+      const h = harness();
+      const d = await h.device(await h.profile('creds'), { name: 'basic-creds' });
+      await h.engine.devices.updateCredentials(h.tenantId, d.id, { credentialsType: 'MQTT_BASIC', credentialsValue: JSON.stringify({ clientId: 'cc', userName: 'uu', password: 'pp-secret' }) });
+      const page = await list('pageSize=20&page=0&textSearch=basic-creds');
+      expect(page.data.map((r) => [r.name, r.credentialsType])).to.deep.equal([['basic-creds', 'MQTT_BASIC']]);
+      const tokenRow = (await list('pageSize=20&page=0&textSearch=thermo-1')).data[0] as DeviceRow;
+      expect(tokenRow.credentialsType).to.equal('ACCESS_TOKEN');
+      const text = JSON.stringify(page) + JSON.stringify(tokenRow);
+      expect(text).to.not.include('pp-secret').and.not.include('$scrypt$').and.not.include(thermo[1]!.accessToken);
+    });
+
     it('answers 401 without a token, as the rest of /api', async () => {
       const r = await get('/api/ota/devices', null);
       expect(r.status).to.equal(401);

@@ -84,6 +84,11 @@ export class PgDeviceProfileRepository implements DeviceProfileRepository {
     return r ? toProfile(r) : null;
   }
 
+  async findByProvisionDeviceKey(key: string): Promise<DeviceProfile | null> {
+    const r = (await this.pool.query<Row>("SELECT * FROM device_profiles WHERE extra->>'provisionDeviceKey' = $1 LIMIT 1", [key])).rows[0];
+    return r ? toProfile(r) : null;
+  }
+
   async findDefault(tenantId: TenantId): Promise<DeviceProfile | null> {
     const r = (await this.pool.query<Row>('SELECT * FROM device_profiles WHERE tenant_id = $1 AND is_default', [tenantId])).rows[0];
     return r ? toProfile(r) : null;

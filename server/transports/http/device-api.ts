@@ -9,6 +9,7 @@ import { byteRange } from './byte-range';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
 import { isStorageFull } from '../../errors';
+import type { ProvisionRequest } from '../../devices/device-provisioning';
 
 /** A transport's context (device-context.ts) plus the long-poll sessions of the HTTP transport. */
 export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
@@ -70,6 +71,18 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
       .then((d) => (d ? h(req, res, d) : res.status(401).end()))
       .catch(next);
   };
+
+  // ThingsBoard's `POST /api/v1/provision`: always 200, the outcome is the body's `status`.
+  api.post('/provision', (req, res, next) => {
+    const provisioning = deps.provisioning;
+    readJson(req, res)
+      .then(async (body) => {
+        if (!provisioning) return res.json({ status: 'NOT_FOUND', errorMsg: 'Provision data was not found!' });
+        if (typeof body !== 'object' || body === null || Array.isArray(body)) return res.status(400).end();
+        return res.json(await provisioning.provision(body as ProvisionRequest));
+      })
+      .catch(next);
+  });
 
   const uplinkBase = (d: Device) => ({ tenantId: d.tenantId, deviceId: d.id, deviceName: d.name, transport: 'HTTP' as const, ts: Date.now() });
 

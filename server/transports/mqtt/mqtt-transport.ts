@@ -12,6 +12,8 @@ import type { BlobReader } from '../../store/blob-reader';
 import { REASON, type ProtocolVersion } from './reason-codes';
 import type { DisconnectReason, SessionConfig } from './publish-context';
 import { MqttSession, type SessionHost } from './session';
+import { MqttAuthenticator } from './authenticate';
+import { DEFAULT_VERIFIED_CACHE_SIZE, PasswordVerifier } from '../../devices/password-hash';
 import type { UplinkEvent } from '../../pipeline/uplink';
 
 export type { DisconnectReason } from './publish-context';
@@ -20,8 +22,14 @@ export interface MqttOptions {
   /** 0 picks a free port. */
   port?: number;
   host?: string;
-  /** PEM certificate and key: the endpoint then speaks MQTT over TLS only. */
-  tls?: { cert: string | Buffer; key: string | Buffer } | null;
+  /**
+   * PEM certificate and key: the endpoint then speaks MQTT over TLS only. With `ca`, devices may
+   * present a client certificate (X509_CERTIFICATE credentials); one that does not chain to `ca`
+   * is cut right after the handshake. Devices without one still use tokens or basic credentials.
+   */
+  tls?: MqttTlsOptions | null;
+  /** Verified MQTT basic passwords remembered, so reconnects skip scrypt (`OTA_MQTT_AUTH_CACHE_SIZE`). */
+  authCacheSize?: number;
   /**
    * ThingsBoard's `transport.mqtt.netty.max_payload_size`: the largest chunk a device may ask for
    * (a larger one is PAYLOAD_TOO_LARGE), the largest PUBLISH it may send, and the `maxPayloadSize`
@@ -39,6 +47,13 @@ export interface MqttOptions {
    * ThingsBoard's `actors.max_concurrent_session_per_device` (default 1) does. 0: no limit.
    */
   maxSessionsPerDevice?: number;
+}
+
+export interface MqttTlsOptions {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** PEM CA certificate(s) client certificates must chain to. */
+  ca?: string | Buffer | null;
 }
 
 export const MQTT_DEFAULTS = {
@@ -81,7 +96,8 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
   readonly reader: BlobReader;
   private readonly port: number;
   private readonly host: string;
-  private readonly tlsOptions: { cert: string | Buffer; key: string | Buffer } | null;
+  private readonly tlsOptions: MqttTlsOptions | null;
+  readonly authenticator: MqttAuthenticator;
   private readonly maxSessionsPerDevice: number;
   private server: net.Server | null = null;
   private readonly sessions = new Set<MqttSession>();
@@ -91,7 +107,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
   private readonly onDeviceSaved = ({ before, after }: EngineEventMap['deviceSaved'][0]): void => {
     if (!before) return;
     // A new token invalidates the connections made with the old one (ThingsBoard closes them too).
-    if (before.accessToken !== after.accessToken) return this.closeDevice(after.id, 'credentials-changed');
+    if (before.accessToken !== after.accessToken || before.credentialsValue !== after.credentialsValue) return this.closeDevice(after.id, 'credentials-changed');
     for (const s of this.byDevice.get(after.id) ?? []) s.device = after;
   };
   private readonly onPackageDeleted = ({ pkg }: EngineEventMap['packageDeleted'][0]): void => {
@@ -109,6 +125,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.tlsOptions = options.tls ?? null;
     this.maxSessionsPerDevice = options.maxSessionsPerDevice ?? MQTT_DEFAULTS.maxSessionsPerDevice;
     this.reader = ctx.blobs.reader();
+    this.authenticator = new MqttAuthenticator(ctx.devices, new PasswordVerifier(options.authCacheSize ?? DEFAULT_VERIFIED_CACHE_SIZE));
     this.config = {
       maxChunkSize: options.maxChunkSize ?? MQTT_DEFAULTS.maxChunkSize,
       maxInflightMessages: options.maxInflightMessages ?? MQTT_DEFAULTS.maxInflightMessages,
@@ -139,9 +156,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     };
     // noDelay on accept, and on each socket again in the session: a chunk loop is one small
     // request and one answer at a time, which Nagle's algorithm would hold back ~40 ms each.
-    const server = this.tlsOptions
-      ? tls.createServer({ cert: this.tlsOptions.cert, key: this.tlsOptions.key, noDelay: true }, accept)
-      : net.createServer({ noDelay: true }, accept);
+    const server = this.tlsOptions ? this.createTlsServer(this.tlsOptions, accept) : net.createServer({ noDelay: true }, accept);
     // A failed TLS handshake never becomes a session; nothing to do but let it go.
     server.on('tlsClientError', () => undefined);
     await new Promise<void>((resolve, reject) => {
@@ -227,6 +242,19 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
   uplink(ev: UplinkEvent): void {
     this.ctx.events.emit('uplink', ev);
     this.emit('uplink', ev);
+  }
+
+  /**
+   * Client certificates are asked for, not required: ThingsBoard's 8883 serves tokens and basic
+   * credentials too. A presented certificate that does not chain to the CA ends the connection
+   * before any MQTT (ThingsBoard's trust manager fails the handshake there).
+   */
+  private createTlsServer(o: MqttTlsOptions, accept: (socket: net.Socket) => void): tls.Server {
+    const verify = Boolean(o.ca);
+    return tls.createServer({ cert: o.cert, key: o.key, noDelay: true, ...(verify ? { ca: o.ca as string | Buffer, requestCert: true, rejectUnauthorized: false } : {}) }, (socket) => {
+      if (verify && !socket.authorized && socket.getPeerCertificate().raw) return void socket.destroy();
+      accept(socket);
+    });
   }
 
   /** Takes a session out of its device's set; whether it was there. */

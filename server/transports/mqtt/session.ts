@@ -1,15 +1,19 @@
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { parser as mqttParser, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from 'mqtt-packet';
 import type { Device } from '../../store/devices';
+import type { MqttAuthenticator } from './authenticate';
 import { handlePublish } from './device-api';
 import type { DisconnectReason, PublishHost, PublishingSession } from './publish-context';
 import { FirmwareChunks } from './firmware-chunks';
+import { handleProvisionPublish, isProvisionConnect, isProvisionFilter } from './provision-session';
 import { encode, encodePublish } from './packets';
 import { REASON, refusalCode, refusedSubscription, type ProtocolVersion } from './reason-codes';
 import { classifySubscription, FAMILY, topicMatches, type TopicFamily } from './topics';
 
 /** What a session needs from the transport that accepted it. */
 export interface SessionHost extends PublishHost {
+  readonly authenticator: MqttAuthenticator;
   connected(session: MqttSession): void;
   refused(session: MqttSession, code: number): void;
   closed(session: MqttSession, reason: DisconnectReason): void;
@@ -37,6 +41,8 @@ export class MqttSession implements PublishingSession {
   private readonly inbox: Packet[] = [];
   private draining = false;
   private connectSeen = false;
+  /** A `provision` CONNECT: only provisioning requests are answered. */
+  private provisioning = false;
   private isClosing = false;
   private reason: DisconnectReason = 'connection-lost';
   private messageId = 0;
@@ -155,7 +161,7 @@ export class MqttSession implements PublishingSession {
       case 'connect':
         return this.onConnect(p);
       case 'publish':
-        return handlePublish(this, this.host, p);
+        return this.provisioning ? handleProvisionPublish(this, this.host, p) : handlePublish(this, this.host, p);
       case 'subscribe':
         return this.onSubscribe(p);
       case 'unsubscribe':
@@ -178,8 +184,14 @@ export class MqttSession implements PublishingSession {
   private async onConnect(p: IConnectPacket): Promise<void> {
     this.version = p.protocolVersion === 3 || p.protocolVersion === 5 ? p.protocolVersion : 4;
     this.clientId = p.clientId;
-    // The access token is the username (§3.1); other credentials (MQTT basic, X.509) are not kept here.
-    const device = p.username ? await this.host.ctx.devices.findByAccessToken(p.username) : null;
+    if (isProvisionConnect(p)) {
+      // No device: the connect timeout still runs and ends the session (provision-session.ts).
+      this.provisioning = true;
+      return this.write(encode({ cmd: 'connack', returnCode: 0, reasonCode: 0, sessionPresent: false }, this.version));
+    }
+    // Access token, MQTT basic or X.509 client certificate: authenticate.ts (§3.1).
+    const certificate = 'getPeerCertificate' in this.socket ? (this.socket as TLSSocket).getPeerCertificate().raw : undefined;
+    const device = await this.host.authenticator.authenticate({ clientId: p.clientId, username: p.username, password: p.password, certificate });
     if (this.isClosing) return;
     if (!device) {
       const code = refusalCode(this.version, { clientId: p.clientId, username: p.username, password: p.password });
@@ -201,6 +213,7 @@ export class MqttSession implements PublishingSession {
 
   private onSubscribe(p: ISubscribePacket): void {
     const granted = p.subscriptions.map(({ topic, qos }) => {
+      if (this.provisioning) return isProvisionFilter(topic) ? (qos > 0 ? 1 : 0) : refusedSubscription(this.version);
       const sub = classifySubscription(topic);
       if (!sub.accepted) return refusedSubscription(this.version);
       const g: 0 | 1 = qos > 0 ? 1 : 0; // QoS 1 is the highest granted (§3.1)
