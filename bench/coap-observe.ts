@@ -82,16 +82,32 @@ class Observers {
       const to = Math.min(from + 50, paths.length);
       for (let i = from; i < to; i++) {
         const socket = this.sockets[i % this.sockets.length] as Socket;
-        const options = [{ name: 'Observe' as const, value: Buffer.alloc(0) }, ...(paths[i] as string).split('/').filter(Boolean).map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) }))];
+        const options = [
+          { name: 'Observe' as const, value: Buffer.alloc(0) },
+          ...(paths[i] as string)
+            .split('/')
+            .filter(Boolean)
+            .map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) })),
+        ];
         socket.send(generate({ code: 'GET', confirmable: true, token: tokenOf(i), options }), port, '127.0.0.1');
       }
-      await this.until(() => this.registered >= to, (f) => (this.onRegistered = f), 30_000, 'registrations');
+      await this.until(
+        () => this.registered >= to,
+        (f) => (this.onRegistered = f),
+        30_000,
+        'registrations',
+      );
     }
   }
 
   /** Resolves when `n` observers have a wanted notification. */
   waitNotified(n: number): Promise<void> {
-    return this.until(() => this.notified.size >= n, (f) => (this.onNotified = f), 120_000, 'notifications');
+    return this.until(
+      () => this.notified.size >= n,
+      (f) => (this.onNotified = f),
+      120_000,
+      'notifications',
+    );
   }
 
   reset(): void {
@@ -135,7 +151,12 @@ async function run(): Promise<void> {
     const dir = await cleanup.tempDir('ota-bench-coap-observe');
     engine = await OtaEngine.open({ dataDir: path.join(dir, 'engine'), http: false, admin: { password: randomBytes(12).toString('base64url') }, logger: benchLogger() });
     const tenantId = engine.bootstrap.admin.tenantId;
-    const { profileId, pkg } = await createProfileWithPackage(engine, tenantId, { profileName: 'observers', title: 'observed-fw', version: '2.0', source: Readable.from([randomBytes(4096)]) });
+    const { profileId, pkg } = await createProfileWithPackage(engine, tenantId, {
+      profileName: 'observers',
+      title: 'observed-fw',
+      version: '2.0',
+      source: Readable.from([randomBytes(4096)]),
+    });
     const tokens: string[] = [];
     for (let i = 0; i < n; i++) {
       const token = `obs-${i}-${randomBytes(4).toString('hex')}`;
@@ -148,7 +169,10 @@ async function run(): Promise<void> {
 
     // Ours: every device observes its attributes, then one assignment reaches all of them.
     const rssBefore = process.memoryUsage().rss;
-    await observers.register(ourPort, tokens.map((t) => `/api/v1/${t}/attributes`));
+    await observers.register(
+      ourPort,
+      tokens.map((t) => `/api/v1/${t}/attributes`),
+    );
     const rssHeld = process.memoryUsage().rss - rssBefore;
     if (transport.observers !== n) throw new Error(`${transport.observers} observations, expected ${n}`);
     observers.wanted = (payload) => payload.includes('observed-fw');
@@ -173,7 +197,10 @@ async function run(): Promise<void> {
     observers.reset();
     const refPort = await startLibcoapServer(cleanup);
     await put(refPort, 'v1');
-    await observers.register(refPort, Array.from({ length: n }, () => '/observed'));
+    await observers.register(
+      refPort,
+      Array.from({ length: n }, () => '/observed'),
+    );
     observers.wanted = (payload) => payload.toString() === 'v2';
     const refStart = process.hrtime.bigint();
     const refNotified = observers.waitNotified(n);
@@ -192,7 +219,9 @@ async function run(): Promise<void> {
       ],
     );
     console.log();
-    console.log(`ratio: the reference's seconds ÷ ours (1.00 = as fast); ours includes the notifier's database writes; RSS growth while ${n} observations were registered: ${formatBytes(rssHeld)}`);
+    console.log(
+      `ratio: the reference's seconds ÷ ours (1.00 = as fast); ours includes the notifier's database writes; RSS growth while ${n} observations were registered: ${formatBytes(rssHeld)}`,
+    );
   } finally {
     await observers?.close();
     await transport?.stop();
@@ -207,7 +236,9 @@ function client(args: string[]): Promise<void> {
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     child.once('error', reject);
-    child.once('close', (code) => (code === 0 && !/\b[45]\.\d\d\b/.test(stderr) ? resolve() : reject(new Error(`coap-client-notls ${args.join(' ')}: exit ${code} ${stderr.trim()}`))));
+    child.once('close', (code) =>
+      code === 0 && !/\b[45]\.\d\d\b/.test(stderr) ? resolve() : reject(new Error(`coap-client-notls ${args.join(' ')}: exit ${code} ${stderr.trim()}`)),
+    );
   });
 }
 
@@ -224,7 +255,13 @@ async function startLibcoapServer(cleanup: Cleanup): Promise<number> {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   for (let attempt = 0; attempt < 50; attempt++) {
-    if (await client(['-m', 'get', '-B', '1', `coap://127.0.0.1:${port}/`]).then(() => true, () => false)) return port;
+    if (
+      await client(['-m', 'get', '-B', '1', `coap://127.0.0.1:${port}/`]).then(
+        () => true,
+        () => false,
+      )
+    )
+      return port;
   }
   throw new Error('coap-server-notls did not answer');
 }

@@ -119,7 +119,10 @@ async function run(): Promise<void> {
     console.log();
     console.log(`coap-client-notls downloads ${(size / MB).toFixed(0)} MB block by block (-b 256 and -b 1024), SHA-256 checked after every download`);
     console.log();
-    printTable(['block size', 'server', 'MB', 'seconds', 'MB/s', 'blocks/s', 'ratio to reference'], rows.map((r) => r.cells()));
+    printTable(
+      ['block size', 'server', 'MB', 'seconds', 'MB/s', 'blocks/s', 'ratio to reference'],
+      rows.map((r) => r.cells()),
+    );
     console.log();
     console.log(`seconds: best of ${rounds} rounds, the client process's wall time; ratio: our MB/s ÷ the reference's (1.00 = as fast)`);
   } finally {
@@ -162,7 +165,13 @@ async function startLibcoapServer(cleanup: Cleanup): Promise<number> {
   exited.catch(() => undefined);
   for (let attempt = 0; attempt < 50; attempt++) {
     // The root resource answers once the server is up; -B 1 waits at most a second per try.
-    const up = await Promise.race([client(['-m', 'get', '-B', '1', `coap://127.0.0.1:${port}/`]).then(() => true, () => false), exited]);
+    const up = await Promise.race([
+      client(['-m', 'get', '-B', '1', `coap://127.0.0.1:${port}/`]).then(
+        () => true,
+        () => false,
+      ),
+      exited,
+    ]);
     if (up) return port;
   }
   throw new Error('coap-server-notls did not answer');

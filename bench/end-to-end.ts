@@ -64,7 +64,17 @@ async function run(): Promise<void> {
 
     // Reference: mosquitto, one publish of a notification's size to as many subscribers.
     const broker = await startMosquitto(cleanup, dir);
-    const payload = Buffer.from(JSON.stringify({ fw_title: 'e2e-fw', fw_version: '1.0', fw_tag: 'e2e-fw 1.0', fw_size: 65536, fw_checksum_algorithm: 'SHA256', fw_checksum: 'x'.repeat(64), fw_ts: Date.now() }));
+    const payload = Buffer.from(
+      JSON.stringify({
+        fw_title: 'e2e-fw',
+        fw_version: '1.0',
+        fw_tag: 'e2e-fw 1.0',
+        fw_size: 65536,
+        fw_checksum_algorithm: 'SHA256',
+        fw_checksum: 'x'.repeat(64),
+        fw_ts: Date.now(),
+      }),
+    );
     const ref = await subscribers(n, broker.port, false, () => true);
     const publisher = await WireClient.connect(broker.port, { clientId: 'e2e-publisher' });
     const brokerCpu = cpuMs(broker.pid);
@@ -198,7 +208,12 @@ async function startMosquitto(cleanup: Cleanup, dir: string): Promise<{ port: nu
     s.once('error', reject);
   });
   const conf = path.join(dir, 'mosquitto.conf');
-  await writeFile(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'set_tcp_nodelay true', 'persistence false', 'max_queued_messages 100000', 'log_dest stderr', 'log_type error', ''].join('\n'));
+  await writeFile(
+    conf,
+    [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'set_tcp_nodelay true', 'persistence false', 'max_queued_messages 100000', 'log_dest stderr', 'log_type error', ''].join(
+      '\n',
+    ),
+  );
   const child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
   cleanup.add(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

@@ -106,7 +106,8 @@ function fleetRows(n: number): { tenantId: string; profiles: string[]; packageId
 const SCHEMA_ROWS = {
   tenant: 'INSERT INTO tenants (id, title, created_time) VALUES (?, ?, 0)',
   profile: 'INSERT INTO device_profiles (id, tenant_id, name, created_time) VALUES (?, ?, ?, 0)',
-  package: "INSERT INTO ota_packages (id, tenant_id, device_profile_id, type, title, version, url, created_time) VALUES (?, ?, ?, 'FIRMWARE', 'fw', '2.0', 'https://example.invalid/fw', 0)",
+  package:
+    "INSERT INTO ota_packages (id, tenant_id, device_profile_id, type, title, version, url, created_time) VALUES (?, ?, ?, 'FIRMWARE', 'fw', '2.0', 'https://example.invalid/fw', 0)",
   device: 'INSERT INTO devices (id, tenant_id, name, device_profile_id, access_token, credentials_id, created_time) VALUES (?, ?, ?, ?, ?, ?, ?)',
   state: "INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, current_title, current_version, target_package_id) VALUES (?, ?, 'FIRMWARE', ?, ?, 'fw', ?, ?)",
 };

@@ -154,7 +154,10 @@ async function run(): Promise<void> {
         (fleet.size < single.size ? ` (not ${formatBytes(single.size)}: ${fleet.tokens.length} × that would not fit the ~2-minute budget)` : ''),
     );
     console.log();
-    printTable(['download, server', 'devices', 'MB/device', 'MB/s (all devices)', 'requests/s', 'seconds', 'ratio to reference', 'peak RSS (server)'], cases.flatMap((c) => [c.plain.cells(), c.engine.cells()]));
+    printTable(
+      ['download, server', 'devices', 'MB/device', 'MB/s (all devices)', 'requests/s', 'seconds', 'ratio to reference', 'peak RSS (server)'],
+      cases.flatMap((c) => [c.plain.cells(), c.engine.cells()]),
+    );
     console.log();
     console.log(`seconds: best of ${rounds} rounds; ratio: our MB/s ÷ the reference's on the row above (1.00 = as fast, below 1 = slower)`);
     console.log(

@@ -19,7 +19,22 @@ import { pipelineQueuePostgres } from './pipeline-queue-postgres';
 import { simulatedFleet } from './simulated-fleet';
 import { storePostgres } from './store-postgres';
 
-const benchmarks: readonly Benchmark[] = [packageTransfer, pipelineQueue, pipelineQueuePostgres, storePostgres, fleetRead, httpDownload, coapDownload, coapObserve, mqttTransport, mqttAuth, simulatedFleet, lwm2mRegistrations, lwm2mFleet, endToEnd];
+const benchmarks: readonly Benchmark[] = [
+  packageTransfer,
+  pipelineQueue,
+  pipelineQueuePostgres,
+  storePostgres,
+  fleetRead,
+  httpDownload,
+  coapDownload,
+  coapObserve,
+  mqttTransport,
+  mqttAuth,
+  simulatedFleet,
+  lwm2mRegistrations,
+  lwm2mFleet,
+  endToEnd,
+];
 
 /** Run only when asked (`npm run bench -- load`): it holds 10,000 connections for 5 minutes. */
 const onRequest: Record<string, Benchmark> = { load };
@@ -34,6 +49,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(err instanceof Error ? err.stack ?? err.message : err);
+  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
   process.exitCode = 1;
 });

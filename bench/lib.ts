@@ -160,7 +160,7 @@ export async function generateFile(file: string, size: number): Promise<void> {
   const chunk = randomBytes(Math.min(16 * MB, size));
   const handle = await open(file, 'w');
   try {
-    for (let written = 0; written < size; ) {
+    for (let written = 0; written < size;) {
       const n = Math.min(chunk.length, size - written);
       await handle.write(chunk, 0, n);
       written += n;
@@ -244,12 +244,12 @@ export async function createProfileWithPackage(
 ): Promise<{ profileId: DeviceProfileId; pkg: OtaPackage }> {
   const profile = await engine.profiles.save(tenantId, { name: opts.profileName });
   const staged = await engine.packages.stage(opts.source, 'SHA256');
-  const pkg = await engine.packages.createWithData(
-    tenantId,
-    { deviceProfileId: profile.id, type: 'FIRMWARE', title: opts.title, version: opts.version },
-    staged,
-    { fileName: `${opts.title}.bin`, contentType: 'application/octet-stream', checksumAlgorithm: 'SHA256', checksum: null },
-  );
+  const pkg = await engine.packages.createWithData(tenantId, { deviceProfileId: profile.id, type: 'FIRMWARE', title: opts.title, version: opts.version }, staged, {
+    fileName: `${opts.title}.bin`,
+    contentType: 'application/octet-stream',
+    checksumAlgorithm: 'SHA256',
+    checksum: null,
+  });
   return { profileId: profile.id, pkg };
 }
 

@@ -34,13 +34,15 @@ async function main(): Promise<void> {
   const file = path.join(dataDir, 'package.bin');
   const hash = createHash('sha256');
   await pipeline(
-    Readable.from((function* () {
-      for (let left = packageMb * MB; left > 0; left -= MB) {
-        const part = randomBytes(Math.min(MB, left));
-        hash.update(part);
-        yield part;
-      }
-    })()),
+    Readable.from(
+      (function* () {
+        for (let left = packageMb * MB; left > 0; left -= MB) {
+          const part = randomBytes(Math.min(MB, left));
+          hash.update(part);
+          yield part;
+        }
+      })(),
+    ),
     createWriteStream(file),
   );
   const engine = await OtaEngine.open({
@@ -57,7 +59,9 @@ async function main(): Promise<void> {
   const db = openDatabase(path.join(dataDir, 'ota.sqlite'));
   try {
     // Inserted directly: 10,000 saves through the service would be a benchmark of their own.
-    const insert = db.prepare('INSERT INTO devices (id, tenant_id, name, device_profile_id, firmware_id, access_token, credentials_id, created_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    const insert = db.prepare(
+      'INSERT INTO devices (id, tenant_id, name, device_profile_id, firmware_id, access_token, credentials_id, created_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    );
     db.transaction(() => {
       for (let i = 0; i < devices; i++) {
         const id = randomUUID() as DeviceId;
@@ -83,7 +87,13 @@ async function main(): Promise<void> {
       let toMqtt = 0;
       let toCoap = 0;
       for (let i = 0; i < Math.min(cmd.notify, ids.length); i++) {
-        const outcome = await engine.pipeline.notifier.process({ tenantId: tenantId as TenantId, deviceId: ids[i] as DeviceId, type: 'FIRMWARE', packageId: pkg.id, ts: Date.now() });
+        const outcome = await engine.pipeline.notifier.process({
+          tenantId: tenantId as TenantId,
+          deviceId: ids[i] as DeviceId,
+          type: 'FIRMWARE',
+          packageId: pkg.id,
+          ts: Date.now(),
+        });
         if (!('notification' in outcome)) continue;
         notified += 1;
         toMqtt += mqtt.deliver(outcome.notification);

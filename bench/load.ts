@@ -70,9 +70,20 @@ async function run(): Promise<void> {
   try {
     const dataDir = await cleanup.tempDir('ota-load');
     // The child may hold ~mqtt + http + a few sockets: raised to the hard limit by its shell.
-    const child = spawn('sh', ['-c', `ulimit -n "$(ulimit -Hn)"; exec "${process.execPath}" "${path.join(__dirname, 'load-server.js')}" "$@"`, 'load-server', dataDir, String(mqttCount), String(packageMb)], {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
+    const child = spawn(
+      'sh',
+      [
+        '-c',
+        `ulimit -n "$(ulimit -Hn)"; exec "${process.execPath}" "${path.join(__dirname, 'load-server.js')}" "$@"`,
+        'load-server',
+        dataDir,
+        String(mqttCount),
+        String(packageMb),
+      ],
+      {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      },
+    );
     cleanup.add(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
@@ -115,7 +126,10 @@ async function run(): Promise<void> {
     t0 = Date.now();
     const tokenOf = (i: number): Buffer => Buffer.from([i >> 8, i & 0xff, 0x10]);
     const register = (i: number): void => {
-      const options = [...['api', 'v1', token(i), 'attributes'].map((v) => ({ name: 'Uri-Path' as const, value: Buffer.from(v) })), { name: 'Observe' as const, value: Buffer.alloc(0) }];
+      const options = [
+        ...['api', 'v1', token(i), 'attributes'].map((v) => ({ name: 'Uri-Path' as const, value: Buffer.from(v) })),
+        { name: 'Observe' as const, value: Buffer.alloc(0) },
+      ];
       (sockets[Math.floor(i / 100)] as Socket).send(generate({ code: '0.01', confirmable: true, messageId: i + 1, token: tokenOf(i), options }), ready.ports.coap, '127.0.0.1');
     };
     for (let s = 0; s < Math.ceil(coapCount / 100); s++) {
@@ -162,29 +176,31 @@ async function run(): Promise<void> {
     const q = new URLSearchParams({ title: ready.title, version: ready.version });
     let bytes = 0;
     await Promise.all(
-      Array.from({ length: httpCount }, (_, i) =>
-        new Promise<void>((resolve) => {
-          const req = http.get({ host: '127.0.0.1', port: ready.ports.http, path: `/api/v1/${token(i % mqttCount)}/firmware?${q}`, agent }, (res) => {
-            const hash = createHash('sha256');
-            res.on('data', (c: Buffer) => {
-              bytes += c.length;
-              hash.update(c);
+      Array.from(
+        { length: httpCount },
+        (_, i) =>
+          new Promise<void>((resolve) => {
+            const req = http.get({ host: '127.0.0.1', port: ready.ports.http, path: `/api/v1/${token(i % mqttCount)}/firmware?${q}`, agent }, (res) => {
+              const hash = createHash('sha256');
+              res.on('data', (c: Buffer) => {
+                bytes += c.length;
+                hash.update(c);
+              });
+              res.on('end', () => {
+                if (res.statusCode !== 200) error(`HTTP download ${i}: ${res.statusCode}`);
+                else if (hash.digest('hex') !== ready.sha256) error(`HTTP download ${i}: checksum differs`);
+                resolve();
+              });
+              res.on('error', (err) => {
+                error(`HTTP download ${i}: ${err.message}`);
+                resolve();
+              });
             });
-            res.on('end', () => {
-              if (res.statusCode !== 200) error(`HTTP download ${i}: ${res.statusCode}`);
-              else if (hash.digest('hex') !== ready.sha256) error(`HTTP download ${i}: checksum differs`);
-              resolve();
-            });
-            res.on('error', (err) => {
+            req.on('error', (err) => {
               error(`HTTP download ${i}: ${err.message}`);
               resolve();
             });
-          });
-          req.on('error', (err) => {
-            error(`HTTP download ${i}: ${err.message}`);
-            resolve();
-          });
-        }),
+          }),
       ),
     );
     const downloadS = (Date.now() - t0) / 1000;
@@ -200,7 +216,13 @@ async function run(): Promise<void> {
         ['CoAP observers registered', String(observed), `${coapRegisterS.toFixed(1)} s`, formatBytes(withCoap.rss), perConn(withCoap.rss, withMqtt.rss, observed)],
         ['notified once (MQTT / CoAP delivered)', `${notified.notified} (${notified.mqtt} / ${notified.coap})`, `${(notified.ms / 1000).toFixed(1)} s`, '-', '-'],
         [`held ${holdS} s with keepalives`, `${held.mqtt} MQTT, ${held.coap} CoAP`, `${holdS} s`, formatBytes(held.rss), '-'],
-        [`HTTP downloads of ${packageMb} MB at once`, String(httpCount), `${downloadS.toFixed(1)} s (${((bytes / MB) / downloadS).toFixed(0)} MB/s)`, `peak ${formatBytes(downloadPeak)}`, downloadPeak ? perConn(downloadPeak, held.rss, httpCount) : 'n/a'],
+        [
+          `HTTP downloads of ${packageMb} MB at once`,
+          String(httpCount),
+          `${downloadS.toFixed(1)} s (${(bytes / MB / downloadS).toFixed(0)} MB/s)`,
+          `peak ${formatBytes(downloadPeak)}`,
+          downloadPeak ? perConn(downloadPeak, held.rss, httpCount) : 'n/a',
+        ],
       ],
     );
     console.log(`\nerrors: ${errors.length}${errors.length ? `\n  ${errors.join('\n  ')}` : ''}`);

@@ -56,7 +56,20 @@ async function run(): Promise<void> {
     let reference: { seconds: number; perDevice: number | null } | null = null;
     for (const transport of transports) {
       const pkg = prepared.get(transport) as PackageInfo;
-      const opts = simOptions({ api: server.api, username: ADMIN_USER, password, devices, failRate: 0, progress: 'none', timeoutS: 300, transport, concurrency: devices, profile: `bench-${transport}`, packageTitle: pkg.title, packageVersion: pkg.version });
+      const opts = simOptions({
+        api: server.api,
+        username: ADMIN_USER,
+        password,
+        devices,
+        failRate: 0,
+        progress: 'none',
+        timeoutS: 300,
+        transport,
+        concurrency: devices,
+        profile: `bench-${transport}`,
+        packageTitle: pkg.title,
+        packageVersion: pkg.version,
+      });
       const log: string[] = [];
       const sink = new Writable({
         write(c: Buffer, _enc, done) {
@@ -72,13 +85,21 @@ async function run(): Promise<void> {
       const perDevice = reset && before !== null && after !== null ? Math.max(0, after - before) / devices : null;
       const ratio = reference ? (seconds / reference.seconds).toFixed(2) : '1.00 (reference)';
       const memRatio = reference?.perDevice && perDevice !== null ? (perDevice / reference.perDevice).toFixed(2) : reference ? 'n/a' : '1.00 (reference)';
-      rows.push([`simulator over ${transport.toUpperCase()}`, String(devices), seconds.toFixed(2), (devices / seconds).toFixed(1), ratio, perDevice === null ? 'n/a' : formatBytes(perDevice), memRatio]);
+      rows.push([
+        `simulator over ${transport.toUpperCase()}`,
+        String(devices),
+        seconds.toFixed(2),
+        (devices / seconds).toFixed(1),
+        ratio,
+        perDevice === null ? 'n/a' : formatBytes(perDevice),
+        memRatio,
+      ]);
       reference ??= { seconds, perDevice };
     }
     console.log(`${devices} devices each, a ${packageBytes / 1024} KiB package, pacing off, all devices at once\n`);
     printTable(['fleet', 'devices', 'seconds', 'devices/s', 'time ratio', 'server peak RSS growth per device', 'memory ratio'], rows);
     console.log('\nseconds: from the simulator login to the server counting every device UPDATED (devices made beforehand).');
-    console.log('memory: growth of the server\'s peak RSS over the run, divided by the devices (registration, OTA state, exchanges).');
+    console.log("memory: growth of the server's peak RSS over the run, divided by the devices (registration, OTA state, exchanges).");
     await stopOtaServer(server.child);
   } finally {
     cleanup.run();
@@ -88,6 +109,8 @@ async function run(): Promise<void> {
 function check(report: FleetReport, devices: number, log: string[]): void {
   const bad = report.results.filter((r) => r.phase !== 'updated');
   if (bad.length || report.results.length !== devices) {
-    throw new Error(`simulated ${report.transport} fleet: ${bad.length} of ${report.results.length} devices did not update: ${JSON.stringify(bad.slice(0, 3))}\n${log.join('').slice(-3000)}`);
+    throw new Error(
+      `simulated ${report.transport} fleet: ${bad.length} of ${report.results.length} devices did not update: ${JSON.stringify(bad.slice(0, 3))}\n${log.join('').slice(-3000)}`,
+    );
   }
 }

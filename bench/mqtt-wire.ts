@@ -29,7 +29,15 @@ export class WireClient {
       socket.once('connect', () => {
         const client = new WireClient(socket);
         client.connack = (code) => (code === 0 ? resolve(client) : reject(new Error(`CONNACK ${code} for ${opts.clientId}`)));
-        client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: opts.keepalive ?? 0, clientId: opts.clientId, ...(opts.username ? { username: opts.username } : {}) });
+        client.send({
+          cmd: 'connect',
+          protocolId: 'MQTT',
+          protocolVersion: 4,
+          clean: true,
+          keepalive: opts.keepalive ?? 0,
+          clientId: opts.clientId,
+          ...(opts.username ? { username: opts.username } : {}),
+        });
       });
     });
   }

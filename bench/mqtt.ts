@@ -27,7 +27,21 @@ import path from 'node:path';
 import { openDatabase } from '../server/store/sqlite/database';
 import { OtaEngine } from '../server/engine';
 import type { TenantId } from '../server/ids';
-import { benchLogger, Cleanup, createProfileWithPackage, formatBytes, generateFile, MB, peakRss, positiveInt, printTable, queueReaches, resetPeakRss, secondsSince, type Benchmark } from './lib';
+import {
+  benchLogger,
+  Cleanup,
+  createProfileWithPackage,
+  formatBytes,
+  generateFile,
+  MB,
+  peakRss,
+  positiveInt,
+  printTable,
+  queueReaches,
+  resetPeakRss,
+  secondsSince,
+  type Benchmark,
+} from './lib';
 import { WireClient } from './mqtt-wire';
 
 export const mqttTransport: Benchmark = {
@@ -40,7 +54,13 @@ const CHUNK_TOKEN = 'bench-chunk-device';
 const fanoutToken = (i: number): string => `bench-fanout-${i}`;
 /** What a device is told when its firmware is assigned (the shape ota-notify sends). */
 const NOTIFICATION = {
-  attributes: { fw_title: 'bench-fw', fw_version: '2.0.0', fw_size: 67108864, fw_checksum_algorithm: 'SHA256', fw_checksum: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' },
+  attributes: {
+    fw_title: 'bench-fw',
+    fw_version: '2.0.0',
+    fw_size: 67108864,
+    fw_checksum_algorithm: 'SHA256',
+    fw_checksum: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+  },
   deleted: ['fw_url', 'fw_tag'],
 };
 const NOTIFICATION_PAYLOAD = Buffer.from(JSON.stringify({ ...NOTIFICATION.attributes, deleted: NOTIFICATION.deleted }));
@@ -117,7 +137,9 @@ async function run(): Promise<void> {
     ]);
     printTable(['measurement', 'ours (MqttTransport)', 'reference (mosquitto 2.0, set_tcp_nodelay)', 'ours vs reference (> 1: ours faster)'], rows);
     console.log();
-    console.log(`chunks: best of ${rounds} rounds, QoS 1 requests and answers, one at a time; reference = requester → mosquitto → responder (reads the same file per request) → mosquitto → requester`);
+    console.log(
+      `chunks: best of ${rounds} rounds, QoS 1 requests and answers, one at a time; reference = requester → mosquitto → responder (reads the same file per request) → mosquitto → requester`,
+    );
     console.log('notify: from the command (IPC to the endpoint, or the publish to mosquitto) until every client has the message; clients are raw mqtt-packet, QoS 1, TCP_NODELAY');
     if (idleRss !== null && fanoutRss !== null) {
       console.log(
@@ -193,12 +215,7 @@ async function download(side: Side, chunkSize: number, keep = false): Promise<{ 
  * `n` clients connected and subscribed to `v1/devices/me/attributes`; then `trigger` sends the
  * notification, and the time runs until every client has it.
  */
-async function fanOut(
-  n: number,
-  port: number,
-  asDevices: boolean,
-  trigger: () => Promise<{ delivered: number; ms: number }>,
-): Promise<{ ms: number; serverMs: number }> {
+async function fanOut(n: number, port: number, asDevices: boolean, trigger: () => Promise<{ delivered: number; ms: number }>): Promise<{ ms: number; serverMs: number }> {
   const clients: WireClient[] = [];
   let received = 0;
   let all: () => void = () => undefined;

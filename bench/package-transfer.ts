@@ -125,9 +125,7 @@ async function run(): Promise<void> {
 
       // A package per round: same bytes, so the blob store keeps one blob (after writing it again).
       const packageId = await api.createPackage(profileId, `1.${round}`);
-      const ours = await measured(engine.child.pid as number, () =>
-        upload(engine.port, `/api/otaPackage/${packageId}?checksumAlgorithm=SHA256`, file, size, api.headers()),
-      );
+      const ours = await measured(engine.child.pid as number, () => upload(engine.port, `/api/otaPackage/${packageId}?checksumAlgorithm=SHA256`, file, size, api.headers()));
       const info = JSON.parse(ours.value) as { checksum?: string; dataSize?: number };
       if (info.checksum !== expected || info.dataSize !== size) {
         throw new Error(`engine stored checksum ${info.checksum} and size ${info.dataSize}; the file has ${expected} and ${size}`);
@@ -240,11 +238,7 @@ class AdminClient {
  */
 async function upload(port: number, urlPath: string, file: string, size: number, headers: Record<string, string>): Promise<string> {
   const boundary = `----ota-bench-${randomBytes(12).toString('hex')}`;
-  const preamble = Buffer.from(
-    `--${boundary}\r\n` +
-      'Content-Disposition: form-data; name="file"; filename="package.bin"\r\n' +
-      'Content-Type: application/octet-stream\r\n\r\n',
-  );
+  const preamble = Buffer.from(`--${boundary}\r\n` + 'Content-Disposition: form-data; name="file"; filename="package.bin"\r\n' + 'Content-Type: application/octet-stream\r\n\r\n');
   const epilogue = Buffer.from(`\r\n--${boundary}--\r\n`);
   const req = http.request({
     host: '127.0.0.1',

@@ -66,7 +66,12 @@ async function run(): Promise<void> {
     const dir = await cleanup.tempDir('ota-bench-pipeline-pg');
     engine = await OtaEngine.open({ dataDir: dir, databaseUrl: url.toString(), http: false, admin: { password: randomBytes(12).toString('base64url') }, logger: benchLogger() });
     const tenantId = engine.bootstrap.admin.tenantId;
-    const { profileId, pkg } = await createProfileWithPackage(engine, tenantId, { profileName: 'bench', title: 'bench', version: '1.0', source: Readable.from([randomBytes(64 * 1024)]) });
+    const { profileId, pkg } = await createProfileWithPackage(engine, tenantId, {
+      profileName: 'bench',
+      title: 'bench',
+      version: '1.0',
+      source: Readable.from([randomBytes(64 * 1024)]),
+    });
     ref = new pg.Pool({ connectionString: url.toString(), max: 2 });
     // The devices, written in bulk (not measured): the steps start from a fleet that exists.
     const ids: DeviceId[] = Array.from({ length: n }, () => newId<'DEVICE'>());
@@ -84,7 +89,13 @@ async function run(): Promise<void> {
         for (let i = 0; i < n; i += ASSIGNMENT_PAGE) {
           await client.query('BEGIN');
           for (const id of ids.slice(i, i + ASSIGNMENT_PAGE)) {
-            await client.query('INSERT INTO bench_ref_notify_queue (tenant_id, device_id, type, package_id, ts) VALUES ($1, $2, $3, $4, $5)', [tenantId, id, 'FIRMWARE', pkg.id, Date.now()]);
+            await client.query('INSERT INTO bench_ref_notify_queue (tenant_id, device_id, type, package_id, ts) VALUES ($1, $2, $3, $4, $5)', [
+              tenantId,
+              id,
+              'FIRMWARE',
+              pkg.id,
+              Date.now(),
+            ]);
           }
           await client.query('COMMIT');
         }

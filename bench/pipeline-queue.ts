@@ -158,7 +158,10 @@ async function run(): Promise<void> {
 
     const steps = [refDevices, devices, refQueued, queued, refNotified, notified];
     console.log();
-    printTable(['step', 'events', 'seconds', 'events/s', 'ratio to reference', 'peak RSS (process)'], steps.map((s) => s.cells()));
+    printTable(
+      ['step', 'events', 'seconds', 'events/s', 'ratio to reference', 'peak RSS (process)'],
+      steps.map((s) => s.cells()),
+    );
     console.log();
     console.log("ratio: our events/s ÷ the reference's (1.00 = as fast, below 1 = slower); one run each, reference first");
     console.log('peak RSS: this process (engine and references run in it), reset before each step where Linux allows');
@@ -242,7 +245,9 @@ class Reference {
    * keys); not its triggers, which keep the engine's read models: they are the engine's cost.
    */
   private copyTable(table: string): void {
-    const rows = this.db.prepare("SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type = 'index'").all(table) as Array<{ type: string; sql: string }>;
+    const rows = this.db
+      .prepare("SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('table', 'index') AND sql IS NOT NULL ORDER BY type = 'index'")
+      .all(table) as Array<{ type: string; sql: string }>;
     for (const { type, sql } of rows) {
       const copy =
         type === 'table'

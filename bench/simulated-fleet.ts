@@ -152,21 +152,31 @@ async function run(): Promise<void> {
     }
 
     // The reference first: the simulator's download code against a plain file server.
-    const fw: FirmwareInfo = { title: 'bench-fw', version: 'reference', size: bytes.length, checksum: createHash('sha256').update(bytes).digest('hex'), checksumAlgorithm: 'SHA256' };
+    const fw: FirmwareInfo = {
+      title: 'bench-fw',
+      version: 'reference',
+      size: bytes.length,
+      checksum: createHash('sha256').update(bytes).digest('hex'),
+      checksumAlgorithm: 'SHA256',
+    };
     await writeFile(path.join(refDir, fw.title), bytes);
     const reference: ServerChildLike = await startServerChild(cleanup, ['device-reference', refDir]);
     const base = { api: server.api, username: ADMIN_USER, password, devices, failRate: 0, chunk, progress: 'none' as const, timeoutS: 55 };
     const concurrency = simOptions(base).concurrency;
     const ref = await timed(() =>
-      pool(Array.from({ length: devices }, (_, i) => i), concurrency, async (i) => {
-        const link = new HttpDeviceLink(`http://127.0.0.1:${reference.port}`, `token-${i}`, chunk, 0);
-        // One signal per client, as the simulator gives each device (undici keeps a listener per request on it).
-        const signal = new AbortController().signal;
-        setMaxListeners(0, signal);
-        const data = await link.download(fw, () => undefined, signal);
-        if (!verify(fw, data)) throw new Error(`reference download ${i}: ${data.length} bytes, checksum mismatch`);
-        return data.length;
-      }),
+      pool(
+        Array.from({ length: devices }, (_, i) => i),
+        concurrency,
+        async (i) => {
+          const link = new HttpDeviceLink(`http://127.0.0.1:${reference.port}`, `token-${i}`, chunk, 0);
+          // One signal per client, as the simulator gives each device (undici keeps a listener per request on it).
+          const signal = new AbortController().signal;
+          setMaxListeners(0, signal);
+          const data = await link.download(fw, () => undefined, signal);
+          if (!verify(fw, data)) throw new Error(`reference download ${i}: ${data.length} bytes, checksum mismatch`);
+          return data.length;
+        },
+      ),
     );
     await stopServerChild(reference.child);
     const refRate = devices / ref.seconds;
@@ -204,12 +214,14 @@ async function run(): Promise<void> {
     }
     await stopOtaServer(server.child);
 
-    console.log(`${devices} devices, a ${(packageBytes / MB).toFixed(1)} MB package in ${chunk}-byte chunks, ${concurrency} devices at a time (the simulator's default); queue pacing off`);
+    console.log(
+      `${devices} devices, a ${(packageBytes / MB).toFixed(1)} MB package in ${chunk}-byte chunks, ${concurrency} devices at a time (the simulator's default); queue pacing off`,
+    );
     console.log();
     printTable(['fleet, server', 'devices', 'seconds', 'devices/s', 'MB/s', 'ratio to reference (devices/s)', 'notes'], rows.map(cells));
     console.log();
     console.log('seconds: simulator rows from its login to the server counting every device UPDATED (devices, profile and package made beforehand);');
-    console.log('reference: the same count of clients with the simulator\'s HTTP download code, same chunks, same bytes, SHA-256 checked; no token, no state reports');
+    console.log("reference: the same count of clients with the simulator's HTTP download code, same chunks, same bytes, SHA-256 checked; no token, no state reports");
   } finally {
     cleanup.run();
   }

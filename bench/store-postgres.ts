@@ -30,8 +30,7 @@ export const storePostgres: Benchmark = {
   run,
 };
 
-const SERVER_URL =
-  process.env.OTA_BENCH_DATABASE_URL ?? process.env.OTA_TEST_DATABASE_URL ?? 'postgres://ota_test:ota_test@127.0.0.1:5432/postgres';
+const SERVER_URL = process.env.OTA_BENCH_DATABASE_URL ?? process.env.OTA_TEST_DATABASE_URL ?? 'postgres://ota_test:ota_test@127.0.0.1:5432/postgres';
 
 interface Row {
   name: string;
@@ -154,13 +153,7 @@ async function run(): Promise<void> {
     console.log();
     printTable(
       ['step', 'events', 'seconds', 'events/s', 'ratio to reference'],
-      rows.map((row) => [
-        row.name,
-        String(row.events),
-        row.seconds.toFixed(2),
-        rate(row).toFixed(0),
-        row.reference ? `${(rate(row) / rate(row.reference)).toFixed(3)}×` : '—',
-      ]),
+      rows.map((row) => [row.name, String(row.events), row.seconds.toFixed(2), rate(row).toFixed(0), row.reference ? `${(rate(row) / rate(row.reference)).toFixed(3)}×` : '—']),
     );
     console.log();
     console.log(`ratio: our events/s ÷ the bare pg loop's just above it (1.00 = as fast); ${ROUNDS} alternating rounds each, reference first`);

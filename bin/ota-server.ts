@@ -129,8 +129,7 @@ async function main(): Promise<void> {
       type: 'credentials',
       users: async (username: string) => ((await engine.accounts.userByEmail(username)) ? { username, permissions: '*' } : null),
       // Reached only with a password editorGuard has checked and throttled already.
-      authenticate: async (username: string, password: string) =>
-        (await engine.accounts.verifyCredentials(username, password)) ? { username, permissions: '*' } : null,
+      authenticate: async (username: string, password: string) => ((await engine.accounts.verifyCredentials(username, password)) ? { username, permissions: '*' } : null),
     },
   });
   app.use('/', RED.httpAdmin);
@@ -169,15 +168,14 @@ async function main(): Promise<void> {
   // The flow's device endpoints (MQTT, CoAP, LwM2M) start with their config nodes: list them once they listen.
   for (const e of await endpointsOf(engine)) {
     if (e.transport === 'LWM2M') console.log(`[ota] LwM2M server listening on coap://${shown(e.host)}:${e.port} (registrations on /rd)`);
-    else if (e.transport !== 'HTTP') console.log(`[ota] ${e.transport === 'COAP' ? 'CoAP' : e.transport} device endpoint listening on ${e.transport.toLowerCase()}://${shown(e.host)}:${e.port}`);
+    else if (e.transport !== 'HTTP')
+      console.log(`[ota] ${e.transport === 'COAP' ? 'CoAP' : e.transport} device endpoint listening on ${e.transport.toLowerCase()}://${shown(e.host)}:${e.port}`);
   }
   console.log(`[ota] data directory ${dataDir}`);
   console.log('[ota] ready');
-
 }
 
 main().catch((err: Error) => {
   console.error(`[ota] failed to start: ${err.message}`);
   process.exit(1);
 });
-

@@ -27,13 +27,19 @@ export function summary(r: FleetReport): string {
   ];
   if (r.server) {
     const s = r.server;
-    rows.push(['server: updated / failed', `${s.updated} / ${s.failed}`], ['server: pending / in progress', `${s.pending} / ${s.inProgress}`], ['server: coverage', `${(s.coverage * 100).toFixed(1)} %`]);
+    rows.push(
+      ['server: updated / failed', `${s.updated} / ${s.failed}`],
+      ['server: pending / in progress', `${s.pending} / ${s.inProgress}`],
+      ['server: coverage', `${(s.coverage * 100).toFixed(1)} %`],
+    );
   }
   const title = `${r.transport} fleet '${r.profile}', package '${r.package.title}' ${r.package.version} (${formatBytes(r.package.size)}, ${r.package.checksumAlgorithm})`;
   const problems = r.results.filter((d) => d.phase === 'unfinished' || (d.phase === 'failed' && !d.intended));
   const listed = problems.slice(0, 10).map((d) => `  ${d.name}: ${d.phase}, ${d.error}`);
   if (problems.length > listed.length) listed.push(`  ... and ${problems.length - listed.length} more`);
-  return [table(title, rows), ...(listed.length ? ['not as planned:', ...listed] : []), r.ok ? 'result: OK, every device updated or failed on purpose' : 'result: NOT OK'].join('\n');
+  return [table(title, rows), ...(listed.length ? ['not as planned:', ...listed] : []), r.ok ? 'result: OK, every device updated or failed on purpose' : 'result: NOT OK'].join(
+    '\n',
+  );
 }
 
 async function main(): Promise<number> {

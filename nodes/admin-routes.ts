@@ -93,7 +93,11 @@ export function registerAdminRoutes(RED: NodeAPI): void {
         type && OTA_PACKAGE_TYPES.includes(type as OtaPackageType) && profile
           ? await engine.packages.pageForProfile(tenantId, profile, type as OtaPackageType, link)
           : await engine.packages.page(tenantId, link);
-      const names = await profileNames(engine, tenantId, page.data.map((p) => p.deviceProfileId));
+      const names = await profileNames(
+        engine,
+        tenantId,
+        page.data.map((p) => p.deviceProfileId),
+      );
       // SQL orders by title alone; versions of one title follow in version order (1.9 before 1.10).
       const byVersion = [...page.data].sort((a, b) => a.title.localeCompare(b.title) || a.version.localeCompare(b.version, undefined, { numeric: true }));
       const data = byVersion
@@ -135,7 +139,11 @@ export function registerAdminRoutes(RED: NodeAPI): void {
       const profile = await profileFilter(engine, tenantId, req);
       if (profile === null) return empty();
       const page = await engine.devices.page(tenantId, pageLink(req, 'name'), profile ? { deviceProfileId: profile } : {});
-      const names = await profileNames(engine, tenantId, page.data.map((d) => d.deviceProfileId));
+      const names = await profileNames(
+        engine,
+        tenantId,
+        page.data.map((d) => d.deviceProfileId),
+      );
       const data = page.data.map((d) => ({
         id: d.id,
         name: d.name,

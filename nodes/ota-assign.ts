@@ -47,11 +47,7 @@ export function toRequest(payload: unknown, defaults: Defaults = {}): AssignRequ
   if (!('package' in p) && !(ownTitle && ownVersion)) throw new Error('msg.payload.package is required: a package id, {title, version}, or null to unassign');
   const pkg = 'package' in p ? p.package : { title: ownTitle, version: ownVersion };
   const ref =
-    pkg === null
-      ? null
-      : typeof pkg === 'object' && pkg !== null && 'title' in pkg && 'version' in pkg
-        ? { title: String(pkg.title), version: String(pkg.version) }
-        : refOf(pkg);
+    pkg === null ? null : typeof pkg === 'object' && pkg !== null && 'title' in pkg && 'version' in pkg ? { title: String(pkg.title), version: String(pkg.version) } : refOf(pkg);
   if (ref === undefined) throw new Error('msg.payload.package must be a package id, {title, version}, or null');
   return { target, type, package: ref };
 }
@@ -82,14 +78,21 @@ export default function init(RED: NodeAPI): void {
 
     this.on(
       'input',
-      handleInput(this, async (msg) => {
-        const engine = await ready;
-        await engine.pipeline.assignment.assign(await server.tenantId(), toRequest(msg.payload, def));
-      }, label),
+      handleInput(
+        this,
+        async (msg) => {
+          const engine = await ready;
+          await engine.pipeline.assignment.assign(await server.tenantId(), toRequest(msg.payload, def));
+        },
+        label,
+      ),
     );
     this.on('close', (done: () => void) => {
       label.close();
-      ready.then((engine) => engine.events.off('assignment', forward)).catch(() => undefined).finally(done);
+      ready
+        .then((engine) => engine.events.off('assignment', forward))
+        .catch(() => undefined)
+        .finally(done);
     });
   }
   RED.nodes.registerType('ota-assign', OtaAssign);

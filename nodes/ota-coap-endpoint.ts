@@ -78,7 +78,13 @@ export default function init(RED: NodeAPI): void {
       const engine: OtaEngine = await server.engine;
       const transport = new CoapTransport(engine.deviceContext, options);
       const address = await transport.start();
-      unregister = engine.registerEndpoint({ transport: 'COAP', host: address.address, port: address.port, connections: () => transport.observers, deliver: (n) => transport.deliver(n) });
+      unregister = engine.registerEndpoint({
+        transport: 'COAP',
+        host: address.address,
+        port: address.port,
+        connections: () => transport.observers,
+        deliver: (n) => transport.deliver(n),
+      });
       this.log(RED._('ota-coap-endpoint.log.listening', { address: `${address.address}:${address.port}` }));
       return transport;
     })();

@@ -30,17 +30,24 @@ export default function init(RED: NodeAPI): void {
 
     this.on(
       'input',
-      handleInput(this, async (msg) => {
-        const n = msg.payload as Notification;
-        if (!n || typeof n.deviceId !== 'string' || !Array.isArray(n.deleted)) throw new Error('msg.payload must be a notification from ota-notify');
-        const engine = await ready;
-        engine.pipeline.httpSessions.deliver(n);
-        label.show('green', 'dot', 'ota-http.status.polling', { count: engine.pipeline.httpSessions.waiting });
-      }, label),
+      handleInput(
+        this,
+        async (msg) => {
+          const n = msg.payload as Notification;
+          if (!n || typeof n.deviceId !== 'string' || !Array.isArray(n.deleted)) throw new Error('msg.payload must be a notification from ota-notify');
+          const engine = await ready;
+          engine.pipeline.httpSessions.deliver(n);
+          label.show('green', 'dot', 'ota-http.status.polling', { count: engine.pipeline.httpSessions.waiting });
+        },
+        label,
+      ),
     );
     this.on('close', (done: () => void) => {
       label.close();
-      ready.then((engine) => engine.events.off('uplink', uplink)).catch(() => undefined).finally(done);
+      ready
+        .then((engine) => engine.events.off('uplink', uplink))
+        .catch(() => undefined)
+        .finally(done);
     });
   }
   RED.nodes.registerType('ota-http', OtaHttp);

@@ -37,7 +37,8 @@ export function resolveEndpointOptions(
 ): MqttOptions & { port: number; host: string } {
   const pick = settingPicker(settings, env);
   const port = Number(pick(def.port, 'otaMqttEndpointPort', 'OTA_MQTT_PORT') ?? MQTT_DEFAULTS.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`Invalid MQTT port: ${pick(def.port, 'otaMqttEndpointPort', 'OTA_MQTT_PORT')} (use 0-65535, 0 for any free port)`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new Error(`Invalid MQTT port: ${pick(def.port, 'otaMqttEndpointPort', 'OTA_MQTT_PORT')} (use 0-65535, 0 for any free port)`);
   const maxChunkSize = Number(pick(def.maxChunkSize, 'otaMqttEndpointMaxChunkSize', 'OTA_MQTT_MAX_CHUNK_SIZE') ?? MQTT_DEFAULTS.maxChunkSize);
   if (!Number.isInteger(maxChunkSize) || maxChunkSize <= 0) throw new Error(`Invalid maximum chunk size: ${def.maxChunkSize} (use a positive number of bytes)`);
   // PEM text from the node's credentials, else a file named by settings.js or the environment.
@@ -79,7 +80,14 @@ export default function init(RED: NodeAPI): void {
       const engine = await server.engine;
       const transport = new MqttTransport(engine.deviceContext, options);
       const address = await transport.start();
-      unregister = engine.registerEndpoint({ transport: 'MQTT', host: address.address, port: address.port, tls: transport.tls, connections: () => transport.connections, deliver: (n) => transport.deliver(n) });
+      unregister = engine.registerEndpoint({
+        transport: 'MQTT',
+        host: address.address,
+        port: address.port,
+        tls: transport.tls,
+        connections: () => transport.connections,
+        deliver: (n) => transport.deliver(n),
+      });
       this.log(RED._('ota-mqtt-endpoint.log.listening', { scheme: transport.tls ? 'mqtts' : 'mqtt', address: `${address.address}:${address.port}` }));
       return transport;
     })();

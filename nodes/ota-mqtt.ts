@@ -41,13 +41,18 @@ export default function init(RED: NodeAPI): void {
 
     this.on(
       'input',
-      handleInput(this, async (msg) => {
-        const n = msg.payload as Notification;
-        if (!n || typeof n.deviceId !== 'string' || typeof n.tenantId !== 'string' || !Array.isArray(n.deleted)) throw new Error('msg.payload must be a notification from ota-notify');
-        const t = await ready;
-        t.deliver(n);
-        showCount(t);
-      }, label),
+      handleInput(
+        this,
+        async (msg) => {
+          const n = msg.payload as Notification;
+          if (!n || typeof n.deviceId !== 'string' || typeof n.tenantId !== 'string' || !Array.isArray(n.deleted))
+            throw new Error('msg.payload must be a notification from ota-notify');
+          const t = await ready;
+          t.deliver(n);
+          showCount(t);
+        },
+        label,
+      ),
     );
     this.on('close', (done: () => void) => {
       closed = true;

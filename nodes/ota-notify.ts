@@ -19,20 +19,24 @@ export default function init(RED: NodeAPI): void {
 
     this.on(
       'input',
-      handleInput(this, async (msg, send) => {
-        const ev = msg.payload;
-        // A malformed event would be dropped as stale (and counted): refuse it instead.
-        if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event released by ota-rate-queue');
-        const engine = await server.engine;
-        const outcome = await engine.pipeline.notifier.process(ev);
-        if ('notification' in outcome) {
-          send([{ ...msg, topic: 'notification', payload: outcome.notification }, null]);
-        } else {
-          // Stale: the device is gone, or its package changed after it was queued.
-          send([null, { ...msg, topic: 'dropped', reason: outcome.dropped }]);
-        }
-        show(await counts());
-      }, label),
+      handleInput(
+        this,
+        async (msg, send) => {
+          const ev = msg.payload;
+          // A malformed event would be dropped as stale (and counted): refuse it instead.
+          if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event released by ota-rate-queue');
+          const engine = await server.engine;
+          const outcome = await engine.pipeline.notifier.process(ev);
+          if ('notification' in outcome) {
+            send([{ ...msg, topic: 'notification', payload: outcome.notification }, null]);
+          } else {
+            // Stale: the device is gone, or its package changed after it was queued.
+            send([null, { ...msg, topic: 'dropped', reason: outcome.dropped }]);
+          }
+          show(await counts());
+        },
+        label,
+      ),
     );
     this.on('close', () => label.close());
   }

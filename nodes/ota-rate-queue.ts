@@ -3,7 +3,6 @@ import { pacingFromEnv, type AssignmentEvent, type NotifyQueue, type PacingMode 
 import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
 import { StatusLabel } from './status-label';
 
-
 interface RateQueueDef extends NodeDef {
   server: string;
   packSize: string;
@@ -19,7 +18,11 @@ export default function init(RED: NodeAPI): void {
     // Empty fields fall back to ThingsBoard's variables, then its defaults (100 per 60 s).
     const fromEnv = pacingFromEnv(process.env);
     const num = (v: string, fallback: number): number => (v !== undefined && String(v).trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : fallback);
-    const pacing = { packSize: Math.max(1, num(def.packSize, fromEnv.packSize)), intervalMs: Math.max(0, num(def.intervalMs, fromEnv.intervalMs)), mode: def.mode === 'burst' ? 'burst' : 'spaced' } as const;
+    const pacing = {
+      packSize: Math.max(1, num(def.packSize, fromEnv.packSize)),
+      intervalMs: Math.max(0, num(def.intervalMs, fromEnv.intervalMs)),
+      mode: def.mode === 'burst' ? 'burst' : 'spaced',
+    } as const;
 
     const release = (events: AssignmentEvent[]): void => {
       for (const ev of events) this.send({ topic: 'release', payload: ev });
@@ -59,27 +62,31 @@ export default function init(RED: NodeAPI): void {
 
     this.on(
       'input',
-      handleInput(this, async (msg, send) => {
-        const q = (await ready).pipeline.queue;
-        const command = msg.pause ? 'pause' : msg.resume ? 'resume' : msg.flush ? 'flush' : msg.topic;
-        if (command === 'pause') q.pause();
-        else if (command === 'resume') q.resume();
-        else if (command === 'flush') await q.flush();
-        else {
-          const ev = msg.payload;
-          // A malformed event would be skipped silently by the queue (no such package): refuse it here instead.
-          if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
-          // An unassignment is not paced: ThingsBoard deletes the attributes at once.
-          if (ev.packageId === null) {
-            await q.cancel(ev.deviceId, ev.type);
-            send({ topic: 'release', payload: ev });
-          } else {
-            await q.enqueue(ev);
+      handleInput(
+        this,
+        async (msg, send) => {
+          const q = (await ready).pipeline.queue;
+          const command = msg.pause ? 'pause' : msg.resume ? 'resume' : msg.flush ? 'flush' : msg.topic;
+          if (command === 'pause') q.pause();
+          else if (command === 'resume') q.resume();
+          else if (command === 'flush') await q.flush();
+          else {
+            const ev = msg.payload;
+            // A malformed event would be skipped silently by the queue (no such package): refuse it here instead.
+            if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
+            // An unassignment is not paced: ThingsBoard deletes the attributes at once.
+            if (ev.packageId === null) {
+              await q.cancel(ev.deviceId, ev.type);
+              send({ topic: 'release', payload: ev });
+            } else {
+              await q.enqueue(ev);
+            }
+            return; // the queue's 'depth' event updated the status
           }
-          return; // the queue's 'depth' event updated the status
-        }
-        if (q.owner === this.id) showDepth(await q.depth(), q.paused);
-      }, label),
+          if (q.owner === this.id) showDepth(await q.depth(), q.paused);
+        },
+        label,
+      ),
     );
     this.on('close', (done: () => void) => {
       label.close();

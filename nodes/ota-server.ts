@@ -56,7 +56,12 @@ export default function init(RED: NodeAPI): void {
       (err: Error) => this.error(RED._('ota-server.errors.start-failed', { error: err.message })),
     );
     this.on('close', (_removed: boolean, done: () => void) => {
-      this.engine.then(releaseEngine, () => undefined).then(() => done(), () => done());
+      this.engine
+        .then(releaseEngine, () => undefined)
+        .then(
+          () => done(),
+          () => done(),
+        );
     });
   }
 

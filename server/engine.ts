@@ -287,4 +287,3 @@ function jwtSecret(store: Store, configured: string | undefined): Promise<Buffer
 async function storedSecret(store: Store, key: string): Promise<Buffer> {
   return Buffer.from(await store.settings.putIfAbsent(key, randomBytes(32).toString('base64')), 'base64');
 }
-

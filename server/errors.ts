@@ -40,12 +40,9 @@ export const badArgument = (message: string): OtaError => new OtaError(400, mess
 export const notFound = (message = "Requested item wasn't found!"): OtaError => new OtaError(404, message, ErrorCode.ITEM_NOT_FOUND);
 /** ThingsBoard's `checkEntityId` wording: `Ota package with id [<uuid>] is not found`. */
 export const entityNotFound = (normalName: string, id: string): OtaError => notFound(`${normalName} with id [${id}] is not found`);
-export const forbidden = (): OtaError =>
-  new OtaError(403, "You don't have permission to perform this operation!", ErrorCode.PERMISSION_DENIED);
-export const unauthorized = (message = 'Authentication failed'): OtaError =>
-  new OtaError(401, message, ErrorCode.AUTHENTICATION);
-export const tooLarge = (max: number): OtaError =>
-  new OtaError(413, `File size exceeds the maximum of ${max} bytes!`, ErrorCode.BAD_REQUEST_PARAMS);
+export const forbidden = (): OtaError => new OtaError(403, "You don't have permission to perform this operation!", ErrorCode.PERMISSION_DENIED);
+export const unauthorized = (message = 'Authentication failed'): OtaError => new OtaError(401, message, ErrorCode.AUTHENTICATION);
+export const tooLarge = (max: number): OtaError => new OtaError(413, `File size exceeds the maximum of ${max} bytes!`, ErrorCode.BAD_REQUEST_PARAMS);
 /** 429 / 33: ThingsBoard's rate-limit answer. */
 export const tooManyRequests = (message = 'Too many requests, try again later'): OtaError => new OtaError(429, message, ErrorCode.TOO_MANY_REQUESTS);
 /** 507: the disk (or quota) ran out while storing; the client may retry once an admin freed space. */

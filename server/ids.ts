@@ -18,8 +18,7 @@ export interface EntityRef<T extends EntityType = EntityType> {
 
 export const newId = <T extends EntityType>(): Id<T> => randomUUID() as Id<T>;
 
-export const ref = <T extends EntityType>(entityType: T, id: string | null | undefined): EntityRef<T> | null =>
-  id ? { entityType, id } : null;
+export const ref = <T extends EntityType>(entityType: T, id: string | null | undefined): EntityRef<T> | null => (id ? { entityType, id } : null);
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (s: unknown): s is string => typeof s === 'string' && UUID.test(s);

@@ -112,7 +112,10 @@ export class AdminClient {
   async devicesOf(profile: ProfileInfo, prefix: string): Promise<Map<string, DeviceInfo>> {
     const found = new Map<string, DeviceInfo>();
     for (let page = 0; ; page++) {
-      const p = await this.request<Page<DeviceInfo>>('GET', `/tenant/devices?pageSize=1000&page=${page}&type=${encodeURIComponent(profile.name)}&textSearch=${encodeURIComponent(prefix)}`);
+      const p = await this.request<Page<DeviceInfo>>(
+        'GET',
+        `/tenant/devices?pageSize=1000&page=${page}&type=${encodeURIComponent(profile.name)}&textSearch=${encodeURIComponent(prefix)}`,
+      );
       for (const d of p.data) if (d.name.startsWith(prefix)) found.set(d.name, d);
       if (!p.hasNext) return found;
     }
@@ -121,7 +124,11 @@ export class AdminClient {
   /** The device `name` in the profile: found by name (moved into the profile if elsewhere), else created. */
   async ensureDevice(name: string, profile: ProfileInfo, known?: DeviceInfo): Promise<DeviceInfo> {
     const ref = { entityType: 'DEVICE_PROFILE', id: profile.id.id };
-    const existing = known ?? (await this.request<DeviceInfo>('GET', `/tenant/devices?deviceName=${encodeURIComponent(name)}`).catch((err: unknown) => (err instanceof ApiError && err.status === 404 ? null : Promise.reject(err))));
+    const existing =
+      known ??
+      (await this.request<DeviceInfo>('GET', `/tenant/devices?deviceName=${encodeURIComponent(name)}`).catch((err: unknown) =>
+        err instanceof ApiError && err.status === 404 ? null : Promise.reject(err),
+      ));
     if (!existing) return this.request<DeviceInfo>('POST', '/device', { name, deviceProfileId: ref });
     if (existing.deviceProfileId.id === profile.id.id) return existing;
     return this.request<DeviceInfo>('POST', `/device/${existing.id.id}`, { deviceProfileId: ref });
@@ -140,8 +147,16 @@ export class AdminClient {
   /** Gives the device LwM2M credentials (NoSec) with its name as the endpoint; answers the endpoint. */
   async lwm2mCredentials(device: DeviceInfo): Promise<string> {
     const endpoint = device.name;
-    const credentialsValue = JSON.stringify({ client: { endpoint, securityConfigClientMode: 'NO_SEC' }, bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' }, lwm2mServer: { securityMode: 'NO_SEC' } } });
-    await this.request('POST', '/device/credentials', { deviceId: { entityType: 'DEVICE', id: device.id.id }, credentialsType: 'LWM2M_CREDENTIALS', credentialsId: endpoint, credentialsValue });
+    const credentialsValue = JSON.stringify({
+      client: { endpoint, securityConfigClientMode: 'NO_SEC' },
+      bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' }, lwm2mServer: { securityMode: 'NO_SEC' } },
+    });
+    await this.request('POST', '/device/credentials', {
+      deviceId: { entityType: 'DEVICE', id: device.id.id },
+      credentialsType: 'LWM2M_CREDENTIALS',
+      credentialsId: endpoint,
+      credentialsValue,
+    });
     return endpoint;
   }
 
@@ -167,7 +182,11 @@ export class AdminClient {
   async upload(pkg: PackageInfo, bytes: Buffer, checksumAlgorithm: string): Promise<PackageInfo> {
     const form = new FormData();
     form.append('file', new Blob([new Uint8Array(bytes)], { type: 'application/octet-stream' }), `${pkg.title}-${pkg.version}.bin`);
-    const res = await fetch(`${this.base}/api/otaPackage/${pkg.id.id}?checksumAlgorithm=${checksumAlgorithm}`, { method: 'POST', headers: { 'X-Authorization': `Bearer ${this.token}` }, body: form });
+    const res = await fetch(`${this.base}/api/otaPackage/${pkg.id.id}?checksumAlgorithm=${checksumAlgorithm}`, {
+      method: 'POST',
+      headers: { 'X-Authorization': `Bearer ${this.token}` },
+      body: form,
+    });
     return answer<PackageInfo>(res, 'POST /api/otaPackage/{id}');
   }
 
@@ -190,7 +209,11 @@ export class AdminClient {
 
   /** A device's own request (`POST /api/v1/provision`, no admin token): creates it with a generated token. */
   async provisionDevice(name: string, key: string, secret: string): Promise<void> {
-    const res = await fetch(`${this.base}/api/v1/provision`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ deviceName: name, provisionDeviceKey: key, provisionDeviceSecret: secret }) });
+    const res = await fetch(`${this.base}/api/v1/provision`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ deviceName: name, provisionDeviceKey: key, provisionDeviceSecret: secret }),
+    });
     const body = await answer<{ status?: string; errorMsg?: string }>(res, 'POST /api/v1/provision');
     if (body.status !== 'SUCCESS') throw new Error(`provisioning ${name}: ${body.status ?? res.status} ${body.errorMsg ?? ''}`.trim());
   }

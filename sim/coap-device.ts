@@ -69,9 +69,14 @@ export class CoapDeviceLink implements DeviceLink {
     const { endpoint, peer } = await this.link();
     const req: OutgoingRequest = { method: 'GET', path: ['api', 'v1', this.token, 'attributes'], query: [`sharedKeys=${FW_KEYS_PARAM}`] };
     const observation = await abortable(
-      endpoint.observe(peer, req, (n) => {
-        if (n.code === '2.05') this.merge(n.payload);
-      }, { timeoutMs: this.silenceMs }),
+      endpoint.observe(
+        peer,
+        req,
+        (n) => {
+          if (n.code === '2.05') this.merge(n.payload);
+        },
+        { timeoutMs: this.silenceMs },
+      ),
       signal,
     );
     if (observation.first.code === '4.01') throw new Error('CoAP attributes answered 4.01: unknown access token');

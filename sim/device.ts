@@ -80,7 +80,10 @@ export async function runDevice(link: DeviceLink, plan: DevicePlan, observer: De
   try {
     await link.open(signal);
     observer.phase(plan.name, 'waiting');
-    const fw = await link.firmware((f) => f.title === plan.target.title && f.version === plan.target.version && (f.title !== current.title || f.version !== current.version), signal);
+    const fw = await link.firmware(
+      (f) => f.title === plan.target.title && f.version === plan.target.version && (f.title !== current.title || f.version !== current.version),
+      signal,
+    );
     notifiedAt = Date.now();
     observer.phase(plan.name, 'downloading');
     await report('DOWNLOADING');

@@ -93,7 +93,9 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
   const passwords = opts.credentials === 'basic' ? names.map(() => randomBytes(12).toString('base64url')) : null;
   if (passwords) {
     await setup('set MQTT basic credentials', () =>
-      pool(devices, 16, (d: DeviceInfo, i) => admin.setBasicCredentials(d, { clientId: `${names[i]}-${process.pid}`, userName: names[i] as string, password: passwords[i] as string })),
+      pool(devices, 16, (d: DeviceInfo, i) =>
+        admin.setBasicCredentials(d, { clientId: `${names[i]}-${process.pid}`, userName: names[i] as string, password: passwords[i] as string }),
+      ),
     );
   }
   const tokens = passwords
@@ -130,7 +132,8 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
 
   const linkFor = (index: number): DeviceLink => {
     const token = tokens[index] as string;
-    if (opts.transport === 'mqtt') return new MqttDeviceLink(host, port as number, token, `${names[index]}-${process.pid}`, opts.chunk, opts.pace, opts.mqttVersion, undefined, passwords?.[index]);
+    if (opts.transport === 'mqtt')
+      return new MqttDeviceLink(host, port as number, token, `${names[index]}-${process.pid}`, opts.chunk, opts.pace, opts.mqttVersion, undefined, passwords?.[index]);
     if (opts.transport === 'coap') return new CoapDeviceLink(host, port as number, token);
     if (opts.transport === 'lwm2m') return new Lwm2mDeviceLink(host, port as number, token, firmwareInfo(pkg));
     return new HttpDeviceLink(opts.api, token, opts.chunk, opts.pace);

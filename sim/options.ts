@@ -154,7 +154,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
   if (v.help) return 'help';
 
   const transport = (v.transport ?? 'http').toLowerCase();
-  if (transport !== 'http' && transport !== 'mqtt' && transport !== 'coap' && transport !== 'lwm2m') throw new UsageError(`--transport must be http, mqtt, coap or lwm2m, not '${v.transport}'`);
+  if (transport !== 'http' && transport !== 'mqtt' && transport !== 'coap' && transport !== 'lwm2m')
+    throw new UsageError(`--transport must be http, mqtt, coap or lwm2m, not '${v.transport}'`);
   const failRate = positive('fail-rate', v['fail-rate'], 0.05, { integer: false, min: 0 });
   if (failRate > 1) throw new UsageError(`--fail-rate is a share from 0 to 1, not '${v['fail-rate']}'`);
   const checksum = parseChecksumAlgorithm(v.checksum ?? 'SHA256');

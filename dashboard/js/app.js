@@ -30,15 +30,18 @@ function throttle(fn, ms) {
   let last = 0;
   return () => {
     if (timer) return;
-    timer = setTimeout(async () => {
-      timer = null;
-      last = Date.now();
-      try {
-        await fn();
-      } catch (err) {
-        report(err);
-      }
-    }, Math.max(0, last + ms - Date.now()));
+    timer = setTimeout(
+      async () => {
+        timer = null;
+        last = Date.now();
+        try {
+          await fn();
+        } catch (err) {
+          report(err);
+        }
+      },
+      Math.max(0, last + ms - Date.now()),
+    );
   };
 }
 
@@ -149,7 +152,7 @@ async function loadAssignPackages() {
   select.replaceChildren(...page.data.map((p) => el('option', { value: p.id.id }, `${p.title} ${p.version}`)), none);
   const profile = state.profiles.find((p) => p.id.id === profileId);
   const current = (state.type === 'FIRMWARE' ? profile?.firmwareId : profile?.softwareId)?.id ?? '';
-  select.value = current && page.data.some((p) => p.id.id === current) ? current : page.data[0]?.id.id ?? '';
+  select.value = current && page.data.some((p) => p.id.id === current) ? current : (page.data[0]?.id.id ?? '');
   $('assign-status').textContent = current ? `Now assigned: ${packageName(current)}` : 'Nothing assigned yet.';
   $('assign-status').className = 'form-status';
 }
@@ -178,7 +181,8 @@ $('assign-form').addEventListener('submit', async (e) => {
       saved = await api(`/api/deviceProfile/${profileId}`, { method: 'POST', body });
     } catch (err) {
       // Downgrade protection: the server names the devices running a newer version; ask before forcing.
-      if (!/forceDowngrade=true/.test(err.message) || !window.confirm(`${err.message.replace(/ Save with forceDowngrade=true.*$/, '')}\n\nAssign it anyway (downgrade)?`)) throw err;
+      if (!/forceDowngrade=true/.test(err.message) || !window.confirm(`${err.message.replace(/ Save with forceDowngrade=true.*$/, '')}\n\nAssign it anyway (downgrade)?`))
+        throw err;
       saved = await api(`/api/deviceProfile/${profileId}?forceDowngrade=true`, { method: 'POST', body });
     }
     state.profiles = state.profiles.map((p) => (p.id.id === profileId ? saved : p));

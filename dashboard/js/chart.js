@@ -41,9 +41,7 @@ const clockShort = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute:
 export function renderChart(container, points, { startTs, endTs, title }) {
   const svg = node('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': 'chart-svg-title chart-svg-desc', preserveAspectRatio: 'xMidYMid meet' });
   const last = points.at(-1);
-  const describe = last
-    ? SERIES.map((s) => `${groupOf(last.counts, s)} ${s.label.toLowerCase()}`).join(', ')
-    : 'no data yet';
+  const describe = last ? SERIES.map((s) => `${groupOf(last.counts, s)} ${s.label.toLowerCase()}`).join(', ') : 'no data yet';
   svg.append(node('title', { id: 'chart-svg-title' }, title), node('desc', { id: 'chart-svg-desc' }, `Latest: ${describe}.`));
 
   const x0 = M.left;

@@ -6,7 +6,8 @@ export function el(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null || v === false) continue;
     if (k === 'class') node.className = v;
-    else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'role' || k === 'scope' || k === 'datetime' || k === 'title' || k === 'for') node.setAttribute(k, v === true ? '' : String(v));
+    else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'role' || k === 'scope' || k === 'datetime' || k === 'title' || k === 'for')
+      node.setAttribute(k, v === true ? '' : String(v));
     else if (k.startsWith('on') && typeof v === 'function') node.addEventListener(k.slice(2), v);
     else node[k] = v;
   }

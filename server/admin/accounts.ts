@@ -132,7 +132,7 @@ export class AccountService {
   async changePassword(userId: UserId, currentPassword: string, newPassword: string): Promise<TokenPair> {
     const user = await this.user(userId);
     if (!(await this.passwords.verify(currentPassword, user.passwordHash))) {
-      throw new OtaError(400, 'Current password doesn\'t match!', ErrorCode.BAD_REQUEST_PARAMS);
+      throw new OtaError(400, "Current password doesn't match!", ErrorCode.BAD_REQUEST_PARAMS);
     }
     await this.tenants.setPassword(user.id, await this.passwords.hash(newPassword));
     this.users.delete(user.id);

@@ -91,7 +91,10 @@ export function createAdminApi(deps: AdminApiDeps): Router {
       res.json(await accounts.refresh(body.refreshToken));
     }),
   );
-  api.get('/auth/user', authed(async (_req, res, who) => res.json(userJson(await accounts.user(who.userId)))));
+  api.get(
+    '/auth/user',
+    authed(async (_req, res, who) => res.json(userJson(await accounts.user(who.userId)))),
+  );
   // Logout revokes every token of the user (ThingsBoard's TokenOutdatingService; issue 10, item 3).
   api.post(
     '/auth/logout',
@@ -272,7 +275,10 @@ export function createAdminApi(deps: AdminApiDeps): Router {
       res.json(deviceProfileJson(await profiles.save(who.tenantId, body, { mergeInto: idParam(req), forceDowngrade: forceDowngrade(req) })));
     }),
   );
-  api.get('/deviceProfile/:id', authed(async (req, res, who) => res.json(deviceProfileJson(await profiles.get(who.tenantId, idParam(req))))));
+  api.get(
+    '/deviceProfile/:id',
+    authed(async (req, res, who) => res.json(deviceProfileJson(await profiles.get(who.tenantId, idParam(req))))),
+  );
   api.get(
     '/deviceProfiles',
     authed(async (req, res, who) => res.json(page(await profiles.page(who.tenantId, parsePageLink(req.query, PROFILE_SORT)), deviceProfileJson))),
@@ -316,8 +322,14 @@ export function createAdminApi(deps: AdminApiDeps): Router {
       res.json(await deviceOut(await devices.save(who.tenantId, body, { mergeInto: idParam(req), forceDowngrade: forceDowngrade(req) })));
     }),
   );
-  api.get('/device/:id/credentials', authed(async (req, res, who) => res.json(deviceCredentialsJson(await devices.get(who.tenantId, idParam(req))))));
-  api.get('/device/:id', authed(async (req, res, who) => res.json(await deviceOut(await devices.get(who.tenantId, idParam(req))))));
+  api.get(
+    '/device/:id/credentials',
+    authed(async (req, res, who) => res.json(deviceCredentialsJson(await devices.get(who.tenantId, idParam(req))))),
+  );
+  api.get(
+    '/device/:id',
+    authed(async (req, res, who) => res.json(await deviceOut(await devices.get(who.tenantId, idParam(req))))),
+  );
   api.get(
     '/tenant/devices',
     authed(async (req, res, who) => {

@@ -92,17 +92,14 @@ export function receiveUpload(req: IncomingMessage, sink: UploadSink, idleMs = U
         return;
       }
       const info = fileInfo;
-      staging.then(
-        (staged) => {
-          if (settled) {
-            void sink.discard(staged);
-            return;
-          }
-          settled = true;
-          resolve({ fields, file: { staged, ...info } });
-        },
-        fail,
-      );
+      staging.then((staged) => {
+        if (settled) {
+          void sink.discard(staged);
+          return;
+        }
+        settled = true;
+        resolve({ fields, file: { staged, ...info } });
+      }, fail);
     });
     req.pipe(parser);
   });

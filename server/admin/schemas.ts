@@ -17,7 +17,11 @@ const entityRef = {
 const nullableString = { type: ['string', 'null'] } as const;
 
 export const schemas = {
-  login: { type: 'object', properties: { username: { type: 'string', minLength: 1, maxLength: 1024 }, password: { type: 'string', minLength: 1, maxLength: 4096 } }, required: ['username', 'password'] },
+  login: {
+    type: 'object',
+    properties: { username: { type: 'string', minLength: 1, maxLength: 1024 }, password: { type: 'string', minLength: 1, maxLength: 4096 } },
+    required: ['username', 'password'],
+  },
   refresh: { type: 'object', properties: { refreshToken: { type: 'string', minLength: 1 } }, required: ['refreshToken'] },
   packageInfo: {
     type: 'object',
@@ -130,7 +134,10 @@ export function parsePageLink(query: Record<string, unknown>, sortProperties: re
   const pageSize = Number(query.pageSize);
   const pageNumber = Number(query.page);
   // ThingsBoard reads both as Java ints: past 2^31-1 is a conversion error (400), not a query.
-  for (const [name, n] of [['pageSize', pageSize], ['page', pageNumber]] as const) {
+  for (const [name, n] of [
+    ['pageSize', pageSize],
+    ['page', pageNumber],
+  ] as const) {
     if (n > 0x7fffffff) throw invalid(`Failed to convert value of type 'java.lang.String' to required type 'int'; For input string: "${String(query[name])}"`);
   }
   if (pageSize < 1) throw invalid('Page size should be greater than 0!');

@@ -51,6 +51,9 @@ function keyList(v: unknown): string[] | undefined {
   if (v === undefined) return undefined;
   const parts = Array.isArray(v) ? v : [v];
   if (!parts.every((p): p is string => typeof p === 'string')) throw invalid("Parameter 'keys' must be a comma-separated list of keys");
-  const keys = parts.flatMap((p) => p.split(',')).map((k) => k.trim()).filter(Boolean);
+  const keys = parts
+    .flatMap((p) => p.split(','))
+    .map((k) => k.trim())
+    .filter(Boolean);
   return keys.length ? keys : undefined;
 }

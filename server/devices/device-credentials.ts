@@ -25,7 +25,11 @@ export interface DeviceCredentials {
 export async function parseCredentials(input: CredentialsInput): Promise<DeviceCredentials> {
   const type = input.credentialsType;
   if (type === undefined || type === null) throw invalid('Device credentials type should be specified');
-  const computed = (c: { credentialsId: string; credentialsValue: string }, t: DeviceCredentialsType): DeviceCredentials => ({ type: t, id: c.credentialsId, value: c.credentialsValue });
+  const computed = (c: { credentialsId: string; credentialsValue: string }, t: DeviceCredentialsType): DeviceCredentials => ({
+    type: t,
+    id: c.credentialsId,
+    value: c.credentialsValue,
+  });
   if (type === 'LWM2M_CREDENTIALS') return computed(lwm2mCredentials(input.credentialsValue), type);
   if (type === 'MQTT_BASIC') return computed(await mqttBasicCredentials(input.credentialsValue), type);
   if (type === 'X509_CERTIFICATE') return computed(x509Credentials(input.credentialsValue), type);
@@ -66,7 +70,10 @@ export function lwm2mCredentials(credentialsValue: unknown): { credentialsId: st
   if (typeof endpoint !== 'string' || endpoint.trim() === '') throw invalid('LwM2M client endpoint must be specified!');
   const bootstrap = obj(body.bootstrap);
   if (!bootstrap) throw invalid('LwM2M bootstrap credentials must be specified!');
-  for (const [key, what] of [['bootstrapServer', 'bootstrap server'], ['lwm2mServer', 'lwm2m server']] as const) {
+  for (const [key, what] of [
+    ['bootstrapServer', 'bootstrap server'],
+    ['lwm2mServer', 'lwm2m server'],
+  ] as const) {
     const server = obj(bootstrap[key]);
     if (!server) throw invalid(`LwM2M ${what} credentials must be specified!`);
     if (typeof server.securityMode !== 'string' || !SECURITY_MODES.includes(server.securityMode)) throw invalid('Invalid credentials body for LwM2M credentials!');

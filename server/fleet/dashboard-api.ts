@@ -194,7 +194,8 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       const what = type === 'FIRMWARE' ? 'firmware' : 'software';
       const state = await deps.states.get(device.id, type);
       if (!state?.targetPackageId) throw invalid(`Device '${device.name}' has no ${what} to retry: no package is assigned to it`);
-      if (state.state !== 'FAILED') throw invalid(`Device '${device.name}' is not FAILED (${keyPrefix(type)}_state is ${state.state ?? 'not set'}); only a failed update can be retried`);
+      if (state.state !== 'FAILED')
+        throw invalid(`Device '${device.name}' is not FAILED (${keyPrefix(type)}_state is ${state.state ?? 'not set'}); only a failed update can be retried`);
       // After the failure even when the device's clock runs ahead of ours: an older QUEUED would not show.
       const ts = Math.max(deps.clock.now(), state.stateTs + 1);
       const packageId = state.targetPackageId as OtaPackageId;

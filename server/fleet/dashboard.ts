@@ -103,7 +103,18 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
   watcher.start();
   const prometheus = new OtaPrometheus({ fleet, queue: pipeline.queue, notifier: pipeline.notifier, events: deps.events, liveStreams: () => watcher.watching });
 
-  const api = createDashboardApi({ accounts: deps.accounts, devices: deps.devices, states, queue: pipeline.queue, events: deps.events, view, fleet, watcher, clock: deps.clock, ...(deps.downloads ? { downloads: deps.downloads } : {}) });
+  const api = createDashboardApi({
+    accounts: deps.accounts,
+    devices: deps.devices,
+    states,
+    queue: pipeline.queue,
+    events: deps.events,
+    view,
+    fleet,
+    watcher,
+    clock: deps.clock,
+    ...(deps.downloads ? { downloads: deps.downloads } : {}),
+  });
 
   const site = express.Router();
   site.get('/metrics', (req: Request, res: Response, next: NextFunction) => {

@@ -16,9 +16,7 @@ export interface LiveMetrics extends FleetMetrics {
   distribution: Record<OtaPackageType, StateCounts>;
 }
 
-export type LiveEvent =
-  | { event: 'devices'; data: { rows: DeviceRow[]; removed: string[]; more: boolean } }
-  | { event: 'metrics'; data: LiveMetrics };
+export type LiveEvent = { event: 'devices'; data: { rows: DeviceRow[]; removed: string[]; more: boolean } } | { event: 'metrics'; data: LiveMetrics };
 export type LiveListener = (ev: LiveEvent) => void;
 
 export interface WatchSettings {

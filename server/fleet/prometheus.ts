@@ -89,13 +89,32 @@ export class OtaPrometheus {
       });
     };
     fromNotifier('ota_notifications_sent_total', 'Devices notified of a package (shared attributes written) since start, by tenant', 'notified');
-    fromNotifier('ota_notifications_dropped_total', 'Stale queued notifications dropped (device deleted, package changed or deleted, already notified) since start, by tenant', 'dropped');
+    fromNotifier(
+      'ota_notifications_dropped_total',
+      'Stale queued notifications dropped (device deleted, package changed or deleted, already notified) since start, by tenant',
+      'dropped',
+    );
 
     const labelNames = ['transport', 'type'] as const;
     const bytes = new Counter({ name: 'ota_download_bytes_total', help: 'Package bytes served to devices, by transport and package type', labelNames, registers });
-    const responses = new Counter({ name: 'ota_download_responses_total', help: 'Download responses (chunks, ranges or whole packages) served, by transport and package type', labelNames, registers });
-    const started = new Counter({ name: 'ota_downloads_started_total', help: 'Downloads started (a response from the first byte), by transport and package type', labelNames, registers });
-    const completed = new Counter({ name: 'ota_downloads_completed_total', help: 'Downloads that reached the last byte of the package, by transport and package type', labelNames, registers });
+    const responses = new Counter({
+      name: 'ota_download_responses_total',
+      help: 'Download responses (chunks, ranges or whole packages) served, by transport and package type',
+      labelNames,
+      registers,
+    });
+    const started = new Counter({
+      name: 'ota_downloads_started_total',
+      help: 'Downloads started (a response from the first byte), by transport and package type',
+      labelNames,
+      registers,
+    });
+    const completed = new Counter({
+      name: 'ota_downloads_completed_total',
+      help: 'Downloads that reached the last byte of the package, by transport and package type',
+      labelNames,
+      registers,
+    });
     for (const transport of TRANSPORTS) for (const type of OTA_PACKAGE_TYPES) for (const c of [bytes, responses, started, completed]) c.inc({ transport, type }, 0);
     // Observed, not listened to (see EngineEvents.observe).
     this.unhook = events.observe((name, ...args) => {

@@ -21,15 +21,7 @@ import { Murmur3Hash128, Murmur3Hash32 } from './murmur3';
 export type ChecksumAlgorithm = 'MD5' | 'SHA256' | 'SHA384' | 'SHA512' | 'CRC32' | 'MURMUR3_32' | 'MURMUR3_128';
 
 /** All supported algorithms, in ThingsBoard's enum order (useful for validation messages and UIs). */
-export const CHECKSUM_ALGORITHMS: readonly ChecksumAlgorithm[] = Object.freeze([
-  'MD5',
-  'SHA256',
-  'SHA384',
-  'SHA512',
-  'CRC32',
-  'MURMUR3_32',
-  'MURMUR3_128',
-] as const);
+export const CHECKSUM_ALGORITHMS: readonly ChecksumAlgorithm[] = Object.freeze(['MD5', 'SHA256', 'SHA384', 'SHA512', 'CRC32', 'MURMUR3_32', 'MURMUR3_128'] as const);
 
 /**
  * Case-insensitive parse of an algorithm name as ThingsBoard accepts it

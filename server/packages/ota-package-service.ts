@@ -160,7 +160,11 @@ export class OtaPackageService {
   async createWithData(tenantId: TenantId, input: PackageInfoInput, staged: StagedBlob, meta: UploadMeta): Promise<OtaPackage> {
     try {
       // The bytes come with the request: no URL, and the file fields are the upload's.
-      const info = this.fromInput(tenantId, { ...input, url: null, usesUrl: false, fileName: null, contentType: null, checksumAlgorithm: null, checksum: null, dataSize: null }, null);
+      const info = this.fromInput(
+        tenantId,
+        { ...input, url: null, usesUrl: false, fileName: null, contentType: null, checksumAlgorithm: null, checksum: null, dataSize: null },
+        null,
+      );
       await this.validateInfo(tenantId, info);
       await this.checkUnique(info, null);
       const pkg = await this.withData(info, staged, meta);

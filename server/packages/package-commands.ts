@@ -50,7 +50,12 @@ export async function runPackageCommand(engine: OtaEngine, tenantId: TenantId, c
       if (cmd.packageId) await packages.checkUploadable(tenantId, cmd.packageId);
       const input = cmd.info && !cmd.packageId ? await toInput(engine, tenantId, cmd.info) : null;
       const staged = await packages.stage(source, algorithm);
-      const meta = { fileName: fileName ?? 'package.bin', contentType: cmd.contentType ?? 'application/octet-stream', checksumAlgorithm: algorithm, checksum: cmd.checksum ?? null };
+      const meta = {
+        fileName: fileName ?? 'package.bin',
+        contentType: cmd.contentType ?? 'application/octet-stream',
+        checksumAlgorithm: algorithm,
+        checksum: cmd.checksum ?? null,
+      };
       const pkg = input ? await packages.createWithData(tenantId, input, staged, meta) : await packages.attachData(tenantId, cmd.packageId as string, staged, meta);
       return packageInfoJson(pkg);
     }

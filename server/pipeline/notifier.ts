@@ -23,7 +23,11 @@ export interface Notification {
 export type NotifyOutcome = { notification: Notification } | { dropped: 'device deleted' | 'package changed' | 'package deleted' | 'already notified' };
 
 /** The package a device should run: its own slot, else its profile's (reference §2). */
-export function effectivePackageId(device: Pick<Device, 'firmwareId' | 'softwareId'>, profile: { firmwareId: OtaPackageId | null; softwareId: OtaPackageId | null } | null, type: OtaPackageType): OtaPackageId | null {
+export function effectivePackageId(
+  device: Pick<Device, 'firmwareId' | 'softwareId'>,
+  profile: { firmwareId: OtaPackageId | null; softwareId: OtaPackageId | null } | null,
+  type: OtaPackageType,
+): OtaPackageId | null {
   const own = type === 'FIRMWARE' ? device.firmwareId : device.softwareId;
   if (own) return own;
   if (!profile) return null;

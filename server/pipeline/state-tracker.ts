@@ -140,7 +140,8 @@ export class StateTracker extends EventEmitter<{ free: [] }> {
         const error = str(v[`${p}_error`]) || null;
         const before = await this.store.states.get(ev.deviceId, type);
         if (!(await this.store.states.setState(ev.deviceId, ev.tenantId, type, state, entry.ts, error))) continue;
-        if (before?.state !== state) changes.push({ tenantId: ev.tenantId, deviceId: ev.deviceId, type, from: before?.state ?? null, to: state, error, ts: entry.ts, reason: 'reported' });
+        if (before?.state !== state)
+          changes.push({ tenantId: ev.tenantId, deviceId: ev.deviceId, type, from: before?.state ?? null, to: state, error, ts: entry.ts, reason: 'reported' });
         // Only a move into FAILED retries: a repeated FAILED report must not use up the retries.
         if (state === 'FAILED' && before?.state !== 'FAILED') changes.push(...(await this.retry(ev.tenantId, ev.deviceId, type)));
       }
@@ -187,7 +188,10 @@ export class StateTracker extends EventEmitter<{ free: [] }> {
     const profiles: ProfileMetrics[] = counted.map(({ key, title, version: _version, ...c }) => ({ deviceProfileId: key, name: title, ...withCoverage(c) }));
     // A profile with a package but no device yet is still an assignment: shown with 0 devices.
     for (const p of assigned) {
-      for (const [type, packageId] of [['FIRMWARE', p.firmwareId], ['SOFTWARE', p.softwareId]] as const) {
+      for (const [type, packageId] of [
+        ['FIRMWARE', p.firmwareId],
+        ['SOFTWARE', p.softwareId],
+      ] as const) {
         if (packageId && !profiles.some((m) => m.deviceProfileId === p.id && m.type === type)) {
           profiles.push({ deviceProfileId: p.id, name: p.name, type, targeted: 0, pending: 0, inProgress: 0, updated: 0, failed: 0, onTarget: 0, coverage: 0 });
         }

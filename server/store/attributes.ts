@@ -21,7 +21,12 @@ export class SqliteAttributeRepository implements AttributeRepository {
   private readonly deleteKeys;
 
   constructor(private readonly db: Db) {
-    this.upsert = new InsertRows(db, 'INSERT INTO attributes (device_id, scope, key, value, ts)', 'ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts', 5);
+    this.upsert = new InsertRows(
+      db,
+      'INSERT INTO attributes (device_id, scope, key, value, ts)',
+      'ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts',
+      5,
+    );
     this.deleteKeys = new InValues(db, 'DELETE FROM attributes WHERE device_id = ? AND scope = ? AND key IN (', ') RETURNING key');
   }
 
@@ -32,9 +37,7 @@ export class SqliteAttributeRepository implements AttributeRepository {
 
   async delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]> {
     const unique = [...new Set(keys)];
-    const gone = new Set(
-      atomically(this.db, () => this.deleteKeys.run<{ key: string }>([deviceId, scope], unique)).map((r) => r.key),
-    );
+    const gone = new Set(atomically(this.db, () => this.deleteKeys.run<{ key: string }>([deviceId, scope], unique)).map((r) => r.key));
     return unique.filter((k) => gone.has(k));
   }
 
@@ -44,9 +47,7 @@ export class SqliteAttributeRepository implements AttributeRepository {
         ? this.db.prepare('SELECT key, value FROM attributes WHERE device_id = ? AND scope = ? ORDER BY key').all(deviceId, scope)
         : keys.length === 0
           ? []
-          : this.db
-              .prepare(`SELECT key, value FROM attributes WHERE device_id = ? AND scope = ? AND key IN (${keys.map(() => '?').join(',')})`)
-              .all(deviceId, scope, ...keys)
+          : this.db.prepare(`SELECT key, value FROM attributes WHERE device_id = ? AND scope = ? AND key IN (${keys.map(() => '?').join(',')})`).all(deviceId, scope, ...keys)
     ) as Array<{ key: string; value: string }>;
     const out: AttributeMap = {};
     for (const r of rows) out[r.key] = JSON.parse(r.value) as AttributeValue;

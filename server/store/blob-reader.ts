@@ -39,7 +39,14 @@ export class BlobReader {
       return buf;
     } catch (err) {
       // A handle that failed to open is not kept: the next read tries again.
-      if (this.entries.get(sha256) === entry && (await entry.handle.then(() => false, () => true))) this.entries.delete(sha256);
+      if (
+        this.entries.get(sha256) === entry &&
+        (await entry.handle.then(
+          () => false,
+          () => true,
+        ))
+      )
+        this.entries.delete(sha256);
       throw err;
     } finally {
       entry.reads -= 1;

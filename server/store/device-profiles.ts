@@ -147,16 +147,12 @@ export class SqliteDeviceProfileRepository implements DeviceProfileRepository {
 
   async countUsingPackage(tenantId: TenantId, packageId: OtaPackageId): Promise<number> {
     return (
-      this.db
-        .prepare('SELECT count(*) AS n FROM device_profiles WHERE tenant_id = ? AND (firmware_id = ? OR software_id = ?)')
-        .get(tenantId, packageId, packageId) as { n: number }
+      this.db.prepare('SELECT count(*) AS n FROM device_profiles WHERE tenant_id = ? AND (firmware_id = ? OR software_id = ?)').get(tenantId, packageId, packageId) as { n: number }
     ).n;
   }
 
   async listAssigned(tenantId: TenantId): Promise<DeviceProfile[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM device_profiles WHERE tenant_id = ? AND (firmware_id IS NOT NULL OR software_id IS NOT NULL) ORDER BY name')
-      .all(tenantId) as Row[];
+    const rows = this.db.prepare('SELECT * FROM device_profiles WHERE tenant_id = ? AND (firmware_id IS NOT NULL OR software_id IS NOT NULL) ORDER BY name').all(tenantId) as Row[];
     return rows.map(toProfile);
   }
 }

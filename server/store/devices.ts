@@ -108,7 +108,22 @@ export class SqliteDeviceRepository implements DeviceRepository {
         `INSERT INTO devices (id, tenant_id, name, label, device_profile_id, firmware_id, software_id, access_token, credentials_type, credentials_value, credentials_id, created_time, version, extra)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(d.id, d.tenantId, d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsType ?? 'ACCESS_TOKEN', d.credentialsValue ?? null, d.credentialsId, d.createdTime, d.version, JSON.stringify(d.extra));
+      .run(
+        d.id,
+        d.tenantId,
+        d.name,
+        d.label,
+        d.deviceProfileId,
+        d.firmwareId,
+        d.softwareId,
+        d.accessToken,
+        d.credentialsType ?? 'ACCESS_TOKEN',
+        d.credentialsValue ?? null,
+        d.credentialsId,
+        d.createdTime,
+        d.version,
+        JSON.stringify(d.extra),
+      );
   }
 
   async update(d: Device): Promise<void> {
@@ -117,7 +132,20 @@ export class SqliteDeviceRepository implements DeviceRepository {
         `UPDATE devices SET name = ?, label = ?, device_profile_id = ?, firmware_id = ?, software_id = ?, access_token = ?, credentials_type = ?, credentials_value = ?, version = ?, extra = ?
          WHERE id = ? AND tenant_id = ?`,
       )
-      .run(d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsType ?? 'ACCESS_TOKEN', d.credentialsValue ?? null, d.version, JSON.stringify(d.extra), d.id, d.tenantId);
+      .run(
+        d.name,
+        d.label,
+        d.deviceProfileId,
+        d.firmwareId,
+        d.softwareId,
+        d.accessToken,
+        d.credentialsType ?? 'ACCESS_TOKEN',
+        d.credentialsValue ?? null,
+        d.version,
+        JSON.stringify(d.extra),
+        d.id,
+        d.tenantId,
+      );
   }
 
   async findById(tenantId: TenantId, id: DeviceId): Promise<Device | null> {
@@ -181,10 +209,7 @@ export class SqliteDeviceRepository implements DeviceRepository {
   }
 
   async countUsingPackage(tenantId: TenantId, packageId: OtaPackageId): Promise<number> {
-    return (
-      this.db
-        .prepare('SELECT count(*) AS n FROM devices WHERE tenant_id = ? AND (firmware_id = ? OR software_id = ?)')
-        .get(tenantId, packageId, packageId) as { n: number }
-    ).n;
+    return (this.db.prepare('SELECT count(*) AS n FROM devices WHERE tenant_id = ? AND (firmware_id = ? OR software_id = ?)').get(tenantId, packageId, packageId) as { n: number })
+      .n;
   }
 }

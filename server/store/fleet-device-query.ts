@@ -58,7 +58,11 @@ const slotJoins = (p: 'fw' | 'sw', type: OtaPackageType): string =>
 const FROM = `FROM devices d JOIN device_profiles p ON p.id = d.device_profile_id ${slotJoins('fw', 'FIRMWARE')} ${slotJoins('sw', 'SOFTWARE')}`;
 
 function slot(r: DeviceRowColumns, p: 'fw' | 'sw'): SlotInfo {
-  const c = Object.fromEntries(Object.entries(r).filter(([k]) => k.startsWith(`${p}_`)).map(([k, v]) => [k.slice(3), v])) as unknown as SlotColumns;
+  const c = Object.fromEntries(
+    Object.entries(r)
+      .filter(([k]) => k.startsWith(`${p}_`))
+      .map(([k, v]) => [k.slice(3), v]),
+  ) as unknown as SlotColumns;
   if (!c.exists) return { state: null, stateTs: null, error: null, current: null, target: null, retries: 0 };
   return {
     state: c.state as SlotInfo['state'],
@@ -113,7 +117,13 @@ export interface DevicePageStatements {
  * package); the rows are then read by id (`deviceRowsStatement`). `packageType` is the type of
  * `filter.packageId`, looked up in the tenant's packages first.
  */
-export function devicePageStatements(d: DeviceQueryDialect, tenantId: TenantId, filter: DeviceFilter, packageType: OtaPackageType | null, link: DevicePageLink): DevicePageStatements {
+export function devicePageStatements(
+  d: DeviceQueryDialect,
+  tenantId: TenantId,
+  filter: DeviceFilter,
+  packageType: OtaPackageType | null,
+  link: DevicePageLink,
+): DevicePageStatements {
   const device: Condition[] = [];
   const slots: Record<'fw' | 'sw', Slot> = {
     fw: { conditions: [], inner: false, used: false, pkg: false },

@@ -164,17 +164,11 @@ export class SqliteOtaPackageRepository implements OtaPackageRepository {
   }
 
   async findByTitleVersion(tenantId: TenantId, title: string, version: string): Promise<OtaPackage | null> {
-    const r = this.db
-      .prepare('SELECT * FROM ota_packages WHERE tenant_id = ? AND title = ? AND version = ?')
-      .get(tenantId, title, version) as Row | undefined;
+    const r = this.db.prepare('SELECT * FROM ota_packages WHERE tenant_id = ? AND title = ? AND version = ?').get(tenantId, title, version) as Row | undefined;
     return r ? toPackage(r) : null;
   }
 
-  async page(
-    tenantId: TenantId,
-    link: PageLink,
-    filter?: { deviceProfileId: DeviceProfileId; type: OtaPackageType; withData: true },
-  ): Promise<PageData<OtaPackage>> {
+  async page(tenantId: TenantId, link: PageLink, filter?: { deviceProfileId: DeviceProfileId; type: OtaPackageType; withData: true }): Promise<PageData<OtaPackage>> {
     const from = filter
       ? "FROM ota_packages WHERE tenant_id = ? AND device_profile_id = ? AND type = ? AND (blob_sha256 IS NOT NULL OR coalesce(url, '') <> '')"
       : 'FROM ota_packages WHERE tenant_id = ?';

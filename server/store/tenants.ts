@@ -64,9 +64,7 @@ export class SqliteTenantRepository implements TenantRepository {
   }
 
   async findTenant(id: TenantId): Promise<Tenant | null> {
-    const r = this.db.prepare('SELECT id, title, created_time FROM tenants WHERE id = ?').get(id) as
-      | { id: string; title: string; created_time: number }
-      | undefined;
+    const r = this.db.prepare('SELECT id, title, created_time FROM tenants WHERE id = ?').get(id) as { id: string; title: string; created_time: number } | undefined;
     return r ? { id: r.id as TenantId, title: r.title, createdTime: r.created_time } : null;
   }
 

@@ -5,17 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OtaEngine } from '../../server/engine';
 import { databaseUrlFor } from '../support/test-store';
-import {
-  ADMIN_PASSWORD,
-  ADMIN_USER,
-  ApiClient,
-  ApiHarness,
-  expectError,
-  ok,
-  quietLogger,
-  type TokenPairBody,
-  type UserBody,
-} from '../support/api-harness';
+import { ADMIN_PASSWORD, ADMIN_USER, ApiClient, ApiHarness, expectError, ok, quietLogger, type TokenPairBody, type UserBody } from '../support/api-harness';
 
 /** An HS256 JWT shaped like ours, signed with `key`. */
 function signJwt(claims: Record<string, unknown>, key: string): string {
@@ -25,8 +15,7 @@ function signJwt(claims: Record<string, unknown>, key: string): string {
   return `${head}.${body}.${mac}`;
 }
 
-const claimsOf = (token: string): Record<string, unknown> =>
-  JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
+const claimsOf = (token: string): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
 
 describe('admin API: authentication', () => {
   const JWT_KEY = 'the-test-signing-key-0123456789abcdef';
@@ -39,8 +28,12 @@ describe('admin API: authentication', () => {
   describe('POST /api/auth/login', () => {
     it('answers the right password with a token pair', async () => {
       const pair = ok<TokenPairBody>(await h.anonymous().post('/api/auth/login', { username: ADMIN_USER, password: ADMIN_PASSWORD }));
-      expect(pair.token).to.be.a('string').and.match(/^[\w-]+\.[\w-]+\.[\w-]+$/);
-      expect(pair.refreshToken).to.be.a('string').and.match(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+      expect(pair.token)
+        .to.be.a('string')
+        .and.match(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+      expect(pair.refreshToken)
+        .to.be.a('string')
+        .and.match(/^[\w-]+\.[\w-]+\.[\w-]+$/);
       expect(pair.token).to.not.equal(pair.refreshToken);
     });
 
@@ -156,16 +149,16 @@ describe('admin API: authentication', () => {
   });
 
   describe('error JSON', () => {
-    it('answers an unknown /api path with 404 and ThingsBoard\'s error JSON', async () => {
+    it("answers an unknown /api path with 404 and ThingsBoard's error JSON", async () => {
       expectError(await h.admin.get('/api/noSuchThing'), 404, undefined, 32);
     });
 
-    it('answers a malformed JSON body with 400 and ThingsBoard\'s error JSON', async () => {
+    it("answers a malformed JSON body with 400 and ThingsBoard's error JSON", async () => {
       const res = await h.admin.request('POST', '/api/deviceProfile', { body: Buffer.from('{"name": '), headers: { 'Content-Type': 'application/json' } });
       expectError(res, 400, undefined, 31);
     });
 
-    it('answers a body of the wrong shape with 400 and ThingsBoard\'s error JSON', async () => {
+    it("answers a body of the wrong shape with 400 and ThingsBoard's error JSON", async () => {
       expectError(await h.admin.post('/api/deviceProfile', { name: 42 }), 400, undefined, 31);
       expectError(await h.admin.post('/api/device', ['not', 'an', 'object']), 400, undefined, 31);
     });

@@ -1,18 +1,6 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import {
-  ApiHarness,
-  blobPathOf,
-  expectError,
-  ok,
-  rawRequest,
-  rawToApi,
-  ref,
-  unique,
-  type DeviceProfileBody,
-  type PackageInfo,
-  type PageData,
-} from '../support/api-harness';
+import { ApiHarness, blobPathOf, expectError, ok, rawRequest, rawToApi, ref, unique, type DeviceProfileBody, type PackageInfo, type PageData } from '../support/api-harness';
 import { checksumOf } from '../../server/packages/checksum';
 
 describe('admin API: device profiles', () => {
@@ -123,7 +111,7 @@ describe('admin API: device profiles', () => {
   });
 
   describe('GET /api/deviceProfile/{id}', () => {
-    it('answers an unknown profile id with 404 and ThingsBoard\'s error JSON', async () => {
+    it("answers an unknown profile id with 404 and ThingsBoard's error JSON", async () => {
       const id = '3f1e5a5c-0000-4000-8000-000000000002';
       expectError(await h.admin.get(`/api/deviceProfile/${id}`), 404, `Device profile with id [${id}] is not found`, 32);
     });
@@ -201,7 +189,7 @@ describe('admin API: device profiles', () => {
       expectError(await h.admin.get('/api/deviceProfiles?pageSize=10&page=0&sortProperty=password'), 400, 'Invalid sort property', 31);
     });
 
-    it('answers an unknown sort order with 400 and ThingsBoard\'s message', async () => {
+    it("answers an unknown sort order with 400 and ThingsBoard's message", async () => {
       expectError(
         await h.admin.get('/api/deviceProfiles?pageSize=10&page=0&sortProperty=name&sortOrder=UP'),
         400,
@@ -233,7 +221,7 @@ describe('admin API: device profiles', () => {
       expectError(await h.admin.delete(`/api/deviceProfile/${p.id.id}`), 400, 'The device profile referenced by the devices cannot be deleted!', 31);
     });
 
-    it('deletes the profile\'s OTA packages with it, and their unshared blobs', async () => {
+    it("deletes the profile's OTA packages with it, and their unshared blobs", async () => {
       const p = await h.admin.createProfile();
       const bytes = randomBytes(300);
       const pkg = await h.admin.createPackageWithData({ deviceProfileId: p.id.id }, bytes);
@@ -247,7 +235,7 @@ describe('admin API: device profiles', () => {
       expect(await h.blobFiles()).to.not.include(blobPathOf(checksumOf('SHA256', bytes)));
     });
 
-    it('keeps a blob another profile\'s package still shares when deleting a profile', async () => {
+    it("keeps a blob another profile's package still shares when deleting a profile", async () => {
       const doomed = await h.admin.createProfile();
       const kept = await h.admin.createProfile();
       const bytes = randomBytes(300);
@@ -329,12 +317,7 @@ describe('admin API: device profiles', () => {
     it('refuses another profile\'s package with "Can\'t assign firmware with different deviceProfile!"', async () => {
       const other = await h.admin.createProfile();
       const foreign = await h.admin.createPackageWithData({ deviceProfileId: other.id.id });
-      expectError(
-        await h.admin.post(`/api/deviceProfile/${profile.id.id}`, { firmwareId: foreign.id }),
-        400,
-        "Can't assign firmware with different deviceProfile!",
-        31,
-      );
+      expectError(await h.admin.post(`/api/deviceProfile/${profile.id.id}`, { firmwareId: foreign.id }), 400, "Can't assign firmware with different deviceProfile!", 31);
     });
 
     it('accepts a URL-only package in the firmware slot', async () => {

@@ -57,12 +57,7 @@ describe('admin API: devices', () => {
       const token = unique('taken');
       await h.admin.createDevice({ name: unique('dev') }, token);
       const name = unique('dev');
-      expectError(
-        await h.admin.post(`/api/device?accessToken=${token}`, { name }),
-        400,
-        'Device credentials are already assigned to another device!',
-        31,
-      );
+      expectError(await h.admin.post(`/api/device?accessToken=${token}`, { name }), 400, 'Device credentials are already assigned to another device!', 31);
       expectError(await h.admin.get(`/api/tenant/devices?deviceName=${name}`), 404, undefined, 32);
     });
 
@@ -112,7 +107,7 @@ describe('admin API: devices', () => {
       expect(b.deviceProfileId.id).to.equal(a.deviceProfileId.id);
     });
 
-    it('always reports the profile\'s name as `type`, whatever type was sent', async () => {
+    it("always reports the profile's name as `type`, whatever type was sent", async () => {
       const profile = await h.admin.createProfile();
       const d = await h.admin.createDevice({ name: unique('dev'), type: 'something-else', deviceProfileId: profile.id });
       expect(d.type).to.equal(profile.name);
@@ -149,14 +144,14 @@ describe('admin API: devices', () => {
   });
 
   describe('GET /api/device/{id}', () => {
-    it('answers an unknown device id with 404 and ThingsBoard\'s error JSON', async () => {
+    it("answers an unknown device id with 404 and ThingsBoard's error JSON", async () => {
       const id = '3f1e5a5c-0000-4000-8000-0000000000bb';
       expectError(await h.admin.get(`/api/device/${id}`), 404, `Device with id [${id}] is not found`, 32);
     });
   });
 
   describe('credentials', () => {
-    it('GET /api/device/{id}/credentials answers ThingsBoard\'s DeviceCredentials shape', async () => {
+    it("GET /api/device/{id}/credentials answers ThingsBoard's DeviceCredentials shape", async () => {
       const token = unique('shape');
       const d = await h.admin.createDevice({ name: unique('dev') }, token);
       const c = await credentialsOf(d.id.id);
@@ -195,7 +190,7 @@ describe('admin API: devices', () => {
       for (const n of ['c', 'a', 'b']) await h.admin.createDevice({ name: `${prefix}-${n}` });
     });
 
-    it('pages the tenant\'s devices with textSearch and sorting', async () => {
+    it("pages the tenant's devices with textSearch and sorting", async () => {
       const first = ok<PageData<DeviceBody>>(await h.admin.get(`/api/tenant/devices?pageSize=2&page=0&textSearch=${prefix}&sortProperty=name&sortOrder=ASC`));
       expect(first.totalElements).to.equal(3);
       expect(first.totalPages).to.equal(2);

@@ -34,7 +34,10 @@ describe('Hostile input to the REST API', () => {
   describe('a body that does not inflate (found by fuzzing)', () => {
     it('answers 400 in ThingsBoard error JSON, not a 500', async () => {
       for (const encoding of ['gzip', 'deflate']) {
-        const res = await h.admin.request('POST', '/api/deviceProfile', { headers: { 'Content-Type': 'application/json', 'Content-Encoding': encoding }, body: Buffer.from('{"name":"x"}') });
+        const res = await h.admin.request('POST', '/api/deviceProfile', {
+          headers: { 'Content-Type': 'application/json', 'Content-Encoding': encoding },
+          body: Buffer.from('{"name":"x"}'),
+        });
         expectError(res, 400, /^Invalid request body/, 31);
       }
     });

@@ -98,7 +98,9 @@ describe('HTTP server limits', () => {
     const { body, contentType } = multipart([filePart(Buffer.alloc(30_000, 7))]);
     const r = raw();
     await r.connected();
-    r.socket.write(`POST /api/otaPackage/${pkg.id.id} HTTP/1.1\r\nHost: x\r\nX-Authorization: Bearer ${h.admin.token}\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+    r.socket.write(
+      `POST /api/otaPackage/${pkg.id.id} HTTP/1.1\r\nHost: x\r\nX-Authorization: Bearer ${h.admin.token}\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+    );
     // A slow client: three parts, each after a pause longer than the body deadline.
     for (let i = 0; i < 3; i++) {
       await new Promise((resolve) => setTimeout(resolve, 150));

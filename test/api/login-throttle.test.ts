@@ -7,7 +7,14 @@ function loginFrom(h: ApiHarness, from: string, username: string, password: stri
   return new Promise((resolve, reject) => {
     const body = JSON.stringify({ username, password });
     const req = http.request(
-      { host: '127.0.0.1', port: h.port, localAddress: from, method: 'POST', path: '/api/auth/login', headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } },
+      {
+        host: '127.0.0.1',
+        port: h.port,
+        localAddress: from,
+        method: 'POST',
+        path: '/api/auth/login',
+        headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

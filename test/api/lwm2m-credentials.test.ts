@@ -7,7 +7,11 @@ const lwm2mValue = (endpoint: string, mode = 'NO_SEC'): Record<string, unknown> 
   client: { endpoint, securityConfigClientMode: mode },
   bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' }, lwm2mServer: { securityMode: 'NO_SEC' } },
 });
-const lwm2mCredentials = (endpoint: string): Record<string, unknown> => ({ credentialsType: 'LWM2M_CREDENTIALS', credentialsId: endpoint, credentialsValue: JSON.stringify(lwm2mValue(endpoint)) });
+const lwm2mCredentials = (endpoint: string): Record<string, unknown> => ({
+  credentialsType: 'LWM2M_CREDENTIALS',
+  credentialsId: endpoint,
+  credentialsValue: JSON.stringify(lwm2mValue(endpoint)),
+});
 
 describe('admin API: LwM2M device credentials', () => {
   let h: ApiHarness;
@@ -71,8 +75,16 @@ describe('admin API: LwM2M device credentials', () => {
     ['an unknown security mode', { client: { endpoint: 'x', securityConfigClientMode: 'NONE' } }, 'Invalid credentials body for LwM2M credentials!'],
     ['no endpoint', { client: { securityConfigClientMode: 'NO_SEC' } }, 'LwM2M client endpoint must be specified!'],
     ['no bootstrap', { client: { endpoint: 'x', securityConfigClientMode: 'NO_SEC' } }, 'LwM2M bootstrap credentials must be specified!'],
-    ['no bootstrap server', { client: { endpoint: 'x', securityConfigClientMode: 'NO_SEC' }, bootstrap: { lwm2mServer: { securityMode: 'NO_SEC' } } }, 'LwM2M bootstrap server credentials must be specified!'],
-    ['no lwm2m server', { client: { endpoint: 'x', securityConfigClientMode: 'NO_SEC' }, bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' } } }, 'LwM2M lwm2m server credentials must be specified!'],
+    [
+      'no bootstrap server',
+      { client: { endpoint: 'x', securityConfigClientMode: 'NO_SEC' }, bootstrap: { lwm2mServer: { securityMode: 'NO_SEC' } } },
+      'LwM2M bootstrap server credentials must be specified!',
+    ],
+    [
+      'no lwm2m server',
+      { client: { endpoint: 'x', securityConfigClientMode: 'NO_SEC' }, bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' } } },
+      'LwM2M lwm2m server credentials must be specified!',
+    ],
     ['PSK, which this server does not serve', lwm2mValue('x', 'PSK'), 'LwM2M security mode PSK is not supported by this server: use NO_SEC'],
   ] as const) {
     it(`refuses ${what} with ThingsBoard's 400 and creates nothing`, async () => {
@@ -112,7 +124,12 @@ describe('admin API: LwM2M device credentials', () => {
   it('refuses bad LwM2M credentials on POST /api/device/credentials and keeps the old ones', async () => {
     const device = await h.admin.createDevice({ name: unique('dev') });
     const before = await credentialsOf(device.id.id);
-    expectError(await h.admin.post('/api/device/credentials', { ...before, credentialsType: 'LWM2M_CREDENTIALS', credentialsValue: '{}' }), 400, 'LwM2M client credentials must be specified!', 31);
+    expectError(
+      await h.admin.post('/api/device/credentials', { ...before, credentialsType: 'LWM2M_CREDENTIALS', credentialsValue: '{}' }),
+      400,
+      'LwM2M client credentials must be specified!',
+      31,
+    );
     expect(await credentialsOf(device.id.id)).to.deep.include({ credentialsType: 'ACCESS_TOKEN', credentialsId: before.credentialsId });
   });
 

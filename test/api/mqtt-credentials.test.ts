@@ -13,7 +13,7 @@ describe('admin API: MQTT basic device credentials', () => {
   const withCredentials = (credentials: unknown, name = unique('basic-dev')) => h.admin.post('/api/device-with-credentials', { device: { name }, credentials });
   const credentialsOf = async (id: string): Promise<DeviceCredentialsBody> => ok<DeviceCredentialsBody>(await h.admin.get(`/api/device/${id}/credentials`));
 
-  it('creates a device whose credentials read back with ThingsBoard\'s id and the password as a hash', async () => {
+  it("creates a device whose credentials read back with ThingsBoard's id and the password as a hash", async () => {
     const clientId = unique('c');
     const device = ok<DeviceBody>(await withCredentials(basic({ clientId, userName: 'u1', password: 'secret-1' })));
     const creds = await credentialsOf(device.id.id);

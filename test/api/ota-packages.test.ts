@@ -1,17 +1,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { CHECKSUM_ALGORITHMS, checksumOf } from '../../server/packages/checksum';
-import {
-  ApiHarness,
-  expectError,
-  filePart,
-  ok,
-  ref,
-  unique,
-  type DeviceProfileBody,
-  type PackageInfo,
-  type PageData,
-} from '../support/api-harness';
+import { ApiHarness, expectError, filePart, ok, ref, unique, type DeviceProfileBody, type PackageInfo, type PageData } from '../support/api-harness';
 
 const UNKNOWN_ID = '3f1e5a5c-0000-4000-8000-0000000000ee';
 
@@ -104,7 +94,7 @@ describe('admin API: OTA packages', () => {
       );
     });
 
-    it('refuses a title longer than 255 characters with ThingsBoard\'s validation message', async () => {
+    it("refuses a title longer than 255 characters with ThingsBoard's validation message", async () => {
       expectError(
         await h.admin.post('/api/otaPackage', h.admin.packageBody({ title: 'x'.repeat(256), deviceProfileId: profile.id.id })),
         400,
@@ -445,7 +435,7 @@ describe('admin API: OTA packages', () => {
       expect(info).to.not.have.property('data');
     });
 
-    it('answers an unknown package id with 404 and ThingsBoard\'s error JSON', async () => {
+    it("answers an unknown package id with 404 and ThingsBoard's error JSON", async () => {
       expectError(await h.admin.get(`/api/otaPackage/info/${UNKNOWN_ID}`), 404, "Requested item wasn't found!", 32);
       expectError(await h.admin.get(`/api/otaPackage/${UNKNOWN_ID}`), 404, `Ota package with id [${UNKNOWN_ID}] is not found`, 32);
       expectError(await h.admin.get(`/api/otaPackage/${UNKNOWN_ID}/download`), 404, `Ota package with id [${UNKNOWN_ID}] is not found`, 32);
@@ -485,12 +475,7 @@ describe('admin API: OTA packages', () => {
     });
 
     it('refuses usesUrl without a url with "Ota package URL should be specified!"', async () => {
-      expectError(
-        await h.admin.post('/api/otaPackage', h.admin.packageBody({ deviceProfileId: profile.id.id, usesUrl: true })),
-        400,
-        'Ota package URL should be specified!',
-        31,
-      );
+      expectError(await h.admin.post('/api/otaPackage', h.admin.packageBody({ deviceProfileId: profile.id.id, usesUrl: true })), 400, 'Ota package URL should be specified!', 31);
     });
 
     it('refuses usesUrl with a blank url with "Ota package URL should be specified!"', async () => {
@@ -570,10 +555,15 @@ describe('admin API: OTA packages', () => {
     });
 
     it('answers an unknown sort order with 400', async () => {
-      expectError(await h.admin.get('/api/otaPackages?pageSize=5&page=0&sortOrder=SIDEWAYS'), 400, "Unsupported sort order 'SIDEWAYS'! Only 'ASC' or 'DESC' types are allowed.", 31);
+      expectError(
+        await h.admin.get('/api/otaPackages?pageSize=5&page=0&sortOrder=SIDEWAYS'),
+        400,
+        "Unsupported sort order 'SIDEWAYS'! Only 'ASC' or 'DESC' types are allowed.",
+        31,
+      );
     });
 
-    it('GET /api/otaPackages/{profileId}/{type} lists only that profile\'s packages of that type with data or a URL', async () => {
+    it("GET /api/otaPackages/{profileId}/{type} lists only that profile's packages of that type with data or a URL", async () => {
       const fw = ok<PageData<PackageInfo>>(await h.admin.get(`/api/otaPackages/${listProfile.id.id}/FIRMWARE?pageSize=50&page=0&sortProperty=title&sortOrder=ASC`));
       expect(titles(fw)).to.deep.equal(['Beta', 'delta', 'epsilon']);
       expect(fw.data.every((p) => p.hasData)).to.equal(true);

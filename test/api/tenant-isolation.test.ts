@@ -92,12 +92,7 @@ describe('admin API: tenant isolation', () => {
     });
 
     it('is not a profile B can create packages for', async () => {
-      expectError(
-        await b.post('/api/otaPackage', b.packageBody({ deviceProfileId: aProfile.id.id })),
-        400,
-        'OtaPackage is referencing to non-existent device profile!',
-        31,
-      );
+      expectError(await b.post('/api/otaPackage', b.packageBody({ deviceProfileId: aProfile.id.id })), 400, 'OtaPackage is referencing to non-existent device profile!', 31);
     });
   });
 
@@ -124,7 +119,7 @@ describe('admin API: tenant isolation', () => {
       ok(await a.get(`/api/deviceProfile/${victim.id.id}`));
     });
 
-    it('cannot hold the other tenant\'s devices', async () => {
+    it("cannot hold the other tenant's devices", async () => {
       expectError(
         await b.post('/api/device', { name: unique('b-device'), deviceProfileId: aProfile.id }),
         400,
@@ -133,7 +128,7 @@ describe('admin API: tenant isolation', () => {
       );
     });
 
-    it('does not capture a device of B created with A\'s profile name as its type', async () => {
+    it("does not capture a device of B created with A's profile name as its type", async () => {
       const d = await b.createDevice({ name: unique('b-device'), type: aProfile.name });
       expect(d.deviceProfileId.id).to.not.equal(aProfile.id.id);
       expect(d.type).to.equal(aProfile.name);
@@ -171,7 +166,7 @@ describe('admin API: tenant isolation', () => {
   });
 
   describe('lists', () => {
-    it('never show A\'s packages to B', async () => {
+    it("never show A's packages to B", async () => {
       const page = ok<PageData<PackageInfo>>(await b.get('/api/otaPackages?pageSize=1000&page=0'));
       expect(page.data.map((p) => p.tenantId.id)).to.not.include(aPackage.tenantId.id);
       expect(page.data.map((p) => p.id.id)).to.not.include(aPackage.id.id);
@@ -179,25 +174,25 @@ describe('admin API: tenant isolation', () => {
       expect(search.totalElements).to.equal(0);
     });
 
-    it('never show A\'s packages to B by A\'s profile id', async () => {
+    it("never show A's packages to B by A's profile id", async () => {
       const page = ok<PageData<PackageInfo>>(await b.get(`/api/otaPackages/${aProfile.id.id}/FIRMWARE?pageSize=100&page=0`));
       expect(page.totalElements).to.equal(0);
       expect(page.data).to.deep.equal([]);
     });
 
-    it('never show A\'s profiles to B', async () => {
+    it("never show A's profiles to B", async () => {
       const page = ok<PageData<DeviceProfileBody>>(await b.get('/api/deviceProfiles?pageSize=1000&page=0'));
       expect(page.data.map((p) => p.id.id)).to.not.include(aProfile.id.id);
       expect(page.data.every((p) => p.tenantId.id !== aProfile.tenantId.id)).to.equal(true);
     });
 
-    it('never show A\'s devices to B', async () => {
+    it("never show A's devices to B", async () => {
       const page = ok<PageData<DeviceBody>>(await b.get('/api/tenant/devices?pageSize=1000&page=0'));
       expect(page.data.map((d) => d.id.id)).to.not.include(aDevice.id.id);
       expect(page.data.every((d) => d.tenantId.id !== aDevice.tenantId.id)).to.equal(true);
     });
 
-    it('count only the caller\'s rows', async () => {
+    it("count only the caller's rows", async () => {
       const before = ok<PageData<PackageInfo>>(await a.get('/api/otaPackages?pageSize=1&page=0')).totalElements;
       await b.createPackage({ deviceProfileId: (await b.defaultProfile()).id.id });
       expect(ok<PageData<PackageInfo>>(await a.get('/api/otaPackages?pageSize=1&page=0')).totalElements).to.equal(before);
@@ -205,26 +200,26 @@ describe('admin API: tenant isolation', () => {
   });
 
   describe('names are per tenant', () => {
-    it('lets B use the title and version of A\'s package', async () => {
+    it("lets B use the title and version of A's package", async () => {
       const mine = await b.createPackage({ deviceProfileId: (await b.defaultProfile()).id.id, title: aPackage.title, version: aPackage.version });
       expect(mine.id.id).to.not.equal(aPackage.id.id);
     });
 
-    it('lets B use the name of A\'s profile and device', async () => {
+    it("lets B use the name of A's profile and device", async () => {
       const profileOfA = await a.createProfile();
       const deviceOfA = await a.createDevice({ name: unique('a-device') });
       expect((await b.createProfile(profileOfA.name)).id.id).to.not.equal(profileOfA.id.id);
       expect((await b.createDevice({ name: deviceOfA.name })).id.id).to.not.equal(deviceOfA.id.id);
     });
 
-    it('refuses B an access token A\'s device already has', async () => {
+    it("refuses B an access token A's device already has", async () => {
       // device tokens authenticate devices across the whole server, so they are unique server-wide
       expectError(await b.post(`/api/device?accessToken=${aToken}`, { name: unique('b-device') }), 400, 'Device credentials are already assigned to another device!', 31);
     });
   });
 
   describe('shared bytes', () => {
-    it('keeps A\'s blob when B deletes its own package with identical bytes', async () => {
+    it("keeps A's blob when B deletes its own package with identical bytes", async () => {
       const bProfile = await b.defaultProfile();
       const info = await b.createPackage({ deviceProfileId: bProfile.id.id });
       ok(await b.postMultipart(`/api/otaPackage/${info.id.id}`, [{ name: 'checksumAlgorithm', value: 'SHA256' }, filePart(aBytes)]));

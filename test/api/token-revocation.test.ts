@@ -13,8 +13,7 @@ describe('Token revocation', () => {
   });
   afterEach(async () => h.close());
 
-  const pairOf = async (password = h.password): Promise<TokenPairBody> =>
-    ok<TokenPairBody>(await h.anonymous().post('/api/auth/login', { username: ADMIN_USER, password }));
+  const pairOf = async (password = h.password): Promise<TokenPairBody> => ok<TokenPairBody>(await h.anonymous().post('/api/auth/login', { username: ADMIN_USER, password }));
 
   it('refuses the access and refresh tokens of a session after its logout (401, errorCode 11)', async () => {
     const pair = await pairOf();

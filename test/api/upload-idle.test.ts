@@ -23,7 +23,15 @@ describe('an upload whose sender goes silent', () => {
     const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     socket.on('data', () => undefined);
     socket.write(
-      [`POST /api/otaPackage/${pkg.id.id}?checksumAlgorithm=SHA256 HTTP/1.1`, `Host: 127.0.0.1:${h.port}`, `X-Authorization: Bearer ${h.admin.token as string}`, `Content-Type: ${mp.contentType}`, `Content-Length: ${mp.body.length}`, '', ''].join('\r\n'),
+      [
+        `POST /api/otaPackage/${pkg.id.id}?checksumAlgorithm=SHA256 HTTP/1.1`,
+        `Host: 127.0.0.1:${h.port}`,
+        `X-Authorization: Bearer ${h.admin.token as string}`,
+        `Content-Type: ${mp.contentType}`,
+        `Content-Length: ${mp.body.length}`,
+        '',
+        '',
+      ].join('\r\n'),
     );
     socket.write(mp.body.subarray(0, mp.body.length / 2));
     await eventually(async () => (await h.tmpFiles()).length > 0, 'the upload to be staged', { timeoutMs: 5000 });

@@ -31,8 +31,7 @@ describe('admin API: package bytes on disk', () => {
   });
   afterEach(async () => h?.close());
 
-  const hasData = async (id: string, client: ApiClient = h.admin): Promise<boolean> =>
-    ok<PackageInfo>(await client.get(`/api/otaPackage/info/${id}`)).hasData;
+  const hasData = async (id: string, client: ApiClient = h.admin): Promise<boolean> => ok<PackageInfo>(await client.get(`/api/otaPackage/info/${id}`)).hasData;
 
   /** Nothing stored and nothing staged: what every refused upload must leave behind. */
   const expectNothingOnDisk = async (): Promise<void> => {
@@ -210,7 +209,7 @@ describe('admin API: package bytes on disk', () => {
       expect(saved.dataSize).to.equal(MAX);
     });
 
-    it('answers one byte more with 413 and ThingsBoard\'s error JSON, storing nothing', async () => {
+    it("answers one byte more with 413 and ThingsBoard's error JSON, storing nothing", async () => {
       const pkg = await h.admin.createPackage({ deviceProfileId: profile.id.id });
       expectError(await h.admin.upload(pkg.id.id, randomBytes(MAX + 1), { checksumAlgorithm: 'SHA256' }), 413, undefined, 31);
       expect(await hasData(pkg.id.id)).to.equal(false);
@@ -361,7 +360,7 @@ describe('admin API: tenant storage limit', () => {
   });
   afterEach(async () => h?.close());
 
-  it('refuses an upload past the tenant\'s total with ThingsBoard\'s message, storing nothing', async () => {
+  it("refuses an upload past the tenant's total with ThingsBoard's message, storing nothing", async () => {
     const first = await h.admin.createPackage({ deviceProfileId: profile.id.id });
     ok(await h.admin.upload(first.id.id, randomBytes(1536 * KiB)));
     const second = await h.admin.createPackage({ deviceProfileId: profile.id.id });
@@ -372,7 +371,7 @@ describe('admin API: tenant storage limit', () => {
     expect(await h.tmpFiles()).to.deep.equal([]);
   });
 
-  it('counts only the tenant\'s own packages', async () => {
+  it("counts only the tenant's own packages", async () => {
     const other = await h.otherTenant();
     const otherProfile = await other.defaultProfile();
     const big = await other.createPackage({ deviceProfileId: otherProfile.id.id });

@@ -56,14 +56,35 @@ describe('fleet dashboard in Chromium', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-dashboard-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '5', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '200', OTA_DASHBOARD_SNAPSHOT_S: '0.5' });
     admin = await adminClient(server.api);
-    simOpts = simOptions({ api: server.api, password: ADMIN_PASSWORD, username: ADMIN_USER, profile: 'thermostats', prefix: PREFIX, devices: FLEET_SIZE, transport: 'http', failRate: FAIL_RATE, seed: SEED, assign: false, chunk: 4096, timeoutS: 90 });
-    expect([...failingDevices(FLEET_SIZE, FAIL_RATE, SEED)].sort((a, b) => a - b), 'the seed picks the 1st, 3rd and 5th device').to.deep.equal(FAILING);
+    simOpts = simOptions({
+      api: server.api,
+      password: ADMIN_PASSWORD,
+      username: ADMIN_USER,
+      profile: 'thermostats',
+      prefix: PREFIX,
+      devices: FLEET_SIZE,
+      transport: 'http',
+      failRate: FAIL_RATE,
+      seed: SEED,
+      assign: false,
+      chunk: 4096,
+      timeoutS: 90,
+    });
+    expect(
+      [...failingDevices(FLEET_SIZE, FAIL_RATE, SEED)].sort((a, b) => a - b),
+      'the seed picks the 1st, 3rd and 5th device',
+    ).to.deep.equal(FAILING);
     // The simulator's library makes the profile and the devices, one at a time so that their
     // creation order (the device list's default order) is thermo-0001 .. thermo-0020.
     const sim = await AdminClient.login(server.api, ADMIN_USER, ADMIN_PASSWORD);
     const profile = await sim.findOrCreateProfile('thermostats');
     profileId = profile.id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'thermo-fw', version: '2.0.0', type: 'FIRMWARE', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    const info = await admin.request<Ref>('POST', '/otaPackage', {
+      title: 'thermo-fw',
+      version: '2.0.0',
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+    });
     packageId = ((await admin.upload(info.id.id, randomBytes(120_000), 'SHA256', 'thermo-fw-2.0.0.bin')) as unknown as Ref).id.id;
     for (let i = 0; i < FLEET_SIZE; i++) {
       const d = await sim.ensureDevice(nameOf(i), profile);
@@ -138,7 +159,12 @@ describe('fleet dashboard in Chromium', function () {
     // they download, verify and report; the three the seed picks fail on purpose.
     const out = new Writable({
       write(chunk: Buffer, _enc, done) {
-        simLog.push(...chunk.toString().split('\n').filter((l) => l !== ''));
+        simLog.push(
+          ...chunk
+            .toString()
+            .split('\n')
+            .filter((l) => l !== ''),
+        );
         done();
       },
     });
@@ -165,7 +191,10 @@ describe('fleet dashboard in Chromium', function () {
     expect(await page.locator('[data-stat="updated"] .value').textContent()).to.equal('17');
 
     const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
-    expect(seen.findIndex((t) => t.includes('pending=20')), `the card showed the fleet waiting: ${seen.join(' | ')}`).to.be.at.least(0);
+    expect(
+      seen.findIndex((t) => t.includes('pending=20')),
+      `the card showed the fleet waiting: ${seen.join(' | ')}`,
+    ).to.be.at.least(0);
     expect(seen.at(-1)).to.equal('pending=0 inProgress=0 updated=17 failed=3');
     expect(seen.length, `the card changed as devices reported: ${seen.join(' | ')}`).to.be.at.least(2);
     expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded), 'same page, never reloaded').to.equal(true);

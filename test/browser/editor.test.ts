@@ -70,7 +70,12 @@ describe('the Node-RED editor of npm start (headless Chromium)', function () {
     // Something for the pickers to list: a second profile and a firmware package for it.
     const admin = await adminClient(server.api);
     const profile = await admin.request<{ id: { id: string } }>('POST', '/deviceProfile', { name: 'thermostats' });
-    const info = await admin.request<{ id: { id: string } }>('POST', '/otaPackage', { title: 'thermo-fw', version: '1.2.0', type: 'FIRMWARE', deviceProfileId: { entityType: 'DEVICE_PROFILE', id: profile.id.id } });
+    const info = await admin.request<{ id: { id: string } }>('POST', '/otaPackage', {
+      title: 'thermo-fw',
+      version: '1.2.0',
+      type: 'FIRMWARE',
+      deviceProfileId: { entityType: 'DEVICE_PROFILE', id: profile.id.id },
+    });
     await admin.upload(info.id.id, Buffer.alloc(20_000, 1), 'SHA256');
 
     browser = await chromium.launch({
@@ -203,7 +208,10 @@ describe('the Node-RED editor of npm start (headless Chromium)', function () {
           const flow = (await $.getJSON(`library/examples/flows/${module}/${encodeURIComponent(name)}`)) as EditorNode[];
           RED.view.importNodes(flow, { addFlow: true, generateIds: true });
           const tab = RED.workspaces.active();
-          const bad = RED.nodes.filterNodes({ z: tab }).filter((n) => n.valid === false).map((n) => `${n.type} ${n.id}`);
+          const bad = RED.nodes
+            .filterNodes({ z: tab })
+            .filter((n) => n.valid === false)
+            .map((n) => `${n.type} ${n.id}`);
           RED.nodes.eachConfig((n) => {
             if (n.valid === false && n.type.startsWith('ota-')) bad.push(`${n.type} ${n.id}`);
           });

@@ -36,7 +36,12 @@ describe('two instances on one PostgreSQL (npm start twice)', function () {
   const http: Array<{ id: string; token: string }> = [];
 
   async function pkg(admin: Admin, version: string): Promise<string> {
-    const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'cluster-fw', version, type: 'FIRMWARE', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    const info = await admin.request<Ref>('POST', '/otaPackage', {
+      title: 'cluster-fw',
+      version,
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+    });
     await admin.upload(info.id.id, Buffer.from(`firmware ${version}`), 'SHA256');
     return info.id.id;
   }
@@ -70,7 +75,10 @@ describe('two instances on one PostgreSQL (npm start twice)', function () {
     adminA = await adminClient(a.api);
     adminB = await adminClient(b.api);
     profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name: 'cluster' })).id.id;
-    const endpointB = await eventually(async () => (await adminB.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'), 'the MQTT endpoint of B');
+    const endpointB = await eventually(
+      async () => (await adminB.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'),
+      'the MQTT endpoint of B',
+    );
     for (let i = 0; i < N_MQTT + N_HTTP; i++) {
       // Made on either instance: both see every device.
       const admin = i % 2 ? adminB : adminA;
@@ -104,9 +112,16 @@ describe('two instances on one PostgreSQL (npm start twice)', function () {
     for (const m of mqtt) await m.device.publish('v1/devices/me/telemetry', JSON.stringify({ current_fw_title: 'cluster-fw', current_fw_version: '1.0', fw_state: 'UPDATED' }));
     for (const h of http) await new HttpDevice(a.api, h.token).telemetry({ current_fw_title: 'cluster-fw', current_fw_version: '1.0', fw_state: 'UPDATED' });
     for (const admin of [adminA, adminB]) {
-      await eventually(async () => (await admin.request<Metrics>('GET', '/ota/metrics')).packages.find((p) => p.packageId === v1 && p.updated === N_MQTT + N_HTTP), 'every device UPDATED, seen from both instances', { timeoutMs: 20000, everyMs: 50 });
+      await eventually(
+        async () => (await admin.request<Metrics>('GET', '/ota/metrics')).packages.find((p) => p.packageId === v1 && p.updated === N_MQTT + N_HTTP),
+        'every device UPDATED, seen from both instances',
+        { timeoutMs: 20000, everyMs: 50 },
+      );
     }
-    expect(mqtt.map((m) => mqttUpdates(m.device, '1.0')), 'each MQTT device notified exactly once').to.deep.equal(mqtt.map(() => 1));
+    expect(
+      mqtt.map((m) => mqttUpdates(m.device, '1.0')),
+      'each MQTT device notified exactly once',
+    ).to.deep.equal(mqtt.map(() => 1));
     expect([...told.values()].every((n) => n === 1)).to.equal(true);
 
     // 2. A second package; A is killed (kill -9) once the drain has begun. HTTP devices go to B, as
@@ -117,6 +132,9 @@ describe('two instances on one PostgreSQL (npm start twice)', function () {
     await stopServer(a, 'SIGKILL');
     await Promise.all(http.map((h) => httpFirmware(() => b.api, h.token, '2.0', new Map())));
     await eventually(async () => mqtt.every((m) => mqttUpdates(m.device, '2.0') >= 1) || undefined, 'every MQTT device told of 2.0', { timeoutMs: 60000, everyMs: 50 });
-    expect(mqtt.map((m) => mqttUpdates(m.device, '2.0')), 'each MQTT device notified exactly once').to.deep.equal(mqtt.map(() => 1));
+    expect(
+      mqtt.map((m) => mqttUpdates(m.device, '2.0')),
+      'each MQTT device notified exactly once',
+    ).to.deep.equal(mqtt.map(() => 1));
   });
 });

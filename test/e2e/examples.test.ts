@@ -76,7 +76,15 @@ describe('example flows, deployed and run', function () {
       const page = await admin.request<{ data: Array<Record<string, unknown>> }>('GET', '/otaPackages?pageSize=10&page=0&textSearch=demo-firmware');
       return page.data[0];
     }, 'the uploaded package');
-    expect(found).to.include({ title: 'demo-firmware', version: '1.0.0', type: 'FIRMWARE', hasData: true, dataSize: 65536, checksumAlgorithm: 'SHA256', fileName: 'demo-firmware-1.0.0.bin' });
+    expect(found).to.include({
+      title: 'demo-firmware',
+      version: '1.0.0',
+      type: 'FIRMWARE',
+      hasData: true,
+      dataSize: 65536,
+      checksumAlgorithm: 'SHA256',
+      fileName: 'demo-firmware-1.0.0.bin',
+    });
   });
 
   it("06 takes an HTTP device of the default profile from the assignment to UPDATED, and 02's node fields assign too", async () => {
@@ -88,7 +96,10 @@ describe('example flows, deployed and run', function () {
 
     const pipeline = await deploy('06 - Track update states');
     await press(pipeline, 'assign demo firmware');
-    const fw = await eventually(async () => (await device.attributes('?sharedKeys=fw_title,fw_version,fw_size,fw_checksum,fw_checksum_algorithm')).body.shared, 'the firmware attributes');
+    const fw = await eventually(
+      async () => (await device.attributes('?sharedKeys=fw_title,fw_version,fw_size,fw_checksum,fw_checksum_algorithm')).body.shared,
+      'the firmware attributes',
+    );
     expect(fw).to.include({ fw_title: 'demo-firmware', fw_version: '1.0.0', fw_size: 65536 });
     await device.update(fw, { chunkSize: 4096 });
     expect(device.states).to.deep.equal(['DOWNLOADING', 'DOWNLOADED', 'VERIFIED', 'UPDATING', 'UPDATED']);
@@ -103,7 +114,10 @@ describe('example flows, deployed and run', function () {
     await press(assign, 'unassign');
     await eventually(async () => (await admin.request<{ firmwareId: unknown }>('GET', `/deviceProfile/${profile?.id.id}`)).firmwareId === null, 'the profile unassigned');
     await press(assign, "assign (node's fields)");
-    const again = await eventually(async () => (await admin.request<{ firmwareId: { id: string } | null }>('GET', `/deviceProfile/${profile?.id.id}`)).firmwareId, 'the profile assigned again');
+    const again = await eventually(
+      async () => (await admin.request<{ firmwareId: { id: string } | null }>('GET', `/deviceProfile/${profile?.id.id}`)).firmwareId,
+      'the profile assigned again',
+    );
     expect(again.id).to.be.a('string');
   });
 });

@@ -41,9 +41,19 @@ describe('update pipeline over CoAP (example flow, npm start)', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-coap-e2e-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
     admin = await adminClient(server.api);
-    port = (await eventually(async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'COAP'), 'the CoAP endpoint')).port;
+    port = (
+      await eventually(
+        async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'COAP'),
+        'the CoAP endpoint',
+      )
+    ).port;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'coap-fleet' })).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'coap-fw', version: '1.2.0', type: 'FIRMWARE', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    const info = await admin.request<Ref>('POST', '/otaPackage', {
+      title: 'coap-fw',
+      version: '1.2.0',
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+    });
     await admin.upload(info.id.id, firmware, 'SHA256');
     packageId = info.id.id;
     socket = createSocket('udp4');
@@ -88,7 +98,10 @@ describe('update pipeline over CoAP (example flow, npm start)', function () {
     for (const block of ['1024', '256']) {
       const out = path.join(dataDir, `libcoap-${block}.bin`);
       const run = await libcoap(['-m', 'get', '-b', block, '-o', out, `coap://127.0.0.1:${port}/fw/${d.token}?title=coap-fw&version=1.2.0`]);
-      expect(run.codes.every((c) => c === '2.05'), run.codes.slice(0, 5).join(',')).to.equal(true);
+      expect(
+        run.codes.every((c) => c === '2.05'),
+        run.codes.slice(0, 5).join(','),
+      ).to.equal(true);
       expect(run.blocks.length).to.equal(firmware.length / Number(block));
       expect(sha256(await readFile(out))).to.equal(sha256(firmware));
     }

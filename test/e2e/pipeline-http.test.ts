@@ -43,7 +43,8 @@ describe('update pipeline over HTTP (example flow, npm start)', function () {
     return { id: d.id.id, device: new HttpDevice(server.api, creds.credentialsId) };
   }
 
-  const history = (deviceId: string, keys: string): Promise<History> => admin.request<History>('GET', `/plugins/telemetry/DEVICE/${deviceId}/values/timeseries?keys=${keys}&startTs=0&endTs=${Date.now() + 60_000}&limit=1000&orderBy=ASC`);
+  const history = (deviceId: string, keys: string): Promise<History> =>
+    admin.request<History>('GET', `/plugins/telemetry/DEVICE/${deviceId}/values/timeseries?keys=${keys}&startTs=0&endTs=${Date.now() + 60_000}&limit=1000&orderBy=ASC`);
   const metrics = (): Promise<Metrics> => admin.request<Metrics>('GET', '/ota/metrics');
 
   /** A robust device: long-polls, and asks for its attributes after each empty poll. */
@@ -81,7 +82,10 @@ describe('update pipeline over HTTP (example flow, npm start)', function () {
     const results = await Promise.all(runs);
 
     for (const r of results) expect(createHash('sha256').update(r.data).digest('hex')).to.equal(createHash('sha256').update(firmware).digest('hex'));
-    expect(results.some((r) => r.via === 'long-poll'), 'at least one device woken by its long poll').to.equal(true);
+    expect(
+      results.some((r) => r.via === 'long-poll'),
+      'at least one device woken by its long poll',
+    ).to.equal(true);
 
     const m = await eventually(async () => {
       const all = await metrics();
@@ -108,7 +112,13 @@ describe('update pipeline over HTTP (example flow, npm start)', function () {
   it('writes the shared attributes ThingsBoard writes, with the checksum in the named algorithm', async () => {
     const { device } = await createDevice('thermo-attrs');
     const { fw } = await awaitFirmware(device);
-    expect(fw).to.include({ fw_title: 'thermo-fw', fw_version: '2.0.0', fw_size: firmware.length, fw_checksum_algorithm: 'MURMUR3_128', fw_checksum: checksumOf('MURMUR3_128', firmware) });
+    expect(fw).to.include({
+      fw_title: 'thermo-fw',
+      fw_version: '2.0.0',
+      fw_size: firmware.length,
+      fw_checksum_algorithm: 'MURMUR3_128',
+      fw_checksum: checksumOf('MURMUR3_128', firmware),
+    });
     const { body } = await device.attributes();
     expect(body.shared).to.not.have.property('fw_url');
   });
@@ -149,10 +159,14 @@ describe('update pipeline over HTTP (example flow, npm start)', function () {
     const { id, device } = await createDevice('thermo-silent');
     await awaitFirmware(device);
     await device.report('DOWNLOADING');
-    const h = await eventually(async () => {
-      const latest = await admin.request<History>('GET', `/plugins/telemetry/DEVICE/${id}/values/timeseries?keys=fw_state,fw_error`);
-      return latest.fw_state?.[0]?.value === 'FAILED' ? latest : undefined;
-    }, 'the timeout', { timeoutMs: 12_000, everyMs: 100 });
+    const h = await eventually(
+      async () => {
+        const latest = await admin.request<History>('GET', `/plugins/telemetry/DEVICE/${id}/values/timeseries?keys=fw_state,fw_error`);
+        return latest.fw_state?.[0]?.value === 'FAILED' ? latest : undefined;
+      },
+      'the timeout',
+      { timeoutMs: 12_000, everyMs: 100 },
+    );
     expect(h.fw_error![0]!.value).to.match(/timed out.*DOWNLOADING/);
   });
 

@@ -34,7 +34,12 @@ describe('update pipeline over LwM2M (example flow, npm start)', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-lwm2m-e2e-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
     admin = await adminClient(server.api);
-    port = (await eventually(async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'LWM2M'), 'the LwM2M endpoint')).port;
+    port = (
+      await eventually(
+        async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'LWM2M'),
+        'the LwM2M endpoint',
+      )
+    ).port;
   });
 
   afterEach(async () => {
@@ -48,7 +53,11 @@ describe('update pipeline over LwM2M (example flow, npm start)', function () {
   });
 
   /** A profile with one package and one LwM2M device registered through lwm2m-node-lib (Delivery Method as given). */
-  async function fleet(name: string, deliveryMethod: 0 | 1, pkg: { url?: string } = {}): Promise<{ profileId: string; packageId: string; deviceId: string; device: Lwm2mTestClient }> {
+  async function fleet(
+    name: string,
+    deliveryMethod: 0 | 1,
+    pkg: { url?: string } = {},
+  ): Promise<{ profileId: string; packageId: string; deviceId: string; device: Lwm2mTestClient }> {
     const profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name, transportType: 'LWM2M' })).id.id;
     const info = await admin.request<Ref>('POST', '/otaPackage', {
       title: `${name}-fw`,
@@ -59,7 +68,10 @@ describe('update pipeline over LwM2M (example flow, npm start)', function () {
     });
     if (!pkg.url) await admin.upload(info.id.id, firmware, 'SHA256');
     const endpoint = `${name}-node`;
-    const credentialsValue = JSON.stringify({ client: { endpoint, securityConfigClientMode: 'NO_SEC' }, bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' }, lwm2mServer: { securityMode: 'NO_SEC' } } });
+    const credentialsValue = JSON.stringify({
+      client: { endpoint, securityConfigClientMode: 'NO_SEC' },
+      bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' }, lwm2mServer: { securityMode: 'NO_SEC' } },
+    });
     const d = await admin.request<Ref>('POST', '/device-with-credentials', {
       device: { name: endpoint, deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } },
       credentials: { credentialsType: 'LWM2M_CREDENTIALS', credentialsId: endpoint, credentialsValue },
@@ -71,7 +83,10 @@ describe('update pipeline over LwM2M (example flow, npm start)', function () {
 
   const assign = (profileId: string, packageId: string) => admin.request('POST', `/deviceProfile/${profileId}`, { firmwareId: { id: packageId, entityType: 'OTA_PACKAGE' } });
   const states = async (deviceId: string): Promise<string[]> =>
-    ((await admin.request<History>('GET', `/plugins/telemetry/DEVICE/${deviceId}/values/timeseries?keys=fw_state&startTs=0&endTs=${Date.now() + 60_000}&limit=1000&orderBy=ASC`)).fw_state ?? []).map((p) => p.value);
+    (
+      (await admin.request<History>('GET', `/plugins/telemetry/DEVICE/${deviceId}/values/timeseries?keys=fw_state&startTs=0&endTs=${Date.now() + 60_000}&limit=1000&orderBy=ASC`))
+        .fw_state ?? []
+    ).map((p) => p.value);
   const reached = (deviceId: string, state: string) => eventually(async () => (await states(deviceId)).includes(state), `fw_state ${state}`);
 
   /** The device goes through Downloading, Downloaded (the server executes Update), Updating and Result 1. */

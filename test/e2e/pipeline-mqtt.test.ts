@@ -58,11 +58,19 @@ describe('update pipeline over MQTT (example flow, npm start)', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-mqtt-e2e-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
     admin = await adminClient(server.api);
-    const endpoint = await eventually(async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'), 'the MQTT endpoint');
+    const endpoint = await eventually(
+      async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'),
+      'the MQTT endpoint',
+    );
     mqttPort = endpoint.port;
     mqttUrl = `mqtt://127.0.0.1:${mqttPort}`;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-fleet' })).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'mqtt-fw', version: '3.0.0', type: 'FIRMWARE', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    const info = await admin.request<Ref>('POST', '/otaPackage', {
+      title: 'mqtt-fw',
+      version: '3.0.0',
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+    });
     await admin.upload(info.id.id, firmware, 'CRC32');
     packageId = info.id.id;
   });
@@ -92,7 +100,7 @@ describe('update pipeline over MQTT (example flow, npm start)', function () {
       expect(sha256(dataA)).to.equal(sha256(firmware));
       expect(sha256(dataB)).to.equal(sha256(firmware));
       // Nothing of one device reached the other.
-      expect(v4.inbox.pending.every((m) => !m.topic.startsWith("v2/a"))).to.equal(true);
+      expect(v4.inbox.pending.every((m) => !m.topic.startsWith('v2/a'))).to.equal(true);
     } finally {
       await Promise.all([v4.end(), v5.end()]);
     }
@@ -110,13 +118,17 @@ describe('update pipeline over MQTT (example flow, npm start)', function () {
     const d = await admin.request<Ref>('POST', '/device', { name: 'mqtt-mosquitto', deviceProfileId: { id: staging, entityType: 'DEVICE_PROFILE' } });
     const c = { id: d.id.id, token: (await admin.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId };
     const args = (...rest: string[]): string[] => ['-h', '127.0.0.1', '-p', String(mqttPort), '-u', c.token, ...rest];
-    const connections = async (): Promise<number> => (await admin.request<Array<{ transport: string; connections: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT')?.connections ?? 0;
+    const connections = async (): Promise<number> =>
+      (await admin.request<Array<{ transport: string; connections: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT')?.connections ?? 0;
     const before = await connections();
     const sub = run('mosquitto_sub', args('-q', '1', '-t', 'v1/devices/me/attributes', '-C', '1', '-W', '20'));
     await eventually(async () => (await connections()) > before, 'mosquitto_sub to connect');
     await admin.request('POST', `/device/${c.id}`, { deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
     expect(JSON.parse((await sub).stdout)).to.include({ fw_title: 'mqtt-fw', fw_version: '3.0.0' });
-    const attrs = await run('mosquitto_rr', args('-W', '5', '-t', 'v1/devices/me/attributes/request/1', '-e', 'v1/devices/me/attributes', '-m', '{"sharedKeys":"fw_title,fw_size"}'));
+    const attrs = await run(
+      'mosquitto_rr',
+      args('-W', '5', '-t', 'v1/devices/me/attributes/request/1', '-e', 'v1/devices/me/attributes', '-m', '{"sharedKeys":"fw_title,fw_size"}'),
+    );
     expect(JSON.parse(attrs.stdout)).to.deep.equal({ shared: { fw_title: 'mqtt-fw', fw_size: firmware.length } });
     const parts: Buffer[] = [];
     for (let i = 0, got = 0; got < firmware.length; i++) {
@@ -181,7 +193,12 @@ describe('update pipeline over MQTT (example flow, npm start)', function () {
     this.timeout(180_000);
     const fleet = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-500' })).id.id;
     const big = randomBytes(1024 * 1024);
-    const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'mqtt-500-fw', version: '1', type: 'FIRMWARE', deviceProfileId: { id: fleet, entityType: 'DEVICE_PROFILE' } });
+    const info = await admin.request<Ref>('POST', '/otaPackage', {
+      title: 'mqtt-500-fw',
+      version: '1',
+      type: 'FIRMWARE',
+      deviceProfileId: { id: fleet, entityType: 'DEVICE_PROFILE' },
+    });
     await admin.upload(info.id.id, big, 'SHA256');
     await admin.request('POST', `/deviceProfile/${fleet}`, { firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' } });
     const tokens: string[] = [];

@@ -17,15 +17,24 @@ const FLEET = 8;
 
 async function fleetWithPackage(admin: Admin, name: string): Promise<{ profileId: string; packageId: string; devices: string[] }> {
   const profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name })).id.id;
-  const info = await admin.request<Ref>('POST', '/otaPackage', { title: `${name}-fw`, version: '1', type: 'FIRMWARE', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+  const info = await admin.request<Ref>('POST', '/otaPackage', {
+    title: `${name}-fw`,
+    version: '1',
+    type: 'FIRMWARE',
+    deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+  });
   await admin.upload(info.id.id, randomBytes(4096), 'SHA256');
   const devices: string[] = [];
-  for (let i = 0; i < FLEET; i++) devices.push((await admin.request<Ref>('POST', '/device', { name: `${name}-${i}`, deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } })).id.id);
+  for (let i = 0; i < FLEET; i++)
+    devices.push((await admin.request<Ref>('POST', '/device', { name: `${name}-${i}`, deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } })).id.id);
   return { profileId, packageId: info.id.id, devices };
 }
 
 const states = async (admin: Admin, deviceId: string): Promise<string[]> =>
-  ((await admin.request<History>('GET', `/plugins/telemetry/DEVICE/${deviceId}/values/timeseries?keys=fw_state&startTs=0&endTs=${Date.now() + 60_000}&limit=100&orderBy=ASC`)).fw_state ?? []).map((p) => p.value);
+  (
+    (await admin.request<History>('GET', `/plugins/telemetry/DEVICE/${deviceId}/values/timeseries?keys=fw_state&startTs=0&endTs=${Date.now() + 60_000}&limit=100&orderBy=ASC`))
+      .fw_state ?? []
+  ).map((p) => p.value);
 
 async function notifiedCount(admin: Admin, devices: string[]): Promise<number> {
   let n = 0;
@@ -60,8 +69,14 @@ describe('update pipeline across restarts', function () {
     await eventually(async () => (await notifiedCount(admin, devices)) === FLEET, 'every device notified after the restart', { timeoutMs: 20_000, everyMs: 100 });
     for (const d of devices) {
       const s = await states(admin, d);
-      expect(s.filter((x) => x === 'INITIATED'), `${d}: ${s.join(',')}`).to.have.length(1);
-      expect(s.filter((x) => x === 'QUEUED'), `${d}: ${s.join(',')}`).to.have.length(1);
+      expect(
+        s.filter((x) => x === 'INITIATED'),
+        `${d}: ${s.join(',')}`,
+      ).to.have.length(1);
+      expect(
+        s.filter((x) => x === 'QUEUED'),
+        `${d}: ${s.join(',')}`,
+      ).to.have.length(1);
     }
   });
 
@@ -93,12 +108,28 @@ describe('update pipeline across restarts', function () {
 
     // Feed ota-notify an event the device no longer matches, as a message lost and replayed late would be.
     const editor = server.editor;
-    const tokenRes = await fetch(`${editor}/auth/token`, { method: 'POST', body: new URLSearchParams({ client_id: 'node-red-editor', grant_type: 'password', scope: '*', username: ADMIN_USER, password: ADMIN_PASSWORD }) });
+    const tokenRes = await fetch(`${editor}/auth/token`, {
+      method: 'POST',
+      body: new URLSearchParams({ client_id: 'node-red-editor', grant_type: 'password', scope: '*', username: ADMIN_USER, password: ADMIN_PASSWORD }),
+    });
     const auth = { Authorization: `Bearer ${((await tokenRes.json()) as { access_token: string }).access_token}` };
     const flows = (await (await fetch(`${editor}/flows`, { headers: { ...auth, 'Node-RED-API-Version': 'v2' } })).json()) as { rev: string; flows: Array<Record<string, unknown>> };
     const notify = flows.flows.find((n) => n.type === 'ota-notify') as Record<string, unknown>;
     const stale = { tenantId: user.tenantId.id, deviceId: devices[0], type: 'FIRMWARE', packageId: '00000000-0000-4000-8000-000000000000', ts: Date.now() };
-    const inject = { id: 'e2e0stale0inject', type: 'inject', z: notify.z, name: 'stale', props: [{ p: 'payload' }], payload: JSON.stringify(stale), payloadType: 'json', repeat: '', once: false, x: 100, y: 700, wires: [[notify.id]] };
+    const inject = {
+      id: 'e2e0stale0inject',
+      type: 'inject',
+      z: notify.z,
+      name: 'stale',
+      props: [{ p: 'payload' }],
+      payload: JSON.stringify(stale),
+      payloadType: 'json',
+      repeat: '',
+      once: false,
+      x: 100,
+      y: 700,
+      wires: [[notify.id]],
+    };
     const deploy = await fetch(`${editor}/flows`, {
       method: 'POST',
       headers: { ...auth, 'Content-Type': 'application/json', 'Node-RED-API-Version': 'v2', 'Node-RED-Deployment-Type': 'nodes' },
@@ -106,8 +137,15 @@ describe('update pipeline across restarts', function () {
     });
     expect(deploy.status).to.equal(200);
     const before = await admin.request<{ notifications: { dropped: number } }>('GET', '/ota/metrics');
-    await eventually(async () => (await fetch(`${editor}/inject/${inject.id}`, { method: 'POST', headers: auth })).status === 200, 'the inject node to be deployed', { timeoutMs: 5000, everyMs: 100 });
-    await eventually(async () => (await admin.request<{ notifications: { dropped: number } }>('GET', '/ota/metrics')).notifications.dropped === before.notifications.dropped + 1, 'the stale event to be dropped', { timeoutMs: 2500, everyMs: 50 });
+    await eventually(async () => (await fetch(`${editor}/inject/${inject.id}`, { method: 'POST', headers: auth })).status === 200, 'the inject node to be deployed', {
+      timeoutMs: 5000,
+      everyMs: 100,
+    });
+    await eventually(
+      async () => (await admin.request<{ notifications: { dropped: number } }>('GET', '/ota/metrics')).notifications.dropped === before.notifications.dropped + 1,
+      'the stale event to be dropped',
+      { timeoutMs: 2500, everyMs: 50 },
+    );
     expect((await states(admin, devices[0] as string)).filter((s) => s === 'INITIATED')).to.have.length(1);
   });
 });

@@ -51,17 +51,20 @@ describe('device provisioning (example flow, npm start)', function () {
     }
   }
 
-  const deviceNamed = async (name: string): Promise<Ref | null> =>
-    admin.request<Ref>('GET', `/tenant/devices?deviceName=${encodeURIComponent(name)}`).catch(() => null);
+  const deviceNamed = async (name: string): Promise<Ref | null> => admin.request<Ref>('GET', `/tenant/devices?deviceName=${encodeURIComponent(name)}`).catch(() => null);
 
   /** What ThingsBoard's SDK does on connect: ask the fw_* attributes, download, verify, report UPDATED. */
   async function updateOnConnect(device: MqttDevice): Promise<void> {
     const keys = 'fw_title,fw_version,fw_size,fw_checksum,fw_checksum_algorithm';
-    const fw = await eventually(async () => {
-      const reply = await device.ask('v1/devices/me/attributes/request/1', JSON.stringify({ sharedKeys: keys }), 'v1/devices/me/attributes/response/1');
-      const shared = (JSON.parse(reply.payload.toString()) as { shared?: Answer }).shared;
-      return shared?.fw_title ? shared : undefined;
-    }, 'the fw_* attributes of the provisioned device', { everyMs: 100 });
+    const fw = await eventually(
+      async () => {
+        const reply = await device.ask('v1/devices/me/attributes/request/1', JSON.stringify({ sharedKeys: keys }), 'v1/devices/me/attributes/response/1');
+        const shared = (JSON.parse(reply.payload.toString()) as { shared?: Answer }).shared;
+        return shared?.fw_title ? shared : undefined;
+      },
+      'the fw_* attributes of the provisioned device',
+      { everyMs: 100 },
+    );
     expect(fw).to.include({ fw_title: 'prov-fw', fw_version: '1.0.0', fw_size: firmware.length });
     await device.publish('v1/devices/me/telemetry', JSON.stringify({ fw_state: 'DOWNLOADING' }));
     const data = await device.download(firmware.length, 8192, { requestId: 3 });
@@ -78,11 +81,20 @@ describe('device provisioning (example flow, npm start)', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-provision-e2e-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
     admin = await adminClient(server.api);
-    const endpoint = await eventually(async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'), 'the MQTT endpoint', { everyMs: 50 });
+    const endpoint = await eventually(
+      async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'),
+      'the MQTT endpoint',
+      { everyMs: 50 },
+    );
     mqttUrl = `mqtt://127.0.0.1:${endpoint.port}`;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', provisionProfile('provisioned-fleet', 'ALLOW_CREATE_NEW_DEVICES', 'fleet-key', 'fleet-secret'))).id.id;
     preProfileId = (await admin.request<Ref>('POST', '/deviceProfile', provisionProfile('pre-provisioned', 'CHECK_PRE_PROVISIONED_DEVICES', 'pre-key', 'pre-secret'))).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', { title: 'prov-fw', version: '1.0.0', type: 'FIRMWARE', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    const info = await admin.request<Ref>('POST', '/otaPackage', {
+      title: 'prov-fw',
+      version: '1.0.0',
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+    });
     await admin.upload(info.id.id, firmware, 'SHA256');
     packageId = info.id.id;
     await admin.request('POST', `/deviceProfile/${profileId}`, { firmwareId: { id: packageId, entityType: 'OTA_PACKAGE' } });
@@ -110,7 +122,18 @@ describe('device provisioning (example flow, npm start)', function () {
   });
 
   it('provisions a device over MQTT with the basic credentials it asks for; it connects with them and is updated', async () => {
-    const answer = await mqttProvision({ deviceName: 'mqtt-born', provisionDeviceKey: 'fleet-key', provisionDeviceSecret: 'fleet-secret', credentialsType: 'MQTT_BASIC', clientId: 'born-c', username: 'born-u', password: 'born-pw' }, 5);
+    const answer = await mqttProvision(
+      {
+        deviceName: 'mqtt-born',
+        provisionDeviceKey: 'fleet-key',
+        provisionDeviceSecret: 'fleet-secret',
+        credentialsType: 'MQTT_BASIC',
+        clientId: 'born-c',
+        username: 'born-u',
+        password: 'born-pw',
+      },
+      5,
+    );
     expect(answer).to.deep.equal({ status: 'SUCCESS', credentialsType: 'MQTT_BASIC', credentialsValue: { clientId: 'born-c', userName: 'born-u', password: 'born-pw' } });
     const device = await MqttDevice.connect(mqttUrl, 'born-u', 4, { clientId: 'born-c', password: 'born-pw' });
     try {
@@ -123,7 +146,13 @@ describe('device provisioning (example flow, npm start)', function () {
   });
 
   it('provisions over MQTT with a token the device chose', async () => {
-    const answer = await mqttProvision({ deviceName: 'token-born', provisionDeviceKey: 'fleet-key', provisionDeviceSecret: 'fleet-secret', credentialsType: 'ACCESS_TOKEN', token: 'my-own-token-1' });
+    const answer = await mqttProvision({
+      deviceName: 'token-born',
+      provisionDeviceKey: 'fleet-key',
+      provisionDeviceSecret: 'fleet-secret',
+      credentialsType: 'ACCESS_TOKEN',
+      token: 'my-own-token-1',
+    });
     expect(answer).to.deep.equal({ status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN', credentialsValue: 'my-own-token-1' });
   });
 

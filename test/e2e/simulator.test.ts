@@ -109,7 +109,23 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
   });
 
   it('rolls a named package out to the same fleet on a second run, reusing its devices', async () => {
-    const run = await simulate([...base(), '--devices', '30', '--fail-rate', '0', '--package-title', 'thermo-fw', '--package-version', '2.0.0', '--package-mb', '0.1', '--checksum', 'CRC32', '--chunk', '0']);
+    const run = await simulate([
+      ...base(),
+      '--devices',
+      '30',
+      '--fail-rate',
+      '0',
+      '--package-title',
+      'thermo-fw',
+      '--package-version',
+      '2.0.0',
+      '--package-mb',
+      '0.1',
+      '--checksum',
+      'CRC32',
+      '--chunk',
+      '0',
+    ]);
     expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(0);
     expect(run.stdout).to.include("profile 'sim-fleet': 30 devices (0 created)");
     expect(row(run.stdout, 'updated')).to.equal('30');
@@ -131,7 +147,25 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
   }
 
   it('updates 10 MQTT devices that connect with basic credentials (--credentials basic)', async () => {
-    const run = await simulate([...base(), '--devices', '10', '--transport', 'mqtt', '--credentials', 'basic', '--mqtt-version', '5', '--fail-rate', '0', '--profile', 'basic-fleet', '--package-mb', '0.05', '--chunk', '2048']);
+    const run = await simulate([
+      ...base(),
+      '--devices',
+      '10',
+      '--transport',
+      'mqtt',
+      '--credentials',
+      'basic',
+      '--mqtt-version',
+      '5',
+      '--fail-rate',
+      '0',
+      '--profile',
+      'basic-fleet',
+      '--package-mb',
+      '0.05',
+      '--chunk',
+      '2048',
+    ]);
     expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(0);
     expect(row(run.stdout, 'updated')).to.equal('10');
     const device = await admin.request<{ id: { id: string } }>('GET', '/tenant/devices?deviceName=basic-fleet-0001');
@@ -146,7 +180,23 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
   });
 
   it('exits 1 and names the devices still busy when the run times out', async () => {
-    const run = await simulate([...base(), '--devices', '3', '--profile', 'slow-fleet', '--fail-rate', '0', '--package-mb', '2', '--chunk', '1024', '--pace', '100', '--timeout', '2']);
+    const run = await simulate([
+      ...base(),
+      '--devices',
+      '3',
+      '--profile',
+      'slow-fleet',
+      '--fail-rate',
+      '0',
+      '--package-mb',
+      '2',
+      '--chunk',
+      '1024',
+      '--pace',
+      '100',
+      '--timeout',
+      '2',
+    ]);
     expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(1);
     expect(row(run.stdout, 'unfinished')).to.equal('3');
     expect(run.stdout).to.match(/^ {2}slow-fleet-0001: unfinished, /m);

@@ -17,7 +17,14 @@ function request(base: string, method: string, urlPath: string, from = '127.0.0.
   const body = form ? new URLSearchParams(form).toString() : undefined;
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: url.hostname, port: url.port, path: url.pathname, method, localAddress: from, headers: { ...headers, ...(body ? { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body) } : {}) } },
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method,
+        localAddress: from,
+        headers: { ...headers, ...(body ? { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body) } : {}) },
+      },
       (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
@@ -58,7 +65,12 @@ describe('npm start: the embedded editor under attack', function () {
   });
 
   it('answers with neither X-Powered-By nor Access-Control-Allow-Origin, and forbids framing', async () => {
-    for (const [method, p] of [['GET', '/'], ['GET', '/auth/login'], ['GET', '/flows'], ['OPTIONS', '/flows']] as const) {
+    for (const [method, p] of [
+      ['GET', '/'],
+      ['GET', '/auth/login'],
+      ['GET', '/flows'],
+      ['OPTIONS', '/flows'],
+    ] as const) {
       const r = await request(server.editor, method, p, '127.0.0.1', undefined, { Origin: 'https://evil.example', 'Access-Control-Request-Method': 'GET' });
       expect(r.headers, `${method} ${p}`).to.not.have.property('x-powered-by');
       expect(r.headers, `${method} ${p}`).to.not.have.property('access-control-allow-origin');

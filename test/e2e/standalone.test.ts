@@ -51,7 +51,11 @@ describe('npm start (standalone server)', function () {
   });
 
   it('runs the admin script: create a profile, upload with a checksum, list, download, delete', async () => {
-    const profileRes = await fetch(`${api}/deviceProfile`, { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'e2e-thermostats' }) });
+    const profileRes = await fetch(`${api}/deviceProfile`, {
+      method: 'POST',
+      headers: { ...headers, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'e2e-thermostats' }),
+    });
     expect(profileRes.status).to.equal(200);
     const profile = await json(profileRes);
     const profileId = (profile.id as { id: string }).id;
@@ -81,7 +85,11 @@ describe('npm start (standalone server)', function () {
     const download = await fetch(`${api}/otaPackage/${packageId}/download`, { headers: { ...headers, Accept: 'application/json' } });
     expect(download.status).to.equal(200);
     expect(download.headers.get('x-filename')).to.equal('thermo-1.0.0.bin');
-    expect(createHash('sha256').update(Buffer.from(await download.arrayBuffer())).digest('hex')).to.equal(sha256);
+    expect(
+      createHash('sha256')
+        .update(Buffer.from(await download.arrayBuffer()))
+        .digest('hex'),
+    ).to.equal(sha256);
 
     const del = await fetch(`${api}/otaPackage/${packageId}`, { method: 'DELETE', headers: { ...headers, 'Content-Type': 'application/json' } });
     expect(del.status).to.equal(200);
@@ -106,7 +114,11 @@ describe('npm start (standalone server)', function () {
     const flows = (await (await fetch(`${server.editor}/flows`, { headers: { Authorization: `Bearer ${token}` } })).json()) as Array<{ type: string }>;
     const types = flows.map((n) => n.type);
     expect(types).to.include.members(['ota-server', 'ota-package-store']);
-    const nodes = (await (await fetch(`${server.editor}/nodes`, { headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } })).json()) as Array<{ types: string[]; enabled: boolean; err?: string }>;
+    const nodes = (await (await fetch(`${server.editor}/nodes`, { headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' } })).json()) as Array<{
+      types: string[];
+      enabled: boolean;
+      err?: string;
+    }>;
     const ours = nodes.filter((s) => s.types.some((t) => t.startsWith('ota-')));
     expect(ours.map((s) => s.types).flat()).to.include.members(['ota-server', 'ota-package-store']);
     for (const set of ours) expect(set.err, JSON.stringify(set)).to.equal(undefined);
@@ -117,7 +129,9 @@ describe('npm start (standalone server)', function () {
     expect(await stop(server)).to.equal(0);
     server = await start(dataDir);
     api = `${server.api}/api`;
-    const login = await json(await fetch(`${api}/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: USER, password: PASSWORD }) }));
+    const login = await json(
+      await fetch(`${api}/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: USER, password: PASSWORD }) }),
+    );
     headers = { 'X-Authorization': `Bearer ${login.token as string}` };
     const again = await json(await fetch(`${api}/deviceProfiles?pageSize=50&page=0`, { headers }));
     expect(again.totalElements).to.equal(profiles.totalElements);
@@ -131,7 +145,11 @@ describe('npm start (standalone server)', function () {
       const match = /generated password: (\S+)/.exec(first.output());
       expect(match, first.output()).to.not.equal(null);
       const generated = (match as RegExpExecArray)[1] as string;
-      const ok = await fetch(`${first.api}/api/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: USER, password: generated }) });
+      const ok = await fetch(`${first.api}/api/auth/login`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: USER, password: generated }),
+      });
       expect(ok.status).to.equal(200);
       expect(await stop(first)).to.equal(0);
       const second = await start(dir, { OTA_ADMIN_PASSWORD: '' });

@@ -13,41 +13,65 @@ import { count, newReport, note, type FuzzReport } from './report';
 import type { FuzzTarget } from './target';
 
 const LAST_SEGMENTS = ['telemetry', 'attributes', 'firmware', 'software', 'rpc', 'claim', 'provision', 'x'];
-const QUERIES = ['title=fuzz-fw', 'version=1.0', 'size=1024', 'size=0', 'size=-1', 'chunk=0', 'chunk=0x1', 'chunk=99999999999', 'clientKeys=a', 'sharedKeys=fw_title', 'timeout=1', ''];
+const QUERIES = [
+  'title=fuzz-fw',
+  'version=1.0',
+  'size=1024',
+  'size=0',
+  'size=-1',
+  'chunk=0',
+  'chunk=0x1',
+  'chunk=99999999999',
+  'clientKeys=a',
+  'sharedKeys=fw_title',
+  'timeout=1',
+  '',
+];
 
 const option = fc.oneof(
   fc.record({ name: fc.constantFrom<OptionName>('Observe'), value: fc.constantFrom(Buffer.alloc(0), Buffer.from([1]), Buffer.from([0xff, 0xff, 0xff, 0xff])) }),
   fc.record({ name: fc.constantFrom<OptionName>('Block2', 'Block1'), value: fc.uint8Array({ maxLength: 4 }).map((a) => Buffer.from(a)) }),
-  fc.record({ name: fc.constantFrom<OptionName>('Content-Format', 'Accept', 'Size1', 'Size2', 'Max-Age', 'ETag', 'If-None-Match'), value: fc.uint8Array({ maxLength: 8 }).map((a) => Buffer.from(a)) }),
+  fc.record({
+    name: fc.constantFrom<OptionName>('Content-Format', 'Accept', 'Size1', 'Size2', 'Max-Age', 'ETag', 'If-None-Match'),
+    value: fc.uint8Array({ maxLength: 8 }).map((a) => Buffer.from(a)),
+  }),
   fc.record({ name: fc.constant<OptionName>('Uri-Query'), value: fc.oneof(fc.constantFrom(...QUERIES), fc.string({ maxLength: 20 })).map((s) => Buffer.from(s)) }),
 );
 
 const request = (token: string): fc.Arbitrary<Packet> =>
-  fc.record({
-    code: fc.oneof({ weight: 5, arbitrary: fc.constantFrom('0.01', '0.02', '0.03', '0.04') }, { weight: 1, arbitrary: fc.constantFrom('0.00', '0.05', '2.05', '7.31') }),
-    confirmable: fc.boolean(),
-    reset: fc.boolean().map((b) => b && Math.random() < 0.05),
-    ack: fc.boolean().map((b) => b && Math.random() < 0.05),
-    messageId: fc.integer({ min: 0, max: 65535 }),
-    token: fc.uint8Array({ maxLength: 8 }).map((a) => Buffer.from(a)),
-    path: fc.tuple(fc.constantFrom('api', 'x'), fc.constantFrom('v1', 'v2'), fc.oneof({ weight: 5, arbitrary: fc.constant(token) }, { weight: 1, arbitrary: fc.string({ maxLength: 20 }) }), fc.constantFrom(...LAST_SEGMENTS), fc.option(fc.constantFrom('updates', 'request', '1', 'x'), { nil: undefined })),
-    options: fc.array(option, { maxLength: 4 }),
-    payload: fc.oneof(
-      fc.constant(Buffer.alloc(0)),
-      fc.jsonValue({ maxDepth: 2 }).map((v) => Buffer.from(JSON.stringify(v) ?? 'null')),
-      fc.constantFrom('{"fw_state":"DOWNLOADING"}', '{"temperature":1}').map((s) => Buffer.from(s)),
-      fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
-    ),
-  }).map((r): Packet => ({
-    code: r.code,
-    confirmable: r.confirmable,
-    reset: r.reset,
-    ack: r.ack,
-    messageId: r.messageId,
-    token: r.token,
-    payload: r.payload,
-    options: [...r.path.filter((s): s is string => s !== undefined).map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) })), ...r.options],
-  }));
+  fc
+    .record({
+      code: fc.oneof({ weight: 5, arbitrary: fc.constantFrom('0.01', '0.02', '0.03', '0.04') }, { weight: 1, arbitrary: fc.constantFrom('0.00', '0.05', '2.05', '7.31') }),
+      confirmable: fc.boolean(),
+      reset: fc.boolean().map((b) => b && Math.random() < 0.05),
+      ack: fc.boolean().map((b) => b && Math.random() < 0.05),
+      messageId: fc.integer({ min: 0, max: 65535 }),
+      token: fc.uint8Array({ maxLength: 8 }).map((a) => Buffer.from(a)),
+      path: fc.tuple(
+        fc.constantFrom('api', 'x'),
+        fc.constantFrom('v1', 'v2'),
+        fc.oneof({ weight: 5, arbitrary: fc.constant(token) }, { weight: 1, arbitrary: fc.string({ maxLength: 20 }) }),
+        fc.constantFrom(...LAST_SEGMENTS),
+        fc.option(fc.constantFrom('updates', 'request', '1', 'x'), { nil: undefined }),
+      ),
+      options: fc.array(option, { maxLength: 4 }),
+      payload: fc.oneof(
+        fc.constant(Buffer.alloc(0)),
+        fc.jsonValue({ maxDepth: 2 }).map((v) => Buffer.from(JSON.stringify(v) ?? 'null')),
+        fc.constantFrom('{"fw_state":"DOWNLOADING"}', '{"temperature":1}').map((s) => Buffer.from(s)),
+        fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)),
+      ),
+    })
+    .map((r): Packet => ({
+      code: r.code,
+      confirmable: r.confirmable,
+      reset: r.reset,
+      ack: r.ack,
+      messageId: r.messageId,
+      token: r.token,
+      payload: r.payload,
+      options: [...r.path.filter((s): s is string => s !== undefined).map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) })), ...r.options],
+    }));
 
 const datagram = (token: string): fc.Arbitrary<Buffer> =>
   fc.tuple(request(token), fc.oneof(fc.constant<Mutation>({ kind: 'none' }), mutation)).map(([p, m]) => {
@@ -65,7 +89,13 @@ const rawDatagram = fc.uint8Array({ minLength: 0, maxLength: 300 }).map((a) => B
 /** A well-formed request the server must answer: GET the device's attributes, confirmable. */
 async function probe(socket: Socket, port: number, token: string, messageId: number): Promise<boolean> {
   const tokenBytes = Buffer.from([0xfe, messageId & 0xff, messageId >> 8]);
-  const bytes = generate({ code: '0.01', confirmable: true, messageId, token: tokenBytes, options: ['api', 'v1', token, 'attributes'].map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) })) });
+  const bytes = generate({
+    code: '0.01',
+    confirmable: true,
+    messageId,
+    token: tokenBytes,
+    options: ['api', 'v1', token, 'attributes'].map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) })),
+  });
   return new Promise((resolve) => {
     const onMessage = (m: Buffer): void => {
       try {

@@ -16,7 +16,12 @@ export interface FuzzRun {
 /** Every fuzzer against one server, `runs` inputs each, then a normal update. */
 export const FUZZERS = { mqtt: fuzzMqtt, rest: fuzzRest, coap: fuzzCoap } as const;
 
-export async function fuzzAll(runs: number, seed: number, log: (line: string) => void = () => undefined, only: ReadonlyArray<keyof typeof FUZZERS> = ['mqtt', 'rest', 'coap']): Promise<FuzzRun> {
+export async function fuzzAll(
+  runs: number,
+  seed: number,
+  log: (line: string) => void = () => undefined,
+  only: ReadonlyArray<keyof typeof FUZZERS> = ['mqtt', 'rest', 'coap'],
+): Promise<FuzzRun> {
   const t = await FuzzTarget.start();
   try {
     const reports: FuzzReport[] = [];

@@ -13,9 +13,22 @@ import { count, newReport, note, pool, type FuzzReport } from './report';
 import type { FuzzTarget } from './target';
 
 const TOPICS = [
-  'v1/devices/me/telemetry', 'v1/devices/me/attributes', 'v1/devices/me/attributes/request/1', 'v1/devices/me/attributes/response/+',
-  'v2/fw/request/1/chunk/0', 'v2/fw/request/7/chunk/99999', 'v2/sw/request/2/chunk/0', 'v2/fw/request/-1/chunk/0x1', 'v2/fw/response/+/chunk/+',
-  'v1/devices/me/rpc/request/+', 'v1/devices/me/rpc/response/1', 'v2/a/req/1', 'v1/devices/me/claim', '#', '+/+', 'v1/devices/me/attributes/request/9223372036854775807',
+  'v1/devices/me/telemetry',
+  'v1/devices/me/attributes',
+  'v1/devices/me/attributes/request/1',
+  'v1/devices/me/attributes/response/+',
+  'v2/fw/request/1/chunk/0',
+  'v2/fw/request/7/chunk/99999',
+  'v2/sw/request/2/chunk/0',
+  'v2/fw/request/-1/chunk/0x1',
+  'v2/fw/response/+/chunk/+',
+  'v1/devices/me/rpc/request/+',
+  'v1/devices/me/rpc/response/1',
+  'v2/a/req/1',
+  'v1/devices/me/claim',
+  '#',
+  '+/+',
+  'v1/devices/me/attributes/request/9223372036854775807',
 ];
 
 const packet = (token: string): fc.Arbitrary<Packet> => {
@@ -23,18 +36,51 @@ const packet = (token: string): fc.Arbitrary<Packet> => {
   const topic = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...TOPICS) }, { weight: 1, arbitrary: fc.string({ maxLength: 40 }) });
   const payload = fc.oneof(
     fc.jsonValue({ maxDepth: 2 }).map((v) => Buffer.from(JSON.stringify(v) ?? 'null')),
-    fc.constantFrom('1024', '0', '-1', '99999999999', '', '{"fw_state":"UPDATED","current_fw_title":"fuzz-fw","current_fw_version":"1.0"}', '{"sharedKeys":"fw_title,fw_version"}').map((s) => Buffer.from(s)),
+    fc
+      .constantFrom('1024', '0', '-1', '99999999999', '', '{"fw_state":"UPDATED","current_fw_title":"fuzz-fw","current_fw_version":"1.0"}', '{"sharedKeys":"fw_title,fw_version"}')
+      .map((s) => Buffer.from(s)),
     fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
   );
   const messageId = fc.integer({ min: 1, max: 65535 });
   return fc.oneof(
-    { weight: 3, arbitrary: fc.record({ v: version, user: fc.oneof({ weight: 4, arbitrary: fc.constant(token) }, { weight: 1, arbitrary: fc.string({ maxLength: 20 }) }), keepalive: fc.nat({ max: 65535 }), clientId: fc.string({ maxLength: 30 }), clean: fc.boolean() })
-      .map(({ v, user, keepalive, clientId, clean }): Packet => ({ cmd: 'connect', protocolId: v === 3 ? 'MQIsdp' : 'MQTT', protocolVersion: v, username: user, keepalive, clientId, clean })) },
-    { weight: 4, arbitrary: fc.record({ topic, payload, qos: fc.constantFrom<0 | 1 | 2>(0, 1, 2), messageId, retain: fc.boolean() })
-      .map(({ topic: t, payload: p, qos, messageId: id, retain }): Packet => ({ cmd: 'publish', topic: t, payload: p, qos, messageId: id, retain, dup: false })) },
-    { weight: 2, arbitrary: fc.record({ messageId, subs: fc.array(fc.record({ topic, qos: fc.constantFrom<0 | 1 | 2>(0, 1, 2) }), { minLength: 1, maxLength: 4 }) })
-      .map(({ messageId: id, subs }): Packet => ({ cmd: 'subscribe', messageId: id, subscriptions: subs })) },
-    { weight: 1, arbitrary: fc.record({ messageId, topics: fc.array(topic, { minLength: 1, maxLength: 3 }) }).map(({ messageId: id, topics }): Packet => ({ cmd: 'unsubscribe', messageId: id, unsubscriptions: topics })) },
+    {
+      weight: 3,
+      arbitrary: fc
+        .record({
+          v: version,
+          user: fc.oneof({ weight: 4, arbitrary: fc.constant(token) }, { weight: 1, arbitrary: fc.string({ maxLength: 20 }) }),
+          keepalive: fc.nat({ max: 65535 }),
+          clientId: fc.string({ maxLength: 30 }),
+          clean: fc.boolean(),
+        })
+        .map(({ v, user, keepalive, clientId, clean }): Packet => ({
+          cmd: 'connect',
+          protocolId: v === 3 ? 'MQIsdp' : 'MQTT',
+          protocolVersion: v,
+          username: user,
+          keepalive,
+          clientId,
+          clean,
+        })),
+    },
+    {
+      weight: 4,
+      arbitrary: fc
+        .record({ topic, payload, qos: fc.constantFrom<0 | 1 | 2>(0, 1, 2), messageId, retain: fc.boolean() })
+        .map(({ topic: t, payload: p, qos, messageId: id, retain }): Packet => ({ cmd: 'publish', topic: t, payload: p, qos, messageId: id, retain, dup: false })),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .record({ messageId, subs: fc.array(fc.record({ topic, qos: fc.constantFrom<0 | 1 | 2>(0, 1, 2) }), { minLength: 1, maxLength: 4 }) })
+        .map(({ messageId: id, subs }): Packet => ({ cmd: 'subscribe', messageId: id, subscriptions: subs })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .record({ messageId, topics: fc.array(topic, { minLength: 1, maxLength: 3 }) })
+        .map(({ messageId: id, topics }): Packet => ({ cmd: 'unsubscribe', messageId: id, unsubscriptions: topics })),
+    },
     { weight: 1, arbitrary: fc.constantFrom<Packet>({ cmd: 'pingreq' }, { cmd: 'disconnect' }, { cmd: 'pingresp' }, { cmd: 'connack', returnCode: 0, sessionPresent: false }) },
     { weight: 1, arbitrary: messageId.map((id): Packet => ({ cmd: 'puback', messageId: id })) },
     { weight: 1, arbitrary: messageId.map((id): Packet => ({ cmd: 'pubrel', messageId: id })) },
@@ -54,16 +100,32 @@ const encode = (p: Packet): Buffer => {
  * handled), then packets of every kind, each mutated or not.
  */
 const session = (token: string): fc.Arbitrary<Buffer[]> =>
-  fc.tuple(
-    fc.record({ v: fc.constantFrom<3 | 4 | 5>(3, 4, 5), valid: fc.nat({ max: 9 }), keepalive: fc.nat({ max: 120 }) }),
-    fc.oneof({ weight: 4, arbitrary: fc.constant<Mutation>({ kind: 'none' }) }, { weight: 1, arbitrary: mutation }),
-    fc.array(fc.tuple(packet(token), fc.oneof(fc.constant<Mutation>({ kind: 'none' }), mutation)), { minLength: 1, maxLength: 9 }),
-  ).map(([c, m, frames]) => [
-    mutate(encode({ cmd: 'connect', protocolId: c.v === 3 ? 'MQIsdp' : 'MQTT', protocolVersion: c.v, username: c.valid ? token : 'not-a-token', keepalive: c.keepalive, clientId: 'fuzz', clean: true }), m),
-    ...frames.map(([p, fm]) => mutate(encode(p), fm)),
-  ]);
+  fc
+    .tuple(
+      fc.record({ v: fc.constantFrom<3 | 4 | 5>(3, 4, 5), valid: fc.nat({ max: 9 }), keepalive: fc.nat({ max: 120 }) }),
+      fc.oneof({ weight: 4, arbitrary: fc.constant<Mutation>({ kind: 'none' }) }, { weight: 1, arbitrary: mutation }),
+      fc.array(fc.tuple(packet(token), fc.oneof(fc.constant<Mutation>({ kind: 'none' }), mutation)), { minLength: 1, maxLength: 9 }),
+    )
+    .map(([c, m, frames]) => [
+      mutate(
+        encode({
+          cmd: 'connect',
+          protocolId: c.v === 3 ? 'MQIsdp' : 'MQTT',
+          protocolVersion: c.v,
+          username: c.valid ? token : 'not-a-token',
+          keepalive: c.keepalive,
+          clientId: 'fuzz',
+          clean: true,
+        }),
+        m,
+      ),
+      ...frames.map(([p, fm]) => mutate(encode(p), fm)),
+    ]);
 
-const raw = fc.array(fc.uint8Array({ minLength: 1, maxLength: 200 }).map((a) => Buffer.from(a)), { minLength: 1, maxLength: 10 });
+const raw = fc.array(
+  fc.uint8Array({ minLength: 1, maxLength: 200 }).map((a) => Buffer.from(a)),
+  { minLength: 1, maxLength: 10 },
+);
 
 /**
  * Sends the frames on one connection, then a PINGREQ: once its PINGRESP arrives (the server has

@@ -22,7 +22,13 @@ export async function normalUpdate(t: FuzzTarget): Promise<void> {
 
   // HTTP: the whole update, every state reported.
   const http = new HttpDevice(t.httpBase, token);
-  const fw = { fw_title: pkg.title, fw_version: pkg.version, fw_size: image.length, fw_checksum_algorithm: 'SHA256', fw_checksum: createHash('sha256').update(image).digest('hex') };
+  const fw = {
+    fw_title: pkg.title,
+    fw_version: pkg.version,
+    fw_size: image.length,
+    fw_checksum_algorithm: 'SHA256',
+    fw_checksum: createHash('sha256').update(image).digest('hex'),
+  };
   const got = await http.update(fw, { chunkSize: 4096 });
   if (!got.equals(image)) throw new Error('the HTTP download after fuzzing differs from the package');
   const latest = ok<Record<string, Array<{ value: string }>>>(await admin.get(`/api/plugins/telemetry/DEVICE/${device.id.id}/values/timeseries?keys=fw_state`));
@@ -43,7 +49,17 @@ export async function normalUpdate(t: FuzzTarget): Promise<void> {
     await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
     const answer = new Promise<string>((resolve) => socket.on('message', (m) => resolve(parse(m).code)));
     socket.send(
-      generate({ code: '0.01', confirmable: true, messageId: 77, token: Buffer.from([7, 7]), options: [...['api', 'v1', token, 'firmware'].map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) })), { name: 'Uri-Query', value: Buffer.from(`title=${pkg.title}`) }, { name: 'Uri-Query', value: Buffer.from('version=2.0') }] }),
+      generate({
+        code: '0.01',
+        confirmable: true,
+        messageId: 77,
+        token: Buffer.from([7, 7]),
+        options: [
+          ...['api', 'v1', token, 'firmware'].map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) })),
+          { name: 'Uri-Query', value: Buffer.from(`title=${pkg.title}`) },
+          { name: 'Uri-Query', value: Buffer.from('version=2.0') },
+        ],
+      }),
       t.coapPort,
       '127.0.0.1',
     );

@@ -11,26 +11,130 @@ import { count, newReport, note, type FuzzReport } from './report';
 import type { FuzzTarget } from './target';
 
 const ROUTES = [
-  'POST /api/auth/login', 'POST /api/auth/token', 'GET /api/auth/user', 'POST /api/auth/changePassword',
-  'POST /api/otaPackage', 'POST /api/otaPackage/{id}', 'GET /api/otaPackage/{id}', 'GET /api/otaPackage/info/{id}',
-  'GET /api/otaPackage/{id}/download', 'GET /api/otaPackages', 'GET /api/otaPackages/{id}/{type}', 'DELETE /api/otaPackage/{id}',
-  'POST /api/deviceProfile', 'POST /api/deviceProfile/{id}', 'POST /api/deviceProfile/{id}/default', 'GET /api/deviceProfile/{id}',
-  'GET /api/deviceProfiles', 'DELETE /api/deviceProfile/{id}',
-  'POST /api/device', 'POST /api/device/{id}', 'GET /api/device/{id}', 'GET /api/device/{id}/credentials', 'POST /api/device/credentials',
-  'GET /api/tenant/devices', 'DELETE /api/device/{id}',
+  'POST /api/auth/login',
+  'POST /api/auth/token',
+  'GET /api/auth/user',
+  'POST /api/auth/changePassword',
+  'POST /api/otaPackage',
+  'POST /api/otaPackage/{id}',
+  'GET /api/otaPackage/{id}',
+  'GET /api/otaPackage/info/{id}',
+  'GET /api/otaPackage/{id}/download',
+  'GET /api/otaPackages',
+  'GET /api/otaPackages/{id}/{type}',
+  'DELETE /api/otaPackage/{id}',
+  'POST /api/deviceProfile',
+  'POST /api/deviceProfile/{id}',
+  'POST /api/deviceProfile/{id}/default',
+  'GET /api/deviceProfile/{id}',
+  'GET /api/deviceProfiles',
+  'DELETE /api/deviceProfile/{id}',
+  'POST /api/device',
+  'POST /api/device/{id}',
+  'GET /api/device/{id}',
+  'GET /api/device/{id}/credentials',
+  'POST /api/device/credentials',
+  'GET /api/tenant/devices',
+  'DELETE /api/device/{id}',
   'GET /api/plugins/telemetry/DEVICE/{id}/values/timeseries',
-  'GET /api/ota/endpoints', 'GET /api/ota/metrics', 'GET /api/ota/devices', 'GET /api/ota/failures', 'GET /api/ota/devices/{id}',
-  'GET /api/ota/devices/{id}/history', 'POST /api/ota/devices/{id}/retry', 'GET /api/ota/distribution', 'POST /api/ota/events/ticket',
-  'GET /api/ota/events', 'GET /metrics', 'GET /dashboard/{id}',
-  'POST /api/v1/{token}/telemetry', 'POST /api/v1/{token}/attributes', 'GET /api/v1/{token}/attributes',
-  'GET /api/v1/{token}/attributes/updates', 'GET /api/v1/{token}/firmware', 'HEAD /api/v1/{token}/firmware', 'GET /api/v1/{token}/software',
+  'GET /api/ota/endpoints',
+  'GET /api/ota/metrics',
+  'GET /api/ota/devices',
+  'GET /api/ota/failures',
+  'GET /api/ota/devices/{id}',
+  'GET /api/ota/devices/{id}/history',
+  'POST /api/ota/devices/{id}/retry',
+  'GET /api/ota/distribution',
+  'POST /api/ota/events/ticket',
+  'GET /api/ota/events',
+  'GET /metrics',
+  'GET /dashboard/{id}',
+  'POST /api/v1/{token}/telemetry',
+  'POST /api/v1/{token}/attributes',
+  'GET /api/v1/{token}/attributes',
+  'GET /api/v1/{token}/attributes/updates',
+  'GET /api/v1/{token}/firmware',
+  'HEAD /api/v1/{token}/firmware',
+  'GET /api/v1/{token}/software',
 ];
 
-const QUERY_KEYS = ['page', 'pageSize', 'textSearch', 'sortProperty', 'sortOrder', 'type', 'deviceName', 'keys', 'startTs', 'endTs', 'limit', 'orderBy',
-  'useStrictDataTypes', 'checksumAlgorithm', 'checksum', 'accessToken', 'title', 'version', 'size', 'chunk', 'timeout', 'clientKeys', 'sharedKeys', 'ticket', 'state'];
-const HOSTILE = ['9223372036854775807', '-1', '0', '0x1', '1e3', 'NaN', '', ' ', '%00', '..%2f..%2f', '2147483648', '1.5', 'SHA256', 'ASC', 'FIRMWARE', 'null', '[]', '{}', '\u0000', 'é', '\ud83d\ude00'];
-const BODY_KEYS = ['username', 'password', 'refreshToken', 'name', 'title', 'version', 'type', 'tag', 'url', 'id', 'deviceProfileId', 'firmwareId', 'softwareId',
-  'deviceId', 'credentialsId', 'credentialsType', 'checksum', 'checksumAlgorithm', 'dataSize', 'additionalInfo', 'currentPassword', 'newPassword', 'ts', 'values', 'fw_state'];
+const QUERY_KEYS = [
+  'page',
+  'pageSize',
+  'textSearch',
+  'sortProperty',
+  'sortOrder',
+  'type',
+  'deviceName',
+  'keys',
+  'startTs',
+  'endTs',
+  'limit',
+  'orderBy',
+  'useStrictDataTypes',
+  'checksumAlgorithm',
+  'checksum',
+  'accessToken',
+  'title',
+  'version',
+  'size',
+  'chunk',
+  'timeout',
+  'clientKeys',
+  'sharedKeys',
+  'ticket',
+  'state',
+];
+const HOSTILE = [
+  '9223372036854775807',
+  '-1',
+  '0',
+  '0x1',
+  '1e3',
+  'NaN',
+  '',
+  ' ',
+  '%00',
+  '..%2f..%2f',
+  '2147483648',
+  '1.5',
+  'SHA256',
+  'ASC',
+  'FIRMWARE',
+  'null',
+  '[]',
+  '{}',
+  '\u0000',
+  'é',
+  '\ud83d\ude00',
+];
+const BODY_KEYS = [
+  'username',
+  'password',
+  'refreshToken',
+  'name',
+  'title',
+  'version',
+  'type',
+  'tag',
+  'url',
+  'id',
+  'deviceProfileId',
+  'firmwareId',
+  'softwareId',
+  'deviceId',
+  'credentialsId',
+  'credentialsType',
+  'checksum',
+  'checksumAlgorithm',
+  'dataSize',
+  'additionalInfo',
+  'currentPassword',
+  'newPassword',
+  'ts',
+  'values',
+  'fw_state',
+];
 
 export interface RestInput {
   method: string;
@@ -52,7 +156,8 @@ function arbitraries(t: FuzzTarget): fc.Arbitrary<RestInput> {
   const token = fc.oneof({ weight: 5, arbitrary: fc.constant('fuzz-device-token') }, { weight: 1, arbitrary: fc.string({ maxLength: 30 }).map(encodeURIComponent) });
   const value = fc.oneof(fc.constantFrom(...HOSTILE), fc.string({ maxLength: 30 }), fc.integer().map(String), fc.constantFrom(...ids));
   const encode = fc.constantFrom<(s: string) => string>(encodeURIComponent, (s) => s.replace(/[#&?\s]/g, ''));
-  const query = fc.array(fc.tuple(fc.oneof(fc.constantFrom(...QUERY_KEYS), fc.constantFrom('keys[a]', 'page[]', '__proto__', 'constructor')), value, encode), { maxLength: 6 })
+  const query = fc
+    .array(fc.tuple(fc.oneof(fc.constantFrom(...QUERY_KEYS), fc.constantFrom('keys[a]', 'page[]', '__proto__', 'constructor')), value, encode), { maxLength: 6 })
     .map((pairs) => pairs.map(([k, v, enc]) => `${k}=${enc(v)}`).join('&'));
   const path = fc.tuple(fc.constantFrom(...ROUTES), fc.array(segment, { minLength: 2, maxLength: 2 }), token, query).map(([route, segs, tok, q]) => {
     const [method, template] = route.split(' ') as [string, string];
@@ -60,16 +165,25 @@ function arbitraries(t: FuzzTarget): fc.Arbitrary<RestInput> {
     const p = template.replace('{token}', tok).replace(/\{\w+\}/g, () => segs[i++] ?? '');
     return { method, path: q ? `${p}?${q}` : p };
   });
-  const nearValid = fc.dictionary(fc.constantFrom(...BODY_KEYS), fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.record({ id: fc.oneof(fc.constantFrom(...ids), fc.string()), entityType: fc.string() })), { maxKeys: 6 });
+  const nearValid = fc.dictionary(
+    fc.constantFrom(...BODY_KEYS),
+    fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.record({ id: fc.oneof(fc.constantFrom(...ids), fc.string()), entityType: fc.string() })),
+    { maxKeys: 6 },
+  );
   const part = fc.record({
     name: fc.oneof(fc.constantFrom('file', 'title', 'version', 'type', 'checksum', 'checksumAlgorithm', 'deviceProfileId', 'description', 'tag'), fc.string({ maxLength: 10 })),
     fileName: fc.option(fc.string({ maxLength: 20 }), { nil: undefined }),
-    data: fc.oneof(fc.uint8Array({ maxLength: 3000 }).map((a) => Buffer.from(a)), fc.constantFrom(...HOSTILE).map((s) => Buffer.from(s))),
+    data: fc.oneof(
+      fc.uint8Array({ maxLength: 3000 }).map((a) => Buffer.from(a)),
+      fc.constantFrom(...HOSTILE).map((s) => Buffer.from(s)),
+    ),
   });
   const multipartBody = fc.tuple(fc.array(part, { maxLength: 5 }), fc.boolean(), fc.nat({ max: 100 })).map(([parts, close, cut]) => {
     const chunks = parts.map((p) =>
       Buffer.concat([
-        Buffer.from(`--fuzzB\r\nContent-Disposition: form-data; name="${p.name.replace(/["\r\n]/g, '')}"${p.fileName !== undefined ? `; filename="${p.fileName.replace(/["\r\n]/g, '')}"` : ''}\r\n\r\n`),
+        Buffer.from(
+          `--fuzzB\r\nContent-Disposition: form-data; name="${p.name.replace(/["\r\n]/g, '')}"${p.fileName !== undefined ? `; filename="${p.fileName.replace(/["\r\n]/g, '')}"` : ''}\r\n\r\n`,
+        ),
         p.data,
         Buffer.from('\r\n'),
       ]),
@@ -85,24 +199,38 @@ function arbitraries(t: FuzzTarget): fc.Arbitrary<RestInput> {
     { weight: 1, arbitrary: fc.constantFrom('{"a":', '{"__proto__":{"x":1}}', '[', '"', '{"username":"tenant@thingsboard.org","password":null}').map((s) => Buffer.from(s)) },
     { weight: 3, arbitrary: multipartBody },
   );
-  const contentType = fc.constantFrom('application/json', 'multipart/form-data; boundary=fuzzB', 'multipart/form-data', 'text/plain', 'application/json; charset=utf-16', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=', '');
+  const contentType = fc.constantFrom(
+    'application/json',
+    'multipart/form-data; boundary=fuzzB',
+    'multipart/form-data',
+    'text/plain',
+    'application/json; charset=utf-16',
+    'application/x-www-form-urlencoded',
+    'multipart/form-data; boundary=',
+    '',
+  );
   const extra = fc.dictionary(
     fc.constantFrom('range', 'if-none-match', 'content-encoding', 'accept', 'x-forwarded-for', 'transfer-encoding-hint', 'accept-encoding'),
-    fc.oneof(fc.constantFrom('bytes=0-1', 'bytes=-0', 'bytes=9223372036854775807-', 'bytes=0-1,2-3', '*', 'gzip', 'deflate', 'br', 'identity', '"x"'), fc.string({ maxLength: 20 }).map((s) => s.replace(/[^\x20-\x7e]/g, ''))),
+    fc.oneof(
+      fc.constantFrom('bytes=0-1', 'bytes=-0', 'bytes=9223372036854775807-', 'bytes=0-1,2-3', '*', 'gzip', 'deflate', 'br', 'identity', '"x"'),
+      fc.string({ maxLength: 20 }).map((s) => s.replace(/[^\x20-\x7e]/g, '')),
+    ),
     { maxKeys: 3 },
   );
-  return fc.record({
-    route: path,
-    auth: fc.constantFrom<RestInput['auth']>('valid', 'valid', 'valid', 'none', 'garbage', 'alg-none', 'truncated'),
-    contentType,
-    extra,
-    body,
-  }).map(({ route, auth, contentType: ct, extra: ex, body: b }) => {
-    const headers: Record<string, string> = { ...ex };
-    delete headers['transfer-encoding-hint'];
-    if (ct) headers['content-type'] = ct;
-    return { method: route.method, path: route.path, auth, headers, body: b };
-  });
+  return fc
+    .record({
+      route: path,
+      auth: fc.constantFrom<RestInput['auth']>('valid', 'valid', 'valid', 'none', 'garbage', 'alg-none', 'truncated'),
+      contentType,
+      extra,
+      body,
+    })
+    .map(({ route, auth, contentType: ct, extra: ex, body: b }) => {
+      const headers: Record<string, string> = { ...ex };
+      delete headers['transfer-encoding-hint'];
+      if (ct) headers['content-type'] = ct;
+      return { method: route.method, path: route.path, auth, headers, body: b };
+    });
 }
 
 function authHeader(t: FuzzTarget, auth: RestInput['auth']): string | null {
@@ -191,7 +319,8 @@ export async function fuzzRest(t: FuzzTarget, runs: number, seed: number): Promi
         const admin = input.path.startsWith('/api/') && !input.path.startsWith('/api/v1/');
         if (admin && answer.contentType.startsWith('application/json') && input.method !== 'HEAD') {
           const shape = safeJson(answer.body);
-          if (!shape || !['status', 'message', 'errorCode', 'timestamp'].every((k) => k in shape)) note(report.problems, `not ThingsBoard's error JSON: ${answer.body.slice(0, 200)} for ${describeInput(input)}`);
+          if (!shape || !['status', 'message', 'errorCode', 'timestamp'].every((k) => k in shape))
+            note(report.problems, `not ThingsBoard's error JSON: ${answer.body.slice(0, 200)} for ${describeInput(input)}`);
         }
       }
     }

@@ -23,7 +23,11 @@ async function main(): Promise<void> {
   const run = await fuzzAll(runs, seed, (line) => console.log(line), only);
   let bad = false;
   for (const r of run.reports) {
-    for (const [what, list] of [['5xx / server errors', r.serverErrors], ['refused but changed', r.refusedButChanged], ['problems', r.problems]] as const) {
+    for (const [what, list] of [
+      ['5xx / server errors', r.serverErrors],
+      ['refused but changed', r.refusedButChanged],
+      ['problems', r.problems],
+    ] as const) {
       if (list.length) {
         bad = true;
         console.log(`${r.protocol}: ${what}:\n  ${list.join('\n  ')}`);
@@ -32,7 +36,11 @@ async function main(): Promise<void> {
     if (failed(r)) bad = true;
   }
   const inc = run.incidents;
-  for (const [what, list] of [['uncaught exceptions', inc.uncaught], ['unhandled rejections', inc.unhandledRejections], ['errors logged', inc.loggedErrors]] as const) {
+  for (const [what, list] of [
+    ['uncaught exceptions', inc.uncaught],
+    ['unhandled rejections', inc.unhandledRejections],
+    ['errors logged', inc.loggedErrors],
+  ] as const) {
     console.log(`${what}: ${list.length}`);
     if (list.length) {
       bad = true;

@@ -19,7 +19,20 @@ import { ApiClient, ref, type DeviceBody, type DeviceProfileBody, type PackageIn
 export const FUZZ_ADMIN = { username: 'tenant@thingsboard.org', password: 'fuzz-admin-password-1' };
 
 /** Tables a request may change; the dashboard's derived tables are the watcher's, written on its own clock. */
-const STATE_TABLES = ['tenants', 'users', 'device_profiles', 'devices', 'ota_packages', 'settings', 'attributes', 'telemetry_latest', 'telemetry_history', 'notify_queue', 'ota_targets', 'ota_states'];
+const STATE_TABLES = [
+  'tenants',
+  'users',
+  'device_profiles',
+  'devices',
+  'ota_packages',
+  'settings',
+  'attributes',
+  'telemetry_latest',
+  'telemetry_history',
+  'notify_queue',
+  'ota_targets',
+  'ota_states',
+];
 
 export interface Incidents {
   uncaught: string[];
@@ -31,7 +44,8 @@ export class FuzzTarget {
   readonly incidents: Incidents = { uncaught: [], unhandledRejections: [], loggedErrors: [] };
   private readonly reader: Database.Database;
   private readonly onUncaught = (err: Error): void => void this.incidents.uncaught.push(err.stack ?? String(err));
-  private readonly onRejection = (reason: unknown): void => void this.incidents.unhandledRejections.push(reason instanceof Error ? (reason.stack ?? reason.message) : String(reason));
+  private readonly onRejection = (reason: unknown): void =>
+    void this.incidents.unhandledRejections.push(reason instanceof Error ? (reason.stack ?? reason.message) : String(reason));
 
   private constructor(
     readonly engine: OtaEngine,
@@ -75,7 +89,10 @@ export class FuzzTarget {
     const image = randomBytes(20_000);
     const profile = await admin.createProfile('fuzz-profile');
     const pkg = await admin.createPackageWithData({ deviceProfileId: profile.id.id, title: 'fuzz-fw', version: '1.0' }, image);
-    const device = await admin.createDevice({ name: 'fuzz-device', deviceProfileId: ref('DEVICE_PROFILE', profile.id.id), firmwareId: ref('OTA_PACKAGE', pkg.id.id) }, 'fuzz-device-token');
+    const device = await admin.createDevice(
+      { name: 'fuzz-device', deviceProfileId: ref('DEVICE_PROFILE', profile.id.id), firmwareId: ref('OTA_PACKAGE', pkg.id.id) },
+      'fuzz-device-token',
+    );
     const target = new FuzzTarget(engine, mqtt, coap, dataDir, token, profile, pkg, device, image);
     target.incidents.loggedErrors = errors;
     return target;

@@ -87,7 +87,15 @@ describe('editor admin routes (ota-server/:id/...)', function () {
     const page = await get<Choices<PackageChoice>>('/ota-server/srv/packages');
     expect(page.data.map((p) => `${p.title} ${p.version}`)).to.deep.equal(['sensor-app 1.0', 'thermo-fw 2.0', 'thermo-fw 2.1']);
     expect(page).to.include({ totalElements: 3, hasNext: false });
-    expect(page.data[1]).to.include({ id: withData, type: 'FIRMWARE', deviceProfileId: thermostats, deviceProfileName: 'thermostats', hasData: true, dataSize: 12, checksumAlgorithm: 'SHA256' });
+    expect(page.data[1]).to.include({
+      id: withData,
+      type: 'FIRMWARE',
+      deviceProfileId: thermostats,
+      deviceProfileName: 'thermostats',
+      hasData: true,
+      dataSize: 12,
+      checksumAlgorithm: 'SHA256',
+    });
     expect(page.data[2]).to.include({ hasData: false, dataSize: null });
   });
 
@@ -142,7 +150,7 @@ describe('editor admin routes (ota-server/:id/...)', function () {
     expect(body.error).to.match(/^The OTA engine did not start: /);
   });
 
-  it("asks Node-RED for the ota-server.read permission on every route, and answers nothing without it", async () => {
+  it('asks Node-RED for the ota-server.read permission on every route, and answers nothing without it', async () => {
     await start();
     expect(asked).to.deep.equal(['ota-server.read']);
     refuse = true;

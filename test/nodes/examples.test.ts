@@ -24,7 +24,23 @@ interface FlowNode {
 }
 
 /** Core nodes the examples may use, besides ours. */
-const CORE = new Set(['comment', 'inject', 'debug', 'function', 'switch', 'change', 'catch', 'status', 'complete', 'template', 'delay', 'http request', 'file in', 'link in', 'link out']);
+const CORE = new Set([
+  'comment',
+  'inject',
+  'debug',
+  'function',
+  'switch',
+  'change',
+  'catch',
+  'status',
+  'complete',
+  'template',
+  'delay',
+  'http request',
+  'file in',
+  'link in',
+  'link out',
+]);
 
 const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.json'));
 const flows = files.map((f) => ({ file: f, nodes: JSON.parse(readFileSync(path.join(EXAMPLES, f), 'utf8')) as FlowNode[] }));

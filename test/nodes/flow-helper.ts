@@ -173,11 +173,7 @@ export function nodeOf<T = Node>(id: string): T {
  * then the flow unloaded, the server stopped and the directory removed. Answers a function giving
  * the server's data directory for the running test (`data` inside its temp directory).
  */
-export function nodeSpecSetup(
-  prefix: string,
-  types: string[],
-  hooks: { setUp?: () => void | Promise<void>; tearDown?: () => void | Promise<void> } = {},
-): () => string {
+export function nodeSpecSetup(prefix: string, types: string[], hooks: { setUp?: () => void | Promise<void>; tearDown?: () => void | Promise<void> } = {}): () => string {
   let dir: string;
   beforeEach(async () => {
     dir = await mkdtemp(path.join(tmpdir(), prefix));
@@ -196,8 +192,7 @@ export function nodeSpecSetup(
 }
 
 /** Loads `flow` with the ota-server node and the nodes of `inits` (all translated), giving `srv` its admin password. */
-export const loadOtaFlow = (inits: NodeInit[], flow: FlowNode[]): Promise<void> =>
-  helper.load(translated(otaServer, ...inits), flow, { srv: { adminPassword: 'secret-pw' } });
+export const loadOtaFlow = (inits: NodeInit[], flow: FlowNode[]): Promise<void> => helper.load(translated(otaServer, ...inits), flow, { srv: { adminPassword: 'secret-pw' } });
 
 /** The ota-server node `srv` of the loaded flow. */
 export const serverNode = (): OtaServerNode => nodeOf<OtaServerNode>('srv');
@@ -263,7 +258,12 @@ export async function packageWithData(
 ): Promise<OtaPackage> {
   const created = await engine.packages.saveInfo(tenantId, { deviceProfileId: info.profileId, type: info.type ?? 'FIRMWARE', title: info.title, version: info.version });
   const staged = await engine.packages.stage(Readable.from([data]), 'SHA256');
-  return engine.packages.attachData(tenantId, created.id, staged, { fileName: `${info.title}.bin`, contentType: 'application/octet-stream', checksumAlgorithm: 'SHA256', checksum: null });
+  return engine.packages.attachData(tenantId, created.id, staged, {
+    fileName: `${info.title}.bin`,
+    contentType: 'application/octet-stream',
+    checksumAlgorithm: 'SHA256',
+    checksum: null,
+  });
 }
 
 /**

@@ -4,7 +4,21 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import otaAssign, { toRequest } from '../../nodes/ota-assign';
 import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
-import { arrivals, editorFile, hasMessage, helper, inputsTo, nodeOf, otaFlow, packageWithData, registerCatalogs, registerCoreCatalog, statusWhen, translated, type FlowNode } from './flow-helper';
+import {
+  arrivals,
+  editorFile,
+  hasMessage,
+  helper,
+  inputsTo,
+  nodeOf,
+  otaFlow,
+  packageWithData,
+  registerCatalogs,
+  registerCoreCatalog,
+  statusWhen,
+  translated,
+  type FlowNode,
+} from './flow-helper';
 
 /** The node's own Target, Type and Package fields, which the dialog's pickers fill. */
 describe('ota-assign defaults', function () {
@@ -54,7 +68,18 @@ describe('ota-assign defaults', function () {
 
     it("assigns the node's package to the node's profile on an inject's timestamp", async () => {
       const nodes: FlowNode[] = [
-        { id: 'assign', z: 'tab', type: 'ota-assign', server: 'srv', targetType: 'deviceProfile', target: 'default', otaType: 'FIRMWARE', packageTitle: 'sensor-fw', packageVersion: '1.0.0', wires: [['out']] },
+        {
+          id: 'assign',
+          z: 'tab',
+          type: 'ota-assign',
+          server: 'srv',
+          targetType: 'deviceProfile',
+          target: 'default',
+          otaType: 'FIRMWARE',
+          packageTitle: 'sensor-fw',
+          packageVersion: '1.0.0',
+          wires: [['out']],
+        },
         { id: 'out', z: 'tab', type: 'helper' },
       ];
       await helper.load(translated(otaServer, otaAssign), otaFlow(path.join(dir, 'data'), nodes, ['assign']), { srv: { adminPassword: 'secret-pw' } });

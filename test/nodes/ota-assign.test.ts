@@ -190,7 +190,7 @@ describe('ota-assign node', function () {
   });
 
   describe('closing', function () {
-    it('stops taking the engine\'s assignment events, so a redeploy on the same data directory takes them again', async () => {
+    it("stops taking the engine's assignment events, so a redeploy on the same data directory takes them again", async () => {
       await start();
       const { tenantId, pkg } = await fleet();
       // Keep the engine open across the redeploy, as a config node that stays deployed would.

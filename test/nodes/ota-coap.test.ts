@@ -151,7 +151,9 @@ describe('ota-coap node', function () {
         await helper.setFlows(flow({}, { port: String(port), name: 'devices udp, renamed' }), 'nodes');
         expect(endpointNode(), 'a new endpoint node').to.not.equal(first);
         expect((await endpointNode().transport).address?.port).to.equal(port);
-        expect((await coapRequest(agent, port, { method: 'GET', pathname: `/fw/${f.device.accessToken}`, query: 'size=10&chunk=1' })).payload).to.deep.equal(FIRMWARE.subarray(10, 20));
+        expect((await coapRequest(agent, port, { method: 'GET', pathname: `/fw/${f.device.accessToken}`, query: 'size=10&chunk=1' })).payload).to.deep.equal(
+          FIRMWARE.subarray(10, 20),
+        );
         expect(held.listEndpoints().filter((e) => e.transport === 'COAP')).to.have.length(1);
 
         await helper.unload();
@@ -164,8 +166,16 @@ describe('ota-coap node', function () {
 
     it('takes its port from settings, then OTA_COAP_PORT, then 5683, and its address from settings, OTA_COAP_HOST, 0.0.0.0', () => {
       const env = { OTA_COAP_PORT: '15683', OTA_COAP_HOST: '10.0.0.1' };
-      expect(resolveCoapOptions({ port: '7000', host: '127.0.0.1', blockSize: '256' }, { otaCoapEndpointPort: 8000 }, env)).to.deep.equal({ port: 7000, host: '127.0.0.1', blockSize: 256 });
-      expect(resolveCoapOptions({ port: '', host: ' ' }, { otaCoapEndpointPort: 8000, otaCoapEndpointHost: '::1', otaCoapEndpointBlockSize: 64 }, env)).to.deep.equal({ port: 8000, host: '::1', blockSize: 64 });
+      expect(resolveCoapOptions({ port: '7000', host: '127.0.0.1', blockSize: '256' }, { otaCoapEndpointPort: 8000 }, env)).to.deep.equal({
+        port: 7000,
+        host: '127.0.0.1',
+        blockSize: 256,
+      });
+      expect(resolveCoapOptions({ port: '', host: ' ' }, { otaCoapEndpointPort: 8000, otaCoapEndpointHost: '::1', otaCoapEndpointBlockSize: 64 }, env)).to.deep.equal({
+        port: 8000,
+        host: '::1',
+        blockSize: 64,
+      });
       expect(resolveCoapOptions({}, {}, env)).to.deep.equal({ port: 15683, host: '10.0.0.1', blockSize: 1024 });
       expect(resolveCoapOptions({}, {}, {})).to.deep.equal({ port: 5683, host: '0.0.0.0', blockSize: 1024 });
       expect(() => resolveCoapOptions({ port: '70000' }, {}, {})).to.throw('bad-port: 70000');
@@ -175,7 +185,9 @@ describe('ota-coap node', function () {
 
     it('takes its limits from OTA_COAP_* variables, keeping the defaults for those unset, and refuses a bad one', () => {
       expect(resolveCoapLimits({})).to.deep.equal({});
-      expect(resolveCoapLimits({ OTA_COAP_MAX_OBSERVATIONS: '500', OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE: '2', OTA_COAP_PAGE_CACHE_BYTES: '0', OTA_COAP_DEDUP_ENTRIES: ' ' })).to.deep.equal({
+      expect(
+        resolveCoapLimits({ OTA_COAP_MAX_OBSERVATIONS: '500', OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE: '2', OTA_COAP_PAGE_CACHE_BYTES: '0', OTA_COAP_DEDUP_ENTRIES: ' ' }),
+      ).to.deep.equal({
         maxObservations: 500,
         maxObservationsPerDevice: 2,
         pageCacheBytes: 0,
@@ -231,7 +243,9 @@ describe('ota-coap node', function () {
       await start();
       const f = await device();
       const before = Date.now();
-      expect((await coapRequest(agent, f.port, { method: 'POST', pathname: `/api/v1/${f.device.accessToken}/telemetry`, payload: '{"fw_state":"DOWNLOADING"}' })).code).to.equal('2.01');
+      expect((await coapRequest(agent, f.port, { method: 'POST', pathname: `/api/v1/${f.device.accessToken}/telemetry`, payload: '{"fw_state":"DOWNLOADING"}' })).code).to.equal(
+        '2.01',
+      );
       const msg = await next();
       expect(msg.topic).to.equal('telemetry');
       const payload = msg.payload as { ts: number; entries: Array<{ values: unknown }> };
@@ -253,7 +267,16 @@ describe('ota-coap node', function () {
       const blocks = Math.ceil(FIRMWARE.length / 1024);
       const seen: unknown[] = [];
       for (let i = 0; i < blocks; i++) seen.push((await next()).payload);
-      expect(seen[0]).to.deep.include({ deviceId: f.device.id, transport: 'COAP', kind: 'download', type: 'FIRMWARE', packageId: f.pkg.id, bytes: 1024, offset: 0, size: FIRMWARE.length });
+      expect(seen[0]).to.deep.include({
+        deviceId: f.device.id,
+        transport: 'COAP',
+        kind: 'download',
+        type: 'FIRMWARE',
+        packageId: f.pkg.id,
+        bytes: 1024,
+        offset: 0,
+        size: FIRMWARE.length,
+      });
       expect(seen.at(-1)).to.deep.include({ bytes: FIRMWARE.length - (blocks - 1) * 1024, offset: (blocks - 1) * 1024 });
     });
 

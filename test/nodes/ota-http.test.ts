@@ -78,8 +78,7 @@ describe('ota-http node', function () {
     ts: Date.now(),
   });
 
-  const postJson = (url: string, body: unknown): Promise<Response> =>
-    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const postJson = (url: string, body: unknown): Promise<Response> => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
   /** The next message on the output. */
   const next = async (): Promise<Msg> => (await out.next()).msg;
@@ -147,7 +146,16 @@ describe('ota-http node', function () {
       expect(Buffer.from(await whole.arrayBuffer())).to.deep.equal(FIRMWARE);
       const msg = await next();
       expect(msg.topic).to.equal('download');
-      expect(msg.payload).to.deep.include({ deviceId: f.device.id, transport: 'HTTP', kind: 'download', type: 'FIRMWARE', packageId: f.pkg.id, bytes: FIRMWARE.length, offset: 0, size: FIRMWARE.length });
+      expect(msg.payload).to.deep.include({
+        deviceId: f.device.id,
+        transport: 'HTTP',
+        kind: 'download',
+        type: 'FIRMWARE',
+        packageId: f.pkg.id,
+        bytes: FIRMWARE.length,
+        offset: 0,
+        size: FIRMWARE.length,
+      });
 
       const chunk = await fetch(`${f.api}/firmware?title=thermo-fw&version=3.1&size=100&chunk=2`);
       expect((await chunk.arrayBuffer()).byteLength).to.equal(100);

@@ -62,8 +62,15 @@ describe('ota-lwm2m node', function () {
     expect((await register(port, 'nobody')).code, 'unknown endpoint').to.equal('4.03');
     const tenantId = await serverNode().tenantId();
     const profile = await engine.profiles.ensureDefault(tenantId);
-    const credentialsValue = { client: { endpoint: 'meter-1', securityConfigClientMode: 'NO_SEC' }, bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' }, lwm2mServer: { securityMode: 'NO_SEC' } } };
-    const device = await engine.devices.saveWithCredentials(tenantId, { name: 'meter-1', deviceProfileId: { id: profile.id } }, { credentialsType: 'LWM2M_CREDENTIALS', credentialsId: 'meter-1', credentialsValue });
+    const credentialsValue = {
+      client: { endpoint: 'meter-1', securityConfigClientMode: 'NO_SEC' },
+      bootstrap: { bootstrapServer: { securityMode: 'NO_SEC' }, lwm2mServer: { securityMode: 'NO_SEC' } },
+    };
+    const device = await engine.devices.saveWithCredentials(
+      tenantId,
+      { name: 'meter-1', deviceProfileId: { id: profile.id } },
+      { credentialsType: 'LWM2M_CREDENTIALS', credentialsId: 'meter-1', credentialsValue },
+    );
     expect((await register(port, 'meter-1')).code).to.equal('2.01');
     const { msg } = await registrations.next();
     expect(msg.topic).to.equal('registration');
@@ -81,8 +88,14 @@ describe('ota-lwm2m node', function () {
   it('takes its settings from the field, settings.js, the environment, then the defaults; bad ones are named', () => {
     expect(resolveLwm2mOptions({}, {}, {})).to.include({ port: 5685, host: '0.0.0.0', minLifetimeS: 10, maxLifetimeS: 2_592_000 });
     expect(resolveLwm2mOptions({}, { otaLwm2mEndpointPort: '15685' }, { OTA_LWM2M_PORT: '25685' }).port).to.equal(15685);
-    expect(resolveLwm2mOptions({}, {}, { OTA_LWM2M_PORT: '25685', OTA_LWM2M_HOST: '10.0.0.1', OTA_LWM2M_MIN_LIFETIME_S: '30' })).to.include({ port: 25685, host: '10.0.0.1', minLifetimeS: 30 });
-    expect(resolveLwm2mOptions({ port: '0', maxLifetime: '600' }, {}, { OTA_LWM2M_PORT: '25685', OTA_LWM2M_MAX_PUSH_BYTES: '1024', OTA_LWM2M_RESOURCE_URL: 'coap://ota.example:5685' })).to.include({
+    expect(resolveLwm2mOptions({}, {}, { OTA_LWM2M_PORT: '25685', OTA_LWM2M_HOST: '10.0.0.1', OTA_LWM2M_MIN_LIFETIME_S: '30' })).to.include({
+      port: 25685,
+      host: '10.0.0.1',
+      minLifetimeS: 30,
+    });
+    expect(
+      resolveLwm2mOptions({ port: '0', maxLifetime: '600' }, {}, { OTA_LWM2M_PORT: '25685', OTA_LWM2M_MAX_PUSH_BYTES: '1024', OTA_LWM2M_RESOURCE_URL: 'coap://ota.example:5685' }),
+    ).to.include({
       port: 0,
       maxLifetimeS: 600,
       maxPushBytes: 1024,

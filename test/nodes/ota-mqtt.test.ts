@@ -168,7 +168,11 @@ describe('ota-mqtt and ota-mqtt-endpoint nodes', function () {
       expect(resolveEndpointOptions({}, {}, {}, {})).to.deep.equal({ port: 1883, host: '0.0.0.0', maxChunkSize: 65536 });
       expect(resolveEndpointOptions({}, {}, {}, env)).to.deep.equal({ port: 1884, host: '10.0.0.1', maxChunkSize: 1024 });
       expect(resolveEndpointOptions({}, {}, { otaMqttEndpointPort: 1885, otaMqttEndpointHost: '127.0.0.1' }, env)).to.include({ port: 1885, host: '127.0.0.1' });
-      expect(resolveEndpointOptions({ port: '8883', host: '', maxChunkSize: '4096' }, {}, { otaMqttEndpointPort: 1885 }, env)).to.include({ port: 8883, host: '10.0.0.1', maxChunkSize: 4096 });
+      expect(resolveEndpointOptions({ port: '8883', host: '', maxChunkSize: '4096' }, {}, { otaMqttEndpointPort: 1885 }, env)).to.include({
+        port: 8883,
+        host: '10.0.0.1',
+        maxChunkSize: 4096,
+      });
       expect(resolveEndpointOptions({}, { tlsCert: 'CERT', tlsKey: 'KEY' }, {}, {}).tls).to.deep.equal({ cert: 'CERT', key: 'KEY' });
     });
 
@@ -176,7 +180,12 @@ describe('ota-mqtt and ota-mqtt-endpoint nodes', function () {
       const dir = await mkdtemp(path.join(tmpdir(), 'mqtt-endpoint-tls-'));
       try {
         for (const f of ['cert', 'key', 'ca']) await writeFile(path.join(dir, `${f}.pem`), `${f.toUpperCase()} PEM`);
-        const env = { OTA_MQTT_TLS_CERT_FILE: path.join(dir, 'cert.pem'), OTA_MQTT_TLS_KEY_FILE: path.join(dir, 'key.pem'), OTA_MQTT_TLS_CA_FILE: path.join(dir, 'ca.pem'), OTA_MQTT_AUTH_CACHE_SIZE: '50' };
+        const env = {
+          OTA_MQTT_TLS_CERT_FILE: path.join(dir, 'cert.pem'),
+          OTA_MQTT_TLS_KEY_FILE: path.join(dir, 'key.pem'),
+          OTA_MQTT_TLS_CA_FILE: path.join(dir, 'ca.pem'),
+          OTA_MQTT_AUTH_CACHE_SIZE: '50',
+        };
         expect(resolveEndpointOptions({}, {}, {}, env)).to.deep.include({ tls: { cert: 'CERT PEM', key: 'KEY PEM', ca: 'CA PEM' }, authCacheSize: 50 });
         expect(resolveEndpointOptions({}, { tlsCert: 'CERT', tlsKey: 'KEY', tlsCa: 'CA' }, {}, env).tls).to.deep.equal({ cert: 'CERT', key: 'KEY', ca: 'CA' });
         expect(() => resolveEndpointOptions({}, {}, {}, { ...env, OTA_MQTT_TLS_CA_FILE: path.join(dir, 'missing.pem') })).to.throw(/Cannot read OTA_MQTT_TLS_CA_FILE/);
@@ -264,7 +273,10 @@ describe('ota-mqtt and ota-mqtt-endpoint nodes', function () {
 
   describe('without an endpoint', () => {
     it('shows a red status and logs an error', async () => {
-      await helper.load(translated(otaMqtt), [{ id: 'tab', type: 'tab' }, { id: 'mq', z: 'tab', type: 'ota-mqtt', endpoint: '', wires: [[]] }]);
+      await helper.load(translated(otaMqtt), [
+        { id: 'tab', type: 'tab' },
+        { id: 'mq', z: 'tab', type: 'ota-mqtt', endpoint: '', wires: [[]] },
+      ]);
       expect(statusOf(mq())).to.deep.equal({ fill: 'red', shape: 'ring', text: 'ota-mqtt.status.no-endpoint' });
       expect(shownStatus('ota-mqtt.status.no-endpoint')).to.equal('no endpoint');
       expect(logged(mq(), 'error')).to.deep.equal(['No OTA MQTT endpoint configured']);

@@ -154,7 +154,14 @@ describe('ota-package-store node', function () {
       const created = await create('sensor-fw');
       const pkg = await payloadOf({ operation: 'upload', packageId: created.id.id, payload: FIRMWARE, fileName: 'sensor.bin', checksumAlgorithm: 'SHA256' });
       expect(pkg.id).to.deep.equal(created.id);
-      expect(pkg).to.include({ hasData: true, fileName: 'sensor.bin', contentType: 'application/octet-stream', checksumAlgorithm: 'SHA256', checksum: sha256(FIRMWARE), dataSize: FIRMWARE.length });
+      expect(pkg).to.include({
+        hasData: true,
+        fileName: 'sensor.bin',
+        contentType: 'application/octet-stream',
+        checksumAlgorithm: 'SHA256',
+        checksum: sha256(FIRMWARE),
+        dataSize: FIRMWARE.length,
+      });
       expect(await storedBytes(await server().engine, created.id.id)).to.deep.equal(FIRMWARE);
     });
 
@@ -168,7 +175,16 @@ describe('ota-package-store node', function () {
         checksumAlgorithm: 'md5',
         checksum: md5(FIRMWARE),
       });
-      expect(pkg).to.include({ type: 'SOFTWARE', title: 'app', version: '3.0', hasData: true, fileName: 'app.tar', contentType: 'application/x-tar', checksumAlgorithm: 'MD5', checksum: md5(FIRMWARE) });
+      expect(pkg).to.include({
+        type: 'SOFTWARE',
+        title: 'app',
+        version: '3.0',
+        hasData: true,
+        fileName: 'app.tar',
+        contentType: 'application/x-tar',
+        checksumAlgorithm: 'MD5',
+        checksum: md5(FIRMWARE),
+      });
       expect(await storedBytes(await server().engine, pkg.id.id)).to.deep.equal(FIRMWARE);
     });
 
@@ -258,7 +274,7 @@ describe('ota-package-store node', function () {
 
     const failedStatus = { fill: 'red', shape: 'ring', text: 'ota-package-store.status.failed' };
 
-    it('sends a duplicate title and version to Catch with ThingsBoard\'s message', async () => {
+    it("sends a duplicate title and version to Catch with ThingsBoard's message", async () => {
       await create('sensor-fw', '1.0');
       const error = await fail({ operation: 'create', payload: info('sensor-fw', '1.0') });
       expect(error.message).to.equal('OtaError: OtaPackage with such title and version already exists!');
@@ -290,7 +306,10 @@ describe('ota-package-store node', function () {
 
   describe('without a working server', function () {
     it('shows a red status and logs an error when no server is configured', async () => {
-      await helper.load(translated(otaPackageStore), flow({ server: '' }).filter((n) => n.type !== 'ota-server'));
+      await helper.load(
+        translated(otaPackageStore),
+        flow({ server: '' }).filter((n) => n.type !== 'ota-server'),
+      );
       expect(statusOf(store())).to.deep.equal({ fill: 'red', shape: 'ring', text: 'ota-package-store.status.no-server' });
       expect(hasMessage('ota-package-store.status.no-server')).to.equal(true);
       expect(logged(store(), 'error')).to.deep.equal(['No OTA server configured']);

@@ -151,7 +151,7 @@ describe('ota-rate-queue node', function () {
       expect(await statusWhen(queue(), (s) => s.text === 'paused, 0 queued')).to.deep.equal(pausedStatus(0));
     });
 
-    it('passes an unassignment through at once, cancelling the device\'s queued event', async () => {
+    it("passes an unassignment through at once, cancelling the device's queued event", async () => {
       await start({ packSize: '1', intervalMs: '60000', mode: 'spaced' });
       const { engine, events: evs } = await events(2);
       await input.runAll(evs.map(assignment));
@@ -251,7 +251,11 @@ describe('ota-rate-queue node', function () {
     it('a second rate-queue node of the same server shows red, says why, and releases nothing', async () => {
       const both = otaFlow(
         dataDir(),
-        [{ id: 'first', z: 'tab', type: 'ota-rate-queue', server: 'srv', packSize: '5', intervalMs: '0', mode: 'spaced', wires: [['byFirst']] }, { id: 'byFirst', z: 'tab', type: 'helper' }, ...queueNodes({ intervalMs: '0' })],
+        [
+          { id: 'first', z: 'tab', type: 'ota-rate-queue', server: 'srv', packSize: '5', intervalMs: '0', mode: 'spaced', wires: [['byFirst']] },
+          { id: 'byFirst', z: 'tab', type: 'helper' },
+          ...queueNodes({ intervalMs: '0' }),
+        ],
         ['queue'],
       );
       await helper.load(translated(otaServer, otaRateQueue), both, { srv: { adminPassword: 'secret-pw' } });

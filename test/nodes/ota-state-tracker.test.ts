@@ -94,14 +94,29 @@ describe('ota-state-tracker node', function () {
     it('sends each fw_state change a device reports, oldest first, then the metrics', async () => {
       const f = await initiated();
       const t = Date.now() + 10;
-      await input.run({ payload: uplink(f, [{ ts: t + 1, values: { fw_state: 'DOWNLOADED' } }, { ts: t, values: { fw_state: 'DOWNLOADING' } }]) });
+      await input.run({
+        payload: uplink(f, [
+          { ts: t + 1, values: { fw_state: 'DOWNLOADED' } },
+          { ts: t, values: { fw_state: 'DOWNLOADING' } },
+        ]),
+      });
 
       const base = { tenantId: f.tenantId, deviceId: f.device.id, type: 'FIRMWARE', error: null, reason: 'reported' };
       expect(await next<StateChange>('state')).to.deep.equal({ ...base, from: 'INITIATED', to: 'DOWNLOADING', ts: t });
       expect(await next<StateChange>('state')).to.deep.equal({ ...base, from: 'DOWNLOADING', to: 'DOWNLOADED', ts: t + 1 });
       const metrics = await next<FleetMetrics>('metrics');
       expect(metrics.packages).to.have.length(1);
-      expect(metrics.packages[0]).to.include({ packageId: f.pkg.id, title: 'thermo-fw', version: '4.0', type: 'FIRMWARE', targeted: 1, pending: 0, inProgress: 1, updated: 0, failed: 0 });
+      expect(metrics.packages[0]).to.include({
+        packageId: f.pkg.id,
+        title: 'thermo-fw',
+        version: '4.0',
+        type: 'FIRMWARE',
+        targeted: 1,
+        pending: 0,
+        inProgress: 1,
+        updated: 0,
+        failed: 0,
+      });
     });
 
     it("sends the device's fw_error with a FAILED it reports", async () => {
@@ -214,7 +229,12 @@ describe('ota-state-tracker node', function () {
   describe('closing', function () {
     it('stops its timeout checks and pending metrics when the flow stops, even while its server stays up', async () => {
       // Opened first, without HTTP: the engine's own listener is not part of what the flow must release.
-      const held = await acquireEngine({ dataDir: dataDir(), http: false, admin: { password: 'secret-pw' }, logger: { info: () => undefined, warn: () => undefined, error: () => undefined } });
+      const held = await acquireEngine({
+        dataDir: dataDir(),
+        http: false,
+        admin: { password: 'secret-pw' },
+        logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+      });
       try {
         const timers = trackTimers();
         await start({ timeoutS: '1', metricsIntervalMs: '60000' });
@@ -237,7 +257,10 @@ describe('ota-state-tracker node', function () {
     it('a second tracker of the same server shows red and says why, leaving the first its settings', async () => {
       const both = otaFlow(
         dataDir(),
-        [{ id: 'first', z: 'tab', type: 'ota-state-tracker', server: 'srv', timeoutS: '', maxRetries: '', metricsIntervalMs: '0', wires: [[]] }, ...trackerNodes({ timeoutS: '1' })],
+        [
+          { id: 'first', z: 'tab', type: 'ota-state-tracker', server: 'srv', timeoutS: '', maxRetries: '', metricsIntervalMs: '0', wires: [[]] },
+          ...trackerNodes({ timeoutS: '1' }),
+        ],
         ['tracker'],
       );
       await helper.load(translated(otaServer, otaStateTracker), both, { srv: { adminPassword: 'secret-pw' } });
@@ -251,7 +274,10 @@ describe('ota-state-tracker node', function () {
     it('hands the timeouts to the tracker left when the tracker that had them is removed', async () => {
       const both = otaFlow(
         dataDir(),
-        [{ id: 'first', z: 'tab', type: 'ota-state-tracker', server: 'srv', timeoutS: '1', maxRetries: '', metricsIntervalMs: '0', wires: [[]] }, ...trackerNodes({ timeoutS: '1' })],
+        [
+          { id: 'first', z: 'tab', type: 'ota-state-tracker', server: 'srv', timeoutS: '1', maxRetries: '', metricsIntervalMs: '0', wires: [[]] },
+          ...trackerNodes({ timeoutS: '1' }),
+        ],
         ['tracker'],
       );
       await helper.load(translated(otaServer, otaStateTracker), both, { srv: { adminPassword: 'secret-pw' } });

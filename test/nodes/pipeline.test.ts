@@ -23,7 +23,21 @@ import { eventually } from '../support/eventually';
 
 /** The example flow `npm start` deploys, as the build ships it. */
 const EXAMPLE = path.resolve(__dirname, '../../../flows/ThingsBoard-compatible OTA server.json');
-const TYPES = ['ota-server', 'ota-package-store', 'ota-assign', 'ota-rate-queue', 'ota-notify', 'ota-http', 'ota-state-tracker', 'ota-mqtt-endpoint', 'ota-mqtt', 'ota-coap-endpoint', 'ota-coap', 'ota-lwm2m-endpoint', 'ota-lwm2m'];
+const TYPES = [
+  'ota-server',
+  'ota-package-store',
+  'ota-assign',
+  'ota-rate-queue',
+  'ota-notify',
+  'ota-http',
+  'ota-state-tracker',
+  'ota-mqtt-endpoint',
+  'ota-mqtt',
+  'ota-coap-endpoint',
+  'ota-coap',
+  'ota-lwm2m-endpoint',
+  'ota-lwm2m',
+];
 const FIRMWARE = Buffer.from('my-firmware 1.0.0\n'.repeat(300));
 
 /** The id of the node of `type` (and `name`, when several) in the example flow. */
@@ -71,9 +85,27 @@ describe('the OTA pipeline in Node-RED', function () {
   });
 
   it('takes one device from an assignment to a long-polled notification, and its UPDATED report to a state change and metrics', async () => {
-    await helper.load(translated(otaServer, otaPackageStore, otaAssign, otaRateQueue, otaNotify, otaHttp, otaStateTracker, otaMqttEndpoint, otaMqtt, otaCoapEndpoint, otaCoap, otaLwm2mEndpoint, otaLwm2m), flow, {
-      [idOf(flow, 'ota-server')]: { adminPassword: 'secret-pw' },
-    });
+    await helper.load(
+      translated(
+        otaServer,
+        otaPackageStore,
+        otaAssign,
+        otaRateQueue,
+        otaNotify,
+        otaHttp,
+        otaStateTracker,
+        otaMqttEndpoint,
+        otaMqtt,
+        otaCoapEndpoint,
+        otaCoap,
+        otaLwm2mEndpoint,
+        otaLwm2m,
+      ),
+      flow,
+      {
+        [idOf(flow, 'ota-server')]: { adminPassword: 'secret-pw' },
+      },
+    );
     const packages = arrivals(idOf(flow, 'helper', 'packages'));
     const stale = arrivals(idOf(flow, 'helper', 'stale events'));
     const tracked = arrivals(idOf(flow, 'helper', 'states and metrics'));
@@ -143,7 +175,19 @@ describe('the OTA pipeline in Node-RED', function () {
     const metrics = await orFailure(tracked.next());
     expect(metrics.msg.topic).to.equal('metrics');
     expect((metrics.msg.payload as FleetMetrics).packages).to.deep.equal([
-      { packageId: uploaded.id.id, title: 'my-firmware', version: '1.0.0', type: 'FIRMWARE', targeted: 1, pending: 0, inProgress: 0, updated: 1, failed: 0, onTarget: 1, coverage: 1 },
+      {
+        packageId: uploaded.id.id,
+        title: 'my-firmware',
+        version: '1.0.0',
+        type: 'FIRMWARE',
+        targeted: 1,
+        pending: 0,
+        inProgress: 0,
+        updated: 1,
+        failed: 0,
+        onTarget: 1,
+        coverage: 1,
+      },
     ]);
     expect(stale.queued, 'nothing was dropped as stale').to.equal(0);
     expect(failedWith, 'no node failed').to.equal(null);

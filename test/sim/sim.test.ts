@@ -14,7 +14,21 @@ describe('simulator options', function () {
   it('defaults to the standalone server of the environment, 200 HTTP devices and 5 % failures', () => {
     const o = parseOptions([], env, false);
     if (o === 'help') throw new Error('help');
-    expect(o).to.include({ api: 'http://127.0.0.1:18080', username: 'tenant@thingsboard.org', password: 'pw', devices: 200, transport: 'http', failRate: 0.05, profile: 'sim-fleet', prefix: 'sim-fleet-', packageMb: 1, chunk: 4096, pace: 0, progress: 'lines', assign: true });
+    expect(o).to.include({
+      api: 'http://127.0.0.1:18080',
+      username: 'tenant@thingsboard.org',
+      password: 'pw',
+      devices: 200,
+      transport: 'http',
+      failRate: 0.05,
+      profile: 'sim-fleet',
+      prefix: 'sim-fleet-',
+      packageMb: 1,
+      chunk: 4096,
+      pace: 0,
+      progress: 'lines',
+      assign: true,
+    });
     // OTA_MQTT_PORT=0 (any free port) says nothing about where to connect: ask the server.
     expect(o.mqttPort).to.equal(null);
     expect(parseOptions([], env, true)).to.include({ progress: 'bar' });
@@ -22,12 +36,47 @@ describe('simulator options', function () {
 
   it('reads every option', () => {
     const o = parseOptions(
-      ['--api', 'http://ota.example:9000/api/', '--devices', '30', '--transport', 'MQTT', '--mqtt-port', '11883', '--mqtt-version', '5', '--fail-rate', '0.1', '--profile', 'p', '--chunk', '0', '--checksum', 'murmur3_128', '--package-title', 't', '--package-version', '1'],
+      [
+        '--api',
+        'http://ota.example:9000/api/',
+        '--devices',
+        '30',
+        '--transport',
+        'MQTT',
+        '--mqtt-port',
+        '11883',
+        '--mqtt-version',
+        '5',
+        '--fail-rate',
+        '0.1',
+        '--profile',
+        'p',
+        '--chunk',
+        '0',
+        '--checksum',
+        'murmur3_128',
+        '--package-title',
+        't',
+        '--package-version',
+        '1',
+      ],
       env,
       false,
     );
     if (o === 'help') throw new Error('help');
-    expect(o).to.include({ api: 'http://ota.example:9000', devices: 30, transport: 'mqtt', mqttPort: 11883, mqttVersion: 5, failRate: 0.1, prefix: 'p-', chunk: 0, checksumAlgorithm: 'MURMUR3_128', packageTitle: 't', packageVersion: '1' });
+    expect(o).to.include({
+      api: 'http://ota.example:9000',
+      devices: 30,
+      transport: 'mqtt',
+      mqttPort: 11883,
+      mqttVersion: 5,
+      failRate: 0.1,
+      prefix: 'p-',
+      chunk: 0,
+      checksumAlgorithm: 'MURMUR3_128',
+      packageTitle: 't',
+      packageVersion: '1',
+    });
   });
 
   it('gives a run started from code the same defaults, quiet', () => {
@@ -230,6 +279,11 @@ describe('simulator output', function () {
     expect(text).to.include('  d-3: unfinished, still updating at the timeout');
     expect(text).to.not.include('d-2:');
     expect(text.endsWith('result: NOT OK')).to.equal(true);
-    expect(table('t', [['a', '1'], ['long label', '22']])).to.equal(['t', '+------------+----+', '| a          |  1 |', '| long label | 22 |', '+------------+----+'].join('\n'));
+    expect(
+      table('t', [
+        ['a', '1'],
+        ['long label', '22'],
+      ]),
+    ).to.equal(['t', '+------------+----+', '| a          |  1 |', '| long label | 22 |', '+------------+----+'].join('\n'));
   });
 });

@@ -145,7 +145,14 @@ function fleetContract(get: () => Fixture): void {
         deviceProfileId: profileId,
         deviceProfileName: 'Sensors',
         credentialsType: 'ACCESS_TOKEN',
-        firmware: { state: 'FAILED', stateTs: 50, error: 'bad checksum', current: { title: 'thermo', version: '1.0' }, target: { packageId: fw.id, title: 'thermo', version: '2.0' }, retries: 2 },
+        firmware: {
+          state: 'FAILED',
+          stateTs: 50,
+          error: 'bad checksum',
+          current: { title: 'thermo', version: '1.0' },
+          target: { packageId: fw.id, title: 'thermo', version: '2.0' },
+          retries: 2,
+        },
         software: { state: null, stateTs: null, error: null, current: null, target: { packageId: sw.id, title: 'app', version: '1.1' }, retries: 0 },
       });
       expect(empty?.firmware).to.deep.equal({ state: null, stateTs: null, error: null, current: null, target: null, retries: 0 });
@@ -293,7 +300,14 @@ function fleetContract(get: () => Fixture): void {
   describe('snapshots', () => {
     it('keeps snapshots per tenant and type, reads the last of each bucket and the one before a time, and prunes', async () => {
       const at = (ts: number, queued: number) => f.fleet.recordSnapshot(tenantId, ts, { FIRMWARE: counts({ QUEUED: queued }), SOFTWARE: counts({ OTHER: ts }) });
-      for (const [ts, q] of [[100, 1], [150, 2], [210, 3], [290, 4], [350, 5]] as const) await at(ts, q);
+      for (const [ts, q] of [
+        [100, 1],
+        [150, 2],
+        [210, 3],
+        [290, 4],
+        [350, 5],
+      ] as const)
+        await at(ts, q);
       await at(350, 6); // the same time again replaces it
       const series = await f.fleet.snapshotSeries(tenantId, 'FIRMWARE', 100, 399, 3);
       expect(series.map((p) => [p.ts, p.counts.QUEUED])).to.deep.equal([
@@ -336,15 +350,33 @@ describe('fleet read model contract on SQLite', () => {
 
   it('counts the states a database held before its counts were kept (migration 6)', async () => {
     const file = path.join(dir, 'before-6.db');
-    const old = openDatabase(file, MIGRATIONS.filter((m) => m.version < 6));
+    const old = openDatabase(
+      file,
+      MIGRATIONS.filter((m) => m.version < 6),
+    );
     const tenantId = (await new SqliteTenantRepository(old).createTenant('old')).id;
     const profileId = newId<'DEVICE_PROFILE'>();
-    await new SqliteDeviceProfileRepository(old).insert({ id: profileId, tenantId, name: 'old', description: null, isDefault: true, firmwareId: null, softwareId: null, createdTime: 1, version: 1, extra: {} });
+    await new SqliteDeviceProfileRepository(old).insert({
+      id: profileId,
+      tenantId,
+      name: 'old',
+      description: null,
+      isDefault: true,
+      firmwareId: null,
+      softwareId: null,
+      createdTime: 1,
+      version: 1,
+      extra: {},
+    });
     const packageId = newId<'OTA_PACKAGE'>();
-    old.prepare("INSERT INTO ota_packages (id, tenant_id, device_profile_id, type, title, version, created_time) VALUES (?, ?, ?, 'FIRMWARE', 'fw', '2.0', 1)").run(packageId, tenantId, profileId);
+    old
+      .prepare("INSERT INTO ota_packages (id, tenant_id, device_profile_id, type, title, version, created_time) VALUES (?, ?, ?, 'FIRMWARE', 'fw', '2.0', 1)")
+      .run(packageId, tenantId, profileId);
     for (const [i, state] of ['UPDATED', 'FAILED', 'QUEUED'].entries()) {
       const id = newId<'DEVICE'>();
-      old.prepare('INSERT INTO devices (id, tenant_id, name, device_profile_id, access_token, credentials_id, created_time) VALUES (?, ?, ?, ?, ?, ?, 1)').run(id, tenantId, `d${i}`, profileId, newId(), newId());
+      old
+        .prepare('INSERT INTO devices (id, tenant_id, name, device_profile_id, access_token, credentials_id, created_time) VALUES (?, ?, ?, ?, ?, ?, 1)')
+        .run(id, tenantId, `d${i}`, profileId, newId(), newId());
       old
         .prepare("INSERT INTO ota_states (device_id, tenant_id, type, state, current_title, current_version, target_package_id) VALUES (?, ?, 'FIRMWARE', ?, 'fw', ?, ?)")
         .run(id, tenantId, state, state === 'UPDATED' ? '2.0' : '1.0', packageId);
@@ -374,7 +406,10 @@ describe('fleet read model contract on PostgreSQL', () => {
       ...repos,
       run: async (sql, params) => {
         let i = 0;
-        await repos.pool.query(sql.replace(/\?/g, () => `$${++i}`), params);
+        await repos.pool.query(
+          sql.replace(/\?/g, () => `$${++i}`),
+          params,
+        );
       },
     };
   });

@@ -28,9 +28,11 @@ async function collect(stream: Readable): Promise<Buffer> {
 
 /** A readable giving `data` in pieces of `piece` bytes. */
 const pieces = (data: Buffer, piece: number): Readable =>
-  Readable.from((function* () {
-    for (let i = 0; i < data.length; i += piece) yield data.subarray(i, i + piece);
-  })());
+  Readable.from(
+    (function* () {
+      for (let i = 0; i < data.length; i += piece) yield data.subarray(i, i + piece);
+    })(),
+  );
 
 async function countRows(pool: pg.Pool, sha256: string): Promise<{ blobs: number; chunks: number }> {
   const r = await pool.query<{ blobs: number; chunks: number }>(
@@ -89,10 +91,12 @@ describe('package bytes in PostgreSQL', () => {
     it('leaves nothing when the upload fails half-way', async () => {
       const bytes = new PgPackageBytes(pool, 1000);
       const sha = sha256Of(Buffer.from('never complete'));
-      const failing = Readable.from((function* () {
-        yield randomBytes(2500);
-        throw new Error('client went away');
-      })());
+      const failing = Readable.from(
+        (function* () {
+          yield randomBytes(2500);
+          throw new Error('client went away');
+        })(),
+      );
       let err: unknown;
       await bytes.write(sha, failing).catch((e: unknown) => (err = e));
       expect((err as Error).message).to.equal('client went away');
@@ -133,12 +137,15 @@ describe('package bytes in PostgreSQL', () => {
         const bytes = new PgPackageBytes(small);
         const baseline = live();
         let peak = 0;
-        const source = Readable.from((function* () {
-          for (let i = 0; i < total / MB; i++) {
-            peak = Math.max(peak, live() - baseline);
-            yield blockBytes(i);
-          }
-        })(), { objectMode: false, highWaterMark: MB });
+        const source = Readable.from(
+          (function* () {
+            for (let i = 0; i < total / MB; i++) {
+              peak = Math.max(peak, live() - baseline);
+              yield blockBytes(i);
+            }
+          })(),
+          { objectMode: false, highWaterMark: MB },
+        );
         expect(await bytes.write(sha, source)).to.equal(true);
         const check = createHash('sha256');
         let read = 0;
@@ -235,9 +242,17 @@ describe('package bytes in PostgreSQL', () => {
       const data = randomBytes(3000);
       const staged = await a.stage(pieces(data, 1000), { maxSize: 1e6 });
       await a.commit(staged, async () => undefined);
-      await a.release(staged.sha256, async () => undefined, async () => true);
+      await a.release(
+        staged.sha256,
+        async () => undefined,
+        async () => true,
+      );
       expect((await countRows(pool, staged.sha256)).blobs).to.equal(1);
-      await a.release(staged.sha256, async () => undefined, async () => false);
+      await a.release(
+        staged.sha256,
+        async () => undefined,
+        async () => false,
+      );
       expect(await countRows(pool, staged.sha256)).to.deep.equal({ blobs: 0, chunks: 0 });
       expect(existsSync(a.pathOf(staged.sha256))).to.equal(false);
     });
@@ -265,7 +280,11 @@ describe('package bytes in PostgreSQL', () => {
       const again = await b.stage(pieces(data, 5000), { maxSize: 1e6 });
       // The delete forgets its package and asks whether another uses the bytes; the upload records one.
       await Promise.all([
-        a.release(first.sha256, async () => void packages--, async () => packages > 0),
+        a.release(
+          first.sha256,
+          async () => void packages--,
+          async () => packages > 0,
+        ),
         b.commit(again, async () => packages++),
       ]);
       expect(packages).to.equal(1);

@@ -185,7 +185,9 @@ function deviceProfileContract(get: Get): void {
     it('finds a profile by its provision device key, whatever the tenant (the key is the credential)', async () => {
       const r = get();
       const key = `key-${newId()}`;
-      const { profile } = await withProfile(r, { extra: { provisionType: 'ALLOW_CREATE_NEW_DEVICES', provisionDeviceKey: key, profileData: { provisionConfiguration: { provisionDeviceSecret: 's' } } } });
+      const { profile } = await withProfile(r, {
+        extra: { provisionType: 'ALLOW_CREATE_NEW_DEVICES', provisionDeviceKey: key, profileData: { provisionConfiguration: { provisionDeviceSecret: 's' } } },
+      });
       await withProfile(r, { extra: { provisionType: 'DISABLED', provisionDeviceKey: null } });
       expect(await r.profiles.findByProvisionDeviceKey(key)).to.deep.equal(profile);
       expect(await r.profiles.findByProvisionDeviceKey(`${key}x`)).to.equal(null);

@@ -37,11 +37,35 @@ describe('several instances on one PostgreSQL: the shared notify queue', functio
 
   async function devices(store: Store, n: number): Promise<DeviceId[]> {
     const profileId = newId<'DEVICE_PROFILE'>() as DeviceProfileId;
-    await store.profiles.insert({ id: profileId, tenantId, name: `p-${profileId}`, description: null, isDefault: false, firmwareId: null, softwareId: null, createdTime: 1, version: 1, extra: {} });
+    await store.profiles.insert({
+      id: profileId,
+      tenantId,
+      name: `p-${profileId}`,
+      description: null,
+      isDefault: false,
+      firmwareId: null,
+      softwareId: null,
+      createdTime: 1,
+      version: 1,
+      extra: {},
+    });
     const ids: DeviceId[] = [];
     for (let i = 0; i < n; i++) {
       const id = newId<'DEVICE'>();
-      await store.devices.insert({ id, tenantId, name: `d-${id}`, label: null, deviceProfileId: profileId, firmwareId: null, softwareId: null, accessToken: `t-${id}`, credentialsId: newId<'DEVICE'>(), createdTime: i, version: 1, extra: {} });
+      await store.devices.insert({
+        id,
+        tenantId,
+        name: `d-${id}`,
+        label: null,
+        deviceProfileId: profileId,
+        firmwareId: null,
+        softwareId: null,
+        accessToken: `t-${id}`,
+        credentialsId: newId<'DEVICE'>(),
+        createdTime: i,
+        version: 1,
+        extra: {},
+      });
       ids.push(id);
     }
     if (!pkg) {

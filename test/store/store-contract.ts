@@ -27,7 +27,18 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
       store = opened.store;
       tenantId = (await store.tenants.createTenant('contract')).id;
       profileId = newId<'DEVICE_PROFILE'>();
-      await store.profiles.insert({ id: profileId, tenantId, name: 'default', description: null, isDefault: true, firmwareId: null, softwareId: null, createdTime: 1, version: 1, extra: {} });
+      await store.profiles.insert({
+        id: profileId,
+        tenantId,
+        name: 'default',
+        description: null,
+        isDefault: true,
+        firmwareId: null,
+        softwareId: null,
+        createdTime: 1,
+        version: 1,
+        extra: {},
+      });
       pkg = {
         id: newId<'OTA_PACKAGE'>(),
         tenantId,
@@ -135,7 +146,18 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         const ids = await devices(2);
         const other = (await store.tenants.createTenant('other')).id;
         const otherProfile = newId<'DEVICE_PROFILE'>();
-        await store.profiles.insert({ id: otherProfile, tenantId: other, name: 'default', description: null, isDefault: true, firmwareId: null, softwareId: null, createdTime: 1, version: 1, extra: {} });
+        await store.profiles.insert({
+          id: otherProfile,
+          tenantId: other,
+          name: 'default',
+          description: null,
+          isDefault: true,
+          firmwareId: null,
+          softwareId: null,
+          createdTime: 1,
+          version: 1,
+          extra: {},
+        });
         const [theirs] = await devices(1, other, otherProfile);
         await store.queue.put([...ids.map((id) => event(id, 1)), { tenantId: other, deviceId: theirs!, type: 'FIRMWARE', packageId: null, ts: 1 }]);
         expect([await store.queue.depth(), await store.queue.depth(tenantId), await store.queue.depth(other)]).to.deep.equal([3, 2, 1]);
@@ -293,7 +315,13 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
     });
 
     describe('signing keys, policies and reported versions (issue 14)', () => {
-      const key = (tenant: TenantId, publicKey: string, privateKey: string | null = null) => ({ tenantId: tenant, algorithm: 'ED25519' as const, publicKey, privateKey, createdTime: 5 });
+      const key = (tenant: TenantId, publicKey: string, privateKey: string | null = null) => ({
+        tenantId: tenant,
+        algorithm: 'ED25519' as const,
+        publicKey,
+        privateKey,
+        createdTime: 5,
+      });
 
       it("keeps a tenant's first key: a second insertIfAbsent answers it, replace swaps it", async () => {
         expect(await store.signingKeys.find(tenantId)).to.equal(null);

@@ -51,9 +51,7 @@ export async function emptyTestDatabase(url: string): Promise<void> {
   await client.connect();
   try {
     const tables = (
-      await client.query<{ name: string }>(
-        "SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'",
-      )
+      await client.query<{ name: string }>("SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
     ).rows.map((r) => r.name);
     if (tables.length) await client.query(`TRUNCATE ${tables.join(', ')} RESTART IDENTITY CASCADE`);
   } finally {

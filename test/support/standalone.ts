@@ -65,7 +65,11 @@ export function stopServer(r: Running, signal: NodeJS.Signals = 'SIGINT'): Promi
 
 /** A logged-in admin client for the REST API. */
 export async function adminClient(apiBase: string, password = ADMIN_PASSWORD): Promise<Admin> {
-  const res = await fetch(`${apiBase}/api/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: ADMIN_USER, password }) });
+  const res = await fetch(`${apiBase}/api/auth/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: ADMIN_USER, password }),
+  });
   if (res.status !== 200) throw new Error(`login failed: ${res.status} ${await res.text()}`);
   const { token } = (await res.json()) as { token: string };
   return new Admin(`${apiBase}/api`, token);

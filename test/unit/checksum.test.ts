@@ -3,14 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  CHECKSUM_ALGORITHMS,
-  type ChecksumAlgorithm,
-  checksumFile,
-  checksumOf,
-  createHasher,
-  parseChecksumAlgorithm,
-} from '../../server/packages/checksum';
+import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm, checksumFile, checksumOf, createHasher, parseChecksumAlgorithm } from '../../server/packages/checksum';
 import { Murmur3Hash128, Murmur3Hash32 } from '../../server/packages/murmur3';
 
 /* ------------------------------------------------------------------------ */
@@ -165,15 +158,7 @@ function nodeDigest(name: string, data: string): string {
 describe('checksum', () => {
   describe('CHECKSUM_ALGORITHMS', () => {
     it('lists exactly the seven ThingsBoard ChecksumAlgorithm names in enum order', () => {
-      expect(CHECKSUM_ALGORITHMS).to.deep.equal([
-        'MD5',
-        'SHA256',
-        'SHA384',
-        'SHA512',
-        'CRC32',
-        'MURMUR3_32',
-        'MURMUR3_128',
-      ]);
+      expect(CHECKSUM_ALGORITHMS).to.deep.equal(['MD5', 'SHA256', 'SHA384', 'SHA512', 'CRC32', 'MURMUR3_32', 'MURMUR3_128']);
     });
   });
 
@@ -210,9 +195,7 @@ describe('checksum', () => {
     });
 
     it('gives SHA256 15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225', () => {
-      expect(checksumOf('SHA256', CHECK_INPUT)).to.equal(
-        '15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225',
-      );
+      expect(checksumOf('SHA256', CHECK_INPUT)).to.equal('15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225');
     });
 
     it('gives SHA384 equal to the conventional hex digest', () => {
@@ -268,9 +251,7 @@ describe('checksum', () => {
 
     it('agrees with the BigInt reference on the "123456789" vectors', () => {
       expect(refMurmur3x86_32(Buffer.from(CHECK_INPUT)).toString('hex')).to.equal('82f3feb4');
-      expect(refMurmur3x64_128(Buffer.from(CHECK_INPUT)).toString('hex')).to.equal(
-        'a4cc66db5e64843c05a11e3ac7faf899',
-      );
+      expect(refMurmur3x64_128(Buffer.from(CHECK_INPUT)).toString('hex')).to.equal('a4cc66db5e64843c05a11e3ac7faf899');
     });
 
     it('matches the BigInt reference x86_32 on pseudo-random inputs of every length 0..64', () => {
@@ -311,15 +292,9 @@ describe('checksum', () => {
 
     it('honours a non-zero seed like the reference (including a negative int seed, sign-extended for x64_128)', () => {
       const data = pseudoRandomBytes(37, 99);
-      expect(new Murmur3Hash32(42).update(data).digest().toString('hex')).to.equal(
-        refMurmur3x86_32(data, 42n).toString('hex'),
-      );
-      expect(new Murmur3Hash128(42).update(data).digest().toString('hex')).to.equal(
-        refMurmur3x64_128(data, 42n).toString('hex'),
-      );
-      expect(new Murmur3Hash128(-7).update(data).digest().toString('hex')).to.equal(
-        refMurmur3x64_128(data, -7n).toString('hex'),
-      );
+      expect(new Murmur3Hash32(42).update(data).digest().toString('hex')).to.equal(refMurmur3x86_32(data, 42n).toString('hex'));
+      expect(new Murmur3Hash128(42).update(data).digest().toString('hex')).to.equal(refMurmur3x64_128(data, 42n).toString('hex'));
+      expect(new Murmur3Hash128(-7).update(data).digest().toString('hex')).to.equal(refMurmur3x64_128(data, -7n).toString('hex'));
     });
   });
 

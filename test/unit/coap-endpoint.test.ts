@@ -24,7 +24,10 @@ describe('CoAP endpoint', function () {
   const endpoints: CoapEndpoint[] = [];
   const rawPeers: RawPeer[] = [];
 
-  async function endpoint(handler: RequestHandler | null = null, options: Partial<ConstructorParameters<typeof CoapEndpoint>[0]> = {}): Promise<{ ep: CoapEndpoint; port: number }> {
+  async function endpoint(
+    handler: RequestHandler | null = null,
+    options: Partial<ConstructorParameters<typeof CoapEndpoint>[0]> = {},
+  ): Promise<{ ep: CoapEndpoint; port: number }> {
     const ep = new CoapEndpoint({ port: 0, host: '127.0.0.1', ...options }, handler);
     endpoints.push(ep);
     return { ep, port: (await ep.start()).port };
@@ -239,7 +242,14 @@ describe('CoAP endpoint', function () {
       const b = await RawPeer.open(port);
       rawPeers.push(a, b);
       const block = (p: RawPeer, num: number, messageId: number): void =>
-        void p.send({ code: 'PUT', confirmable: true, messageId, token: Buffer.from([num]), options: [...uriOptions('/up'), { name: 'Block1', value: encodeBlock({ num, more: true, size: 1024 }) }], payload: Buffer.alloc(1024, num) });
+        void p.send({
+          code: 'PUT',
+          confirmable: true,
+          messageId,
+          token: Buffer.from([num]),
+          options: [...uriOptions('/up'), { name: 'Block1', value: encodeBlock({ num, more: true, size: 1024 }) }],
+          payload: Buffer.alloc(1024, num),
+        });
       block(a, 0, 1);
       expect((await a.next()).code).to.equal('2.31');
       block(a, 1, 2);

@@ -44,7 +44,13 @@ describe('CoAP transport: limits and the block path', function () {
     return p;
   };
   const register = (p: RawPeer, token: string, id: number, messageId: number): void => {
-    void p.send({ code: 'GET', confirmable: false, messageId, token: Buffer.from(id.toString(16).padStart(8, '0'), 'hex'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(`/api/v1/${token}/attributes`)] });
+    void p.send({
+      code: 'GET',
+      confirmable: false,
+      messageId,
+      token: Buffer.from(id.toString(16).padStart(8, '0'), 'hex'),
+      options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(`/api/v1/${token}/attributes`)],
+    });
   };
 
   beforeEach(async () => {
@@ -138,7 +144,13 @@ describe('CoAP transport: limits and the block path', function () {
     await start({}, { ...real, devices: counting(real.devices, 'findByAccessToken', lookups), profiles: counting(real.profiles, 'findById', profileReads) });
     const p = await peer();
     const get = (num: number, messageId: number): Buffer =>
-      p.send({ code: 'GET', confirmable: true, messageId, token: Buffer.from([num & 0xff]), options: [...uriOptions(`/fw/${device.accessToken}`, ['title=fw', 'version=1']), { name: 'Block2', value: encodeBlock({ num, more: false, size: 1024 }) }] });
+      p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId,
+        token: Buffer.from([num & 0xff]),
+        options: [...uriOptions(`/fw/${device.accessToken}`, ['title=fw', 'version=1']), { name: 'Block2', value: encodeBlock({ num, more: false, size: 1024 }) }],
+      });
     const parts: Buffer[] = [];
     for (let num = 0; num < 64; num++) {
       get(num, 100 + num);

@@ -156,7 +156,13 @@ describe('CoAP transport', function () {
     it('sends its own smaller block size when configured so, at the byte offset the client asked for', async () => {
       await startTransport({ blockSize: 256 });
       const p = await peer();
-      p.send({ code: 'GET', confirmable: true, messageId: 7, token: Buffer.from('b2'), options: [...uriOptions(`/fw/${device.accessToken}`), { name: 'Block2', value: encodeBlock({ num: 1, more: false, size: 1024 }) }] });
+      p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 7,
+        token: Buffer.from('b2'),
+        options: [...uriOptions(`/fw/${device.accessToken}`), { name: 'Block2', value: encodeBlock({ num: 1, more: false, size: 1024 }) }],
+      });
       const res = await p.next();
       expect(res.code).to.equal('2.05');
       expect(res.ack).to.equal(true);
@@ -189,7 +195,10 @@ describe('CoAP transport', function () {
       expect(res.payload.length).to.equal(0);
       const run = await libcoap(['-m', 'get', `coap://127.0.0.1:${port}/fw/${device.accessToken}?size=4096&chunk=256`]);
       expect(run.codes).to.deep.equal(['2.05']);
-      expect(uplinks.filter((u) => u.kind === 'download'), 'no bytes, no progress').to.deep.equal([]);
+      expect(
+        uplinks.filter((u) => u.kind === 'download'),
+        'no bytes, no progress',
+      ).to.deep.equal([]);
     });
 
     it('answers 4.02 to a Block2 number past the end', async () => {
@@ -359,7 +368,13 @@ describe('CoAP transport', function () {
 
     it('numbers notifications from 0 with the Observe option, confirmable as the registration was', async () => {
       const p = await peer();
-      p.send({ code: 'GET', confirmable: true, messageId: 100, token: Buffer.from('obs1'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 100,
+        token: Buffer.from('obs1'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
       const first = await p.next();
       expect(first).to.deep.include({ code: '2.05', ack: true, messageId: 100 });
       expect(first.token.toString()).to.equal('obs1');
@@ -379,7 +394,13 @@ describe('CoAP transport', function () {
 
     it('sends non-confirmable notifications to a non-confirmable registration', async () => {
       const p = await peer();
-      p.send({ code: 'GET', confirmable: false, messageId: 5, token: Buffer.from('non'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      p.send({
+        code: 'GET',
+        confirmable: false,
+        messageId: 5,
+        token: Buffer.from('non'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
       const first = await p.next();
       expect(first.confirmable || first.ack).to.equal(false);
       transport.deliver(notification({ fw_title: 'x' }));
@@ -438,7 +459,13 @@ describe('CoAP transport', function () {
       const timers = harness().timers;
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
       const p = await peer();
-      p.send({ code: 'GET', confirmable: true, messageId: 1, token: Buffer.from('quiet'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 1,
+        token: Buffer.from('quiet'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
       await p.next();
       transport.deliver(notification({ fw_title: 'x' }));
       const sent = await p.next();
@@ -461,7 +488,13 @@ describe('CoAP transport', function () {
       const timers = harness().timers;
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 0 }, timers);
       const p = await peer();
-      p.send({ code: 'GET', confirmable: false, messageId: 1, token: Buffer.from('day'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      p.send({
+        code: 'GET',
+        confirmable: false,
+        messageId: 1,
+        token: Buffer.from('day'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
       await p.next();
       await timers.advance(24 * 3600_000 - 1);
       transport.deliver(notification({ n: 1 }));
@@ -505,7 +538,13 @@ describe('CoAP transport', function () {
     it('ends observations of a deleted device with a 4.04 notification, without Observe [RFC 7641 §3.2]', async () => {
       const h = harness();
       const p = await peer();
-      p.send({ code: 'GET', confirmable: false, messageId: 12, token: Buffer.from('del'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      p.send({
+        code: 'GET',
+        confirmable: false,
+        messageId: 12,
+        token: Buffer.from('del'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
       await p.next();
       const gone = observersBecome(0);
       await h.engine.devices.delete(h.tenantId, device.id);
@@ -518,7 +557,13 @@ describe('CoAP transport', function () {
 
     it('answers 4.01 to a registration with an unknown token, registering nothing', async () => {
       const p = await peer();
-      p.send({ code: 'GET', confirmable: true, messageId: 3, token: Buffer.from('u'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes', 'nobody'))] });
+      p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 3,
+        token: Buffer.from('u'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes', 'nobody'))],
+      });
       const answer = await p.next();
       expect(answer.code).to.equal('4.01');
       expect(optionOf(answer, 'Observe')).to.equal(undefined);
@@ -536,7 +581,9 @@ describe('CoAP transport', function () {
       payload: Buffer.from(JSON.stringify({ fw_state: 'DOWNLOADING' })),
     });
     const stateHistory = async (): Promise<unknown[]> =>
-      ((await harness().pipeline.telemetry.history(device.id, ['fw_state'], { startTs: 0, endTs: Date.now() + 10_000, limit: 100, order: 'ASC' })).fw_state ?? []).map((p) => p.value);
+      ((await harness().pipeline.telemetry.history(device.id, ['fw_state'], { startTs: 0, endTs: Date.now() + 10_000, limit: 100, order: 'ASC' })).fw_state ?? []).map(
+        (p) => p.value,
+      );
 
     it('answers a retransmitted request from the cache, processing it once (sent back to back, and again after the answer)', async () => {
       const before = (await stateHistory()).length;
@@ -555,7 +602,13 @@ describe('CoAP transport', function () {
 
     it('drops a duplicate that arrives while its request is still being processed (a block read from disk)', async () => {
       const p = await peer();
-      const bytes = p.send({ code: 'GET', confirmable: true, messageId: 900, token: Buffer.from('dup'), options: uriOptions(`/fw/${device.accessToken}`, ['size=100', 'chunk=5']) });
+      const bytes = p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 900,
+        token: Buffer.from('dup'),
+        options: uriOptions(`/fw/${device.accessToken}`, ['size=100', 'chunk=5']),
+      });
       p.send(bytes);
       p.send(bytes);
       const answer = await p.next();
@@ -619,7 +672,13 @@ describe('CoAP transport', function () {
 
     it('answers an Observe registration retransmitted after its answer with the same answer, registering once', async () => {
       const p = await peer();
-      const bytes = p.send({ code: 'GET', confirmable: true, messageId: 31, token: Buffer.from('r'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      const bytes = p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 31,
+        token: Buffer.from('r'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
       const first = await p.next();
       p.send(bytes);
       const again = await p.next();
@@ -644,7 +703,13 @@ describe('CoAP transport', function () {
       p.send({ ...telemetryPost(3), options: [{ name: 'If-Match', value: Buffer.from('e') }, ...uriOptions(api('telemetry'))] });
       expect((await p.next()).code).to.equal('4.02');
       // Block2 with the reserved SZX 7.
-      p.send({ code: 'GET', confirmable: true, messageId: 4, token: Buffer.from('z'), options: [...uriOptions(`/fw/${device.accessToken}`), { name: 'Block2', value: Buffer.from([0x07]) }] });
+      p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 4,
+        token: Buffer.from('z'),
+        options: [...uriOptions(`/fw/${device.accessToken}`), { name: 'Block2', value: Buffer.from([0x07]) }],
+      });
       expect((await p.next()).code).to.equal('4.00');
       // Observe on a POST (the coap package would answer 5.00, to the wrong address), and FETCH.
       p.send({ ...telemetryPost(5), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('telemetry'))] });

@@ -176,7 +176,11 @@ describe('dashboard API, live stream and /metrics', () => {
 
   /** A state report as a device sends it over HTTP (saved in the history), handed to the tracker as the flow would. */
   async function report(device: Device, values: Record<string, string>, ts: number): Promise<void> {
-    const res = await fetch(`${harness().baseUrl}/api/v1/${device.accessToken}/telemetry`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ts, values }) });
+    const res = await fetch(`${harness().baseUrl}/api/v1/${device.accessToken}/telemetry`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ ts, values }),
+    });
     expect(res.status).to.equal(200);
     await harness().pipeline.tracker.handleUplink(harness().uplink(device, [{ ts, values }]));
   }
@@ -206,7 +210,10 @@ describe('dashboard API, live stream and /metrics', () => {
     it("shows each device's credentials type, never its token, password or certificate", async () => {
       const h = harness();
       const d = await h.device(await h.profile('creds'), { name: 'basic-creds' });
-      await h.engine.devices.updateCredentials(h.tenantId, d.id, { credentialsType: 'MQTT_BASIC', credentialsValue: JSON.stringify({ clientId: 'cc', userName: 'uu', password: 'pp-secret' }) });
+      await h.engine.devices.updateCredentials(h.tenantId, d.id, {
+        credentialsType: 'MQTT_BASIC',
+        credentialsValue: JSON.stringify({ clientId: 'cc', userName: 'uu', password: 'pp-secret' }),
+      });
       const page = await list('pageSize=20&page=0&textSearch=basic-creds');
       expect(page.data.map((r) => [r.name, r.credentialsType])).to.deep.equal([['basic-creds', 'MQTT_BASIC']]);
       const tokenRow = (await list('pageSize=20&page=0&textSearch=thermo-1')).data[0] as DeviceRow;
@@ -264,7 +271,11 @@ describe('dashboard API, live stream and /metrics', () => {
       expect(names(await list(`sortProperty=stateTs&sortOrder=DESC&packageId=${fw.id}`))).to.deep.equal(['thermo-4', 'thermo-2', 'thermo-1', 'thermo-0', 'thermo-3']);
       expect((await list(`sortProperty=state&packageId=${fw.id}`)).data.map((d) => d.firmware.state)).to.deep.equal(['DOWNLOADING', 'FAILED', 'FAILED', 'QUEUED', 'UPDATED']);
       expect((await list('sortProperty=state&sortOrder=DESC&pageSize=2')).data.map((d) => d.firmware.state)).to.deep.equal(['UPDATED', 'QUEUED']);
-      expect((await list('sortProperty=deviceProfileName&sortOrder=DESC')).data.map((d) => d.deviceProfileName)).to.deep.equal([...Array(5).fill('thermostats'), 'sensors', 'sensors']);
+      expect((await list('sortProperty=deviceProfileName&sortOrder=DESC')).data.map((d) => d.deviceProfileName)).to.deep.equal([
+        ...Array(5).fill('thermostats'),
+        'sensors',
+        'sensors',
+      ]);
     });
 
     it("pages with ThingsBoard's page data", async () => {
@@ -357,7 +368,8 @@ describe('dashboard API, live stream and /metrics', () => {
     it("tells a device's update as a timeline: target, each state, versions and the error", async () => {
       await drain();
       const device = thermo[3]!;
-      for (const [i, state] of ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED'].entries()) await report(device, { current_fw_title: 'thermo-fw', current_fw_version: '1.0', fw_state: state, fw_error: '' }, T0 + 1000 + i);
+      for (const [i, state] of ['DOWNLOADING', 'DOWNLOADED', 'VERIFIED'].entries())
+        await report(device, { current_fw_title: 'thermo-fw', current_fw_version: '1.0', fw_state: state, fw_error: '' }, T0 + 1000 + i);
       await report(device, { current_fw_title: 'thermo-fw', current_fw_version: '1.0', fw_state: 'FAILED', fw_error: 'Flash write failed' }, T0 + 1010);
       const r = await get<{ deviceId: string; name: string; events: TimelineEvent[] }>(`/api/ota/devices/${device.id}/history?type=FIRMWARE`);
       expect(r.status, r.text).to.equal(200);
@@ -467,7 +479,11 @@ describe('dashboard API, live stream and /metrics', () => {
       await report(thermo[3]!, { fw_state: 'DOWNLOADING' }, T0 + 2000);
       const row = await s.next(rowOf(thermo[3]!.id, 'DOWNLOADING'), 'the row of thermo-3 DOWNLOADING', seen);
       expect(row.firmware).to.include({ state: 'DOWNLOADING', stateTs: T0 + 2000 });
-      const after = await s.next((ev) => ev.event === 'metrics' && (ev.data as LiveMetrics).packages.find((p) => p.packageId === fw.id && p.inProgress === 2), 'metrics with two in progress', seen);
+      const after = await s.next(
+        (ev) => ev.event === 'metrics' && (ev.data as LiveMetrics).packages.find((p) => p.packageId === fw.id && p.inProgress === 2),
+        'metrics with two in progress',
+        seen,
+      );
       expect(after).to.include({ pending: 0, inProgress: 2 });
     });
 

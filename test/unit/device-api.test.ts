@@ -85,7 +85,14 @@ describe('HTTP device API', () => {
     it('emits a telemetry uplink', async () => {
       await post('/telemetry', JSON.stringify({ ts: 5, values: { fw_state: 'FAILED', fw_error: 'boom' } }));
       expect(uplinks).to.have.length(1);
-      expect(uplinks[0]).to.deep.include({ tenantId: device.tenantId, deviceId: device.id, deviceName: device.name, transport: 'HTTP', kind: 'telemetry', entries: [{ ts: 5, values: { fw_state: 'FAILED', fw_error: 'boom' } }] });
+      expect(uplinks[0]).to.deep.include({
+        tenantId: device.tenantId,
+        deviceId: device.id,
+        deviceName: device.name,
+        transport: 'HTTP',
+        kind: 'telemetry',
+        entries: [{ ts: 5, values: { fw_state: 'FAILED', fw_error: 'boom' } }],
+      });
     });
   });
 
@@ -121,7 +128,10 @@ describe('HTTP device API', () => {
     });
 
     it('takes comma-separated keys', async () => {
-      expect(json(await call('/attributes?clientKeys=model&sharedKeys=fw_title,fw_size'))).to.deep.equal({ client: { model: 'T-1000' }, shared: { fw_title: 'thermo', fw_size: 3000 } });
+      expect(json(await call('/attributes?clientKeys=model&sharedKeys=fw_title,fw_size'))).to.deep.equal({
+        client: { model: 'T-1000' },
+        shared: { fw_title: 'thermo', fw_size: 3000 },
+      });
     });
 
     it('takes repeated keys, as the Python SDK sends them', async () => {

@@ -25,7 +25,10 @@ function importGraph(dirs: string[]): Map<string, string[]> {
       const target = path.posix.normalize(path.posix.join(path.posix.dirname(mod), m[1]));
       return modules.has(target) ? target : `${target}/index`;
     });
-    graph.set(mod, targets.filter((t) => modules.has(t)));
+    graph.set(
+      mod,
+      targets.filter((t) => modules.has(t)),
+    );
   }
   return graph;
 }

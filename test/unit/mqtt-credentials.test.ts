@@ -50,7 +50,11 @@ describe('MQTT device credentials', function () {
   async function raw(version: 4 | 5, fields: { clientId?: string; username?: string; password?: string }): Promise<{ code: number | undefined; client: RawMqtt }> {
     const client = await RawMqtt.open(port, version);
     clients.push({ end: () => client.destroy() });
-    const connack = await client.connect({ clientId: fields.clientId ?? '', username: fields.username, password: fields.password === undefined ? undefined : Buffer.from(fields.password) });
+    const connack = await client.connect({
+      clientId: fields.clientId ?? '',
+      username: fields.username,
+      password: fields.password === undefined ? undefined : Buffer.from(fields.password),
+    });
     return { code: version === 5 ? connack.reasonCode : connack.returnCode, client };
   }
 
@@ -148,7 +152,10 @@ describe('MQTT device credentials', function () {
     it('closes the sessions of a device whose password changes, and refuses the old password afterwards', async () => {
       const d = await basicDevice({ clientId: 'rot-c', userName: 'rot-u', password: 'old' });
       const { client } = await raw(4, { clientId: 'rot-c', username: 'rot-u', password: 'old' });
-      await h.engine.devices.updateCredentials(h.tenantId, d.id, { credentialsType: 'MQTT_BASIC', credentialsValue: JSON.stringify({ clientId: 'rot-c', userName: 'rot-u', password: 'new' }) });
+      await h.engine.devices.updateCredentials(h.tenantId, d.id, {
+        credentialsType: 'MQTT_BASIC',
+        credentialsValue: JSON.stringify({ clientId: 'rot-c', userName: 'rot-u', password: 'new' }),
+      });
       await client.closed;
       expect((await raw(4, { clientId: 'rot-c', username: 'rot-u', password: 'old' })).code).to.equal(5);
       expect((await raw(4, { clientId: 'rot-c', username: 'rot-u', password: 'new' })).code).to.equal(0);
@@ -171,14 +178,65 @@ describe('MQTT device credentials', function () {
       this.timeout(60_000);
       dir = await mkdtemp(path.join(tmpdir(), 'mqtt-x509-'));
       // A CA, a server certificate, two device certificates it signs, and one it does not.
-      await openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=Test device CA');
-      await openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.pem', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1');
+      await openssl(
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        'ca.key',
+        '-out',
+        'ca.pem',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=Test device CA',
+      );
+      await openssl(
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        'server.key',
+        '-out',
+        'server.pem',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      );
       for (const name of ['dev1', 'dev2']) {
         await openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
         await openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1');
       }
-      await openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'rogue.key', '-out', 'rogue.pem', '-days', '1', '-subj', '/CN=dev1');
-      for (const f of ['ca.pem', 'server.pem', 'server.key', 'dev1.pem', 'dev1.key', 'dev2.pem', 'dev2.key', 'rogue.pem', 'rogue.key']) pem[f] = await readFile(path.join(dir, f), 'utf8');
+      await openssl(
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        'rogue.key',
+        '-out',
+        'rogue.pem',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=dev1',
+      );
+      for (const f of ['ca.pem', 'server.pem', 'server.key', 'dev1.pem', 'dev1.key', 'dev2.pem', 'dev2.key', 'rogue.pem', 'rogue.key'])
+        pem[f] = await readFile(path.join(dir, f), 'utf8');
     });
     after(() => rm(dir, { recursive: true, force: true }));
 
@@ -216,7 +274,9 @@ describe('MQTT device credentials', function () {
 
     it('refuses a certificate that chains to the CA but belongs to no device with CONNACK 5', async () => {
       await x509Device(pem['dev1.pem'] as string);
-      const failed = await connectAsync(`mqtts://127.0.0.1:${port}`, { ...tlsOptions('dev2'), username: 'x', reconnectPeriod: 0, protocolVersion: 4 }).catch((e: Error & { code?: number }) => e);
+      const failed = await connectAsync(`mqtts://127.0.0.1:${port}`, { ...tlsOptions('dev2'), username: 'x', reconnectPeriod: 0, protocolVersion: 4 }).catch(
+        (e: Error & { code?: number }) => e,
+      );
       expect((failed as Error & { code?: number }).code).to.equal(5);
       expect(transport.connections).to.equal(0);
     });
@@ -228,7 +288,9 @@ describe('MQTT device credentials', function () {
       const received: Buffer[] = [];
       socket.on('data', (b: Buffer) => received.push(b));
       socket.on('error', () => undefined);
-      socket.once('secureConnect', () => socket.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId: 'rogue', username: 'x' })));
+      socket.once('secureConnect', () =>
+        socket.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId: 'rogue', username: 'x' })),
+      );
       await new Promise((resolve) => socket.once('close', resolve));
       expect(Buffer.concat(received).length, 'no CONNACK').to.equal(0);
       expect(transport.connections).to.equal(0);
@@ -246,7 +308,9 @@ describe('MQTT device credentials', function () {
 
     it('refuses a credentials value that is no certificate, and keeps the old credentials', async () => {
       const d = await h.device(profile);
-      const failed = await h.engine.devices.updateCredentials(h.tenantId, d.id, { credentialsType: 'X509_CERTIFICATE', credentialsValue: 'not a certificate' }).catch((e: Error) => e);
+      const failed = await h.engine.devices
+        .updateCredentials(h.tenantId, d.id, { credentialsType: 'X509_CERTIFICATE', credentialsValue: 'not a certificate' })
+        .catch((e: Error) => e);
       expect((failed as Error).message).to.match(/X509 certificate/);
       expect((await h.engine.devices.get(h.tenantId, d.id)).accessToken).to.equal(d.accessToken);
     });

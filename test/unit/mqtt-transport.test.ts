@@ -279,11 +279,15 @@ describe('MQTT transport', function () {
     it('grants QoS 0 and 1, and 1 for QoS 2', async () => {
       const r = await raw(4);
       await r.connect({ username: device.accessToken });
-      r.send({ cmd: 'subscribe', messageId: 7, subscriptions: [
-        { topic: 'v1/devices/me/attributes', qos: 0 },
-        { topic: 'v1/devices/me/attributes/response/+', qos: 1 },
-        { topic: 'v1/devices/me/rpc/request/+', qos: 2 },
-      ] });
+      r.send({
+        cmd: 'subscribe',
+        messageId: 7,
+        subscriptions: [
+          { topic: 'v1/devices/me/attributes', qos: 0 },
+          { topic: 'v1/devices/me/attributes/response/+', qos: 1 },
+          { topic: 'v1/devices/me/rpc/request/+', qos: 2 },
+        ],
+      });
       const suback = (await r.next()) as ISubackPacket;
       expect(suback).to.include({ cmd: 'suback', messageId: 7 });
       expect(suback.granted).to.deep.equal([0, 1, 1]);
@@ -294,19 +298,34 @@ describe('MQTT transport', function () {
         const d = await connect(device.accessToken, version);
         const refused = version === 5 ? 0x8f : 0x80;
         expect(await d.subscribe(['v2/fw/response/+/chunk/+', 'v2/fw/error', 'v2/sw/response/+/chunk/+', 'v2/sw/error'])).to.deep.equal([1, 1, 1, 1]);
-        expect(await d.subscribe(['v2/fw/response/+', 'v2/fw/#', 'v2/sw/response/+', 'v2/fw/response/1/chunk/0', 'v2/+/error'])).to.deep.equal([refused, refused, refused, refused, refused]);
+        expect(await d.subscribe(['v2/fw/response/+', 'v2/fw/#', 'v2/sw/response/+', 'v2/fw/response/1/chunk/0', 'v2/+/error'])).to.deep.equal([
+          refused,
+          refused,
+          refused,
+          refused,
+          refused,
+        ]);
       });
     }
 
     it('accepts the attribute, response and RPC filters of every family, and refuses unrelated ones', async () => {
       const d = await connect();
       const ok = [
-        'v1/devices/me/attributes', 'v2/a', 'v2/a/j',
-        'v1/devices/me/attributes/response/+', 'v2/a/res/+', 'v2/a/res/j/+',
-        'v1/devices/me/rpc/request/+', 'v2/r/req/+', 'v1/devices/me/rpc/response/+', 'v2/r/res/+',
+        'v1/devices/me/attributes',
+        'v2/a',
+        'v2/a/j',
+        'v1/devices/me/attributes/response/+',
+        'v2/a/res/+',
+        'v2/a/res/j/+',
+        'v1/devices/me/rpc/request/+',
+        'v2/r/req/+',
+        'v1/devices/me/rpc/response/+',
+        'v2/r/res/+',
       ];
       expect(await d.subscribe(ok)).to.deep.equal(ok.map(() => 1));
-      expect(await d.subscribe(['#', 'v1/devices/me/#', 'v1/devices/other/attributes', 'v1/gateway/attributes', 'v2/a/p', 'sensors/+/temp'])).to.deep.equal([128, 128, 128, 128, 128, 128]);
+      expect(await d.subscribe(['#', 'v1/devices/me/#', 'v1/devices/other/attributes', 'v1/gateway/attributes', 'v2/a/p', 'sensors/+/temp'])).to.deep.equal([
+        128, 128, 128, 128, 128, 128,
+      ]);
     });
 
     it('answers UNSUBSCRIBE, with reason codes in MQTT 5', async () => {
@@ -383,7 +402,11 @@ describe('MQTT transport', function () {
 
     it('answers v1/devices/me/attributes/request/{id} with comma-separated keys on .../response/{id}', async () => {
       const d = await connect();
-      const reply = await d.ask('v1/devices/me/attributes/request/1', JSON.stringify({ clientKeys: 'model,unknown', sharedKeys: 'fw_title,fw_version,fw_size' }), 'v1/devices/me/attributes/response/1');
+      const reply = await d.ask(
+        'v1/devices/me/attributes/request/1',
+        JSON.stringify({ clientKeys: 'model,unknown', sharedKeys: 'fw_title,fw_version,fw_size' }),
+        'v1/devices/me/attributes/response/1',
+      );
       expect(json(reply)).to.deep.equal({ client: { model: 'T-1000' }, shared: { fw_title: 'thermo-fw', fw_version: '2.0.0', fw_size: image.length } });
     });
 
@@ -395,8 +418,12 @@ describe('MQTT transport', function () {
 
     it('leaves out empty sections, so nothing found is {}', async () => {
       const d = await connect();
-      expect(json(await d.ask('v1/devices/me/attributes/request/2', JSON.stringify({ clientKeys: 'nope', sharedKeys: 'nope' }), 'v1/devices/me/attributes/response/2'))).to.deep.equal({});
-      expect(json(await d.ask('v1/devices/me/attributes/request/3', JSON.stringify({ sharedKeys: 'fw_title' }), 'v1/devices/me/attributes/response/3'))).to.deep.equal({ shared: { fw_title: 'thermo-fw' } });
+      expect(
+        json(await d.ask('v1/devices/me/attributes/request/2', JSON.stringify({ clientKeys: 'nope', sharedKeys: 'nope' }), 'v1/devices/me/attributes/response/2')),
+      ).to.deep.equal({});
+      expect(json(await d.ask('v1/devices/me/attributes/request/3', JSON.stringify({ sharedKeys: 'fw_title' }), 'v1/devices/me/attributes/response/3'))).to.deep.equal({
+        shared: { fw_title: 'thermo-fw' },
+      });
     });
 
     it('answers everything when no keys are given', async () => {
@@ -684,7 +711,23 @@ describe('MQTT transport', function () {
     before(async () => {
       dir = await mkdtemp(path.join(tmpdir(), 'mqtt-tls-'));
       // node:crypto cannot make certificates; openssl can.
-      await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1']);
+      await run('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        path.join(dir, 'key.pem'),
+        '-out',
+        path.join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ]);
       cert = await readFile(path.join(dir, 'cert.pem'), 'utf8');
       key = await readFile(path.join(dir, 'key.pem'), 'utf8');
     });
@@ -734,7 +777,9 @@ describe('MQTT transport', function () {
     });
 
     it('refuses mosquitto_pub with an unknown token', async () => {
-      const failed = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'wrong', '-V', 'mqttv311', '-t', 'v1/devices/me/telemetry', '-m', '{}']).catch((err: Error & { stderr: string }) => err);
+      const failed = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'wrong', '-V', 'mqttv311', '-t', 'v1/devices/me/telemetry', '-m', '{}']).catch(
+        (err: Error & { stderr: string }) => err,
+      );
       expect(failed).to.be.instanceOf(Error);
       expect((failed as Error & { stderr: string }).stderr).to.match(/not authori[sz]ed/i);
     });

@@ -44,7 +44,10 @@ describe('multi-row SQLite statements (server/store/sqlite/multi-row.ts)', () =>
   });
 
   it('runs a statement without RETURNING and answers no rows', () => {
-    new InsertRows(db, 'INSERT INTO kv (k, v)', '', 2).run([['x', 1], ['y', 2]]);
+    new InsertRows(db, 'INSERT INTO kv (k, v)', '', 2).run([
+      ['x', 1],
+      ['y', 2],
+    ]);
     expect(new InValues(db, 'DELETE FROM kv WHERE k IN (', ')').run([], ['x'])).to.deep.equal([]);
     expect(rows().map((r) => r.k)).to.deep.equal(['y']);
   });

@@ -115,7 +115,15 @@ describe('notifier (reference §1.2, §2 processing)', () => {
     await settle();
     const n = notification(await h.pipeline.notifier.process(h.event(device, 'FIRMWARE', plain.id)));
     expect(n.deleted).to.have.members(['fw_url']);
-    const expected = { fw_title: plain.title, fw_version: '3', fw_size: bytes.length, fw_checksum_algorithm: 'SHA256', fw_checksum: sha256(bytes), fw_signature: plain.signature, fw_signature_algorithm: 'ED25519' };
+    const expected = {
+      fw_title: plain.title,
+      fw_version: '3',
+      fw_size: bytes.length,
+      fw_checksum_algorithm: 'SHA256',
+      fw_checksum: sha256(bytes),
+      fw_signature: plain.signature,
+      fw_signature_algorithm: 'ED25519',
+    };
     expect(n.attributes).to.deep.equal(expected);
     expect(await h.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal(expected);
   });
@@ -153,7 +161,15 @@ describe('notifier (reference §1.2, §2 processing)', () => {
     const url = await h.urlPackage(profile, { url: 'https://cdn.example.com/fw.bin', dataSize: 4096, checksumAlgorithm: 'CRC32', checksum: '2639f4cb', tag: 'cdn' });
     const device = await assigned(h, url);
     const n = notification(await h.pipeline.notifier.process(h.event(device, 'FIRMWARE', url.id)));
-    const expected = { fw_title: url.title, fw_version: '1.0.0', fw_tag: 'cdn', fw_size: 4096, fw_checksum_algorithm: 'CRC32', fw_checksum: '2639f4cb', fw_url: 'https://cdn.example.com/fw.bin' };
+    const expected = {
+      fw_title: url.title,
+      fw_version: '1.0.0',
+      fw_tag: 'cdn',
+      fw_size: 4096,
+      fw_checksum_algorithm: 'CRC32',
+      fw_checksum: '2639f4cb',
+      fw_url: 'https://cdn.example.com/fw.bin',
+    };
     expect(n.attributes).to.deep.equal(expected);
     expect(await h.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal(expected);
   });
@@ -166,7 +182,15 @@ describe('notifier (reference §1.2, §2 processing)', () => {
     await settle();
     notification(await h.pipeline.notifier.process(h.event(device, 'FIRMWARE', fw.id)));
     const n = notification(await h.pipeline.notifier.process(h.event(device, 'SOFTWARE', sw.id)));
-    const expected = { sw_title: 'agent', sw_version: '7.1', sw_size: bytes.length, sw_checksum_algorithm: 'SHA256', sw_checksum: sha256(bytes), sw_signature: sw.signature, sw_signature_algorithm: 'ED25519' };
+    const expected = {
+      sw_title: 'agent',
+      sw_version: '7.1',
+      sw_size: bytes.length,
+      sw_checksum_algorithm: 'SHA256',
+      sw_checksum: sha256(bytes),
+      sw_signature: sw.signature,
+      sw_signature_algorithm: 'ED25519',
+    };
     expect(n.attributes).to.deep.equal(expected);
     const shared = await h.pipeline.attributes.get(device.id, 'SHARED');
     expect(shared).to.include(expected);
@@ -179,7 +203,19 @@ describe('notifier (reference §1.2, §2 processing)', () => {
     const device = await h.device(profile);
     const n = notification(await h.pipeline.notifier.process(h.event(device, 'SOFTWARE', null)));
     expect(n.attributes).to.deep.equal({});
-    expect(n.deleted).to.have.members(['sw_title', 'sw_version', 'sw_ts', 'sw_state', 'sw_size', 'sw_checksum', 'sw_checksum_algorithm', 'sw_url', 'sw_tag', 'sw_signature', 'sw_signature_algorithm']);
+    expect(n.deleted).to.have.members([
+      'sw_title',
+      'sw_version',
+      'sw_ts',
+      'sw_state',
+      'sw_size',
+      'sw_checksum',
+      'sw_checksum_algorithm',
+      'sw_url',
+      'sw_tag',
+      'sw_signature',
+      'sw_signature_algorithm',
+    ]);
   });
 
   it('counts notifications and drops, in all and per tenant', async () => {

@@ -222,10 +222,7 @@ export class PipelineHarness {
     return this.engine.profiles.save(tenantId, { [field]: packageId ? { id: packageId, entityType: 'OTA_PACKAGE' } : null }, { mergeInto: profile.id });
   }
 
-  async device(
-    profile: DeviceProfile,
-    opts: { name?: string; firmwareId?: OtaPackageId | null; softwareId?: OtaPackageId | null; tenantId?: TenantId } = {},
-  ): Promise<Device> {
+  async device(profile: DeviceProfile, opts: { name?: string; firmwareId?: OtaPackageId | null; softwareId?: OtaPackageId | null; tenantId?: TenantId } = {}): Promise<Device> {
     const ref = (id: OtaPackageId | null | undefined): { id: string } | null => (id ? { id } : null);
     return this.engine.devices.save(opts.tenantId ?? this.tenantId, {
       name: opts.name ?? unique('device'),

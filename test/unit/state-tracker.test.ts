@@ -81,7 +81,7 @@ describe('state tracker', () => {
       const t = h.timers.now();
       await h.pipeline.tracker.handleUplink(h.report(device, { fw_state: 'UPDATED' }, t + 200));
       expect(await h.pipeline.tracker.handleUplink(h.report(device, { fw_state: 'DOWNLOADING' }, t + 100))).to.deep.equal([]);
-      expect((await stateOf(h, device))).to.include({ state: 'UPDATED', stateTs: t + 200 });
+      expect(await stateOf(h, device)).to.include({ state: 'UPDATED', stateTs: t + 200 });
       const [next] = await h.pipeline.tracker.handleUplink(h.report(device, { fw_state: 'FAILED' }, t + 300));
       expect(next).to.include({ from: 'UPDATED', to: 'FAILED' });
     });
@@ -105,19 +105,27 @@ describe('state tracker', () => {
       const h = harness();
       const device = await h.device(profile);
       await reportLater(h, device, { current_fw_title: 'thermo', current_fw_version: '1.0' });
-      expect((await stateOf(h, device))).to.include({ currentTitle: 'thermo', currentVersion: '1.0', state: null });
+      expect(await stateOf(h, device)).to.include({ currentTitle: 'thermo', currentVersion: '1.0', state: null });
       await reportLater(h, device, { current_fw_version: '2.0', fw_state: 'UPDATED' });
-      expect((await stateOf(h, device))).to.include({ currentTitle: 'thermo', currentVersion: '2.0', state: 'UPDATED' });
+      expect(await stateOf(h, device)).to.include({ currentTitle: 'thermo', currentVersion: '2.0', state: 'UPDATED' });
       await reportLater(h, device, { current_sw_title: 'agent', current_sw_version: '7' });
-      expect((await stateOf(h, device, 'SOFTWARE'))).to.include({ currentTitle: 'agent', currentVersion: '7' });
+      expect(await stateOf(h, device, 'SOFTWARE')).to.include({ currentTitle: 'agent', currentVersion: '7' });
     });
 
     it('ignores uplinks that are not telemetry', async () => {
       const h = harness();
       const device = await h.device(profile);
-      const ev = { tenantId: h.tenantId, deviceId: device.id, deviceName: device.name, transport: 'HTTP' as const, ts: T0, kind: 'attributes' as const, attributes: { fw_state: 'FAILED' } };
+      const ev = {
+        tenantId: h.tenantId,
+        deviceId: device.id,
+        deviceName: device.name,
+        transport: 'HTTP' as const,
+        ts: T0,
+        kind: 'attributes' as const,
+        attributes: { fw_state: 'FAILED' },
+      };
       expect(await h.pipeline.tracker.handleUplink(ev)).to.deep.equal([]);
-      expect((await stateOf(h, device))).to.equal(null);
+      expect(await stateOf(h, device)).to.equal(null);
     });
   });
 
@@ -152,13 +160,60 @@ describe('state tracker', () => {
       const m = await h.pipeline.tracker.metrics(h.tenantId);
       expect(m.ts).to.equal(h.timers.now());
       const byPackage = Object.fromEntries(m.packages.map((p) => [p.packageId, p]));
-      expect(byPackage[a.id]).to.deep.equal({ packageId: a.id, title: 'fleet-fw', version: '2', type: 'FIRMWARE', targeted: 6, pending: 2, inProgress: 2, updated: 1, failed: 1, onTarget: 1, coverage: 1 / 6 });
-      expect(byPackage[b.id]).to.deep.equal({ packageId: b.id, title: 'beta-fw', version: '3', type: 'FIRMWARE', targeted: 1, pending: 0, inProgress: 0, updated: 1, failed: 0, onTarget: 1, coverage: 1 });
-      expect(byPackage[sw.id]).to.deep.equal({ packageId: sw.id, title: 'agent', version: '1', type: 'SOFTWARE', targeted: 1, pending: 1, inProgress: 0, updated: 0, failed: 0, onTarget: 0, coverage: 0 });
+      expect(byPackage[a.id]).to.deep.equal({
+        packageId: a.id,
+        title: 'fleet-fw',
+        version: '2',
+        type: 'FIRMWARE',
+        targeted: 6,
+        pending: 2,
+        inProgress: 2,
+        updated: 1,
+        failed: 1,
+        onTarget: 1,
+        coverage: 1 / 6,
+      });
+      expect(byPackage[b.id]).to.deep.equal({
+        packageId: b.id,
+        title: 'beta-fw',
+        version: '3',
+        type: 'FIRMWARE',
+        targeted: 1,
+        pending: 0,
+        inProgress: 0,
+        updated: 1,
+        failed: 0,
+        onTarget: 1,
+        coverage: 1,
+      });
+      expect(byPackage[sw.id]).to.deep.equal({
+        packageId: sw.id,
+        title: 'agent',
+        version: '1',
+        type: 'SOFTWARE',
+        targeted: 1,
+        pending: 1,
+        inProgress: 0,
+        updated: 0,
+        failed: 0,
+        onTarget: 0,
+        coverage: 0,
+      });
       expect(m.packages).to.have.length(3);
       const byType = Object.fromEntries(m.profiles.map((p) => [p.type, p]));
       expect(m.profiles).to.have.length(2);
-      expect(byType.FIRMWARE).to.deep.equal({ deviceProfileId: profile.id, name: profile.name, type: 'FIRMWARE', targeted: 7, pending: 2, inProgress: 2, updated: 2, failed: 1, onTarget: 2, coverage: 2 / 7 });
+      expect(byType.FIRMWARE).to.deep.equal({
+        deviceProfileId: profile.id,
+        name: profile.name,
+        type: 'FIRMWARE',
+        targeted: 7,
+        pending: 2,
+        inProgress: 2,
+        updated: 2,
+        failed: 1,
+        onTarget: 2,
+        coverage: 2 / 7,
+      });
       expect(byType.SOFTWARE).to.include({ deviceProfileId: profile.id, targeted: 1, pending: 1, coverage: 0 });
     });
 
@@ -181,7 +236,7 @@ describe('state tracker', () => {
       await settle();
       const other = await h.engine.accounts.createTenant('Other', 'other@example.com', 'x-other-password');
       expect((await h.pipeline.tracker.metrics(h.tenantId)).packages).to.have.length(1);
-      expect((await h.pipeline.tracker.metrics(other.tenant.id))).to.deep.equal({ ts: h.timers.now(), packages: [], profiles: [] });
+      expect(await h.pipeline.tracker.metrics(other.tenant.id)).to.deep.equal({ ts: h.timers.now(), packages: [], profiles: [] });
     });
 
     it('stops counting a device once its package is unassigned', async () => {
@@ -306,7 +361,7 @@ describe('state tracker', () => {
       const last = await reportLater(h, device, { fw_state: 'FAILED' });
       expect(last.map((c) => c.reason)).to.deep.equal(['reported']);
       expect(await q.depth()).to.equal(0);
-      expect((await stateOf(h, device))).to.include({ state: 'FAILED', retries: 2 });
+      expect(await stateOf(h, device)).to.include({ state: 'FAILED', retries: 2 });
     });
 
     it('retries a timed-out device too', async () => {
@@ -341,7 +396,7 @@ describe('state tracker', () => {
       await h.timers.advance(10);
       await h.setDevicePackage(device, 'FIRMWARE', b.id);
       await settle();
-      expect((await stateOf(h, device))).to.include({ targetPackageId: b.id, retries: 0 });
+      expect(await stateOf(h, device)).to.include({ targetPackageId: b.id, retries: 0 });
       await notifyAll(h);
       const changes = await reportLater(h, device, { fw_state: 'FAILED' });
       expect(changes.map((c) => [c.reason, c.error])).to.deep.equal([

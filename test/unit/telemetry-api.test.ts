@@ -146,7 +146,9 @@ describe('telemetry API and fleet metrics', () => {
       expect(r.status).to.equal(200);
       expect(r.body).to.deep.equal({
         ts: h.timers.now(),
-        packages: [{ packageId: pkg.id, title: 'fleet-fw', version: '3', type: 'FIRMWARE', targeted: 2, pending: 2, inProgress: 0, updated: 0, failed: 0, onTarget: 0, coverage: 0 }],
+        packages: [
+          { packageId: pkg.id, title: 'fleet-fw', version: '3', type: 'FIRMWARE', targeted: 2, pending: 2, inProgress: 0, updated: 0, failed: 0, onTarget: 0, coverage: 0 },
+        ],
         profiles: [{ deviceProfileId: profile.id, name: profile.name, type: 'FIRMWARE', targeted: 2, pending: 2, inProgress: 0, updated: 0, failed: 0, onTarget: 0, coverage: 0 }],
         queue: { depth: 2, paused: false },
         notifications: { sent: 1, dropped: 1 },

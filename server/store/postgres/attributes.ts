@@ -20,9 +20,9 @@ export class PgAttributeRepository implements AttributeRepository {
   async delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]> {
     if (keys.length === 0) return [];
     const gone = new Set(
-      (await this.sql.query<{ key: string }>('DELETE FROM attributes WHERE device_id = $1 AND scope = $2 AND key = ANY($3::text[]) RETURNING key', [deviceId, scope, [...keys]])).rows.map(
-        (r) => r.key,
-      ),
+      (
+        await this.sql.query<{ key: string }>('DELETE FROM attributes WHERE device_id = $1 AND scope = $2 AND key = ANY($3::text[]) RETURNING key', [deviceId, scope, [...keys]])
+      ).rows.map((r) => r.key),
     );
     // In the order asked, each once: as the SQLite side answers.
     return keys.filter((k) => gone.delete(k));

@@ -36,8 +36,8 @@ const toProfile = (r: Row): DeviceProfile => ({
 const SORT_COLUMNS: Record<string, string> = {
   createdTime: 'created_time',
   name: 'lower(name)',
-  type: "extra->>'type' COLLATE \"C\"",
-  transportType: "extra->>'transportType' COLLATE \"C\"",
+  type: 'extra->>\'type\' COLLATE "C"',
+  transportType: 'extra->>\'transportType\' COLLATE "C"',
   description: 'description',
   isDefault: 'is_default',
   default: 'is_default',
@@ -124,15 +124,14 @@ export class PgDeviceProfileRepository implements DeviceProfileRepository {
   async countUsingPackage(tenantId: TenantId, packageId: OtaPackageId): Promise<number> {
     if (!isUuid(packageId)) return 0;
     return (
-      await this.pool.query<{ n: number }>('SELECT count(*) AS n FROM device_profiles WHERE tenant_id = $1 AND (firmware_id = $2 OR software_id = $2)', [
-        tenantId,
-        packageId,
-      ])
+      await this.pool.query<{ n: number }>('SELECT count(*) AS n FROM device_profiles WHERE tenant_id = $1 AND (firmware_id = $2 OR software_id = $2)', [tenantId, packageId])
     ).rows[0].n;
   }
 
   async listAssigned(tenantId: TenantId): Promise<DeviceProfile[]> {
-    const rows = await this.pool.query<Row>('SELECT * FROM device_profiles WHERE tenant_id = $1 AND (firmware_id IS NOT NULL OR software_id IS NOT NULL) ORDER BY name', [tenantId]);
+    const rows = await this.pool.query<Row>('SELECT * FROM device_profiles WHERE tenant_id = $1 AND (firmware_id IS NOT NULL OR software_id IS NOT NULL) ORDER BY name', [
+      tenantId,
+    ]);
     return rows.rows.map(toProfile);
   }
 }

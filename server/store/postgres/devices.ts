@@ -58,7 +58,22 @@ export class PgDeviceRepository implements DeviceRepository {
       this.sql.query(
         `INSERT INTO devices (id, tenant_id, name, label, device_profile_id, firmware_id, software_id, access_token, credentials_type, credentials_value, credentials_id, created_time, version, extra)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)`,
-        [d.id, d.tenantId, d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsType ?? 'ACCESS_TOKEN', d.credentialsValue ?? null, d.credentialsId, d.createdTime, d.version, JSON.stringify(d.extra)],
+        [
+          d.id,
+          d.tenantId,
+          d.name,
+          d.label,
+          d.deviceProfileId,
+          d.firmwareId,
+          d.softwareId,
+          d.accessToken,
+          d.credentialsType ?? 'ACCESS_TOKEN',
+          d.credentialsValue ?? null,
+          d.credentialsId,
+          d.createdTime,
+          d.version,
+          JSON.stringify(d.extra),
+        ],
       ),
     );
   }
@@ -68,7 +83,20 @@ export class PgDeviceRepository implements DeviceRepository {
       this.sql.query(
         `UPDATE devices SET name = $1, label = $2, device_profile_id = $3, firmware_id = $4, software_id = $5, access_token = $6, credentials_type = $7, credentials_value = $8, version = $9, extra = $10::jsonb
          WHERE id = $11 AND tenant_id = $12`,
-        [d.name, d.label, d.deviceProfileId, d.firmwareId, d.softwareId, d.accessToken, d.credentialsType ?? 'ACCESS_TOKEN', d.credentialsValue ?? null, d.version, JSON.stringify(d.extra), d.id, d.tenantId],
+        [
+          d.name,
+          d.label,
+          d.deviceProfileId,
+          d.firmwareId,
+          d.softwareId,
+          d.accessToken,
+          d.credentialsType ?? 'ACCESS_TOKEN',
+          d.credentialsValue ?? null,
+          d.version,
+          JSON.stringify(d.extra),
+          d.id,
+          d.tenantId,
+        ],
       ),
     );
   }
@@ -142,8 +170,7 @@ export class PgDeviceRepository implements DeviceRepository {
 
   async countUsingPackage(tenantId: TenantId, packageId: OtaPackageId): Promise<number> {
     if (!isUuid(packageId)) return 0;
-    return (
-      await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM devices WHERE tenant_id = $1 AND (firmware_id = $2 OR software_id = $2)', [tenantId, packageId])
-    ).rows[0].n;
+    return (await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM devices WHERE tenant_id = $1 AND (firmware_id = $2 OR software_id = $2)', [tenantId, packageId])).rows[0]
+      .n;
   }
 }

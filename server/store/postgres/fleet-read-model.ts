@@ -46,7 +46,11 @@ export class PgFleetReadModel implements FleetReadModel {
     const [count, idRows] = await Promise.all([this.all<{ n: number }>(q.count), this.all<{ id: string }>(q.ids)]);
     const ids = idRows.map((r) => r.id);
     const byId = new Map((await this.deviceRows(tenantId, ids)).map((r) => [r.id as string, r]));
-    return toPage(ids.flatMap((id) => byId.get(id) ?? []), Number(count[0]?.n ?? 0), link);
+    return toPage(
+      ids.flatMap((id) => byId.get(id) ?? []),
+      Number(count[0]?.n ?? 0),
+      link,
+    );
   }
 
   async deviceRows(tenantId: TenantId, ids: readonly string[]): Promise<DeviceRow[]> {

@@ -93,10 +93,7 @@ export class PgOtaPackageRepository implements OtaPackageRepository {
 
   async insert(p: OtaPackage): Promise<void> {
     await writing(
-      this.sql.query(
-        `INSERT INTO ota_packages (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18, $19)`,
-        values(p),
-      ),
+      this.sql.query(`INSERT INTO ota_packages (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16, $17, $18, $19)`, values(p)),
     );
   }
 
@@ -142,11 +139,7 @@ export class PgOtaPackageRepository implements OtaPackageRepository {
     return r ? toPackage(r) : null;
   }
 
-  async page(
-    tenantId: TenantId,
-    link: PageLink,
-    filter?: { deviceProfileId: DeviceProfileId; type: OtaPackageType; withData: true },
-  ): Promise<PageData<OtaPackage>> {
+  async page(tenantId: TenantId, link: PageLink, filter?: { deviceProfileId: DeviceProfileId; type: OtaPackageType; withData: true }): Promise<PageData<OtaPackage>> {
     if (filter && !isUuid(filter.deviceProfileId)) return { data: [], totalPages: 0, totalElements: 0, hasNext: false };
     const from = filter
       ? "FROM ota_packages WHERE tenant_id = $1 AND device_profile_id = $2 AND type = $3 AND (blob_sha256 IS NOT NULL OR coalesce(url, '') <> '')"
@@ -185,8 +178,7 @@ export class PgOtaPackageRepository implements OtaPackageRepository {
   }
 
   async totalDataSize(tenantId: TenantId): Promise<number> {
-    return (
-      await this.sql.query<{ n: number }>('SELECT coalesce(sum(data_size), 0)::bigint AS n FROM ota_packages WHERE tenant_id = $1 AND blob_sha256 IS NOT NULL', [tenantId])
-    ).rows[0].n;
+    return (await this.sql.query<{ n: number }>('SELECT coalesce(sum(data_size), 0)::bigint AS n FROM ota_packages WHERE tenant_id = $1 AND blob_sha256 IS NOT NULL', [tenantId]))
+      .rows[0].n;
   }
 }

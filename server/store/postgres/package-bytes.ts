@@ -35,18 +35,18 @@ export class PgPackageBytes {
   async write(sha256: string, source: Readable): Promise<boolean> {
     checkName(sha256);
     return transaction(this.pool, async (client) => {
-      const claimed = await client.query(
-        'INSERT INTO package_blobs (sha256, size, chunk_size, created_time) VALUES ($1, 0, $2, $3) ON CONFLICT (sha256) DO NOTHING',
-        [sha256, this.chunkSize, Date.now()],
-      );
+      const claimed = await client.query('INSERT INTO package_blobs (sha256, size, chunk_size, created_time) VALUES ($1, 0, $2, $3) ON CONFLICT (sha256) DO NOTHING', [
+        sha256,
+        this.chunkSize,
+        Date.now(),
+      ]);
       if (claimed.rowCount === 0) {
         source.destroy();
         return false;
       }
       let seq = 0;
       let size = 0;
-      const insert = (data: Buffer): Promise<unknown> =>
-        client.query('INSERT INTO package_blob_chunks (sha256, seq, data) VALUES ($1, $2, $3)', [sha256, seq++, data]);
+      const insert = (data: Buffer): Promise<unknown> => client.query('INSERT INTO package_blob_chunks (sha256, seq, data) VALUES ($1, $2, $3)', [sha256, seq++, data]);
       // Awaiting each insert inside the loop is the back-pressure: the source is not read meanwhile.
       let pending: Buffer[] = [];
       let pendingSize = 0;

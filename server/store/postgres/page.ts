@@ -28,10 +28,11 @@ export async function queryPage<T, Row extends Record<string, unknown>>(sql: Sql
   const order = q.link.sortOrder === 'DESC' ? 'DESC NULLS LAST' : 'ASC NULLS FIRST';
   const [total, rows] = await Promise.all([
     sql.query<{ n: number }>(`SELECT count(*) AS n ${q.from}${where}`, params),
-    sql.query<Row>(
-      `SELECT * ${q.from}${where} ORDER BY ${column} ${order}, id ${order} LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
-      [...params, q.link.pageSize, q.link.page * q.link.pageSize],
-    ),
+    sql.query<Row>(`SELECT * ${q.from}${where} ORDER BY ${column} ${order}, id ${order} LIMIT $${params.length + 1} OFFSET $${params.length + 2}`, [
+      ...params,
+      q.link.pageSize,
+      q.link.page * q.link.pageSize,
+    ]),
   ]);
   return toPage(rows.rows.map(q.map), total.rows[0].n, q.link);
 }

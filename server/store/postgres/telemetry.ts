@@ -48,10 +48,10 @@ export class PgTelemetryRepository implements TelemetryRepository {
     const rows = (
       keys === undefined
         ? await this.sql.query<{ key: string; ts: number; value: TelemetryValue }>('SELECT key, ts, value FROM telemetry_latest WHERE device_id = $1', [deviceId])
-        : await this.sql.query<{ key: string; ts: number; value: TelemetryValue }>(
-            'SELECT key, ts, value FROM telemetry_latest WHERE device_id = $1 AND key = ANY($2::text[])',
-            [deviceId, [...keys]],
-          )
+        : await this.sql.query<{ key: string; ts: number; value: TelemetryValue }>('SELECT key, ts, value FROM telemetry_latest WHERE device_id = $1 AND key = ANY($2::text[])', [
+            deviceId,
+            [...keys],
+          ])
     ).rows;
     const out: Record<string, TelemetryPoint> = {};
     for (const r of rows) out[r.key] = { ts: r.ts, value: r.value };

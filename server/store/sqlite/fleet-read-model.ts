@@ -44,7 +44,11 @@ export class SqliteFleetReadModel implements FleetReadModel {
     const total = (this.db.prepare(q.count.sql).get(...q.count.params) as { n: number }).n;
     const ids = (this.db.prepare(q.ids.sql).all(...q.ids.params) as Array<{ id: string }>).map((r) => r.id);
     const byId = new Map((await this.deviceRows(tenantId, ids)).map((r) => [r.id as string, r]));
-    return toPage(ids.flatMap((id) => byId.get(id) ?? []), total, link);
+    return toPage(
+      ids.flatMap((id) => byId.get(id) ?? []),
+      total,
+      link,
+    );
   }
 
   async deviceRows(tenantId: TenantId, ids: readonly string[]): Promise<DeviceRow[]> {

@@ -58,7 +58,12 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
   }
 
   async ack(claims: readonly ClaimedEvent[]): Promise<void> {
-    atomically(this.db, () => this.deleteSeqs.run([], claims.map((c) => c.seq)));
+    atomically(this.db, () =>
+      this.deleteSeqs.run(
+        [],
+        claims.map((c) => c.seq),
+      ),
+    );
   }
 
   async release(claims: readonly ClaimedEvent[]): Promise<void> {

@@ -16,8 +16,7 @@ export class SqliteOtaTargetRepository implements OtaTargetRepository {
 
   async get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaTarget | null> {
     const r = this.db.prepare('SELECT package_id, ts, notified FROM ota_targets WHERE device_id = ? AND type = ?').get(deviceId, type) as
-      | { package_id: string | null; ts: number; notified: number }
-      | undefined;
+      { package_id: string | null; ts: number; notified: number } | undefined;
     return r ? { deviceId, type, packageId: r.package_id as OtaPackageId | null, ts: r.ts, notified: r.notified === 1 } : null;
   }
 

@@ -122,9 +122,15 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`CoAP port must be 0-65535, not ${port}`);
     for (const name of Object.keys(COAP_LIMIT_VARIABLES) as (keyof typeof COAP_LIMIT_VARIABLES)[]) {
       const n = this.options[name];
-      if (!Number.isSafeInteger(n) || n < minimum(name)) throw new RangeError(`CoAP ${name} (${COAP_LIMIT_VARIABLES[name]}) must be a whole number of at least ${minimum(name)}, not ${n}`);
+      if (!Number.isSafeInteger(n) || n < minimum(name))
+        throw new RangeError(`CoAP ${name} (${COAP_LIMIT_VARIABLES[name]}) must be a whole number of at least ${minimum(name)}, not ${n}`);
     }
-    this.endpoint = new CoapEndpoint(this.options, (req) => this.serve(req), timers, (m) => ctx.logger.warn(m));
+    this.endpoint = new CoapEndpoint(
+      this.options,
+      (req) => this.serve(req),
+      timers,
+      (m) => ctx.logger.warn(m),
+    );
     const send = (bytes: Buffer, peer: Peer): void => this.endpoint.send(bytes, peer);
     this.observations = new Observations(send, timers, this.options, { maxPerDevice: this.options.maxObservationsPerDevice, maxTotal: this.options.maxObservations });
     this.observations.on('observers', (n) => this.emit('observers', n));

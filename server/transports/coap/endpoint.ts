@@ -262,7 +262,8 @@ export class CoapEndpoint {
     if (block1Option) {
       const block = parseBlock(block1Option.value) as Block; // checked by checkRequest
       const outcome = this.uploads.take(packet, peer, block);
-      if ('refuse' in outcome) return this.refuse(packet, peer, { code: outcome.refuse, ...(outcome.refuse === Code.REQUEST_ENTITY_TOO_LARGE ? { size1: this.options.maxBodySize } : {}) });
+      if ('refuse' in outcome)
+        return this.refuse(packet, peer, { code: outcome.refuse, ...(outcome.refuse === Code.REQUEST_ENTITY_TOO_LARGE ? { size1: this.options.maxBodySize } : {}) });
       if ('continue' in outcome) {
         // 2.31 Continue, with the block acknowledged [RFC 7959 §2.3]; kept for a retransmission of that block.
         const { bytes } = encodeReply({ code: Code.CONTINUE, block1: outcome.continue }, answerTo(packet));

@@ -189,7 +189,13 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     res.setHeader('Content-Type', pkg.contentType || 'application/octet-stream');
     res.setHeader('Accept-Ranges', 'bytes');
     res.setHeader('ETag', etag);
-    if (req.get('if-none-match')?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) return void res.status(304).end();
+    if (
+      req
+        .get('if-none-match')
+        ?.split(',')
+        .some((t) => t.trim() === etag || t.trim() === '*')
+    )
+      return void res.status(304).end();
 
     let start = slice.start;
     let end = slice.end; // exclusive

@@ -79,7 +79,10 @@ export class CoapDeviceClient implements Lwm2mDeviceClient {
       void observation.cancel().catch(() => undefined);
       throw new Lwm2mRequestError('closed', `Observe ${path}: the registration ended`);
     }
-    this.observations.get(path)?.cancel().catch(() => undefined);
+    this.observations
+      .get(path)
+      ?.cancel()
+      .catch(() => undefined);
     this.observations.set(path, observation);
     return decode(observation.first, path);
   }

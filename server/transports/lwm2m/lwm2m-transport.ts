@@ -382,7 +382,8 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
     const base = { tenantId: d.tenantId, deviceId: d.id, deviceName: d.name, transport: 'LWM2M' as const, ts: this.timers.now() };
     if (ev.progress) {
       const target = k.ota.target(ev.type);
-      if (target) this.uplink({ ...base, kind: 'download', type: ev.type, packageId: target.packageId as OtaPackageId, bytes: ev.progress.bytes, offset: 0, size: ev.progress.size });
+      if (target)
+        this.uplink({ ...base, kind: 'download', type: ev.type, packageId: target.packageId as OtaPackageId, bytes: ev.progress.bytes, offset: 0, size: ev.progress.size });
       return;
     }
     const p = keyPrefix(ev.type);
@@ -415,7 +416,19 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
     }
     if (!found) return;
     const d = found.device;
-    this.uplink({ tenantId: d.tenantId, deviceId: d.id, deviceName: d.name, transport: 'LWM2M', ts: this.timers.now(), kind: 'download', type: b.type, packageId: b.packageId as OtaPackageId, bytes: b.bytes, offset: b.offset, size: b.size });
+    this.uplink({
+      tenantId: d.tenantId,
+      deviceId: d.id,
+      deviceName: d.name,
+      transport: 'LWM2M',
+      ts: this.timers.now(),
+      kind: 'download',
+      type: b.type,
+      packageId: b.packageId as OtaPackageId,
+      bytes: b.bytes,
+      offset: b.offset,
+      size: b.size,
+    });
   }
 
   private uplink(ev: UplinkEvent): void {
@@ -424,7 +437,17 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
   }
 
   private registrationEvent(event: RegistrationEvent['event'], r: Registration, d: Device): RegistrationEvent {
-    return { event, endpoint: r.endpoint, deviceId: d.id, tenantId: d.tenantId, deviceName: d.name, registrationId: r.id, lwm2m: r.version, lifetimeS: r.lifetimeS, ts: this.timers.now() };
+    return {
+      event,
+      endpoint: r.endpoint,
+      deviceId: d.id,
+      tenantId: d.tenantId,
+      deviceName: d.name,
+      registrationId: r.id,
+      lwm2m: r.version,
+      lifetimeS: r.lifetimeS,
+      ts: this.timers.now(),
+    };
   }
 }
 

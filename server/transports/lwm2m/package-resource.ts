@@ -24,9 +24,7 @@ export class PackageResource {
   /** Packages some LwM2M device is told to pull, and their tenant. */
   private readonly servable = new Map<string, TenantId>();
 
-  constructor(
-    private readonly deps: { packages: OtaPackageRepository; pages: PackagePages; blockSize: number },
-  ) {}
+  constructor(private readonly deps: { packages: OtaPackageRepository; pages: PackagePages; blockSize: number }) {}
 
   allow(packageId: string, tenantId: TenantId): void {
     this.servable.set(packageId, tenantId);

@@ -67,7 +67,8 @@ function strategy(v: unknown, name: string, allowed: number[], fallback: number)
 
 function url(v: unknown, name: string): string | null {
   if (v === undefined || v === null || v === '') return null;
-  if (typeof v !== 'string' || !/^(coaps?|https?):\/\/[^\s/]+/.test(v)) throw new ProfileSettingsError(`clientLwM2mSettings.${name} must be a coap://, coaps://, http:// or https:// URL, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || !/^(coaps?|https?):\/\/[^\s/]+/.test(v))
+    throw new ProfileSettingsError(`clientLwM2mSettings.${name} must be a coap://, coaps://, http:// or https:// URL, got ${JSON.stringify(v)}`);
   return v.replace(/\/+$/, '');
 }
 

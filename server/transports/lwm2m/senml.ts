@@ -19,7 +19,21 @@ export interface SenmlRecord {
 
 /** RFC 8428 §6 Table 6: the integer labels SenML CBOR uses for the fields LwM2M reads. */
 export const CBOR_LABELS: Readonly<Record<number, keyof SenmlRecord | 'bt' | 't' | 'bver' | 'bu' | 'bv' | 'bs' | 'u' | 's' | 'ut'>> = {
-  [-1]: 'bver', [-2]: 'bn', [-3]: 'bt', [-4]: 'bu', [-5]: 'bv', [-6]: 'bs', 0: 'n', 1: 'u', 2: 'v', 3: 'vs', 4: 'vb', 5: 's', 6: 't', 7: 'ut', 8: 'vd',
+  [-1]: 'bver',
+  [-2]: 'bn',
+  [-3]: 'bt',
+  [-4]: 'bu',
+  [-5]: 'bv',
+  [-6]: 'bs',
+  0: 'n',
+  1: 'u',
+  2: 'v',
+  3: 'vs',
+  4: 'vb',
+  5: 's',
+  6: 't',
+  7: 'ut',
+  8: 'vd',
 };
 
 /** Records -> resource values under `request` (a record outside it is an error). */

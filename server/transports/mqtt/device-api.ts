@@ -113,7 +113,16 @@ async function sendChunk(s: PublishingSession, host: PublishHost, p: IPublishPac
     s.ack(p);
     await stream(s, host, header, first, sha, firstEnd, answer.end);
   }
-  if (length) host.uplink({ ...uplinkBase(s.device as Device, host.timers.now()), kind: 'download', type: answer.type, packageId: answer.pkg.id, bytes: length, offset: answer.start, size: answer.pkg.dataSize });
+  if (length)
+    host.uplink({
+      ...uplinkBase(s.device as Device, host.timers.now()),
+      kind: 'download',
+      type: answer.type,
+      packageId: answer.pkg.id,
+      bytes: length,
+      offset: answer.start,
+      size: answer.pkg.dataSize,
+    });
 }
 
 /** A large answer (a whole file): header, then the bytes piece by piece as the socket takes them; other packets wait. */
@@ -123,7 +132,7 @@ async function stream(s: PublishingSession, host: PublishHost, header: Buffer, f
   try {
     socket.write(header);
     let piece: Buffer | null = first;
-    for (let pos = from; piece; ) {
+    for (let pos = from; piece;) {
       if (s.closing) return;
       if (!socket.write(piece)) await new Promise<void>((resolve) => socket.once('drain', resolve).once('close', resolve));
       piece = pos < end ? await host.reader.read(sha, pos, Math.min(pos + STREAM_PIECE, end)) : null;

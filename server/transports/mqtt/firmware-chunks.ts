@@ -13,9 +13,7 @@ export interface BoundPackage {
   dataSize: number;
 }
 
-export type ChunkAnswer =
-  | { ok: true; topic: string; pkg: BoundPackage; type: OtaPackageType; start: number; end: number }
-  | { ok: false; status: OtaErrorStatus; detail: string };
+export type ChunkAnswer = { ok: true; topic: string; pkg: BoundPackage; type: OtaPackageType; start: number; end: number } | { ok: false; status: OtaErrorStatus; detail: string };
 
 export interface ChunkRequest {
   type: OtaPackageType;

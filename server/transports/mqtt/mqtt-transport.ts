@@ -251,10 +251,13 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
    */
   private createTlsServer(o: MqttTlsOptions, accept: (socket: net.Socket) => void): tls.Server {
     const verify = Boolean(o.ca);
-    return tls.createServer({ cert: o.cert, key: o.key, noDelay: true, ...(verify ? { ca: o.ca as string | Buffer, requestCert: true, rejectUnauthorized: false } : {}) }, (socket) => {
-      if (verify && !socket.authorized && socket.getPeerCertificate().raw) return void socket.destroy();
-      accept(socket);
-    });
+    return tls.createServer(
+      { cert: o.cert, key: o.key, noDelay: true, ...(verify ? { ca: o.ca as string | Buffer, requestCert: true, rejectUnauthorized: false } : {}) },
+      (socket) => {
+        if (verify && !socket.authorized && socket.getPeerCertificate().raw) return void socket.destroy();
+        accept(socket);
+      },
+    );
   }
 
   /** Takes a session out of its device's set; whether it was there. */

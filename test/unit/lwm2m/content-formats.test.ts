@@ -133,7 +133,10 @@ describe('LwM2M content formats', () => {
     });
 
     it('refuses a record outside the path that was read', () => {
-      const payload = JSON.stringify([{ bn: '/5/0/', n: '3', v: 1 }, { bn: '/9/0/', n: '5', vlo: '3:0' }]);
+      const payload = JSON.stringify([
+        { bn: '/5/0/', n: '3', v: 1 },
+        { bn: '/9/0/', n: '5', vlo: '3:0' },
+      ]);
       expect(() => decodeContent(ContentFormat.SENML_JSON, Buffer.from(payload), parsePath('/5'))).to.throw(ContentFormatError, /names \/9\/0\/5, not a Resource under \/5/);
     });
 
@@ -162,7 +165,12 @@ describe('LwM2M content formats', () => {
     });
 
     it('writes one record and reads it back, bytes and object links included', () => {
-      for (const [path, value] of [['/5/0/1', 'coap://a/b'], ['/5/0/0', hex('ff00')], ['/9/0/12', true], ['/9/0/5', { objectId: 3, instanceId: 0 }]] as const) {
+      for (const [path, value] of [
+        ['/5/0/1', 'coap://a/b'],
+        ['/5/0/0', hex('ff00')],
+        ['/9/0/12', true],
+        ['/9/0/5', { objectId: 3, instanceId: 0 }],
+      ] as const) {
         const out = encodeContent(ContentFormat.SENML_CBOR, parsePath(path), value);
         expect(decodeValue(ContentFormat.SENML_CBOR, out, parsePath(path))).to.deep.equal(value);
       }
@@ -177,7 +185,16 @@ describe('LwM2M content formats', () => {
 
   describe('LwM2M 1.0 JSON (11543, read only)', () => {
     it('reads entries relative to the base name', () => {
-      const payload = Buffer.from(JSON.stringify({ bn: '/5/0/', e: [{ n: '3', v: 3 }, { n: '6', sv: 'fw' }, { n: '4', bv: true }] }));
+      const payload = Buffer.from(
+        JSON.stringify({
+          bn: '/5/0/',
+          e: [
+            { n: '3', v: 3 },
+            { n: '6', sv: 'fw' },
+            { n: '4', bv: true },
+          ],
+        }),
+      );
       expect(flat(decodeContent(ContentFormat.JSON, payload, parsePath('/5/0')))).to.deep.equal({ '/5/0/3': 3, '/5/0/6': 'fw', '/5/0/4': true });
     });
   });

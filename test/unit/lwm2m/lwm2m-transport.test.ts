@@ -43,7 +43,11 @@ async function raw(port: number, packet: Parameters<typeof generate>[0] | Buffer
   }
 }
 
-const path = (p: string) => p.split('/').filter(Boolean).map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) }));
+const path = (p: string) =>
+  p
+    .split('/')
+    .filter(Boolean)
+    .map((s) => ({ name: 'Uri-Path' as const, value: Buffer.from(s) }));
 const query = (...q: string[]) => q.map((s) => ({ name: 'Uri-Query' as const, value: Buffer.from(s) }));
 
 /**
@@ -77,14 +81,27 @@ class RawLwm2mDevice {
   register(port: number, ep: string): Promise<string> {
     return new Promise((resolve) => {
       this.registered = resolve;
-      this.send({ messageId: this.mid++, token: Buffer.from('reg1'), confirmable: true, code: '0.02', options: [...path('/rd'), ...query(`ep=${ep}`, 'lt=300', 'lwm2m=1.1', 'b=U')], payload: Buffer.from('</1/0>,</3/0>,</5/0>') }, { port, address: '127.0.0.1' });
+      this.send(
+        {
+          messageId: this.mid++,
+          token: Buffer.from('reg1'),
+          confirmable: true,
+          code: '0.02',
+          options: [...path('/rd'), ...query(`ep=${ep}`, 'lt=300', 'lwm2m=1.1', 'b=U')],
+          payload: Buffer.from('</1/0>,</3/0>,</5/0>'),
+        },
+        { port, address: '127.0.0.1' },
+      );
     });
   }
 
   notifyState(state: number): void {
     const o = this.stateObserver;
     if (!o) throw new Error('nobody observes /5/0/3');
-    this.send({ messageId: this.mid++, token: o.token, confirmable: false, code: '2.05', options: [{ name: 'Observe', value: Buffer.from([2]) }], payload: Buffer.from(String(state)) }, o.peer);
+    this.send(
+      { messageId: this.mid++, token: o.token, confirmable: false, code: '2.05', options: [{ name: 'Observe', value: Buffer.from([2]) }], payload: Buffer.from(String(state)) },
+      o.peer,
+    );
   }
 
   close(): void {
@@ -98,7 +115,10 @@ class RawLwm2mDevice {
       return;
     }
     if (!p.code.startsWith('0.') || p.code === '0.00') return;
-    const uri = p.options.filter((o) => o.name === 'Uri-Path').map((o) => o.value.toString()).join('/');
+    const uri = p.options
+      .filter((o) => o.name === 'Uri-Path')
+      .map((o) => o.value.toString())
+      .join('/');
     const answer = (code: string, payload = '', options: Array<{ name: string; value: Buffer }> = []): void =>
       this.send({ messageId: p.messageId, token: p.token, ack: true, code, options: options as never, payload: Buffer.from(payload) }, peer);
     const values: Record<string, string> = { '3/0/3': '1.0', '5/0/6': 'fw', '5/0/7': '1.0', '5/0/9': '1', '5/0/3': '0', '5/0/5': '0' };
@@ -151,7 +171,11 @@ describe('LwM2M transport', function () {
     profile = await h.profile();
     pkg = await h.binaryPackage(profile, { title: 'fw', version: '2.0', bytes: firmware });
     endpoint = `ep-${Math.random().toString(36).slice(2)}`;
-    device = await h.engine.devices.saveWithCredentials(h.tenantId, { name: endpoint, deviceProfileId: { id: profile.id }, firmwareId: { id: pkg.id } }, lwm2mCredentials(endpoint));
+    device = await h.engine.devices.saveWithCredentials(
+      h.tenantId,
+      { name: endpoint, deviceProfileId: { id: profile.id }, firmwareId: { id: pkg.id } },
+      lwm2mCredentials(endpoint),
+    );
     uplinks = [];
     registrations = [];
     transport = new Lwm2mTransport(h.engine.deviceContext, { port: 0, host: '127.0.0.1', ackTimeoutMs: 300, requestTimeoutMs: 5000 });
@@ -177,8 +201,7 @@ describe('LwM2M transport', function () {
       };
       transport.on('uplink', check);
     });
-  const notify = (): boolean =>
-    transport.deliver({ tenantId: device.tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, attributes: packageAttributes(pkg).set });
+  const notify = (): boolean => transport.deliver({ tenantId: device.tenantId, deviceId: device.id, type: 'FIRMWARE', packageId: pkg.id, attributes: packageAttributes(pkg).set });
   const register = async (resources: Record<string, string | number> = {}): Promise<Lwm2mTestClient> => {
     client = await Lwm2mTestClient.create({ endpoint, resources });
     const registered = once(transport, 'registration');
@@ -197,7 +220,14 @@ describe('LwM2M transport', function () {
   });
 
   it('refuses an unknown endpoint with 4.03 and keeps nothing', async () => {
-    const answer = await raw(port, { messageId: 7, token: Buffer.from('ab'), confirmable: true, code: '0.02', options: [...path('/rd'), ...query('ep=nobody', 'lt=300', 'lwm2m=1.1')], payload: Buffer.from('</3/0>,</5/0>') });
+    const answer = await raw(port, {
+      messageId: 7,
+      token: Buffer.from('ab'),
+      confirmable: true,
+      code: '0.02',
+      options: [...path('/rd'), ...query('ep=nobody', 'lt=300', 'lwm2m=1.1')],
+      payload: Buffer.from('</3/0>,</5/0>'),
+    });
     expect(answer?.code).to.equal('4.03');
     expect(transport.registered).to.equal(0);
     expect(registrations).to.deep.equal([]);
@@ -206,9 +236,17 @@ describe('LwM2M transport', function () {
   it('answers bad input with 4.xx and changes nothing', async () => {
     const ok = { messageId: 1, token: Buffer.from('t1'), confirmable: true };
     expect((await raw(port, { ...ok, code: '0.02', options: [...path('/rd'), ...query('lt=300')], payload: Buffer.from('</3/0>') }))?.code, 'no ep').to.equal('4.00');
-    expect((await raw(port, { ...ok, code: '0.02', options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lt=300')], payload: Buffer.from('</3/0,</5/0>') }))?.code, 'bad link format').to.equal('4.00');
-    expect((await raw(port, { ...ok, code: '0.02', options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lwm2m=9.9')], payload: Buffer.from('</3/0>') }))?.code, 'version').to.equal('4.12');
-    expect((await raw(port, { ...ok, code: '0.02', options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lt=1')], payload: Buffer.from('</3/0>') }))?.code, 'lifetime').to.equal('4.00');
+    expect(
+      (await raw(port, { ...ok, code: '0.02', options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lt=300')], payload: Buffer.from('</3/0,</5/0>') }))?.code,
+      'bad link format',
+    ).to.equal('4.00');
+    expect(
+      (await raw(port, { ...ok, code: '0.02', options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lwm2m=9.9')], payload: Buffer.from('</3/0>') }))?.code,
+      'version',
+    ).to.equal('4.12');
+    expect((await raw(port, { ...ok, code: '0.02', options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lt=1')], payload: Buffer.from('</3/0>') }))?.code, 'lifetime').to.equal(
+      '4.00',
+    );
     expect((await raw(port, { ...ok, code: '0.01', options: path('/rd') }))?.code, 'GET /rd').to.equal('4.05');
     expect((await raw(port, { ...ok, code: '0.02', options: path('/rd/nope') }))?.code, 'update unknown').to.equal('4.04');
     expect((await raw(port, { ...ok, code: '0.04', options: path('/rd/nope') }))?.code, 'delete unknown').to.equal('4.04');
@@ -235,7 +273,14 @@ describe('LwM2M transport', function () {
     try {
       const events: RegistrationEvent[] = [];
       t.on('registration', (ev) => events.push(ev));
-      const answer = await raw(p, { messageId: 3, token: Buffer.from('t3'), confirmable: true, code: '0.02', options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lt=1', 'lwm2m=1.1')], payload: Buffer.from('</3/0>') });
+      const answer = await raw(p, {
+        messageId: 3,
+        token: Buffer.from('t3'),
+        confirmable: true,
+        code: '0.02',
+        options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lt=1', 'lwm2m=1.1')],
+        payload: Buffer.from('</3/0>'),
+      });
       expect(answer?.code).to.equal('2.01');
       expect(answer?.options.filter((o) => o.name === 'Location-Path').map((o) => o.value.toString())[0]).to.equal('rd');
       await new Promise<void>((resolve) => t.on('registration', (ev) => ev.event === 'expired' && resolve()));
@@ -247,7 +292,14 @@ describe('LwM2M transport', function () {
   });
 
   it('updates a registration: POST /rd/{id} answers 2.04 and takes the new lifetime; a bad query is 4.00 and changes nothing', async () => {
-    const first = await raw(port, { messageId: 4, token: Buffer.from('t4'), confirmable: true, code: '0.02', options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lt=300', 'lwm2m=1.1')], payload: Buffer.from('</3/0>') });
+    const first = await raw(port, {
+      messageId: 4,
+      token: Buffer.from('t4'),
+      confirmable: true,
+      code: '0.02',
+      options: [...path('/rd'), ...query(`ep=${endpoint}`, 'lt=300', 'lwm2m=1.1')],
+      payload: Buffer.from('</3/0>'),
+    });
     const location = (first?.options ?? []).filter((o) => o.name === 'Location-Path').map((o) => o.value.toString());
     expect(location[0]).to.equal('rd');
     const updated = await raw(port, { messageId: 5, token: Buffer.from('t5'), confirmable: true, code: '0.02', options: [...path(`/${location.join('/')}`), ...query('lt=600')] });

@@ -19,7 +19,9 @@ describe('LwM2M profile settings', () => {
   });
 
   it('reads strategies (numbers or numeric strings), resources without a trailing slash, and versioned observe paths', () => {
-    expect(lwm2mProfileSettings(lwm2m({ fwUpdateStrategy: '2', swUpdateStrategy: 2, fwUpdateResource: 'coap://h:5685/', swUpdateResource: 'http://h/sw' }, ['/3_1.2/0/9', '/5/0/3']))).to.deep.equal({
+    expect(
+      lwm2mProfileSettings(lwm2m({ fwUpdateStrategy: '2', swUpdateStrategy: 2, fwUpdateResource: 'coap://h:5685/', swUpdateResource: 'http://h/sw' }, ['/3_1.2/0/9', '/5/0/3'])),
+    ).to.deep.equal({
       fwUpdateStrategy: 2,
       swUpdateStrategy: 2,
       fwUpdateResource: 'coap://h:5685',

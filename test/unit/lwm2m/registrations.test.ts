@@ -35,7 +35,13 @@ const peer = { address: '127.0.0.1', port: 56830 };
 describe('CoRE link format (RFC 6690)', () => {
   it('parses links with token, quoted and empty parameters', () => {
     expect(parseLinkFormat('</>;rt="oma.lwm2m";ct=110,</3/0>;obs,</5>;ver=1.0')).to.deep.equal([
-      { uri: '/', params: [{ name: 'rt', value: 'oma.lwm2m' }, { name: 'ct', value: '110' }] },
+      {
+        uri: '/',
+        params: [
+          { name: 'rt', value: 'oma.lwm2m' },
+          { name: 'ct', value: '110' },
+        ],
+      },
       { uri: '/3/0', params: [{ name: 'obs', value: null }] },
       { uri: '/5', params: [{ name: 'ver', value: '1.0' }] },
     ]);
@@ -135,7 +141,10 @@ describe('LwM2M registrations', () => {
     expect(removed).to.deep.equal([['b', 'expired']]);
     expect(regs.findByEndpoint('b')).to.equal(undefined);
     timers.advance(59_000);
-    expect(removed).to.deep.equal([['b', 'expired'], ['a', 'expired']]);
+    expect(removed).to.deep.equal([
+      ['b', 'expired'],
+      ['a', 'expired'],
+    ]);
     expect(regs.size).to.equal(0);
   });
 
@@ -148,8 +157,12 @@ describe('LwM2M registrations', () => {
   });
 
   it('answers 4.04 for an update or de-register of an unknown id', () => {
-    expect(() => regs.update('nope', [], null, peer)).to.throw(RegistrationError, /No registration \/rd\/nope/).with.property('code', '4.04');
-    expect(() => regs.deregister('nope')).to.throw(RegistrationError).with.property('code', '4.04');
+    expect(() => regs.update('nope', [], null, peer))
+      .to.throw(RegistrationError, /No registration \/rd\/nope/)
+      .with.property('code', '4.04');
+    expect(() => regs.deregister('nope'))
+      .to.throw(RegistrationError)
+      .with.property('code', '4.04');
   });
 
   it('de-registers and tells why', () => {
@@ -179,13 +192,17 @@ describe('LwM2M registrations', () => {
     [['ep=a', 'ep=b'], '4.00', /given twice/],
   ] as const) {
     it(`answers ${code} to ${queries.join('&')} and stores nothing`, () => {
-      expect(() => regs.register(queries, '</3/0>', peer)).to.throw(RegistrationError, why).with.property('code', code);
+      expect(() => regs.register(queries, '</3/0>', peer))
+        .to.throw(RegistrationError, why)
+        .with.property('code', code);
       expect(regs.size).to.equal(0);
     });
   }
 
   it('answers 4.00 to a malformed payload and stores nothing', () => {
-    expect(() => regs.register(['ep=a'], '</3/0>;', peer)).to.throw(RegistrationError, /Malformed link format at character 7/).with.property('code', '4.00');
+    expect(() => regs.register(['ep=a'], '</3/0>;', peer))
+      .to.throw(RegistrationError, /Malformed link format at character 7/)
+      .with.property('code', '4.00');
     expect(regs.size).to.equal(0);
   });
 
@@ -199,13 +216,19 @@ describe('LwM2M registrations', () => {
     regs = make({ ...REGISTRATION_DEFAULTS, maxRegistrations: 2 });
     regs.register(['ep=a'], '</3/0>', peer);
     regs.register(['ep=b'], '</3/0>', peer);
-    expect(() => regs.register(['ep=c'], '</3/0>', peer)).to.throw(RegistrationError, /holds 2 registrations, its maximum \(OTA_LWM2M_MAX_REGISTRATIONS\)/).with.property('code', '4.03');
+    expect(() => regs.register(['ep=c'], '</3/0>', peer))
+      .to.throw(RegistrationError, /holds 2 registrations, its maximum \(OTA_LWM2M_MAX_REGISTRATIONS\)/)
+      .with.property('code', '4.03');
     expect(regs.register(['ep=a'], '</3/0>', peer).endpoint).to.equal('a');
     expect(regs.size).to.equal(2);
   });
 
   it('reads its limits from the environment and refuses nonsense', () => {
-    expect(registrationLimitsFromEnv({ OTA_LWM2M_MAX_REGISTRATIONS: '7', OTA_LWM2M_MIN_LIFETIME_S: '1' })).to.include({ maxRegistrations: 7, minLifetimeS: 1, maxObjectLinks: 512 });
+    expect(registrationLimitsFromEnv({ OTA_LWM2M_MAX_REGISTRATIONS: '7', OTA_LWM2M_MIN_LIFETIME_S: '1' })).to.include({
+      maxRegistrations: 7,
+      minLifetimeS: 1,
+      maxObjectLinks: 512,
+    });
     expect(() => registrationLimitsFromEnv({ OTA_LWM2M_MAX_OBJECT_LINKS: '-1' })).to.throw(/OTA_LWM2M_MAX_OBJECT_LINKS must be a positive integer, got "-1"/);
     expect(() => registrationLimitsFromEnv({ OTA_LWM2M_MIN_LIFETIME_S: '100', OTA_LWM2M_MAX_LIFETIME_S: '50' })).to.throw(/is above/);
   });

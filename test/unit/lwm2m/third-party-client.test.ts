@@ -48,7 +48,10 @@ class TinyServer {
     if (p.code === '0.02' && path[0] === 'rd' && path.length === 1) {
       const r = this.registrations.register(strings(p, 'Uri-Query'), p.payload.toString('utf8'), { address: rinfo.address, port: rinfo.port });
       this.peer = rinfo;
-      this.reply(p, rinfo, '2.01', [{ name: 'Location-Path', value: Buffer.from('rd') }, { name: 'Location-Path', value: Buffer.from(r.id) }]);
+      this.reply(p, rinfo, '2.01', [
+        { name: 'Location-Path', value: Buffer.from('rd') },
+        { name: 'Location-Path', value: Buffer.from(r.id) },
+      ]);
       for (const f of this.registered.splice(0)) f(r);
       return;
     }
@@ -224,7 +227,13 @@ describe('third-party LwM2M client (lwm2m-node-lib) against a registration-only 
       setImmediate(() => void client.set('/5/0/3', 1).then(() => client.set('/5/0/3', 2)));
     };
     client.onExecute = async () => {
-      setImmediate(() => void client.set('/5/0/3', 3).then(() => client.set('/5/0/7', '2.0')).then(() => client.set('/5/0/5', 1)));
+      setImmediate(
+        () =>
+          void client
+            .set('/5/0/3', 3)
+            .then(() => client.set('/5/0/7', '2.0'))
+            .then(() => client.set('/5/0/5', 1)),
+      );
     };
     const registered = server.nextRegistration();
     await client.register('127.0.0.1', port);
