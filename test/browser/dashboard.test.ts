@@ -32,9 +32,20 @@ const SIM_ERROR = 'Simulated failure: flash write failed';
 const nameOf = (index: number): string => deviceName(PREFIX, index, FLEET_SIZE);
 
 /**
+ * Beside them, in the same profile and the same package run, 5 LwM2M devices `lwm2m-0001` ..
+ * `lwm2m-0005` (issue 12): the simulator's `--transport lwm2m`, found by endpoint name and updated
+ * through Object 5. None fails on purpose. By name, the device list shows them first.
+ */
+const LWM2M_SIZE = 5;
+const LWM2M_PREFIX = 'lwm2m-';
+const lwm2mNameOf = (index: number): string => deviceName(LWM2M_PREFIX, index, LWM2M_SIZE);
+const LWM2M_NAMES = Array.from({ length: LWM2M_SIZE }, (_, i) => lwm2mNameOf(i));
+const TOTAL = FLEET_SIZE + LWM2M_SIZE;
+
+/**
  * The fleet dashboard in headless Chromium (shared/reference/node-red-conventions.md A12) against
- * `npm start` with a paced queue: log in, assign a package, watch the simulator's 20 HTTP devices update
- * live, open a failed device's history, retry it.
+ * `npm start` with a paced queue: log in, assign a package, watch the simulator's 20 HTTP and 5 LwM2M
+ * devices update live, open a failed device's history and an LwM2M device's, retry a failure.
  */
 describe('fleet dashboard in Chromium', function () {
   this.timeout(180_000);
@@ -47,7 +58,9 @@ describe('fleet dashboard in Chromium', function () {
   let profileId: string;
   let packageId: string;
   let simOpts: SimOptions;
+  let lwm2mOpts: SimOptions;
   const simLog: string[] = [];
+  const lwm2mLog: string[] = [];
   const pageErrors: string[] = [];
   const consoleErrors: string[] = [];
   const foreignRequests: string[] = [];
@@ -70,12 +83,24 @@ describe('fleet dashboard in Chromium', function () {
       chunk: 4096,
       timeoutS: 90,
     });
+    lwm2mOpts = simOptions({
+      api: server.api,
+      password: ADMIN_PASSWORD,
+      username: ADMIN_USER,
+      profile: 'thermostats',
+      prefix: LWM2M_PREFIX,
+      devices: LWM2M_SIZE,
+      transport: 'lwm2m',
+      failRate: 0,
+      assign: false,
+      timeoutS: 90,
+    });
     expect(
       [...failingDevices(FLEET_SIZE, FAIL_RATE, SEED)].sort((a, b) => a - b),
       'the seed picks the 1st, 3rd and 5th device',
     ).to.deep.equal(FAILING);
     // The simulator's library makes the profile and the devices, one at a time so that their
-    // creation order (the device list's default order) is thermo-0001 .. thermo-0020.
+    // creation order (the queue's order) is thermo-0001 .. thermo-0020, then lwm2m-0001 .. lwm2m-0005.
     const sim = await AdminClient.login(server.api, ADMIN_USER, ADMIN_PASSWORD);
     const profile = await sim.findOrCreateProfile('thermostats');
     profileId = profile.id.id;
@@ -90,6 +115,7 @@ describe('fleet dashboard in Chromium', function () {
       const d = await sim.ensureDevice(nameOf(i), profile);
       expect(d.name).to.equal(nameOf(i));
     }
+    for (const name of LWM2M_NAMES) expect((await sim.ensureDevice(name, profile)).name).to.equal(name);
     browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',
       headless: true,
@@ -128,7 +154,10 @@ describe('fleet dashboard in Chromium', function () {
     await page.getByRole('button', { name: 'Log in' }).click();
     await page.locator('#live[data-state="on"]').waitFor(WAIT);
     expect(await page.locator('#user-name').textContent()).to.equal(ADMIN_USER);
+    // Page one of 20 by name: the LwM2M devices, then thermo-0001 .. thermo-0015.
     expect(await page.locator('#device-table tbody tr').count()).to.equal(20);
+    expect(await page.locator('#page-info').textContent()).to.equal(`1–20 of ${TOTAL}`);
+    expect(await page.locator('#device-table tbody tr .name').allTextContents()).to.deep.equal([...LWM2M_NAMES, ...Array.from({ length: 15 }, (_, i) => nameOf(i))]);
     expect(await page.evaluate(() => sessionStorage.length)).to.equal(1);
   });
 
@@ -152,11 +181,16 @@ describe('fleet dashboard in Chromium', function () {
     await page.locator('#assign-submit').click();
     await page.locator('#assign-status', { hasText: 'Assigned thermo-fw 2.0.0 to thermostats' }).waitFor(WAIT);
 
-    // Queued and notified at the configured pace: all twenty wait for their devices.
-    await page.waitForFunction((id) => document.querySelector(`[data-card="package"][data-id="${id}"] [data-metric="pending"]`)?.textContent === '20', packageId, WAIT);
+    // Queued and notified at the configured pace: all twenty-five wait for their devices.
+    await page.waitForFunction(
+      ({ id, total }) => document.querySelector(`[data-card="package"][data-id="${id}"] [data-metric="pending"]`)?.textContent === String(total),
+      { id: packageId, total: TOTAL },
+      WAIT,
+    );
 
-    // Now the simulator's fleet, without assigning (the dashboard did): it finds the 20 devices, and
-    // they download, verify and report; the three the seed picks fail on purpose.
+    // Now the simulator's HTTP fleet, without assigning (the dashboard did): it finds the 20 devices,
+    // and they download, verify and report; the three the seed picks fail on purpose. The LwM2M
+    // devices are not registered yet: their updates wait for them.
     const out = new Writable({
       write(chunk: Buffer, _enc, done) {
         simLog.push(
@@ -176,32 +210,64 @@ describe('fleet dashboard in Chromium', function () {
     expect(report.results.map((r) => r.name)).to.deep.equal(Array.from({ length: FLEET_SIZE }, (_, i) => nameOf(i)));
     expect(report.results.filter((r) => r.phase === 'updated').map((r) => r.name)).to.have.length(17);
     expect(report.results.filter((r) => r.phase === 'failed').map((r) => [r.name, r.intended, r.error])).to.deep.equal(FAILING.map((i) => [nameOf(i), true, SIM_ERROR]));
-    expect(report.server, log).to.include({ packageId, updated: 17, failed: 3 });
+    expect(report.server, log).to.include({ packageId, updated: 17, failed: 3, pending: LWM2M_SIZE });
+
+    // Then the LwM2M devices register with the server's LwM2M endpoint (the one /api/ota/endpoints
+    // lists), are told the Package URI, pull it block-wise and report through Object 5 State and
+    // Result. Their run's own server count may be read before the tracker has counted their last
+    // reports (it waits only for its own 5 among the package's 22): the card below is exact.
+    const lwm2mOut = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lwm2mLog.push(
+          ...chunk
+            .toString()
+            .split('\n')
+            .filter((l) => l !== ''),
+        );
+        done();
+      },
+    });
+    const lwm2mReport = await runFleet(lwm2mOpts, lwm2mOut);
+    const lwm2mText = lwm2mLog.join('\n');
+    expect(lwm2mReport.ok, lwm2mText).to.equal(true);
+    expect(lwm2mReport.transport).to.equal('LWM2M');
+    expect(lwm2mReport.package, lwm2mText).to.include({ id: packageId, title: 'thermo-fw', version: '2.0.0', size: 120_000 });
+    expect(lwm2mText).to.include(`profile 'thermostats': ${LWM2M_SIZE} devices (0 created)`);
+    expect(lwm2mText).to.match(/LWM2M devices connect to 127\.0\.0\.1:\d+/);
+    expect(lwm2mReport.results.map((r) => [r.name, r.phase, r.bytes])).to.deep.equal(LWM2M_NAMES.map((n) => [n, 'updated', 120_000]));
 
     await page.waitForFunction(
       (id) => {
         const card = document.querySelector(`[data-card="package"][data-id="${id}"]`);
-        return card?.querySelector('[data-metric="updated"]')?.textContent === '17' && card?.querySelector('[data-metric="failed"]')?.textContent === '3';
+        return card?.querySelector('[data-metric="updated"]')?.textContent === '22' && card?.querySelector('[data-metric="failed"]')?.textContent === '3';
       },
       packageId,
       WAIT,
     );
-    expect(await cardNumbers()).to.deep.equal({ pending: 0, inProgress: 0, updated: 17, failed: 3 });
-    expect(await page.locator(`[data-card="package"][data-id="${packageId}"] [data-metric="coverage"]`).textContent()).to.equal('Coverage 85%');
-    expect(await page.locator('[data-stat="updated"] .value').textContent()).to.equal('17');
+    expect(await cardNumbers()).to.deep.equal({ pending: 0, inProgress: 0, updated: 22, failed: 3 });
+    expect(await page.locator(`[data-card="package"][data-id="${packageId}"] [data-metric="coverage"]`).textContent()).to.equal('Coverage 88%');
+    expect(await page.locator('[data-stat="updated"] .value').textContent()).to.equal('22');
 
     const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
     expect(
-      seen.findIndex((t) => t.includes('pending=20')),
+      seen.findIndex((t) => t.includes(`pending=${TOTAL}`)),
       `the card showed the fleet waiting: ${seen.join(' | ')}`,
     ).to.be.at.least(0);
-    expect(seen.at(-1)).to.equal('pending=0 inProgress=0 updated=17 failed=3');
+    expect(seen.at(-1)).to.equal('pending=0 inProgress=0 updated=22 failed=3');
     expect(seen.length, `the card changed as devices reported: ${seen.join(' | ')}`).to.be.at.least(2);
     expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded), 'same page, never reloaded').to.equal(true);
     expect(await page.evaluate(() => performance.getEntriesByType('navigation').length)).to.equal(1);
 
-    // The rows followed too: states in the device list and the three failures in their panel.
-    await page.waitForFunction(() => document.querySelectorAll('#device-table tbody tr[data-state="UPDATED"]').length === 17, undefined, WAIT);
+    // The rows followed too: states in the device list (page one: the LwM2M devices UPDATED like
+    // the HTTP ones, thermo-0001, -0003 and -0005 FAILED) and the three failures in their panel.
+    const pageOne = [...LWM2M_NAMES.map((n) => `${n} UPDATED`), ...Array.from({ length: 15 }, (_, i) => `${nameOf(i)} ${FAILING.includes(i) ? 'FAILED' : 'UPDATED'}`)];
+    await page.waitForFunction(
+      (expected) =>
+        [...document.querySelectorAll('#device-table tbody tr')].map((tr) => `${tr.querySelector('.name')?.textContent} ${tr.getAttribute('data-state')}`).join(',') ===
+        expected.join(','),
+      pageOne,
+      WAIT,
+    );
     await page.waitForFunction(() => document.querySelectorAll('#failed-table tbody tr').length === 3, undefined, WAIT);
     expect(await page.locator('#failed-table tbody').textContent()).to.include(SIM_ERROR);
     expect(await page.locator('#failed-table tbody tr .name').allTextContents()).to.have.members(FAILING.map(nameOf));
@@ -229,6 +295,22 @@ describe('fleet dashboard in Chromium', function () {
     await page.waitForFunction(() => !(document.getElementById('history') as HTMLDialogElement).open, undefined, WAIT);
   });
 
+  it("opens an LwM2M device's history: the states its Object 5 went through, in order", async () => {
+    await page
+      .locator('#device-table')
+      .getByRole('button', { name: `History of ${lwm2mNameOf(1)}` })
+      .click();
+    const dialog = page.locator('#history');
+    await dialog.locator('#history-title', { hasText: `History of ${lwm2mNameOf(1)}` }).waitFor(WAIT);
+    await dialog.locator('#history-list li[data-state="UPDATED"]').waitFor(WAIT);
+    const states = await dialog.locator('#history-list li[data-state]:not([data-state=""])').evaluateAll((items) => items.map((li) => li.getAttribute('data-state')));
+    // No VERIFIED: Object 5 has no such State (reference §6).
+    expect(states).to.deep.equal(['QUEUED', 'INITIATED', 'DOWNLOADING', 'DOWNLOADED', 'UPDATING', 'UPDATED']);
+    expect(await dialog.locator('#history-summary').textContent()).to.include('UPDATED');
+    await dialog.getByRole('button', { name: 'Close the history' }).click();
+    await page.waitForFunction(() => !(document.getElementById('history') as HTMLDialogElement).open, undefined, WAIT);
+  });
+
   it('retries a failed device from the failed panel', async () => {
     await page.locator('#failed-table').getByRole('button', { name: 'Retry thermo-0003' }).click();
     await page.locator('#toast', { hasText: 'thermo-0003 is queued again.' }).waitFor(WAIT);
@@ -248,16 +330,22 @@ describe('fleet dashboard in Chromium', function () {
     await page.waitForFunction(() => document.querySelector('#device-table tbody tr .name')?.textContent === 'thermo-0005', undefined, WAIT);
     expect(await page.locator('#device-table thead th[data-sort="name"]').getAttribute('aria-sort')).to.equal('descending');
 
-    await page.getByLabel('Name', { exact: true }).fill('');
+    // The name filter applies 300 ms after the last keystroke: cleared last, and awaited, so that it
+    // cannot take the list back to its first page after the clicks below.
     await page.locator('#f-state').selectOption({ label: 'Any state' });
     await page.locator('#f-size').selectOption('10');
+    await page.locator('#page-info', { hasText: '1–9 of 9' }).waitFor(WAIT);
+    await page.getByLabel('Name', { exact: true }).fill('');
     await rowsAre(10);
-    await page.locator('#page-info', { hasText: '1–10 of 20' }).waitFor(WAIT);
+    await page.locator('#page-info', { hasText: `1–10 of ${TOTAL}` }).waitFor(WAIT);
     expect((await names())[0]).to.equal('thermo-0020');
     await page.getByRole('button', { name: 'Next' }).click();
-    await page.locator('#page-info', { hasText: '11–20 of 20' }).waitFor(WAIT);
-    expect(await page.getByRole('button', { name: 'Next' }).isDisabled()).to.equal(true);
+    await page.locator('#page-info', { hasText: `11–20 of ${TOTAL}` }).waitFor(WAIT);
     expect((await names()).at(-1)).to.equal('thermo-0001');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.locator('#page-info', { hasText: `21–25 of ${TOTAL}` }).waitFor(WAIT);
+    expect(await page.getByRole('button', { name: 'Next' }).isDisabled()).to.equal(true);
+    expect(await names()).to.deep.equal([...LWM2M_NAMES].reverse());
 
     // Software: nothing assigned, the same devices without a software update.
     await page.locator('label[for="type-sw"]').click();
