@@ -60,7 +60,7 @@ describe('update pipeline over HTTP (example flow, npm start)', function () {
 
   before(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-pipeline-'));
-    server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '5', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '200', OTA_UPDATE_TIMEOUT_S: '2' });
+    server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '5', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '200', OTA_UPDATE_TIMEOUT_S: '6' });
     admin = await adminClient(server.api);
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'thermostats' })).id.id;
     pkg = await createPackage('thermo-fw', '2.0.0', firmware, 'MURMUR3_128');
@@ -165,7 +165,7 @@ describe('update pipeline over HTTP (example flow, npm start)', function () {
         return latest.fw_state?.[0]?.value === 'FAILED' ? latest : undefined;
       },
       'the timeout',
-      { timeoutMs: 12_000, everyMs: 100 },
+      { timeoutMs: 20_000, everyMs: 100 },
     );
     expect(h.fw_error![0]!.value).to.match(/timed out.*DOWNLOADING/);
   });
