@@ -54,7 +54,8 @@ export interface DeviceRepository {
   countUsingPackage(tenantId: TenantId, packageId: OtaPackageId): Promise<number>;
 }
 
-interface Row {
+/** A devices row; `extra` is JSON text in SQLite and parsed jsonb in PostgreSQL. */
+export interface DeviceRow<Extra> {
   id: string;
   tenant_id: string;
   name: string;
@@ -68,10 +69,11 @@ interface Row {
   credentials_id: string;
   created_time: number;
   version: number;
-  extra: string;
+  extra: Extra;
 }
 
-const toDevice = (r: Row): Device => ({
+/** The one row -> Device mapping; each database hands over `extra` already parsed. */
+export const deviceFromRow = (r: DeviceRow<unknown>, extra: Record<string, unknown>): Device => ({
   id: r.id as DeviceId,
   tenantId: r.tenant_id as TenantId,
   name: r.name,
@@ -85,8 +87,13 @@ const toDevice = (r: Row): Device => ({
   credentialsId: r.credentials_id,
   createdTime: r.created_time,
   version: r.version,
-  extra: JSON.parse(r.extra) as Record<string, unknown>,
+  extra,
 });
+
+type Row = DeviceRow<string>;
+
+// SQLite keeps `extra` as JSON text.
+const toDevice = (r: Row): Device => deviceFromRow(r, JSON.parse(r.extra) as Record<string, unknown>);
 
 /** A device's `type` on the wire is its profile's name. */
 const PROFILE_NAME = '(SELECT p.name FROM device_profiles p WHERE p.id = devices.device_profile_id) COLLATE NOCASE';

@@ -16,6 +16,25 @@ export interface ClaimedEvent extends AssignmentEvent {
   seq: number;
 }
 
+/** A notify_queue row as both databases return it (same column types in each). */
+export interface NotifyQueueRow {
+  seq: number;
+  tenant_id: string;
+  device_id: string;
+  type: string;
+  package_id: string | null;
+  ts: number;
+}
+
+export const toClaimedEvent = (r: NotifyQueueRow): ClaimedEvent => ({
+  seq: r.seq,
+  tenantId: r.tenant_id as TenantId,
+  deviceId: r.device_id as DeviceId,
+  type: r.type as OtaPackageType,
+  packageId: r.package_id as OtaPackageId | null,
+  ts: r.ts,
+});
+
 /**
  * The durable queue between assignment and notification: one row per device and type, release in
  * the order queued. Claims carry a lease so that, with several consumers on one database, a row

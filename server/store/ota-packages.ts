@@ -57,7 +57,8 @@ export interface OtaPackageRepository {
   totalDataSize(tenantId: TenantId): Promise<number>;
 }
 
-interface Row {
+/** An ota_packages row; `additional_info` is JSON text in SQLite and parsed jsonb in PostgreSQL. */
+export interface OtaPackageRow<Info> {
   id: string;
   tenant_id: string;
   device_profile_id: string;
@@ -72,14 +73,15 @@ interface Row {
   checksum: string | null;
   data_size: number | null;
   blob_sha256: string | null;
-  additional_info: string | null;
+  additional_info: Info | null;
   external_id: string | null;
   created_time: number;
   signature: string | null;
   signature_algorithm: string | null;
 }
 
-const toPackage = (r: Row): OtaPackage => ({
+/** The one row -> OtaPackage mapping; each database hands over `additionalInfo` already parsed. */
+export const packageFromRow = (r: OtaPackageRow<unknown>, additionalInfo: Record<string, unknown> | null): OtaPackage => ({
   id: r.id as OtaPackageId,
   tenantId: r.tenant_id as TenantId,
   deviceProfileId: r.device_profile_id as DeviceProfileId,
@@ -94,12 +96,17 @@ const toPackage = (r: Row): OtaPackage => ({
   checksum: r.checksum,
   dataSize: r.data_size,
   blobSha256: r.blob_sha256,
-  additionalInfo: r.additional_info === null ? null : (JSON.parse(r.additional_info) as Record<string, unknown>),
+  additionalInfo,
   externalId: r.external_id,
   createdTime: r.created_time,
   signature: r.signature,
   signatureAlgorithm: r.signature_algorithm as SignatureAlgorithm | null,
 });
+
+type Row = OtaPackageRow<string>;
+
+// SQLite keeps `additional_info` as JSON text.
+const toPackage = (r: Row): OtaPackage => packageFromRow(r, r.additional_info === null ? null : (JSON.parse(r.additional_info) as Record<string, unknown>));
 
 /** The sort properties ThingsBoard accepts for packages (reference §7.2). */
 const SORT_COLUMNS: Record<string, string> = {

@@ -15,6 +15,33 @@ export interface OtaStateRow {
   retries: number;
 }
 
+/** An ota_states row as both databases return it (same column types in each). */
+export interface OtaStateDbRow {
+  device_id: string;
+  tenant_id: string;
+  type: string;
+  state: string | null;
+  state_ts: number;
+  error: string | null;
+  current_title: string | null;
+  current_version: string | null;
+  target_package_id: string | null;
+  retries: number;
+}
+
+export const toOtaState = (r: OtaStateDbRow): OtaStateRow => ({
+  deviceId: r.device_id as DeviceId,
+  tenantId: r.tenant_id as TenantId,
+  type: r.type as OtaPackageType,
+  state: r.state as OtaStateRow['state'],
+  stateTs: r.state_ts,
+  error: r.error,
+  currentTitle: r.current_title,
+  currentVersion: r.current_version,
+  targetPackageId: r.target_package_id as OtaPackageId | null,
+  retries: r.retries,
+});
+
 export interface FleetCounts {
   targeted: number;
   pending: number;

@@ -34,7 +34,8 @@ export interface TenantRepository {
   countUsers(): Promise<number>;
 }
 
-interface UserRow {
+/** A users row as both databases return it (numbers, no JSON columns). */
+export interface UserRow {
   id: string;
   tenant_id: string;
   email: string;
@@ -44,7 +45,7 @@ interface UserRow {
   token_generation: number;
 }
 
-const toUser = (r: UserRow): User => ({
+export const toUser = (r: UserRow): User => ({
   id: r.id as UserId,
   tenantId: r.tenant_id as TenantId,
   email: r.email,

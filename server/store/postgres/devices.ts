@@ -1,43 +1,14 @@
 import { isUuid, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../ids';
-import type { Device, DeviceCredentialsType, DeviceRepository, PackageSlot } from '../devices';
+import { deviceFromRow, type Device, type DeviceRepository, type DeviceRow, type PackageSlot } from '../devices';
 import type { PageData, PageLink } from '../sqlite/database';
 import { writing } from './constraint-errors';
 import { queryPage } from './page';
 import type { Sql } from './pool';
 
-interface Row extends Record<string, unknown> {
-  id: string;
-  tenant_id: string;
-  name: string;
-  label: string | null;
-  device_profile_id: string;
-  firmware_id: string | null;
-  software_id: string | null;
-  access_token: string;
-  credentials_type: string;
-  credentials_value: string | null;
-  credentials_id: string;
-  created_time: number;
-  version: number;
-  extra: Record<string, unknown>;
-}
+interface Row extends DeviceRow<Record<string, unknown>>, Record<string, unknown> {}
 
-const toDevice = (r: Row): Device => ({
-  id: r.id as DeviceId,
-  tenantId: r.tenant_id as TenantId,
-  name: r.name,
-  label: r.label,
-  deviceProfileId: r.device_profile_id as DeviceProfileId,
-  firmwareId: r.firmware_id as OtaPackageId | null,
-  softwareId: r.software_id as OtaPackageId | null,
-  accessToken: r.access_token,
-  credentialsType: r.credentials_type as DeviceCredentialsType,
-  credentialsValue: r.credentials_value,
-  credentialsId: r.credentials_id,
-  createdTime: r.created_time,
-  version: r.version,
-  extra: r.extra,
-});
+// PostgreSQL returns the jsonb `extra` already parsed.
+const toDevice = (r: Row): Device => deviceFromRow(r, r.extra);
 
 /** A device's `type` on the wire is its profile's name. */
 const PROFILE_NAME = '(SELECT lower(p.name) FROM device_profiles p WHERE p.id = devices.device_profile_id)';

@@ -1,25 +1,7 @@
-import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
-import type { AssignmentEvent, ClaimedEvent, NotifyQueueRepository } from '../notify-queue-repository';
+import type { DeviceId, TenantId } from '../../ids';
+import { toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQueueRepository, type NotifyQueueRow } from '../notify-queue-repository';
 import type { OtaPackageType } from '../ota-packages';
 import type { Sql } from './pool';
-
-interface Row {
-  seq: number;
-  tenant_id: string;
-  device_id: string;
-  type: string;
-  package_id: string | null;
-  ts: number;
-}
-
-const toClaim = (r: Row): ClaimedEvent => ({
-  seq: r.seq,
-  tenantId: r.tenant_id as TenantId,
-  deviceId: r.device_id as DeviceId,
-  type: r.type as OtaPackageType,
-  packageId: r.package_id as OtaPackageId | null,
-  ts: r.ts,
-});
 
 /** The last event per device and type, in the order given: one statement cannot upsert a row twice. */
 function lastPerDevice(events: readonly AssignmentEvent[]): AssignmentEvent[] {
@@ -59,7 +41,7 @@ export class PgNotifyQueueRepository implements NotifyQueueRepository {
   }
 
   async claim(limit: number, now: number, leaseMs: number): Promise<ClaimedEvent[]> {
-    const { rows } = await this.sql.query<Row>(
+    const { rows } = await this.sql.query<NotifyQueueRow>(
       `UPDATE notify_queue q SET claimed_until = $3
        FROM (SELECT seq FROM notify_queue WHERE claimed_until IS NULL OR claimed_until < $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c
        WHERE q.seq = c.seq
@@ -67,7 +49,7 @@ export class PgNotifyQueueRepository implements NotifyQueueRepository {
       [now, limit, now + leaseMs],
     );
     // RETURNING keeps no order: release order is seq order.
-    return rows.sort((a, b) => a.seq - b.seq).map(toClaim);
+    return rows.sort((a, b) => a.seq - b.seq).map(toClaimedEvent);
   }
 
   async ack(claims: readonly ClaimedEvent[]): Promise<void> {

@@ -1,54 +1,14 @@
 import { isUuid, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../ids';
-import type { ChecksumAlgorithm } from '../../packages/checksum';
-import type { OtaPackage, OtaPackageRepository, OtaPackageType, SignatureAlgorithm } from '../ota-packages';
+import { packageFromRow, type OtaPackage, type OtaPackageRepository, type OtaPackageRow, type OtaPackageType } from '../ota-packages';
 import type { PageData, PageLink } from '../sqlite/database';
 import { writing } from './constraint-errors';
 import { queryPage } from './page';
 import type { Sql } from './pool';
 
-interface Row extends Record<string, unknown> {
-  id: string;
-  tenant_id: string;
-  device_profile_id: string;
-  type: string;
-  title: string;
-  version: string;
-  tag: string | null;
-  url: string | null;
-  file_name: string | null;
-  content_type: string | null;
-  checksum_algorithm: string | null;
-  checksum: string | null;
-  data_size: number | null;
-  blob_sha256: string | null;
-  additional_info: Record<string, unknown> | null;
-  external_id: string | null;
-  created_time: number;
-  signature: string | null;
-  signature_algorithm: string | null;
-}
+interface Row extends OtaPackageRow<Record<string, unknown>>, Record<string, unknown> {}
 
-const toPackage = (r: Row): OtaPackage => ({
-  id: r.id as OtaPackageId,
-  tenantId: r.tenant_id as TenantId,
-  deviceProfileId: r.device_profile_id as DeviceProfileId,
-  type: r.type as OtaPackageType,
-  title: r.title,
-  version: r.version,
-  tag: r.tag,
-  url: r.url,
-  fileName: r.file_name,
-  contentType: r.content_type,
-  checksumAlgorithm: r.checksum_algorithm as ChecksumAlgorithm | null,
-  checksum: r.checksum,
-  dataSize: r.data_size,
-  blobSha256: r.blob_sha256,
-  additionalInfo: r.additional_info,
-  externalId: r.external_id,
-  createdTime: r.created_time,
-  signature: r.signature,
-  signatureAlgorithm: r.signature_algorithm as SignatureAlgorithm | null,
-});
+// PostgreSQL returns the jsonb `additional_info` already parsed.
+const toPackage = (r: Row): OtaPackage => packageFromRow(r, r.additional_info);
 
 /** The sort properties ThingsBoard accepts for packages (reference §7.2), as the SQLite side sorts them. */
 const SORT_COLUMNS: Record<string, string> = {

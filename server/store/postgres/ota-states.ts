@@ -1,34 +1,8 @@
 import { isUuid, type DeviceId, type OtaPackageId, type TenantId } from '../../ids';
 import { ACTIVE_STATES } from '../../pipeline/ota-keys';
 import type { OtaPackageType } from '../ota-packages';
-import type { OtaStateRepository, OtaStateRow } from '../ota-states';
+import { toOtaState, type OtaStateRepository, type OtaStateRow, type OtaStateDbRow } from '../ota-states';
 import type { Sql } from './pool';
-
-interface Row {
-  device_id: string;
-  tenant_id: string;
-  type: string;
-  state: string | null;
-  state_ts: number;
-  error: string | null;
-  current_title: string | null;
-  current_version: string | null;
-  target_package_id: string | null;
-  retries: number;
-}
-
-const toState = (r: Row): OtaStateRow => ({
-  deviceId: r.device_id as DeviceId,
-  tenantId: r.tenant_id as TenantId,
-  type: r.type as OtaPackageType,
-  state: r.state as OtaStateRow['state'],
-  stateTs: r.state_ts,
-  error: r.error,
-  currentTitle: r.current_title,
-  currentVersion: r.current_version,
-  targetPackageId: r.target_package_id as OtaPackageId | null,
-  retries: r.retries,
-});
 
 const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
 
@@ -41,8 +15,8 @@ export class PgOtaStateRepository implements OtaStateRepository {
 
   async get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaStateRow | null> {
     if (!isUuid(deviceId)) return null;
-    const { rows } = await this.sql.query<Row>('SELECT * FROM ota_states WHERE device_id = $1 AND type = $2', [deviceId, type]);
-    return rows[0] ? toState(rows[0]) : null;
+    const { rows } = await this.sql.query<OtaStateDbRow>('SELECT * FROM ota_states WHERE device_id = $1 AND type = $2', [deviceId, type]);
+    return rows[0] ? toOtaState(rows[0]) : null;
   }
 
   async setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): Promise<boolean> {
@@ -106,10 +80,10 @@ export class PgOtaStateRepository implements OtaStateRepository {
   }
 
   async stuck(before: number, limit: number): Promise<OtaStateRow[]> {
-    const { rows } = await this.sql.query<Row>(
+    const { rows } = await this.sql.query<OtaStateDbRow>(
       `SELECT * FROM ota_states WHERE state IN (${list(ACTIVE_STATES)}) AND state_ts < $1 AND target_package_id IS NOT NULL ORDER BY state_ts, device_id LIMIT $2`,
       [before, limit],
     );
-    return rows.map(toState);
+    return rows.map(toOtaState);
   }
 }

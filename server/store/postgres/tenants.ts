@@ -1,27 +1,7 @@
 import { newId, isUuid, type TenantId, type UserId } from '../../ids';
-import type { Authority, Tenant, TenantRepository, User } from '../tenants';
+import { toUser, type Tenant, type TenantRepository, type User, type UserRow } from '../tenants';
 import { writing } from './constraint-errors';
 import type { Sql } from './pool';
-
-interface UserRow {
-  id: string;
-  tenant_id: string;
-  email: string;
-  password_hash: string;
-  authority: string;
-  created_time: number;
-  token_generation: number;
-}
-
-const toUser = (r: UserRow): User => ({
-  id: r.id as UserId,
-  tenantId: r.tenant_id as TenantId,
-  email: r.email,
-  passwordHash: r.password_hash,
-  authority: r.authority as Authority,
-  createdTime: r.created_time,
-  tokenGeneration: r.token_generation,
-});
 
 export class PgTenantRepository implements TenantRepository {
   constructor(private readonly sql: Sql) {}

@@ -1,27 +1,9 @@
 import { atomically } from './atomically';
 import type { Db } from './database';
 import { InsertRows, InValues } from './multi-row';
-import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
+import type { DeviceId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
-import type { AssignmentEvent, ClaimedEvent, NotifyQueueRepository } from '../notify-queue-repository';
-
-interface Row {
-  seq: number;
-  tenant_id: string;
-  device_id: string;
-  type: string;
-  package_id: string | null;
-  ts: number;
-}
-
-const toClaim = (r: Row): ClaimedEvent => ({
-  seq: r.seq,
-  tenantId: r.tenant_id as TenantId,
-  deviceId: r.device_id as DeviceId,
-  type: r.type as OtaPackageType,
-  packageId: r.package_id as OtaPackageId | null,
-  ts: r.ts,
-});
+import { toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQueueRepository, type NotifyQueueRow } from '../notify-queue-repository';
 
 /** The notify queue in SQLite: `claimed_until` is the lease (NULL = waiting). */
 export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
@@ -46,14 +28,14 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
     return atomically(this.db, () => {
       const rows = this.db
         .prepare('SELECT seq, tenant_id, device_id, type, package_id, ts FROM notify_queue WHERE claimed_until IS NULL OR claimed_until < ? ORDER BY seq LIMIT ?')
-        .all(now, limit) as Row[];
+        .all(now, limit) as NotifyQueueRow[];
       if (rows.length) {
         // One statement for the whole batch: rows are in seq order, so a range plus the same filter marks exactly them.
         this.db
           .prepare('UPDATE notify_queue SET claimed_until = ? WHERE seq BETWEEN ? AND ? AND (claimed_until IS NULL OR claimed_until < ?)')
-          .run(now + leaseMs, (rows[0] as Row).seq, (rows[rows.length - 1] as Row).seq, now);
+          .run(now + leaseMs, (rows[0] as NotifyQueueRow).seq, (rows[rows.length - 1] as NotifyQueueRow).seq, now);
       }
-      return rows.map(toClaim);
+      return rows.map(toClaimedEvent);
     });
   }
 

@@ -2,33 +2,7 @@ import type { Db } from './database';
 import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
 import { ACTIVE_STATES } from '../../pipeline/ota-keys';
 import type { OtaPackageType } from '../ota-packages';
-import type { OtaStateRepository, OtaStateRow } from '../ota-states';
-
-interface Row {
-  device_id: string;
-  tenant_id: string;
-  type: string;
-  state: string | null;
-  state_ts: number;
-  error: string | null;
-  current_title: string | null;
-  current_version: string | null;
-  target_package_id: string | null;
-  retries: number;
-}
-
-const toState = (r: Row): OtaStateRow => ({
-  deviceId: r.device_id as DeviceId,
-  tenantId: r.tenant_id as TenantId,
-  type: r.type as OtaPackageType,
-  state: r.state as OtaStateRow['state'],
-  stateTs: r.state_ts,
-  error: r.error,
-  currentTitle: r.current_title,
-  currentVersion: r.current_version,
-  targetPackageId: r.target_package_id as OtaPackageId | null,
-  retries: r.retries,
-});
+import { toOtaState, type OtaStateRepository, type OtaStateRow, type OtaStateDbRow } from '../ota-states';
 
 const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
 
@@ -37,8 +11,8 @@ export class SqliteOtaStateRepository implements OtaStateRepository {
   constructor(private readonly db: Db) {}
 
   async get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaStateRow | null> {
-    const r = this.db.prepare('SELECT * FROM ota_states WHERE device_id = ? AND type = ?').get(deviceId, type) as Row | undefined;
-    return r ? toState(r) : null;
+    const r = this.db.prepare('SELECT * FROM ota_states WHERE device_id = ? AND type = ?').get(deviceId, type) as OtaStateDbRow | undefined;
+    return r ? toOtaState(r) : null;
   }
 
   private ensure(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType): void {
@@ -117,7 +91,7 @@ export class SqliteOtaStateRepository implements OtaStateRepository {
   async stuck(before: number, limit: number): Promise<OtaStateRow[]> {
     const rows = this.db
       .prepare(`SELECT * FROM ota_states WHERE state IN (${list(ACTIVE_STATES)}) AND state_ts < ? AND target_package_id IS NOT NULL ORDER BY state_ts LIMIT ?`)
-      .all(before, limit) as Row[];
-    return rows.map(toState);
+      .all(before, limit) as OtaStateDbRow[];
+    return rows.map(toOtaState);
   }
 }
