@@ -2,6 +2,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { LWM2M_DEFAULTS, Lwm2mTransport, type Lwm2mOptions, type OtaEngine } from '../server';
 import type { OtaServerNode } from './server-ref';
 import { settingPicker } from './settings';
+import { superviseEndpoint } from './endpoint-lifecycle';
 
 export interface Lwm2mEndpointDef extends NodeDef {
   server: string;
@@ -88,18 +89,7 @@ export default function init(RED: NodeAPI): void {
       this.log(RED._('ota-lwm2m-endpoint.log.listening', { address: `${address.address}:${address.port}` }));
       return transport;
     })();
-    this.transport.catch((err: Error) => this.error(RED._('ota-lwm2m-endpoint.errors.start-failed', { error: err.message })));
-
-    // The socket is closed before `done`: a redeploy binds the same port again at once.
-    this.on('close', (_removed: boolean, done: () => void) => {
-      void this.transport
-        .then(async (transport) => {
-          unregister?.();
-          await transport.stop();
-        })
-        .catch(() => undefined)
-        .then(() => done());
-    });
+    superviseEndpoint(RED, this, this.transport, () => unregister);
   }
 
   // The typings do not let a constructor add fields to its node; the cast says so once, here.

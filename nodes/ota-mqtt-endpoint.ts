@@ -3,6 +3,7 @@ import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { DEFAULT_VERIFIED_CACHE_SIZE, MQTT_DEFAULTS, MqttTransport, type MqttOptions } from '../server';
 import type { OtaServerNode } from './server-ref';
 import { settingPicker } from './settings';
+import { superviseEndpoint } from './endpoint-lifecycle';
 
 export interface MqttEndpointDef extends NodeDef {
   server: string;
@@ -91,18 +92,7 @@ export default function init(RED: NodeAPI): void {
       this.log(RED._('ota-mqtt-endpoint.log.listening', { scheme: transport.tls ? 'mqtts' : 'mqtt', address: `${address.address}:${address.port}` }));
       return transport;
     })();
-    this.transport.catch((err: Error) => this.error(RED._('ota-mqtt-endpoint.errors.start-failed', { error: err.message })));
-
-    // Stopped before done: a redeploy's new endpoint can bind the same port at once.
-    this.on('close', (_removed: boolean, done: () => void) => {
-      this.transport
-        .then((t) => t.stop())
-        .catch(() => undefined)
-        .finally(() => {
-          unregister?.();
-          done();
-        });
-    });
+    superviseEndpoint(RED, this, this.transport, () => unregister);
   }
 
   // The typings do not let a constructor add fields to its node; the cast says so once, here.
