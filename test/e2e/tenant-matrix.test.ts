@@ -296,6 +296,25 @@ describe('tenant isolation matrix (npm start, two tenants made through the API)'
     expect(flows.status).to.equal(401);
   });
 
+  it("ends A's device sessions when the sysadmin deletes A, and B goes on", async function () {
+    this.timeout(30_000);
+    const mqtt = await MqttDevice.connect(`mqtt://127.0.0.1:${ports.MQTT}`, a.devices.mqtt.token);
+    const poll = fetch(`${server.api}/api/v1/${a.devices.http.token}/attributes/updates?timeout=25000`).then((r) => r.status);
+    const sys = await login('sysadmin@thingsboard.org', SYSADMIN_PASSWORD);
+    const deleted = await call(sys, 'DELETE', `/api/tenant/${a.tenantId}`);
+    expect(deleted.status, deleted.text).to.equal(200);
+    await mqtt.closed;
+    // CoAP observations of a deleted device end with 4.04 on the same event (coap-transport tests).
+    expect((await coapRequest(agent, ports.COAP as number, { pathname: `/api/v1/${a.devices.coap.token}/attributes` })).code).to.equal('4.01');
+    expect(await poll).to.not.equal(200);
+    expect((await call(a.token, 'GET', '/api/auth/user')).status).to.equal(401);
+    expect((await fetch(`${server.api}/api/v1/${a.devices.http.token}/attributes`)).status).to.equal(401);
+    // B is untouched: its admin, its devices.
+    expect((await asB('GET', '/api/auth/user')).status).to.equal(200);
+    const bMqtt = await MqttDevice.connect(`mqtt://127.0.0.1:${ports.MQTT}`, b.devices.mqtt.token);
+    await bMqtt.end();
+  });
+
   it('let 0 bytes of A reach B', () => {
     const all = Buffer.concat(seenByB);
     const probed = Buffer.concat(probedByB);
