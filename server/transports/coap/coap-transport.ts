@@ -204,7 +204,12 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     return { ...this.endpoint.load, observations: this.observations.size, downloads: this.api.downloads };
   }
 
-  private async serve(request: CoapRequest): Promise<Reply> {
+  /** A block of a download under way is answered at once when it can be; anything else takes the async path. */
+  private serve(request: CoapRequest): Reply | Promise<Reply> {
+    return this.api.block(request) ?? this.serveAsync(request);
+  }
+
+  private async serveAsync(request: CoapRequest): Promise<Reply> {
     const result = await this.api.handle(request);
     if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes);
     return result.reply;

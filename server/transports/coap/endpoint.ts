@@ -1,17 +1,22 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { isIPv6, type AddressInfo } from 'node:net';
+import { lookup, type LookupOneOptions } from 'node:dns';
+import { isIP, isIPv6, type AddressInfo } from 'node:net';
 import { parse, type ParsedPacket } from 'coap-packet';
 import { realTimers, type Timers } from '../../timers';
 import { Block1Assembly } from './block1-assembly';
 import { parseBlock, type Block } from './block-wise';
 import { CoapClient, type ClientOptions, type CoapObservation, type CoapResponse, type ObserveListener, type OutgoingRequest } from './client';
 import { DedupCache } from './dedup-cache';
-import { Code, emptyMessage, encodeReply, toRequest, type CoapRequest, type Peer, type Reply } from './messages';
+import { Code, emptyMessage, encodeReply, Method, toRequest, type CoapRequest, type Peer, type Reply } from './messages';
 import { checkRequest, unparsable, type Refusal } from './request-checks';
 import { messageKey, Retransmission, type TransmissionParams } from './retransmission';
 
-/** Serves a request: answers the reply (the endpoint encodes, sends and remembers it). */
-export type RequestHandler = (req: CoapRequest) => Promise<Reply>;
+/**
+ * Serves a request: answers the reply (the endpoint encodes, sends and remembers it). A reply
+ * answered at once, not as a promise, goes out in the same turn of the event loop: no timer for
+ * the piggyback deadline, no exchange to track (the block path of a download).
+ */
+export type RequestHandler = (req: CoapRequest) => Reply | Promise<Reply>;
 
 export interface EndpointOptions extends TransmissionParams {
   /** UDP port; 0 picks a free one. */
@@ -112,7 +117,7 @@ export class CoapEndpoint {
     if (this.socket || this.closed) throw new Error('a CoAP endpoint starts once; make a new one to listen again');
     const { host, port } = this.options;
     // No SO_REUSEADDR: a port in use must be an error.
-    const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false });
+    const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false, lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(port, host, () => {
@@ -275,9 +280,21 @@ export class CoapEndpoint {
       block1 = { ...block, more: false };
     }
 
+    const request = toRequest(packet, peer, payload);
+    const now = this.serveNow(request);
+    if (!(now instanceof Promise)) {
+      const r = block1 ? { ...now, block1 } : now;
+      const { bytes, messageId } = encodeReply(r, answerTo(packet));
+      // A GET may be served again rather than remembered [RFC 7252 §4.5: "a server might relax the
+      // requirement to answer all retransmissions of an idempotent request with the same response"]:
+      // a download's blocks would otherwise push every other answer out of the cache.
+      if (packet.code !== Method.GET) this.dedup.answer(key, bytes, lifetime);
+      this.send(bytes, peer);
+      r.sent?.(packet.confirmable ? null : messageId);
+      return;
+    }
     this.dedup.begin(key, lifetime);
     this.busy.set(who, busy + 1);
-    const request = toRequest(packet, peer, payload);
     let separate = false;
     const timer = packet.confirmable
       ? this.timers.setTimeout(() => {
@@ -287,7 +304,7 @@ export class CoapEndpoint {
           this.send(ack, peer);
         }, this.options.piggybackMs)
       : null;
-    const work = this.serve(request)
+    const work = this.settle(request, now)
       .then((reply) => {
         if (timer !== null) this.timers.clearTimeout(timer);
         const r = block1 ? { ...reply, block1 } : reply;
@@ -312,13 +329,26 @@ export class CoapEndpoint {
     this.pending.add(work);
   }
 
-  private async serve(req: CoapRequest): Promise<Reply> {
+  /** The handler's reply, or its promise; a handler that throws is a 5.00. */
+  private serveNow(req: CoapRequest): Reply | Promise<Reply> {
     try {
-      return await (this.handler as RequestHandler)(req);
+      return (this.handler as RequestHandler)(req);
     } catch (err) {
-      this.warn(`CoAP ${req.path.join('/')}: ${(err as Error).message}`);
-      return { code: Code.INTERNAL_SERVER_ERROR };
+      return this.failed(req, err);
     }
+  }
+
+  private async settle(req: CoapRequest, reply: Promise<Reply>): Promise<Reply> {
+    try {
+      return await reply;
+    } catch (err) {
+      return this.failed(req, err);
+    }
+  }
+
+  private failed(req: CoapRequest, err: unknown): Reply {
+    this.warn(`CoAP ${req.path.join('/')}: ${(err as Error).message}`);
+    return { code: Code.INTERNAL_SERVER_ERROR };
   }
 
   /** Answers a request that is not served (not remembered: refusing again is as cheap). */
@@ -333,6 +363,19 @@ export class CoapEndpoint {
 /** The message type of an answer: an ACK for a CON request (piggybacked), a NON for a NON [RFC 7252 §5.2]. */
 function answerTo(packet: { token: Buffer; messageId: number; confirmable: boolean }): { token: Buffer; type: 'ACK' | 'NON'; messageId?: number } {
   return packet.confirmable ? { token: packet.token, type: 'ACK', messageId: packet.messageId } : { token: packet.token, type: 'NON' };
+}
+
+/**
+ * The socket's resolver. We send to the addresses datagrams came from, which are IP literals, and
+ * dgram resolves the address of every datagram it sends: `dns.lookup` answers a literal only on
+ * the next tick, a deferral per block of a download. A literal is answered at once here; a name
+ * (a client request to a host name) still goes to `dns.lookup`.
+ */
+function literalLookup(address: string, options: LookupOneOptions | number, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const family = isIP(address);
+  if (family) return callback(null, address, family);
+  if (typeof options === 'number') lookup(address, options, callback);
+  else lookup(address, options, callback);
 }
 
 function closeSocket(socket: Socket): Promise<void> {

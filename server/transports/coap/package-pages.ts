@@ -10,7 +10,8 @@ import type { BlobReader } from '../../store/blob-reader';
  * dropped first; a read straddling two pages, or with the cache off (0), goes to the file.
  */
 export class PackagePages {
-  private readonly pages = new Map<string, { bytes: Promise<Buffer>; length: number }>();
+  /** `ready` once the read finished, so that a block of a page in memory is served without a promise. */
+  private readonly pages = new Map<string, { bytes: Promise<Buffer>; ready: Buffer | null; length: number }>();
   private held = 0;
 
   constructor(
@@ -32,17 +33,36 @@ export class PackagePages {
       this.pages.set(key, page);
     } else {
       const length = Math.min(pageStart + this.pageSize, size) - pageStart;
-      const entry = { bytes: this.reader.read(sha256, pageStart, pageStart + length), length };
+      const entry: { bytes: Promise<Buffer>; ready: Buffer | null; length: number } = { bytes: this.reader.read(sha256, pageStart, pageStart + length), ready: null, length };
       page = entry;
       this.pages.set(key, entry);
       this.held += length;
-      entry.bytes.catch(() => this.drop(key, entry));
+      entry.bytes.then(
+        (b) => (entry.ready = b),
+        () => this.drop(key, entry),
+      );
       for (const [k, p] of this.pages) {
         if (this.held <= this.maxBytes) break;
         this.drop(k, p);
       }
     }
     return (await page.bytes).subarray(start - pageStart, end - pageStart);
+  }
+
+  /**
+   * Bytes `[start, end)` when their page is in memory already, else undefined (then `read`): the
+   * block path of a download answers from here in the turn its request arrived.
+   */
+  cached(sha256: string, start: number, end: number): Buffer | undefined {
+    const index = Math.floor(start / this.pageSize);
+    if (Math.floor((end - 1) / this.pageSize) !== index) return undefined;
+    const key = `${sha256}/${index}`;
+    const page = this.pages.get(key);
+    if (!page?.ready) return undefined;
+    this.pages.delete(key);
+    this.pages.set(key, page);
+    const pageStart = index * this.pageSize;
+    return page.ready.subarray(start - pageStart, end - pageStart);
   }
 
   /** Bytes held now. */
