@@ -9,7 +9,7 @@ import { CoapClient, type ClientOptions, type CoapObservation, type CoapResponse
 import { DedupCache } from './dedup-cache';
 import { Code, emptyMessage, encodeReply, Method, toRequest, type CoapRequest, type Peer, type Reply } from './messages';
 import { checkRequest, unparsable, type Refusal } from './request-checks';
-import { messageKey, Retransmission, type TransmissionParams } from './retransmission';
+import { messageKey, Retransmission, type Delivery, type Replacement, type TransmissionParams } from './retransmission';
 
 /**
  * Serves a request: answers the reply (the endpoint encodes, sends and remembers it). A reply
@@ -94,8 +94,11 @@ export class CoapEndpoint {
   /** Requests being processed, per peer. */
   private readonly busy = new Map<string, number>();
   private readonly pending = new Set<Promise<void>>();
-  /** An ACK or RST no exchange of the endpoint's own was waiting for (an observation's notification, say). */
-  onEmpty: ((kind: 'ACK' | 'RST', peer: Peer, messageId: number) => void) | null = null;
+  /**
+   * A RST to a message of ours: matched to a message in retransmission or not, the handler may
+   * know it (an observation ends on a RST to any notification, confirmable or not [RFC 7641 §3.6]).
+   */
+  onReset: ((peer: Peer, messageId: number) => void) | null = null;
 
   constructor(
     options: Partial<EndpointOptions> & Pick<EndpointOptions, 'port' | 'host'>,
@@ -179,9 +182,17 @@ export class CoapEndpoint {
     this.socket?.send(bytes, peer.port, peer.address);
   }
 
-  /** Sends a confirmable message of ours, retransmitted until acknowledged [RFC 7252 §4.2]. */
-  sendConfirmable(bytes: Buffer, peer: Peer): Promise<'ack' | 'reset' | 'timeout'> {
-    return this.retransmission.sendConfirmable(bytes, peer, bytes.readUInt16BE(2));
+  /**
+   * Sends a confirmable message of ours, retransmitted until acknowledged [RFC 7252 §4.2]; `newer`
+   * may give, at each retransmission, a message that replaces it (retransmission.ts).
+   */
+  sendConfirmable(bytes: Buffer, peer: Peer, newer?: () => Replacement | undefined): Promise<Delivery> {
+    return this.retransmission.sendConfirmable(bytes, peer, bytes.readUInt16BE(2), newer);
+  }
+
+  /** Stops retransmitting a confirmable message of ours. */
+  giveUp(peer: Peer, messageId: number): void {
+    this.retransmission.giveUp(peer, messageId);
   }
 
   /** Entries in each bounded table, for tests and /metrics. */
@@ -217,10 +228,14 @@ export class CoapEndpoint {
   }
 
   private empty(packet: ParsedPacket, peer: Peer): void {
-    if (packet.ack || packet.reset) {
-      const kind = packet.ack ? 'ACK' : 'RST';
-      if (!this.retransmission.answered(peer, packet.messageId, packet.ack ? 'ack' : 'reset') || kind === 'RST') this.onEmpty?.(kind, peer, packet.messageId);
-      if (kind === 'RST') this.client.reset(peer, packet.messageId);
+    if (packet.ack) {
+      this.retransmission.answered(peer, packet.messageId, 'ack');
+      return;
+    }
+    if (packet.reset) {
+      this.retransmission.answered(peer, packet.messageId, 'reset');
+      this.onReset?.(peer, packet.messageId);
+      this.client.reset(peer, packet.messageId);
       return;
     }
     // CoAP ping: a CON empty message is answered with a RST [RFC 7252 §4.3].
