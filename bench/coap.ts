@@ -27,7 +27,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CoapTransport } from '../server/transports/coap/coap-transport';
@@ -45,10 +45,29 @@ interface Server {
   name: string;
   /** The URI the client GETs. */
   uri: string;
+  /** CPU time the serving process has used so far, in microseconds. */
+  cpu(): number;
 }
+
+/** This process's CPU time (ours and the bare line are served from it; it is otherwise idle while the client runs). */
+const ownCpu = (): number => {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+};
+
+/** Another process's CPU time, from the scheduler's nanosecond count (/proc/PID/schedstat, Linux). */
+const processCpu = (pid: number) => (): number => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
+
+const median = (xs: readonly number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
 
 class Row {
   readonly runs: number[] = [];
+  /** Server CPU microseconds per download. */
+  readonly cpu: number[] = [];
 
   constructor(
     readonly blockSize: number,
@@ -59,9 +78,12 @@ class Row {
 
   /** The median run. */
   get seconds(): number {
-    const sorted = [...this.runs].sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+    return median(this.runs);
+  }
+
+  /** The server's median CPU time per block, in microseconds. */
+  get cpuPerBlock(): number {
+    return median(this.cpu) / Math.ceil(this.bytes / this.blockSize);
   }
 
   get mbps(): number {
@@ -78,6 +100,8 @@ class Row {
       this.mbps.toFixed(2),
       String(Math.round(Math.ceil(this.bytes / this.blockSize) / this.seconds)),
       this.reference ? `${(this.mbps / this.reference.mbps).toFixed(2)}×` : '—',
+      this.cpuPerBlock.toFixed(1),
+      this.reference ? `${(this.reference.cpuPerBlock / this.cpuPerBlock).toFixed(2)}×` : '—',
     ];
   }
 }
@@ -105,21 +129,24 @@ async function run(): Promise<void> {
     await queued;
 
     transport = new CoapTransport(engine.deviceContext, { port: 0, host: '127.0.0.1' });
-    const ours: Server = { name: 'ours (CoapTransport)', uri: `coap://127.0.0.1:${(await transport.start()).port}/fw/${token}?title=coap.bin&version=1.0` };
-    const reference: Server = { name: 'coap-server-notls (reference)', uri: `coap://127.0.0.1:${await startLibcoapServer(cleanup)}/bench` };
+    const ours: Server = { name: 'ours (CoapTransport)', uri: `coap://127.0.0.1:${(await transport.start()).port}/fw/${token}?title=coap.bin&version=1.0`, cpu: ownCpu };
+    const libcoap = await startLibcoapServer(cleanup);
+    const reference: Server = { name: 'coap-server-notls (reference)', uri: `coap://127.0.0.1:${libcoap.port}/bench`, cpu: processCpu(libcoap.pid) };
     await put(reference.uri, file);
-    const bare: Server = { name: 'bare Node UDP (ceiling)', uri: `coap://127.0.0.1:${await startBareNodeServer(cleanup, await readFile(file))}/bench` };
+    const bare: Server = { name: 'bare Node UDP (ceiling)', uri: `coap://127.0.0.1:${await startBareNodeServer(cleanup, await readFile(file))}/bench`, cpu: ownCpu };
 
     const out = path.join(work, 'download.bin');
-    const download = async (server: Server, blockSize: number): Promise<number> => {
+    const download = async (server: Server, blockSize: number): Promise<{ seconds: number; cpu: number }> => {
       const start = process.hrtime.bigint();
+      const cpuBefore = server.cpu();
       await client(['-m', 'get', '-b', String(blockSize), '-B', '120', '-o', out, server.uri]);
+      const cpu = server.cpu() - cpuBefore;
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
       const got = createHash('sha256')
         .update(await readFile(out))
         .digest('hex');
       if (got !== sha256) throw new Error(`${server.name}, ${blockSize}-byte blocks: the download's SHA-256 is ${got}, expected ${sha256}`);
-      return seconds;
+      return { seconds, cpu };
     };
 
     const rows = BLOCK_SIZES.flatMap((blockSize) => {
@@ -128,18 +155,25 @@ async function run(): Promise<void> {
     });
     // Each row runs beside its reference in every round, so load from elsewhere hits both sides.
     for (let round = 1; round <= rounds; round++) {
-      for (const row of rows) row.runs.push(await download(row.server, row.blockSize));
+      for (const row of rows) {
+        const { seconds, cpu } = await download(row.server, row.blockSize);
+        row.runs.push(seconds);
+        row.cpu.push(cpu);
+      }
     }
 
     console.log();
     console.log(`coap-client-notls downloads ${(size / MB).toFixed(0)} MB block by block (-b 256 and -b 1024), SHA-256 checked after every download`);
     console.log();
     printTable(
-      ['block size', 'server', 'MB', 'seconds', 'range', 'MB/s', 'blocks/s', 'ratio to reference'],
+      ['block size', 'server', 'MB', 'seconds', 'range', 'MB/s', 'blocks/s', 'ratio to reference', 'server CPU µs/block', 'CPU ratio'],
       rows.map((r) => r.cells()),
     );
     console.log();
     console.log(`seconds: median of ${rounds} rounds (range: fastest-slowest), the client process's wall time; ratio: MB/s ÷ the reference's (1.00 = as fast)`);
+    console.log(
+      `server CPU: the serving process's CPU time during the download (median) per block, a figure the machine's load moves less than wall time; CPU ratio: the reference's ÷ ours (1.00 = as cheap)`,
+    );
   } finally {
     await transport?.stop();
     await engine?.close();
@@ -170,7 +204,7 @@ function put(uri: string, file: string): Promise<void> {
  * Starts coap-server-notls on a free UDP port of 127.0.0.1, allowing PUT to create a resource
  * (`-d`); resolves once it answers a GET.
  */
-async function startLibcoapServer(cleanup: Cleanup): Promise<number> {
+async function startLibcoapServer(cleanup: Cleanup): Promise<{ port: number; pid: number }> {
   const port = await freeUdpPort();
   const child: ChildProcess = spawn('coap-server-notls', ['-A', '127.0.0.1', '-p', String(port), '-d', '4'], { stdio: 'ignore' });
   cleanup.add(() => {
@@ -187,7 +221,7 @@ async function startLibcoapServer(cleanup: Cleanup): Promise<number> {
       ),
       exited,
     ]);
-    if (up) return port;
+    if (up) return { port, pid: child.pid as number };
   }
   throw new Error('coap-server-notls did not answer');
 }
