@@ -71,10 +71,11 @@ export interface ObservationEvents {
  *   [reference §5; ThingsBoard's `getObserveCounter().getAndIncrement()`];
  * - confirmable notifications go through the endpoint's message layer, retransmitted with
  *   exponential back-off; when the last one is unanswered the observation ends [RFC 7641 §4.5].
- *   One is in flight at a time [RFC 7641 §4.5.1]: updates meanwhile are merged, and sent when it
- *   is acknowledged, or at its next retransmission as a newer notification that replaces it,
- *   taking over its retransmission counter and timeout [RFC 7641 §4.5.2]. ThingsBoard's updates
- *   are deltas, so the replacement carries the replaced one's keys too: nothing is lost;
+ *   One is in flight at a time [RFC 7252 §4.7, RFC 7641 §4.5.1]: updates meanwhile are merged,
+ *   and sent when it is acknowledged, or at its next retransmission as a newer notification that
+ *   replaces it, taking over its retransmission counter and timeout [RFC 7641 §4.5.2].
+ *   ThingsBoard's updates are deltas, so the replacement carries the replaced one's keys too:
+ *   nothing is lost;
  * - a RST to a notification, or a GET with Observe 1, ends it [RFC 7641 §3.6];
  * - a non-confirmable observer not heard from for 24 hours gets its next notification
  *   confirmable, and is dropped if it does not answer [RFC 7641 §4.5].
