@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { BlobReader } from '../../store/blob-reader';
 import { CoapDeviceApi } from './device-api';
 import { CoapEndpoint, ENDPOINT_DEFAULTS } from './endpoint';
-import type { CoapRequest, Peer, Reply } from './messages';
+import type { CoapRequest, Reply } from './messages';
 import { Observations } from './observations';
 import { PackagePages } from './package-pages';
 import { isBlockSize } from './block-wise';
@@ -131,10 +131,9 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
       timers,
       (m) => ctx.logger.warn(m),
     );
-    const send = (bytes: Buffer, peer: Peer): void => this.endpoint.send(bytes, peer);
-    this.observations = new Observations(send, timers, this.options, { maxPerDevice: this.options.maxObservationsPerDevice, maxTotal: this.options.maxObservations });
+    this.observations = new Observations(this.endpoint, timers, { maxPerDevice: this.options.maxObservationsPerDevice, maxTotal: this.options.maxObservations });
     this.observations.on('observers', (n) => this.emit('observers', n));
-    this.endpoint.onEmpty = (kind, peer, messageId) => void this.observations.onEmpty(kind, peer, messageId);
+    this.endpoint.onReset = (peer, messageId) => void this.observations.onReset(peer, messageId);
     this.reader = ctx.blobs.reader();
     this.pages = new PackagePages(this.reader, this.options.pageCacheBytes);
     this.api = new CoapDeviceApi({
@@ -176,9 +175,10 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   private async shutdown(): Promise<void> {
     this.unwatch?.();
     this.unwatch = null;
+    // Observations end first, so that their notifications in retransmission are given up, not timed out.
+    this.observations.clear();
     // Requests under way still answer: their replies go out before the socket closes.
     await this.endpoint.stop();
-    this.observations.clear();
     this.api.forgetDownloads();
     this.pages.clear();
     await this.reader.close();
@@ -204,7 +204,12 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     return { ...this.endpoint.load, observations: this.observations.size, downloads: this.api.downloads };
   }
 
-  private async serve(request: CoapRequest): Promise<Reply> {
+  /** A block of a download under way is answered at once when it can be; anything else takes the async path. */
+  private serve(request: CoapRequest): Reply | Promise<Reply> {
+    return this.api.block(request) ?? this.serveAsync(request);
+  }
+
+  private async serveAsync(request: CoapRequest): Promise<Reply> {
     const result = await this.api.handle(request);
     if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes);
     return result.reply;
