@@ -277,7 +277,7 @@ function fleetContract(get: () => Fixture): void {
   });
 
   describe('change log', () => {
-    it('logs every write to a state, in order, until it is forgotten', async () => {
+    it('logs every write to a state, in order', async () => {
       const [a, b] = [await device('a'), await device('b')];
       const start = await f.fleet.lastChange();
       await state(a, 'FIRMWARE', { state: 'QUEUED' });
@@ -292,8 +292,31 @@ function fleetContract(get: () => Fixture): void {
       ]);
       expect(await f.fleet.lastChange()).to.equal(changes[2]?.seq);
       expect(await f.fleet.changesAfter(start, 2)).to.deep.equal(changes.slice(0, 2));
-      await f.fleet.forgetChanges(changes[1]!.seq);
-      expect(await f.fleet.changesAfter(0, 10)).to.deep.equal(changes.slice(2));
+      // Read again: the log is shared by every instance's watcher, reading forgets nothing.
+      expect(await f.fleet.changesAfter(start, 10)).to.deep.equal(changes);
+    });
+
+    it('answers the missing sequence numbers asked for that exist, after the newer ones', async () => {
+      const [a, b] = [await device('a'), await device('b')];
+      const start = await f.fleet.lastChange();
+      await state(a, 'FIRMWARE', { state: 'QUEUED' });
+      await state(b, 'FIRMWARE', { state: 'QUEUED' });
+      const [first, second] = await f.fleet.changesAfter(start, 10);
+      expect(await f.fleet.changesAfter(second!.seq, 10, [first!.seq, second!.seq + 1000])).to.deep.equal([first]);
+      expect(await f.fleet.changesAfter(first!.seq, 10, [first!.seq])).to.deep.equal([second, first]);
+    });
+
+    it('is pruned by size, keeping the newest changes', async () => {
+      const [a, b] = [await device('a'), await device('b')];
+      const start = await f.fleet.lastChange();
+      await state(a, 'FIRMWARE', { state: 'QUEUED' });
+      await state(b, 'FIRMWARE', { state: 'QUEUED' });
+      await f.run("UPDATE ota_states SET state = 'INITIATED' WHERE device_id = ?", [a.id]);
+      const changes = await f.fleet.changesAfter(start, 10);
+      await f.fleet.pruneChanges(2);
+      expect(await f.fleet.changesAfter(start, 10)).to.deep.equal(changes.slice(1));
+      await f.fleet.pruneChanges(1000);
+      expect(await f.fleet.changesAfter(start, 10)).to.deep.equal(changes.slice(1));
     });
   });
 

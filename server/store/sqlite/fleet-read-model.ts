@@ -25,6 +25,8 @@ const SQLITE: DeviceQueryDialect = {
   // The unary plus keeps SQLite from driving from the tenant index (every device of the tenant, 9 ms
   // at 50,000) instead of looking each id up (0.1 ms); the tenant is still checked on every row.
   tenantOfLookedUp: '+d.tenant_id',
+  // Kept by triggers (migration 10): the sort walks devices_tenant_fw_state / _sw_state.
+  keptState: (slot) => `d.${slot}_state`,
 };
 
 const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
@@ -115,17 +117,20 @@ export class SqliteFleetReadModel implements FleetReadModel {
     return (this.db.prepare('SELECT max(seq) AS seq FROM ota_state_changes').get() as { seq: number | null }).seq ?? 0;
   }
 
-  async changesAfter(seq: number, limit: number): Promise<StateChangeEntry[]> {
-    const rows = this.db.prepare('SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as Array<{
-      seq: number;
-      tenant_id: TenantId;
-      device_id: DeviceId;
-    }>;
+  async changesAfter(seq: number, limit: number, missing: readonly number[] = []): Promise<StateChangeEntry[]> {
+    type Row = { seq: number; tenant_id: TenantId; device_id: DeviceId };
+    const rows = this.db.prepare('SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as Row[];
+    if (missing.length) {
+      const found = this.db
+        .prepare('SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq')
+        .all(JSON.stringify(missing)) as Row[];
+      rows.push(...found);
+    }
     return rows.map((r) => ({ seq: r.seq, tenantId: r.tenant_id, deviceId: r.device_id }));
   }
 
-  async forgetChanges(upToSeq: number): Promise<void> {
-    this.db.prepare('DELETE FROM ota_state_changes WHERE seq <= ?').run(upToSeq);
+  async pruneChanges(keep: number): Promise<void> {
+    this.db.prepare('DELETE FROM ota_state_changes WHERE seq <= (SELECT max(seq) FROM ota_state_changes) - ?').run(keep);
   }
 
   async recordSnapshot(tenantId: TenantId, ts: number, distribution: Record<OtaPackageType, StateCounts>): Promise<void> {
