@@ -3,7 +3,7 @@ import type { EngineEvents } from '../events';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import type { Logger } from '../logger';
 import type { UplinkEvent } from '../pipeline/uplink';
-import { combine, covered, type ServedBytes, type ServedTotals } from '../store/download-progress';
+import { covered, merge, type ServedBytes, type ServedTotals } from '../store/download-progress';
 import type { OtaPackageType } from '../store/ota-packages';
 import type { Store } from '../store/store';
 
@@ -84,8 +84,12 @@ export class DownloadProgress {
     const s = Math.max(0, Math.min(start, size));
     const e = Math.max(s, Math.min(end, size));
     const key = `${deviceId}:${type}`;
-    const next: ServedBytes = { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts };
-    this.pending.set(key, combine(this.pending.get(key) ?? null, next));
+    const waiting = this.pending.get(key);
+    // The common case, chunk after chunk of one package: merged in place.
+    if (waiting && waiting.packageId === packageId && waiting.tenantId === tenantId) {
+      if (e > s) merge(waiting.ranges, s, e);
+      waiting.ts = Math.max(waiting.ts, ts);
+    } else this.pending.set(key, { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts });
     if (this.pending.size >= this.settings.maxPending) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.settings.flushMs).unref();
   }
