@@ -19,11 +19,6 @@ export interface DeviceQueryDialect {
   order(dir: 'ASC' | 'DESC'): string;
   /** The device's tenant in the id lookup, written so the id index drives it. */
   tenantOfLookedUp: string;
-  /**
-   * The device's state of one slot kept on its own row (`fw`/`sw`), indexed with the tenant, so a
-   * sort by state walks that index; absent: the sort reads the joined state.
-   */
-  keptState?: (slot: 'fw' | 'sw') => string;
 }
 
 export interface DeviceRowColumns {
@@ -153,7 +148,7 @@ export function devicePageStatements(
   if (filter.textSearch) device.push({ sql: d.like('d.name'), params: [likePattern(filter.textSearch)] });
 
   const sort = link.sortProperty ?? 'name';
-  if ((sort === 'state' && !d.keptState) || sort === 'stateTs' || sort === 'currentVersion') s.used = true;
+  if (sort === 'state' || sort === 'stateTs' || sort === 'currentVersion') s.used = true;
   if (sort === 'targetVersion') s.used = s.pkg = true;
   const profileJoin = sort === 'deviceProfileName' ? 'JOIN device_profiles p ON p.id = d.device_profile_id' : '';
 
@@ -177,7 +172,7 @@ export function devicePageStatements(
     name: d.nocase('d.name'),
     createdTime: 'd.created_time',
     deviceProfileName: d.nocase('p.name'),
-    state: d.keptState ? d.keptState(a) : d.bytewise(`${a}.state`),
+    state: d.bytewise(`${a}.state`),
     stateTs: `${a}.state_ts`,
     currentVersion: d.bytewise(`${a}.current_version`),
     targetVersion: d.bytewise(`${a}p.version`),

@@ -349,31 +349,4 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX download_progress_tenant ON download_progress(tenant_id);
     `,
   },
-  {
-    version: 10,
-    description: "dashboard: each device's update states kept on its row, so sorting the device list by state walks an index",
-    sql: `
-      -- Sorting by state joined every device to its state and sorted them all (37-48 ms at 50,000
-      -- devices); kept on the device row, the sort is an index walk that stops at the page. Kept by
-      -- the triggers below on every write of a state, whoever makes it. A device's states are
-      -- deleted only with the device, so no trigger is needed for that.
-      ALTER TABLE devices ADD COLUMN fw_state TEXT;
-      ALTER TABLE devices ADD COLUMN sw_state TEXT;
-      UPDATE devices SET
-        fw_state = (SELECT state FROM ota_states WHERE device_id = devices.id AND type = 'FIRMWARE'),
-        sw_state = (SELECT state FROM ota_states WHERE device_id = devices.id AND type = 'SOFTWARE');
-      CREATE INDEX devices_tenant_fw_state ON devices(tenant_id, fw_state, id);
-      CREATE INDEX devices_tenant_sw_state ON devices(tenant_id, sw_state, id);
-      CREATE TRIGGER devices_state_inserted AFTER INSERT ON ota_states BEGIN
-        UPDATE devices SET fw_state = CASE NEW.type WHEN 'FIRMWARE' THEN NEW.state ELSE fw_state END,
-                           sw_state = CASE NEW.type WHEN 'SOFTWARE' THEN NEW.state ELSE sw_state END
-          WHERE id = NEW.device_id;
-      END;
-      CREATE TRIGGER devices_state_updated AFTER UPDATE OF state ON ota_states WHEN OLD.state IS NOT NEW.state BEGIN
-        UPDATE devices SET fw_state = CASE NEW.type WHEN 'FIRMWARE' THEN NEW.state ELSE fw_state END,
-                           sw_state = CASE NEW.type WHEN 'SOFTWARE' THEN NEW.state ELSE sw_state END
-          WHERE id = NEW.device_id;
-      END;
-    `,
-  },
 ];
