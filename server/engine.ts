@@ -39,9 +39,10 @@ import { loginLimitsFromEnv } from './admin/login-settings';
 const NOTIFICATION_TOPIC = 'notification';
 import { createSigningApi } from './admin/signing-api';
 import { createDownloadProgressApi } from './admin/download-progress-api';
-import { DownloadProgress, maxTrackedDownloadsFromEnv } from './fleet/download-progress';
+import { DownloadProgress, downloadFlushMsFromEnv, maxTrackedDownloadsFromEnv } from './fleet/download-progress';
 import { PackageSigning } from './packages/package-signing';
 import { DowngradeGuard } from './packages/downgrade-guard';
+import { relayRevocations } from './devices/device-revocations';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -79,8 +80,10 @@ export interface EngineOptions {
   uploadIdleMs?: number;
   /** How long the queue rows this instance claims stay its own (default: `OTA_QUEUE_LEASE_MS`, else 30 s). */
   queueLeaseMs?: number;
-  /** Devices whose download progress is kept in memory (default OTA_DOWNLOAD_PROGRESS_MAX_DEVICES, else 100,000). */
+  /** Devices whose served bytes wait in memory for the next write at most (default OTA_DOWNLOAD_PROGRESS_MAX_DEVICES, else 100,000). */
   maxTrackedDownloads?: number;
+  /** How long served bytes wait before they are written to the store (default OTA_DOWNLOAD_PROGRESS_FLUSH_MS, else 1000). */
+  downloadFlushMs?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
   /** Timeouts and the connection cap of the HTTP server; by default from `OTA_HTTP_*` (http-server-limits.ts). */
@@ -120,12 +123,18 @@ export class OtaEngine {
     readonly deviceContext: DeviceContext,
   ) {
     this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (n) => this.deliverHere(n as Notification));
+    this.unrelayRevocations = relayRevocations(events, store.cluster, logger);
     this.app = express();
     this.app.disable('x-powered-by');
     this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
     this.app.use(bodyDeadline(this.httpLimits.requestTimeoutMs, isPackageUpload));
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
-    this.downloads = new DownloadProgress(events, options.maxTrackedDownloads ?? maxTrackedDownloadsFromEnv(process.env));
+    this.downloads = new DownloadProgress(
+      events,
+      store,
+      { maxPending: options.maxTrackedDownloads ?? maxTrackedDownloadsFromEnv(process.env), flushMs: options.downloadFlushMs ?? downloadFlushMsFromEnv(process.env) },
+      logger,
+    );
     const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads });
     this.dashboard = dashboard;
     this.downloads.register(dashboard.prometheus.registry);
@@ -233,6 +242,7 @@ export class OtaEngine {
 
   private readonly endpoints = new Set<EndpointInfo>();
   private readonly unhearNotifications: () => void;
+  private readonly unrelayRevocations: () => void;
 
   /** A notification another instance decided: to this instance's sessions of the device, if any. */
   private deliverHere(n: Notification): void {
@@ -294,10 +304,11 @@ export class OtaEngine {
       });
     }
     this.unhearNotifications();
+    this.unrelayRevocations();
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
     this.dashboard.close();
-    this.downloads.close();
+    await this.downloads.close();
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();

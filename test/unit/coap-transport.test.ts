@@ -689,6 +689,25 @@ describe('CoAP transport', function () {
       await gone;
     });
 
+    it('ends observations of a device another instance deleted or re-keyed (deviceRevoked, heard on the cluster bus)', async () => {
+      const h = harness();
+      const p = await peer();
+      p.send({
+        code: 'GET',
+        confirmable: false,
+        messageId: 13,
+        token: Buffer.from('rev'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
+      await p.next();
+      const gone = observersBecome(0);
+      h.engine.events.emit('deviceRevoked', { tenantId: h.tenantId, deviceId: device.id, reason: 'credentials-changed' });
+      const last = await p.next();
+      expect(last.token.toString()).to.equal('rev');
+      expect(optionOf(last, 'Observe')).to.equal(undefined);
+      await gone;
+    });
+
     it('answers 4.01 to a registration with an unknown token, registering nothing', async () => {
       const p = await peer();
       p.send({

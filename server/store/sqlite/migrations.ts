@@ -355,6 +355,26 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE users ADD COLUMN activate_token TEXT;
       CREATE UNIQUE INDEX users_activate_token ON users(activate_token);
       CREATE INDEX users_tenant ON users(tenant_id, created_time);
+      `,
+  },
+  {
+    version: 10,
+    description: 'download progress in the store: every instance adds to one figure per device, and a restart keeps it',
+    sql: `
+      -- The bytes of its current package served to a device, per type (issue 14): merged ranges as
+      -- JSON ([[start, end), ...], at most 256), their total, and when the last were sent.
+      CREATE TABLE download_progress (
+        device_id    TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        type         TEXT NOT NULL,
+        tenant_id    TEXT NOT NULL,
+        package_id   TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        served_bytes INTEGER NOT NULL,
+        ranges       TEXT NOT NULL,
+        ts           INTEGER NOT NULL,
+        PRIMARY KEY (device_id, type)
+      ) WITHOUT ROWID;
+      CREATE INDEX download_progress_tenant ON download_progress(tenant_id);
     `,
   },
 ];

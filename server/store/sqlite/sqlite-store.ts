@@ -9,6 +9,7 @@ import { SqliteTelemetryRepository } from '../telemetry';
 import { SqliteTenantRepository } from '../tenants';
 import type { Repositories, Store } from '../store';
 import { openDatabase, type Db } from './database';
+import { SqliteDownloadProgressRepository } from './download-progress';
 import { SqliteFleetReadModel } from './fleet-read-model';
 import { SqliteNotifyQueueRepository } from './notify-queue';
 import { SqliteOtaStateRepository } from './ota-states';
@@ -36,6 +37,7 @@ export class SqliteStore implements Store {
   readonly signingKeys;
   readonly policies;
   readonly reportedVersions;
+  readonly downloads;
   /** One process owns a SQLite file: no other instance to tell. */
   readonly cluster = new LoneInstanceBus();
   readonly fleet;
@@ -61,6 +63,7 @@ export class SqliteStore implements Store {
     this.signingKeys = new SqliteSigningKeyRepository(db);
     this.policies = new SqliteTenantPolicyRepository(db);
     this.reportedVersions = new SqliteReportedVersionRepository(db);
+    this.downloads = new SqliteDownloadProgressRepository(db);
   }
 
   /** Opens the database file and the blob folder beside it. */

@@ -13,6 +13,7 @@ import { updateMessage } from '../http/http-transport';
 import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { UplinkEvent } from '../../pipeline/uplink';
+import { credentialsChanged } from '../../devices/device-revocations';
 
 export interface CoapOptions {
   /** UDP port; 0 picks a free one. */
@@ -101,7 +102,11 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   };
   private readonly onDeviceSaved = ({ before, after }: EngineEventMap['deviceSaved'][0]): void => {
     this.api.forgetDevice(after.id);
-    if (before && before.accessToken !== after.accessToken) this.observations.endDevice(after.id, 'credentials changed');
+    if (before && credentialsChanged(before, after)) this.observations.endDevice(after.id, 'credentials changed');
+  };
+  private readonly onDeviceRevoked = ({ deviceId, reason }: EngineEventMap['deviceRevoked'][0]): void => {
+    this.api.forgetDevice(deviceId);
+    this.observations.endDevice(deviceId, reason === 'device-deleted' ? 'device deleted' : 'credentials changed');
   };
   /** Whatever changes which package a device gets ends the downloads kept between blocks. */
   private readonly onAssignment = ({ deviceId }: EngineEventMap['assignment'][0]): void => this.api.forgetDevice(deviceId);
@@ -160,6 +165,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     this.unwatch = this.ctx.events.observe((name, ...args) => {
       if (name === 'deviceDeleted') this.onDeviceDeleted(args[0] as EngineEventMap['deviceDeleted'][0]);
       else if (name === 'deviceSaved') this.onDeviceSaved(args[0] as EngineEventMap['deviceSaved'][0]);
+      else if (name === 'deviceRevoked') this.onDeviceRevoked(args[0] as EngineEventMap['deviceRevoked'][0]);
       else if (name === 'assignment') this.onAssignment(args[0] as EngineEventMap['assignment'][0]);
       else if (name === 'packageSaved' || name === 'packageDeleted' || name === 'deviceProfileSaved') this.onPackageChanged();
     });

@@ -9,6 +9,7 @@ import { byteRange } from './byte-range';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
 import { isStorageFull } from '../../errors';
+import { credentialsChanged } from '../../devices/device-revocations';
 import type { ProvisionRequest } from '../../devices/device-provisioning';
 
 /** A transport's context (device-context.ts) plus the long-poll sessions of the HTTP transport. */
@@ -61,8 +62,10 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
   deps.events.on('deviceDeleted', ({ device }) => deps.sessions.deviceDeleted(device.id));
   // A new token ends the polls made with the old one, as it ends MQTT sessions (issue 10, item 1).
   deps.events.on('deviceSaved', ({ before, after }) => {
-    if (before && before.accessToken !== after.accessToken) deps.sessions.end(after.id, 'credentials-changed');
+    if (before && credentialsChanged(before, after)) deps.sessions.end(after.id, 'credentials-changed');
   });
+  // Either, made through another instance sharing the store (issue 9).
+  deps.events.on('deviceRevoked', ({ deviceId, reason }) => deps.sessions.end(deviceId, reason));
 
   // An unknown token is 401 with an empty body on every endpoint.
   const device = (h: DeviceHandler) => (req: Request, res: Response, next: NextFunction) => {

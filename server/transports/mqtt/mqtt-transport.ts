@@ -14,6 +14,7 @@ import type { DisconnectReason, SessionConfig } from './publish-context';
 import { MqttSession, type SessionHost } from './session';
 import { MqttAuthenticator } from './authenticate';
 import { DEFAULT_VERIFIED_CACHE_SIZE, PasswordVerifier } from '../../devices/password-hash';
+import { credentialsChanged } from '../../devices/device-revocations';
 import type { UplinkEvent } from '../../pipeline/uplink';
 
 export type { DisconnectReason } from './publish-context';
@@ -104,10 +105,11 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
   private readonly byDevice = new Map<DeviceId, Set<MqttSession>>();
   private connectedCount = 0;
   private readonly onDeviceDeleted = ({ device }: EngineEventMap['deviceDeleted'][0]): void => this.closeDevice(device.id, 'device-deleted');
+  private readonly onDeviceRevoked = ({ deviceId, reason }: EngineEventMap['deviceRevoked'][0]): void => this.closeDevice(deviceId, reason);
   private readonly onDeviceSaved = ({ before, after }: EngineEventMap['deviceSaved'][0]): void => {
     if (!before) return;
     // A new token invalidates the connections made with the old one (ThingsBoard closes them too).
-    if (before.accessToken !== after.accessToken || before.credentialsValue !== after.credentialsValue) return this.closeDevice(after.id, 'credentials-changed');
+    if (credentialsChanged(before, after)) return this.closeDevice(after.id, 'credentials-changed');
     for (const s of this.byDevice.get(after.id) ?? []) s.device = after;
   };
   private readonly onPackageDeleted = ({ pkg }: EngineEventMap['packageDeleted'][0]): void => {
@@ -169,6 +171,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     server.on('error', (err: Error) => this.ctx.logger.error(`MQTT endpoint: ${err.message}`));
     this.server = server;
     this.ctx.events.on('deviceDeleted', this.onDeviceDeleted);
+    this.ctx.events.on('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.on('deviceSaved', this.onDeviceSaved);
     this.ctx.events.on('packageDeleted', this.onPackageDeleted);
     return this.address as AddressInfo;
@@ -180,6 +183,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     if (!server) return;
     this.server = null;
     this.ctx.events.off('deviceDeleted', this.onDeviceDeleted);
+    this.ctx.events.off('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.off('deviceSaved', this.onDeviceSaved);
     this.ctx.events.off('packageDeleted', this.onPackageDeleted);
     const closedServer = new Promise<void>((resolve) => server.close(() => resolve()));
