@@ -3,19 +3,29 @@ import { pipeline } from 'node:stream/promises';
 import type { AttributeMap } from '../../store/attributes';
 import type { DeviceContext } from '../device-context';
 import type { Device } from '../../store/devices';
-import { chunkRange, devicePackage } from '../firmware-download';
+import { chunkRange } from '../firmware-download';
 import type { HttpDeviceSessions } from './http-transport';
 import { byteRange } from './byte-range';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
 import { isStorageFull } from '../../errors';
 import type { ProvisionRequest } from '../../devices/device-provisioning';
+import type { BlobReader } from '../../store/blob-reader';
+
+/**
+ * A download answer this big or smaller (a chunk, a small package) is read with one positional read
+ * on a shared file handle and sent in one write; larger ones stream from disk. A stream per chunk
+ * costs an open, a read and a close on the thread pool; this is one read (as the MQTT chunks do).
+ */
+const INLINE_ANSWER = 1024 * 1024;
 
 /** A transport's context (device-context.ts) plus the long-poll sessions of the HTTP transport. */
 export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
   sessions: HttpDeviceSessions;
   /** ThingsBoard's `transport.http.request_timeout` (60 s) and Tomcat's cap (300 s). */
   longPoll?: { defaultMs: number; maxMs: number };
+  /** Chunk reads of package files; its owner closes it. */
+  reader: BlobReader;
 }
 
 type DeviceHandler = (req: Request, res: Response, device: Device) => Promise<unknown>;
@@ -63,11 +73,14 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
   deps.events.on('deviceSaved', ({ before, after }) => {
     if (before && before.accessToken !== after.accessToken) deps.sessions.end(after.id, 'credentials-changed');
   });
+  deps.events.on('packageDeleted', ({ pkg }) => {
+    if (pkg.blobSha256) deps.reader.forget(pkg.blobSha256);
+  });
 
   // An unknown token is 401 with an empty body on every endpoint.
   const device = (h: DeviceHandler) => (req: Request, res: Response, next: NextFunction) => {
-    deps.devices
-      .findByAccessToken(String(req.params.token))
+    deps.lookups
+      .deviceByToken(String(req.params.token))
       .then((d) => (d ? h(req, res, d) : res.status(401).end()))
       .catch(next);
   };
@@ -172,7 +185,7 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     const title = req.query.title;
     const version = req.query.version;
     if (typeof title !== 'string' || typeof version !== 'string') return void res.status(400).end();
-    const found = await devicePackage(d, type, deps);
+    const found = await deps.lookups.packageOf(d.tenantId, d.id, type);
     if ('error' in found) return void res.status(404).end();
     const { pkg } = found;
     // Case-sensitive, as ThingsBoard: the device must ask for what it was told.
@@ -213,7 +226,8 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     }
     res.setHeader('Content-Length', String(end - start));
     if (req.method === 'HEAD' || end === start) return void res.end();
-    await pipeline(deps.blobs.read(pkg.blobSha256, { start, end: end - 1 }), res);
+    if (end - start <= INLINE_ANSWER) res.end(await deps.reader.read(pkg.blobSha256, start, end));
+    else await pipeline(deps.blobs.read(pkg.blobSha256, { start, end: end - 1 }), res);
     deps.events.emit('uplink', { ...uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: end - start, offset: start, size: pkg.dataSize });
   }
 

@@ -1,6 +1,5 @@
 import type { IPublishPacket } from 'mqtt-packet';
 import type { Device } from '../../store/devices';
-import { devicePackage } from '../firmware-download';
 import { parseAttributeRequest, parseAttributes, parseRpcRequest, parseTelemetryPayload, readAttributes, sessionLimits } from './device-requests';
 import type { ChunkAnswer, OtaErrorStatus } from './firmware-chunks';
 import { publishHeader } from './packets';
@@ -60,11 +59,10 @@ export async function handlePublish(s: PublishingSession, host: PublishHost, p: 
       return s.publish(`${FAMILY[target.family].rpcResponse}${target.requestId}`, Buffer.from(JSON.stringify(answer)));
     }
     case 'chunk': {
-      const answer = await s.firmwareChunks().answer({ type: target.type, requestId: target.requestId, chunk: target.chunk, payload }, async (type) => {
-        // The package effective now: the device (or its profile) may have changed since CONNECT.
-        const fresh = await ctx.devices.findById(device.tenantId, device.id);
-        return fresh ? devicePackage(fresh, type, ctx) : { error: 'NOT_FOUND' };
-      });
+      // The package effective now (the device or its profile may have changed since CONNECT), through the lookup cache.
+      const answer = await s
+        .firmwareChunks()
+        .answer({ type: target.type, requestId: target.requestId, chunk: target.chunk, payload }, (type) => ctx.lookups.packageOf(device.tenantId, device.id, type));
       if (s.closing) return;
       return answer.ok ? sendChunk(s, host, p, answer) : otaError(s, host, answer.status, answer.detail);
     }
