@@ -322,6 +322,7 @@ export interface HarnessOptions {
   dataDir?: string;
   httpLimits?: EngineOptions['httpLimits'];
   login?: EngineOptions['login'];
+  lookupCache?: EngineOptions['lookupCache'];
 }
 
 export class ApiHarness {
@@ -354,6 +355,7 @@ export class ApiHarness {
       ...(o.uploadIdleMs !== undefined ? { uploadIdleMs: o.uploadIdleMs } : {}),
       ...(o.httpLimits !== undefined ? { httpLimits: o.httpLimits } : {}),
       ...(o.login !== undefined ? { login: o.login } : {}),
+      ...(o.lookupCache !== undefined ? { lookupCache: o.lookupCache } : {}),
     };
     let engine: OtaEngine;
     try {

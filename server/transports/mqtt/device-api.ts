@@ -95,7 +95,12 @@ async function sendChunk(s: PublishingSession, host: PublishHost, p: IPublishPac
   const firstEnd = Math.min(answer.end, answer.start + (length <= INLINE_CHUNK ? length : STREAM_PIECE));
   let first: Buffer;
   try {
-    first = length ? await reader.read(sha, answer.start, firstEnd) : Buffer.alloc(0);
+    // A chunk (sent whole) through the connection's read-ahead; the first piece of a streamed whole file as it comes.
+    first = !length
+      ? Buffer.alloc(0)
+      : firstEnd === answer.end
+        ? await s.readAhead().read(sha, answer.start, firstEnd, answer.pkg.dataSize)
+        : await reader.read(sha, answer.start, firstEnd);
   } catch (err) {
     return otaError(s, host, 'NOT_FOUND', `package bytes unreadable: ${(err as Error).message}`);
   }
