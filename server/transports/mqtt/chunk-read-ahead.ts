@@ -33,57 +33,75 @@ export class ReadAheadBudget {
   }
 }
 
-interface Slot {
+/** What one read covers at least: small chunks are served many to a read. */
+export const READ_AHEAD_WINDOW = 64 * 1024;
+
+interface Window {
   sha256: string;
   start: number;
   end: number;
+  /** Null: the read failed (the chunk is then read again, so the device gets that read's error). */
   bytes: Promise<Buffer | null>;
 }
 
 /**
- * One connection's read-ahead. A device asks for chunk after chunk, one at a time (ThingsBoard's
- * SDK and ours, reference §3.4): while it handles chunk n, chunk n+1 of the same size is read from
- * the blob store, so its request is answered from memory instead of waiting for a read on the
- * thread pool (a round trip that costs as much as the rest of the answer). One chunk is held per
- * connection, within the transport's budget; a request for anything else reads as before.
+ * One connection's read-ahead. A device asks for chunk after chunk, in order and one at a time
+ * (ThingsBoard's SDK and ours, reference §3.4), and a read on the thread pool costs as much as the
+ * rest of an answer. So the blob is read in windows of at least READ_AHEAD_WINDOW bytes (or one
+ * chunk, if larger): a chunk is cut from the window that holds it, and once a window is in use the
+ * next one is read, while the device handles what it got. At most two windows per connection,
+ * within the transport's budget; without room there, or for a request elsewhere in the blob, the
+ * chunk is read as before. Blobs never change under their name (content-addressed), so a window is
+ * never stale; a deleted package's are dropped (`forget`).
  */
 export class ChunkReadAhead {
-  private slot: Slot | null = null;
+  /** Consecutive windows of one blob, in order: the one in use and the one after it. */
+  private windows: Window[] = [];
 
   constructor(
     private readonly reader: BlobReader,
     private readonly budget: ReadAheadBudget,
   ) {}
 
-  /** Bytes `[start, end)` of the blob (of `total` bytes); then reads the next range of that length ahead. */
+  /** Bytes `[start, end)` of the blob, `total` bytes long. */
   async read(sha256: string, start: number, end: number, total: number): Promise<Buffer> {
-    const slot = this.take();
-    let bytes = slot && slot.sha256 === sha256 && slot.start === start && slot.end === end ? await slot.bytes : null;
-    // A read ahead that failed is tried again now, so the device gets the error a read gives.
-    bytes ??= await this.reader.read(sha256, start, end);
-    this.ahead(sha256, end, Math.min(end + (end - start), total));
-    return bytes;
+    // Windows of another blob, or wholly before this chunk, will not be asked for again.
+    while (this.windows.length && (this.windows[0]?.sha256 !== sha256 || (this.windows[0]?.end ?? 0) <= start)) this.drop(0);
+    let w = this.windows.find((x) => x.start <= start && end <= x.end);
+    if (!w) {
+      this.clear();
+      w = this.load(sha256, start, Math.min(total, start + Math.max(READ_AHEAD_WINDOW, end - start)));
+    }
+    const last = this.windows[this.windows.length - 1];
+    if (last && last.end < total) this.load(sha256, last.end, Math.min(total, last.end + Math.max(READ_AHEAD_WINDOW, end - start)));
+    const bytes = w ? await w.bytes : null;
+    if (!bytes || !w) {
+      this.clear();
+      return this.reader.read(sha256, start, end);
+    }
+    return bytes.subarray(start - w.start, end - w.start);
   }
 
   /** Drops what is held of a blob (its package was deleted: not one more byte of it from memory). */
   forget(sha256: string): void {
-    if (this.slot?.sha256 === sha256) this.take();
+    if (this.windows.some((w) => w.sha256 === sha256)) this.clear();
   }
 
-  /** The connection closed. */
+  /** The connection closed, or the device asked elsewhere. */
   clear(): void {
-    this.take();
+    while (this.windows.length) this.drop(0);
   }
 
-  private ahead(sha256: string, start: number, end: number): void {
-    if (end <= start || !this.budget.take(end - start)) return;
-    this.slot = { sha256, start, end, bytes: this.reader.read(sha256, start, end).catch(() => null) };
+  /** Starts reading a window, if the budget has room and fewer than two are held; answers it. */
+  private load(sha256: string, start: number, end: number): Window | undefined {
+    if (this.windows.length >= 2 || end <= start || !this.budget.take(end - start)) return undefined;
+    const w: Window = { sha256, start, end, bytes: this.reader.read(sha256, start, end).catch(() => null) };
+    this.windows.push(w);
+    return w;
   }
 
-  private take(): Slot | null {
-    const slot = this.slot;
-    this.slot = null;
-    if (slot) this.budget.give(slot.end - slot.start);
-    return slot;
+  private drop(i: number): void {
+    const [w] = this.windows.splice(i, 1);
+    if (w) this.budget.give(w.end - w.start);
   }
 }
