@@ -14,7 +14,8 @@ import { EngineEvents } from './events';
 import { consoleLogger, type Logger } from './logger';
 import type { Pipeline } from './pipeline/pipeline';
 import { createAdminApi, errorHandler } from './admin/admin-api';
-import { createDeviceApi } from './transports/http/device-api';
+import { createDeviceApi, HTTP_PAGE_SIZE, httpPageCacheBytesFromEnv } from './transports/http/device-api';
+import { PackagePages } from './transports/coap/package-pages';
 import type { BlobReader } from './store/blob-reader';
 import { createTelemetryApi } from './admin/telemetry-api';
 import { createFleetApi } from './admin/fleet-api';
@@ -212,7 +213,8 @@ export class OtaEngine {
         lookups,
       };
       const httpReader = blobs.reader();
-      const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, reader: httpReader, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
+      const pages = new PackagePages(httpReader, httpPageCacheBytesFromEnv(process.env), HTTP_PAGE_SIZE);
+      const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, reader: httpReader, pages, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       // Several instances: a notification decided here also goes to the others, for a device whose
       // session (MQTT, CoAP, an HTTP long poll) is there; each delivers it to its own sessions only.
       notifier.watch((sent) => void store.cluster.publish(NOTIFICATION_TOPIC, sent).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)));

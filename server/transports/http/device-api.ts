@@ -11,13 +11,27 @@ import { parseTelemetry } from '../../store/telemetry';
 import { isStorageFull } from '../../errors';
 import type { ProvisionRequest } from '../../devices/device-provisioning';
 import type { BlobReader } from '../../store/blob-reader';
+import type { PackagePages } from '../coap/package-pages';
 
 /**
- * A download answer this big or smaller (a chunk, a small package) is read with one positional read
- * on a shared file handle and sent in one write; larger ones stream from disk. A stream per chunk
- * costs an open, a read and a close on the thread pool; this is one read (as the MQTT chunks do).
+ * A download answer this big or smaller (a chunk, a small package) is cut from the package pages
+ * in memory (read once, on a shared file handle, for every device downloading the same package) and
+ * sent in one write; larger ones stream from disk. A stream per chunk would cost an open, a read and
+ * a close on the thread pool for each request.
  */
 const INLINE_ANSWER = 1024 * 1024;
+
+/** The pages HTTP answers are cut from: 64 KiB, the chunk size devices ask for most. */
+export const HTTP_PAGE_SIZE = 64 * 1024;
+
+/** Bytes of package pages the HTTP device API keeps (`OTA_HTTP_PAGE_CACHE_BYTES`, default 32 MiB; 0: none). */
+export function httpPageCacheBytesFromEnv(env: NodeJS.ProcessEnv): number {
+  const raw = env.OTA_HTTP_PAGE_CACHE_BYTES?.trim();
+  if (!raw) return 32 * 1024 * 1024;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`OTA_HTTP_PAGE_CACHE_BYTES must be a non-negative integer, not '${raw}'`);
+  return n;
+}
 
 /** A transport's context (device-context.ts) plus the long-poll sessions of the HTTP transport. */
 export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
@@ -26,6 +40,8 @@ export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
   longPoll?: { defaultMs: number; maxMs: number };
   /** Chunk reads of package files; its owner closes it. */
   reader: BlobReader;
+  /** Package pages in memory, over `reader`. */
+  pages: PackagePages;
 }
 
 type DeviceHandler = (req: Request, res: Response, device: Device) => Promise<unknown>;
@@ -74,7 +90,9 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     if (before && before.accessToken !== after.accessToken) deps.sessions.end(after.id, 'credentials-changed');
   });
   deps.events.on('packageDeleted', ({ pkg }) => {
-    if (pkg.blobSha256) deps.reader.forget(pkg.blobSha256);
+    if (!pkg.blobSha256) return;
+    deps.reader.forget(pkg.blobSha256);
+    deps.pages.clear();
   });
 
   // An unknown token is 401 with an empty body on every endpoint.
@@ -226,7 +244,7 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     }
     res.setHeader('Content-Length', String(end - start));
     if (req.method === 'HEAD' || end === start) return void res.end();
-    if (end - start <= INLINE_ANSWER) res.end(await deps.reader.read(pkg.blobSha256, start, end));
+    if (end - start <= INLINE_ANSWER) res.end(await deps.pages.read(pkg.blobSha256, pkg.dataSize, start, end));
     else await pipeline(deps.blobs.read(pkg.blobSha256, { start, end: end - 1 }), res);
     deps.events.emit('uplink', { ...uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: end - start, offset: start, size: pkg.dataSize });
   }
