@@ -127,9 +127,15 @@ async function main(): Promise<void> {
     // The editor asks for the same admin login as the REST API.
     adminAuth: {
       type: 'credentials',
-      users: async (username: string) => ((await engine.accounts.userByEmail(username)) ? { username, permissions: '*' } : null),
+      users: async (username: string) => {
+        const user = await engine.accounts.userByEmail(username);
+        return user && engine.accounts.mayUseEditor(user) ? { username, permissions: '*' } : null;
+      },
       // Reached only with a password editorGuard has checked and throttled already.
-      authenticate: async (username: string, password: string) => ((await engine.accounts.verifyCredentials(username, password)) ? { username, permissions: '*' } : null),
+      authenticate: async (username: string, password: string) => {
+        const user = await engine.accounts.verifyCredentials(username, password);
+        return user && engine.accounts.mayUseEditor(user) ? { username, permissions: '*' } : null;
+      },
     },
   });
   app.use('/', RED.httpAdmin);

@@ -4,6 +4,9 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
 import { AccountService, type BootstrapResult } from './admin/accounts';
+import { TenantService } from './admin/tenant-service';
+import { createTenantApi } from './admin/tenant-api';
+import { defaultTenantLimitsFromEnv, type TenantLimits, type TenantLimitsOf } from './tenant-limits';
 import { TokenService } from './admin/auth';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
@@ -50,6 +53,8 @@ export const DEFAULTS = {
   maxPackageSize: 2 * 1024 * 1024 * 1024,
   maxTenantStorage: 0,
   adminUsername: 'tenant@thingsboard.org',
+  /** ThingsBoard's system administrator (OTA_SYSADMIN_USERNAME). */
+  sysadminUsername: 'sysadmin@thingsboard.org',
   accessTokenTtlSeconds: 9000,
   refreshTokenTtlSeconds: 604800,
 } as const;
@@ -64,6 +69,10 @@ export interface EngineOptions {
   maxPackageSize?: number;
   maxTenantStorage?: number;
   admin?: { username?: string; password?: string };
+  /** The system administrator; by default `OTA_SYSADMIN_USERNAME` / `OTA_SYSADMIN_PASSWORD` (generated and printed once if unset). */
+  sysadmin?: { username?: string; password?: string };
+  /** The default tenant profile's limits when it is first made; by default `OTA_TENANT_MAX_*` (tenant-limits.ts). */
+  tenantLimits?: Partial<TenantLimits>;
   /** HS256 key for the admin JWTs; by default one is generated once and kept in the database. */
   jwtSecret?: string;
   logger?: Logger;
@@ -104,6 +113,7 @@ export class OtaEngine {
     private readonly store: Store,
     readonly events: EngineEvents,
     readonly accounts: AccountService,
+    readonly tenants: TenantService,
     readonly packages: OtaPackageService,
     readonly profiles: DeviceProfileService,
     readonly devices: DeviceService,
@@ -135,6 +145,7 @@ export class OtaEngine {
     this.app.use(dashboard.site);
     this.app.use('/api', createDownloadProgressApi({ accounts, devices, progress: this.downloads }));
     this.app.use('/api', createSigningApi({ accounts, signing: packages.signing, policies: store.policies }));
+    this.app.use('/api', createTenantApi({ accounts, tenants }));
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
     // Whatever a route outside /api lets through (the dashboard's static files: a bad Range) is
     // answered in ThingsBoard's error JSON, not by Express's default handler with a stack in the log.
@@ -152,6 +163,11 @@ export class OtaEngine {
       const blobs = store.blobs;
       const events = new EngineEvents();
       const { tenants, profiles: profileRepo, devices: deviceRepo, packages: packageRepo, attributes, telemetry } = store;
+      // Tenants and their profiles' limits; a new tenant gets its default device profile.
+      const tenantService = new TenantService(tenants, deviceRepo, packageRepo, blobs, events, async (tenantId) => {
+        await profiles.ensureDefault(tenantId);
+      });
+      const limitsOf: TenantLimitsOf = (tenantId) => tenantService.limitsOf(tenantId);
       const packages = new OtaPackageService(
         packageRepo,
         profileRepo,
@@ -165,9 +181,10 @@ export class OtaEngine {
         new PackageSigning(store.signingKeys),
         store.policies,
         new DowngradeGuard(packageRepo, store.reportedVersions),
+        limitsOf,
       );
       const profiles = new DeviceProfileService(profileRepo, deviceRepo, packageRepo, packages, events);
-      const devices = new DeviceService(deviceRepo, profiles, packages, events);
+      const devices = new DeviceService(deviceRepo, profiles, packages, events, limitsOf);
       const clock = (): number => (options.timers ?? realTimers).now();
       const tokens = new TokenService(await jwtSecret(store, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds, clock);
       const login = { ...LOGIN_THROTTLE_DEFAULTS, ...PASSWORD_CHECK_DEFAULTS, ...loginLimitsFromEnv(process.env), ...options.login };
@@ -179,6 +196,15 @@ export class OtaEngine {
         },
         { throttle: new LoginThrottle(login, clock), passwords: new PasswordChecks(login), now: clock },
       );
+      await tenantService.ensureDefaultProfile({ ...defaultTenantLimitsFromEnv(process.env), ...options.tenantLimits });
+      const sysadmin = await accounts.bootstrapSysadmin(
+        options.sysadmin?.username || process.env.OTA_SYSADMIN_USERNAME?.trim() || DEFAULTS.sysadminUsername,
+        options.sysadmin?.password || process.env.OTA_SYSADMIN_PASSWORD || undefined,
+      );
+      if (sysadmin.generatedPassword) {
+        logger.warn(`created system administrator '${sysadmin.admin.email}' with the generated password: ${sysadmin.generatedPassword}`);
+        logger.warn('this password is shown once; set OTA_SYSADMIN_PASSWORD to choose your own');
+      }
       const boot = await accounts.bootstrap(options.admin?.username || DEFAULTS.adminUsername, options.admin?.password || undefined);
       if (boot.generatedPassword) {
         logger.warn(`created admin '${boot.admin.email}' with the generated password: ${boot.generatedPassword}`);
@@ -225,6 +251,7 @@ export class OtaEngine {
         store,
         events,
         accounts,
+        tenantService,
         packages,
         profiles,
         devices,

@@ -354,7 +354,9 @@ describe('fleet read model contract on SQLite', () => {
       file,
       MIGRATIONS.filter((m) => m.version < 6),
     );
-    const tenantId = (await new SqliteTenantRepository(old).createTenant('old')).id;
+    // The tenants table as it was before migration 9 (no profile, no details).
+    const tenantId = newId<'TENANT'>();
+    old.prepare('INSERT INTO tenants (id, title, created_time) VALUES (?, ?, ?)').run(tenantId, 'old', Date.now());
     const profileId = newId<'DEVICE_PROFILE'>();
     await new SqliteDeviceProfileRepository(old).insert({
       id: profileId,

@@ -96,7 +96,8 @@ export class PgFleetReadModel implements FleetReadModel {
   }
 
   async tenantIds(): Promise<TenantId[]> {
-    return (await this.sql.query<{ id: TenantId }>('SELECT id FROM tenants ORDER BY id')).rows.map((r) => r.id);
+    // Not the system tenant: it owns no fleet.
+    return (await this.sql.query<{ id: TenantId }>("SELECT id FROM tenants WHERE id <> '13814000-1dd2-11b2-8080-808080808080' ORDER BY id")).rows.map((r) => r.id);
   }
 
   async stateTotals(): Promise<StateTotal[]> {

@@ -276,4 +276,26 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       );
     `,
   },
+  {
+    version: 9,
+    description: 'tenants and users as ThingsBoard has them: the system tenant, tenant profiles, tenant and user details, activation tokens (SQLite migration 9)',
+    sql: `
+      INSERT INTO tenants (id, title, created_time) VALUES ('13814000-1dd2-11b2-8080-808080808080', 'System', 0) ON CONFLICT DO NOTHING;
+      CREATE TABLE tenant_profiles (
+        id           uuid PRIMARY KEY,
+        name         text COLLATE "C" NOT NULL,
+        description  text,
+        is_default   boolean NOT NULL DEFAULT false,
+        profile_data jsonb NOT NULL DEFAULT '{}',
+        created_time bigint NOT NULL,
+        CONSTRAINT tenant_profiles_name UNIQUE (name)
+      );
+      ALTER TABLE tenants ADD COLUMN tenant_profile_id uuid REFERENCES tenant_profiles(id);
+      ALTER TABLE tenants ADD COLUMN extra jsonb NOT NULL DEFAULT '{}';
+      ALTER TABLE users ADD COLUMN extra jsonb NOT NULL DEFAULT '{}';
+      ALTER TABLE users ADD COLUMN activate_token text;
+      CREATE UNIQUE INDEX users_activate_token ON users (activate_token);
+      CREATE INDEX users_tenant ON users (tenant_id, created_time);
+    `,
+  },
 ];

@@ -94,7 +94,8 @@ export class SqliteFleetReadModel implements FleetReadModel {
   }
 
   async tenantIds(): Promise<TenantId[]> {
-    return (this.db.prepare('SELECT id FROM tenants ORDER BY id').all() as Array<{ id: TenantId }>).map((r) => r.id);
+    // Not the system tenant: it owns no fleet.
+    return (this.db.prepare("SELECT id FROM tenants WHERE id <> '13814000-1dd2-11b2-8080-808080808080' ORDER BY id").all() as Array<{ id: TenantId }>).map((r) => r.id);
   }
 
   async stateTotals(): Promise<StateTotal[]> {

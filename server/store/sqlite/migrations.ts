@@ -329,4 +329,32 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 9,
+    description: 'tenants and users as ThingsBoard has them: the system tenant, tenant profiles, tenant and user details, activation tokens',
+    sql: `
+      -- ThingsBoard's SYS_ADMIN belongs to the system tenant (TenantId.SYS_TENANT_ID, the null UUID);
+      -- it owns nothing else and is never listed as a tenant.
+      INSERT OR IGNORE INTO tenants (id, title, created_time) VALUES ('13814000-1dd2-11b2-8080-808080808080', 'System', 0);
+      -- ThingsBoard's tenant profiles: profile_data is its JSON (configuration.maxDevices and
+      -- configuration.maxOtaPackagesInBytes are the limits we enforce; 0 = unlimited).
+      CREATE TABLE tenant_profiles (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        description  TEXT,
+        is_default   INTEGER NOT NULL DEFAULT 0,
+        profile_data TEXT NOT NULL DEFAULT '{}',
+        created_time INTEGER NOT NULL
+      );
+      ALTER TABLE tenants ADD COLUMN tenant_profile_id TEXT REFERENCES tenant_profiles(id);
+      -- The contact fields ThingsBoard keeps (country, city, email, ...) and additionalInfo, as sent.
+      ALTER TABLE tenants ADD COLUMN extra TEXT NOT NULL DEFAULT '{}';
+      -- firstName, lastName, phone, additionalInfo, as sent.
+      ALTER TABLE users ADD COLUMN extra TEXT NOT NULL DEFAULT '{}';
+      -- Set while a user created without a password has not activated (ThingsBoard's user_credentials.activate_token).
+      ALTER TABLE users ADD COLUMN activate_token TEXT;
+      CREATE UNIQUE INDEX users_activate_token ON users(activate_token);
+      CREATE INDEX users_tenant ON users(tenant_id, created_time);
+    `,
+  },
 ];
