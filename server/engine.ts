@@ -17,7 +17,9 @@ import { EngineEvents } from './events';
 import { consoleLogger, type Logger } from './logger';
 import type { Pipeline } from './pipeline/pipeline';
 import { createAdminApi, errorHandler } from './admin/admin-api';
-import { createDeviceApi } from './transports/http/device-api';
+import { createDeviceApi, HTTP_PAGE_SIZE, httpPageCacheBytesFromEnv } from './transports/http/device-api';
+import { PackagePages } from './transports/coap/package-pages';
+import type { BlobReader } from './store/blob-reader';
 import { createTelemetryApi } from './admin/telemetry-api';
 import { createFleetApi } from './admin/fleet-api';
 import { createDashboard, type Dashboard } from './fleet/dashboard';
@@ -29,6 +31,7 @@ import { NotifyQueue, queueLeaseFromEnv } from './pipeline/notify-queue';
 import { realTimers, type Timers } from './timers';
 import { StateTracker } from './pipeline/state-tracker';
 import type { DeviceContext, EndpointInfo } from './transports/device-context';
+import { DeviceLookups, lookupCacheLimitsFromEnv, type LookupCacheLimits } from './transports/device-lookups';
 import { OtaPackageService } from './packages/ota-package-service';
 import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits } from './http-server-limits';
 import { LOGIN_THROTTLE_DEFAULTS, LoginThrottle, type LoginThrottleLimits } from './admin/login-throttle';
@@ -90,6 +93,8 @@ export interface EngineOptions {
   httpLimits?: Partial<HttpServerLimits>;
   /** Login throttling and scrypt concurrency; by default from `OTA_LOGIN_*` (login-settings.ts). */
   login?: Partial<LoginThrottleLimits & PasswordCheckLimits>;
+  /** The device lookup caches of the download paths; by default from `OTA_LOOKUP_CACHE_*` (device-lookups.ts). */
+  lookupCache?: Partial<LookupCacheLimits>;
 }
 
 /**
@@ -118,7 +123,8 @@ export class OtaEngine {
     readonly bootstrap: BootstrapResult,
     readonly logger: Logger,
     readonly pipeline: Pipeline,
-    deviceApi: express.Router,
+    /** The HTTP device API and the chunk reader it holds package files open with. */
+    deviceApi: { router: express.Router; reader: BlobReader },
     /** For device transports: repositories, blobs and the event bus (see device-context.ts). */
     readonly deviceContext: DeviceContext,
   ) {
@@ -140,7 +146,8 @@ export class OtaEngine {
     this.downloads.register(dashboard.prometheus.registry);
     this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.
-    this.app.use('/api/v1', deviceApi);
+    this.app.use('/api/v1', deviceApi.router);
+    this.deviceReader = deviceApi.reader;
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
     this.app.use('/api', dashboard.api);
@@ -224,14 +231,45 @@ export class OtaEngine {
       const httpSessions = new HttpDeviceSessions();
       const pipeline: Pipeline = { attributes, telemetry, assignment, queue, notifier, tracker, httpSessions };
       const provisioning = new DeviceProvisioning(profileRepo, devices, attributes);
-      const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger, provisioning };
-      const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
+      const lookups = new DeviceLookups(
+        { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, events, bus: store.cluster, logger, now: clock },
+        { ...lookupCacheLimitsFromEnv(process.env), ...options.lookupCache },
+      );
+      const deviceContext: DeviceContext = {
+        devices: deviceRepo,
+        profiles: profileRepo,
+        packages: packageRepo,
+        blobs,
+        attributes,
+        telemetry,
+        events,
+        logger,
+        provisioning,
+        lookups,
+      };
+      const httpReader = blobs.reader();
+      const pages = new PackagePages(httpReader, httpPageCacheBytesFromEnv(process.env), HTTP_PAGE_SIZE);
+      const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, reader: httpReader, pages, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       // Several instances: a notification decided here also goes to the others, for a device whose
       // session (MQTT, CoAP, an HTTP long poll) is there; each delivers it to its own sessions only.
       notifier.watch((sent) => void store.cluster.publish(NOTIFICATION_TOPIC, sent).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)));
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
-      const engine = new OtaEngine({ ...options, dataDir }, store, events, accounts, tenantService, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext);
+      const engine = new OtaEngine(
+        { ...options, dataDir },
+        store,
+        events,
+        accounts,
+        tenantService,
+        packages,
+        profiles,
+        devices,
+        boot,
+        logger,
+        pipeline,
+        { router: deviceApi, reader: httpReader },
+        deviceContext,
+      );
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
       return engine;
     } catch (err) {
@@ -241,6 +279,7 @@ export class OtaEngine {
   }
 
   private readonly endpoints = new Set<EndpointInfo>();
+  private readonly deviceReader: BlobReader;
   private readonly unhearNotifications: () => void;
   private readonly unrelayRevocations: () => void;
 
@@ -305,6 +344,7 @@ export class OtaEngine {
     }
     this.unhearNotifications();
     this.unrelayRevocations();
+    this.deviceContext.lookups.close();
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
     this.dashboard.close();
@@ -312,6 +352,7 @@ export class OtaEngine {
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();
+    await this.deviceReader.close();
     await this.store.close();
   }
 }

@@ -324,6 +324,7 @@ export interface HarnessOptions {
   dataDir?: string;
   httpLimits?: EngineOptions['httpLimits'];
   login?: EngineOptions['login'];
+  lookupCache?: EngineOptions['lookupCache'];
   /** The default tenant profile's limits when it is first made. */
   tenantLimits?: EngineOptions['tenantLimits'];
 }
@@ -368,6 +369,7 @@ export class ApiHarness {
       ...(o.uploadIdleMs !== undefined ? { uploadIdleMs: o.uploadIdleMs } : {}),
       ...(o.httpLimits !== undefined ? { httpLimits: o.httpLimits } : {}),
       ...(o.login !== undefined ? { login: o.login } : {}),
+      ...(o.lookupCache !== undefined ? { lookupCache: o.lookupCache } : {}),
     };
     let engine: OtaEngine;
     try {

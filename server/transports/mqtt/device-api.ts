@@ -1,6 +1,5 @@
 import type { IPublishPacket } from 'mqtt-packet';
 import type { Device } from '../../store/devices';
-import { devicePackage } from '../firmware-download';
 import { parseAttributeRequest, parseAttributes, parseRpcRequest, parseTelemetryPayload, readAttributes, sessionLimits } from './device-requests';
 import type { ChunkAnswer, OtaErrorStatus } from './firmware-chunks';
 import { publishHeader } from './packets';
@@ -60,11 +59,10 @@ export async function handlePublish(s: PublishingSession, host: PublishHost, p: 
       return s.publish(`${FAMILY[target.family].rpcResponse}${target.requestId}`, Buffer.from(JSON.stringify(answer)));
     }
     case 'chunk': {
-      const answer = await s.firmwareChunks().answer({ type: target.type, requestId: target.requestId, chunk: target.chunk, payload }, async (type) => {
-        // The package effective now: the device (or its profile) may have changed since CONNECT.
-        const fresh = await ctx.devices.findById(device.tenantId, device.id);
-        return fresh ? devicePackage(fresh, type, ctx) : { error: 'NOT_FOUND' };
-      });
+      // The package effective now (the device or its profile may have changed since CONNECT), through the lookup cache.
+      const answer = await s
+        .firmwareChunks()
+        .answer({ type: target.type, requestId: target.requestId, chunk: target.chunk, payload }, (type) => ctx.lookups.packageOf(device.tenantId, device.id, type));
       if (s.closing) return;
       return answer.ok ? sendChunk(s, host, p, answer) : otaError(s, host, answer.status, answer.detail);
     }
@@ -97,7 +95,12 @@ async function sendChunk(s: PublishingSession, host: PublishHost, p: IPublishPac
   const firstEnd = Math.min(answer.end, answer.start + (length <= INLINE_CHUNK ? length : STREAM_PIECE));
   let first: Buffer;
   try {
-    first = length ? await reader.read(sha, answer.start, firstEnd) : Buffer.alloc(0);
+    // A chunk (sent whole) through the connection's read-ahead; the first piece of a streamed whole file as it comes.
+    first = !length
+      ? Buffer.alloc(0)
+      : firstEnd === answer.end
+        ? await s.readAhead().read(sha, answer.start, firstEnd, answer.pkg.dataSize)
+        : await reader.read(sha, answer.start, firstEnd);
   } catch (err) {
     return otaError(s, host, 'NOT_FOUND', `package bytes unreadable: ${(err as Error).message}`);
   }

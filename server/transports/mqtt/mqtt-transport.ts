@@ -10,6 +10,7 @@ import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { BlobReader } from '../../store/blob-reader';
 import { REASON, type ProtocolVersion } from './reason-codes';
+import { ReadAheadBudget, readAheadBytesFromEnv } from './chunk-read-ahead';
 import type { DisconnectReason, SessionConfig } from './publish-context';
 import { MqttSession, type SessionHost } from './session';
 import { MqttAuthenticator } from './authenticate';
@@ -48,6 +49,11 @@ export interface MqttOptions {
    * ThingsBoard's `actors.max_concurrent_session_per_device` (default 1) does. 0: no limit.
    */
   maxSessionsPerDevice?: number;
+  /**
+   * Bytes of package chunks read ahead for devices downloading, all connections together
+   * (`OTA_MQTT_READ_AHEAD_BYTES`, default 32 MiB; 0: none). One chunk per connection at most.
+   */
+  readAheadBytes?: number;
 }
 
 export interface MqttTlsOptions {
@@ -95,6 +101,7 @@ export interface MqttTransportEvents {
 export class MqttTransport extends EventEmitter<MqttTransportEvents> implements SessionHost {
   readonly config: SessionConfig;
   readonly reader: BlobReader;
+  readonly readAheadBudget: ReadAheadBudget;
   private readonly port: number;
   private readonly host: string;
   private readonly tlsOptions: MqttTlsOptions | null;
@@ -113,7 +120,9 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     for (const s of this.byDevice.get(after.id) ?? []) s.device = after;
   };
   private readonly onPackageDeleted = ({ pkg }: EngineEventMap['packageDeleted'][0]): void => {
-    if (pkg.blobSha256) this.reader.forget(pkg.blobSha256);
+    if (!pkg.blobSha256) return;
+    this.reader.forget(pkg.blobSha256);
+    for (const s of this.sessions) s.forgetBlob(pkg.blobSha256);
   };
 
   constructor(
@@ -127,6 +136,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.tlsOptions = options.tls ?? null;
     this.maxSessionsPerDevice = options.maxSessionsPerDevice ?? MQTT_DEFAULTS.maxSessionsPerDevice;
     this.reader = ctx.blobs.reader();
+    this.readAheadBudget = new ReadAheadBudget(options.readAheadBytes ?? readAheadBytesFromEnv(process.env));
     this.authenticator = new MqttAuthenticator(ctx.devices, new PasswordVerifier(options.authCacheSize ?? DEFAULT_VERIFIED_CACHE_SIZE));
     this.config = {
       maxChunkSize: options.maxChunkSize ?? MQTT_DEFAULTS.maxChunkSize,

@@ -6,6 +6,8 @@ import type { UplinkEvent } from '../../pipeline/uplink';
 import type { Timers } from '../../timers';
 import type { DeviceContext } from '../device-context';
 import type { FirmwareChunks } from './firmware-chunks';
+import type { ReadAheadBudget } from './chunk-read-ahead';
+import type { ChunkReadAhead } from './chunk-read-ahead';
 import type { ProtocolVersion } from './reason-codes';
 
 /** The limits a session works within (see MqttOptions). */
@@ -40,6 +42,8 @@ export interface PublishHost {
   readonly timers: Timers;
   /** Package bytes, read per request. */
   readonly reader: BlobReader;
+  /** What every connection's read-ahead may hold together. */
+  readonly readAheadBudget: ReadAheadBudget;
   uplink(ev: UplinkEvent): void;
 }
 
@@ -54,6 +58,8 @@ export interface PublishingSession {
   readonly socket: Socket;
   close(reason: DisconnectReason, code?: number, reasonString?: string): void;
   firmwareChunks(): FirmwareChunks;
+  /** The connection's read-ahead of package chunks. */
+  readAhead(): ChunkReadAhead;
   write(buf: Buffer): void;
   hold(): void;
   release(): void;

@@ -6,6 +6,7 @@ import type { MqttAuthenticator } from './authenticate';
 import { handlePublish } from './device-api';
 import type { DisconnectReason, PublishHost, PublishingSession } from './publish-context';
 import { FirmwareChunks } from './firmware-chunks';
+import { ChunkReadAhead } from './chunk-read-ahead';
 import { handleProvisionPublish, isProvisionConnect, isProvisionFilter } from './provision-session';
 import { encode, encodePublish } from './packets';
 import { REASON, refusalCode, refusedSubscription, type ProtocolVersion } from './reason-codes';
@@ -37,6 +38,7 @@ export class MqttSession implements PublishingSession {
   private updates: { family: TopicFamily; qos: 0 | 1 } | null = null;
   private subscriptions: Array<{ filter: string; qos: 0 | 1 }> = [];
   private chunks: FirmwareChunks | null = null;
+  private ahead: ChunkReadAhead | null = null;
   private readonly parser: Parser;
   private readonly inbox: Packet[] = [];
   private draining = false;
@@ -71,6 +73,7 @@ export class MqttSession implements PublishingSession {
     socket.on('error', () => undefined); // 'close' follows and says the rest
     socket.on('close', () => {
       this.clearTimer();
+      this.ahead?.clear();
       this.isClosing = true;
       this.host.closed(this, this.reason);
     });
@@ -242,6 +245,16 @@ export class MqttSession implements PublishingSession {
   firmwareChunks(): FirmwareChunks {
     this.chunks ??= new FirmwareChunks(this.host.config.maxChunkSize);
     return this.chunks;
+  }
+
+  readAhead(): ChunkReadAhead {
+    this.ahead ??= new ChunkReadAhead(this.host.reader, this.host.readAheadBudget);
+    return this.ahead;
+  }
+
+  /** Drops read-ahead bytes of a blob whose package was deleted. */
+  forgetBlob(sha256: string): void {
+    this.ahead?.forget(sha256);
   }
 
   write(buf: Buffer): void {
