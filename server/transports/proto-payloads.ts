@@ -45,8 +45,8 @@ const KeyValueType = { BOOLEAN_V: 0, LONG_V: 1, DOUBLE_V: 2, STRING_V: 3, JSON_V
 const AttributeUpdateNotificationMsg = FIXED.lookupType('AttributeUpdateNotificationMsg');
 const GetAttributeResponseMsg = FIXED.lookupType('GetAttributeResponseMsg');
 const AttributesRequest = FIXED.lookupType('AttributesRequest');
-export const ProvisionDeviceRequestMsg = FIXED.lookupType('ProvisionDeviceRequestMsg');
-export const ProvisionDeviceResponseMsg = FIXED.lookupType('ProvisionDeviceResponseMsg');
+const ProvisionDeviceRequestMsg = FIXED.lookupType('ProvisionDeviceRequestMsg');
+const ProvisionDeviceResponseMsg = FIXED.lookupType('ProvisionDeviceResponseMsg');
 
 /** The OTA telemetry keys a device reports (reference §1.3, §8). */
 const OTA_TELEMETRY_KEYS = ['fw_state', 'sw_state', 'fw_error', 'sw_error', 'current_fw_title', 'current_fw_version', 'current_sw_title', 'current_sw_version'];
@@ -202,6 +202,49 @@ export class ProtoPayloads {
       requestId,
       clientAttributeList: tsKvList(found.client, ts),
       sharedAttributeList: tsKvList(found.shared, ts),
+    });
+  }
+
+  /**
+   * `ProvisionDeviceRequestMsg` as the JSON request ThingsBoard's JSON adaptor reads (`deviceName`,
+   * `provisionDeviceKey`, ..., `credentialsType` with `token`, `clientId`/`username`/`password` or
+   * `hash`). The credentials type defaults to ACCESS_TOKEN on the wire; without a token in
+   * `credentialsDataProto` it asks for nothing. Throws ProtoPayloadError.
+   */
+  static decodeProvisionRequest(payload: Buffer): Json {
+    const m = ProvisionDeviceRequestMsg.toObject(decode(ProvisionDeviceRequestMsg, payload), { enums: String, defaults: true }) as {
+      deviceName: string;
+      credentialsType: string;
+      provisionDeviceCredentialsMsg?: { provisionDeviceKey?: string; provisionDeviceSecret?: string };
+      credentialsDataProto?: {
+        validateDeviceTokenRequestMsg?: { token?: string };
+        validateDeviceX509CertRequestMsg?: { hash?: string };
+        validateBasicMqttCredRequestMsg?: { clientId?: string; userName?: string; password?: string };
+      };
+    };
+    const out: Json = {
+      deviceName: m.deviceName,
+      provisionDeviceKey: m.provisionDeviceCredentialsMsg?.provisionDeviceKey ?? '',
+      provisionDeviceSecret: m.provisionDeviceCredentialsMsg?.provisionDeviceSecret ?? '',
+    };
+    const creds = m.credentialsDataProto ?? {};
+    if (m.credentialsType === 'ACCESS_TOKEN' && creds.validateDeviceTokenRequestMsg?.token)
+      return { ...out, credentialsType: 'ACCESS_TOKEN', token: creds.validateDeviceTokenRequestMsg.token };
+    if (m.credentialsType === 'X509_CERTIFICATE') return { ...out, credentialsType: 'X509_CERTIFICATE', hash: creds.validateDeviceX509CertRequestMsg?.hash ?? '' };
+    if (m.credentialsType === 'MQTT_BASIC') {
+      const b = creds.validateBasicMqttCredRequestMsg ?? {};
+      return { ...out, credentialsType: 'MQTT_BASIC', clientId: b.clientId || null, username: b.userName || null, password: b.password || null };
+    }
+    return out;
+  }
+
+  /** `ProvisionDeviceResponseMsg`: the status, and on success the credentials (basic ones as their JSON). */
+  static encodeProvisionResponse(r: { status: string; credentialsType?: string; credentialsValue?: unknown }): Buffer {
+    const value = r.credentialsValue;
+    return encode(ProvisionDeviceResponseMsg, {
+      status: r.status,
+      ...(r.credentialsType ? { credentialsType: r.credentialsType } : {}),
+      ...(value !== undefined && value !== null ? { credentialsValue: typeof value === 'string' ? value : JSON.stringify(value) } : {}),
     });
   }
 

@@ -5,6 +5,9 @@ import path from 'node:path';
 import { expect } from 'chai';
 import protobuf from 'protobufjs';
 import { checksumOf } from '../../server/packages/checksum';
+import { createSocket, type Socket } from 'node:dgram';
+import { Agent } from 'coap';
+import { coapObserve, coapRequest } from '../support/coap-clients';
 import { eventually } from '../support/eventually';
 import { MqttDevice, sha256 } from '../support/mqtt-clients';
 import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
@@ -79,6 +82,10 @@ describe('protobuf payloads (example flow, npm start)', function () {
   let mqttUrl: string;
   let profileId: string;
   let bareProfileId: string;
+  let coapPort: number;
+  let coapProfileId: string;
+  let socket: Socket;
+  let agent: Agent;
   const firmware = randomBytes(30_000);
 
   const protoProfile = (name: string, extra: Json = {}) => ({
@@ -121,11 +128,32 @@ describe('protobuf payloads (example flow, npm start)', function () {
     );
     mqttUrl = `mqtt://127.0.0.1:${endpoint.port}`;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', protoProfile('proto-fleet'))).id.id;
+    coapPort = (
+      await eventually(
+        async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'COAP'),
+        'the CoAP endpoint',
+      )
+    ).port;
+    const payloadType = protoProfile('').profileData.transportConfiguration.transportPayloadTypeConfiguration;
+    coapProfileId = (
+      await admin.request<Ref>('POST', '/deviceProfile', {
+        name: 'proto-coap',
+        transportType: 'COAP',
+        profileData: {
+          configuration: { type: 'DEFAULT' },
+          transportConfiguration: { type: 'COAP', coapDeviceTypeConfiguration: { coapDeviceType: 'DEFAULT', transportPayloadTypeConfiguration: payloadType } },
+        },
+      })
+    ).id.id;
+    socket = createSocket('udp4');
+    agent = new Agent({ socket });
     // No package: nothing but what the devices send is written.
     bareProfileId = (await admin.request<Ref>('POST', '/deviceProfile', protoProfile('proto-bare'))).id.id;
   });
 
   after(async () => {
+    agent?.close();
+    await new Promise<void>((resolve) => (socket ? socket.close(() => resolve()) : resolve()));
     if (server) await stopServer(server);
     await rm(dataDir, { recursive: true, force: true });
   });
@@ -251,5 +279,52 @@ describe('protobuf payloads (example flow, npm start)', function () {
       await device.end();
     }
     expect((await latest(id, 'fw_state')).fw_state?.[0]?.value).to.equal('IDLE');
+  });
+
+  it("updates a CoAP device on a protobuf profile: notifications and answers in ThingsBoard's messages, states in its schema", async () => {
+    const { id, token } = await newDevice('proto-coap-1', coapProfileId);
+    const obs = await coapObserve(agent, coapPort, { pathname: `/api/v1/${token}/attributes` });
+    try {
+      expect(obs.first.code).to.equal('2.05');
+      expect(obs.first.headers['Content-Format']).to.equal('application/octet-stream');
+      expect(decode('AttributeUpdateNotificationMsg', obs.first.payload).sharedUpdated ?? []).to.deep.equal([]);
+      const info = await admin.request<Ref>('POST', '/otaPackage', {
+        title: 'pb-coap',
+        version: '3.0.0',
+        type: 'FIRMWARE',
+        deviceProfileId: { id: coapProfileId, entityType: 'DEVICE_PROFILE' },
+      });
+      await admin.upload(info.id.id, firmware, 'SHA256');
+      await admin.request('POST', `/deviceProfile/${coapProfileId}`, { firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' } });
+      let update: Json = {};
+      while (update.fw_title === undefined) update = flat(decode('AttributeUpdateNotificationMsg', (await obs.next()).payload).sharedUpdated);
+      expect(update).to.include({ fw_title: 'pb-coap', fw_version: '3.0.0', fw_size: firmware.length });
+    } finally {
+      obs.stream.close();
+    }
+    const post = (feature: string, payload: Buffer) => coapRequest(agent, coapPort, { pathname: `/api/v1/${token}/${feature}`, method: 'POST', payload });
+    expect((await post('attributes', encode(OtaAttributes, { model: 'coap-pb' }))).code).to.equal('2.01');
+    const got = await coapRequest(agent, coapPort, { pathname: `/api/v1/${token}/attributes`, query: 'clientKeys=model&sharedKeys=fw_checksum' });
+    expect(got.code).to.equal('2.05');
+    const answer = decode('GetAttributeResponseMsg', got.payload);
+    expect(flat(answer.clientAttributeList)).to.deep.equal({ model: 'coap-pb' });
+    const checksum = flat(answer.sharedAttributeList).fw_checksum;
+
+    expect((await post('telemetry', encode(OtaTelemetry, { fw_state: 'DOWNLOADING' }))).code).to.equal('2.01');
+    const res = await coapRequest(agent, coapPort, { pathname: `/fw/${token}`, query: 'title=pb-coap&version=3.0.0' });
+    expect(checksumOf('SHA256', res.payload)).to.equal(checksum);
+    for (const state of ['DOWNLOADED', 'VERIFIED', 'UPDATING']) await post('telemetry', encode(OtaTelemetry, { fw_state: state }));
+    await post('telemetry', encode(OtaTelemetry, { fw_state: 'UPDATED', current_fw_title: 'pb-coap', current_fw_version: '3.0.0' }));
+    await eventually(async () => (await latest(id, 'fw_state')).fw_state?.[0]?.value === 'UPDATED', 'the CoAP protobuf device UPDATED', { everyMs: 50 });
+  });
+
+  it('answers a malformed protobuf message over CoAP 4.00, storing nothing', async () => {
+    const { id, token } = await newDevice('proto-coap-bad', coapProfileId);
+    for (const feature of ['telemetry', 'attributes']) {
+      const res = await coapRequest(agent, coapPort, { pathname: `/api/v1/${token}/${feature}`, method: 'POST', payload: 'invalid proto payload str' });
+      expect(res.code).to.equal('4.00');
+    }
+    expect(await latest(id, 'batteryLevel')).to.deep.equal({});
+    expect((await coapRequest(agent, coapPort, { pathname: `/api/v1/${token}/attributes`, query: 'clientKeys=model' })).code).to.equal('4.04');
   });
 });

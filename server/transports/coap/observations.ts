@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events';
 import type { DeviceId } from '../../ids';
 import type { Timers } from '../../timers';
 import { Code, ContentFormat, encodeReply, peerKey, type CoapRequest, type Peer, type Reply } from './messages';
+import type { AttributeMap } from '../../store/attributes';
+import { ProtoPayloads } from '../proto-payloads';
 import type { TransmissionParams } from './retransmission';
 
 /** How many observations are held: per device (OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE) and in all (OTA_COAP_MAX_OBSERVATIONS). */
@@ -13,6 +15,12 @@ export interface ObservationLimits {
 /** Max-Age of a refused registration: when to try again [RFC 8516 §3]. */
 const RETRY_AFTER_S = 30;
 
+/** Shared attributes changed and deleted, as a notification carries them. */
+export interface AttributeUpdate {
+  attributes: AttributeMap;
+  deleted: readonly string[];
+}
+
 /** Why an observation ended. */
 export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'too far behind' | 'device deleted' | 'credentials changed' | 'replaced' | 'stopped';
 
@@ -22,6 +30,8 @@ interface Observation {
   readonly deviceId: DeviceId;
   readonly peer: Peer;
   readonly token: Buffer;
+  /** Its device's profile is protobuf: notifications are ThingsBoard's AttributeUpdateNotificationMsg. */
+  proto: boolean;
   /** Notifications are CON when the registration was [reference §5: "CON/NON follows the registering request"]. */
   confirmable: boolean;
   /** When the peer last showed it still wants the notifications: its registration, or an ACK. */
@@ -89,7 +99,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
    * notification: the shared attributes in `attributes`. A new observation past a limit is refused
    * instead (4.29 past the device's, 5.03 past the total), and nothing is registered.
    */
-  accept(req: CoapRequest, deviceId: DeviceId, attributes: Record<string, unknown>): Reply {
+  accept(req: CoapRequest, deviceId: DeviceId, attributes: AttributeMap, proto = false): Reply {
     const key = observationKey(req.peer, req.token);
     let obs = this.byKey.get(key);
     if (obs && obs.deviceId !== deviceId) {
@@ -99,7 +109,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
     if (!obs) {
       const refusal = this.overLimit(deviceId, req.peer);
       if (refusal) return refusal;
-      obs = { key, deviceId, peer: req.peer, token: req.token, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, queue: [] };
+      obs = { key, deviceId, peer: req.peer, token: req.token, proto, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, queue: [] };
       this.byKey.set(key, obs);
       let set = this.byDevice.get(deviceId);
       if (!set) this.byDevice.set(deviceId, (set = new Set()));
@@ -107,10 +117,11 @@ export class Observations extends EventEmitter<ObservationEvents> {
       this.emit('observers', this.size);
     }
     obs.confirmable = req.confirmable;
+    obs.proto = proto;
     obs.heardAt = this.timers.now();
     const registered = obs;
     // The answer rides on the request's own exchange; a RST to it, when it is a message of its own, cancels.
-    return { ...this.notification(obs, attributes), sent: (messageId) => this.setRecent(registered, messageId) };
+    return { ...this.notification(obs, { attributes, deleted: [] }), sent: (messageId) => this.setRecent(registered, messageId) };
   }
 
   /**
@@ -140,7 +151,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
   }
 
   /** Sends `update` to every observer of the device; answers how many there are. */
-  notify(deviceId: DeviceId, update: Record<string, unknown>): number {
+  notify(deviceId: DeviceId, update: AttributeUpdate): number {
     const set = this.byDevice.get(deviceId);
     if (!set) return 0;
     for (const obs of [...set]) {
@@ -188,10 +199,14 @@ export class Observations extends EventEmitter<ObservationEvents> {
     for (const obs of [...this.byKey.values()]) this.end(obs, 'stopped');
   }
 
-  private notification(obs: Observation, body: Record<string, unknown>): Reply {
+  /** JSON: flat, plus `deleted` when keys were deleted (reference §5); protobuf: ThingsBoard's message, octet-stream. */
+  private notification(obs: Observation, update: AttributeUpdate): Reply {
     const observe = obs.sequence;
     // The Observe value has 24 bits [RFC 7641 §4.4].
     obs.sequence = (obs.sequence + 1) & 0xffffff;
+    if (obs.proto)
+      return { code: Code.CONTENT, observe, contentFormat: ContentFormat.OCTET_STREAM, payload: ProtoPayloads.encodeUpdate(update.attributes, update.deleted, this.timers.now()) };
+    const body = update.deleted.length ? { ...update.attributes, deleted: update.deleted } : update.attributes;
     return { code: Code.CONTENT, observe, contentFormat: ContentFormat.JSON, payload: Buffer.from(JSON.stringify(body)) };
   }
 
