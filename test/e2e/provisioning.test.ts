@@ -207,6 +207,18 @@ describe('device provisioning (example flow, npm start)', function () {
     expect(await deviceNamed('not-made')).to.equal(null);
   });
 
+  it('hands a pre-provisioned device out once when several ask at the same time, over HTTP, MQTT and CoAP', async () => {
+    await admin.request<Ref>('POST', '/device', { name: 'pre-raced', deviceProfileId: { id: preProfileId, entityType: 'DEVICE_PROFILE' } });
+    const body = { deviceName: 'pre-raced', provisionDeviceKey: 'pre-key', provisionDeviceSecret: 'pre-secret' };
+    const answers = await Promise.all([
+      ...Array.from({ length: 4 }, async () => (await httpProvision(body)).answer.status),
+      ...Array.from({ length: 2 }, async () => (await mqttProvision(body)).status),
+      ...Array.from({ length: 2 }, async () => (JSON.parse((await coapProvision(JSON.stringify(body))).payload.toString()) as Answer).status),
+    ]);
+    expect(answers.filter((s) => s === 'SUCCESS')).to.have.length(1);
+    expect(answers.filter((s) => s === 'FAILURE')).to.have.length(answers.length - 1);
+  });
+
   it('answers a provisioning request that is no JSON with an empty 400, creating nothing', async () => {
     const res = await fetch(`${server.api}/api/v1/provision`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"deviceName":' });
     expect(res.status).to.equal(400);
