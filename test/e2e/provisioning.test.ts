@@ -17,6 +17,20 @@ interface Ref {
 }
 type Answer = Record<string, unknown>;
 
+/** ThingsBoard's provisioning messages (queue.proto), as a device writes them. */
+const tb = protobuf.parse(
+  `syntax = "proto3";
+  enum ResponseStatus { UNKNOWN = 0; SUCCESS = 1; NOT_FOUND = 2; FAILURE = 3; }
+  enum CredentialsType { ACCESS_TOKEN = 0; X509_CERTIFICATE = 1; MQTT_BASIC = 2; LWM2M_CREDENTIALS = 3; }
+  message ProvisionDeviceCredentialsMsg { string provisionDeviceKey = 1; string provisionDeviceSecret = 2; }
+  message ValidateBasicMqttCredRequestMsg { string clientId = 1; string userName = 2; string password = 3; }
+  message CredentialsDataProto { ValidateBasicMqttCredRequestMsg validateBasicMqttCredRequestMsg = 3; }
+  message ProvisionDeviceRequestMsg { string deviceName = 1; CredentialsType credentialsType = 2; ProvisionDeviceCredentialsMsg provisionDeviceCredentialsMsg = 3; CredentialsDataProto credentialsDataProto = 4; }
+  message ProvisionDeviceResponseMsg { ResponseStatus status = 1; CredentialsType credentialsType = 2; string credentialsValue = 3; }`,
+).root;
+const ProvisionRequestMsg = tb.lookupType('ProvisionDeviceRequestMsg');
+const ProvisionResponseMsg = tb.lookupType('ProvisionDeviceResponseMsg');
+
 /**
  * Device self-provisioning as ThingsBoard's devices do it (HTTP `POST /api/v1/provision`, MQTT
  * user name `provision`, CoAP `POST /api/v1/provision`), through the example flow of `npm start`: a provisioned device of a
@@ -275,22 +289,27 @@ describe('device provisioning (example flow, npm start)', function () {
     expect(await deviceNamed('coap-intruder')).to.equal(null);
   });
 
+  it('provisions over MQTT with a protobuf ProvisionDeviceRequestMsg, answering a ProvisionDeviceResponseMsg', async () => {
+    const device = await MqttDevice.connect(mqttUrl, 'provision', 4, { clientId: `prov-${Math.random()}` });
+    try {
+      await device.subscribe(['/provision/response']);
+      const body = ProvisionRequestMsg.encode(
+        ProvisionRequestMsg.fromObject({ deviceName: 'mqtt-pb-born', provisionDeviceCredentialsMsg: { provisionDeviceKey: 'fleet-key', provisionDeviceSecret: 'fleet-secret' } }),
+      ).finish();
+      const reply = await device.ask('/provision/request', Buffer.from(body), '/provision/response');
+      const answer = ProvisionResponseMsg.toObject(ProvisionResponseMsg.decode(reply.payload), { enums: String, defaults: true }) as Answer;
+      expect(answer).to.include({ status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN' });
+      expect(answer.credentialsValue).to.match(/^[A-Za-z0-9]{20}$/);
+    } finally {
+      await device.end();
+    }
+    expect(await deviceNamed('mqtt-pb-born')).to.not.equal(null);
+  });
+
   it('provisions over CoAP with a protobuf ProvisionDeviceRequestMsg, answering a ProvisionDeviceResponseMsg', async () => {
-    const tb = protobuf.parse(
-      `syntax = "proto3";
-      enum ResponseStatus { UNKNOWN = 0; SUCCESS = 1; NOT_FOUND = 2; FAILURE = 3; }
-      enum CredentialsType { ACCESS_TOKEN = 0; X509_CERTIFICATE = 1; MQTT_BASIC = 2; LWM2M_CREDENTIALS = 3; }
-      message ProvisionDeviceCredentialsMsg { string provisionDeviceKey = 1; string provisionDeviceSecret = 2; }
-      message ValidateBasicMqttCredRequestMsg { string clientId = 1; string userName = 2; string password = 3; }
-      message CredentialsDataProto { ValidateBasicMqttCredRequestMsg validateBasicMqttCredRequestMsg = 3; }
-      message ProvisionDeviceRequestMsg { string deviceName = 1; CredentialsType credentialsType = 2; ProvisionDeviceCredentialsMsg provisionDeviceCredentialsMsg = 3; CredentialsDataProto credentialsDataProto = 4; }
-      message ProvisionDeviceResponseMsg { ResponseStatus status = 1; CredentialsType credentialsType = 2; string credentialsValue = 3; }`,
-    ).root;
-    const Request = tb.lookupType('ProvisionDeviceRequestMsg');
-    const Response = tb.lookupType('ProvisionDeviceResponseMsg');
     const ask = async (secret: string) => {
-      const body = Request.encode(
-        Request.fromObject({
+      const body = ProvisionRequestMsg.encode(
+        ProvisionRequestMsg.fromObject({
           deviceName: 'coap-pb-born',
           credentialsType: 'MQTT_BASIC',
           provisionDeviceCredentialsMsg: { provisionDeviceKey: 'fleet-key', provisionDeviceSecret: secret },
@@ -298,7 +317,7 @@ describe('device provisioning (example flow, npm start)', function () {
         }),
       ).finish();
       const res = await coapProvision(Buffer.from(body));
-      return { code: res.code, answer: Response.toObject(Response.decode(res.payload), { enums: String }) as Answer };
+      return { code: res.code, answer: ProvisionResponseMsg.toObject(ProvisionResponseMsg.decode(res.payload), { enums: String }) as Answer };
     };
     expect(await ask('guess')).to.deep.equal({ code: '4.00', answer: { status: 'NOT_FOUND' } });
     const ok = await ask('fleet-secret');
