@@ -94,7 +94,7 @@ export async function handlePublish(s: PublishingSession, host: PublishHost, p: 
  * How a protobuf profile's uplink on this topic family is read (`DeviceSessionCtx.getPayloadAdaptor`):
  * null when it is JSON (a JSON profile, or the force-JSON `v2/.../j` topics); else a reader that
  * decodes protobuf and, with `enableCompatibilityWithJsonPayloadFormat`, falls back to JSON
- * (`BackwardCompatibilityAdaptor`). A reader answers null for a payload neither accepts.
+ * (`BackwardCompatibilityAdaptor`). A reader answers undefined for a payload neither accepts.
  */
 function protoUplink(s: PublishingSession, family: TopicFamily): ((decode: (p: ProtoPayloads) => unknown, payload: Buffer) => unknown) | null {
   const payloads = s.payloads;
