@@ -33,7 +33,7 @@ import { StateTracker } from './pipeline/state-tracker';
 import type { DeviceContext, EndpointInfo } from './transports/device-context';
 import { DeviceLookups, lookupCacheLimitsFromEnv, type LookupCacheLimits } from './transports/device-lookups';
 import { OtaPackageService } from './packages/ota-package-service';
-import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits } from './http-server-limits';
+import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits, type TlsIdentity } from './http-server-limits';
 import { LOGIN_THROTTLE_DEFAULTS, LoginThrottle, type LoginThrottleLimits } from './admin/login-throttle';
 import { PASSWORD_CHECK_DEFAULTS, PasswordChecks, type PasswordCheckLimits } from './admin/password-checks';
 import { loginLimitsFromEnv } from './admin/login-settings';
@@ -67,6 +67,11 @@ export interface EngineOptions {
   databaseUrl?: string;
   /** Where the REST API (and later the device HTTP API) listens; `false` for none (tests mount `app`). */
   http?: { port: number; host?: string } | false;
+  /**
+   * The same REST and device HTTP API over TLS on a port of its own (`OTA_HTTPS_PORT`), beside
+   * the plain one. Unset: none.
+   */
+  https?: { port: number; host?: string; cert: string | Buffer; key: string | Buffer } | null;
   maxPackageSize?: number;
   maxTenantStorage?: number;
   admin?: { username?: string; password?: string };
@@ -105,6 +110,7 @@ export class OtaEngine {
   readonly app: express.Express;
   readonly httpLimits: HttpServerLimits;
   private server: http.Server | null = null;
+  private httpsServer: http.Server | null = null;
   private closed = false;
   /** The fleet dashboard and /metrics: its watcher stops with the engine. */
   private readonly dashboard: Dashboard;
@@ -271,6 +277,7 @@ export class OtaEngine {
         deviceContext,
       );
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
+      if (options.https) await engine.listen(options.https.port, options.https.host ?? (options.http ? options.http.host : undefined) ?? DEFAULTS.httpHost, options.https);
       return engine;
     } catch (err) {
       await store.close();
@@ -302,6 +309,8 @@ export class OtaEngine {
     const http = this.httpAddress;
     const out: Array<Omit<EndpointInfo, 'connections'> & { connections: number }> = [];
     if (http) out.push({ transport: 'HTTP', host: http.address, port: http.port, connections: this.pipeline.httpSessions.waiting });
+    const https = this.httpsAddress;
+    if (https) out.push({ transport: 'HTTP', host: https.address, port: https.port, tls: true, connections: this.pipeline.httpSessions.waiting });
     for (const e of this.endpoints) out.push({ transport: e.transport, host: e.host, port: e.port, ...(e.tls ? { tls: true } : {}), connections: e.connections() });
     return out;
   }
@@ -317,10 +326,16 @@ export class OtaEngine {
     return a && typeof a === 'object' ? a : null;
   }
 
-  private async listen(port: number, host: string): Promise<void> {
+  /** Where the HTTPS API listens, when it was asked for. */
+  get httpsAddress(): AddressInfo | null {
+    const a = this.httpsServer?.address();
+    return a && typeof a === 'object' ? a : null;
+  }
+
+  private async listen(port: number, host: string, tls?: TlsIdentity): Promise<void> {
     // A 2 GB upload over a slow link takes longer than any request timeout: uploads are excepted
     // from the body deadline and cut when idle instead (multipart.ts).
-    const server = createLimitedServer(this.app, this.httpLimits);
+    const server = createLimitedServer(this.app, this.httpLimits, tls);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -328,15 +343,16 @@ export class OtaEngine {
         resolve();
       });
     });
-    this.server = server;
+    if (tls) this.httpsServer = server;
+    else this.server = server;
   }
 
   /** Stops listening, ends open connections, closes the database. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const server = this.server;
-    if (server) {
+    for (const server of [this.server, this.httpsServer]) {
+      if (!server) continue;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

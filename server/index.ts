@@ -23,4 +23,5 @@ export { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from './transports/mqt
 export { DEFAULT_VERIFIED_CACHE_SIZE } from './devices/password-hash';
 export { editorGuard } from './admin/editor-guard';
 export { bodyDeadline, createLimitedServer, httpLimitsFromEnv } from './http-server-limits';
+export { resolveHttps, type OwnHttpsFields } from './https-options';
 export { privateDir } from './store/private-files';

@@ -463,6 +463,17 @@ function attributeContract(get: Get): void {
       expect(await r.attributes.get(d.id, 'SHARED')).to.deep.equal({ fw_title: 'a', fw_version: '2' });
     });
 
+    it('claims a key once: of racing claims to the same value exactly one changes it', async () => {
+      const r = get();
+      const d = await device(r);
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => r.attributes.claim(d.id, 'SERVER', 'provisionState', 'provisioned', i)));
+      expect(results.filter(Boolean)).to.have.length(1);
+      expect(await r.attributes.get(d.id, 'SERVER')).to.deep.equal({ provisionState: 'provisioned' });
+      expect(await r.attributes.claim(d.id, 'SERVER', 'provisionState', 'provisioned', 9)).to.equal(false);
+      // Another value is a change.
+      expect(await r.attributes.claim(d.id, 'SERVER', 'provisionState', 'reset', 10)).to.equal(true);
+    });
+
     it('deletes keys and answers those that existed, in the order asked', async () => {
       const r = get();
       const d = await device(r);

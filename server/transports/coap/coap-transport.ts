@@ -9,7 +9,6 @@ import { PackagePages } from './package-pages';
 import { isBlockSize } from './block-wise';
 import type { DeviceContext } from '../device-context';
 import type { EngineEventMap } from '../../events';
-import { updateMessage } from '../http/http-transport';
 import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { UplinkEvent } from '../../pipeline/uplink';
@@ -192,7 +191,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
 
   /** Delivers a notification to every observer of its device; answers how many there were. */
   deliver(n: Pick<Notification, 'deviceId' | 'attributes' | 'deleted'>): number {
-    return this.observations.notify(n.deviceId, updateMessage(n));
+    return this.observations.notify(n.deviceId, n);
   }
 
   /** Devices observing their attributes right now. */
@@ -217,7 +216,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
 
   private async serveAsync(request: CoapRequest): Promise<Reply> {
     const result = await this.api.handle(request);
-    if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes);
+    if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes, result.observe.proto);
     return result.reply;
   }
 }

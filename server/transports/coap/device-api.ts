@@ -10,6 +10,8 @@ import type { UplinkEvent } from '../../pipeline/uplink';
 import type { PackagePages } from './package-pages';
 import { planBlock, type BlockPlan } from './block-wise';
 import { Downloads, type Download } from './downloads';
+import type { ProvisionRequest, ProvisionResponse } from '../../devices/device-provisioning';
+import { ProtoPayloadError, ProtoPayloads, protoPayloadsOf } from '../proto-payloads';
 import { Code, ContentFormat, Method, peerKey, reply, type CoapRequest, type Reply } from './messages';
 
 export interface CoapDeviceApiDeps {
@@ -27,7 +29,7 @@ export interface CoapDeviceApiDeps {
 }
 
 /** What a request comes to: a reply, or an observation to register (the registry answers it). */
-export type ApiResult = { reply: Reply } | { observe: { deviceId: DeviceId; attributes: AttributeMap } };
+export type ApiResult = { reply: Reply } | { observe: { deviceId: DeviceId; attributes: AttributeMap; proto: boolean } };
 
 const answer = (r: Reply): ApiResult => ({ reply: r });
 const EMPTY = Buffer.alloc(0);
@@ -50,6 +52,11 @@ const status = (code: Reply['code']): ApiResult => answer(reply(code));
  *   GET  /api/v1/{token}/attributes  Observe 0 / 1           register / cancel
  *   GET  /fw/{token}?title=&version=&size=&chunk=            the firmware (/sw: software)
  *   GET  /api/v1/{token}/firmware, /software                 the same (ThingsBoard answers 4.00 there)
+ *   POST /api/v1/provision                                   device self-provisioning
+ *
+ * A device whose profile is protobuf (proto-payloads.ts) posts in its profile's schemas and is
+ * answered in ThingsBoard's messages, as octet-stream (`ProtoCoapAdaptor`); a payload its schema
+ * does not read is 4.00.
  *
  * An unknown token is 4.01; a method a resource does not have is 4.05; any other path is 4.04.
  */
@@ -87,6 +94,12 @@ export class CoapDeviceApi {
       if (req.path.length !== 2 || second === undefined) return status(Code.UNAUTHORIZED);
       return this.withDevice(second, (d) => this.download(req, d, first === 'fw' ? 'FIRMWARE' : 'SOFTWARE'));
     }
+    if (first === 'api' && second === 'v1' && req.path.length === 3 && token === 'provision') {
+      // ThingsBoard's PROVISION feature: POST only; its GET handler calls other features invalid (4.00).
+      if (req.code === Method.GET) return status(Code.BAD_REQUEST);
+      if (req.code !== Method.POST) return status(Code.METHOD_NOT_ALLOWED);
+      return this.provision(req);
+    }
     if (first !== 'api' || second !== 'v1' || req.path.length !== 4 || token === undefined) return status(Code.NOT_FOUND);
     switch (feature) {
       case 'telemetry':
@@ -116,8 +129,26 @@ export class CoapDeviceApi {
     return { tenantId: d.tenantId, deviceId: d.id, deviceName: d.name, transport: 'COAP' as const, ts: this.deps.now() };
   }
 
+  /** The device's profile's protobuf payloads; null when it speaks JSON. */
+  private async payloadsOf(d: Device): Promise<ProtoPayloads | 'invalid' | null> {
+    return protoPayloadsOf(await this.deps.ctx.profiles.findById(d.tenantId, d.deviceProfileId));
+  }
+
+  /** A posted body as JSON: parsed, or decoded from the profile's schema; undefined when it is neither. */
+  private async uplinkBody(req: CoapRequest, d: Device, decode: (p: ProtoPayloads) => unknown): Promise<unknown> {
+    const payloads = await this.payloadsOf(d);
+    if (!payloads) return parseJson(req.payload);
+    if (payloads === 'invalid') return undefined;
+    try {
+      return decode(payloads);
+    } catch (err) {
+      if (err instanceof ProtoPayloadError) return undefined;
+      throw err;
+    }
+  }
+
   private async postTelemetry(req: CoapRequest, d: Device): Promise<ApiResult> {
-    const entries = parseTelemetry(parseJson(req.payload), this.deps.now());
+    const entries = parseTelemetry(await this.uplinkBody(req, d, (p) => p.decodeTelemetry(req.payload)), this.deps.now());
     if (!entries) return status(Code.BAD_REQUEST);
     await this.deps.ctx.telemetry.save(d.id, entries);
     this.deps.uplink({ ...this.uplinkBase(d), kind: 'telemetry', entries });
@@ -125,7 +156,7 @@ export class CoapDeviceApi {
   }
 
   private async postAttributes(req: CoapRequest, d: Device): Promise<ApiResult> {
-    const body = parseJson(req.payload);
+    const body = await this.uplinkBody(req, d, (p) => p.decodeAttributes(req.payload));
     if (typeof body !== 'object' || body === null || Array.isArray(body)) return status(Code.BAD_REQUEST);
     const attributes = body as AttributeMap;
     await this.deps.ctx.attributes.save(d.id, 'CLIENT', attributes, this.deps.now());
@@ -135,8 +166,9 @@ export class CoapDeviceApi {
 
   private async getAttributes(req: CoapRequest, d: Device): Promise<ApiResult> {
     const { attributes } = this.deps.ctx;
+    const proto = (await this.payloadsOf(d)) !== null;
     // Observe 0 registers: the first notification is every shared attribute, flat (reference §5).
-    if (req.observe === 0) return { observe: { deviceId: d.id, attributes: await attributes.get(d.id, 'SHARED') } };
+    if (req.observe === 0) return { observe: { deviceId: d.id, attributes: await attributes.get(d.id, 'SHARED'), proto } };
     // Observe 1 cancels, and the GET is then served as usual [RFC 7641 §3.6].
     if (req.observe === 1) this.deps.cancelObservation(req);
     const clientKeys = keyList(req.query.get('clientKeys'));
@@ -153,7 +185,35 @@ export class CoapDeviceApi {
     }
     // Unlike HTTP (200 {}), ThingsBoard's CoAP transport answers 4.04 when nothing was found.
     if (!out.client && !out.shared) return status(Code.NOT_FOUND);
+    if (proto) {
+      const body = ProtoPayloads.encodeAttributeResponse(0, out, this.deps.now());
+      return answer(this.body(req, body, ContentFormat.OCTET_STREAM, etagOf(body.toString('base64'))));
+    }
     return answer(this.body(req, Buffer.from(JSON.stringify(out)), ContentFormat.JSON, etagOf(JSON.stringify(out))));
+  }
+
+  /**
+   * `POST /api/v1/provision` (ThingsBoard's `processProvision`): JSON, or else a protobuf
+   * ProvisionDeviceRequestMsg; the answer in the same format, 2.01 on SUCCESS and 4.00 otherwise
+   * (the status says why). A body that is neither is an empty 4.00.
+   */
+  private async provision(req: CoapRequest): Promise<ApiResult> {
+    let request = parseJson(req.payload);
+    const json = request !== undefined;
+    if (!json) {
+      try {
+        request = ProtoPayloads.decodeProvisionRequest(req.payload);
+      } catch (err) {
+        if (err instanceof ProtoPayloadError) return status(Code.BAD_REQUEST);
+        throw err;
+      }
+    }
+    if (typeof request !== 'object' || request === null || Array.isArray(request)) return status(Code.BAD_REQUEST);
+    const provisioning = this.deps.ctx.provisioning;
+    const result: ProvisionResponse = provisioning ? await provisioning.provision(request as ProvisionRequest) : { status: 'NOT_FOUND', errorMsg: 'Provision data was not found!' };
+    const code = result.status === 'SUCCESS' ? Code.CREATED : Code.BAD_REQUEST;
+    // Californium's respond(code, String) marks the JSON text/plain; the protobuf answer carries no format.
+    return answer(json ? reply(code, Buffer.from(JSON.stringify(result)), ContentFormat.TEXT_PLAIN) : reply(code, ProtoPayloads.encodeProvisionResponse(result)));
   }
 
   /**

@@ -34,7 +34,7 @@ export const Code = {
 export type ResponseCode = (typeof Code)[keyof typeof Code];
 
 /** Content-Format numbers [RFC 7252 §12.3]. */
-export const ContentFormat = { JSON: 50, OCTET_STREAM: 42 } as const;
+export const ContentFormat = { TEXT_PLAIN: 0, JSON: 50, OCTET_STREAM: 42 } as const;
 
 /** Request method codes [RFC 7252 §12.1.1]. */
 export const Method = { GET: '0.01', POST: '0.02', PUT: '0.03', DELETE: '0.04', FETCH: '0.05' } as const;

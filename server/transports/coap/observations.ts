@@ -3,6 +3,8 @@ import type { DeviceId } from '../../ids';
 import type { Timers } from '../../timers';
 import { Code, ContentFormat, encodeReply, peerKey, type CoapRequest, type Peer, type Reply } from './messages';
 import type { Delivery, Replacement } from './retransmission';
+import type { AttributeMap } from '../../store/attributes';
+import { ProtoPayloads } from '../proto-payloads';
 
 /** The message layer notifications go out through: the endpoint's (endpoint.ts), which retransmits the confirmable ones. */
 export interface NotificationChannel {
@@ -10,9 +12,6 @@ export interface NotificationChannel {
   sendConfirmable(bytes: Buffer, peer: Peer, newer?: () => Replacement | undefined): Promise<Delivery>;
   giveUp(peer: Peer, messageId: number): void;
 }
-
-/** An update of the shared attributes as ThingsBoard sends it: the keys set, flat, and `deleted` (reference §5). */
-export type AttributeUpdate = Record<string, unknown>;
 
 /** How many observations are held: per device (OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE) and in all (OTA_COAP_MAX_OBSERVATIONS). */
 export interface ObservationLimits {
@@ -23,6 +22,12 @@ export interface ObservationLimits {
 /** Max-Age of a refused registration: when to try again [RFC 8516 §3]. */
 const RETRY_AFTER_S = 30;
 
+/** Shared attributes changed and deleted, as a notification carries them. */
+export interface AttributeUpdate {
+  attributes: AttributeMap;
+  deleted: readonly string[];
+}
+
 /** Why an observation ended. */
 export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'device deleted' | 'credentials changed' | 'replaced' | 'stopped';
 
@@ -32,6 +37,8 @@ interface Observation {
   readonly deviceId: DeviceId;
   readonly peer: Peer;
   readonly token: Buffer;
+  /** Its device's profile is protobuf: notifications are ThingsBoard's AttributeUpdateNotificationMsg. */
+  proto: boolean;
   /** Notifications are CON when the registration was [reference §5: "CON/NON follows the registering request"]. */
   confirmable: boolean;
   /** When the peer last showed it still wants the notifications: its registration, or an ACK. */
@@ -105,7 +112,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
    * notification: the shared attributes in `attributes`. A new observation past a limit is refused
    * instead (4.29 past the device's, 5.03 past the total), and nothing is registered.
    */
-  accept(req: CoapRequest, deviceId: DeviceId, attributes: AttributeUpdate): Reply {
+  accept(req: CoapRequest, deviceId: DeviceId, attributes: AttributeMap, proto = false): Reply {
     if (this.closed) return { code: Code.SERVICE_UNAVAILABLE };
     const key = observationKey(req.peer, req.token);
     let obs = this.byKey.get(key);
@@ -116,7 +123,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
     if (!obs) {
       const refusal = this.overLimit(deviceId, req.peer);
       if (refusal) return refusal;
-      obs = { key, deviceId, peer: req.peer, token: req.token, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, next: null };
+      obs = { key, deviceId, peer: req.peer, token: req.token, proto, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, next: null };
       this.byKey.set(key, obs);
       let set = this.byDevice.get(deviceId);
       if (!set) this.byDevice.set(deviceId, (set = new Set()));
@@ -124,10 +131,11 @@ export class Observations extends EventEmitter<ObservationEvents> {
       this.emit('observers', this.size);
     }
     obs.confirmable = req.confirmable;
+    obs.proto = proto;
     obs.heardAt = this.timers.now();
     const registered = obs;
     // The answer rides on the request's own exchange; a RST to it, when it is a message of its own, cancels.
-    return { ...this.reply(obs, attributes), sent: (messageId) => this.setRecent(registered, messageId) };
+    return { ...this.reply(obs, { attributes, deleted: [] }), sent: (messageId) => this.setRecent(registered, messageId) };
   }
 
   /**
@@ -192,12 +200,15 @@ export class Observations extends EventEmitter<ObservationEvents> {
     for (const obs of [...this.byKey.values()]) this.end(obs, 'stopped');
   }
 
-  /** The next notification of `obs`, numbered. */
+  /** The next notification of `obs`, numbered. JSON: flat, plus `deleted` when keys were deleted (reference §5); protobuf: ThingsBoard's message, octet-stream. */
   private reply(obs: Observation, update: AttributeUpdate): Reply {
     const observe = obs.sequence;
     // The Observe value has 24 bits [RFC 7641 §4.4].
     obs.sequence = (obs.sequence + 1) & 0xffffff;
-    return { code: Code.CONTENT, observe, contentFormat: ContentFormat.JSON, payload: Buffer.from(JSON.stringify(update)) };
+    if (obs.proto)
+      return { code: Code.CONTENT, observe, contentFormat: ContentFormat.OCTET_STREAM, payload: ProtoPayloads.encodeUpdate(update.attributes, update.deleted, this.timers.now()) };
+    const body = update.deleted.length ? { ...update.attributes, deleted: update.deleted } : update.attributes;
+    return { code: Code.CONTENT, observe, contentFormat: ContentFormat.JSON, payload: Buffer.from(JSON.stringify(body)) };
   }
 
   /** The next notification of `obs` as a message of its own, which a RST may answer. */
@@ -271,18 +282,15 @@ const messageKey = (peer: Peer, messageId: number): string => `${peerKey(peer)}/
  * and `deleted`]: a key set again is no longer deleted, a key deleted is no longer set.
  */
 export function mergeUpdates(older: AttributeUpdate, newer: AttributeUpdate): AttributeUpdate {
-  const deleted = new Set<string>(Array.isArray(older.deleted) ? (older.deleted as string[]) : []);
-  const out: AttributeUpdate = {};
-  for (const [k, v] of Object.entries(older)) if (k !== 'deleted') out[k] = v;
-  for (const [k, v] of Object.entries(newer)) {
-    if (k === 'deleted') continue;
-    out[k] = v;
+  const deleted = new Set<string>(older.deleted);
+  const attributes: AttributeMap = { ...older.attributes };
+  for (const [k, v] of Object.entries(newer.attributes)) {
+    attributes[k] = v;
     deleted.delete(k);
   }
-  for (const k of Array.isArray(newer.deleted) ? (newer.deleted as string[]) : []) {
-    delete out[k];
+  for (const k of newer.deleted) {
+    delete attributes[k];
     deleted.add(k);
   }
-  if (deleted.size) out.deleted = [...deleted];
-  return out;
+  return { attributes, deleted: [...deleted] };
 }

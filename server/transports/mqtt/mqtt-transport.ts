@@ -5,7 +5,8 @@ import type { DeviceContext } from '../device-context';
 import type { Device } from '../../store/devices';
 import type { EngineEventMap } from '../../events';
 import { updateMessage } from '../http/http-transport';
-import type { DeviceId, TenantId } from '../../ids';
+import type { DeviceId, DeviceProfileId, TenantId } from '../../ids';
+import { protoPayloadsOf } from '../proto-payloads';
 import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { BlobReader } from '../../store/blob-reader';
@@ -118,6 +119,12 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     // A new token invalidates the connections made with the old one (ThingsBoard closes them too).
     if (credentialsChanged(before, after)) return this.closeDevice(after.id, 'credentials-changed');
     for (const s of this.byDevice.get(after.id) ?? []) s.device = after;
+    if (before.deviceProfileId !== after.deviceProfileId) void this.refreshPayloads(after.tenantId, after.deviceProfileId);
+  };
+  /** A profile saved: its devices' sessions read their payloads as it now says, as ThingsBoard's `onDeviceProfileUpdate`. */
+  private readonly onProfileSaved = ({ after }: EngineEventMap['deviceProfileSaved'][0]): void => {
+    const payloads = protoPayloadsOf(after);
+    for (const s of this.sessions) if (s.device?.deviceProfileId === after.id && s.device.tenantId === after.tenantId) s.payloads = payloads;
   };
   private readonly onPackageDeleted = ({ pkg }: EngineEventMap['packageDeleted'][0]): void => {
     if (!pkg.blobSha256) return;
@@ -183,6 +190,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.ctx.events.on('deviceDeleted', this.onDeviceDeleted);
     this.ctx.events.on('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.on('deviceSaved', this.onDeviceSaved);
+    this.ctx.events.on('deviceProfileSaved', this.onProfileSaved);
     this.ctx.events.on('packageDeleted', this.onPackageDeleted);
     return this.address as AddressInfo;
   }
@@ -195,6 +203,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.ctx.events.off('deviceDeleted', this.onDeviceDeleted);
     this.ctx.events.off('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.off('deviceSaved', this.onDeviceSaved);
+    this.ctx.events.off('deviceProfileSaved', this.onProfileSaved);
     this.ctx.events.off('packageDeleted', this.onPackageDeleted);
     const closedServer = new Promise<void>((resolve) => server.close(() => resolve()));
     const closedSockets = [...this.sessions].map(
@@ -219,7 +228,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     if (!sessions) return 0;
     const payload = Buffer.from(JSON.stringify(updateMessage(n)));
     let delivered = 0;
-    for (const s of sessions) if (s.device?.tenantId === n.tenantId && s.deliverUpdate(payload)) delivered += 1;
+    for (const s of sessions) if (s.device?.tenantId === n.tenantId && s.deliverUpdate(n, payload)) delivered += 1;
     return delivered;
   }
 
@@ -272,6 +281,15 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
         accept(socket);
       },
     );
+  }
+
+  private async refreshPayloads(tenantId: TenantId, profileId: DeviceProfileId): Promise<void> {
+    try {
+      const profile = await this.ctx.profiles.findById(tenantId, profileId);
+      if (profile) this.onProfileSaved({ before: null, after: profile });
+    } catch (err) {
+      this.ctx.logger.error(`MQTT endpoint: device profile ${profileId}: ${(err as Error).message}`);
+    }
   }
 
   /** Takes a session out of its device's set; whether it was there. */

@@ -9,6 +9,7 @@ import type { FirmwareChunks } from './firmware-chunks';
 import type { ReadAheadBudget } from './chunk-read-ahead';
 import type { ChunkReadAhead } from './chunk-read-ahead';
 import type { ProtocolVersion } from './reason-codes';
+import type { ProtoPayloads } from '../proto-payloads';
 
 /** The limits a session works within (see MqttOptions). */
 export interface SessionConfig {
@@ -54,6 +55,8 @@ export interface PublishHost {
 export interface PublishingSession {
   readonly device: Device | null;
   readonly version: ProtocolVersion;
+  /** The device profile's protobuf payloads (proto-payloads.ts); null: JSON. */
+  readonly payloads: ProtoPayloads | 'invalid' | null;
   readonly closing: boolean;
   readonly socket: Socket;
   close(reason: DisconnectReason, code?: number, reasonString?: string): void;

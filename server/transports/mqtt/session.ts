@@ -3,7 +3,9 @@ import type { TLSSocket } from 'node:tls';
 import { parser as mqttParser, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from 'mqtt-packet';
 import type { Device } from '../../store/devices';
 import type { MqttAuthenticator } from './authenticate';
-import { handlePublish } from './device-api';
+import { handlePublish, protoDownlink } from './device-api';
+import type { AttributeMap } from '../../store/attributes';
+import { ProtoPayloads, protoPayloadsOf } from '../proto-payloads';
 import type { DisconnectReason, PublishHost, PublishingSession } from './publish-context';
 import { FirmwareChunks } from './firmware-chunks';
 import { ChunkReadAhead } from './chunk-read-ahead';
@@ -32,6 +34,8 @@ const MAX_QUEUED = 64;
  */
 export class MqttSession implements PublishingSession {
   device: Device | null = null;
+  /** The device profile's protobuf payloads, read at CONNECT and when the profile is saved; null: JSON. */
+  payloads: ProtoPayloads | 'invalid' | null = null;
   version: ProtocolVersion = 4;
   clientId = '';
   /** The update family subscribed to last (ThingsBoard sends updates on one), and its QoS. */
@@ -90,10 +94,14 @@ export class MqttSession implements PublishingSession {
     return this.device !== null && !this.isClosing;
   }
 
-  /** Sends a shared-attributes update if the device subscribed to updates; whether it did. */
-  deliverUpdate(payload: Buffer): boolean {
+  /**
+   * Sends a shared-attributes update if the device subscribed to updates; whether it did. `json`
+   * is the update as JSON; protobuf sessions get ThingsBoard's AttributeUpdateNotificationMsg.
+   */
+  deliverUpdate(update: { attributes: AttributeMap; deleted: readonly string[] }, json: Buffer): boolean {
     if (!this.updates || !this.connected) return false;
     const { family, qos } = this.updates;
+    const payload = protoDownlink(this, family) ? ProtoPayloads.encodeUpdate(update.attributes, update.deleted, this.host.timers.now()) : json;
     this.write(encodePublish(FAMILY[family].attributes, payload, qos, qos ? this.nextMessageId() : 0, this.version));
     return true;
   }
@@ -203,6 +211,8 @@ export class MqttSession implements PublishingSession {
       // A refused CONNACK is the last packet [MQTT-3.2.2-7]: no DISCONNECT follows.
       return this.close('not-authorized');
     }
+    this.payloads = protoPayloadsOf(await this.host.ctx.profiles.findById(device.tenantId, device.deviceProfileId));
+    if (this.isClosing) return;
     this.device = device;
     // Nothing of a session is kept across connections, so a session is never present, whatever
     // `clean` asked (ThingsBoard answers `!clean`, which tells clients to skip resubscribing).
