@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { BlobReader } from '../../server/store/blob-reader';
-import { PackagePages } from '../../server/transports/coap/package-pages';
+import { PackagePages } from '../../server/transports/package-pages';
 
 const SIZE = 100 * 1024;
 const PAGE = 16 * 1024;

@@ -5,7 +5,7 @@ import { CoapDeviceApi } from './device-api';
 import { CoapEndpoint, ENDPOINT_DEFAULTS } from './endpoint';
 import type { CoapRequest, Reply } from './messages';
 import { Observations } from './observations';
-import { PackagePages } from './package-pages';
+import { PackagePages } from '../package-pages';
 import { isBlockSize } from './block-wise';
 import type { DeviceContext } from '../device-context';
 import type { EngineEventMap } from '../../events';

@@ -7,7 +7,7 @@ import type { DeviceId } from '../../ids';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
 import type { UplinkEvent } from '../../pipeline/uplink';
-import type { PackagePages } from './package-pages';
+import type { PackagePages } from '../package-pages';
 import { planBlock, type BlockPlan } from './block-wise';
 import { Downloads, type Download } from './downloads';
 import type { ProvisionRequest, ProvisionResponse } from '../../devices/device-provisioning';

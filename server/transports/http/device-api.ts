@@ -12,7 +12,7 @@ import { isStorageFull } from '../../errors';
 import { credentialsChanged } from '../../devices/device-revocations';
 import type { ProvisionRequest } from '../../devices/device-provisioning';
 import type { BlobReader } from '../../store/blob-reader';
-import type { PackagePages } from '../coap/package-pages';
+import type { PackagePages } from '../package-pages';
 
 /**
  * A download answer this big or smaller (a chunk, a small package) is cut from the package pages

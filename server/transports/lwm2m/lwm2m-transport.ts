@@ -15,7 +15,7 @@ import type { TelemetryValue } from '../../store/telemetry';
 import { realTimers, type Timers } from '../../timers';
 import { CoapEndpoint, ENDPOINT_DEFAULTS } from '../coap/endpoint';
 import { Code, reply, type CoapRequest, type Reply } from '../coap/messages';
-import { PackagePages } from '../coap/package-pages';
+import { PackagePages } from '../package-pages';
 import type { DeviceContext } from '../device-context';
 import { CoapDeviceClient } from './coap-device-client';
 import type { OpaqueSource } from './device-client';

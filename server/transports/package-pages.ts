@@ -1,4 +1,4 @@
-import type { BlobReader } from '../../store/blob-reader';
+import type { BlobReader } from '../store/blob-reader';
 
 interface Page {
   bytes: Promise<Buffer>;
