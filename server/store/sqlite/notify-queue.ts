@@ -1,6 +1,6 @@
 import { atomically } from './atomically';
 import type { Db } from './database';
-import { InsertRows, InValues } from './multi-row';
+import { InsertRows, InTuples, InValues } from './multi-row';
 import type { DeviceId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
 import { toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQueueRepository, type NotifyQueueRow } from '../notify-queue-repository';
@@ -9,10 +9,15 @@ import { toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQue
 export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
   private readonly insert;
   private readonly deleteSeqs;
+  private readonly handOnSeqs;
+  private readonly deleteEvents;
 
   constructor(private readonly db: Db) {
     this.insert = new InsertRows(db, 'INSERT OR REPLACE INTO notify_queue (tenant_id, device_id, type, package_id, ts)', '', 5);
     this.deleteSeqs = new InValues(db, 'DELETE FROM notify_queue WHERE seq IN (', ')');
+    this.handOnSeqs = new InValues(db, 'UPDATE notify_queue SET attempt = attempt + 1 WHERE seq IN (', ')');
+    // A newer event replacing the row has another ts or package: it stays.
+    this.deleteEvents = new InTuples(db, 'DELETE FROM notify_queue WHERE (device_id, type, ts, package_id) IN (VALUES', ')', 4);
   }
 
   async put(events: readonly AssignmentEvent[]): Promise<void> {
@@ -55,10 +60,28 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
     });
   }
 
+  async handOn(claims: readonly ClaimedEvent[]): Promise<void> {
+    atomically(this.db, () =>
+      this.handOnSeqs.run(
+        [],
+        claims.map((c) => c.seq),
+      ),
+    );
+  }
+
+  async ackEvents(events: readonly AssignmentEvent[]): Promise<void> {
+    const rows = events.filter((ev) => ev.packageId !== null).map((ev) => [ev.deviceId, ev.type, ev.ts, ev.packageId]);
+    atomically(this.db, () => this.deleteEvents.run(rows));
+  }
+
   async depth(tenantId?: TenantId): Promise<number> {
     const row = tenantId
-      ? this.db.prepare('SELECT count(*) AS n FROM notify_queue WHERE tenant_id = ?').get(tenantId)
-      : this.db.prepare('SELECT count(*) AS n FROM notify_queue').get();
+      ? this.db.prepare('SELECT count(*) AS n FROM notify_queue WHERE tenant_id = ? AND attempt = 0').get(tenantId)
+      : this.db.prepare('SELECT count(*) AS n FROM notify_queue WHERE attempt = 0').get();
     return (row as { n: number }).n;
+  }
+
+  async size(): Promise<number> {
+    return (this.db.prepare('SELECT count(*) AS n FROM notify_queue').get() as { n: number }).n;
   }
 }
