@@ -79,6 +79,8 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   private consumer: symbol | null = null;
   private consumerOwner: string | null = null;
   private lastRelease = -Infinity;
+  /** How long the last paced release had to wait for the database's pace (another instance released). */
+  private paceWaitMs = 0;
   private arriving: Array<{ ev: AssignmentEvent; resolve: (queued: boolean) => void; reject: (err: Error) => void }> = [];
 
   constructor(
@@ -254,10 +256,13 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
    * sends messages on). With no consumer left (stopped meanwhile) the rows stay queued. Null
    * without a consumer.
    */
-  private async release(n: number): Promise<AssignmentEvent[] | null> {
+  private async release(n: number, gapMs = 0): Promise<AssignmentEvent[] | null> {
     if (!this.onRelease) return null;
     const now = this.timers.now();
+    this.paceWaitMs = 0;
     return this.store.transaction(async (tx) => {
+      // Paced: the pace is the database's, so instances sharing it release at the configured rate together.
+      if (gapMs > 0 && (this.paceWaitMs = await tx.queue.paceWait(now)) > 0) return [];
       const claims = await tx.queue.claim(n, now, this.leaseMs);
       const onRelease = this.onRelease;
       if (!onRelease) {
@@ -268,6 +273,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
       const acked = batch.length ? onRelease(batch) : undefined;
       if (acked === 'notifier acks') await tx.queue.handOn(claims);
       else await tx.queue.ack(claims);
+      if (gapMs > 0 && batch.length) await tx.queue.paceNext(now + gapMs);
       return batch;
     });
   }
@@ -284,9 +290,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
     }
     this.polling = false;
     if (this.timer !== null || this.isPaused || !this.pacing || !this.onRelease) return;
-    const { packSize, intervalMs, mode } = this.pacing;
-    const gap = intervalMs === 0 ? 0 : mode === 'spaced' ? intervalMs / packSize : intervalMs;
-    const wait = Math.max(0, this.lastRelease + gap - this.timers.now());
+    const wait = Math.max(0, this.lastRelease + gapOf(this.pacing) - this.timers.now());
     this.timer = this.timers.setTimeout(() => void this.tick(), wait);
   }
 
@@ -300,7 +304,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
     this.more = false;
     let released: number;
     try {
-      const batch = await this.release(n);
+      const batch = await this.release(n, gapOf(this.pacing));
       released = batch?.length ?? 0;
       if (released) {
         // Paced from the last release that released something: an empty look is not a release.
@@ -310,9 +314,16 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
     } finally {
       this.ticking = false;
     }
-    if (released || this.more) this.schedule();
+    if (!released && this.paceWaitMs > 0) this.waitForPace(this.paceWaitMs);
+    else if (released || this.more) this.schedule();
     // Rows handed on and not acked count too: their lease may run out (the instance holding them died).
     else if (this.timer === null && (await this.store.queue.size()) > 0) this.lookAgainLater();
+  }
+
+  /** Another instance on the database released last: the next paced release is `ms` away. */
+  private waitForPace(ms: number): void {
+    if (this.timer !== null || this.isPaused || !this.onRelease) return;
+    this.timer = this.timers.setTimeout(() => void this.tick(), ms);
   }
 
   /**
@@ -328,3 +339,6 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
 }
 
 const toEvent = ({ seq: _seq, ...ev }: ClaimedEvent): AssignmentEvent => ev;
+
+/** Milliseconds between two paced releases; 0 with pacing off. */
+const gapOf = ({ packSize, intervalMs, mode }: Pacing): number => (intervalMs === 0 ? 0 : mode === 'spaced' ? intervalMs / packSize : intervalMs);

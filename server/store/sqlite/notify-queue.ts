@@ -3,7 +3,7 @@ import type { Db } from './database';
 import { InsertRows, InTuples, InValues } from './multi-row';
 import type { DeviceId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
-import { toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQueueRepository, type NotifyQueueRow } from '../notify-queue-repository';
+import { PACE_SETTING, toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQueueRepository, type NotifyQueueRow } from '../notify-queue-repository';
 
 /** The notify queue in SQLite: `claimed_until` is the lease (NULL = waiting). */
 export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
@@ -17,7 +17,7 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
     this.deleteSeqs = new InValues(db, 'DELETE FROM notify_queue WHERE seq IN (', ')');
     this.handOnSeqs = new InValues(db, 'UPDATE notify_queue SET attempt = attempt + 1 WHERE seq IN (', ')');
     // A newer event replacing the row has another ts or package: it stays.
-    this.deleteEvents = new InTuples(db, 'DELETE FROM notify_queue WHERE (device_id, type, ts, package_id) IN (VALUES', ')', 4);
+    this.deleteEvents = new InTuples(db, 'DELETE FROM notify_queue WHERE attempt > 0 AND (device_id, type, ts, package_id) IN (VALUES', ')', 4);
   }
 
   async put(events: readonly AssignmentEvent[]): Promise<void> {
@@ -72,6 +72,15 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
   async ackEvents(events: readonly AssignmentEvent[]): Promise<void> {
     const rows = events.filter((ev) => ev.packageId !== null).map((ev) => [ev.deviceId, ev.type, ev.ts, ev.packageId]);
     atomically(this.db, () => this.deleteEvents.run(rows));
+  }
+
+  async paceWait(now: number): Promise<number> {
+    const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(PACE_SETTING) as { value: string } | undefined;
+    return row ? Math.max(0, Number(row.value) - now) : 0;
+  }
+
+  async paceNext(at: number): Promise<void> {
+    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(PACE_SETTING, String(at));
   }
 
   async depth(tenantId?: TenantId): Promise<number> {
