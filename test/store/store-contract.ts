@@ -283,6 +283,79 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
       });
     });
 
+    describe('batch writes (a batch of devices in one statement per table)', () => {
+      it("finds a tenant's devices and targets by id, leaving out unknown ids and other tenants' devices", async () => {
+        const ids = await devices(3);
+        const otherTenant = (await store.tenants.createTenant('other')).id;
+        const found = await store.devices.findByIds(tenantId, [ids[0]!, ids[2]!, ids[0]!, newId<'DEVICE'>()]);
+        expect(found.map((d) => d.id).sort()).to.deep.equal([ids[0]!, ids[2]!].sort());
+        expect(await store.devices.findByIds(otherTenant, ids)).to.deep.equal([]);
+        await store.targets.put([
+          { deviceId: ids[0]!, type: 'FIRMWARE', packageId: pkg.id, ts: 1, notified: true },
+          { deviceId: ids[0]!, type: 'SOFTWARE', packageId: null, ts: 2, notified: false },
+          { deviceId: ids[1]!, type: 'FIRMWARE', packageId: pkg.id, ts: 3, notified: false },
+        ]);
+        const targets = await store.targets.getAll([ids[0]!, ids[2]!]);
+        expect(targets.map((t) => `${t.type}/${t.ts}/${t.notified}`).sort()).to.deep.equal(['FIRMWARE/1/true', 'SOFTWARE/2/false']);
+      });
+
+      it('saves telemetry, attributes and states of several devices as one at a time would, a device twice included', async () => {
+        const [a, b] = await devices(2);
+        await store.attributes.save(a!, 'SHARED', { fw_url: 'x', fw_size: 1 }, 1);
+        await store.attributes.save(b!, 'SHARED', { fw_url: 'y' }, 1);
+        await store.transaction(async (tx) => {
+          await tx.telemetry.saveAll([
+            { deviceId: a!, entries: [{ ts: 10, values: { fw_state: 'INITIATED' } }] },
+            { deviceId: b!, entries: [{ ts: 10, values: { fw_state: 'INITIATED' } }] },
+            { deviceId: a!, entries: [{ ts: 9, values: { fw_state: 'QUEUED' } }] },
+          ]);
+          // The first entry asking for a key gets it, as sequential deletes would answer.
+          expect(
+            await tx.attributes.deleteAll([
+              { deviceId: a!, scope: 'SHARED', keys: ['fw_url', 'fw_size', 'fw_url'] },
+              { deviceId: b!, scope: 'SHARED', keys: ['fw_url', 'fw_size'] },
+              { deviceId: a!, scope: 'SHARED', keys: ['fw_url'] },
+            ]),
+          ).to.deep.equal([['fw_url', 'fw_size'], ['fw_url'], []]);
+          await tx.attributes.saveAll([
+            { deviceId: a!, scope: 'SHARED', values: { fw_version: '1.0', fw_title: 'fw' }, ts: 10 },
+            { deviceId: b!, scope: 'SHARED', values: { fw_version: '1.0' }, ts: 10 },
+            { deviceId: a!, scope: 'SHARED', values: { fw_version: '2.0' }, ts: 11 },
+          ]);
+          await tx.states.setStates([
+            { deviceId: a!, tenantId, type: 'FIRMWARE', state: 'INITIATED', ts: 10, error: null },
+            { deviceId: b!, tenantId, type: 'FIRMWARE', state: 'DOWNLOADING', ts: 10, error: null },
+            { deviceId: a!, tenantId, type: 'FIRMWARE', state: 'QUEUED', ts: 9, error: null },
+          ]);
+        });
+        expect((await store.telemetry.latest(a!, ['fw_state'])).fw_state).to.deep.equal({ ts: 10, value: 'INITIATED' });
+        expect(
+          Object.values(await store.telemetry.history(a!, ['fw_state'], { startTs: 0, endTs: 100, limit: 10, order: 'ASC' }))
+            .flat()
+            .map((p) => p.value),
+        ).to.deep.equal(['QUEUED', 'INITIATED']);
+        expect(await store.attributes.get(a!, 'SHARED')).to.deep.equal({ fw_title: 'fw', fw_version: '2.0' });
+        expect(await store.attributes.get(b!, 'SHARED')).to.deep.equal({ fw_version: '1.0' });
+        expect(await store.states.get(a!, 'FIRMWARE')).to.include({ state: 'INITIATED', stateTs: 10 });
+        expect(await store.states.get(b!, 'FIRMWARE')).to.include({ state: 'DOWNLOADING', stateTs: 10 });
+      });
+
+      it('queues several devices as setQueued one at a time would, a device twice included', async () => {
+        const [a, b] = await devices(2);
+        const other = newId<'OTA_PACKAGE'>();
+        await store.states.setTarget(a!, tenantId, 'FIRMWARE', pkg.id);
+        await store.states.incrementRetries(a!, 'FIRMWARE');
+        await store.states.setState(b!, tenantId, 'FIRMWARE', 'DOWNLOADING', 30, null);
+        await store.states.setQueuedAll([
+          { deviceId: a!, tenantId, type: 'FIRMWARE', packageId: pkg.id, ts: 11 },
+          { deviceId: b!, tenantId, type: 'FIRMWARE', packageId: pkg.id, ts: 20 },
+          { deviceId: a!, tenantId, type: 'FIRMWARE', packageId: other, ts: 12 },
+        ]);
+        expect(await store.states.get(a!, 'FIRMWARE')).to.include({ state: 'QUEUED', stateTs: 12, retries: 0, targetPackageId: other });
+        expect(await store.states.get(b!, 'FIRMWARE')).to.include({ state: 'DOWNLOADING', stateTs: 30, retries: 0, targetPackageId: pkg.id });
+      });
+    });
+
     describe('targets and read models', () => {
       it('finds devices whose effective package differs from their last target, over every tenant', async () => {
         const [onTarget, drifted] = await devices(2);

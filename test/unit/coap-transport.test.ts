@@ -784,6 +784,7 @@ describe('CoAP transport', function () {
           await released;
           return real.telemetry.save(id, entries);
         },
+        saveAll: (batch) => real.telemetry.saveAll(batch),
         latest: (id, keys) => real.telemetry.latest(id, keys),
         history: (id, keys, range) => real.telemetry.history(id, keys, range),
       };
