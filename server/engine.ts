@@ -39,6 +39,10 @@ import { createDownloadProgressApi } from './admin/download-progress-api';
 import { DownloadProgress, maxTrackedDownloadsFromEnv } from './fleet/download-progress';
 import { PackageSigning } from './packages/package-signing';
 import { DowngradeGuard } from './packages/downgrade-guard';
+import { RolloutService } from './rollouts/rollout-service';
+import { RolloutDevices } from './rollouts/rollout-devices';
+import { RolloutDriver, rolloutTickFromEnv } from './rollouts/rollout-driver';
+import { createRolloutsApi } from './admin/rollouts-api';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -78,6 +82,8 @@ export interface EngineOptions {
   httpLimits?: Partial<HttpServerLimits>;
   /** Login throttling and scrypt concurrency; by default from `OTA_LOGIN_*` (login-settings.ts). */
   login?: Partial<LoginThrottleLimits & PasswordCheckLimits>;
+  /** How often running rollouts move on (default `OTA_ROLLOUT_TICK_MS`, else 1 s); `false`: never by themselves (tests step `rolloutDriver.tick()`). */
+  rolloutTickMs?: number | false;
 }
 
 /**
@@ -108,6 +114,9 @@ export class OtaEngine {
     deviceApi: express.Router,
     /** For device transports: repositories, blobs and the event bus (see device-context.ts). */
     readonly deviceContext: DeviceContext,
+    /** Rollouts in waves (issue 14): the commands, and the driver that moves running ones on. */
+    readonly rollouts: RolloutService,
+    readonly rolloutDriver: RolloutDriver,
   ) {
     this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (n) => this.deliverHere(n as Notification));
     this.app = express();
@@ -116,7 +125,7 @@ export class OtaEngine {
     this.app.use(bodyDeadline(this.httpLimits.requestTimeoutMs, isPackageUpload));
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
     this.downloads = new DownloadProgress(events, options.maxTrackedDownloads ?? maxTrackedDownloadsFromEnv(process.env));
-    const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads });
+    const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads, rollouts });
     this.dashboard = dashboard;
     this.downloads.register(dashboard.prometheus.registry);
     this.app.use(dashboard.countResponses);
@@ -127,6 +136,7 @@ export class OtaEngine {
     this.app.use('/api', dashboard.api);
     this.app.use(dashboard.site);
     this.app.use('/api', createDownloadProgressApi({ accounts, devices, progress: this.downloads }));
+    this.app.use('/api', createRolloutsApi({ accounts, rollouts }));
     this.app.use('/api', createSigningApi({ accounts, signing: packages.signing, policies: store.policies }));
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
     // Whatever a route outside /api lets through (the dashboard's static files: a bad Range) is
@@ -196,7 +206,27 @@ export class OtaEngine {
       notifier.watch((sent) => void store.cluster.publish(NOTIFICATION_TOPIC, sent).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)));
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
-      const engine = new OtaEngine({ ...options, dataDir }, store, events, accounts, packages, profiles, devices, boot, logger, pipeline, deviceApi, deviceContext);
+      const rollouts = new RolloutService(store, { packages, devices: new RolloutDevices(store, devices), logger }, timers);
+      const tick = options.rolloutTickMs ?? rolloutTickFromEnv(process.env);
+      const rolloutDriver = new RolloutDriver(store, rollouts, timers, logger, tick === false ? undefined : tick);
+      const engine = new OtaEngine(
+        { ...options, dataDir },
+        store,
+        events,
+        accounts,
+        packages,
+        profiles,
+        devices,
+        boot,
+        logger,
+        pipeline,
+        deviceApi,
+        deviceContext,
+        rollouts,
+        rolloutDriver,
+      );
+      // A rollout running when the last instance stopped goes on from where it stood.
+      if (tick !== false) rolloutDriver.start();
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
       return engine;
     } catch (err) {
@@ -268,6 +298,7 @@ export class OtaEngine {
       });
     }
     this.unhearNotifications();
+    await this.rolloutDriver.stop();
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
     this.dashboard.close();

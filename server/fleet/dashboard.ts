@@ -15,6 +15,7 @@ import type { Store } from '../store/store';
 import { OtaPrometheus } from './prometheus';
 import { createDashboardApi } from './dashboard-api';
 import type { DownloadProgress } from './download-progress';
+import type { RolloutService } from '../rollouts/rollout-service';
 
 /** What the dashboard needs from the engine. */
 export interface DashboardDeps {
@@ -28,6 +29,8 @@ export interface DashboardDeps {
   /** The engine's clock (tests inject a fake one); timestamps only, the dashboard's own timers are real. */
   clock: Pick<Timers, 'now'>;
   logger: Logger;
+  /** Rollouts (issue 14): listed with their waves, and counted in /metrics. */
+  rollouts?: RolloutService;
 }
 
 export interface DashboardSettings {

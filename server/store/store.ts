@@ -9,6 +9,7 @@ import type { OtaPackageRepository } from './ota-packages';
 import type { OtaStateRepository } from './ota-states';
 import type { OtaTargetRepository } from './ota-targets';
 import type { ReportedVersionRepository } from './reported-versions';
+import type { RolloutRepository } from './rollouts';
 import type { SettingsRepository } from './settings';
 import type { SigningKeyRepository } from './signing-keys';
 import type { TelemetryRepository } from './telemetry';
@@ -33,6 +34,8 @@ export interface Repositories {
   policies: TenantPolicyRepository;
   /** The versions devices report, read by downgrade protection (issue 14). */
   reportedVersions: ReportedVersionRepository;
+  /** Rollouts in waves and each device's part in them (issue 14). */
+  rollouts: RolloutRepository;
 }
 
 /**

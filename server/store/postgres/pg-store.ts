@@ -14,6 +14,7 @@ import { PgBlobStore } from './pg-blob-store';
 import { PgClusterBus } from './pg-cluster-bus';
 import { openPool, type Sql } from './pool';
 import { PgReportedVersionRepository } from './reported-versions';
+import { PgRolloutRepository } from './rollouts';
 import { PgSettingsRepository } from './settings';
 import { PgSigningKeyRepository } from './signing-keys';
 import { PgTenantPolicyRepository } from './tenant-policies';
@@ -37,6 +38,7 @@ function repositoriesOn(sql: Sql): Repositories {
     signingKeys: new PgSigningKeyRepository(sql),
     policies: new PgTenantPolicyRepository(sql),
     reportedVersions: new PgReportedVersionRepository(sql),
+    rollouts: new PgRolloutRepository(sql),
   };
 }
 
@@ -74,6 +76,7 @@ export class PgStore implements Store {
   readonly signingKeys: Repositories['signingKeys'];
   readonly policies: Repositories['policies'];
   readonly reportedVersions: Repositories['reportedVersions'];
+  readonly rollouts: Repositories['rollouts'];
   /** The end of the last transaction started: this instance runs its transactions one at a time. */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -97,6 +100,7 @@ export class PgStore implements Store {
     this.signingKeys = r.signingKeys;
     this.policies = r.policies;
     this.reportedVersions = r.reportedVersions;
+    this.rollouts = r.rollouts;
   }
 
   /** Opens the pool (migrating the schema) and the blob cache. */

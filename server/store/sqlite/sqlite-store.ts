@@ -14,6 +14,7 @@ import { SqliteNotifyQueueRepository } from './notify-queue';
 import { SqliteOtaStateRepository } from './ota-states';
 import { SqliteOtaTargetRepository } from './ota-targets';
 import { SqliteReportedVersionRepository } from './reported-versions';
+import { SqliteRolloutRepository } from './rollouts';
 import { SqliteSettingsRepository } from './settings';
 import { SqliteSigningKeyRepository } from './signing-keys';
 import { SqliteTenantPolicyRepository } from './tenant-policies';
@@ -36,6 +37,7 @@ export class SqliteStore implements Store {
   readonly signingKeys;
   readonly policies;
   readonly reportedVersions;
+  readonly rollouts;
   /** One process owns a SQLite file: no other instance to tell. */
   readonly cluster = new LoneInstanceBus();
   readonly fleet;
@@ -61,6 +63,7 @@ export class SqliteStore implements Store {
     this.signingKeys = new SqliteSigningKeyRepository(db);
     this.policies = new SqliteTenantPolicyRepository(db);
     this.reportedVersions = new SqliteReportedVersionRepository(db);
+    this.rollouts = new SqliteRolloutRepository(db);
   }
 
   /** Opens the database file and the blob folder beside it. */
