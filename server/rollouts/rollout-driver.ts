@@ -3,7 +3,7 @@ import type { Logger } from '../logger';
 import type { Rollout, RolloutDeviceStatus, RolloutDeviceView, WaveProgress } from '../store/rollouts';
 import type { Store } from '../store/store';
 import type { Timers } from '../timers';
-import { abortReason, gateDecision, insideWindow, type Tally } from './rollout-rules';
+import { abortReason, gateDecision, insideWindow, outcomeOf, type Tally } from './rollout-rules';
 import type { RolloutService } from './rollout-service';
 
 /** How often running rollouts are looked at, unless `OTA_ROLLOUT_TICK_MS` says otherwise. */
@@ -166,13 +166,8 @@ export class RolloutDriver {
   private async recordOutcomes(r: Rollout, devices: RolloutDeviceView[]): Promise<RolloutDeviceView[]> {
     const changed: RolloutDeviceView[] = [];
     const out = devices.map((d) => {
-      if (d.status !== 'ASSIGNED') return d;
-      let status: RolloutDeviceStatus | null = null;
-      if (d.name === null)
-        status = 'SKIPPED'; // deleted meanwhile
-      else if (d.statePackageId === r.packageId && d.state === 'UPDATED') status = 'UPDATED';
-      else if (d.statePackageId === r.packageId && d.state === 'FAILED') status = 'FAILED';
-      if (!status) return d;
+      const status = outcomeOf(r, d);
+      if (status === d.status) return d;
       const next = { ...d, status };
       changed.push(next);
       return next;

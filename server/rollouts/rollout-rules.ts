@@ -1,4 +1,4 @@
-import type { AbortRule, Gate, MaintenanceWindow, WaveSpec, Weekday } from '../store/rollouts';
+import type { AbortRule, Gate, MaintenanceWindow, Rollout, RolloutDeviceStatus, RolloutDeviceView, WaveSpec, Weekday } from '../store/rollouts';
 
 /**
  * The arithmetic of a rollout, with no store and no clock of its own: how many devices each wave
@@ -22,6 +22,18 @@ export function waveSizes(waves: readonly WaveSpec[], total: number): number[] {
     reached += size;
   }
   return sizes;
+}
+
+/**
+ * An assigned device's outcome, from the state tracker's record: UPDATED or FAILED for the
+ * rollout's package; a device deleted meanwhile is left out. Anything else keeps its status.
+ */
+export function outcomeOf(r: Pick<Rollout, 'packageId'>, d: RolloutDeviceView): RolloutDeviceStatus {
+  if (d.status !== 'ASSIGNED') return d.status;
+  if (d.name === null) return 'SKIPPED';
+  if (d.statePackageId === r.packageId && d.state === 'UPDATED') return 'UPDATED';
+  if (d.statePackageId === r.packageId && d.state === 'FAILED') return 'FAILED';
+  return 'ASSIGNED';
 }
 
 /** Devices of the waves so far, by outcome. */

@@ -11,7 +11,7 @@ import type { Rollout, RolloutDevice, RolloutDeviceView, RolloutId, RolloutSpec,
 import type { PageData, PageLink } from '../store/sqlite/database';
 import type { Store } from '../store/store';
 import { RolloutDevices } from './rollout-devices';
-import { isTimeZone, waveSizes } from './rollout-rules';
+import { isTimeZone, outcomeOf, waveSizes } from './rollout-rules';
 
 /** What a rollout is created with (the REST body, validated by its schema). */
 export interface RolloutInput {
@@ -121,7 +121,8 @@ export class RolloutService extends EventEmitter<{ rollout: [RolloutEvent]; star
 
   /** The rollout with its waves counted. */
   async view(r: Rollout): Promise<RolloutView> {
-    const devices = await this.store.rollouts.devices(r.id, r.type);
+    // Outcomes as they are now, also of a rollout no longer driven (paused, aborted: devices told go on).
+    const devices = (await this.store.rollouts.devices(r.id, r.type)).map((d) => ({ ...d, status: outcomeOf(r, d) }));
     return { ...r, waveViews: r.waves.map((w, i) => ({ ...countWave(devices.filter((d) => d.wave === i)), state: w.state, startedTime: w.startedTime })) };
   }
 
@@ -202,7 +203,7 @@ export class RolloutService extends EventEmitter<{ rollout: [RolloutEvent]; star
     const final = state !== 'PAUSED';
     const waves = r.waves.map((w) => (final && w.state === 'RUNNING' ? { ...w, state: 'FAILED' as const } : w));
     let saved = await this.save(r, { state, reason, waves, finishedTime: final ? now : null });
-    const devices = await this.store.rollouts.devices(r.id, r.type);
+    const devices = (await this.store.rollouts.devices(r.id, r.type)).map((d) => ({ ...d, status: outcomeOf(r, d) }));
     let takenBack = 0;
     for (const d of devices) if (d.status === 'ASSIGNED' && (await this.devices.takeBack(r, d, now))) takenBack += 1;
     let restored = 0;
