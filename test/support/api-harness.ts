@@ -322,6 +322,10 @@ export interface HarnessOptions {
   dataDir?: string;
   httpLimits?: EngineOptions['httpLimits'];
   login?: EngineOptions['login'];
+  /** The engine's clock and timers (a fake one moves only when told). */
+  timers?: EngineOptions['timers'];
+  /** `false`: rollouts move only when the test calls `engine.rolloutDriver.tick()`. */
+  rolloutTickMs?: EngineOptions['rolloutTickMs'];
 }
 
 export class ApiHarness {
@@ -354,6 +358,8 @@ export class ApiHarness {
       ...(o.uploadIdleMs !== undefined ? { uploadIdleMs: o.uploadIdleMs } : {}),
       ...(o.httpLimits !== undefined ? { httpLimits: o.httpLimits } : {}),
       ...(o.login !== undefined ? { login: o.login } : {}),
+      ...(o.timers !== undefined ? { timers: o.timers } : {}),
+      ...(o.rolloutTickMs !== undefined ? { rolloutTickMs: o.rolloutTickMs } : {}),
     };
     let engine: OtaEngine;
     try {
