@@ -24,3 +24,5 @@ export { DEFAULT_VERIFIED_CACHE_SIZE } from './devices/password-hash';
 export { editorGuard } from './admin/editor-guard';
 export { bodyDeadline, createLimitedServer, httpLimitsFromEnv } from './http-server-limits';
 export { privateDir } from './store/private-files';
+export { ROLLOUT_COMMANDS, isRolloutCommand, rolloutEventMessage, runRolloutCommand, type RolloutCommand } from './rollouts/rollout-commands';
+export type { RolloutEvent } from './rollouts/rollout-service';

@@ -109,6 +109,22 @@ export class RolloutService extends EventEmitter<{ rollout: [RolloutEvent]; star
     return rollout;
   }
 
+  /** A package by title and version and a profile by name, as a flow names them (ota-rollout's `create`). */
+  async idsByName(tenantId: TenantId, names: { package?: { title: string; version: string }; deviceProfile?: string }): Promise<{ packageId?: string; deviceProfileId?: string }> {
+    const out: { packageId?: string; deviceProfileId?: string } = {};
+    if (names.package) {
+      const pkg = await this.store.packages.findByTitleVersion(tenantId, names.package.title, names.package.version);
+      if (!pkg) throw invalid(`No package '${names.package.title}' version '${names.package.version}'`);
+      out.packageId = pkg.id;
+    }
+    if (names.deviceProfile !== undefined) {
+      const profile = await this.store.profiles.findByName(tenantId, names.deviceProfile);
+      if (!profile) throw invalid(`No device profile named '${names.deviceProfile}'`);
+      out.deviceProfileId = profile.id;
+    }
+    return out;
+  }
+
   async get(tenantId: TenantId, id: string): Promise<Rollout> {
     const r = isUuid(id) ? await this.store.rollouts.findById(tenantId, id as RolloutId) : null;
     if (!r) throw notFound(`Rollout with id [${id}] is not found!`);
