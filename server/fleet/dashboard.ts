@@ -104,7 +104,14 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
     { ...WATCH_DEFAULTS, snapshotMs: settings.snapshotMs, retentionMs: settings.retentionMs },
   );
   watcher.start();
-  const prometheus = new OtaPrometheus({ fleet, queue: pipeline.queue, notifier: pipeline.notifier, events: deps.events, liveStreams: () => watcher.watching });
+  const prometheus = new OtaPrometheus({
+    fleet,
+    queue: pipeline.queue,
+    notifier: pipeline.notifier,
+    events: deps.events,
+    liveStreams: () => watcher.watching,
+    rollouts: deps.store.rollouts,
+  });
 
   const api = createDashboardApi({
     accounts: deps.accounts,
@@ -117,6 +124,7 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
     watcher,
     clock: deps.clock,
     ...(deps.downloads ? { downloads: deps.downloads } : {}),
+    ...(deps.rollouts ? { rollouts: { service: deps.rollouts, packages: deps.store.packages } } : {}),
   });
 
   const site = express.Router();

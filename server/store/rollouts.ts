@@ -114,6 +114,41 @@ export interface RolloutCount {
   rollouts: number;
 }
 
+/** A running or paused rollout's devices by their recorded status, for /metrics. */
+export interface RolloutDeviceCount {
+  tenantId: TenantId;
+  rolloutId: RolloutId;
+  name: string;
+  currentWave: number;
+  status: RolloutDeviceStatus;
+  devices: number;
+}
+
+/** The query behind `activeDeviceCounts`, the same in both databases. */
+export const ACTIVE_DEVICE_COUNTS_SELECT = `
+  SELECT r.tenant_id, r.id, r.name, r.current_wave, rd.status, count(*) AS n
+  FROM rollouts r JOIN rollout_devices rd ON rd.rollout_id = r.id
+  WHERE r.state IN ('RUNNING', 'PAUSED')
+  GROUP BY r.tenant_id, r.id, r.name, r.current_wave, rd.status`;
+
+export interface ActiveDeviceCountRow {
+  tenant_id: string;
+  id: string;
+  name: string;
+  current_wave: number;
+  status: string;
+  n: number | string;
+}
+
+export const activeDeviceCountFromRow = (r: ActiveDeviceCountRow): RolloutDeviceCount => ({
+  tenantId: r.tenant_id as TenantId,
+  rolloutId: r.id as RolloutId,
+  name: r.name,
+  currentWave: r.current_wave,
+  status: r.status as RolloutDeviceStatus,
+  devices: Number(r.n),
+});
+
 /**
  * Rollouts and their devices. Saves are versioned (optimistic): the driver and the REST API may
  * both change a rollout, on one instance or several. Only the instance holding a rollout's lease
@@ -135,6 +170,8 @@ export interface RolloutRepository {
   putDevices(devices: readonly RolloutDevice[]): Promise<void>;
   devices(rolloutId: RolloutId, type: OtaPackageType): Promise<RolloutDeviceView[]>;
   counts(): Promise<RolloutCount[]>;
+  /** Devices of every RUNNING or PAUSED rollout, over all tenants, by recorded status. */
+  activeDeviceCounts(): Promise<RolloutDeviceCount[]>;
 }
 
 /** A rollouts row as both databases return it; the JSON columns are text in SQLite, jsonb in PostgreSQL. */

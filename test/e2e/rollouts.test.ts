@@ -22,6 +22,7 @@ interface WaveJson {
 }
 interface RolloutJson {
   id: { id: string };
+  tenantId: { id: string };
   state: string;
   reason: string | null;
   waves: WaveJson[];
@@ -135,6 +136,9 @@ describe('rollouts in waves (npm start, simulated devices)', function () {
     return (h.fw_state ?? []).filter((p) => p.value === 'INITIATED').length;
   };
 
+  /** The rollout series of `/metrics` (local scrapers need no token). */
+  const metricLines = async (prefix: string): Promise<string[]> => (await (await fetch(`${server.api}/metrics`)).text()).split('\n').filter((l) => l.startsWith(prefix));
+
   before(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-rollouts-'));
     server = await startServer(dataDir, env);
@@ -170,6 +174,10 @@ describe('rollouts in waves (npm start, simulated devices)', function () {
       [10, 0],
       [38, 2],
       [47, 3],
+    ]);
+    expect(await metricLines('ota_rollouts{')).to.include.members([
+      `ota_rollouts{tenant="${done.tenantId.id}",state="COMPLETED"} 1`,
+      `ota_rollouts{tenant="${done.tenantId.id}",state="RUNNING"} 0`,
     ]);
     const results = await devices.results;
     expect(results.filter((r) => r.phase === 'updated')).to.have.length(95);
@@ -233,6 +241,9 @@ describe('rollouts in waves (npm start, simulated devices)', function () {
     admin = await adminClient(server.api);
     const afterRestart = await get(created.id.id);
     expect(afterRestart.state).to.equal('PAUSED');
+    const series = `tenant="${afterRestart.tenantId.id}",rollout="${created.id.id}",name="roll out wave-restart-fw"`;
+    expect(await metricLines('ota_rollout_current_wave{')).to.include(`ota_rollout_current_wave{${series}} 1`);
+    expect(await metricLines('ota_rollout_devices{')).to.include(`ota_rollout_devices{${series},status="PENDING"} ${10 + 10 - updatedBefore}`);
     expect(afterRestart.waves[0]).to.include({ state: 'RUNNING', updated: updatedBefore, pending: 10 - updatedBefore });
     expect((await admin.request<{ queue: { depth: number } }>('GET', '/ota/metrics')).queue.depth).to.equal(0);
 

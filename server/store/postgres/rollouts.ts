@@ -1,6 +1,10 @@
 import { isUuid, type TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
 import {
+  ACTIVE_DEVICE_COUNTS_SELECT,
+  activeDeviceCountFromRow,
+  type ActiveDeviceCountRow,
+  type RolloutDeviceCount,
   ROLLOUT_DEVICES_SELECT,
   rolloutDeviceFromRow,
   rolloutFromRow,
@@ -118,5 +122,9 @@ export class PgRolloutRepository implements RolloutRepository {
   async counts(): Promise<RolloutCount[]> {
     const { rows } = await this.sql.query<{ tenant_id: string; state: string; n: number }>('SELECT tenant_id, state, count(*)::int AS n FROM rollouts GROUP BY tenant_id, state');
     return rows.map((r) => ({ tenantId: r.tenant_id as TenantId, state: r.state as RolloutCount['state'], rollouts: r.n }));
+  }
+
+  async activeDeviceCounts(): Promise<RolloutDeviceCount[]> {
+    return (await this.sql.query<ActiveDeviceCountRow & Record<string, unknown>>(ACTIVE_DEVICE_COUNTS_SELECT)).rows.map(activeDeviceCountFromRow);
   }
 }

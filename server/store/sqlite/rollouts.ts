@@ -1,6 +1,10 @@
 import type { TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
 import {
+  ACTIVE_DEVICE_COUNTS_SELECT,
+  activeDeviceCountFromRow,
+  type ActiveDeviceCountRow,
+  type RolloutDeviceCount,
   ROLLOUT_DEVICES_SELECT,
   rolloutDeviceFromRow,
   rolloutFromRow,
@@ -107,5 +111,9 @@ export class SqliteRolloutRepository implements RolloutRepository {
   async counts(): Promise<RolloutCount[]> {
     const rows = this.db.prepare('SELECT tenant_id, state, count(*) AS n FROM rollouts GROUP BY tenant_id, state').all() as Array<{ tenant_id: string; state: string; n: number }>;
     return rows.map((r) => ({ tenantId: r.tenant_id as TenantId, state: r.state as RolloutCount['state'], rollouts: r.n }));
+  }
+
+  async activeDeviceCounts(): Promise<RolloutDeviceCount[]> {
+    return (this.db.prepare(ACTIVE_DEVICE_COUNTS_SELECT).all() as ActiveDeviceCountRow[]).map(activeDeviceCountFromRow);
   }
 }
