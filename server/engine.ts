@@ -225,9 +225,9 @@ export class OtaEngine {
         rollouts,
         rolloutDriver,
       );
-      // A rollout running when the last instance stopped goes on from where it stood.
-      if (tick !== false) rolloutDriver.start();
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
+      // A rollout running when the last instance stopped goes on from where it stood (once nothing can fail any more).
+      if (tick !== false) rolloutDriver.start();
       return engine;
     } catch (err) {
       await store.close();

@@ -10,6 +10,8 @@ import type { RolloutService } from './rollout-service';
 export const DEFAULT_ROLLOUT_TICK_MS = 1000;
 /** How long a rollout stays with the instance driving it before another may take it over. */
 export const DEFAULT_ROLLOUT_LEASE_MS = 30_000;
+/** The cluster bus topic of "a rollout started or resumed": the other instances look at once. */
+const ROLLOUTS_TOPIC = 'rollouts';
 /** Rollouts driven per tick by one instance. */
 const CLAIM_LIMIT = 50;
 
@@ -40,6 +42,7 @@ export class RolloutDriver {
   private ticking: Promise<void> | null = null;
   private stopped = true;
   private soon = false;
+  private readonly unhear: () => void;
 
   constructor(
     private readonly store: Store,
@@ -49,7 +52,12 @@ export class RolloutDriver {
     private readonly tickMs: number = DEFAULT_ROLLOUT_TICK_MS,
     private readonly leaseMs: number = DEFAULT_ROLLOUT_LEASE_MS,
   ) {
-    service.on('started', () => this.poke());
+    // A rollout started or resumed here, or on another instance on the database (the cluster bus).
+    service.on('started', () => {
+      this.poke();
+      void store.cluster.publish(ROLLOUTS_TOPIC, [{}]).catch((err: Error) => logger.warn(`cannot tell the other instances of a rollout: ${err.message}`));
+    });
+    this.unhear = store.cluster.subscribe(ROLLOUTS_TOPIC, () => this.poke());
   }
 
   start(): void {
@@ -57,9 +65,10 @@ export class RolloutDriver {
     this.schedule(0);
   }
 
-  /** Looks again soon (a rollout started or resumed, a device reported). */
+  /** Looks again now (a rollout started or resumed). */
   poke(): void {
-    if (this.stopped || this.ticking) {
+    if (this.stopped) return;
+    if (this.ticking) {
       this.soon = true;
       return;
     }
@@ -71,29 +80,40 @@ export class RolloutDriver {
   /** Stops ticking, waits for a tick under way, and gives the leases up for another instance. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unhear();
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.timer = null;
     await this.ticking;
     await this.store.rollouts.release(this.owner).catch((err: Error) => this.logger.warn(`cannot release the rollout leases: ${err.message}`));
   }
 
+  /**
+   * Ticks while any rollout runs (here, or on another instance whose lease may run out); with none,
+   * no timer at all until a start or resume pokes it.
+   */
   private schedule(ms: number): void {
     if (this.stopped || this.timer !== null) return;
     this.timer = this.timers.setTimeout(() => {
       this.timer = null;
+      let running = true;
       this.ticking = this.tick()
+        .then((r) => void (running = r))
         .catch((err: Error) => this.logger.error(`rollouts: ${err.message}`))
         .finally(() => {
           this.ticking = null;
           const again = this.soon;
           this.soon = false;
-          this.schedule(again ? 0 : this.tickMs);
+          if (again) this.schedule(0);
+          else if (running) this.schedule(this.tickMs);
         });
     }, ms);
   }
 
-  /** One step of every running rollout this instance may drive. Public for tests that step by hand. */
-  async tick(): Promise<void> {
+  /**
+   * One step of every running rollout this instance may drive; answers whether any rollout runs
+   * (driven here or elsewhere). Public for tests that step by hand.
+   */
+  async tick(): Promise<boolean> {
     const claimed = await this.store.rollouts.claim(this.owner, this.timers.now(), this.leaseMs, CLAIM_LIMIT);
     for (const r of claimed) {
       try {
@@ -102,6 +122,7 @@ export class RolloutDriver {
         this.logger.error(`rollout '${r.name}': ${(err as Error).message}`);
       }
     }
+    return claimed.length > 0 || (await this.store.rollouts.counts()).some((c) => c.state === 'RUNNING' && c.rollouts > 0);
   }
 
   /** One step of one rollout; the stored rollout is read again inside `serial`, a command may have changed it. */
