@@ -5,6 +5,8 @@
  *
  *   ours        the whole path: the assignment, the notify queue released at once, the notifier
  *               writing each device's shared attributes, the CoAP transport sending the notification
+ *   transport   the CoAP transport alone: the same update handed to it for every device at once
+ *               (what the notifier would deliver), timed to the last notification
  *   reference   libcoap's `coap-server-notls` with the same number of observers on one resource,
  *               notifying them all after one PUT (CoAP's part only: no database, one resource)
  *
@@ -22,6 +24,7 @@ import { generate, parse, type ParsedPacket } from 'coap-packet';
 import { OtaEngine } from '../server/engine';
 import { CoapTransport } from '../server/transports/coap/coap-transport';
 import type { AssignmentEvent } from '../server/pipeline/notify-queue';
+import type { DeviceId } from '../server/ids';
 import { benchLogger, Cleanup, createProfileWithPackage, formatBytes, positiveInt, printTable, type Benchmark } from './lib';
 
 export const coapObserve: Benchmark = {
@@ -158,9 +161,10 @@ async function run(): Promise<void> {
       source: Readable.from([randomBytes(4096)]),
     });
     const tokens: string[] = [];
+    const deviceIds: DeviceId[] = [];
     for (let i = 0; i < n; i++) {
       const token = `obs-${i}-${randomBytes(4).toString('hex')}`;
-      await engine.devices.save(tenantId, { name: `observer-${i}`, deviceProfileId: { id: profileId } }, { accessToken: token });
+      deviceIds.push((await engine.devices.save(tenantId, { name: `observer-${i}`, deviceProfileId: { id: profileId } }, { accessToken: token })).id);
       tokens.push(token);
     }
     transport = new CoapTransport(engine.deviceContext, { port: 0, host: '127.0.0.1' });
@@ -193,6 +197,16 @@ async function run(): Promise<void> {
     const ourSeconds = Number(observers.lastAt - start) / 1e9;
     ours.pipeline.queue.stop();
 
+    // Ours, the transport alone: one update handed to it for every device, as the reference's one PUT.
+    for (let i = 0; i < 1000 && coap.load.retransmitting > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    observers.reset();
+    observers.wanted = (payload) => payload.includes('transport-only');
+    const coapStart = process.hrtime.bigint();
+    const coapNotified = observers.waitNotified(n);
+    for (const deviceId of deviceIds) coap.deliver({ deviceId, attributes: { fw_tag: 'transport-only' }, deleted: [] });
+    await coapNotified;
+    const coapSeconds = Number(observers.lastAt - coapStart) / 1e9;
+
     // Reference: the same number of observers on one libcoap resource, notified by one PUT.
     observers.reset();
     const refPort = await startLibcoapServer(cleanup);
@@ -216,6 +230,13 @@ async function run(): Promise<void> {
       [
         ['coap-server-notls (reference): one PUT, one resource', String(n), refSeconds.toFixed(3), String(Math.round(n / refSeconds)), '—'],
         ['ours: one assignment, pacing off, whole pipeline', String(n), ourSeconds.toFixed(3), String(Math.round(n / ourSeconds)), `${(refSeconds / ourSeconds).toFixed(2)}×`],
+        [
+          'ours: the CoAP transport alone, one update per device',
+          String(n),
+          coapSeconds.toFixed(3),
+          String(Math.round(n / coapSeconds)),
+          `${(refSeconds / coapSeconds).toFixed(2)}×`,
+        ],
       ],
     );
     console.log();

@@ -11,11 +11,18 @@
  *                                                   v2/fw/request/{id}/chunk/{n} from <file>, as
  *                                                   the transport does (chunk size in the payload,
  *                                                   read from disk per request); sends {ready}
+ *   node mqtt-child.js bare <file>                  the second reference: the least an MQTT server
+ *                                                   answering chunk requests can do, on mqtt-packet
+ *                                                   as ours: CONNACK to any CONNECT, then PUBACK and
+ *                                                   the chunk from <file> held in memory, no token,
+ *                                                   no database, no disk; sends {port}
  *
  * Exits on SIGTERM, and when the IPC channel closes (the parent died).
  */
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import net from 'node:net';
+import { generate, parser, type Packet } from 'mqtt-packet';
 import { OtaEngine } from '../server/engine';
 import { chunkRange } from '../server/transports/firmware-download';
 import type { DeviceId, TenantId } from '../server/ids';
@@ -75,10 +82,55 @@ async function responder(port: number, file: string): Promise<() => Promise<void
   return async () => client.end();
 }
 
+async function bare(file: string): Promise<() => Promise<void>> {
+  const data = await readFile(file);
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    const sizes = new Map<string, number>();
+    const p = parser({ protocolVersion: 4 });
+    let nextId = 0;
+    const send = (packet: Packet): void => void socket.write(generate(packet));
+    p.on('packet', (packet: Packet) => {
+      if (packet.cmd === 'connect') return send({ cmd: 'connack', returnCode: 0, sessionPresent: false });
+      if (packet.cmd !== 'publish') return;
+      const m = /^v2\/fw\/request\/(\d+)\/chunk\/(\d+)$/.exec(packet.topic);
+      if (!m) return;
+      const requestId = m[1] as string;
+      const asked = Number(packet.payload.toString() || 0);
+      if (asked > 0) sizes.set(requestId, asked);
+      const { start, end } = chunkRange(data.length, sizes.get(requestId) ?? 0, Number(m[2]));
+      socket.cork();
+      if (packet.qos) send({ cmd: 'puback', messageId: packet.messageId ?? 0 });
+      nextId = (nextId % 0xffff) + 1;
+      send({
+        cmd: 'publish',
+        topic: `v2/fw/response/${requestId}/chunk/${Number(m[2])}`,
+        payload: data.subarray(start, end),
+        qos: 1,
+        messageId: nextId,
+        dup: false,
+        retain: false,
+      });
+      socket.uncork();
+    });
+    socket.on('data', (d: Buffer) => p.parse(d));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  send({ port: (server.address() as net.AddressInfo).port });
+  return () =>
+    new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    });
+}
+
 async function main(): Promise<void> {
   const [mode, a, b] = process.argv.slice(2);
-  const stop = mode === 'endpoint' && a ? await endpoint(a) : mode === 'responder' && a && b ? await responder(Number(a), b) : null;
-  if (!stop) throw new Error(`usage: mqtt-child.js endpoint <dataDir> | responder <port> <file>, not ${process.argv.slice(2).join(' ')}`);
+  const stop = mode === 'endpoint' && a ? await endpoint(a) : mode === 'responder' && a && b ? await responder(Number(a), b) : mode === 'bare' && a ? await bare(a) : null;
+  if (!stop) throw new Error(`usage: mqtt-child.js endpoint <dataDir> | responder <port> <file> | bare <file>, not ${process.argv.slice(2).join(' ')}`);
   const exit = (): void => {
     stop().then(
       () => process.exit(0),

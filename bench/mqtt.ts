@@ -6,7 +6,9 @@
  *                    (as ThingsBoard's SDK asks). Ours: `v2/fw/request/1/chunk/{n}` to the
  *                    endpoint, which reads the chunk from the blob store. Reference: the same
  *                    requests through mosquitto to a client that answers them from the same file
- *                    (read from disk per request too), and back through mosquitto.
+ *                    (read from disk per request too), and back through mosquitto. Second
+ *                    reference, the one the goal is set against (>= 0.8x): a bare mqtt-packet
+ *                    server answering the same requests from the file held in memory.
  *   notification     BENCH_MQTT_DEVICES (default 10,000) devices connected and subscribed to
  *                    `v1/devices/me/attributes`; ours: `transport.deliver` for each device; the
  *                    reference: one PUBLISH of the same payload to 10,000 subscribers of mosquitto.
@@ -82,10 +84,12 @@ async function run(): Promise<void> {
     const ours = (endpoint.first as { port: number }).port;
     const broker = await startMosquitto(cleanup, work);
     const responder = await startChild(cleanup, ['responder', String(broker), file]);
+    const bareServer = await startChild(cleanup, ['bare', file]);
 
     const oursSide: Side = { name: 'ours', port: ours, username: CHUNK_TOKEN, subscribe: false };
     const refSide: Side = { name: 'mosquitto', port: broker, subscribe: true };
-    for (const side of [oursSide, refSide]) {
+    const bareSide: Side = { name: 'bare', port: (bareServer.first as { port: number }).port, subscribe: false };
+    for (const side of [oursSide, refSide, bareSide]) {
       const { data } = await download(side, 64 * 1024, true);
       if (data && createHash('sha256').update(data).digest('hex') !== sha256) throw new Error(`${side.name}: the downloaded package does not match its SHA-256`);
     }
@@ -97,6 +101,7 @@ async function run(): Promise<void> {
       for (const size of CHUNK_SIZES) {
         keep(`ours ${size}`, (await download(oursSide, size)).seconds);
         keep(`ref ${size}`, (await download(refSide, size)).seconds);
+        keep(`bare ${size}`, (await download(bareSide, size)).seconds);
       }
     }
 
@@ -115,18 +120,22 @@ async function run(): Promise<void> {
     });
     publisher.destroy();
     responder.child.kill('SIGTERM');
+    bareServer.child.kill('SIGTERM');
     endpoint.child.kill('SIGTERM');
 
     const size = packageMb * MB;
     const rows = CHUNK_SIZES.map((chunk) => {
       const o = best.get(`ours ${chunk}`) as number;
       const r = best.get(`ref ${chunk}`) as number;
+      const b = best.get(`bare ${chunk}`) as number;
       const chunks = Math.ceil(size / chunk);
       return [
         `${chunk / 1024} KiB chunks, 1 device, ${packageMb} MB`,
         `${(size / MB / o).toFixed(1)} MB/s (${(chunks / o).toFixed(0)} chunks/s)`,
         `${(size / MB / r).toFixed(1)} MB/s (${(chunks / r).toFixed(0)} chunks/s)`,
         `${(r / o).toFixed(2)}×`,
+        `${(size / MB / b).toFixed(1)} MB/s (${(chunks / b).toFixed(0)} chunks/s)`,
+        `${(b / o).toFixed(2)}×`,
       ];
     });
     rows.push([
@@ -134,11 +143,23 @@ async function run(): Promise<void> {
       `${oursFanout.ms.toFixed(0)} ms (deliver loop ${oursFanout.serverMs.toFixed(0)} ms)`,
       `${refFanout.ms.toFixed(0)} ms (1 publish, ${fanout.toLocaleString('en')} subscribers)`,
       `${(refFanout.ms / oursFanout.ms).toFixed(2)}×`,
+      '—',
+      '—',
     ]);
-    printTable(['measurement', 'ours (MqttTransport)', 'reference (mosquitto 2.0, set_tcp_nodelay)', 'ours vs reference (> 1: ours faster)'], rows);
+    printTable(
+      [
+        'measurement',
+        'ours (MqttTransport)',
+        'reference (mosquitto 2.0, set_tcp_nodelay)',
+        'ours vs reference (> 1: ours faster)',
+        'bare mqtt-packet server, from memory',
+        'ours vs bare (goal >= 0.8)',
+      ],
+      rows,
+    );
     console.log();
     console.log(
-      `chunks: best of ${rounds} rounds, QoS 1 requests and answers, one at a time; reference = requester → mosquitto → responder (reads the same file per request) → mosquitto → requester`,
+      `chunks: best of ${rounds} rounds, QoS 1 requests and answers, one at a time; reference = requester → mosquitto → responder (reads the same file per request) → mosquitto → requester; bare = requester → one mqtt-packet server holding the file in memory → requester`,
     );
     console.log('notify: from the command (IPC to the endpoint, or the publish to mosquitto) until every client has the message; clients are raw mqtt-packet, QoS 1, TCP_NODELAY');
     if (idleRss !== null && fanoutRss !== null) {

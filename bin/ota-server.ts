@@ -10,7 +10,19 @@ import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
-import { acquireEngine, bodyDeadline, consoleLogger, createLimitedServer, DEFAULTS, editorGuard, httpLimitsFromEnv, privateDir, releaseEngine, type OtaEngine } from '../server';
+import {
+  acquireEngine,
+  bodyDeadline,
+  consoleLogger,
+  createLimitedServer,
+  DEFAULTS,
+  editorGuard,
+  httpLimitsFromEnv,
+  privateDir,
+  releaseEngine,
+  resolveHttps,
+  type OtaEngine,
+} from '../server';
 
 const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
 // examples/ is the build's copy of flows/, and ships with the package (flows/ does not).
@@ -91,6 +103,8 @@ async function main(): Promise<void> {
     // Unset: SQLite in the data directory (server/store/open-store.ts decides).
     ...(process.env.OTA_DATABASE_URL ? { databaseUrl: process.env.OTA_DATABASE_URL } : {}),
     http: { port: httpPort, host: httpHost },
+    // OTA_HTTPS_PORT: the same API over TLS too (server/https-options.ts).
+    https: resolveHttps((_setting, variable) => process.env[variable]?.trim() || undefined),
     ...(maxMb ? { maxPackageSize: Math.round(Number(maxMb) * 1024 * 1024) } : {}),
     admin: { username: env('OTA_ADMIN_USERNAME', DEFAULTS.adminUsername), password: process.env.OTA_ADMIN_PASSWORD || undefined },
     logger: consoleLogger,
@@ -127,9 +141,15 @@ async function main(): Promise<void> {
     // The editor asks for the same admin login as the REST API.
     adminAuth: {
       type: 'credentials',
-      users: async (username: string) => ((await engine.accounts.userByEmail(username)) ? { username, permissions: '*' } : null),
+      users: async (username: string) => {
+        const user = await engine.accounts.userByEmail(username);
+        return user && engine.accounts.mayUseEditor(user) ? { username, permissions: '*' } : null;
+      },
       // Reached only with a password editorGuard has checked and throttled already.
-      authenticate: async (username: string, password: string) => ((await engine.accounts.verifyCredentials(username, password)) ? { username, permissions: '*' } : null),
+      authenticate: async (username: string, password: string) => {
+        const user = await engine.accounts.verifyCredentials(username, password);
+        return user && engine.accounts.mayUseEditor(user) ? { username, permissions: '*' } : null;
+      },
     },
   });
   app.use('/', RED.httpAdmin);
@@ -164,6 +184,8 @@ async function main(): Promise<void> {
   const red = server.address() as AddressInfo;
   const shown = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
   console.log(`[ota] OTA REST API listening on http://${shown(api.address)}:${api.port}/api`);
+  const secure = engine.httpsAddress;
+  if (secure) console.log(`[ota] OTA REST API listening on https://${shown(secure.address)}:${secure.port}/api (TLS)`);
   console.log(`[ota] Node-RED editor listening on http://${shown(red.address)}:${red.port}/`);
   // The flow's device endpoints (MQTT, CoAP, LwM2M) start with their config nodes: list them once they listen.
   for (const e of await endpointsOf(engine)) {

@@ -38,6 +38,8 @@ export interface ProfileChoice {
   isDefault: boolean;
   firmwareId: string | null;
   softwareId: string | null;
+  /** How its devices may provision themselves (`DISABLED`, `ALLOW_CREATE_NEW_DEVICES`, `CHECK_PRE_PROVISIONED_DEVICES`); never the key or secret. */
+  provisionType: string;
 }
 
 export interface DeviceChoice {
@@ -47,6 +49,8 @@ export interface DeviceChoice {
   deviceProfileName: string | null;
   firmwareId: string | null;
   softwareId: string | null;
+  /** How it authenticates (`ACCESS_TOKEN`, `MQTT_BASIC`, `X509_CERTIFICATE`, `LWM2M_CREDENTIALS`); never the secret itself. */
+  credentialsType: string;
 }
 
 export type Choices<T> = Pick<PageData<T>, 'data' | 'totalElements' | 'hasNext'>;
@@ -127,7 +131,14 @@ export function registerAdminRoutes(RED: NodeAPI): void {
     read,
     withEngine(async (engine, tenantId, req): Promise<Choices<ProfileChoice>> => {
       const page = await engine.profiles.page(tenantId, pageLink(req, 'name'));
-      const data = page.data.map((p) => ({ id: p.id, name: p.name, isDefault: p.isDefault, firmwareId: p.firmwareId, softwareId: p.softwareId }));
+      const data = page.data.map((p) => ({
+        id: p.id,
+        name: p.name,
+        isDefault: p.isDefault,
+        firmwareId: p.firmwareId,
+        softwareId: p.softwareId,
+        provisionType: typeof p.extra.provisionType === 'string' ? p.extra.provisionType : 'DISABLED',
+      }));
       return { data, totalElements: page.totalElements, hasNext: page.hasNext };
     }),
   );
@@ -151,6 +162,7 @@ export function registerAdminRoutes(RED: NodeAPI): void {
         deviceProfileName: names.get(d.deviceProfileId) ?? null,
         firmwareId: d.firmwareId,
         softwareId: d.softwareId,
+        credentialsType: d.credentialsType ?? 'ACCESS_TOKEN',
       }));
       return { data, totalElements: page.totalElements, hasNext: page.hasNext };
     }),

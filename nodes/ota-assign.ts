@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { AssignRequest, AssignmentEvent } from '../server';
+import type { AssignRequest, AssignmentEvent, TenantId } from '../server';
 import { handleInput, serverOf } from './server-ref';
 import { StatusLabel } from './status-label';
 
@@ -68,8 +68,11 @@ export default function init(RED: NodeAPI): void {
       this.send({ topic: 'assignment', payload: ev });
       label.show('green', 'dot', 'ota-assign.status.sent', { count: sent });
     };
+    let unclaim = (): void => undefined;
     const ready = server.engine.then(async (engine) => {
       tenant = await server.tenantId();
+      // This flow's tenant's assignments come here; other tenants' go straight to the queue.
+      unclaim = engine.pipeline.assignment.claim(tenant as TenantId);
       engine.events.on('assignment', forward);
       label.show('green', 'ring', 'ota-assign.status.ready');
       return engine;
@@ -90,7 +93,10 @@ export default function init(RED: NodeAPI): void {
     this.on('close', (done: () => void) => {
       label.close();
       ready
-        .then((engine) => engine.events.off('assignment', forward))
+        .then((engine) => {
+          unclaim();
+          engine.events.off('assignment', forward);
+        })
         .catch(() => undefined)
         .finally(done);
     });

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import { DEFAULTS, acquireEngine, releaseEngine, type EngineOptions } from '../server';
+import { DEFAULTS, acquireEngine, releaseEngine, resolveHttps, type EngineOptions } from '../server';
 import { registerAdminRoutes } from './admin-routes';
 import type { OtaServerCredentials, OtaServerNode } from './server-ref';
 
@@ -11,6 +11,7 @@ export interface OtaServerDef extends NodeDef {
   dataDir: string;
   httpPort: string;
   httpHost: string;
+  httpsPort: string;
   maxPackageSizeMb: string;
 }
 
@@ -28,6 +29,7 @@ export function resolveOptions(def: Partial<OtaServerDef>, creds: OtaServerCrede
     dataDir: path.resolve(userDir, pick(def.dataDir, 'otaServerDataDir', 'OTA_DATA_DIR') ?? 'ota-data'),
     ...(databaseUrl ? { databaseUrl } : {}),
     http: { port: port === undefined ? DEFAULTS.httpPort : Number(port), host: pick(def.httpHost, 'otaServerHttpHost', 'OTA_HTTP_HOST') ?? DEFAULTS.httpHost },
+    https: resolveHttps((setting, variable) => pick(undefined, setting, variable), { port: def.httpsPort, cert: creds.tlsCert, key: creds.tlsKey }),
     ...(maxMb ? { maxPackageSize: Math.round(Number(maxMb) * 1024 * 1024) } : {}),
     admin: {
       username: pick(creds.adminUsername, 'otaServerAdminUsername', 'OTA_ADMIN_USERNAME') ?? DEFAULTS.adminUsername,
@@ -42,7 +44,17 @@ export default function init(RED: NodeAPI): void {
 
   function OtaServer(this: OtaServerNode, def: OtaServerDef): void {
     RED.nodes.createNode(this, def);
-    const options = resolveOptions(def, this.credentials ?? {}, RED.settings as unknown as Record<string, unknown>, process.env);
+    let options: EngineOptions;
+    try {
+      options = resolveOptions(def, this.credentials ?? {}, RED.settings as unknown as Record<string, unknown>, process.env);
+    } catch (err) {
+      // A setting that cannot work (an HTTPS port without its certificate): the engine does not start, and says why.
+      this.error(RED._('ota-server.errors.start-failed', { error: (err as Error).message }));
+      this.engine = Promise.reject(err as Error);
+      this.engine.catch(() => undefined);
+      this.tenantId = async () => (await this.engine).bootstrap.admin.tenantId;
+      return;
+    }
     const port = options.http ? options.http.port : 0;
     if (!Number.isInteger(port) || port < 0 || port > 65535) this.error(RED._('ota-server.errors.bad-port', { value: String(def.httpPort) }));
     options.logger = { info: (m) => this.log(m), warn: (m) => this.warn(m), error: (m) => this.error(m) };
@@ -67,6 +79,6 @@ export default function init(RED: NodeAPI): void {
 
   // The typings do not let a constructor add fields to its node; the cast says so once, here.
   RED.nodes.registerType('ota-server', OtaServer as unknown as (this: Node, def: NodeDef) => void, {
-    credentials: { adminUsername: { type: 'text' }, adminPassword: { type: 'password' } },
+    credentials: { adminUsername: { type: 'text' }, adminPassword: { type: 'password' }, tlsCert: { type: 'text' }, tlsKey: { type: 'password' } },
   });
 }

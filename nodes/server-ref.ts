@@ -10,6 +10,9 @@ export interface EngineRef {
 export interface OtaServerCredentials {
   adminUsername?: string;
   adminPassword?: string;
+  /** PEM certificate and key of the HTTPS port. */
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** What user nodes get from their `server` property. */

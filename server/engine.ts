@@ -4,6 +4,9 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
 import { AccountService, type BootstrapResult } from './admin/accounts';
+import { TenantService } from './admin/tenant-service';
+import { createTenantApi } from './admin/tenant-api';
+import { defaultTenantLimitsFromEnv, type TenantLimits, type TenantLimitsOf } from './tenant-limits';
 import { TokenService } from './admin/auth';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
@@ -14,7 +17,9 @@ import { EngineEvents } from './events';
 import { consoleLogger, type Logger } from './logger';
 import type { Pipeline } from './pipeline/pipeline';
 import { createAdminApi, errorHandler } from './admin/admin-api';
-import { createDeviceApi } from './transports/http/device-api';
+import { createDeviceApi, HTTP_PAGE_SIZE, httpPageCacheBytesFromEnv } from './transports/http/device-api';
+import { PackagePages } from './transports/package-pages';
+import type { BlobReader } from './store/blob-reader';
 import { createTelemetryApi } from './admin/telemetry-api';
 import { createFleetApi } from './admin/fleet-api';
 import { createDashboard, type Dashboard } from './fleet/dashboard';
@@ -26,8 +31,9 @@ import { NotifyQueue, queueLeaseFromEnv } from './pipeline/notify-queue';
 import { realTimers, type Timers } from './timers';
 import { StateTracker } from './pipeline/state-tracker';
 import type { DeviceContext, EndpointInfo } from './transports/device-context';
+import { DeviceLookups, lookupCacheLimitsFromEnv, type LookupCacheLimits } from './transports/device-lookups';
 import { OtaPackageService } from './packages/ota-package-service';
-import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits } from './http-server-limits';
+import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits, type TlsIdentity } from './http-server-limits';
 import { LOGIN_THROTTLE_DEFAULTS, LoginThrottle, type LoginThrottleLimits } from './admin/login-throttle';
 import { PASSWORD_CHECK_DEFAULTS, PasswordChecks, type PasswordCheckLimits } from './admin/password-checks';
 import { loginLimitsFromEnv } from './admin/login-settings';
@@ -36,13 +42,14 @@ import { loginLimitsFromEnv } from './admin/login-settings';
 const NOTIFICATION_TOPIC = 'notification';
 import { createSigningApi } from './admin/signing-api';
 import { createDownloadProgressApi } from './admin/download-progress-api';
-import { DownloadProgress, maxTrackedDownloadsFromEnv } from './fleet/download-progress';
+import { DownloadProgress, downloadFlushMsFromEnv, maxTrackedDownloadsFromEnv } from './fleet/download-progress';
 import { PackageSigning } from './packages/package-signing';
 import { DowngradeGuard } from './packages/downgrade-guard';
 import { RolloutService } from './rollouts/rollout-service';
 import { RolloutDevices } from './rollouts/rollout-devices';
 import { RolloutDriver, rolloutTickFromEnv } from './rollouts/rollout-driver';
 import { createRolloutsApi } from './admin/rollouts-api';
+import { relayRevocations } from './devices/device-revocations';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -51,6 +58,8 @@ export const DEFAULTS = {
   maxPackageSize: 2 * 1024 * 1024 * 1024,
   maxTenantStorage: 0,
   adminUsername: 'tenant@thingsboard.org',
+  /** ThingsBoard's system administrator (OTA_SYSADMIN_USERNAME). */
+  sysadminUsername: 'sysadmin@thingsboard.org',
   accessTokenTtlSeconds: 9000,
   refreshTokenTtlSeconds: 604800,
 } as const;
@@ -62,9 +71,18 @@ export interface EngineOptions {
   databaseUrl?: string;
   /** Where the REST API (and later the device HTTP API) listens; `false` for none (tests mount `app`). */
   http?: { port: number; host?: string } | false;
+  /**
+   * The same REST and device HTTP API over TLS on a port of its own (`OTA_HTTPS_PORT`), beside
+   * the plain one. Unset: none.
+   */
+  https?: { port: number; host?: string; cert: string | Buffer; key: string | Buffer } | null;
   maxPackageSize?: number;
   maxTenantStorage?: number;
   admin?: { username?: string; password?: string };
+  /** The system administrator; by default `OTA_SYSADMIN_USERNAME` / `OTA_SYSADMIN_PASSWORD` (generated and printed once if unset). */
+  sysadmin?: { username?: string; password?: string };
+  /** The default tenant profile's limits when it is first made; by default `OTA_TENANT_MAX_*` (tenant-limits.ts). */
+  tenantLimits?: Partial<TenantLimits>;
   /** HS256 key for the admin JWTs; by default one is generated once and kept in the database. */
   jwtSecret?: string;
   logger?: Logger;
@@ -74,14 +92,18 @@ export interface EngineOptions {
   uploadIdleMs?: number;
   /** How long the queue rows this instance claims stay its own (default: `OTA_QUEUE_LEASE_MS`, else 30 s). */
   queueLeaseMs?: number;
-  /** Devices whose download progress is kept in memory (default OTA_DOWNLOAD_PROGRESS_MAX_DEVICES, else 100,000). */
+  /** Devices whose served bytes wait in memory for the next write at most (default OTA_DOWNLOAD_PROGRESS_MAX_DEVICES, else 100,000). */
   maxTrackedDownloads?: number;
+  /** How long served bytes wait before they are written to the store (default OTA_DOWNLOAD_PROGRESS_FLUSH_MS, else 1000). */
+  downloadFlushMs?: number;
   /** Long-poll `attributes/updates` timeouts: default when the device names none, and the cap. */
   longPoll?: { defaultMs: number; maxMs: number };
   /** Timeouts and the connection cap of the HTTP server; by default from `OTA_HTTP_*` (http-server-limits.ts). */
   httpLimits?: Partial<HttpServerLimits>;
   /** Login throttling and scrypt concurrency; by default from `OTA_LOGIN_*` (login-settings.ts). */
   login?: Partial<LoginThrottleLimits & PasswordCheckLimits>;
+  /** The device lookup caches of the download paths; by default from `OTA_LOOKUP_CACHE_*` (device-lookups.ts). */
+  lookupCache?: Partial<LookupCacheLimits>;
   /** How often running rollouts move on (default `OTA_ROLLOUT_TICK_MS`, else 1 s); `false`: never by themselves (tests step `rolloutDriver.tick()`). */
   rolloutTickMs?: number | false;
 }
@@ -94,6 +116,7 @@ export class OtaEngine {
   readonly app: express.Express;
   readonly httpLimits: HttpServerLimits;
   private server: http.Server | null = null;
+  private httpsServer: http.Server | null = null;
   private closed = false;
   /** The fleet dashboard and /metrics: its watcher stops with the engine. */
   private readonly dashboard: Dashboard;
@@ -105,13 +128,15 @@ export class OtaEngine {
     private readonly store: Store,
     readonly events: EngineEvents,
     readonly accounts: AccountService,
+    readonly tenants: TenantService,
     readonly packages: OtaPackageService,
     readonly profiles: DeviceProfileService,
     readonly devices: DeviceService,
     readonly bootstrap: BootstrapResult,
     readonly logger: Logger,
     readonly pipeline: Pipeline,
-    deviceApi: express.Router,
+    /** The HTTP device API and the chunk reader it holds package files open with. */
+    deviceApi: { router: express.Router; reader: BlobReader },
     /** For device transports: repositories, blobs and the event bus (see device-context.ts). */
     readonly deviceContext: DeviceContext,
     /** Rollouts in waves (issue 14): the commands, and the driver that moves running ones on. */
@@ -119,18 +144,25 @@ export class OtaEngine {
     readonly rolloutDriver: RolloutDriver,
   ) {
     this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (n) => this.deliverHere(n as Notification));
+    this.unrelayRevocations = relayRevocations(events, store.cluster, logger);
     this.app = express();
     this.app.disable('x-powered-by');
     this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
     this.app.use(bodyDeadline(this.httpLimits.requestTimeoutMs, isPackageUpload));
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
-    this.downloads = new DownloadProgress(events, options.maxTrackedDownloads ?? maxTrackedDownloadsFromEnv(process.env));
+    this.downloads = new DownloadProgress(
+      events,
+      store,
+      { maxPending: options.maxTrackedDownloads ?? maxTrackedDownloadsFromEnv(process.env), flushMs: options.downloadFlushMs ?? downloadFlushMsFromEnv(process.env) },
+      logger,
+    );
     const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads, rollouts });
     this.dashboard = dashboard;
     this.downloads.register(dashboard.prometheus.registry);
     this.app.use(dashboard.countResponses);
     // Device API and telemetry reads first: the admin router answers everything else under /api.
-    this.app.use('/api/v1', deviceApi);
+    this.app.use('/api/v1', deviceApi.router);
+    this.deviceReader = deviceApi.reader;
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
     this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
     this.app.use('/api', dashboard.api);
@@ -138,6 +170,7 @@ export class OtaEngine {
     this.app.use('/api', createDownloadProgressApi({ accounts, devices, progress: this.downloads }));
     this.app.use('/api', createRolloutsApi({ accounts, rollouts }));
     this.app.use('/api', createSigningApi({ accounts, signing: packages.signing, policies: store.policies }));
+    this.app.use('/api', createTenantApi({ accounts, tenants }));
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
     // Whatever a route outside /api lets through (the dashboard's static files: a bad Range) is
     // answered in ThingsBoard's error JSON, not by Express's default handler with a stack in the log.
@@ -155,6 +188,11 @@ export class OtaEngine {
       const blobs = store.blobs;
       const events = new EngineEvents();
       const { tenants, profiles: profileRepo, devices: deviceRepo, packages: packageRepo, attributes, telemetry } = store;
+      // Tenants and their profiles' limits; a new tenant gets its default device profile.
+      const tenantService = new TenantService(tenants, deviceRepo, packageRepo, blobs, events, async (tenantId) => {
+        await profiles.ensureDefault(tenantId);
+      });
+      const limitsOf: TenantLimitsOf = (tenantId) => tenantService.limitsOf(tenantId);
       const packages = new OtaPackageService(
         packageRepo,
         profileRepo,
@@ -168,9 +206,10 @@ export class OtaEngine {
         new PackageSigning(store.signingKeys),
         store.policies,
         new DowngradeGuard(packageRepo, store.reportedVersions),
+        limitsOf,
       );
       const profiles = new DeviceProfileService(profileRepo, deviceRepo, packageRepo, packages, events);
-      const devices = new DeviceService(deviceRepo, profiles, packages, events);
+      const devices = new DeviceService(deviceRepo, profiles, packages, events, limitsOf);
       const clock = (): number => (options.timers ?? realTimers).now();
       const tokens = new TokenService(await jwtSecret(store, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds, clock);
       const login = { ...LOGIN_THROTTLE_DEFAULTS, ...PASSWORD_CHECK_DEFAULTS, ...loginLimitsFromEnv(process.env), ...options.login };
@@ -182,6 +221,15 @@ export class OtaEngine {
         },
         { throttle: new LoginThrottle(login, clock), passwords: new PasswordChecks(login), now: clock },
       );
+      await tenantService.ensureDefaultProfile({ ...defaultTenantLimitsFromEnv(process.env), ...options.tenantLimits });
+      const sysadmin = await accounts.bootstrapSysadmin(
+        options.sysadmin?.username || process.env.OTA_SYSADMIN_USERNAME?.trim() || DEFAULTS.sysadminUsername,
+        options.sysadmin?.password || process.env.OTA_SYSADMIN_PASSWORD || undefined,
+      );
+      if (sysadmin.generatedPassword) {
+        logger.warn(`created system administrator '${sysadmin.admin.email}' with the generated password: ${sysadmin.generatedPassword}`);
+        logger.warn('this password is shown once; set OTA_SYSADMIN_PASSWORD to choose your own');
+      }
       const boot = await accounts.bootstrap(options.admin?.username || DEFAULTS.adminUsername, options.admin?.password || undefined);
       if (boot.generatedPassword) {
         logger.warn(`created admin '${boot.admin.email}' with the generated password: ${boot.generatedPassword}`);
@@ -199,8 +247,25 @@ export class OtaEngine {
       const httpSessions = new HttpDeviceSessions();
       const pipeline: Pipeline = { attributes, telemetry, assignment, queue, notifier, tracker, httpSessions };
       const provisioning = new DeviceProvisioning(profileRepo, devices, attributes);
-      const deviceContext: DeviceContext = { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, blobs, attributes, telemetry, events, logger, provisioning };
-      const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
+      const lookups = new DeviceLookups(
+        { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, events, bus: store.cluster, logger, now: clock },
+        { ...lookupCacheLimitsFromEnv(process.env), ...options.lookupCache },
+      );
+      const deviceContext: DeviceContext = {
+        devices: deviceRepo,
+        profiles: profileRepo,
+        packages: packageRepo,
+        blobs,
+        attributes,
+        telemetry,
+        events,
+        logger,
+        provisioning,
+        lookups,
+      };
+      const httpReader = blobs.reader();
+      const pages = new PackagePages(httpReader, httpPageCacheBytesFromEnv(process.env), HTTP_PAGE_SIZE);
+      const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, reader: httpReader, pages, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       // Several instances: a notification decided here also goes to the others, for a device whose
       // session (MQTT, CoAP, an HTTP long poll) is there; each delivers it to its own sessions only.
       notifier.watch((sent) => void store.cluster.publish(NOTIFICATION_TOPIC, sent).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)));
@@ -214,18 +279,20 @@ export class OtaEngine {
         store,
         events,
         accounts,
+        tenantService,
         packages,
         profiles,
         devices,
         boot,
         logger,
         pipeline,
-        deviceApi,
+        { router: deviceApi, reader: httpReader },
         deviceContext,
         rollouts,
         rolloutDriver,
       );
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
+      if (options.https) await engine.listen(options.https.port, options.https.host ?? (options.http ? options.http.host : undefined) ?? DEFAULTS.httpHost, options.https);
       // A rollout running when the last instance stopped goes on from where it stood (once nothing can fail any more).
       if (tick !== false) rolloutDriver.start();
       return engine;
@@ -236,7 +303,9 @@ export class OtaEngine {
   }
 
   private readonly endpoints = new Set<EndpointInfo>();
+  private readonly deviceReader: BlobReader;
   private readonly unhearNotifications: () => void;
+  private readonly unrelayRevocations: () => void;
 
   /** A notification another instance decided: to this instance's sessions of the device, if any. */
   private deliverHere(n: Notification): void {
@@ -257,6 +326,8 @@ export class OtaEngine {
     const http = this.httpAddress;
     const out: Array<Omit<EndpointInfo, 'connections'> & { connections: number }> = [];
     if (http) out.push({ transport: 'HTTP', host: http.address, port: http.port, connections: this.pipeline.httpSessions.waiting });
+    const https = this.httpsAddress;
+    if (https) out.push({ transport: 'HTTP', host: https.address, port: https.port, tls: true, connections: this.pipeline.httpSessions.waiting });
     for (const e of this.endpoints) out.push({ transport: e.transport, host: e.host, port: e.port, ...(e.tls ? { tls: true } : {}), connections: e.connections() });
     return out;
   }
@@ -272,10 +343,16 @@ export class OtaEngine {
     return a && typeof a === 'object' ? a : null;
   }
 
-  private async listen(port: number, host: string): Promise<void> {
+  /** Where the HTTPS API listens, when it was asked for. */
+  get httpsAddress(): AddressInfo | null {
+    const a = this.httpsServer?.address();
+    return a && typeof a === 'object' ? a : null;
+  }
+
+  private async listen(port: number, host: string, tls?: TlsIdentity): Promise<void> {
     // A 2 GB upload over a slow link takes longer than any request timeout: uploads are excepted
     // from the body deadline and cut when idle instead (multipart.ts).
-    const server = createLimitedServer(this.app, this.httpLimits);
+    const server = createLimitedServer(this.app, this.httpLimits, tls);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -283,15 +360,16 @@ export class OtaEngine {
         resolve();
       });
     });
-    this.server = server;
+    if (tls) this.httpsServer = server;
+    else this.server = server;
   }
 
   /** Stops listening, ends open connections, closes the database. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const server = this.server;
-    if (server) {
+    for (const server of [this.server, this.httpsServer]) {
+      if (!server) continue;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -299,13 +377,16 @@ export class OtaEngine {
     }
     this.unhearNotifications();
     await this.rolloutDriver.stop();
+    this.unrelayRevocations();
+    this.deviceContext.lookups.close();
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
     this.dashboard.close();
-    this.downloads.close();
+    await this.downloads.close();
     // A profile's fan-out may still be paging through its devices: let it finish on an open database.
     await this.pipeline.assignment.idle();
     this.events.removeAllListeners();
+    await this.deviceReader.close();
     await this.store.close();
   }
 }

@@ -15,6 +15,7 @@ export const ErrorCode = {
   TOO_MANY_UPDATES: 34,
   VERSION_CONFLICT: 35,
   SUBSCRIPTION_VIOLATION: 40,
+  ENTITIES_LIMIT_EXCEEDED: 41,
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -30,6 +31,24 @@ export class OtaError extends Error {
 
   toJSON(): { status: number; message: string; errorCode: number; timestamp: number } {
     return { status: this.status, message: this.message, errorCode: this.errorCode, timestamp: Date.now() };
+  }
+}
+
+/**
+ * 403 / 41: ThingsBoard's EntitiesLimitExceededException (a tenant profile's maxDevices reached),
+ * answered as its ThingsboardEntitiesLimitExceededResponse: the error JSON plus entityType and limit.
+ */
+export class EntitiesLimitExceeded extends OtaError {
+  constructor(
+    readonly entityType: string,
+    readonly limit: number,
+    normalName: string,
+  ) {
+    super(403, `${normalName}s limit reached`, ErrorCode.ENTITIES_LIMIT_EXCEEDED);
+  }
+
+  override toJSON(): ReturnType<OtaError['toJSON']> & { entityType: string; limit: number } {
+    return { ...super.toJSON(), entityType: this.entityType, limit: this.limit };
   }
 }
 

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { DeviceId, TenantId } from './ids';
 import type { Device } from './store/devices';
 import type { DeviceProfile } from './store/device-profiles';
 import type { AssignmentEvent } from './pipeline/notify-queue';
@@ -14,6 +15,12 @@ import type { StateChange } from './pipeline/state-tracker';
 export interface EngineEventMap {
   deviceSaved: [{ before: Device | null; after: Device }];
   deviceDeleted: [{ device: Device }];
+  /**
+   * A device was deleted or given new credentials on another instance sharing the store (heard on
+   * the cluster bus): its sessions here (MQTT, CoAP observations, HTTP long polls) end as they would
+   * for a local `deviceDeleted` or re-keying `deviceSaved`.
+   */
+  deviceRevoked: [DeviceRevocation];
   deviceProfileSaved: [{ before: DeviceProfile | null; after: DeviceProfile }];
   deviceProfileDeleted: [{ profile: DeviceProfile }];
   packageSaved: [{ before: OtaPackage | null; after: OtaPackage }];
@@ -26,6 +33,13 @@ export interface EngineEventMap {
   stateChange: [StateChange];
   /** Shared attributes changed outside the pipeline's notifications (e.g. an unassignment at once). */
   notification: [Notification];
+}
+
+/** Why a device's sessions end: it is gone, or its old credentials are. */
+export interface DeviceRevocation {
+  tenantId: TenantId;
+  deviceId: DeviceId;
+  reason: 'device-deleted' | 'credentials-changed';
 }
 
 /** Sees an event after its listeners have; see `EngineEvents.observe`. */

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { RequestHandler } from 'express';
 
 /**
@@ -50,9 +51,19 @@ export function httpLimitsFromEnv(env: NodeJS.ProcessEnv, defaults: HttpServerLi
   return out;
 }
 
-/** An HTTP server that enforces `limits` (Node checks header timeouts every `connectionsCheckingInterval`). */
-export function createLimitedServer(app: http.RequestListener, limits: HttpServerLimits): http.Server {
-  const server = http.createServer({ connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeoutMs / 2)) }, app);
+/** PEM certificate (chain) and private key of an HTTPS server. */
+export interface TlsIdentity {
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+/**
+ * An HTTP server that enforces `limits` (Node checks header timeouts every
+ * `connectionsCheckingInterval`); with `tls`, an HTTPS server under the same limits.
+ */
+export function createLimitedServer(app: http.RequestListener, limits: HttpServerLimits, tls?: TlsIdentity): http.Server | https.Server {
+  const options = { connectionsCheckingInterval: Math.max(100, Math.min(1000, limits.headersTimeoutMs / 2)) };
+  const server = tls ? https.createServer({ ...options, cert: tls.cert, key: tls.key }, app) : http.createServer(options, app);
   server.headersTimeout = limits.headersTimeoutMs;
   // The body deadline is bodyDeadline's, per request, so uploads can be excepted.
   server.requestTimeout = 0;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 
 /** The entity types ThingsBoard names in `{entityType, id}` references. */
-export type EntityType = 'TENANT' | 'USER' | 'CUSTOMER' | 'DEVICE' | 'DEVICE_PROFILE' | 'OTA_PACKAGE' | 'DEVICE_CREDENTIALS';
+export type EntityType = 'TENANT' | 'TENANT_PROFILE' | 'USER' | 'CUSTOMER' | 'DEVICE' | 'DEVICE_PROFILE' | 'OTA_PACKAGE' | 'DEVICE_CREDENTIALS';
 
 /** Branded UUID strings, so a device id is never passed where a package id is meant. */
 export type Id<T extends EntityType> = string & { readonly __entity: T };

@@ -23,6 +23,7 @@ export { MQTT_DEFAULTS, MqttTransport, type MqttOptions } from './transports/mqt
 export { DEFAULT_VERIFIED_CACHE_SIZE } from './devices/password-hash';
 export { editorGuard } from './admin/editor-guard';
 export { bodyDeadline, createLimitedServer, httpLimitsFromEnv } from './http-server-limits';
+export { resolveHttps, type OwnHttpsFields } from './https-options';
 export { privateDir } from './store/private-files';
 export { ROLLOUT_COMMANDS, isRolloutCommand, rolloutEventMessage, runRolloutCommand, type RolloutCommand } from './rollouts/rollout-commands';
 export type { RolloutEvent } from './rollouts/rollout-service';

@@ -140,6 +140,12 @@ export class AdminClient {
     await this.request('POST', '/device/credentials', { ...current, credentialsType: 'MQTT_BASIC', credentialsValue: JSON.stringify(value) });
   }
 
+  /** Gives a device its X.509 certificate as credentials (`X509_CERTIFICATE`, the PEM), replacing its token. */
+  async setX509Credentials(device: DeviceInfo, pem: string): Promise<void> {
+    const current = await this.request<Record<string, unknown>>('GET', `/device/${device.id.id}/credentials`);
+    await this.request('POST', '/device/credentials', { ...current, credentialsType: 'X509_CERTIFICATE', credentialsValue: pem });
+  }
+
   async accessToken(device: DeviceInfo): Promise<string> {
     return (await this.request<{ credentialsId: string }>('GET', `/device/${device.id.id}/credentials`)).credentialsId;
   }

@@ -1,4 +1,6 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { setMaxListeners } from 'node:events';
 import { AdminClient, type DeviceInfo, type PackageInfo, type PackageMetrics, type ProfileInfo } from './admin-client';
 import { CoapDeviceLink } from './coap-device';
@@ -98,11 +100,16 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
       ),
     );
   }
-  const tokens = passwords
-    ? names
-    : opts.transport === 'lwm2m'
-      ? await setup('give the devices LwM2M credentials', () => pool(devices, 16, (d: DeviceInfo) => admin.lwm2mCredentials(d)))
-      : await setup('read the access tokens', () => pool(devices, 16, (d: DeviceInfo) => admin.accessToken(d)));
+  // With X.509: each device's certificate registered as its credentials; it connects over TLS with it.
+  const certificates = opts.certDir ? await setup('read the device certificates', () => readCertificates(opts.certDir as string, names)) : null;
+  if (certificates) await setup('set X.509 credentials', () => pool(devices, 16, (d: DeviceInfo, i) => admin.setX509Credentials(d, (certificates[i] as { cert: string }).cert)));
+  const serverCa = opts.serverCa ? await setup('read the server CA', () => readFile(opts.serverCa as string, 'utf8')) : undefined;
+  const tokens =
+    passwords || certificates
+      ? names
+      : opts.transport === 'lwm2m'
+        ? await setup('give the devices LwM2M credentials', () => pool(devices, 16, (d: DeviceInfo) => admin.lwm2mCredentials(d)))
+        : await setup('read the access tokens', () => pool(devices, 16, (d: DeviceInfo) => admin.accessToken(d)));
   log(`profile '${profile.name}': ${devices.length} devices (${devices.length - names.filter((n) => known.has(n)).length} created)`);
   const transport = opts.transport.toUpperCase();
   const port = await setup('find the device endpoint', () => endpointPort(admin, opts));
@@ -133,7 +140,18 @@ export async function runFleet(opts: SimOptions, out: NodeJS.WritableStream): Pr
   const linkFor = (index: number): DeviceLink => {
     const token = tokens[index] as string;
     if (opts.transport === 'mqtt')
-      return new MqttDeviceLink(host, port as number, token, `${names[index]}-${process.pid}`, opts.chunk, opts.pace, opts.mqttVersion, undefined, passwords?.[index]);
+      return new MqttDeviceLink(
+        host,
+        port as number,
+        token,
+        `${names[index]}-${process.pid}`,
+        opts.chunk,
+        opts.pace,
+        opts.mqttVersion,
+        undefined,
+        passwords?.[index],
+        certificates ? { ...(certificates[index] as { cert: string; key: string }), ca: serverCa } : undefined,
+      );
     if (opts.transport === 'coap') return new CoapDeviceLink(host, port as number, token);
     if (opts.transport === 'lwm2m') return new Lwm2mDeviceLink(host, port as number, token, firmwareInfo(pkg));
     return new HttpDeviceLink(opts.api, token, opts.chunk, opts.pace);
@@ -233,6 +251,11 @@ function firmwareInfo(pkg: PackageInfo): FirmwareInfo {
 }
 
 /** The MQTT, CoAP or LwM2M port: the option (or its variable), else the server's listed endpoint, else the protocol's default. */
+/** `<dir>/<name>.pem` and `<name>.key` of every device; a missing file names the device. */
+async function readCertificates(dir: string, names: readonly string[]): Promise<Array<{ cert: string; key: string }>> {
+  return pool([...names], 16, async (name) => ({ cert: await readFile(path.join(dir, `${name}.pem`), 'utf8'), key: await readFile(path.join(dir, `${name}.key`), 'utf8') }));
+}
+
 async function endpointPort(admin: AdminClient, opts: SimOptions): Promise<number | null> {
   if (opts.transport === 'http') return null;
   const given = { mqtt: opts.mqttPort, coap: opts.coapPort, lwm2m: opts.lwm2mPort }[opts.transport];

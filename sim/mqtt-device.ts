@@ -51,6 +51,8 @@ export class MqttDeviceLink implements DeviceLink {
     private readonly chunkTimeoutMs = 30_000,
     /** With MQTT basic credentials: the password (the token is then the user name). */
     private readonly password?: string,
+    /** With an X.509 certificate: MQTT over TLS presenting it, and no user name (ThingsBoard's X.509 devices send none). */
+    private readonly tls?: { cert: string; key: string; ca?: string },
   ) {}
 
   async open(signal: AbortSignal): Promise<void> {
@@ -60,7 +62,9 @@ export class MqttDeviceLink implements DeviceLink {
       port: this.port,
       protocolVersion: this.protocolVersion,
       clientId: this.clientId,
-      username: this.token,
+      ...(this.tls
+        ? { protocol: 'mqtts' as const, cert: this.tls.cert, key: this.tls.key, ...(this.tls.ca ? { ca: this.tls.ca } : {}), rejectUnauthorized: Boolean(this.tls.ca) }
+        : { username: this.token }),
       ...(this.password !== undefined ? { password: this.password } : {}),
       reconnectPeriod: 0,
       connectTimeout: 15_000,

@@ -41,8 +41,15 @@ export interface SimOptions {
   assign: boolean;
   /** Check each package's Ed25519 signature with the tenant's public key (issue 14). */
   verifySignature: boolean;
-  /** How MQTT devices authenticate: their access token, or MQTT basic credentials set up by the run. */
-  credentials: 'token' | 'basic';
+  /**
+   * How MQTT devices authenticate: their access token, MQTT basic credentials set up by the run,
+   * or an X.509 client certificate over MQTT TLS (`certDir`/`<device name>.pem` and `.key`).
+   */
+  credentials: 'token' | 'basic' | 'x509';
+  /** With x509: the folder holding each device's certificate and key. */
+  certDir: string | null;
+  /** The CA the server's TLS certificate is checked against; null: MQTT TLS only with x509, not checked. */
+  serverCa: string | null;
   /** New devices provision themselves (`POST /api/v1/provision`) instead of being created by the admin. */
   provision: boolean;
 }
@@ -80,8 +87,14 @@ every device download it, verify its checksum and report DOWNLOADING .. UPDATED 
   --no-assign            do not assign: update to the firmware the profile has already
   --verify-signature     devices check the package's Ed25519 signature with the tenant's public
                          key (GET /api/ota/signingKey) and report FAILED when it does not verify
-  --credentials token|basic   how MQTT devices authenticate (default token); basic gives each
-                         device MQTT basic credentials (client id, user name, password) first
+  --credentials token|basic|x509   how MQTT devices authenticate (default token); basic gives
+                         each device MQTT basic credentials (client id, user name, password)
+                         first; x509 registers each device's certificate (X509_CERTIFICATE) and
+                         connects over MQTT TLS presenting it
+  --cert-dir DIR         with x509: <device name>.pem and <device name>.key for every device
+                         (names are <prefix><n>, e.g. sim-fleet-0001); signed by the CA the
+                         server's OTA_MQTT_TLS_CA_FILE names
+  --server-ca FILE       CA to check the server's TLS certificate against (unset: not checked)
   --provision            new devices provision themselves (POST /api/v1/provision with the
                          profile's key and secret, set up by the run) instead of being created
   --progress bar|lines|none   (default: bar on a terminal, lines otherwise)
@@ -142,6 +155,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
         'no-assign': { type: 'boolean' },
         'verify-signature': { type: 'boolean' },
         credentials: { type: 'string' },
+        'cert-dir': { type: 'string' },
+        'server-ca': { type: 'string' },
         provision: { type: 'boolean' },
         progress: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -165,9 +180,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
   if ((v['package-title'] === undefined) !== (v['package-version'] === undefined)) throw new UsageError('--package-title and --package-version go together');
   if (v['no-assign'] && v['package-title'] !== undefined) throw new UsageError("--no-assign updates to the profile's firmware: leave out --package-title and --package-version");
   const credentials = (v.credentials ?? 'token').toLowerCase();
-  if (credentials === 'x509') throw new UsageError('--credentials x509 is not simulated yet: use token or basic');
-  if (credentials !== 'token' && credentials !== 'basic') throw new UsageError(`--credentials must be token or basic, not '${v.credentials}'`);
-  if (credentials === 'basic' && transport !== 'mqtt') throw new UsageError('--credentials basic is for MQTT devices: add --transport mqtt');
+  if (credentials !== 'token' && credentials !== 'basic' && credentials !== 'x509') throw new UsageError(`--credentials must be token, basic or x509, not '${v.credentials}'`);
+  if (credentials !== 'token' && transport !== 'mqtt') throw new UsageError(`--credentials ${credentials} is for MQTT devices: add --transport mqtt`);
+  if ((credentials === 'x509') !== (v['cert-dir'] !== undefined)) throw new UsageError('--credentials x509 and --cert-dir go together');
+  if (credentials === 'x509' && v.provision) throw new UsageError('--provision hands out tokens: leave it out with --credentials x509');
   const progress = v.progress ?? (isTty ? 'bar' : 'lines');
   if (progress !== 'bar' && progress !== 'lines' && progress !== 'none') throw new UsageError(`--progress must be bar, lines or none, not '${v.progress}'`);
 
@@ -208,6 +224,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv, isTty: bool
     assign: !v['no-assign'],
     verifySignature: !!v['verify-signature'],
     credentials,
+    certDir: v['cert-dir'] ?? null,
+    serverCa: v['server-ca'] ?? null,
     provision: Boolean(v.provision),
   };
 }

@@ -1,7 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { generatePassword, type Principal, type TokenPair, type TokenService } from './auth';
-import { ErrorCode, OtaError, unauthorized } from '../errors';
-import type { TenantId, UserId } from '../ids';
-import type { Tenant, TenantRepository, User } from '../store/tenants';
+import { ErrorCode, forbidden, entityNotFound, invalid, OtaError, unauthorized } from '../errors';
+import { isUuid, type TenantId, type UserId } from '../ids';
+import type { PageData, PageLink } from '../store/sqlite/database';
+import { SYSTEM_TENANT_ID, type Authority, type Tenant, type TenantRepository, type User } from '../store/tenants';
 import { LoginThrottle } from './login-throttle';
 import { PasswordChecks } from './password-checks';
 
@@ -13,6 +15,13 @@ const outdated = (): OtaError => new OtaError(401, 'Token is outdated', ErrorCod
 /** How long a user read for an authenticated request is reused: a revocation elsewhere shows within it. */
 const USER_CACHE_MS = 1000;
 const USER_CACHE_SIZE = 1000;
+/** ThingsBoard's default password policy: at least 6 characters (UserPasswordPolicy.minimumLength). */
+const MIN_PASSWORD_LENGTH = 6;
+/** The user fields ThingsBoard keeps that we pass back as sent. */
+const USER_DETAILS = ['firstName', 'lastName', 'phone', 'additionalInfo'] as const;
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+type Ref = { id?: string } | null | undefined;
 
 export interface BootstrapResult {
   tenant: Tenant | null;
@@ -33,6 +42,8 @@ export class AccountService {
   readonly passwords: PasswordChecks;
   private readonly now: () => number;
   private readonly users = new Map<UserId, { user: User; until: number }>();
+  /** The first tenant's (bootstrap's): its admins, with the system administrator, may use the embedded editor. */
+  private operatorTenant: TenantId | null = null;
 
   constructor(
     private readonly tenants: TenantRepository,
@@ -56,15 +67,41 @@ export class AccountService {
       if (password && !(await this.passwords.verify(password, existing.passwordHash))) {
         await this.tenants.setPassword(existing.id, await this.passwords.hash(password));
       }
+      this.operatorTenant = existing.tenantId;
       return { tenant: null, admin: existing, generatedPassword: null };
     }
     const generatedPassword = password ? null : generatePassword();
     const { tenant, admin } = await this.createTenant('Default tenant', username, password ?? (generatedPassword as string));
+    this.operatorTenant = tenant.id;
     return { tenant, admin, generatedPassword };
   }
 
+  /**
+   * ThingsBoard's system administrator (SYS_ADMIN, in the system tenant): made on first start with
+   * the configured password, or a generated one printed once; a configured password that changed
+   * is applied (revoking the sysadmin's tokens), as for the first tenant's admin.
+   */
+  async bootstrapSysadmin(username: string, password: string | undefined): Promise<{ admin: User; generatedPassword: string | null }> {
+    const existing = await this.tenants.findUserByEmail(username);
+    if (existing) {
+      if (existing.authority !== 'SYS_ADMIN') throw new Error(`OTA_SYSADMIN_USERNAME '${username}' is already a tenant's user`);
+      if (password && !(await this.passwords.verify(password, existing.passwordHash))) {
+        await this.tenants.setPassword(existing.id, await this.passwords.hash(password));
+      }
+      return { admin: existing, generatedPassword: null };
+    }
+    const generatedPassword = password ? null : generatePassword();
+    const admin = await this.tenants.createUser({
+      tenantId: SYSTEM_TENANT_ID,
+      email: username,
+      passwordHash: await this.passwords.hash(password ?? (generatedPassword as string)),
+      authority: 'SYS_ADMIN',
+    });
+    return { admin, generatedPassword };
+  }
+
   async createTenant(title: string, adminEmail: string, adminPassword: string): Promise<{ tenant: Tenant; admin: User }> {
-    const tenant = await this.tenants.createTenant(title);
+    const tenant = await this.tenants.createTenant({ title });
     const admin = await this.tenants.createUser({
       tenantId: tenant.id,
       email: adminEmail,
@@ -73,6 +110,15 @@ export class AccountService {
     });
     await this.onTenantCreated(tenant.id);
     return { tenant, admin };
+  }
+
+  /**
+   * The embedded editor (`npm start`) runs the flows of the first tenant, with its admin's
+   * credentials: only that tenant's admins and the system administrator may open it, never another
+   * tenant's admin.
+   */
+  mayUseEditor(user: User): boolean {
+    return user.authority === 'SYS_ADMIN' || (this.operatorTenant !== null && user.tenantId === this.operatorTenant);
   }
 
   /** A login from `address` (the client's IP): throttled, see login-throttle.ts. */
@@ -99,7 +145,8 @@ export class AccountService {
    */
   async verifyCredentials(username: string, password: string): Promise<User | null> {
     const user = await this.tenants.findUserByEmail(username);
-    return (await this.passwords.verify(password, user?.passwordHash ?? null)) && user ? user : null;
+    // A user who has not activated has no password: checked like an unknown one.
+    return (await this.passwords.verify(password, user?.passwordHash || null)) && user ? user : null;
   }
 
   async refresh(refreshToken: string): Promise<TokenPair> {
@@ -134,9 +181,104 @@ export class AccountService {
     if (!(await this.passwords.verify(currentPassword, user.passwordHash))) {
       throw new OtaError(400, "Current password doesn't match!", ErrorCode.BAD_REQUEST_PARAMS);
     }
+    if (currentPassword === newPassword) throw invalid('New password should be different from existing!');
+    checkPasswordPolicy(newPassword);
     await this.tenants.setPassword(user.id, await this.passwords.hash(newPassword));
     this.users.delete(user.id);
     return this.tokens.issue(await this.user(userId));
+  }
+
+  // ---- users (ThingsBoard's UserController and activation) ---------------------------------------
+
+  /**
+   * `POST /api/user`: a SYS_ADMIN creates a tenant's admin (tenantId in the body); a TENANT_ADMIN
+   * creates admins of its own tenant (the body's tenantId is overwritten, as ThingsBoard does). A new
+   * user has no password: it activates with the token of its activation link.
+   */
+  async saveUser(who: Principal, body: Record<string, unknown>): Promise<User> {
+    const extra: Record<string, unknown> = {};
+    for (const key of USER_DETAILS) if (body[key] !== undefined) extra[key] = body[key];
+    const email = typeof body.email === 'string' ? body.email.trim() : '';
+    if (!email) throw invalid('User email should be specified!');
+    if (!EMAIL.test(email)) throw invalid(`Invalid email address format '${email}'!`);
+    const id = (body.id as Ref)?.id;
+    if (id) {
+      const before = await this.reachableUser(who, id);
+      if (body.authority !== undefined && body.authority !== before.authority) throw invalid("Can't update user authority!");
+      const tenantId = who.authority === 'SYS_ADMIN' ? ((body.tenantId as Ref)?.id ?? before.tenantId) : before.tenantId;
+      if (tenantId !== before.tenantId) throw invalid("Can't update user tenant id!");
+      await this.checkEmailFree(email, before.id);
+      const user: User = { ...before, email, extra };
+      await this.tenants.updateUser(user);
+      this.users.delete(user.id);
+      return user;
+    }
+    const authority = body.authority;
+    if (authority === undefined || authority === null) throw invalid("User authority isn't defined!");
+    if (authority === 'CUSTOMER_USER') throw invalid('Customer user should be assigned to customer!');
+    if (authority !== 'TENANT_ADMIN' && authority !== 'SYS_ADMIN') throw invalid(`Invalid authority: ${String(authority)}`);
+    let tenantId: TenantId;
+    if (who.authority === 'SYS_ADMIN') {
+      tenantId = ((body.tenantId as Ref)?.id ?? SYSTEM_TENANT_ID) as TenantId;
+      if (authority === 'SYS_ADMIN' && tenantId !== SYSTEM_TENANT_ID) throw invalid("System administrator can't be assigned neither to tenant nor to customer!");
+      if (authority === 'TENANT_ADMIN') {
+        if (tenantId === SYSTEM_TENANT_ID) throw invalid('Tenant administrator should be assigned to tenant!');
+        if (!isUuid(tenantId) || !(await this.tenants.findTenant(tenantId))) throw invalid('User is referencing to non-existent tenant!');
+      }
+    } else {
+      if (authority !== 'TENANT_ADMIN') throw forbidden();
+      tenantId = who.tenantId;
+    }
+    await this.checkEmailFree(email, null);
+    return this.tenants.createUser({ tenantId, email, passwordHash: '', authority: authority as Authority, extra, activateToken: randomBytes(22).toString('base64url') });
+  }
+
+  /** A user the caller may see and change: its own tenant's, or any for the system administrator. */
+  async reachableUser(who: Principal, id: string): Promise<User> {
+    const user = isUuid(id) ? await this.tenants.findUser(id as UserId) : null;
+    if (!user) throw entityNotFound('User', id);
+    if (who.authority === 'SYS_ADMIN' || (user.tenantId === who.tenantId && user.authority !== 'SYS_ADMIN')) return user;
+    throw forbidden();
+  }
+
+  /** ThingsBoard's `GET /api/user/{id}/activationLink`: the link while the user has not activated. */
+  async activationLink(who: Principal, id: string, baseUrl: string): Promise<string> {
+    const user = await this.reachableUser(who, id);
+    if (!user.activateToken) throw invalid('User is already activated!');
+    return `${baseUrl}/api/noauth/activate?activateToken=${user.activateToken}`;
+  }
+
+  /** `POST /api/noauth/activate`: sets the first password; the token works once. Answers tokens as a login. */
+  async activate(activateToken: string, password: string): Promise<TokenPair> {
+    checkPasswordPolicy(password);
+    const user = await this.tenants.findUserByActivateToken(activateToken);
+    if (!user) throw invalid(`Unable to find user credentials by activateToken [${activateToken}]`);
+    await this.tenants.setPassword(user.id, await this.passwords.hash(password));
+    return this.tokens.issue(await this.user(user.id));
+  }
+
+  /** `GET /api/tenant/{tenantId}/users` (SYS_ADMIN). */
+  pageUsers(tenantId: TenantId, link: PageLink): Promise<PageData<User>> {
+    return this.tenants.pageUsers(tenantId, link);
+  }
+
+  /** `DELETE /api/user/{id}`, with ThingsBoard's two refusals; the user's tokens stop working at once. */
+  async deleteUser(who: Principal, id: string): Promise<void> {
+    const user = await this.reachableUser(who, id);
+    if (user.authority === 'SYS_ADMIN' && user.id === who.userId) throw new OtaError(403, 'Sysadmin is not allowed to delete himself', ErrorCode.PERMISSION_DENIED);
+    if (user.authority === 'TENANT_ADMIN' && (await this.tenants.countTenantAdmins(user.tenantId)) === 1) throw invalid('At least one tenant administrator must remain!');
+    await this.tenants.deleteUser(user.id);
+    this.users.delete(user.id);
+  }
+
+  /** A deleted tenant's users: their tokens stop working at once, not after the cache's second. */
+  forgetTenant(tenantId: TenantId): void {
+    for (const [id, hit] of this.users) if (hit.user.tenantId === tenantId) this.users.delete(id);
+  }
+
+  private async checkEmailFree(email: string, ownId: UserId | null): Promise<void> {
+    const holder = await this.tenants.findUserByEmail(email);
+    if (holder && holder.id !== ownId) throw invalid(`User with email '${email}' already present in database!`);
   }
 
   async user(id: UserId): Promise<User> {
@@ -161,4 +303,9 @@ export class AccountService {
     }
     return user;
   }
+}
+
+/** ThingsBoard's default UserPasswordPolicy and its message. */
+function checkPasswordPolicy(password: string): void {
+  if (password.length < MIN_PASSWORD_LENGTH) throw invalid(`Password must be ${MIN_PASSWORD_LENGTH} or more characters in length.`);
 }

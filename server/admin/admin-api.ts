@@ -3,6 +3,8 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import type { AccountService } from './accounts';
 import type { Principal } from './auth';
+import { ANY_AUTHORITY, bearerPrincipal, TENANT_ADMIN_ONLY } from './authenticate';
+import type { Authority } from '../store/tenants';
 import { parseChecksumAlgorithm, type ChecksumAlgorithm } from '../packages/checksum';
 import type { PageData } from '../store/sqlite/database';
 import type { DeviceProfileService, DeviceProfileInput } from '../devices/device-profile-service';
@@ -46,17 +48,13 @@ export function createAdminApi(deps: AdminApiDeps): Router {
   api.use(express.json({ limit: '1mb', type: ['application/json', 'application/*+json'] }));
 
   const open = (h: Handler) => (req: Request, res: Response, next: NextFunction) => h(req, res).catch(next);
-  const authed = (h: AuthedHandler) => (req: Request, res: Response, next: NextFunction) =>
-    principalOf(req)
-      .then((who) => h(req, res, who))
-      .catch(next);
-
-  async function principalOf(req: Request): Promise<Principal> {
-    const header = req.get('x-authorization') ?? req.get('authorization') ?? '';
-    const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
-    if (!match) throw unauthorized();
-    return accounts.authenticate(match[1] as string);
-  }
+  // A tenant's data is reached by its admins only; the system administrator gets ThingsBoard's 403.
+  const authed =
+    (h: AuthedHandler, allowed: readonly Authority[] = TENANT_ADMIN_ONLY) =>
+    (req: Request, res: Response, next: NextFunction) =>
+      bearerPrincipal(req, accounts, allowed)
+        .then((who) => h(req, res, who))
+        .catch(next);
 
   const page = <T>(p: PageData<T>, map: (t: T) => unknown) => ({ ...p, data: p.data.map(map) });
   const devicePage = async (p: PageData<Device>) => {
@@ -93,7 +91,7 @@ export function createAdminApi(deps: AdminApiDeps): Router {
   );
   api.get(
     '/auth/user',
-    authed(async (_req, res, who) => res.json(userJson(await accounts.user(who.userId)))),
+    authed(async (_req, res, who) => res.json(userJson(await accounts.user(who.userId))), ANY_AUTHORITY),
   );
   // Logout revokes every token of the user (ThingsBoard's TokenOutdatingService; issue 10, item 3).
   api.post(
@@ -101,14 +99,14 @@ export function createAdminApi(deps: AdminApiDeps): Router {
     authed(async (_req, res, who) => {
       await accounts.logout(who.userId);
       res.status(200).end();
-    }),
+    }, ANY_AUTHORITY),
   );
   api.post(
     '/auth/changePassword',
     authed(async (req, res, who) => {
       const body = validateBody<{ currentPassword: string; newPassword: string }>(schemas.changePassword, req.body ?? {});
       res.json(await accounts.changePassword(who.userId, body.currentPassword, body.newPassword));
-    }),
+    }, ANY_AUTHORITY),
   );
 
   // ---- OTA packages ----------------------------------------------------------------------------

@@ -17,10 +17,8 @@ export function createDownloadProgressApi(deps: { accounts: AccountService; devi
     bearerPrincipal(req, deps.accounts)
       .then(async (who) => {
         const device = await deps.devices.get(who.tenantId, String(req.params.deviceId));
-        res.json({
-          FIRMWARE: deps.progress.of(who.tenantId, device.id as DeviceId, 'FIRMWARE'),
-          SOFTWARE: deps.progress.of(who.tenantId, device.id as DeviceId, 'SOFTWARE'),
-        });
+        const served = await deps.progress.ofDevices(who.tenantId, [device.id as DeviceId]);
+        res.json({ FIRMWARE: served.get(`${device.id}:FIRMWARE`) ?? null, SOFTWARE: served.get(`${device.id}:SOFTWARE`) ?? null });
       })
       .catch(next);
   });

@@ -33,7 +33,8 @@ export function editorGuard(accounts: AccountService): Router {
     if (grant !== 'password') return next();
     if (typeof username !== 'string' || typeof password !== 'string') return void res.status(403).json(INVALID_GRANT);
     accounts.checkPassword(username, password, req.socket.remoteAddress ?? '').then(
-      () => next(),
+      // Another tenant's admin has a right password but no business in the operator's flows.
+      (user) => (accounts.mayUseEditor(user) ? next() : void res.status(403).json(INVALID_GRANT)),
       (err: unknown) => {
         if (err instanceof OtaError && err.status === 429) return void res.status(429).json({ error: 'too_many_requests', error_description: err.message });
         if (err instanceof OtaError && err.status === 401) return void res.status(403).json(INVALID_GRANT);

@@ -66,6 +66,42 @@ export const schemas = {
       softwareId: entityRef,
     },
   },
+  // ThingsBoard's Tenant: the contact fields are strings or null; additionalInfo any JSON.
+  tenant: {
+    type: 'object',
+    properties: {
+      id: entityRef,
+      title: nullableString,
+      tenantProfileId: entityRef,
+      region: nullableString,
+      country: nullableString,
+      state: nullableString,
+      city: nullableString,
+      address: nullableString,
+      address2: nullableString,
+      zip: nullableString,
+      phone: nullableString,
+      email: nullableString,
+    },
+  },
+  user: {
+    type: 'object',
+    properties: {
+      id: entityRef,
+      tenantId: entityRef,
+      customerId: entityRef,
+      email: { type: ['string', 'null'], maxLength: 255 },
+      authority: nullableString,
+      firstName: nullableString,
+      lastName: nullableString,
+      phone: nullableString,
+    },
+  },
+  activate: {
+    type: 'object',
+    properties: { activateToken: { type: 'string', minLength: 1, maxLength: 255 }, password: { type: 'string', minLength: 1, maxLength: 1024 } },
+    required: ['activateToken', 'password'],
+  },
   changePassword: {
     type: 'object',
     properties: { currentPassword: { type: 'string', minLength: 1 }, newPassword: { type: 'string', minLength: 1, maxLength: 1024 } },

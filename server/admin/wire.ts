@@ -2,7 +2,7 @@ import type { Device } from '../store/devices';
 import type { DeviceProfile } from '../store/device-profiles';
 import { NULL_UUID, ref } from '../ids';
 import { hasData, type OtaPackage } from '../store/ota-packages';
-import type { User } from '../store/tenants';
+import type { Tenant, TenantProfile, User } from '../store/tenants';
 
 /**
  * Our records in ThingsBoard's JSON shapes (reference §7.3): `{entityType, id}` references,
@@ -91,9 +91,45 @@ export function userJson(u: User): Record<string, unknown> {
     email: u.email,
     name: u.email,
     authority: u.authority,
-    firstName: null,
-    lastName: null,
-    phone: null,
-    additionalInfo: {},
+    firstName: u.extra.firstName ?? null,
+    lastName: u.extra.lastName ?? null,
+    phone: u.extra.phone ?? null,
+    version: null,
+    additionalInfo: u.extra.additionalInfo ?? {},
+  };
+}
+
+/** ThingsBoard's Tenant: the contact fields as sent, `name` = title. */
+export function tenantJson(t: Tenant): Record<string, unknown> {
+  return {
+    id: ref('TENANT', t.id),
+    createdTime: t.createdTime,
+    title: t.title,
+    name: t.title,
+    region: t.extra.region ?? null,
+    tenantProfileId: ref('TENANT_PROFILE', t.tenantProfileId),
+    country: t.extra.country ?? null,
+    state: t.extra.state ?? null,
+    city: t.extra.city ?? null,
+    address: t.extra.address ?? null,
+    address2: t.extra.address2 ?? null,
+    zip: t.extra.zip ?? null,
+    phone: t.extra.phone ?? null,
+    email: t.extra.email ?? null,
+    additionalInfo: t.extra.additionalInfo ?? null,
+    version: null,
+  };
+}
+
+export function tenantProfileJson(p: TenantProfile): Record<string, unknown> {
+  return {
+    id: ref('TENANT_PROFILE', p.id),
+    createdTime: p.createdTime,
+    name: p.name,
+    description: p.description,
+    isolatedTbRuleEngine: false,
+    default: p.isDefault,
+    profileData: p.profileData,
+    version: null,
   };
 }

@@ -5,6 +5,7 @@ import { entityNotFound, forbidden, invalid } from '../errors';
 import type { EngineEvents } from '../events';
 import { isUuid, newId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../ids';
 import type { OtaPackageRepository } from '../store/ota-packages';
+import { ProtoPayloads, protoPayloadSettings, ProtoSchemaError } from '../transports/proto-payloads';
 import type { OtaPackageService } from '../packages/ota-package-service';
 
 /** A device profile body as ThingsBoard clients send it: our fields plus any others, which we keep. */
@@ -90,6 +91,7 @@ export class DeviceProfileService {
     const extra: Record<string, unknown> = { ...PROFILE_DEFAULTS };
     for (const [k, v] of Object.entries(source)) if (!OWN_FIELDS.has(k)) extra[k] = v;
     if (extra.provisionType === null) extra.provisionType = 'DISABLED';
+    checkProtoSchemas(extra);
 
     const isDefault = source.default ?? before?.isDefault ?? false;
     const profile: DeviceProfile = {
@@ -182,5 +184,17 @@ export class DeviceProfileService {
       firmwareId: p.firmwareId ? { id: p.firmwareId } : null,
       softwareId: p.softwareId ? { id: p.softwareId } : null,
     };
+  }
+}
+
+/** A protobuf profile's schemas must compile, as ThingsBoard's `validateProtoSchema` insists on save. */
+function checkProtoSchemas(extra: Record<string, unknown>): void {
+  const settings = protoPayloadSettings(extra);
+  if (!settings) return;
+  try {
+    new ProtoPayloads(settings);
+  } catch (err) {
+    if (err instanceof ProtoSchemaError) throw invalid(err.message);
+    throw err;
   }
 }

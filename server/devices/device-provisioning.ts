@@ -81,9 +81,8 @@ export class DeviceProvisioning {
       }
       case 'CHECK_PRE_PROVISIONED_DEVICES': {
         if (!existing || existing.deviceProfileId !== profile.id) return FAILURE;
-        const state = await this.attributes.get(existing.id, 'SERVER', [PROVISION_STATE]);
-        if (state[PROVISION_STATE] === 'provisioned') return FAILURE;
-        await this.markProvisioned(existing);
+        // Checked and marked in one statement: two devices racing for one record, one wins.
+        if (!(await this.attributes.claim(existing.id, 'SERVER', PROVISION_STATE, 'provisioned', Date.now()))) return FAILURE;
         return success(existing, request);
       }
       default:

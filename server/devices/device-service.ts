@@ -3,7 +3,8 @@ import type { PageData, PageLink } from '../store/sqlite/database';
 import type { DeviceProfile } from '../store/device-profiles';
 import type { DeviceProfileService } from './device-profile-service';
 import type { Device, DeviceRepository } from '../store/devices';
-import { entityNotFound, forbidden, invalid } from '../errors';
+import { EntitiesLimitExceeded, entityNotFound, forbidden, invalid } from '../errors';
+import { UNLIMITED, type TenantLimitsOf } from '../tenant-limits';
 import type { EngineEvents } from '../events';
 import { isUuid, newId, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../ids';
 import type { OtaPackageService } from '../packages/ota-package-service';
@@ -31,6 +32,8 @@ export class DeviceService {
     private readonly profiles: DeviceProfileService,
     private readonly packages: OtaPackageService,
     private readonly events: EngineEvents,
+    /** The tenant profile's limits (tenant-limits.ts); maxDevices is checked when a device is created. */
+    private readonly limitsOf: TenantLimitsOf = async () => UNLIMITED,
   ) {}
 
   async get(tenantId: TenantId, id: string): Promise<Device> {
@@ -123,7 +126,10 @@ export class DeviceService {
       extra,
     };
     if (before) await this.devices.update(device);
-    else await this.devices.insert(device);
+    else {
+      await this.checkDeviceLimit(tenantId);
+      await this.devices.insert(device);
+    }
     this.events.emit('deviceSaved', { before, after: device });
     return device;
   }
@@ -158,6 +164,15 @@ export class DeviceService {
     const device = await this.get(tenantId, id);
     await this.devices.delete(tenantId, device.id);
     this.events.emit('deviceDeleted', { device });
+  }
+
+  /** ThingsBoard's `validateNumberOfEntitiesPerTenant(DEVICE)`: 403 "Devices limit reached" at the profile's maxDevices. */
+  private async checkDeviceLimit(tenantId: TenantId): Promise<void> {
+    const { maxDevices } = await this.limitsOf(tenantId);
+    if (maxDevices <= 0) return;
+    // The total of a one-row page: the tenant's device count, without a repository method of its own.
+    const { totalElements } = await this.devices.page(tenantId, { pageSize: 1, page: 0 });
+    if (totalElements >= maxDevices) throw new EntitiesLimitExceeded('DEVICE', maxDevices, 'Device');
   }
 
   private async checkTokenFree(token: string, ownId: DeviceId | null): Promise<void> {

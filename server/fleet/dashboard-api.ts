@@ -37,7 +37,7 @@ export interface DashboardApiDeps {
   /** Comment lines that keep proxies from closing an idle stream (ms). */
   heartbeatMs?: number;
   /** Bytes served per device (issue 14): each slot of a row gains `served` for its target package. */
-  downloads?: Pick<DownloadProgress, 'of'>;
+  downloads?: Pick<DownloadProgress, 'ofDevices'>;
   /** Rollouts (issue 14): the Rollouts panel. */
   rollouts?: { service: RolloutService; packages: Pick<OtaPackageRepository, 'findById'> };
 }
@@ -96,17 +96,23 @@ type Authed = (req: Request, res: Response, who: Principal) => Promise<unknown>;
  * The live stream takes a short-lived, single-use ticket instead, since EventSource sends no headers.
  */
 export function createDashboardApi(deps: DashboardApiDeps): Router {
-  /** A row with the download progress of each slot's target package, when bytes of it were served. */
-  const withServed = (tenantId: TenantId, row: DeviceRow | null): unknown => {
-    if (!row || !deps.downloads) return row;
-    const served = (slot: SlotInfo, type: OtaPackageType) => {
-      const p = deps.downloads?.of(tenantId, row.id, type);
-      // Only when bytes of the target were served: rows keep their shape otherwise.
-      return p && slot.target && p.packageId === slot.target.packageId ? { ...slot, served: { bytes: p.servedBytes, size: p.size, percent: p.percent } } : slot;
-    };
-    return { ...row, firmware: served(row.firmware, 'FIRMWARE'), software: served(row.software, 'SOFTWARE') };
+  /** Rows with the download progress of each slot's target package, when bytes of it were served. */
+  const withServed = async (tenantId: TenantId, rows: DeviceRow[]): Promise<unknown[]> => {
+    if (!deps.downloads || !rows.length) return rows;
+    const progress = await deps.downloads.ofDevices(
+      tenantId,
+      rows.map((r) => r.id),
+    );
+    return rows.map((row) => {
+      const served = (slot: SlotInfo, type: OtaPackageType) => {
+        const p = progress.get(`${row.id}:${type}`);
+        // Only when bytes of the target were served: rows keep their shape otherwise.
+        return p && slot.target && p.packageId === slot.target.packageId ? { ...slot, served: { bytes: p.servedBytes, size: p.size, percent: p.percent } } : slot;
+      };
+      return { ...row, firmware: served(row.firmware, 'FIRMWARE'), software: served(row.software, 'SOFTWARE') };
+    });
   };
-  const pageWithServed = <P extends { data: DeviceRow[] }>(tenantId: TenantId, page: P) => ({ ...page, data: page.data.map((r) => withServed(tenantId, r)) });
+  const pageWithServed = async <P extends { data: DeviceRow[] }>(tenantId: TenantId, page: P) => ({ ...page, data: await withServed(tenantId, page.data) });
   const { view } = deps;
   const api = express.Router();
   const tickets = new Map<string, { who: Principal; expires: number }>();
@@ -149,7 +155,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
     '/ota/devices',
     authed(async (req, res, who) => {
       const { filter, link } = listFilter(query(req));
-      res.json(pageWithServed(who.tenantId, await view.page(who.tenantId, filter, link)));
+      res.json(await pageWithServed(who.tenantId, await view.page(who.tenantId, filter, link)));
     }),
   );
 
@@ -169,7 +175,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       const q = query(req);
       delete q.state;
       const { filter, link } = listFilter({ sortProperty: 'stateTs', sortOrder: 'DESC', ...q });
-      res.json(pageWithServed(who.tenantId, await view.page(who.tenantId, { ...filter, states: ['FAILED'] }, link)));
+      res.json(await pageWithServed(who.tenantId, await view.page(who.tenantId, { ...filter, states: ['FAILED'] }, link)));
     }),
   );
 
@@ -177,7 +183,8 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
     '/ota/devices/:id',
     authed(async (req, res, who) => {
       const device = await deps.devices.get(who.tenantId, deviceId(req));
-      res.json(withServed(who.tenantId, await view.row(who.tenantId, device.id)));
+      const row = await view.row(who.tenantId, device.id);
+      res.json(row ? (await withServed(who.tenantId, [row]))[0] : row);
     }),
   );
 

@@ -21,7 +21,7 @@ import type { RolloutService } from '../rollouts/rollout-service';
 export interface DashboardDeps {
   store: Store;
   /** Bytes served per device (issue 14), shown in the device list. */
-  downloads?: Pick<DownloadProgress, 'of'>;
+  downloads?: Pick<DownloadProgress, 'ofDevices'>;
   accounts: AccountService;
   devices: DeviceService;
   pipeline: Pick<Pipeline, 'tracker' | 'queue' | 'notifier' | 'telemetry'>;
@@ -40,11 +40,13 @@ export interface DashboardSettings {
   snapshotMs: number;
   /** Snapshots are kept this long (ms). */
   retentionMs: number;
+  /** The shared change log of update states keeps this many changes (every instance's live view reads it). */
+  changeLogMax: number;
   /** Where the page's files are (default: the package's `dashboard/` folder). */
   dashboardDir?: string;
 }
 
-/** `OTA_METRICS_TOKEN`, `OTA_DASHBOARD_SNAPSHOT_S` (default 5), `OTA_DASHBOARD_RETENTION_H` (default 48). */
+/** `OTA_METRICS_TOKEN`, `OTA_DASHBOARD_SNAPSHOT_S` (default 5), `OTA_DASHBOARD_RETENTION_H` (default 48), `OTA_FLEET_CHANGE_LOG_MAX` (default 100,000). */
 export function dashboardSettingsFromEnv(env: NodeJS.ProcessEnv): DashboardSettings {
   const num = (name: string, fallback: number): number => {
     const v = Number(env[name]);
@@ -54,6 +56,8 @@ export function dashboardSettingsFromEnv(env: NodeJS.ProcessEnv): DashboardSetti
     metricsToken: env.OTA_METRICS_TOKEN?.trim() || null,
     snapshotMs: Math.round(num('OTA_DASHBOARD_SNAPSHOT_S', WATCH_DEFAULTS.snapshotMs / 1000) * 1000),
     retentionMs: Math.round(num('OTA_DASHBOARD_RETENTION_H', WATCH_DEFAULTS.retentionMs / 3600_000) * 3600_000),
+    // Fewer than 1,000 would drop changes a watcher polling every 500 ms has yet to read.
+    changeLogMax: Math.max(1000, Math.round(num('OTA_FLEET_CHANGE_LOG_MAX', WATCH_DEFAULTS.changeLogMax))),
   };
 }
 
@@ -101,7 +105,7 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
   };
   const watcher = new FleetWatcher(
     { fleet, view, metrics, events: deps.events, queue: pipeline.queue, notifierStats: (t) => pipeline.notifier.statsFor(t), clock: deps.clock, logger: deps.logger },
-    { ...WATCH_DEFAULTS, snapshotMs: settings.snapshotMs, retentionMs: settings.retentionMs },
+    { ...WATCH_DEFAULTS, snapshotMs: settings.snapshotMs, retentionMs: settings.retentionMs, changeLogMax: settings.changeLogMax },
   );
   watcher.start();
   const prometheus = new OtaPrometheus({

@@ -1,10 +1,15 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { EngineEvents } from '../events';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
+import type { Logger } from '../logger';
 import type { UplinkEvent } from '../pipeline/uplink';
+import { covered, merge, type ServedBytes, type ServedTotals } from '../store/download-progress';
 import type { OtaPackageType } from '../store/ota-packages';
+import type { Store } from '../store/store';
 
-/** Devices whose progress is kept at most; the least recently served is forgotten first. */
+export { merge } from '../store/download-progress';
+
+/** Devices whose served bytes wait in memory for the next write at most; one more writes at once. */
 export const DEFAULT_MAX_TRACKED_DEVICES = 100_000;
 /** `OTA_DOWNLOAD_PROGRESS_MAX_DEVICES`: unset means the default; anything but a positive whole number is refused. */
 export function maxTrackedDownloadsFromEnv(env: NodeJS.ProcessEnv): number {
@@ -14,8 +19,17 @@ export function maxTrackedDownloadsFromEnv(env: NodeJS.ProcessEnv): number {
   if (!Number.isInteger(n) || n < 1) throw new Error(`OTA_DOWNLOAD_PROGRESS_MAX_DEVICES must be a positive whole number of devices, not '${raw}'`);
   return n;
 }
-/** Disjoint byte ranges kept per download; a client scattering more is counted up to this. */
-const MAX_RANGES = 256;
+
+/** How long served bytes wait in memory before they are written, in one transaction for all devices (ms). */
+export const DEFAULT_FLUSH_MS = 1000;
+/** `OTA_DOWNLOAD_PROGRESS_FLUSH_MS`: unset means the default; anything but a whole number from 10 to 60,000 is refused. */
+export function downloadFlushMsFromEnv(env: NodeJS.ProcessEnv): number {
+  const raw = env.OTA_DOWNLOAD_PROGRESS_FLUSH_MS;
+  if (raw === undefined || raw === '') return DEFAULT_FLUSH_MS;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 10 || n > 60_000) throw new Error(`OTA_DOWNLOAD_PROGRESS_FLUSH_MS must be a whole number of milliseconds from 10 to 60000, not '${raw}'`);
+  return n;
+}
 
 /** How far a device's download of its current package got, from the bytes the server sent it. */
 export interface DownloadProgressView {
@@ -29,30 +43,34 @@ export interface DownloadProgressView {
   ts: number;
 }
 
-interface Tracked {
-  tenantId: TenantId;
-  packageId: OtaPackageId;
-  size: number;
-  /** Sorted, disjoint, non-adjacent `[start, end)` ranges. */
-  ranges: Array<[number, number]>;
-  served: number;
-  ts: number;
+export interface DownloadProgressSettings {
+  /** Devices whose bytes wait in memory at most (OTA_DOWNLOAD_PROGRESS_MAX_DEVICES). */
+  maxPending: number;
+  /** How long bytes wait before they are written (OTA_DOWNLOAD_PROGRESS_FLUSH_MS). */
+  flushMs: number;
 }
 
 /**
  * Download progress seen from the server (issue 14): every transport reports each response it
  * sends as a `download` uplink (HTTP whole/chunk/Range, MQTT chunks, CoAP blocks), so this listens
- * in one place and merges the byte ranges per device and package type. Kept in memory per
- * instance, not in the store: it is a live figure, rebuilt by the next bytes sent after a
- * restart, and writing it per chunk would cost a store write per chunk.
+ * in one place and merges the byte ranges per device and package type. The figure lives in the
+ * store, so a device downloading from two instances, or across a restart, has one progress. A
+ * chunked download sends a response every few milliseconds: its ranges are merged in memory and
+ * written every `flushMs`, all devices in one transaction, never a write per chunk. Reads write
+ * what waits first, so they see every byte this instance sent.
  */
 export class DownloadProgress {
-  private readonly tracked = new Map<string, Tracked>();
+  private pending = new Map<string, ServedBytes>();
+  private timer: NodeJS.Timeout | null = null;
+  /** The write under way (they run one after another); never rejects. */
+  private writing: Promise<void> = Promise.resolve();
   private readonly unhook: () => void;
 
   constructor(
     events: EngineEvents,
-    private readonly maxDevices = DEFAULT_MAX_TRACKED_DEVICES,
+    private readonly store: Pick<Store, 'transaction' | 'downloads'>,
+    private readonly settings: DownloadProgressSettings,
+    private readonly logger: Pick<Logger, 'warn'>,
   ) {
     const listener = (ev: UplinkEvent): void => {
       if (ev.kind === 'download') this.served(ev.tenantId, ev.deviceId, ev.type, ev.packageId, ev.size, ev.offset, ev.offset + ev.bytes, ev.ts);
@@ -63,36 +81,51 @@ export class DownloadProgress {
 
   /** Counts bytes `[start, end)` of a package sent to a device. */
   served(tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType, packageId: OtaPackageId, size: number, start: number, end: number, ts: number): void {
-    const key = `${deviceId}:${type}`;
-    let t = this.tracked.get(key);
-    // Another package: its download starts from nothing.
-    if (!t || t.packageId !== packageId || t.tenantId !== tenantId) t = { tenantId, packageId, size, ranges: [], served: 0, ts };
-    this.tracked.delete(key); // re-inserted last: the map's order is least recently served first
     const s = Math.max(0, Math.min(start, size));
     const e = Math.max(s, Math.min(end, size));
-    if (e > s) t.served = merge(t.ranges, s, e);
-    t.ts = ts;
-    this.tracked.set(key, t);
-    while (this.tracked.size > this.maxDevices) this.tracked.delete(this.tracked.keys().next().value as string);
+    const key = `${deviceId}:${type}`;
+    const waiting = this.pending.get(key);
+    // The common case, chunk after chunk of one package: merged in place.
+    if (waiting && waiting.packageId === packageId && waiting.tenantId === tenantId) {
+      if (e > s) merge(waiting.ranges, s, e);
+      waiting.ts = Math.max(waiting.ts, ts);
+    } else this.pending.set(key, { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts });
+    if (this.pending.size >= this.settings.maxPending) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), this.settings.flushMs).unref();
   }
 
-  of(tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType): DownloadProgressView | null {
-    const t = this.tracked.get(`${deviceId}:${type}`);
-    return t && t.tenantId === tenantId ? view(t) : null;
+  /** Writes what waits; resolves once it (and every write before it) is in the store. */
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.pending.size) {
+      const batch = [...this.pending.values()];
+      this.pending = new Map();
+      this.writing = this.writing.then(() =>
+        this.store.transaction((tx) => tx.downloads.add(batch)).catch((err: Error) => this.logger.warn(`download progress of ${batch.length} device(s) not kept: ${err.message}`)),
+      );
+    }
+    return this.writing;
+  }
+
+  async of(tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType): Promise<DownloadProgressView | null> {
+    await this.flush();
+    const r = await this.store.downloads.get(tenantId, [deviceId]);
+    const t = r.find((x) => x.type === type);
+    return t ? view(t) : null;
+  }
+
+  /** The progress of these devices of the tenant, keyed `deviceId:type`. */
+  async ofDevices(tenantId: TenantId, deviceIds: readonly DeviceId[]): Promise<Map<string, DownloadProgressView>> {
+    await this.flush();
+    return new Map((await this.store.downloads.get(tenantId, deviceIds)).map((t) => [`${t.deviceId}:${t.type}`, view(t)]));
   }
 
   /** The fleet figure: devices with bytes served, and the distinct bytes served over the bytes of their packages. */
-  fleet(tenantId?: TenantId): { devices: number; servedBytes: number; packageBytes: number; ratio: number } {
-    let devices = 0;
-    let servedBytes = 0;
-    let packageBytes = 0;
-    for (const t of this.tracked.values()) {
-      if (tenantId !== undefined && t.tenantId !== tenantId) continue;
-      devices += 1;
-      servedBytes += t.served;
-      packageBytes += t.size;
-    }
-    return { devices, servedBytes, packageBytes, ratio: packageBytes ? servedBytes / packageBytes : 0 };
+  async fleet(tenantId?: TenantId): Promise<ServedTotals & { ratio: number }> {
+    await this.flush();
+    const t = await this.store.downloads.totals(tenantId);
+    return { ...t, ratio: t.packageBytes ? t.servedBytes / t.packageBytes : 0 };
   }
 
   /** Gauges on the engine's /metrics registry. */
@@ -100,45 +133,30 @@ export class DownloadProgress {
     const fleet = (): ReturnType<DownloadProgress['fleet']> => this.fleet();
     new Gauge({
       name: 'ota_download_progress_ratio',
-      help: 'Distinct package bytes served over the bytes of the packages being downloaded, 0..1, over every device with bytes served (this instance, since start)',
+      help: 'Distinct package bytes served over the bytes of the packages being downloaded, 0..1, over every device with bytes served (by any instance)',
       registers: [registry],
-      collect() {
-        this.set(fleet().ratio);
+      async collect() {
+        this.set((await fleet()).ratio);
       },
     });
     new Gauge({
       name: 'ota_download_progress_devices',
-      help: 'Devices with package bytes served whose progress this instance keeps',
+      help: 'Devices with package bytes served (by any instance)',
       registers: [registry],
-      collect() {
-        this.set(fleet().devices);
+      async collect() {
+        this.set((await fleet()).devices);
       },
     });
   }
 
-  close(): void {
+  /** Stops listening and writes what waits. */
+  close(): Promise<void> {
     this.unhook();
+    return this.flush();
   }
 }
 
-function view(t: Tracked): DownloadProgressView {
-  return { packageId: t.packageId, servedBytes: t.served, size: t.size, percent: t.size ? Math.round((t.served / t.size) * 1000) / 10 : 0, ts: t.ts };
-}
-
-/** Adds `[start, end)` to sorted disjoint ranges in place; returns the bytes they now cover. */
-export function merge(ranges: Array<[number, number]>, start: number, end: number): number {
-  let s = start;
-  let e = end;
-  const kept: Array<[number, number]> = [];
-  for (const [a, b] of ranges) {
-    if (b < s || a > e) kept.push([a, b]);
-    else {
-      s = Math.min(s, a);
-      e = Math.max(e, b);
-    }
-  }
-  if (kept.length < MAX_RANGES) kept.push([s, e]);
-  kept.sort((x, y) => x[0] - y[0]);
-  ranges.splice(0, ranges.length, ...kept);
-  return kept.reduce((n, [a, b]) => n + (b - a), 0);
+function view(t: ServedBytes): DownloadProgressView {
+  const served = covered(t.ranges);
+  return { packageId: t.packageId, servedBytes: served, size: t.size, percent: t.size ? Math.round((served / t.size) * 1000) / 10 : 0, ts: t.ts };
 }

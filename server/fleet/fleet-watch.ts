@@ -1,6 +1,6 @@
 import type { Logger } from '../logger';
 import type { EngineEventMap, EngineEvents } from '../events';
-import type { DeviceRow, FleetReadModel, StateCounts } from '../store/fleet-read-model';
+import type { DeviceRow, FleetReadModel, StateChangeEntry, StateCounts } from '../store/fleet-read-model';
 import type { FleetView } from './fleet-view';
 import type { TenantId } from '../ids';
 import type { NotifyQueue } from '../pipeline/notify-queue';
@@ -32,9 +32,29 @@ export interface WatchSettings {
   metricsMinMs: number;
   /** Device rows pushed at once; beyond that the page is told to reload instead. */
   maxRows: number;
+  /** Changes the shared change log keeps (`OTA_FLEET_CHANGE_LOG_MAX`): a watcher further behind reloads its pages. */
+  changeLogMax: number;
 }
 
-export const WATCH_DEFAULTS: WatchSettings = { pollMs: 500, snapshotMs: 5000, retentionMs: 48 * 3600_000, nudgeMs: 100, metricsMinMs: 1000, maxRows: 200 };
+export const DEFAULT_CHANGE_LOG_MAX = 100_000;
+export const WATCH_DEFAULTS: WatchSettings = {
+  pollMs: 500,
+  snapshotMs: 5000,
+  retentionMs: 48 * 3600_000,
+  nudgeMs: 100,
+  metricsMinMs: 1000,
+  maxRows: 200,
+  changeLogMax: DEFAULT_CHANGE_LOG_MAX,
+};
+
+/**
+ * A sequence number below the newest one read but not read yet: on PostgreSQL numbers are taken at
+ * insert and become visible at commit, so a transaction may show its changes after a later one has.
+ * Looked for again until this old (ms); a rolled-back transaction leaves numbers that never come.
+ */
+const MISSING_MS = 10_000;
+/** Missing numbers looked for at most; a larger jump means changes were pruned before this watcher read them. */
+const MAX_MISSING = 1000;
 
 /** The change log is read in batches of this many rows. */
 const BATCH = 10_000;
@@ -47,8 +67,9 @@ const backgroundTimers: Pick<Timers, 'setTimeout' | 'clearTimeout'> = {
 
 /**
  * Follows the fleet for the dashboard. Every write to a device's update state lands in the change
- * log (`ota_state_changes`, filled by triggers), whoever made it: the tracker behind any flow, the
- * queue, the notifier, a timeout. The watcher reads that log, pushes the changed device rows and
+ * log (`ota_state_changes`, filled by triggers), whoever made it and on whichever instance: the
+ * tracker behind any flow, the queue, the notifier, a timeout. The watcher of each instance reads
+ * that log (pruned by size, never emptied by a reader), pushes the changed device rows and
  * fresh metrics to each tenant's watchers, and records snapshots of the state distribution while
  * anything changes. Engine events only make it look sooner.
  */
@@ -57,6 +78,8 @@ export class FleetWatcher {
   /** What each subscriber does when the watcher closes (its stream ends). */
   private readonly enders = new Map<LiveListener, () => void>();
   private lastSeq = 0;
+  /** Sequence numbers below `lastSeq` not read yet, with when they were first missed. */
+  private readonly missing = new Map<number, number>();
   /** Where the change log was when the watcher started: every round waits for it. */
   private started: Promise<void> = Promise.resolve();
   private timer: unknown = null;
@@ -65,8 +88,9 @@ export class FleetWatcher {
   /** Tenants changed since their last snapshot. */
   private readonly dirty = new Set<TenantId>();
   private lastSnapshotAt = 0;
+  private lastPruneAt = 0;
   /** Per watched tenant: devices to push, whether metrics are due, when they were last pushed and what they depended on. */
-  private readonly pending = new Map<TenantId, { devices: Set<string>; metrics: boolean; lastMetricsAt: number; metricsCost: number; signature: string }>();
+  private readonly pending = new Map<TenantId, { devices: Set<string>; lost: boolean; metrics: boolean; lastMetricsAt: number; metricsCost: number; signature: string }>();
   private readonly unhook: Array<() => void> = [];
 
   constructor(
@@ -90,7 +114,6 @@ export class FleetWatcher {
   start(): void {
     this.started = (async () => {
       this.lastSeq = await this.deps.fleet.lastChange();
-      await this.deps.fleet.forgetChanges(this.lastSeq);
     })();
     // Observed, not listened to: see EngineEvents.observe. The queue's own `depth` events are left to
     // its node; what the queue does shows in the change log and the metrics' signature.
@@ -100,6 +123,11 @@ export class FleetWatcher {
           // A deleted device's state rows go with it (no trigger fires): tell its watchers it is gone.
           const { device } = args[0] as EngineEventMap['deviceDeleted'][0];
           this.pending.get(device.tenantId)?.devices.add(device.id);
+        }
+        if (name === 'deviceRevoked') {
+          // Deleted through another instance: heard on the cluster bus.
+          const { tenantId, deviceId, reason } = args[0] as EngineEventMap['deviceRevoked'][0];
+          if (reason === 'device-deleted') this.pending.get(tenantId)?.devices.add(deviceId);
         }
         // Downloads are left out: a chunked download reports every chunk and changes no state.
         if (name === 'uplink' && (args[0] as UplinkEvent).kind === 'download') return;
@@ -119,7 +147,7 @@ export class FleetWatcher {
     let set = this.subscribers.get(tenantId);
     if (!set) {
       this.subscribers.set(tenantId, (set = new Set()));
-      this.pending.set(tenantId, { devices: new Set(), metrics: false, lastMetricsAt: 0, metricsCost: 0, signature: '' });
+      this.pending.set(tenantId, { devices: new Set(), lost: false, metrics: false, lastMetricsAt: 0, metricsCost: 0, signature: '' });
     }
     set.add(listener);
     this.schedule(this.settings.pollMs);
@@ -184,11 +212,8 @@ export class FleetWatcher {
   /** One round; answers whether there is more to do at once. */
   private async work(): Promise<boolean> {
     await this.started;
-    const changes = await this.deps.fleet.changesAfter(this.lastSeq, BATCH);
-    if (changes.length) {
-      this.lastSeq = (changes[changes.length - 1] as { seq: number }).seq;
-      await this.deps.fleet.forgetChanges(this.lastSeq);
-    }
+    const { changes, more, lost } = await this.readChanges();
+    if (lost) for (const p of this.pending.values()) p.lost = true;
     for (const c of changes) {
       this.dirty.add(c.tenantId);
       const p = this.pending.get(c.tenantId);
@@ -197,7 +222,7 @@ export class FleetWatcher {
         p.metrics = true;
       }
     }
-    const again = changes.length === BATCH;
+    const again = more;
     const now = Date.now();
     for (const [tenantId, p] of this.pending) {
       if (p.devices.size) {
@@ -205,8 +230,14 @@ export class FleetWatcher {
         const shown = ids.slice(0, this.settings.maxRows);
         const rows = await this.deps.view.rows(tenantId, shown);
         const found = new Set(rows.map((r) => r.id as string));
-        this.publish(tenantId, { event: 'devices', data: { rows, removed: shown.filter((id) => !found.has(id)), more: ids.length > shown.length } });
+        this.publish(tenantId, { event: 'devices', data: { rows, removed: shown.filter((id) => !found.has(id)), more: p.lost || ids.length > shown.length } });
         p.devices.clear();
+        p.lost = false;
+        p.metrics = true;
+      } else if (p.lost) {
+        // Changes were pruned before they were read: the page reloads instead.
+        this.publish(tenantId, { event: 'devices', data: { rows: [], removed: [], more: true } });
+        p.lost = false;
         p.metrics = true;
       }
       // The queue and the notifier move without touching a device's state (releases, stale drops).
@@ -226,7 +257,37 @@ export class FleetWatcher {
       }
     }
     if (this.dirty.size && now - this.lastSnapshotAt >= this.settings.snapshotMs) await this.snapshot();
+    if (now - this.lastPruneAt >= this.settings.snapshotMs) {
+      this.lastPruneAt = now;
+      await this.deps.fleet.pruneChanges(this.settings.changeLogMax);
+    }
     return again;
+  }
+
+  /**
+   * The changes not read yet: after the newest one read, and the missing ones below it that have
+   * committed since. Every instance's watcher reads the same log, so nothing is deleted on reading.
+   */
+  private async readChanges(): Promise<{ changes: StateChangeEntry[]; more: boolean; lost: boolean }> {
+    const now = Date.now();
+    for (const [seq, since] of this.missing) if (now - since > MISSING_MS) this.missing.delete(seq);
+    const read = await this.deps.fleet.changesAfter(this.lastSeq, BATCH, [...this.missing.keys()]);
+    const changes: StateChangeEntry[] = [];
+    let lost = false;
+    let newer = 0;
+    for (const c of read.sort((x, y) => x.seq - y.seq)) {
+      if (c.seq <= this.lastSeq) {
+        if (this.missing.delete(c.seq)) changes.push(c);
+        continue;
+      }
+      newer += 1;
+      if (c.seq - this.lastSeq - 1 > MAX_MISSING) lost = true;
+      else for (let gap = this.lastSeq + 1; gap < c.seq; gap++) this.missing.set(gap, now);
+      this.lastSeq = c.seq;
+      changes.push(c);
+    }
+    while (this.missing.size > MAX_MISSING) this.missing.delete(this.missing.keys().next().value as number);
+    return { changes, more: newer === BATCH, lost };
   }
 
   /** Metrics for a new watcher at once, without waiting for the next change. */

@@ -5,6 +5,7 @@ import type { PageData, PageLink } from '../store/sqlite/database';
 import type { DeviceProfileRepository } from '../store/device-profiles';
 import type { DeviceRepository } from '../store/devices';
 import { entityNotFound, forbidden, invalid, OtaError, ErrorCode, tooLarge } from '../errors';
+import { UNLIMITED, type TenantLimitsOf } from '../tenant-limits';
 import type { EngineEvents } from '../events';
 import { isUuid, newId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../ids';
 import { hasData, type OtaPackage, type OtaPackageRepository, type OtaPackageType } from '../store/ota-packages';
@@ -67,6 +68,8 @@ export class OtaPackageService {
     private readonly policies: TenantPolicyRepository,
     /** Profile and device saves ask it before a package slot changes. */
     readonly downgrades: DowngradeGuard,
+    /** The tenant profile's limits (tenant-limits.ts): maxOtaPackagesInBytes is checked on every upload. */
+    private readonly limitsOf: TenantLimitsOf = async () => UNLIMITED,
   ) {}
 
   /** A package of the tenant; 404 when unknown, 403 when it is another tenant's. */
@@ -337,8 +340,13 @@ export class OtaPackageService {
     if (same && same.id !== before?.id) throw invalid('OtaPackage with such title and version already exists!');
   }
 
+  /**
+   * ThingsBoard's `validateMaxSumDataSizePerTenant`: the tenant profile's maxOtaPackagesInBytes,
+   * and the engine-wide cap of every tenant (`maxTenantStorage`), whichever is lower.
+   */
   private async checkStorage(tenantId: TenantId, adding: number): Promise<void> {
-    const max = this.limits.maxTenantStorage;
+    const caps = [this.limits.maxTenantStorage, (await this.limitsOf(tenantId)).maxOtaPackagesInBytes].filter((n) => n > 0);
+    const max = caps.length ? Math.min(...caps) : 0;
     if (max > 0 && (await this.packages.totalDataSize(tenantId)) + adding > max) {
       throw invalid(`Ota packages total size exceeds the maximum of ${displaySize(max)}`);
     }

@@ -67,6 +67,26 @@ export class AssignmentService {
   }
 
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Tenants a flow's ota-assign node takes the assignments of, with how many nodes claim each. */
+  private readonly claimed = new Map<TenantId, number>();
+
+  /**
+   * A flow acts for one tenant (its ota-server node's): its ota-assign node claims that tenant's
+   * assignments, and every other tenant's go straight to the queue, so a tenant made through the
+   * API is updated while a flow runs for another (issue 10). Answers the release of the claim.
+   * With listeners but no claim at all (a flow of older nodes), the listeners take every assignment.
+   */
+  claim(tenantId: TenantId): () => void {
+    this.claimed.set(tenantId, (this.claimed.get(tenantId) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.claimed.get(tenantId) ?? 1) - 1;
+      if (n > 0) this.claimed.set(tenantId, n);
+      else this.claimed.delete(tenantId);
+    };
+  }
 
   /** Resolves once every assignment fan-out under way has finished (the engine waits before closing). */
   async idle(): Promise<void> {
@@ -157,8 +177,10 @@ export class AssignmentService {
   /** A page of devices: with nobody listening, queued in one transaction. */
   private async emitAll(events: readonly AssignmentEvent[]): Promise<void> {
     for (const ev of events) if (ev.packageId === null) await this.clear(ev.deviceId, ev.type);
-    if (this.deps.events.listenerCount('assignment') > 0) for (const ev of events) this.deps.events.emit('assignment', ev);
-    else await this.deps.queue.enqueueAll(events.filter((ev) => ev.packageId !== null));
+    const toFlow = (ev: AssignmentEvent): boolean => this.deps.events.listenerCount('assignment') > 0 && (this.claimed.size === 0 || this.claimed.has(ev.tenantId));
+    for (const ev of events) if (toFlow(ev)) this.deps.events.emit('assignment', ev);
+    const queued = events.filter((ev) => !toFlow(ev) && ev.packageId !== null);
+    if (queued.length) await this.deps.queue.enqueueAll(queued);
   }
 
   /** An emptied slot: the nine shared keys go at once (not queued), as in ThingsBoard. */

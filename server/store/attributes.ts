@@ -12,6 +12,12 @@ export interface AttributeRepository {
   save(deviceId: DeviceId, scope: AttributeScope, values: AttributeMap, ts: number): Promise<void>;
   /** Deletes the keys; answers the ones that existed. */
   delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]>;
+  /**
+   * Sets one key to `value` unless it holds that value already, in one statement; answers whether
+   * it changed. Of callers racing to set the same value exactly one sees true: a claim (the
+   * pre-provisioned device handed out once).
+   */
+  claim(deviceId: DeviceId, scope: AttributeScope, key: string, value: AttributeValue, ts: number): Promise<boolean>;
   /** All keys of the scope when `keys` is undefined; only those present otherwise. */
   get(deviceId: DeviceId, scope: AttributeScope, keys?: readonly string[]): Promise<AttributeMap>;
 }
@@ -33,6 +39,16 @@ export class SqliteAttributeRepository implements AttributeRepository {
   async save(deviceId: DeviceId, scope: AttributeScope, values: AttributeMap, ts: number): Promise<void> {
     const rows = Object.entries(values).map(([key, value]) => [deviceId, scope, key, JSON.stringify(value), ts]);
     atomically(this.db, () => this.upsert.run(rows));
+  }
+
+  async claim(deviceId: DeviceId, scope: AttributeScope, key: string, value: AttributeValue, ts: number): Promise<boolean> {
+    const changed = this.db
+      .prepare(
+        `INSERT INTO attributes (device_id, scope, key, value, ts) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts WHERE attributes.value IS NOT excluded.value RETURNING 1`,
+      )
+      .all(deviceId, scope, key, JSON.stringify(value), ts);
+    return changed.length === 1;
   }
 
   async delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]> {

@@ -106,10 +106,17 @@ export interface FleetReadModel {
 
   /** The newest change's sequence number (0 for none). */
   lastChange(): Promise<number>;
-  /** Changes after `seq`, oldest first, at most `limit`. */
-  changesAfter(seq: number, limit: number): Promise<StateChangeEntry[]>;
-  /** Forgets the changes up to `seq`: they were read. */
-  forgetChanges(upToSeq: number): Promise<void>;
+  /**
+   * Changes after `seq`, oldest first, at most `limit`; then those of `missing` (sequence numbers
+   * below `seq` the reader has not seen: on PostgreSQL a transaction commits its changes after a
+   * later one may have) that exist now.
+   */
+  changesAfter(seq: number, limit: number, missing?: readonly number[]): Promise<StateChangeEntry[]>;
+  /**
+   * Drops all but the newest `keep` changes. The log is shared by every instance's watcher, so none
+   * empties it on reading: it is pruned by size.
+   */
+  pruneChanges(keep: number): Promise<void>;
 
   /** Keeps a snapshot of the tenant's distribution at `ts` (replacing one of the same `ts`). */
   recordSnapshot(tenantId: TenantId, ts: number, distribution: Record<OtaPackageType, StateCounts>): Promise<void>;

@@ -3,6 +3,7 @@ import type { BlobStore } from './blob-store';
 import type { ClusterBus } from './cluster-bus';
 import type { DeviceProfileRepository } from './device-profiles';
 import type { DeviceRepository } from './devices';
+import type { DownloadProgressRepository } from './download-progress';
 import type { FleetReadModel } from './fleet-read-model';
 import type { NotifyQueueRepository } from './notify-queue-repository';
 import type { OtaPackageRepository } from './ota-packages';
@@ -34,6 +35,8 @@ export interface Repositories {
   policies: TenantPolicyRepository;
   /** The versions devices report, read by downgrade protection (issue 14). */
   reportedVersions: ReportedVersionRepository;
+  /** The package bytes served to each device, whichever instance served them (issue 14). */
+  downloads: DownloadProgressRepository;
   /** Rollouts in waves and each device's part in them (issue 14). */
   rollouts: RolloutRepository;
 }

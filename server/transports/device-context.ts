@@ -9,6 +9,7 @@ import type { OtaPackageRepository } from '../store/ota-packages';
 import type { TelemetryRepository } from '../store/telemetry';
 import type { Transport } from '../pipeline/uplink';
 import type { DeviceProvisioning } from '../devices/device-provisioning';
+import type { DeviceLookups } from './device-lookups';
 
 /**
  * What a device transport (HTTP, MQTT, CoAP, LwM2M) needs from the engine: find a device by its
@@ -24,6 +25,8 @@ export interface DeviceContext {
   telemetry: TelemetryRepository;
   events: EngineEvents;
   logger: Logger;
+  /** Token -> device and device -> package, cached per instance for the per-request paths (device-lookups.ts). */
+  lookups: DeviceLookups;
   /** Device self-provisioning (HTTP `/api/v1/provision`, MQTT user name `provision`); absent: refused. */
   provisioning?: DeviceProvisioning;
 }

@@ -9,7 +9,11 @@ import type { OtaPackage, OtaPackageRepository, OtaPackageType } from '../store/
  */
 export type DevicePackage = { pkg: OtaPackage & { blobSha256: string; dataSize: number } } | { error: 'NOT_FOUND' | 'FAILURE' };
 
-export async function devicePackage(device: Device, type: OtaPackageType, deps: { profiles: DeviceProfileRepository; packages: OtaPackageRepository }): Promise<DevicePackage> {
+export async function devicePackage(
+  device: Device,
+  type: OtaPackageType,
+  deps: { profiles: Pick<DeviceProfileRepository, 'findById'>; packages: Pick<OtaPackageRepository, 'findById'> },
+): Promise<DevicePackage> {
   const profile = await deps.profiles.findById(device.tenantId, device.deviceProfileId);
   const id = effectivePackageId(device, profile, type);
   const pkg = id ? await deps.packages.findById(device.tenantId, id) : null;

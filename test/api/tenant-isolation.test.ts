@@ -9,6 +9,7 @@ import {
   ok,
   unique,
   type ApiClient,
+  type ApiTenant,
   type ApiResponse,
   type DeviceBody,
   type DeviceCredentialsBody,
@@ -24,6 +25,7 @@ describe('admin API: tenant isolation', () => {
   let h: ApiHarness;
   let a: ApiClient;
   let b: ApiClient;
+  let tb: ApiTenant;
   let aProfile: DeviceProfileBody;
   let aPackage: PackageInfo;
   let aBytes: Buffer;
@@ -32,9 +34,11 @@ describe('admin API: tenant isolation', () => {
 
   before(async () => {
     h = await ApiHarness.start();
-    a = h.admin;
-    await h.engine.accounts.createTenant('Other', 'other@x.org', 'pw12345678');
-    b = await h.login('other@x.org', 'pw12345678');
+    // Both tenants made through the REST API, as ThingsBoard's sysadmin makes them (tenants.test.ts).
+    const ta = await h.apiTenant('Tenant A');
+    tb = await h.apiTenant('Tenant B');
+    a = ta.admin;
+    b = tb.admin;
     aProfile = await a.createProfile(unique('a-profile'));
     aBytes = randomBytes(500);
     aPackage = await a.createPackageWithData({ deviceProfileId: aProfile.id.id, title: unique('a-fw') }, aBytes);
@@ -50,7 +54,7 @@ describe('admin API: tenant isolation', () => {
   it('gives the second tenant its own user, tenant and default profile', async () => {
     const userA = ok<UserBody>(await a.get('/api/auth/user'));
     const userB = ok<UserBody>(await b.get('/api/auth/user'));
-    expect(userB.email).to.equal('other@x.org');
+    expect(userB.email).to.equal(tb.email);
     expect(userB.tenantId.id).to.not.equal(userA.tenantId.id);
     const bDefault = await b.defaultProfile();
     expect(bDefault.name).to.equal('default');

@@ -4,6 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { checksumOf } from '../../server/packages/checksum';
+import { createSocket, type Socket } from 'node:dgram';
+import { Agent } from 'coap';
+import protobuf from 'protobufjs';
+import { coapRequest } from '../support/coap-clients';
 import { eventually } from '../support/eventually';
 import { MqttDevice, sha256 } from '../support/mqtt-clients';
 import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
@@ -13,9 +17,23 @@ interface Ref {
 }
 type Answer = Record<string, unknown>;
 
+/** ThingsBoard's provisioning messages (queue.proto), as a device writes them. */
+const tb = protobuf.parse(
+  `syntax = "proto3";
+  enum ResponseStatus { UNKNOWN = 0; SUCCESS = 1; NOT_FOUND = 2; FAILURE = 3; }
+  enum CredentialsType { ACCESS_TOKEN = 0; X509_CERTIFICATE = 1; MQTT_BASIC = 2; LWM2M_CREDENTIALS = 3; }
+  message ProvisionDeviceCredentialsMsg { string provisionDeviceKey = 1; string provisionDeviceSecret = 2; }
+  message ValidateBasicMqttCredRequestMsg { string clientId = 1; string userName = 2; string password = 3; }
+  message CredentialsDataProto { ValidateBasicMqttCredRequestMsg validateBasicMqttCredRequestMsg = 3; }
+  message ProvisionDeviceRequestMsg { string deviceName = 1; CredentialsType credentialsType = 2; ProvisionDeviceCredentialsMsg provisionDeviceCredentialsMsg = 3; CredentialsDataProto credentialsDataProto = 4; }
+  message ProvisionDeviceResponseMsg { ResponseStatus status = 1; CredentialsType credentialsType = 2; string credentialsValue = 3; }`,
+).root;
+const ProvisionRequestMsg = tb.lookupType('ProvisionDeviceRequestMsg');
+const ProvisionResponseMsg = tb.lookupType('ProvisionDeviceResponseMsg');
+
 /**
  * Device self-provisioning as ThingsBoard's devices do it (HTTP `POST /api/v1/provision`, MQTT
- * user name `provision`), through the example flow of `npm start`: a provisioned device of a
+ * user name `provision`, CoAP `POST /api/v1/provision`), through the example flow of `npm start`: a provisioned device of a
  * profile with a package is updated by the normal pipeline.
  */
 describe('device provisioning (example flow, npm start)', function () {
@@ -28,6 +46,9 @@ describe('device provisioning (example flow, npm start)', function () {
   let preProfileId: string;
   const firmware = randomBytes(40_000);
   let packageId: string;
+  let coapPort: number;
+  let socket: Socket;
+  let agent: Agent;
 
   const provisionProfile = (name: string, type: string, key: string, secret: string) => ({
     name,
@@ -50,6 +71,8 @@ describe('device provisioning (example flow, npm start)', function () {
       await device.end();
     }
   }
+
+  const coapProvision = (payload: string | Buffer, method: 'POST' | 'GET' = 'POST') => coapRequest(agent, coapPort, { pathname: '/api/v1/provision', method, payload });
 
   const deviceNamed = async (name: string): Promise<Ref | null> => admin.request<Ref>('GET', `/tenant/devices?deviceName=${encodeURIComponent(name)}`).catch(() => null);
 
@@ -87,6 +110,14 @@ describe('device provisioning (example flow, npm start)', function () {
       { everyMs: 50 },
     );
     mqttUrl = `mqtt://127.0.0.1:${endpoint.port}`;
+    coapPort = (
+      await eventually(
+        async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'COAP'),
+        'the CoAP endpoint',
+      )
+    ).port;
+    socket = createSocket('udp4');
+    agent = new Agent({ socket });
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', provisionProfile('provisioned-fleet', 'ALLOW_CREATE_NEW_DEVICES', 'fleet-key', 'fleet-secret'))).id.id;
     preProfileId = (await admin.request<Ref>('POST', '/deviceProfile', provisionProfile('pre-provisioned', 'CHECK_PRE_PROVISIONED_DEVICES', 'pre-key', 'pre-secret'))).id.id;
     const info = await admin.request<Ref>('POST', '/otaPackage', {
@@ -101,6 +132,8 @@ describe('device provisioning (example flow, npm start)', function () {
   });
 
   after(async () => {
+    agent?.close();
+    await new Promise<void>((resolve) => (socket ? socket.close(() => resolve()) : resolve()));
     if (server) await stopServer(server);
     await rm(dataDir, { recursive: true, force: true });
   });
@@ -188,6 +221,18 @@ describe('device provisioning (example flow, npm start)', function () {
     expect(await deviceNamed('not-made')).to.equal(null);
   });
 
+  it('hands a pre-provisioned device out once when several ask at the same time, over HTTP, MQTT and CoAP', async () => {
+    await admin.request<Ref>('POST', '/device', { name: 'pre-raced', deviceProfileId: { id: preProfileId, entityType: 'DEVICE_PROFILE' } });
+    const body = { deviceName: 'pre-raced', provisionDeviceKey: 'pre-key', provisionDeviceSecret: 'pre-secret' };
+    const answers = await Promise.all([
+      ...Array.from({ length: 4 }, async () => (await httpProvision(body)).answer.status),
+      ...Array.from({ length: 2 }, async () => (await mqttProvision(body)).status),
+      ...Array.from({ length: 2 }, async () => (JSON.parse((await coapProvision(JSON.stringify(body))).payload.toString()) as Answer).status),
+    ]);
+    expect(answers.filter((s) => s === 'SUCCESS')).to.have.length(1);
+    expect(answers.filter((s) => s === 'FAILURE')).to.have.length(answers.length - 1);
+  });
+
   it('answers a provisioning request that is no JSON with an empty 400, creating nothing', async () => {
     const res = await fetch(`${server.api}/api/v1/provision`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"deviceName":' });
     expect(res.status).to.equal(400);
@@ -203,5 +248,83 @@ describe('device provisioning (example flow, npm start)', function () {
       device.send(topic as string, payload as string);
       await device.closed;
     }
+  });
+
+  it('provisions a device over CoAP (2.01 and the JSON answer); the device then updates over CoAP', async () => {
+    const res = await coapProvision(JSON.stringify({ deviceName: 'coap-born', provisionDeviceKey: 'fleet-key', provisionDeviceSecret: 'fleet-secret' }));
+    expect(res.code).to.equal('2.01');
+    const answer = JSON.parse(res.payload.toString()) as Answer;
+    expect(answer).to.include({ status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN' });
+    const token = String(answer.credentialsValue);
+    // The new device is queued and notified by the pipeline: its fw_* attributes appear shortly.
+    const shared = await eventually(
+      async () => {
+        const got = await coapRequest(agent, coapPort, { pathname: `/api/v1/${token}/attributes`, query: 'sharedKeys=fw_title,fw_version,fw_checksum' });
+        return got.code === '2.05' ? (JSON.parse(got.payload.toString()) as { shared: Answer }).shared : undefined;
+      },
+      'the fw_* attributes of the CoAP-provisioned device',
+      { everyMs: 100 },
+    );
+    expect(shared).to.include({ fw_title: 'prov-fw', fw_version: '1.0.0' });
+    const report = (state: string, extra: Answer = {}) =>
+      coapRequest(agent, coapPort, { pathname: `/api/v1/${token}/telemetry`, method: 'POST', payload: JSON.stringify({ fw_state: state, ...extra }) });
+    await report('DOWNLOADING');
+    const data = await coapRequest(agent, coapPort, { pathname: `/fw/${token}`, query: 'title=prov-fw&version=1.0.0' });
+    expect(sha256(data.payload)).to.equal(sha256(firmware));
+    expect(checksumOf('SHA256', data.payload)).to.equal(shared.fw_checksum);
+    for (const state of ['DOWNLOADED', 'VERIFIED', 'UPDATING']) await report(state);
+    await report('UPDATED', { current_fw_title: 'prov-fw', current_fw_version: '1.0.0' });
+    const created = (await deviceNamed('coap-born')) as Ref;
+    await eventually(async () => (await stateOf(created.id.id)) === 'UPDATED', 'the CoAP-provisioned device UPDATED', { everyMs: 50 });
+  });
+
+  it('refuses over CoAP as ThingsBoard does: 4.00 with the status for a wrong secret, an empty 4.00 for a body that is neither JSON nor protobuf, 4.00 for GET', async () => {
+    const wrong = await coapProvision(JSON.stringify({ deviceName: 'coap-intruder', provisionDeviceKey: 'fleet-key', provisionDeviceSecret: 'guess' }));
+    expect(wrong.code).to.equal('4.00');
+    expect(JSON.parse(wrong.payload.toString())).to.deep.equal({ status: 'NOT_FOUND', errorMsg: 'Provision data was not found!' });
+    const garbage = await coapProvision('{"deviceName":');
+    expect(garbage.code).to.equal('4.00');
+    expect(garbage.payload.length).to.equal(0);
+    expect((await coapProvision('', 'GET')).code).to.equal('4.00');
+    expect(await deviceNamed('coap-intruder')).to.equal(null);
+  });
+
+  it('provisions over MQTT with a protobuf ProvisionDeviceRequestMsg, answering a ProvisionDeviceResponseMsg', async () => {
+    const device = await MqttDevice.connect(mqttUrl, 'provision', 4, { clientId: `prov-${Math.random()}` });
+    try {
+      await device.subscribe(['/provision/response']);
+      const body = ProvisionRequestMsg.encode(
+        ProvisionRequestMsg.fromObject({ deviceName: 'mqtt-pb-born', provisionDeviceCredentialsMsg: { provisionDeviceKey: 'fleet-key', provisionDeviceSecret: 'fleet-secret' } }),
+      ).finish();
+      const reply = await device.ask('/provision/request', Buffer.from(body), '/provision/response');
+      const answer = ProvisionResponseMsg.toObject(ProvisionResponseMsg.decode(reply.payload), { enums: String, defaults: true }) as Answer;
+      expect(answer).to.include({ status: 'SUCCESS', credentialsType: 'ACCESS_TOKEN' });
+      expect(answer.credentialsValue).to.match(/^[A-Za-z0-9]{20}$/);
+    } finally {
+      await device.end();
+    }
+    expect(await deviceNamed('mqtt-pb-born')).to.not.equal(null);
+  });
+
+  it('provisions over CoAP with a protobuf ProvisionDeviceRequestMsg, answering a ProvisionDeviceResponseMsg', async () => {
+    const ask = async (secret: string) => {
+      const body = ProvisionRequestMsg.encode(
+        ProvisionRequestMsg.fromObject({
+          deviceName: 'coap-pb-born',
+          credentialsType: 'MQTT_BASIC',
+          provisionDeviceCredentialsMsg: { provisionDeviceKey: 'fleet-key', provisionDeviceSecret: secret },
+          credentialsDataProto: { validateBasicMqttCredRequestMsg: { clientId: 'pb-c', userName: 'pb-u', password: 'pb-pw' } },
+        }),
+      ).finish();
+      const res = await coapProvision(Buffer.from(body));
+      return { code: res.code, answer: ProvisionResponseMsg.toObject(ProvisionResponseMsg.decode(res.payload), { enums: String }) as Answer };
+    };
+    expect(await ask('guess')).to.deep.equal({ code: '4.00', answer: { status: 'NOT_FOUND' } });
+    const ok = await ask('fleet-secret');
+    expect(ok.code).to.equal('2.01');
+    expect(ok.answer).to.include({ status: 'SUCCESS', credentialsType: 'MQTT_BASIC' });
+    expect(JSON.parse(String(ok.answer.credentialsValue))).to.deep.equal({ clientId: 'pb-c', userName: 'pb-u', password: 'pb-pw' });
+    const device = await MqttDevice.connect(mqttUrl, 'pb-u', 5, { clientId: 'pb-c', password: 'pb-pw' });
+    await device.end();
   });
 });

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import { makePki, type TestPki } from '../support/certificates';
 import { ADMIN_PASSWORD, adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
 
 /** The compiled simulator, as `npm run simulate` runs it. */
@@ -215,5 +216,63 @@ describe('ota-simulate (fleet simulator) against npm start', function () {
     expect(nothing.stderr).to.include("could not prepare the package: profile 'no-firmware' has no firmware assigned: run without --no-assign");
     const created = await admin.request<{ totalElements: number }>('GET', '/tenant/devices?pageSize=10&page=0&type=no-firmware');
     expect(created.totalElements, 'no device created for nothing').to.equal(0);
+  });
+});
+
+describe('ota-simulate with X.509 devices against npm start with MQTT over TLS', function () {
+  this.timeout(120_000);
+  let dataDir: string;
+  let server: Running;
+  let admin: Admin;
+  let pki: TestPki;
+  const names = ['x509-fleet-0001', 'x509-fleet-0002', 'x509-fleet-0003'];
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-sim-x509-'));
+    await mkdir(path.join(dataDir, 'pki'));
+    pki = await makePki(path.join(dataDir, 'pki'), names);
+    server = await startServer(dataDir, {
+      TB_QUEUE_CORE_OTA_PACK_SIZE: '10',
+      TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100',
+      OTA_MQTT_TLS_CERT_FILE: pki.serverCertFile,
+      OTA_MQTT_TLS_KEY_FILE: pki.serverKeyFile,
+      OTA_MQTT_TLS_CA_FILE: pki.caFile,
+    });
+    admin = await adminClient(server.api);
+  });
+
+  after(async () => {
+    if (server) await stopServer(server);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('updates 3 MQTT devices that present their certificates (--credentials x509), the server certificate checked', async () => {
+    const args = ['--api', server.api, '--password', ADMIN_PASSWORD, '--devices', '3', '--transport', 'mqtt', '--credentials', 'x509', '--cert-dir', pki.dir];
+    const run = await simulate([...args, '--server-ca', pki.caFile, '--fail-rate', '0', '--profile', 'x509-fleet', '--package-mb', '0.05', '--chunk', '2048']);
+    expect(run.code, `${run.stdout}\n${run.stderr}`).to.equal(0);
+    expect(row(run.stdout, 'updated')).to.equal('3');
+    const device = await admin.request<{ id: { id: string } }>('GET', '/tenant/devices?deviceName=x509-fleet-0002');
+    expect((await admin.request<{ credentialsType: string }>('GET', `/device/${device.id.id}/credentials`)).credentialsType).to.equal('X509_CERTIFICATE');
+  });
+
+  it('exits 2 naming the file when a device has no certificate', async () => {
+    const run = await simulate([
+      '--api',
+      server.api,
+      '--password',
+      ADMIN_PASSWORD,
+      '--devices',
+      '4',
+      '--transport',
+      'mqtt',
+      '--credentials',
+      'x509',
+      '--cert-dir',
+      pki.dir,
+      '--profile',
+      'x509-fleet',
+    ]);
+    expect(run.code).to.equal(2);
+    expect(run.stderr).to.include('x509-fleet-0004.pem');
   });
 });

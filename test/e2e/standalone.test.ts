@@ -142,7 +142,8 @@ describe('npm start (standalone server)', function () {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'ota-e2e-gen-'));
     try {
       const first = await start(dir, { OTA_ADMIN_PASSWORD: '' });
-      const match = /generated password: (\S+)/.exec(first.output());
+      // The tenant admin's line (the system administrator's password is generated beside it).
+      const match = /created admin '[^']+' with the generated password: (\S+)/.exec(first.output());
       expect(match, first.output()).to.not.equal(null);
       const generated = (match as RegExpExecArray)[1] as string;
       const ok = await fetch(`${first.api}/api/auth/login`, {

@@ -56,6 +56,20 @@ const ROUTES = [
   'GET /api/v1/{token}/firmware',
   'HEAD /api/v1/{token}/firmware',
   'GET /api/v1/{token}/software',
+  // Tenants and users (issue 10): the fuzzer's tenant admin is refused the sysadmin's routes.
+  'POST /api/tenant',
+  'GET /api/tenant/{id}',
+  'GET /api/tenants',
+  'DELETE /api/tenant/{id}',
+  'POST /api/tenantProfile',
+  'GET /api/tenantProfile/{id}',
+  'GET /api/tenantProfiles',
+  'POST /api/user',
+  'GET /api/user/{id}',
+  'GET /api/user/{id}/activationLink',
+  'GET /api/tenant/{id}/users',
+  'GET /api/users',
+  'POST /api/noauth/activate',
 ];
 
 const QUERY_KEYS = [
@@ -134,6 +148,12 @@ const BODY_KEYS = [
   'ts',
   'values',
   'fw_state',
+  'activateToken',
+  'email',
+  'authority',
+  'tenantId',
+  'tenantProfileId',
+  'profileData',
 ];
 
 export interface RestInput {

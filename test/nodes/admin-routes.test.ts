@@ -129,11 +129,33 @@ describe('editor admin routes (ota-server/:id/...)', function () {
     const { thermostats } = await catalogue(engine, tenantId);
     const found = await get<Choices<DeviceChoice>>('/ota-server/srv/devices?text=thermo');
     expect(found.data).to.have.length(1);
-    expect(found.data[0]).to.include({ name: 'thermo-1', deviceProfileId: thermostats, deviceProfileName: 'thermostats', firmwareId: null });
+    expect(found.data[0]).to.include({ name: 'thermo-1', deviceProfileId: thermostats, deviceProfileName: 'thermostats', firmwareId: null, credentialsType: 'ACCESS_TOKEN' });
     const first = await get<Choices<DeviceChoice>>('/ota-server/srv/devices?pageSize=1');
     expect(first.data.map((d) => d.name)).to.deep.equal(['sensor-1']);
     expect(first).to.include({ totalElements: 2, hasNext: true });
     expect((await get<Choices<DeviceChoice>>('/ota-server/srv/devices?deviceProfile=default')).data.map((d) => d.name)).to.deep.equal(['sensor-1']);
+  });
+
+  it("names each device's credentials type and each profile's provisioning, never a token, password, key or secret", async () => {
+    const { engine, tenantId } = await start();
+    const { thermostats } = await catalogue(engine, tenantId);
+    await engine.devices.saveWithCredentials(
+      tenantId,
+      { name: 'basic-1', deviceProfileId: { id: thermostats } },
+      { credentialsType: 'MQTT_BASIC', credentialsValue: { clientId: 'c-1', userName: 'u-1', password: 'pw-secret-1' } },
+    );
+    await engine.profiles.save(tenantId, {
+      name: 'self-made',
+      provisionType: 'ALLOW_CREATE_NEW_DEVICES',
+      provisionDeviceKey: 'key-secret-1',
+      profileData: { provisionConfiguration: { provisionDeviceSecret: 'secret-1' } },
+    });
+    const devices = await get<Choices<DeviceChoice>>('/ota-server/srv/devices?text=basic');
+    expect(devices.data.map((d) => [d.name, d.credentialsType])).to.deep.equal([['basic-1', 'MQTT_BASIC']]);
+    const profiles = await get<Choices<ProfileChoice>>('/ota-server/srv/profiles?text=self');
+    expect(profiles.data.map((p) => [p.name, p.provisionType])).to.deep.equal([['self-made', 'ALLOW_CREATE_NEW_DEVICES']]);
+    const all = JSON.stringify([await get('/ota-server/srv/devices'), await get('/ota-server/srv/profiles')]);
+    for (const secret of ['pw-secret-1', 'u-1', 'key-secret-1', 'secret-1']) expect(all).to.not.include(secret);
   });
 
   it('answers 404 for an id that is no deployed ota-server node', async () => {

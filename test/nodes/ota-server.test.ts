@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import otaServer, { resolveOptions, type OtaServerNode } from '../../nodes/ota-server';
@@ -128,6 +128,33 @@ describe('ota-server settings', function () {
     expect(options.http).to.deep.equal({ port: 8080, host: '0.0.0.0' });
     expect(options.admin).to.deep.equal({ username: 'tenant@thingsboard.org', password: undefined });
     expect(options).to.not.have.property('maxPackageSize');
+  });
+
+  it('adds an HTTPS port only when one is set, its PEM from the node, else the HTTPS files, else the MQTT ones', async () => {
+    expect(resolveOptions({}, {}, {}, {}).https).to.equal(null);
+    const own = resolveOptions({ httpsPort: '8443' }, { tlsCert: 'CERT', tlsKey: 'KEY' }, {}, {});
+    expect(own.https).to.deep.equal({ port: 8443, cert: 'CERT', key: 'KEY' });
+    const dir = await mkdtemp(path.join(tmpdir(), 'ota-https-settings-'));
+    try {
+      await writeFile(path.join(dir, 'm.pem'), 'MQTT CERT');
+      await writeFile(path.join(dir, 'm.key'), 'MQTT KEY');
+      await writeFile(path.join(dir, 'h.pem'), 'HTTPS CERT');
+      const env = {
+        OTA_HTTPS_PORT: '0',
+        OTA_HTTPS_HOST: '127.0.0.1',
+        OTA_HTTPS_TLS_CERT_FILE: path.join(dir, 'h.pem'),
+        OTA_MQTT_TLS_CERT_FILE: path.join(dir, 'm.pem'),
+        OTA_MQTT_TLS_KEY_FILE: path.join(dir, 'm.key'),
+      };
+      expect(resolveOptions({}, {}, {}, env).https).to.deep.equal({ port: 0, host: '127.0.0.1', cert: 'HTTPS CERT', key: 'MQTT KEY' });
+      expect(() => resolveOptions({}, {}, {}, { OTA_HTTPS_PORT: '8443' })).to.throw(
+        'HTTPS needs a certificate and its private key: set OTA_HTTPS_TLS_CERT_FILE and OTA_HTTPS_TLS_KEY_FILE',
+      );
+      expect(() => resolveOptions({}, {}, {}, { ...env, OTA_HTTPS_TLS_CERT_FILE: path.join(dir, 'missing.pem') })).to.throw(/^Cannot read OTA_HTTPS_TLS_CERT_FILE .*missing\.pem/);
+      expect(() => resolveOptions({ httpsPort: '99999' }, {}, {}, env)).to.throw('Invalid HTTPS port: 99999');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads the package size limit in megabytes', () => {

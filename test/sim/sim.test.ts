@@ -84,13 +84,20 @@ describe('simulator options', function () {
     expect(o).to.include({ api: 'http://127.0.0.1:1', devices: 5, profile: 'dash', prefix: 'dash-', transport: 'http', failRate: 0.05, progress: 'none', timeoutS: 600 });
   });
 
-  it('takes --credentials token or basic, basic for MQTT devices only', () => {
+  it('takes --credentials token, basic or x509 (with --cert-dir), basic and x509 for MQTT devices only', () => {
     const parse = (...args: string[]) => parseOptions(['--password', 'pw', ...args], {}, false);
-    expect(parse()).to.include({ credentials: 'token' });
+    expect(parse()).to.include({ credentials: 'token', certDir: null, serverCa: null });
     expect(parse('--transport', 'mqtt', '--credentials', 'basic')).to.include({ credentials: 'basic' });
+    expect(parse('--transport', 'mqtt', '--credentials', 'x509', '--cert-dir', '/certs', '--server-ca', '/ca.pem')).to.include({
+      credentials: 'x509',
+      certDir: '/certs',
+      serverCa: '/ca.pem',
+    });
     expect(() => parse('--credentials', 'basic')).to.throw('--credentials basic is for MQTT devices: add --transport mqtt');
-    expect(() => parse('--credentials', 'x509')).to.throw('--credentials x509 is not simulated yet: use token or basic');
-    expect(() => parse('--credentials', 'psk')).to.throw("--credentials must be token or basic, not 'psk'");
+    expect(() => parse('--credentials', 'x509', '--cert-dir', '/certs')).to.throw('--credentials x509 is for MQTT devices: add --transport mqtt');
+    expect(() => parse('--transport', 'mqtt', '--credentials', 'x509')).to.throw('--credentials x509 and --cert-dir go together');
+    expect(() => parse('--transport', 'mqtt', '--cert-dir', '/certs')).to.throw('--credentials x509 and --cert-dir go together');
+    expect(() => parse('--credentials', 'psk')).to.throw("--credentials must be token, basic or x509, not 'psk'");
   });
 
   it('says what is wrong with a bad option', () => {

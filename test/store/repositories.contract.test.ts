@@ -463,6 +463,17 @@ function attributeContract(get: Get): void {
       expect(await r.attributes.get(d.id, 'SHARED')).to.deep.equal({ fw_title: 'a', fw_version: '2' });
     });
 
+    it('claims a key once: of racing claims to the same value exactly one changes it', async () => {
+      const r = get();
+      const d = await device(r);
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => r.attributes.claim(d.id, 'SERVER', 'provisionState', 'provisioned', i)));
+      expect(results.filter(Boolean)).to.have.length(1);
+      expect(await r.attributes.get(d.id, 'SERVER')).to.deep.equal({ provisionState: 'provisioned' });
+      expect(await r.attributes.claim(d.id, 'SERVER', 'provisionState', 'provisioned', 9)).to.equal(false);
+      // Another value is a change.
+      expect(await r.attributes.claim(d.id, 'SERVER', 'provisionState', 'reset', 10)).to.equal(true);
+    });
+
     it('deletes keys and answers those that existed, in the order asked', async () => {
       const r = get();
       const d = await device(r);
@@ -596,7 +607,7 @@ describe('repository contracts on PostgreSQL', () => {
     const again = await openPool({ connectionString: database().url, max: 1 });
     try {
       const versions = (await again.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
-      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     } finally {
       await again.end();
     }

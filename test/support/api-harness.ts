@@ -20,6 +20,8 @@ export const quietLogger: Logger = { info: () => undefined, warn: () => undefine
 
 export const ADMIN_USER = 'tenant@thingsboard.org';
 export const ADMIN_PASSWORD = 'correct horse battery staple';
+export const SYSADMIN_USER = 'sysadmin@thingsboard.org';
+export const SYSADMIN_PASSWORD = 'sysadmin battery staple';
 
 // ---- ThingsBoard JSON shapes, as far as the tests read them ---------------------------------------
 
@@ -322,10 +324,21 @@ export interface HarnessOptions {
   dataDir?: string;
   httpLimits?: EngineOptions['httpLimits'];
   login?: EngineOptions['login'];
+  lookupCache?: EngineOptions['lookupCache'];
+  /** The default tenant profile's limits when it is first made. */
+  tenantLimits?: EngineOptions['tenantLimits'];
   /** The engine's clock and timers (a fake one moves only when told). */
   timers?: EngineOptions['timers'];
   /** `false`: rollouts move only when the test calls `engine.rolloutDriver.tick()`. */
   rolloutTickMs?: EngineOptions['rolloutTickMs'];
+}
+
+/** A tenant made through the API as ThingsBoard's sysadmin makes one, with its activated admin logged in. */
+export interface ApiTenant {
+  tenantId: string;
+  email: string;
+  password: string;
+  admin: ApiClient;
 }
 
 export class ApiHarness {
@@ -351,6 +364,8 @@ export class ApiHarness {
       ...(databaseUrl ? { databaseUrl } : {}),
       http: { port: 0, host: '127.0.0.1' },
       admin: o.password === null ? {} : { password: o.password ?? ADMIN_PASSWORD },
+      sysadmin: { password: SYSADMIN_PASSWORD },
+      ...(o.tenantLimits !== undefined ? { tenantLimits: o.tenantLimits } : {}),
       logger: quietLogger,
       ...(o.maxPackageSize !== undefined ? { maxPackageSize: o.maxPackageSize } : {}),
       ...(o.maxTenantStorage !== undefined ? { maxTenantStorage: o.maxTenantStorage } : {}),
@@ -360,6 +375,7 @@ export class ApiHarness {
       ...(o.login !== undefined ? { login: o.login } : {}),
       ...(o.timers !== undefined ? { timers: o.timers } : {}),
       ...(o.rolloutTickMs !== undefined ? { rolloutTickMs: o.rolloutTickMs } : {}),
+      ...(o.lookupCache !== undefined ? { lookupCache: o.lookupCache } : {}),
     };
     let engine: OtaEngine;
     try {
@@ -399,6 +415,47 @@ export class ApiHarness {
   async otherTenant(email = `${unique('other')}@x.org`, password = 'pw12345678'): Promise<ApiClient> {
     await this.engine.accounts.createTenant('Other', email, password);
     return this.login(email, password);
+  }
+
+  /** The system administrator, logged in. */
+  sysadmin(): Promise<ApiClient> {
+    return this.login(SYSADMIN_USER, SYSADMIN_PASSWORD);
+  }
+
+  /**
+   * A tenant created through the REST API: `POST /api/tenant` and `POST /api/user` as the sysadmin,
+   * the activation link, `POST /api/noauth/activate`, then the new admin's login.
+   */
+  async apiTenant(title = unique('tenant'), body: Record<string, unknown> = {}): Promise<ApiTenant> {
+    const sys = await this.sysadmin();
+    const tenant = ok<{ id: EntityRef }>(await sys.post('/api/tenant', { title, ...body }));
+    const email = `${unique('admin')}@example.org`;
+    const user = ok<UserBody>(await sys.post('/api/user?sendActivationMail=false', { email, authority: 'TENANT_ADMIN', tenantId: tenant.id }));
+    const link = await sys.get(`/api/user/${user.id.id}/activationLink`);
+    expect(link.status, link.text).to.equal(200);
+    const activateToken = new URL(link.text).searchParams.get('activateToken') as string;
+    const password = `pw-${unique('x')}`;
+    ok(await this.anonymous().post('/api/noauth/activate', { activateToken, password }));
+    return { tenantId: tenant.id.id, email, password, admin: await this.login(email, password) };
+  }
+
+  /** How many rows of `table` have `column = value`, read past the engine. */
+  async countRows(table: string, column: string, value: string): Promise<number> {
+    if (this.databaseUrl) {
+      const client = new pg.Client({ connectionString: this.databaseUrl });
+      await client.connect();
+      try {
+        return Number((await client.query(`SELECT count(*) AS n FROM ${table} WHERE ${column}::text = $1`, [value])).rows[0].n);
+      } finally {
+        await client.end();
+      }
+    }
+    const db = new Database(path.join(this.dataDir, 'ota.sqlite'), { readonly: true, fileMustExist: true });
+    try {
+      return (db.prepare(`SELECT count(*) AS n FROM ${table} WHERE ${column} = ?`).get(value) as { n: number }).n;
+    } finally {
+      db.close();
+    }
   }
 
   get blobsDir(): string {

@@ -7,6 +7,7 @@ import type { CoapResponse } from '../../server/transports/coap/client';
 import { encodeBlock } from '../../server/transports/coap/block-wise';
 import { Code, type Peer, type Reply } from '../../server/transports/coap/messages';
 import { optionOf, RawPeer, uintOf, uriOptions } from '../support/coap-clients';
+import { realTimers } from '../../server/timers';
 
 /** Bytes that differ from block to block, so a block out of place shows. */
 const pattern = (size: number): Buffer => Buffer.from(Array.from({ length: size }, (_, i) => (i * 7 + (i >> 8)) & 0xff));
@@ -202,6 +203,48 @@ describe('CoAP endpoint', function () {
       const req = await rude.next();
       rude.send({ code: '0.00', reset: true, messageId: req.messageId, token: Buffer.alloc(0) });
       expect(await outcome).to.match(/reset/);
+    });
+  });
+
+  describe('server role: replies answered at once (the block path)', function () {
+    it('sends a reply the handler answers at once without arming the piggyback timer', async () => {
+      let timersArmed = 0;
+      const timers = { ...realTimers, setTimeout: (fn: () => void, ms: number) => (timersArmed++, realTimers.setTimeout(fn, ms)) };
+      const ep = new CoapEndpoint({ port: 0, host: '127.0.0.1' }, () => ({ code: Code.CONTENT, payload: Buffer.from('now') }), timers);
+      endpoints.push(ep);
+      const p = await RawPeer.open((await ep.start()).port);
+      rawPeers.push(p);
+      p.send({ code: 'GET', confirmable: true, messageId: 7, token: Buffer.from([1]), options: uriOptions('/r') });
+      const answer = await p.next();
+      expect([answer.code, answer.ack, answer.messageId, answer.payload.toString()]).to.deep.equal(['2.05', true, 7, 'now']);
+      expect(timersArmed).to.equal(0);
+      expect(ep.load.exchanges).to.equal(0);
+    });
+
+    it('serves a retransmitted GET again rather than remembering its answer, and a POST once [RFC 7252 §4.5]', async () => {
+      const served: string[] = [];
+      const { ep, port } = await endpoint((req) => (served.push(req.code), { code: req.code === '0.01' ? Code.CONTENT : Code.CHANGED }));
+      const p = await RawPeer.open(port);
+      rawPeers.push(p);
+      for (const code of ['GET', 'GET', 'POST', 'POST'] as const) {
+        p.send({ code, confirmable: true, messageId: code === 'GET' ? 1 : 2, token: Buffer.from([3]), options: uriOptions('/r') });
+        expect((await p.next()).code).to.equal(code === 'GET' ? '2.05' : '2.04');
+      }
+      expect(served).to.deep.equal(['0.01', '0.01', '0.02']);
+      expect(ep.load.dedup).to.equal(1);
+    });
+
+    it('answers 5.00 when the handler throws at once, and goes on serving', async () => {
+      const { port } = await endpoint((req) => {
+        if (req.path[0] === 'bad') throw new Error('broken');
+        return { code: Code.CONTENT };
+      });
+      const p = await RawPeer.open(port);
+      rawPeers.push(p);
+      p.send({ code: 'GET', confirmable: true, messageId: 1, token: Buffer.alloc(0), options: uriOptions('/bad') });
+      expect((await p.next()).code).to.equal('5.00');
+      p.send({ code: 'GET', confirmable: true, messageId: 2, token: Buffer.alloc(0), options: uriOptions('/good') });
+      expect((await p.next()).code).to.equal('2.05');
     });
   });
 

@@ -16,6 +16,7 @@ import type { OtaPackage } from '../../server/store/ota-packages';
 import type { UplinkEvent } from '../../server/pipeline/uplink';
 import { coapObserve, coapRequest, libcoap, optionOf, RawPeer, uintOf, uriOptions, type CoapResponse } from '../support/coap-clients';
 import { useHarness } from './pipeline-support';
+import { eventually } from '../support/eventually';
 
 /** A package of `size` bytes that differ from block to block, so a block out of place shows. */
 function image(size: number, seed = 1): Buffer {
@@ -535,6 +536,139 @@ describe('CoAP transport', function () {
       expect(transport.observers).to.equal(1);
     });
 
+    it("retransmits confirmable notifications through the endpoint's message layer, one in flight per observer", async () => {
+      const timers = harness().timers;
+      await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
+      const p = await peer();
+      p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 1,
+        token: Buffer.from('core'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
+      await p.next();
+      expect(transport.load.retransmitting).to.equal(0);
+      transport.deliver(notification({ a: 1 }));
+      transport.deliver(notification({ b: 2 }));
+      transport.deliver(notification({ c: 3 }));
+      const one = await p.next();
+      expect(transport.load.retransmitting, "the first one, in the core's retransmission").to.equal(1);
+      expect(p.queued, 'the others wait behind it').to.equal(0);
+      p.send({ code: '0.00', ack: true, messageId: one.messageId });
+      const two = await p.next();
+      expect(JSON.parse(two.payload.toString()), 'the two waiting, as one').to.deep.equal({ b: 2, c: 3 });
+      expect(transport.load.retransmitting).to.equal(1);
+      p.send({ code: '0.00', ack: true, messageId: two.messageId });
+      await eventually(() => transport.load.retransmitting === 0, 'the ACK taken');
+      expect(p.queued).to.equal(0);
+    });
+
+    it('replaces an unacknowledged notification at its retransmission by a newer one carrying both updates, which takes over its counter and timeout [RFC 7641 §4.5.2]', async () => {
+      const timers = harness().timers;
+      await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
+      const p = await peer();
+      p.send({ code: 'GET', confirmable: true, messageId: 1, token: Buffer.from('new'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      await p.next();
+      transport.deliver(notification({ fw_title: 'a', fw_version: '1' }));
+      const old = await p.next();
+      await timers.advance(1000);
+      const again = await p.next();
+      expect(again.messageId, 'nothing newer yet: the same message again').to.equal(old.messageId);
+      transport.deliver(notification({ fw_version: '2', fw_size: 10 }));
+      transport.deliver(notification({}, ['fw_size']));
+      expect(p.queued, 'nothing before the retransmission is due').to.equal(0);
+      await timers.advance(1999);
+      expect(p.queued).to.equal(0);
+      await timers.advance(1);
+      const newer = await p.next();
+      expect(newer.messageId, 'a message of its own').to.not.equal(old.messageId);
+      expect(uintOf(optionOf(newer, 'Observe'))).to.be.greaterThan(uintOf(optionOf(old, 'Observe')) as number);
+      expect(JSON.parse(newer.payload.toString()), 'the replaced keys and every change since').to.deep.equal({ fw_title: 'a', fw_version: '2', deleted: ['fw_size'] });
+      // The old message is not sent again; the newer one is, on the old one's schedule (4 s, then 8 s).
+      await timers.advance(3999);
+      expect(p.queued).to.equal(0);
+      await timers.advance(1);
+      expect((await p.next()).messageId).to.equal(newer.messageId);
+      p.send({ code: '0.00', ack: true, messageId: old.messageId });
+      await timers.advance(7999);
+      expect(p.queued, 'an ACK of the replaced message ends nothing').to.equal(0);
+      p.send({ code: '0.00', ack: true, messageId: newer.messageId });
+      await eventually(() => transport.load.retransmitting === 0, 'the ACK taken');
+      await timers.advance(60_000);
+      expect(p.queued).to.equal(0);
+      expect(transport.observers).to.equal(1);
+    });
+
+    it('ends the observation when a notification and its replacements go unanswered MAX_RETRANSMIT times in all', async () => {
+      const timers = harness().timers;
+      await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 2 }, timers);
+      const p = await peer();
+      p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 1,
+        token: Buffer.from('gone'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
+      await p.next();
+      transport.deliver(notification({ n: 1 }));
+      const first = await p.next();
+      transport.deliver(notification({ n: 2 }));
+      await timers.advance(1000);
+      const second = await p.next();
+      expect(second.messageId).to.not.equal(first.messageId);
+      transport.deliver(notification({ n: 3 }));
+      await timers.advance(2000);
+      const third = await p.next();
+      expect(JSON.parse(third.payload.toString())).to.deep.equal({ n: 3 });
+      const gone = observersBecome(0);
+      await timers.advance(4000);
+      await gone;
+      expect(transport.load.retransmitting).to.equal(0);
+    });
+
+    it('is cancelled by a RST to the replacement notification', async () => {
+      const timers = harness().timers;
+      await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
+      const p = await peer();
+      p.send({
+        code: 'GET',
+        confirmable: true,
+        messageId: 1,
+        token: Buffer.from('rst2'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
+      await p.next();
+      transport.deliver(notification({ n: 1 }));
+      await p.next();
+      transport.deliver(notification({ n: 2 }));
+      await timers.advance(1000);
+      const newer = await p.next();
+      const gone = observersBecome(0);
+      p.send({ code: '0.00', reset: true, messageId: newer.messageId });
+      await gone;
+      expect(transport.load.retransmitting).to.equal(0);
+    });
+
+    it('stops retransmitting the notification of an observation cancelled meanwhile', async () => {
+      const timers = harness().timers;
+      await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
+      const p = await peer();
+      const token = Buffer.from('bye');
+      p.send({ code: 'GET', confirmable: true, messageId: 1, token, options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      await p.next();
+      transport.deliver(notification({ n: 1 }));
+      await p.next();
+      expect(transport.load.retransmitting).to.equal(1);
+      p.send({ code: 'GET', confirmable: true, messageId: 2, token, options: [{ name: 'Observe', value: Buffer.from([1]) }, ...uriOptions(api('attributes'))] });
+      await p.next();
+      expect(transport.observers).to.equal(0);
+      expect(transport.load.retransmitting).to.equal(0);
+      await timers.advance(60_000);
+      expect(p.queued).to.equal(0);
+    });
+
     it('ends observations of a deleted device with a 4.04 notification, without Observe [RFC 7641 §3.2]', async () => {
       const h = harness();
       const p = await peer();
@@ -551,6 +685,25 @@ describe('CoAP transport', function () {
       const last = await p.next();
       expect(last.code).to.equal('4.04');
       expect(last.token.toString()).to.equal('del');
+      expect(optionOf(last, 'Observe')).to.equal(undefined);
+      await gone;
+    });
+
+    it('ends observations of a device another instance deleted or re-keyed (deviceRevoked, heard on the cluster bus)', async () => {
+      const h = harness();
+      const p = await peer();
+      p.send({
+        code: 'GET',
+        confirmable: false,
+        messageId: 13,
+        token: Buffer.from('rev'),
+        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
+      });
+      await p.next();
+      const gone = observersBecome(0);
+      h.engine.events.emit('deviceRevoked', { tenantId: h.tenantId, deviceId: device.id, reason: 'credentials-changed' });
+      const last = await p.next();
+      expect(last.token.toString()).to.equal('rev');
       expect(optionOf(last, 'Observe')).to.equal(undefined);
       await gone;
     });

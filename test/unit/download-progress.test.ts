@@ -5,7 +5,14 @@ import { MqttTransport } from '../../server/transports/mqtt/mqtt-transport';
 import { MqttDevice } from '../support/mqtt-clients';
 import { ApiHarness, ok, unique } from '../support/api-harness';
 import { useHarness } from './pipeline-support';
-import type { DeviceId } from '../../server/ids';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { DeviceId, OtaPackageId, TenantId } from '../../server/ids';
+import { DownloadProgress } from '../../server/fleet/download-progress';
+import { EngineEvents } from '../../server/events';
+import { openStore } from '../../server/store/open-store';
+import { quietLogger } from './pipeline-support';
 
 interface ProgressBody {
   FIRMWARE: { packageId: string; servedBytes: number; size: number; percent: number; ts: number } | null;
@@ -102,6 +109,53 @@ describe('download progress seen from the server (issue 14)', () => {
     });
   });
 
+  describe('kept in the store', () => {
+    it('writes the bytes of many chunks and devices in one transaction, and a restart keeps them', async () => {
+      const dataDir = await mkdtemp(path.join(tmpdir(), 'ota-progress-'));
+      try {
+        let h = await ApiHarness.start({ dataDir });
+        const profile = await h.admin.createProfile();
+        const pkg = await h.admin.createPackageWithData({ deviceProfileId: profile.id.id, title: unique('kept'), version: '1.0.0' }, randomBytes(10_000));
+        const devices = [];
+        for (let i = 0; i < 3; i++) devices.push(await h.admin.createDevice({ name: unique('dev'), deviceProfileId: profile.id, firmwareId: pkg.id }));
+        const tenantId = devices[0]!.tenantId.id as TenantId;
+        await h.close();
+
+        const store = await openStore({ dataDir, databaseUrl: h.databaseUrl });
+        let transactions = 0;
+        const counting = { downloads: store.downloads, transaction: <T>(work: Parameters<typeof store.transaction<T>>[0]) => (transactions++, store.transaction(work)) };
+        const progress = new DownloadProgress(new EngineEvents(), counting, { maxPending: 1000, flushMs: 60_000 }, quietLogger);
+        try {
+          // 100 chunks of 100 bytes to each device, the first 20 asked for twice (a resumed download).
+          for (const d of devices)
+            for (let c = 0; c < 100; c++) progress.served(tenantId, d.id.id as DeviceId, 'FIRMWARE', pkg.id.id as OtaPackageId, 10_000, c * 100, c * 100 + 100, 1000 + c);
+          for (const d of devices)
+            for (let c = 0; c < 20; c++) progress.served(tenantId, d.id.id as DeviceId, 'FIRMWARE', pkg.id.id as OtaPackageId, 10_000, c * 100, c * 100 + 100, 2000);
+          await progress.flush();
+          expect(transactions).to.equal(1);
+          expect(await progress.fleet(tenantId)).to.deep.equal({ devices: 3, servedBytes: 30_000, packageBytes: 30_000, ratio: 1 });
+          // Bytes sent again after the write merge with what is stored.
+          progress.served(tenantId, devices[0]!.id.id as DeviceId, 'FIRMWARE', pkg.id.id as OtaPackageId, 10_000, 0, 5000, 3000);
+          expect(await progress.of(tenantId, devices[0]!.id.id as DeviceId, 'FIRMWARE')).to.deep.include({ servedBytes: 10_000, percent: 100, ts: 3000 });
+          expect(transactions).to.equal(2);
+        } finally {
+          await progress.close();
+          await store.close();
+        }
+
+        h = await ApiHarness.start({ dataDir });
+        try {
+          const body = ok<ProgressBody>(await h.admin.get(`/api/ota/device/${devices[1]!.id.id}/downloadProgress`));
+          expect(body.FIRMWARE).to.include({ packageId: pkg.id.id, servedBytes: 10_000, percent: 100 });
+        } finally {
+          await h.close();
+        }
+      } finally {
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    });
+  });
+
   describe('over MQTT chunks', () => {
     const harness = useHarness();
 
@@ -119,15 +173,15 @@ describe('download progress seen from the server (issue 14)', () => {
         await d.ask('v2/fw/request/1/chunk/0', '4000', 'v2/fw/response/1/chunk/0');
         await d.ask('v2/fw/request/1/chunk/1', '4000', 'v2/fw/response/1/chunk/1');
         await d.ask('v2/fw/request/2/chunk/1', '4000', 'v2/fw/response/2/chunk/1');
-        const seen = h.engine.downloads.of(h.tenantId, device.id as DeviceId, 'FIRMWARE');
+        const seen = await h.engine.downloads.of(h.tenantId, device.id as DeviceId, 'FIRMWARE');
         expect(seen).to.include({ packageId: pkg.id, servedBytes: 8000, size: 10_000, percent: 80 });
         await d.ask('v2/fw/request/3/chunk/2', '4000', 'v2/fw/response/3/chunk/2');
-        expect(h.engine.downloads.of(h.tenantId, device.id as DeviceId, 'FIRMWARE')).to.include({ servedBytes: 10_000, percent: 100 });
+        expect(await h.engine.downloads.of(h.tenantId, device.id as DeviceId, 'FIRMWARE')).to.include({ servedBytes: 10_000, percent: 100 });
 
         const next = await h.binaryPackage(profile, { title: 'mqtt-fw', version: '2.0.0', bytes: randomBytes(5000) });
         await h.setDevicePackage(device, 'FIRMWARE', next.id);
         await d.ask('v2/fw/request/4/chunk/0', '1000', 'v2/fw/response/4/chunk/0');
-        expect(h.engine.downloads.of(h.tenantId, device.id as DeviceId, 'FIRMWARE')).to.include({ packageId: next.id, servedBytes: 1000, percent: 20 });
+        expect(await h.engine.downloads.of(h.tenantId, device.id as DeviceId, 'FIRMWARE')).to.include({ packageId: next.id, servedBytes: 1000, percent: 20 });
       } finally {
         d.client.end(true);
         await transport.stop();

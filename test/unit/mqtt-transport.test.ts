@@ -224,6 +224,18 @@ describe('MQTT transport', function () {
       expect(transport.connections).to.equal(0);
     });
 
+    it('closes the connections of a device another instance deleted or re-keyed (deviceRevoked, heard on the cluster bus)', async () => {
+      for (const reason of ['credentials-changed', 'device-deleted'] as const) {
+        const a = await connect(device.accessToken, 5);
+        const gone = nextEvent(transport, 'disconnect');
+        h.engine.events.emit('deviceRevoked', { tenantId: device.tenantId, deviceId: device.id, reason });
+        expect(await gone).to.include({ deviceId: device.id, reason });
+        await a.closed;
+        expect((a.disconnect as IDisconnectPacket | null)?.reasonCode).to.equal(0x98);
+      }
+      expect(transport.connections).to.equal(0);
+    });
+
     it('keeps the connection of a device that is renamed, and reports the new name', async () => {
       const a = await connect();
       await h.updateDevice(device, { name: 'thermo-renamed' });

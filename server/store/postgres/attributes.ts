@@ -17,6 +17,16 @@ export class PgAttributeRepository implements AttributeRepository {
     );
   }
 
+  /** One statement: the row lock of the conflicting insert makes a racing second claim see the first's value. */
+  async claim(deviceId: DeviceId, scope: AttributeScope, key: string, value: AttributeValue, ts: number): Promise<boolean> {
+    const changed = await this.sql.query(
+      `INSERT INTO attributes (device_id, scope, key, value, ts) VALUES ($1, $2, $3, $4::jsonb, $5)
+       ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts WHERE attributes.value IS DISTINCT FROM excluded.value RETURNING 1`,
+      [deviceId, scope, key, JSON.stringify(value), ts],
+    );
+    return changed.rowCount === 1;
+  }
+
   async delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]> {
     if (keys.length === 0) return [];
     const gone = new Set(

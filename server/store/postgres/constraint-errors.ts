@@ -12,6 +12,7 @@ const MESSAGES: Record<string, string> = {
   device_profiles_default: 'Another default device profile is present in scope of current tenant!',
   ota_packages_tenant_title_version: 'OtaPackage with such title and version already exists!',
   users_email: 'User with such email already exists!',
+  tenant_profiles_name: 'Tenant profile with such name already exists!',
 };
 
 /** PostgreSQL's SQLSTATE for unique_violation. */

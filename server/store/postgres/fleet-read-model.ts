@@ -27,6 +27,16 @@ const numbered = (sql: string): string => {
 
 const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
 
+/** Any number, the same on every instance: one instance folds the count deltas at a time. */
+const FOLD_LOCK = 0x07a_0003;
+
+/** The kept counts and the deltas not folded yet, of one tenant (`$n`) or every tenant (null). */
+const countsOf = (tenant: string | null): string => {
+  const where = tenant ? `WHERE tenant_id = ${tenant}` : '';
+  const columns = 'tenant_id, type, package_id, profile_id, state, devices, on_target';
+  return `SELECT ${columns} FROM ota_fleet_counts ${where} UNION ALL SELECT ${columns} FROM ota_fleet_count_deltas ${where}`;
+};
+
 /** The dashboard's and /metrics' read models on PostgreSQL; answers as the SQLite ones do. */
 export class PgFleetReadModel implements FleetReadModel {
   constructor(private readonly sql: Sql) {}
@@ -62,47 +72,66 @@ export class PgFleetReadModel implements FleetReadModel {
     return out;
   }
 
+  // The counts below read ota_fleet_counts plus the deltas not folded into it yet (migration 10):
+  // a few rows per package and profile and the last moments' changes, whatever the size of the fleet.
+
+  /**
+   * Folds the deltas the triggers appended into the counts, in one statement. One instance folds at
+   * a time (the others skip it: their read adds the deltas still there); deltas of transactions
+   * not committed yet are not visible, so they stay for the next fold.
+   */
+  private async fold(): Promise<void> {
+    await this.sql.query(
+      `WITH go AS (SELECT pg_try_advisory_xact_lock(${FOLD_LOCK}) AS got),
+       moved AS (DELETE FROM ota_fleet_count_deltas WHERE (SELECT got FROM go) RETURNING *)
+       INSERT INTO ota_fleet_counts (tenant_id, type, package_id, profile_id, state, devices, on_target)
+         SELECT tenant_id, type, package_id, profile_id, state, sum(devices), sum(on_target) FROM moved
+         GROUP BY tenant_id, type, package_id, profile_id, state
+       ON CONFLICT (tenant_id, package_id, profile_id, type, state)
+         DO UPDATE SET devices = ota_fleet_counts.devices + excluded.devices, on_target = ota_fleet_counts.on_target + excluded.on_target`,
+    );
+  }
+
   async distribution(tenantId: TenantId): Promise<Record<OtaPackageType, StateCounts>> {
+    await this.fold();
     const r = await this.sql.query<{ type: OtaPackageType; state: string | null; n: number }>(
-      'SELECT type, state, count(*) AS n FROM ota_states WHERE tenant_id = $1 AND target_package_id IS NOT NULL GROUP BY type, state',
+      `SELECT type, nullif(state, '') AS state, sum(devices) AS n FROM (${countsOf('$1')}) c GROUP BY type, state`,
       [tenantId],
     );
     return distributionOf(r.rows);
   }
 
-  /**
-   * Grouped in the database: PostgreSQL counts on its own time, not the event loop's. The package
-   * counts skip the devices (every state's device exists: a foreign key), halving the work.
-   */
   async counts(tenantId: TenantId, groupBy: 'package' | 'profile'): Promise<FleetGroupCounts[]> {
-    const key = groupBy === 'package' ? 's.target_package_id' : 'd.device_profile_id';
+    await this.fold();
+    const key = groupBy === 'package' ? 'c.package_id' : 'c.profile_id';
+    // As a join of every targeted device would: a package deleted meanwhile counts no more.
     const label = groupBy === 'package' ? 'min(p.title) AS title, min(p.version) AS version' : "min(dp.name) AS title, '' AS version";
+    const join = groupBy === 'package' ? '' : 'JOIN device_profiles dp ON dp.id = c.profile_id';
     const r = await this.sql.query<{ key: string; type: OtaPackageType; title: string; version: string } & Record<keyof FleetCounts, number | null>>(
-      `SELECT ${key} AS key, s.type AS type, ${label},
-         count(*) AS targeted,
-         count(*) FILTER (WHERE s.state IN (${list(PENDING_STATES)})) AS pending,
-         count(*) FILTER (WHERE s.state IN (${list(IN_PROGRESS_STATES)})) AS "inProgress",
-         count(*) FILTER (WHERE s.state = 'UPDATED') AS updated,
-         count(*) FILTER (WHERE s.state = 'FAILED') AS failed,
-         count(*) FILTER (WHERE s.current_title = p.title AND s.current_version = p.version) AS "onTarget"
-       FROM ota_states s
-       JOIN ota_packages p ON p.id = s.target_package_id
-       ${groupBy === 'package' ? '' : 'JOIN devices d ON d.id = s.device_id JOIN device_profiles dp ON dp.id = d.device_profile_id'}
-       WHERE s.tenant_id = $1 AND s.target_package_id IS NOT NULL
-       GROUP BY ${key}, s.type ORDER BY ${key}, s.type`,
+      `SELECT ${key} AS key, c.type AS type, ${label},
+         sum(c.devices) AS targeted,
+         coalesce(sum(c.devices) FILTER (WHERE c.state IN (${list(PENDING_STATES)})), 0) AS pending,
+         coalesce(sum(c.devices) FILTER (WHERE c.state IN (${list(IN_PROGRESS_STATES)})), 0) AS "inProgress",
+         coalesce(sum(c.devices) FILTER (WHERE c.state = 'UPDATED'), 0) AS updated,
+         coalesce(sum(c.devices) FILTER (WHERE c.state = 'FAILED'), 0) AS failed,
+         sum(c.on_target) AS "onTarget"
+       FROM (${countsOf('$1')}) c JOIN ota_packages p ON p.id = c.package_id ${join}
+       GROUP BY ${key}, c.type HAVING sum(c.devices) > 0 ORDER BY ${key}, c.type`,
       [tenantId],
     );
     return r.rows.map(groupCounts);
   }
 
   async tenantIds(): Promise<TenantId[]> {
-    return (await this.sql.query<{ id: TenantId }>('SELECT id FROM tenants ORDER BY id')).rows.map((r) => r.id);
+    // Not the system tenant: it owns no fleet.
+    return (await this.sql.query<{ id: TenantId }>("SELECT id FROM tenants WHERE id <> '13814000-1dd2-11b2-8080-808080808080' ORDER BY id")).rows.map((r) => r.id);
   }
 
   async stateTotals(): Promise<StateTotal[]> {
+    await this.fold();
     const r = await this.sql.query<StateTotal>(
-      `SELECT tenant_id AS "tenantId", type, coalesce(state, 'NONE') AS state, count(*) AS devices FROM ota_states
-       WHERE target_package_id IS NOT NULL GROUP BY tenant_id, type, state`,
+      `SELECT tenant_id AS "tenantId", type, CASE state WHEN '' THEN 'NONE' ELSE state END AS state, sum(devices) AS devices FROM (${countsOf(null)}) c
+       GROUP BY tenant_id, type, state HAVING sum(devices) > 0`,
     );
     return r.rows;
   }
@@ -115,16 +144,17 @@ export class PgFleetReadModel implements FleetReadModel {
     return (await this.sql.query<{ seq: number | null }>('SELECT max(seq) AS seq FROM ota_state_changes')).rows[0]?.seq ?? 0;
   }
 
-  async changesAfter(seq: number, limit: number): Promise<StateChangeEntry[]> {
-    const r = await this.sql.query<{ seq: number; tenant_id: TenantId; device_id: DeviceId }>(
-      'SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > $1 ORDER BY seq LIMIT $2',
-      [seq, limit],
+  async changesAfter(seq: number, limit: number, missing: readonly number[] = []): Promise<StateChangeEntry[]> {
+    const r = await this.sql.query<{ seq: string; tenant_id: TenantId; device_id: DeviceId }>(
+      `(SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > $1 ORDER BY seq LIMIT $2)
+       UNION ALL (SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq = ANY($3::bigint[]) ORDER BY seq)`,
+      [seq, limit, missing],
     );
-    return r.rows.map((c) => ({ seq: c.seq, tenantId: c.tenant_id, deviceId: c.device_id }));
+    return r.rows.map((c) => ({ seq: Number(c.seq), tenantId: c.tenant_id, deviceId: c.device_id }));
   }
 
-  async forgetChanges(upToSeq: number): Promise<void> {
-    await this.sql.query('DELETE FROM ota_state_changes WHERE seq <= $1', [upToSeq]);
+  async pruneChanges(keep: number): Promise<void> {
+    await this.sql.query('DELETE FROM ota_state_changes WHERE seq <= (SELECT max(seq) FROM ota_state_changes) - $1', [keep]);
   }
 
   async recordSnapshot(tenantId: TenantId, ts: number, distribution: Record<OtaPackageType, StateCounts>): Promise<void> {

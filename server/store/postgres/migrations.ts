@@ -278,7 +278,150 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   },
   {
     version: 9,
-    description: 'rollouts: a package sent to a target in waves, and each device’s part in one (SQLite migration 9)',
+    description: 'tenants and users as ThingsBoard has them: the system tenant, tenant profiles, tenant and user details, activation tokens (SQLite migration 9)',
+    sql: `
+      INSERT INTO tenants (id, title, created_time) VALUES ('13814000-1dd2-11b2-8080-808080808080', 'System', 0) ON CONFLICT DO NOTHING;
+      CREATE TABLE tenant_profiles (
+        id           uuid PRIMARY KEY,
+        name         text COLLATE "C" NOT NULL,
+        description  text,
+        is_default   boolean NOT NULL DEFAULT false,
+        profile_data jsonb NOT NULL DEFAULT '{}',
+        created_time bigint NOT NULL,
+        CONSTRAINT tenant_profiles_name UNIQUE (name)
+      );
+      ALTER TABLE tenants ADD COLUMN tenant_profile_id uuid REFERENCES tenant_profiles(id);
+      ALTER TABLE tenants ADD COLUMN extra jsonb NOT NULL DEFAULT '{}';
+      ALTER TABLE users ADD COLUMN extra jsonb NOT NULL DEFAULT '{}';
+      ALTER TABLE users ADD COLUMN activate_token text;
+      CREATE UNIQUE INDEX users_activate_token ON users (activate_token);
+      CREATE INDEX users_tenant ON users (tenant_id, created_time);
+      `,
+  },
+  {
+    version: 10,
+    description: 'download progress in the store: every instance adds to one figure per device, and a restart keeps it (SQLite migration 10)',
+    sql: `
+      CREATE TABLE download_progress (
+        device_id    uuid NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        type         text NOT NULL,
+        tenant_id    uuid NOT NULL,
+        package_id   uuid NOT NULL,
+        size         bigint NOT NULL,
+        served_bytes bigint NOT NULL,
+        ranges       jsonb NOT NULL,
+        ts           bigint NOT NULL,
+        PRIMARY KEY (device_id, type)
+      );
+      CREATE INDEX download_progress_tenant ON download_progress(tenant_id);
+    `,
+  },
+  {
+    version: 11,
+    description: 'fleet counts kept by triggers, as deltas folded into a few rows: /metrics and the dashboard stop grouping every targeted device',
+    sql: `
+      -- Targeted devices per tenant, type, target package, profile and state ('' = no state yet), and
+      -- how many already run the target (SQLite migration 7 keeps the same table). Grouping every
+      -- targeted device took 46-212 ms at 50,000. Here the triggers append deltas instead of updating
+      -- the counts: every instance's transactions write states at once, and a counter row updated
+      -- by all of them would serialise them (and deadlock them, in different orders). A reader folds
+      -- the deltas into the counts now and then (one at a time, under an advisory lock) and reads
+      -- counts plus the deltas not folded yet.
+      CREATE TABLE ota_fleet_counts (
+        tenant_id  uuid NOT NULL,
+        type       text NOT NULL,
+        package_id uuid NOT NULL,
+        profile_id uuid NOT NULL,
+        state      text NOT NULL,
+        devices    integer NOT NULL,
+        on_target  integer NOT NULL,
+        PRIMARY KEY (tenant_id, package_id, profile_id, type, state)
+      );
+      CREATE TABLE ota_fleet_count_deltas (
+        tenant_id  uuid NOT NULL,
+        type       text NOT NULL,
+        package_id uuid NOT NULL,
+        profile_id uuid NOT NULL,
+        state      text NOT NULL,
+        devices    integer NOT NULL,
+        on_target  integer NOT NULL
+      );
+      CREATE INDEX ota_fleet_count_deltas_tenant ON ota_fleet_count_deltas(tenant_id);
+      INSERT INTO ota_fleet_counts (tenant_id, type, package_id, profile_id, state, devices, on_target)
+        SELECT s.tenant_id, s.type, s.target_package_id, d.device_profile_id, coalesce(s.state, ''), count(*),
+               count(*) FILTER (WHERE s.current_title = p.title AND s.current_version = p.version)
+        FROM ota_states s JOIN devices d ON d.id = s.device_id LEFT JOIN ota_packages p ON p.id = s.target_package_id
+        WHERE s.target_package_id IS NOT NULL
+        GROUP BY s.tenant_id, s.type, s.target_package_id, d.device_profile_id, coalesce(s.state, '');
+
+      -- A state row leaves its old group and joins its new one.
+      CREATE FUNCTION ota_fleet_count_state() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF TG_OP <> 'INSERT' AND OLD.target_package_id IS NOT NULL THEN
+          INSERT INTO ota_fleet_count_deltas (tenant_id, type, package_id, profile_id, state, devices, on_target)
+            SELECT OLD.tenant_id, OLD.type, OLD.target_package_id, d.device_profile_id, coalesce(OLD.state, ''), -1,
+                   -coalesce((SELECT (OLD.current_title = p.title AND OLD.current_version = p.version)::int FROM ota_packages p WHERE p.id = OLD.target_package_id), 0)
+            FROM devices d WHERE d.id = OLD.device_id;
+        END IF;
+        IF TG_OP <> 'DELETE' AND NEW.target_package_id IS NOT NULL THEN
+          INSERT INTO ota_fleet_count_deltas (tenant_id, type, package_id, profile_id, state, devices, on_target)
+            SELECT NEW.tenant_id, NEW.type, NEW.target_package_id, d.device_profile_id, coalesce(NEW.state, ''), 1,
+                   coalesce((SELECT (NEW.current_title = p.title AND NEW.current_version = p.version)::int FROM ota_packages p WHERE p.id = NEW.target_package_id), 0)
+            FROM devices d WHERE d.id = NEW.device_id;
+        END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER ota_fleet_counts_inserted AFTER INSERT ON ota_states FOR EACH ROW EXECUTE FUNCTION ota_fleet_count_state();
+      CREATE TRIGGER ota_fleet_counts_deleted AFTER DELETE ON ota_states FOR EACH ROW EXECUTE FUNCTION ota_fleet_count_state();
+      CREATE TRIGGER ota_fleet_counts_updated AFTER UPDATE ON ota_states FOR EACH ROW
+        WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.target_package_id IS DISTINCT FROM NEW.target_package_id
+          OR OLD.current_title IS DISTINCT FROM NEW.current_title OR OLD.current_version IS DISTINCT FROM NEW.current_version)
+        EXECUTE FUNCTION ota_fleet_count_state();
+
+      -- A deleted device's states go first, while the device still says which profile they count
+      -- under (the foreign key's cascade would run after the device is gone).
+      CREATE FUNCTION ota_fleet_count_device_deleting() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        DELETE FROM ota_states WHERE device_id = OLD.id;
+        RETURN OLD;
+      END $$;
+      CREATE TRIGGER ota_fleet_counts_device_deleting BEFORE DELETE ON devices FOR EACH ROW EXECUTE FUNCTION ota_fleet_count_device_deleting();
+
+      -- A device moved to another profile takes its counts with it.
+      CREATE FUNCTION ota_fleet_count_device_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO ota_fleet_count_deltas (tenant_id, type, package_id, profile_id, state, devices, on_target)
+          SELECT s.tenant_id, s.type, s.target_package_id, m.profile_id, coalesce(s.state, ''), m.sign,
+                 m.sign * coalesce((s.current_title = p.title AND s.current_version = p.version)::int, 0)
+          FROM ota_states s LEFT JOIN ota_packages p ON p.id = s.target_package_id
+          CROSS JOIN (VALUES (OLD.device_profile_id, -1), (NEW.device_profile_id, 1)) AS m(profile_id, sign)
+          WHERE s.device_id = NEW.id AND s.target_package_id IS NOT NULL;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER ota_fleet_counts_device_moved AFTER UPDATE OF device_profile_id ON devices FOR EACH ROW
+        WHEN (OLD.device_profile_id IS DISTINCT FROM NEW.device_profile_id)
+        EXECUTE FUNCTION ota_fleet_count_device_moved();
+
+      -- A package whose title or version changes: which devices run it is counted again (rare).
+      CREATE FUNCTION ota_fleet_count_package_renamed() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO ota_fleet_count_deltas (tenant_id, type, package_id, profile_id, state, devices, on_target)
+          SELECT s.tenant_id, s.type, NEW.id, d.device_profile_id, coalesce(s.state, ''), 0,
+                 sum(coalesce((s.current_title = NEW.title AND s.current_version = NEW.version)::int, 0)
+                   - coalesce((s.current_title = OLD.title AND s.current_version = OLD.version)::int, 0))
+          FROM ota_states s JOIN devices d ON d.id = s.device_id
+          WHERE s.target_package_id = NEW.id
+          GROUP BY s.tenant_id, s.type, d.device_profile_id, coalesce(s.state, '');
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER ota_fleet_counts_package_renamed AFTER UPDATE OF title, version ON ota_packages FOR EACH ROW
+        WHEN (OLD.title IS DISTINCT FROM NEW.title OR OLD.version IS DISTINCT FROM NEW.version)
+        EXECUTE FUNCTION ota_fleet_count_package_renamed();
+    `,
+  },
+  {
+    version: 12,
+    description: 'rollouts: a package sent to a target in waves, and each device’s part in one (SQLite migration 11)',
     sql: `
       CREATE TABLE rollouts (
         id            uuid PRIMARY KEY,

@@ -5,6 +5,7 @@ import type { Repositories, Store } from '../store';
 import { PgAttributeRepository } from './attributes';
 import { PgDeviceProfileRepository } from './device-profiles';
 import { PgDeviceRepository } from './devices';
+import { PgDownloadProgressRepository } from './download-progress';
 import { PgNotifyQueueRepository } from './notify-queue';
 import { PgOtaPackageRepository } from './ota-packages';
 import { PgOtaStateRepository } from './ota-states';
@@ -38,6 +39,7 @@ function repositoriesOn(sql: Sql): Repositories {
     signingKeys: new PgSigningKeyRepository(sql),
     policies: new PgTenantPolicyRepository(sql),
     reportedVersions: new PgReportedVersionRepository(sql),
+    downloads: new PgDownloadProgressRepository(sql),
     rollouts: new PgRolloutRepository(sql),
   };
 }
@@ -76,6 +78,7 @@ export class PgStore implements Store {
   readonly signingKeys: Repositories['signingKeys'];
   readonly policies: Repositories['policies'];
   readonly reportedVersions: Repositories['reportedVersions'];
+  readonly downloads: Repositories['downloads'];
   readonly rollouts: Repositories['rollouts'];
   /** The end of the last transaction started: this instance runs its transactions one at a time. */
   private tail: Promise<unknown> = Promise.resolve();
@@ -100,6 +103,7 @@ export class PgStore implements Store {
     this.signingKeys = r.signingKeys;
     this.policies = r.policies;
     this.reportedVersions = r.reportedVersions;
+    this.downloads = r.downloads;
     this.rollouts = r.rollouts;
   }
 

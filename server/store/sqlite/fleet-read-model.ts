@@ -40,9 +40,67 @@ export class SqliteFleetReadModel implements FleetReadModel {
       if (!pkg) return toPage([], 0, link);
       packageType = pkg.type;
     }
+    if (link.sortProperty === 'state' && !filter.states?.length && !filter.packageId && !filter.deviceProfileId && !filter.textSearch) {
+      return this.pageByState(tenantId, filter.type, link);
+    }
     const q = devicePageStatements(SQLITE, tenantId, filter, packageType, link);
     const total = (this.db.prepare(q.count.sql).get(...q.count.params) as { n: number }).n;
     const ids = (this.db.prepare(q.ids.sql).all(...q.ids.params) as Array<{ id: string }>).map((r) => r.id);
+    const byId = new Map((await this.deviceRows(tenantId, ids)).map((r) => [r.id as string, r]));
+    return toPage(
+      ids.flatMap((id) => byId.get(id) ?? []),
+      total,
+      link,
+    );
+  }
+
+  /**
+   * The whole fleet sorted by one slot's state, as the joined query sorts it (devices without a
+   * state first, by id; then by state and id; DESC the other way round), in two index walks: the
+   * joined sort read and sorted every device (37-48 ms at 50,000). Devices with a state come from
+   * the state index in order; those without are counted (devices less states) and listed only
+   * when the page reaches them.
+   */
+  private async pageByState(tenantId: TenantId, type: OtaPackageType, link: DevicePageLink): Promise<PageData<DeviceRow>> {
+    const dir = link.sortOrder === 'DESC' ? 'DESC' : 'ASC';
+    const total = (this.db.prepare('SELECT count(*) AS n FROM devices WHERE tenant_id = ?').get(tenantId) as { n: number }).n;
+    const stated = (this.db.prepare('SELECT count(*) AS n FROM ota_states WHERE tenant_id = ? AND type = ? AND state IS NOT NULL').get(tenantId, type) as { n: number }).n;
+    const withState = (offset: number, limit: number): string[] =>
+      (
+        this.db
+          .prepare(`SELECT device_id AS id FROM ota_states WHERE tenant_id = ? AND type = ? AND state IS NOT NULL ORDER BY state ${dir}, device_id ${dir} LIMIT ? OFFSET ?`)
+          .all(tenantId, type, limit, offset) as Array<{ id: string }>
+      ).map((r) => r.id);
+    const without = (offset: number, limit: number): string[] =>
+      (
+        this.db
+          .prepare(
+            `SELECT d.id FROM devices d WHERE d.tenant_id = ?
+               AND NOT EXISTS (SELECT 1 FROM ota_states s WHERE s.device_id = d.id AND s.type = ? AND s.state IS NOT NULL)
+             ORDER BY d.id ${dir} LIMIT ? OFFSET ?`,
+          )
+          .all(tenantId, type, limit, offset) as Array<{ id: string }>
+      ).map((r) => r.id);
+    const segments: Array<{ size: number; read: (offset: number, limit: number) => string[] }> =
+      dir === 'ASC'
+        ? [
+            { size: total - stated, read: without },
+            { size: stated, read: withState },
+          ]
+        : [
+            { size: stated, read: withState },
+            { size: total - stated, read: without },
+          ];
+    const start = link.page * link.pageSize;
+    const end = start + link.pageSize;
+    const ids: string[] = [];
+    let at = 0;
+    for (const seg of segments) {
+      const from = Math.max(start, at);
+      const to = Math.min(end, at + seg.size);
+      if (to > from) ids.push(...seg.read(from - at, to - from));
+      at += seg.size;
+    }
     const byId = new Map((await this.deviceRows(tenantId, ids)).map((r) => [r.id as string, r]));
     return toPage(
       ids.flatMap((id) => byId.get(id) ?? []),
@@ -94,7 +152,8 @@ export class SqliteFleetReadModel implements FleetReadModel {
   }
 
   async tenantIds(): Promise<TenantId[]> {
-    return (this.db.prepare('SELECT id FROM tenants ORDER BY id').all() as Array<{ id: TenantId }>).map((r) => r.id);
+    // Not the system tenant: it owns no fleet.
+    return (this.db.prepare("SELECT id FROM tenants WHERE id <> '13814000-1dd2-11b2-8080-808080808080' ORDER BY id").all() as Array<{ id: TenantId }>).map((r) => r.id);
   }
 
   async stateTotals(): Promise<StateTotal[]> {
@@ -115,17 +174,20 @@ export class SqliteFleetReadModel implements FleetReadModel {
     return (this.db.prepare('SELECT max(seq) AS seq FROM ota_state_changes').get() as { seq: number | null }).seq ?? 0;
   }
 
-  async changesAfter(seq: number, limit: number): Promise<StateChangeEntry[]> {
-    const rows = this.db.prepare('SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as Array<{
-      seq: number;
-      tenant_id: TenantId;
-      device_id: DeviceId;
-    }>;
+  async changesAfter(seq: number, limit: number, missing: readonly number[] = []): Promise<StateChangeEntry[]> {
+    type Row = { seq: number; tenant_id: TenantId; device_id: DeviceId };
+    const rows = this.db.prepare('SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as Row[];
+    if (missing.length) {
+      const found = this.db
+        .prepare('SELECT seq, tenant_id, device_id FROM ota_state_changes WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq')
+        .all(JSON.stringify(missing)) as Row[];
+      rows.push(...found);
+    }
     return rows.map((r) => ({ seq: r.seq, tenantId: r.tenant_id, deviceId: r.device_id }));
   }
 
-  async forgetChanges(upToSeq: number): Promise<void> {
-    this.db.prepare('DELETE FROM ota_state_changes WHERE seq <= ?').run(upToSeq);
+  async pruneChanges(keep: number): Promise<void> {
+    this.db.prepare('DELETE FROM ota_state_changes WHERE seq <= (SELECT max(seq) FROM ota_state_changes) - ?').run(keep);
   }
 
   async recordSnapshot(tenantId: TenantId, ts: number, distribution: Record<OtaPackageType, StateCounts>): Promise<void> {

@@ -331,6 +331,54 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 9,
+    description: 'tenants and users as ThingsBoard has them: the system tenant, tenant profiles, tenant and user details, activation tokens',
+    sql: `
+      -- ThingsBoard's SYS_ADMIN belongs to the system tenant (TenantId.SYS_TENANT_ID, the null UUID);
+      -- it owns nothing else and is never listed as a tenant.
+      INSERT OR IGNORE INTO tenants (id, title, created_time) VALUES ('13814000-1dd2-11b2-8080-808080808080', 'System', 0);
+      -- ThingsBoard's tenant profiles: profile_data is its JSON (configuration.maxDevices and
+      -- configuration.maxOtaPackagesInBytes are the limits we enforce; 0 = unlimited).
+      CREATE TABLE tenant_profiles (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        description  TEXT,
+        is_default   INTEGER NOT NULL DEFAULT 0,
+        profile_data TEXT NOT NULL DEFAULT '{}',
+        created_time INTEGER NOT NULL
+      );
+      ALTER TABLE tenants ADD COLUMN tenant_profile_id TEXT REFERENCES tenant_profiles(id);
+      -- The contact fields ThingsBoard keeps (country, city, email, ...) and additionalInfo, as sent.
+      ALTER TABLE tenants ADD COLUMN extra TEXT NOT NULL DEFAULT '{}';
+      -- firstName, lastName, phone, additionalInfo, as sent.
+      ALTER TABLE users ADD COLUMN extra TEXT NOT NULL DEFAULT '{}';
+      -- Set while a user created without a password has not activated (ThingsBoard's user_credentials.activate_token).
+      ALTER TABLE users ADD COLUMN activate_token TEXT;
+      CREATE UNIQUE INDEX users_activate_token ON users(activate_token);
+      CREATE INDEX users_tenant ON users(tenant_id, created_time);
+      `,
+  },
+  {
+    version: 10,
+    description: 'download progress in the store: every instance adds to one figure per device, and a restart keeps it',
+    sql: `
+      -- The bytes of its current package served to a device, per type (issue 14): merged ranges as
+      -- JSON ([[start, end), ...], at most 256), their total, and when the last were sent.
+      CREATE TABLE download_progress (
+        device_id    TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        type         TEXT NOT NULL,
+        tenant_id    TEXT NOT NULL,
+        package_id   TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        served_bytes INTEGER NOT NULL,
+        ranges       TEXT NOT NULL,
+        ts           INTEGER NOT NULL,
+        PRIMARY KEY (device_id, type)
+      ) WITHOUT ROWID;
+      CREATE INDEX download_progress_tenant ON download_progress(tenant_id);
+    `,
+  },
+  {
+    version: 11,
     description: 'rollouts: a package sent to a target in waves, and each device’s part in one',
     sql: `
       -- spec and waves are JSON text; lease_owner/lease_until: the instance driving a RUNNING rollout.

@@ -9,6 +9,7 @@ import { SqliteTelemetryRepository } from '../telemetry';
 import { SqliteTenantRepository } from '../tenants';
 import type { Repositories, Store } from '../store';
 import { openDatabase, type Db } from './database';
+import { SqliteDownloadProgressRepository } from './download-progress';
 import { SqliteFleetReadModel } from './fleet-read-model';
 import { SqliteNotifyQueueRepository } from './notify-queue';
 import { SqliteOtaStateRepository } from './ota-states';
@@ -37,6 +38,7 @@ export class SqliteStore implements Store {
   readonly signingKeys;
   readonly policies;
   readonly reportedVersions;
+  readonly downloads;
   readonly rollouts;
   /** One process owns a SQLite file: no other instance to tell. */
   readonly cluster = new LoneInstanceBus();
@@ -63,6 +65,7 @@ export class SqliteStore implements Store {
     this.signingKeys = new SqliteSigningKeyRepository(db);
     this.policies = new SqliteTenantPolicyRepository(db);
     this.reportedVersions = new SqliteReportedVersionRepository(db);
+    this.downloads = new SqliteDownloadProgressRepository(db);
     this.rollouts = new SqliteRolloutRepository(db);
   }
 

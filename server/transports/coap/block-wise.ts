@@ -37,10 +37,15 @@ export function parseBlock(value: Buffer): Block | 'malformed' | 'reserved' {
 
 /** Encodes a block option in the fewest bytes (0 bytes for num 0, M 0, SZX 0). */
 export function encodeBlock(block: Block): Buffer {
-  if (!isBlockSize(block.size)) throw new RangeError(`not a block size: ${block.size}`);
+  return uintBytes(blockValue(block));
+}
+
+/** A block option as the uint it is on the wire: `num << 4 | M << 3 | SZX` [RFC 7959 §2.2]. */
+export function blockValue(block: Block): number {
+  const szx = BLOCK_SIZES.indexOf(block.size);
+  if (szx < 0) throw new RangeError(`not a block size: ${block.size}`);
   if (!Number.isInteger(block.num) || block.num < 0 || block.num > MAX_NUM) throw new RangeError(`block number out of range: ${block.num}`);
-  const n = block.num * 16 + (block.more ? 8 : 0) + Math.log2(block.size / 16);
-  return uintBytes(n);
+  return block.num * 16 + (block.more ? 8 : 0) + szx;
 }
 
 /** An unsigned integer option value in the fewest bytes [RFC 7252 §3.2]. */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { generate, type Option, type ParsedPacket } from 'coap-packet';
 import type { Timers } from '../../timers';
 import { encodeBlock, isBlockSize, parseBlock, uintBytes, type Block } from './block-wise';
-import { Method, type Peer } from './messages';
+import { Method, nextMessageId, type Peer } from './messages';
 import { messageKey, type Retransmission } from './retransmission';
 
 /** A request our endpoint sends to a peer (the client role, used by LwM2M for Read/Write/Execute/Observe). */
@@ -254,8 +254,8 @@ export class CoapClient {
     options: ClientOptions,
     onLater?: (packet: ParsedPacket) => void,
   ): Promise<ParsedPacket> {
-    const bytes = generate({ ...packet, confirmable }, 64 * 1024);
-    const messageId = bytes.readUInt16BE(2);
+    const messageId = nextMessageId();
+    const bytes = generate({ ...packet, confirmable, messageId }, 64 * 1024);
     const key = tokenKey(peer, packet.token);
     const mkey = messageKey(peer, messageId);
     const timeoutMs = options.timeoutMs ?? this.deps.responseTimeoutMs;

@@ -3,16 +3,16 @@ import type { AddressInfo } from 'node:net';
 import type { BlobReader } from '../../store/blob-reader';
 import { CoapDeviceApi } from './device-api';
 import { CoapEndpoint, ENDPOINT_DEFAULTS } from './endpoint';
-import type { CoapRequest, Peer, Reply } from './messages';
+import type { CoapRequest, Reply } from './messages';
 import { Observations } from './observations';
-import { PackagePages } from './package-pages';
+import { PackagePages } from '../package-pages';
 import { isBlockSize } from './block-wise';
 import type { DeviceContext } from '../device-context';
 import type { EngineEventMap } from '../../events';
-import { updateMessage } from '../http/http-transport';
 import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { UplinkEvent } from '../../pipeline/uplink';
+import { credentialsChanged } from '../../devices/device-revocations';
 
 export interface CoapOptions {
   /** UDP port; 0 picks a free one. */
@@ -101,7 +101,11 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   };
   private readonly onDeviceSaved = ({ before, after }: EngineEventMap['deviceSaved'][0]): void => {
     this.api.forgetDevice(after.id);
-    if (before && before.accessToken !== after.accessToken) this.observations.endDevice(after.id, 'credentials changed');
+    if (before && credentialsChanged(before, after)) this.observations.endDevice(after.id, 'credentials changed');
+  };
+  private readonly onDeviceRevoked = ({ deviceId, reason }: EngineEventMap['deviceRevoked'][0]): void => {
+    this.api.forgetDevice(deviceId);
+    this.observations.endDevice(deviceId, reason === 'device-deleted' ? 'device deleted' : 'credentials changed');
   };
   /** Whatever changes which package a device gets ends the downloads kept between blocks. */
   private readonly onAssignment = ({ deviceId }: EngineEventMap['assignment'][0]): void => this.api.forgetDevice(deviceId);
@@ -131,10 +135,9 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
       timers,
       (m) => ctx.logger.warn(m),
     );
-    const send = (bytes: Buffer, peer: Peer): void => this.endpoint.send(bytes, peer);
-    this.observations = new Observations(send, timers, this.options, { maxPerDevice: this.options.maxObservationsPerDevice, maxTotal: this.options.maxObservations });
+    this.observations = new Observations(this.endpoint, timers, { maxPerDevice: this.options.maxObservationsPerDevice, maxTotal: this.options.maxObservations });
     this.observations.on('observers', (n) => this.emit('observers', n));
-    this.endpoint.onEmpty = (kind, peer, messageId) => void this.observations.onEmpty(kind, peer, messageId);
+    this.endpoint.onReset = (peer, messageId) => void this.observations.onReset(peer, messageId);
     this.reader = ctx.blobs.reader();
     this.pages = new PackagePages(this.reader, this.options.pageCacheBytes);
     this.api = new CoapDeviceApi({
@@ -161,6 +164,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     this.unwatch = this.ctx.events.observe((name, ...args) => {
       if (name === 'deviceDeleted') this.onDeviceDeleted(args[0] as EngineEventMap['deviceDeleted'][0]);
       else if (name === 'deviceSaved') this.onDeviceSaved(args[0] as EngineEventMap['deviceSaved'][0]);
+      else if (name === 'deviceRevoked') this.onDeviceRevoked(args[0] as EngineEventMap['deviceRevoked'][0]);
       else if (name === 'assignment') this.onAssignment(args[0] as EngineEventMap['assignment'][0]);
       else if (name === 'packageSaved' || name === 'packageDeleted' || name === 'deviceProfileSaved') this.onPackageChanged();
     });
@@ -176,9 +180,10 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   private async shutdown(): Promise<void> {
     this.unwatch?.();
     this.unwatch = null;
+    // Observations end first, so that their notifications in retransmission are given up, not timed out.
+    this.observations.clear();
     // Requests under way still answer: their replies go out before the socket closes.
     await this.endpoint.stop();
-    this.observations.clear();
     this.api.forgetDownloads();
     this.pages.clear();
     await this.reader.close();
@@ -186,7 +191,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
 
   /** Delivers a notification to every observer of its device; answers how many there were. */
   deliver(n: Pick<Notification, 'deviceId' | 'attributes' | 'deleted'>): number {
-    return this.observations.notify(n.deviceId, updateMessage(n));
+    return this.observations.notify(n.deviceId, n);
   }
 
   /** Devices observing their attributes right now. */
@@ -204,9 +209,14 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     return { ...this.endpoint.load, observations: this.observations.size, downloads: this.api.downloads };
   }
 
-  private async serve(request: CoapRequest): Promise<Reply> {
+  /** A block of a download under way is answered at once when it can be; anything else takes the async path. */
+  private serve(request: CoapRequest): Reply | Promise<Reply> {
+    return this.api.block(request) ?? this.serveAsync(request);
+  }
+
+  private async serveAsync(request: CoapRequest): Promise<Reply> {
     const result = await this.api.handle(request);
-    if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes);
+    if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes, result.observe.proto);
     return result.reply;
   }
 }

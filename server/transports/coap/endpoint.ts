@@ -1,17 +1,22 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { isIPv6, type AddressInfo } from 'node:net';
+import { lookup, type LookupOneOptions } from 'node:dns';
+import { isIP, isIPv6, type AddressInfo } from 'node:net';
 import { parse, type ParsedPacket } from 'coap-packet';
 import { realTimers, type Timers } from '../../timers';
 import { Block1Assembly } from './block1-assembly';
 import { parseBlock, type Block } from './block-wise';
 import { CoapClient, type ClientOptions, type CoapObservation, type CoapResponse, type ObserveListener, type OutgoingRequest } from './client';
 import { DedupCache } from './dedup-cache';
-import { Code, emptyMessage, encodeReply, toRequest, type CoapRequest, type Peer, type Reply } from './messages';
+import { Code, emptyMessage, encodeReply, Method, toRequest, type CoapRequest, type Peer, type Reply } from './messages';
 import { checkRequest, unparsable, type Refusal } from './request-checks';
-import { messageKey, Retransmission, type TransmissionParams } from './retransmission';
+import { messageKey, Retransmission, type Delivery, type Replacement, type TransmissionParams } from './retransmission';
 
-/** Serves a request: answers the reply (the endpoint encodes, sends and remembers it). */
-export type RequestHandler = (req: CoapRequest) => Promise<Reply>;
+/**
+ * Serves a request: answers the reply (the endpoint encodes, sends and remembers it). A reply
+ * answered at once, not as a promise, goes out in the same turn of the event loop: no timer for
+ * the piggyback deadline, no exchange to track (the block path of a download).
+ */
+export type RequestHandler = (req: CoapRequest) => Reply | Promise<Reply>;
 
 export interface EndpointOptions extends TransmissionParams {
   /** UDP port; 0 picks a free one. */
@@ -89,8 +94,11 @@ export class CoapEndpoint {
   /** Requests being processed, per peer. */
   private readonly busy = new Map<string, number>();
   private readonly pending = new Set<Promise<void>>();
-  /** An ACK or RST no exchange of the endpoint's own was waiting for (an observation's notification, say). */
-  onEmpty: ((kind: 'ACK' | 'RST', peer: Peer, messageId: number) => void) | null = null;
+  /**
+   * A RST to a message of ours: matched to a message in retransmission or not, the handler may
+   * know it (an observation ends on a RST to any notification, confirmable or not [RFC 7641 §3.6]).
+   */
+  onReset: ((peer: Peer, messageId: number) => void) | null = null;
 
   constructor(
     options: Partial<EndpointOptions> & Pick<EndpointOptions, 'port' | 'host'>,
@@ -112,7 +120,7 @@ export class CoapEndpoint {
     if (this.socket || this.closed) throw new Error('a CoAP endpoint starts once; make a new one to listen again');
     const { host, port } = this.options;
     // No SO_REUSEADDR: a port in use must be an error.
-    const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false });
+    const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false, lookup: literalLookup });
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
       socket.bind(port, host, () => {
@@ -174,9 +182,17 @@ export class CoapEndpoint {
     this.socket?.send(bytes, peer.port, peer.address);
   }
 
-  /** Sends a confirmable message of ours, retransmitted until acknowledged [RFC 7252 §4.2]. */
-  sendConfirmable(bytes: Buffer, peer: Peer): Promise<'ack' | 'reset' | 'timeout'> {
-    return this.retransmission.sendConfirmable(bytes, peer, bytes.readUInt16BE(2));
+  /**
+   * Sends a confirmable message of ours, retransmitted until acknowledged [RFC 7252 §4.2]; `newer`
+   * may give, at each retransmission, a message that replaces it (retransmission.ts).
+   */
+  sendConfirmable(bytes: Buffer, peer: Peer, newer?: () => Replacement | undefined): Promise<Delivery> {
+    return this.retransmission.sendConfirmable(bytes, peer, bytes.readUInt16BE(2), newer);
+  }
+
+  /** Stops retransmitting a confirmable message of ours. */
+  giveUp(peer: Peer, messageId: number): void {
+    this.retransmission.giveUp(peer, messageId);
   }
 
   /** Entries in each bounded table, for tests and /metrics. */
@@ -212,10 +228,14 @@ export class CoapEndpoint {
   }
 
   private empty(packet: ParsedPacket, peer: Peer): void {
-    if (packet.ack || packet.reset) {
-      const kind = packet.ack ? 'ACK' : 'RST';
-      if (!this.retransmission.answered(peer, packet.messageId, packet.ack ? 'ack' : 'reset') || kind === 'RST') this.onEmpty?.(kind, peer, packet.messageId);
-      if (kind === 'RST') this.client.reset(peer, packet.messageId);
+    if (packet.ack) {
+      this.retransmission.answered(peer, packet.messageId, 'ack');
+      return;
+    }
+    if (packet.reset) {
+      this.retransmission.answered(peer, packet.messageId, 'reset');
+      this.onReset?.(peer, packet.messageId);
+      this.client.reset(peer, packet.messageId);
       return;
     }
     // CoAP ping: a CON empty message is answered with a RST [RFC 7252 §4.3].
@@ -275,9 +295,21 @@ export class CoapEndpoint {
       block1 = { ...block, more: false };
     }
 
+    const request = toRequest(packet, peer, payload);
+    const now = this.serveNow(request);
+    if (!(now instanceof Promise)) {
+      const r = block1 ? { ...now, block1 } : now;
+      const { bytes, messageId } = encodeReply(r, answerTo(packet));
+      // A GET may be served again rather than remembered [RFC 7252 §4.5: "a server might relax the
+      // requirement to answer all retransmissions of an idempotent request with the same response"]:
+      // a download's blocks would otherwise push every other answer out of the cache.
+      if (packet.code !== Method.GET) this.dedup.answer(key, bytes, lifetime);
+      this.send(bytes, peer);
+      r.sent?.(packet.confirmable ? null : messageId);
+      return;
+    }
     this.dedup.begin(key, lifetime);
     this.busy.set(who, busy + 1);
-    const request = toRequest(packet, peer, payload);
     let separate = false;
     const timer = packet.confirmable
       ? this.timers.setTimeout(() => {
@@ -287,7 +319,7 @@ export class CoapEndpoint {
           this.send(ack, peer);
         }, this.options.piggybackMs)
       : null;
-    const work = this.serve(request)
+    const work = this.settle(request, now)
       .then((reply) => {
         if (timer !== null) this.timers.clearTimeout(timer);
         const r = block1 ? { ...reply, block1 } : reply;
@@ -312,13 +344,26 @@ export class CoapEndpoint {
     this.pending.add(work);
   }
 
-  private async serve(req: CoapRequest): Promise<Reply> {
+  /** The handler's reply, or its promise; a handler that throws is a 5.00. */
+  private serveNow(req: CoapRequest): Reply | Promise<Reply> {
     try {
-      return await (this.handler as RequestHandler)(req);
+      return (this.handler as RequestHandler)(req);
     } catch (err) {
-      this.warn(`CoAP ${req.path.join('/')}: ${(err as Error).message}`);
-      return { code: Code.INTERNAL_SERVER_ERROR };
+      return this.failed(req, err);
     }
+  }
+
+  private async settle(req: CoapRequest, reply: Promise<Reply>): Promise<Reply> {
+    try {
+      return await reply;
+    } catch (err) {
+      return this.failed(req, err);
+    }
+  }
+
+  private failed(req: CoapRequest, err: unknown): Reply {
+    this.warn(`CoAP ${req.path.join('/')}: ${(err as Error).message}`);
+    return { code: Code.INTERNAL_SERVER_ERROR };
   }
 
   /** Answers a request that is not served (not remembered: refusing again is as cheap). */
@@ -333,6 +378,19 @@ export class CoapEndpoint {
 /** The message type of an answer: an ACK for a CON request (piggybacked), a NON for a NON [RFC 7252 §5.2]. */
 function answerTo(packet: { token: Buffer; messageId: number; confirmable: boolean }): { token: Buffer; type: 'ACK' | 'NON'; messageId?: number } {
   return packet.confirmable ? { token: packet.token, type: 'ACK', messageId: packet.messageId } : { token: packet.token, type: 'NON' };
+}
+
+/**
+ * The socket's resolver. We send to the addresses datagrams came from, which are IP literals, and
+ * dgram resolves the address of every datagram it sends: `dns.lookup` answers a literal only on
+ * the next tick, a deferral per block of a download. A literal is answered at once here; a name
+ * (a client request to a host name) still goes to `dns.lookup`.
+ */
+function literalLookup(address: string, options: LookupOneOptions | number, callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  const family = isIP(address);
+  if (family) return callback(null, address, family);
+  if (typeof options === 'number') lookup(address, options, callback);
+  else lookup(address, options, callback);
 }
 
 function closeSocket(socket: Socket): Promise<void> {

@@ -1,5 +1,5 @@
-import { generate, type Option } from 'coap-packet';
-import { encodeBlock, parseBlock, uintBytes, type Block } from './block-wise';
+import { blockValue, parseBlock, type Block } from './block-wise';
+import { encodeMessage, MessageType, type ReplyFields } from './reply-encoding';
 
 /** Where a datagram came from; CoAP exchanges are matched per peer [RFC 7252 §4.5]. */
 export interface Peer {
@@ -34,7 +34,7 @@ export const Code = {
 export type ResponseCode = (typeof Code)[keyof typeof Code];
 
 /** Content-Format numbers [RFC 7252 §12.3]. */
-export const ContentFormat = { JSON: 50, OCTET_STREAM: 42 } as const;
+export const ContentFormat = { TEXT_PLAIN: 0, JSON: 50, OCTET_STREAM: 42 } as const;
 
 /** Request method codes [RFC 7252 §12.1.1]. */
 export const Method = { GET: '0.01', POST: '0.02', PUT: '0.03', DELETE: '0.04', FETCH: '0.05' } as const;
@@ -94,46 +94,49 @@ export const reply = (code: ResponseCode, payload?: Buffer, contentFormat?: numb
 
 export const jsonReply = (code: ResponseCode, body: unknown): Reply => reply(code, Buffer.from(JSON.stringify(body)), ContentFormat.JSON);
 
-/** A reply's options in wire form, for `coap-packet` (which sorts them)  */
-export function replyOptions(r: Reply): Option[] {
-  const out: Option[] = [];
-  // Observe 0 is the empty value [RFC 7641 §2, RFC 7252 §3.2].
-  if (r.observe !== undefined) out.push({ name: 'Observe', value: uintBytes(r.observe) });
-  if (r.etag) out.push({ name: 'ETag', value: r.etag });
-  for (const segment of r.locationPath ?? []) out.push({ name: 'Location-Path', value: Buffer.from(segment) });
-  if (r.contentFormat !== undefined) out.push({ name: 'Content-Format', value: uintBytes(r.contentFormat) });
-  if (r.block2) out.push({ name: 'Block2', value: encodeBlock(r.block2) });
-  if (r.block1) out.push({ name: 'Block1', value: encodeBlock(r.block1) });
-  if (r.size2 !== undefined) out.push({ name: 'Size2', value: uintBytes(r.size2) });
-  if (r.size1 !== undefined) out.push({ name: 'Size1', value: uintBytes(r.size1) });
-  if (r.maxAge !== undefined) out.push({ name: 'Max-Age', value: uintBytes(r.maxAge) });
-  return out;
-}
-
 /** The largest message we send: 1024 bytes of payload plus header, token and options [RFC 7252 §4.6]. */
 export const MAX_MESSAGE_SIZE = 1152;
 
 /**
+ * Message ids of the messages we originate (requests, separate responses, notifications), one
+ * counter for the process as `coap-packet` had: sequential from a random start, so that two in
+ * flight to one peer never share an id within EXCHANGE_LIFETIME [RFC 7252 §4.4].
+ */
+let lastMessageId = Math.floor(Math.random() * 0x10000);
+export function nextMessageId(): number {
+  lastMessageId = (lastMessageId + 1) & 0xffff;
+  return lastMessageId;
+}
+
+/**
  * Encodes a reply: a piggybacked ACK (`messageId` of the request), or a CON/NON message of its own
- * (no `messageId`: `coap-packet` takes the next one from its counter).
+ * (no `messageId`: the next one of ours).
  */
 export function encodeReply(r: Reply, to: { token: Buffer; type: 'ACK' | 'CON' | 'NON'; messageId?: number }): { bytes: Buffer; messageId: number } {
-  const packet = {
+  const messageId = to.messageId ?? nextMessageId();
+  const fields: ReplyFields = {
     code: r.code,
-    token: to.token,
-    confirmable: to.type === 'CON',
-    ack: to.type === 'ACK',
-    options: replyOptions(r),
-    payload: r.payload ?? Buffer.alloc(0),
-    ...(to.messageId !== undefined ? { messageId: to.messageId } : {}),
+    payload: r.payload,
+    etag: r.etag,
+    observe: r.observe,
+    locationPath: r.locationPath,
+    contentFormat: r.contentFormat,
+    maxAge: r.maxAge,
+    block2: r.block2 && blockValue(r.block2),
+    block1: r.block1 && blockValue(r.block1),
+    size2: r.size2,
+    size1: r.size1,
   };
-  const bytes = generate(packet, MAX_MESSAGE_SIZE + 64 * 1024);
-  return { bytes, messageId: bytes.readUInt16BE(2) };
+  const bytes = encodeMessage(MessageType[to.type], messageId, to.token, fields, MAX_MESSAGE_SIZE + 64 * 1024);
+  return { bytes, messageId };
 }
+
+const NO_TOKEN = Buffer.alloc(0);
+const EMPTY = { code: '0.00' };
 
 /** An empty ACK or RST for message `messageId` [RFC 7252 §4.2, §4.3]. */
 export function emptyMessage(type: 'ACK' | 'RST', messageId: number): Buffer {
-  return generate({ code: '0.00', messageId, ack: type === 'ACK', reset: type === 'RST', confirmable: false });
+  return encodeMessage(MessageType[type], messageId, NO_TOKEN, EMPTY, 4);
 }
 
 /**

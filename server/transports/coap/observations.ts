@@ -2,7 +2,16 @@ import { EventEmitter } from 'node:events';
 import type { DeviceId } from '../../ids';
 import type { Timers } from '../../timers';
 import { Code, ContentFormat, encodeReply, peerKey, type CoapRequest, type Peer, type Reply } from './messages';
-import type { TransmissionParams } from './retransmission';
+import type { Delivery, Replacement } from './retransmission';
+import type { AttributeMap } from '../../store/attributes';
+import { ProtoPayloads } from '../proto-payloads';
+
+/** The message layer notifications go out through: the endpoint's (endpoint.ts), which retransmits the confirmable ones. */
+export interface NotificationChannel {
+  send(bytes: Buffer, peer: Peer): void;
+  sendConfirmable(bytes: Buffer, peer: Peer, newer?: () => Replacement | undefined): Promise<Delivery>;
+  giveUp(peer: Peer, messageId: number): void;
+}
 
 /** How many observations are held: per device (OTA_COAP_MAX_OBSERVATIONS_PER_DEVICE) and in all (OTA_COAP_MAX_OBSERVATIONS). */
 export interface ObservationLimits {
@@ -13,8 +22,14 @@ export interface ObservationLimits {
 /** Max-Age of a refused registration: when to try again [RFC 8516 §3]. */
 const RETRY_AFTER_S = 30;
 
+/** Shared attributes changed and deleted, as a notification carries them. */
+export interface AttributeUpdate {
+  attributes: AttributeMap;
+  deleted: readonly string[];
+}
+
 /** Why an observation ended. */
-export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'too far behind' | 'device deleted' | 'credentials changed' | 'replaced' | 'stopped';
+export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'device deleted' | 'credentials changed' | 'replaced' | 'stopped';
 
 /** One device observing its attributes from one peer, under one token [RFC 7641 §4.1]. */
 interface Observation {
@@ -22,6 +37,8 @@ interface Observation {
   readonly deviceId: DeviceId;
   readonly peer: Peer;
   readonly token: Buffer;
+  /** Its device's profile is protobuf: notifications are ThingsBoard's AttributeUpdateNotificationMsg. */
+  proto: boolean;
   /** Notifications are CON when the registration was [reference §5: "CON/NON follows the registering request"]. */
   confirmable: boolean;
   /** When the peer last showed it still wants the notifications: its registration, or an ACK. */
@@ -30,9 +47,15 @@ interface Observation {
   sequence: number;
   /** Message id of the last message sent on its own (not as an ACK), for a RST that cancels it. */
   recent: number | null;
-  /** A confirmable notification waiting for its ACK, and the ones queued behind it. */
-  inFlight: { messageId: number; bytes: Buffer; retransmits: number; timeoutMs: number; timer: unknown } | null;
-  queue: Reply[];
+  /** The confirmable notification waiting for its ACK (in the endpoint's retransmission), and what it carries. */
+  inFlight: InFlight | null;
+  /** Every update since the one in flight, merged: sent when it is acknowledged, or in its place at its next retransmission. */
+  next: AttributeUpdate | null;
+}
+
+interface InFlight {
+  messageId: number;
+  update: AttributeUpdate;
 }
 
 /**
@@ -41,9 +64,6 @@ interface Observation {
  * 24 hours"].
  */
 const CHECK_NON_OBSERVER_MS = 24 * 60 * 60 * 1000;
-
-/** Notifications queued behind an unacknowledged one; past this the device is too far behind to be served. */
-const MAX_QUEUED = 64;
 
 export interface ObservationEvents {
   /** The number of observations changed. */
@@ -56,10 +76,13 @@ export interface ObservationEvents {
  *
  * - the registration's answer has Observe 0 and all shared attributes; each notification counts on
  *   [reference §5; ThingsBoard's `getObserveCounter().getAndIncrement()`];
- * - confirmable notifications are retransmitted with exponential back-off; when the last one is
- *   unanswered the observation ends [RFC 7641 §4.5]. Later notifications wait for the ACK instead
- *   of replacing the one in flight (RFC 7641 §4.5.2 allows replacing, but ThingsBoard's updates
- *   are deltas: each must arrive);
+ * - confirmable notifications go through the endpoint's message layer, retransmitted with
+ *   exponential back-off; when the last one is unanswered the observation ends [RFC 7641 §4.5].
+ *   One is in flight at a time [RFC 7252 §4.7, RFC 7641 §4.5.1]: updates meanwhile are merged,
+ *   and sent when it is acknowledged, or at its next retransmission as a newer notification that
+ *   replaces it, taking over its retransmission counter and timeout [RFC 7641 §4.5.2].
+ *   ThingsBoard's updates are deltas, so the replacement carries the replaced one's keys too:
+ *   nothing is lost;
  * - a RST to a notification, or a GET with Observe 1, ends it [RFC 7641 §3.6];
  * - a non-confirmable observer not heard from for 24 hours gets its next notification
  *   confirmable, and is dropped if it does not answer [RFC 7641 §4.5].
@@ -67,15 +90,15 @@ export interface ObservationEvents {
 export class Observations extends EventEmitter<ObservationEvents> {
   private readonly byKey = new Map<string, Observation>();
   private readonly byDevice = new Map<DeviceId, Set<Observation>>();
-  /** `peer/messageId` of the messages an ACK or RST may answer: each observation's last, and its confirmable one in flight. */
+  /** `peer/messageId` of each observation's last message of its own, which a RST may answer. */
   private readonly byMessage = new Map<string, Observation>();
+  /** Cleared for good (the transport stops): registrations still being answered are refused. */
+  private closed = false;
 
   constructor(
-    private readonly send: (bytes: Buffer, peer: Peer) => void,
+    private readonly channel: NotificationChannel,
     private readonly timers: Timers,
-    private readonly params: TransmissionParams,
     private readonly limits: ObservationLimits,
-    private readonly random: () => number = Math.random,
   ) {
     super();
   }
@@ -89,7 +112,8 @@ export class Observations extends EventEmitter<ObservationEvents> {
    * notification: the shared attributes in `attributes`. A new observation past a limit is refused
    * instead (4.29 past the device's, 5.03 past the total), and nothing is registered.
    */
-  accept(req: CoapRequest, deviceId: DeviceId, attributes: Record<string, unknown>): Reply {
+  accept(req: CoapRequest, deviceId: DeviceId, attributes: AttributeMap, proto = false): Reply {
+    if (this.closed) return { code: Code.SERVICE_UNAVAILABLE };
     const key = observationKey(req.peer, req.token);
     let obs = this.byKey.get(key);
     if (obs && obs.deviceId !== deviceId) {
@@ -99,7 +123,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
     if (!obs) {
       const refusal = this.overLimit(deviceId, req.peer);
       if (refusal) return refusal;
-      obs = { key, deviceId, peer: req.peer, token: req.token, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, queue: [] };
+      obs = { key, deviceId, peer: req.peer, token: req.token, proto, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, next: null };
       this.byKey.set(key, obs);
       let set = this.byDevice.get(deviceId);
       if (!set) this.byDevice.set(deviceId, (set = new Set()));
@@ -107,10 +131,11 @@ export class Observations extends EventEmitter<ObservationEvents> {
       this.emit('observers', this.size);
     }
     obs.confirmable = req.confirmable;
+    obs.proto = proto;
     obs.heardAt = this.timers.now();
     const registered = obs;
     // The answer rides on the request's own exchange; a RST to it, when it is a message of its own, cancels.
-    return { ...this.notification(obs, attributes), sent: (messageId) => this.setRecent(registered, messageId) };
+    return { ...this.reply(obs, { attributes, deleted: [] }), sent: (messageId) => this.setRecent(registered, messageId) };
   }
 
   /**
@@ -140,15 +165,12 @@ export class Observations extends EventEmitter<ObservationEvents> {
   }
 
   /** Sends `update` to every observer of the device; answers how many there are. */
-  notify(deviceId: DeviceId, update: Record<string, unknown>): number {
+  notify(deviceId: DeviceId, update: AttributeUpdate): number {
     const set = this.byDevice.get(deviceId);
     if (!set) return 0;
-    for (const obs of [...set]) {
-      const next = this.notification(obs, update);
-      if (obs.inFlight) {
-        if (obs.queue.length >= MAX_QUEUED) this.end(obs, 'too far behind');
-        else obs.queue.push(next);
-      } else this.transmit(obs, next);
+    for (const obs of set) {
+      if (obs.inFlight) obs.next = obs.next ? mergeUpdates(obs.next, update) : update;
+      else this.transmit(obs, update);
     }
     return set.size;
   }
@@ -160,84 +182,88 @@ export class Observations extends EventEmitter<ObservationEvents> {
   endDevice(deviceId: DeviceId, reason: 'device deleted' | 'credentials changed'): void {
     for (const obs of [...(this.byDevice.get(deviceId) ?? [])]) {
       const { bytes } = encodeReply({ code: Code.NOT_FOUND }, { token: obs.token, type: obs.confirmable ? 'CON' : 'NON' });
-      this.send(bytes, obs.peer);
+      this.channel.send(bytes, obs.peer);
       this.end(obs, reason);
     }
   }
 
-  /** An ACK or RST from a peer: true when it answered one of our messages. */
-  onEmpty(kind: 'ACK' | 'RST', peer: Peer, messageId: number): boolean {
+  /** A RST no message in retransmission was waiting for: true when it answered an observation's last message [RFC 7641 §3.6]. */
+  onReset(peer: Peer, messageId: number): boolean {
     const obs = this.byMessage.get(messageKey(peer, messageId));
-    if (!obs) return false;
-    if (kind === 'RST') {
-      this.end(obs, 'reset');
-      return true;
-    }
-    if (obs.inFlight?.messageId !== messageId) return true;
-    this.timers.clearTimeout(obs.inFlight.timer);
-    obs.inFlight = null;
-    obs.heardAt = this.timers.now();
-    if (obs.recent !== messageId) this.byMessage.delete(messageKey(peer, messageId));
-    const next = obs.queue.shift();
-    if (next) this.transmit(obs, next);
-    return true;
+    if (obs) this.end(obs, 'reset');
+    return obs !== undefined;
   }
 
-  /** Ends every observation, sending nothing (the endpoint stops). */
+  /** Ends every observation, sending nothing, and takes no more (the transport stops). */
   clear(): void {
+    this.closed = true;
     for (const obs of [...this.byKey.values()]) this.end(obs, 'stopped');
   }
 
-  private notification(obs: Observation, body: Record<string, unknown>): Reply {
+  /** The next notification of `obs`, numbered. JSON: flat, plus `deleted` when keys were deleted (reference §5); protobuf: ThingsBoard's message, octet-stream. */
+  private reply(obs: Observation, update: AttributeUpdate): Reply {
     const observe = obs.sequence;
     // The Observe value has 24 bits [RFC 7641 §4.4].
     obs.sequence = (obs.sequence + 1) & 0xffffff;
+    if (obs.proto)
+      return { code: Code.CONTENT, observe, contentFormat: ContentFormat.OCTET_STREAM, payload: ProtoPayloads.encodeUpdate(update.attributes, update.deleted, this.timers.now()) };
+    const body = update.deleted.length ? { ...update.attributes, deleted: update.deleted } : update.attributes;
     return { code: Code.CONTENT, observe, contentFormat: ContentFormat.JSON, payload: Buffer.from(JSON.stringify(body)) };
   }
 
-  private transmit(obs: Observation, notification: Reply): void {
+  /** The next notification of `obs` as a message of its own, which a RST may answer. */
+  private notification(obs: Observation, update: AttributeUpdate, confirmable: boolean): { bytes: Buffer; messageId: number } {
+    const encoded = encodeReply(this.reply(obs, update), { token: obs.token, type: confirmable ? 'CON' : 'NON' });
+    this.setRecent(obs, encoded.messageId);
+    return encoded;
+  }
+
+  private transmit(obs: Observation, update: AttributeUpdate): void {
     const confirmable = obs.confirmable || this.timers.now() - obs.heardAt >= CHECK_NON_OBSERVER_MS;
-    const { bytes, messageId } = encodeReply(notification, { token: obs.token, type: confirmable ? 'CON' : 'NON' });
-    if (confirmable) {
-      // The first timeout is random in [ACK_TIMEOUT, ACK_TIMEOUT × ACK_RANDOM_FACTOR] [RFC 7252 §4.2].
-      const timeoutMs = this.params.ackTimeoutMs * (1 + (this.params.ackRandomFactor - 1) * this.random());
-      obs.inFlight = { messageId, bytes, retransmits: 0, timeoutMs, timer: null };
-      this.arm(obs);
-    }
-    this.setRecent(obs, messageId);
-    this.send(bytes, obs.peer);
+    const { bytes, messageId } = this.notification(obs, update, confirmable);
+    if (!confirmable) return this.channel.send(bytes, obs.peer);
+    const flight: InFlight = { messageId, update };
+    obs.inFlight = flight;
+    void this.channel.sendConfirmable(bytes, obs.peer, () => this.replacement(obs, flight)).then((outcome) => this.delivered(obs, flight, outcome));
   }
 
-  /** Waits for the ACK; retransmits with the timeout doubled, MAX_RETRANSMIT times, then gives up. */
-  private arm(obs: Observation): void {
-    const f = obs.inFlight;
-    if (!f) return;
-    f.timer = this.timers.setTimeout(() => {
-      if (obs.inFlight !== f) return;
-      if (f.retransmits >= this.params.maxRetransmit) return this.end(obs, 'timeout');
-      f.retransmits += 1;
-      f.timeoutMs *= 2;
-      this.arm(obs);
-      this.send(f.bytes, obs.peer);
-    }, f.timeoutMs);
+  /**
+   * At a retransmission of the notification in flight: when updates came since, a newer
+   * notification carrying them and the one it replaces [RFC 7641 §4.5.2].
+   */
+  private replacement(obs: Observation, flight: InFlight): Replacement | undefined {
+    if (obs.inFlight !== flight || !obs.next) return undefined;
+    flight.update = mergeUpdates(flight.update, obs.next);
+    obs.next = null;
+    const encoded = this.notification(obs, flight.update, true);
+    flight.messageId = encoded.messageId;
+    return encoded;
   }
 
-  /** The message a RST may answer; the one in flight stays known until its ACK whatever is sent meanwhile. */
+  /** How the notification in flight ended: acknowledged (the next one goes), reset or unanswered (the observation ends) [RFC 7641 §4.5]. */
+  private delivered(obs: Observation, flight: InFlight, outcome: Delivery): void {
+    if (this.byKey.get(obs.key) !== obs || obs.inFlight !== flight) return;
+    if (outcome !== 'ack') return this.end(obs, outcome);
+    obs.inFlight = null;
+    obs.heardAt = this.timers.now();
+    const next = obs.next;
+    obs.next = null;
+    if (next) this.transmit(obs, next);
+  }
+
+  /** The message a RST may answer. */
   private setRecent(obs: Observation, messageId: number | null): void {
-    const old = obs.recent;
-    if (old !== null && old !== obs.inFlight?.messageId) this.byMessage.delete(messageKey(obs.peer, old));
+    if (obs.recent !== null) this.byMessage.delete(messageKey(obs.peer, obs.recent));
     obs.recent = messageId;
     if (messageId !== null) this.byMessage.set(messageKey(obs.peer, messageId), obs);
   }
 
   private end(obs: Observation, reason: ObservationEnd): void {
     if (this.byKey.get(obs.key) !== obs) return;
-    if (obs.inFlight) {
-      this.timers.clearTimeout(obs.inFlight.timer);
-      this.byMessage.delete(messageKey(obs.peer, obs.inFlight.messageId));
-    }
+    // A notification still in retransmission is given up; its outcome then finds the observation gone.
+    if (obs.inFlight) this.channel.giveUp(obs.peer, obs.inFlight.messageId);
     obs.inFlight = null;
-    obs.queue = [];
+    obs.next = null;
     this.setRecent(obs, null);
     this.byKey.delete(obs.key);
     const set = this.byDevice.get(obs.deviceId);
@@ -250,3 +276,21 @@ export class Observations extends EventEmitter<ObservationEvents> {
 
 const observationKey = (peer: Peer, token: Buffer): string => `${peerKey(peer)}#${token.toString('hex')}`;
 const messageKey = (peer: Peer, messageId: number): string => `${peerKey(peer)}/${messageId}`;
+
+/**
+ * Two updates of the shared attributes as one, the newer winning [reference §5: keys set, flat,
+ * and `deleted`]: a key set again is no longer deleted, a key deleted is no longer set.
+ */
+export function mergeUpdates(older: AttributeUpdate, newer: AttributeUpdate): AttributeUpdate {
+  const deleted = new Set<string>(older.deleted);
+  const attributes: AttributeMap = { ...older.attributes };
+  for (const [k, v] of Object.entries(newer.attributes)) {
+    attributes[k] = v;
+    deleted.delete(k);
+  }
+  for (const k of newer.deleted) {
+    delete attributes[k];
+    deleted.add(k);
+  }
+  return { attributes, deleted: [...deleted] };
+}

@@ -3,19 +3,46 @@ import { pipeline } from 'node:stream/promises';
 import type { AttributeMap } from '../../store/attributes';
 import type { DeviceContext } from '../device-context';
 import type { Device } from '../../store/devices';
-import { chunkRange, devicePackage } from '../firmware-download';
+import { chunkRange } from '../firmware-download';
 import type { HttpDeviceSessions } from './http-transport';
 import { byteRange } from './byte-range';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
 import { isStorageFull } from '../../errors';
+import { credentialsChanged } from '../../devices/device-revocations';
 import type { ProvisionRequest } from '../../devices/device-provisioning';
+import type { BlobReader } from '../../store/blob-reader';
+import type { PackagePages } from '../package-pages';
+
+/**
+ * A download answer this big or smaller (a chunk, a small package) is cut from the package pages
+ * in memory (read once, on a shared file handle, for every device downloading the same package) and
+ * sent in one write; larger ones stream from disk. A stream per chunk would cost an open, a read and
+ * a close on the thread pool for each request.
+ */
+const INLINE_ANSWER = 1024 * 1024;
+
+/** The pages HTTP answers are cut from: 64 KiB, the chunk size devices ask for most. */
+export const HTTP_PAGE_SIZE = 64 * 1024;
+
+/** Bytes of package pages the HTTP device API keeps (`OTA_HTTP_PAGE_CACHE_BYTES`, default 32 MiB; 0: none). */
+export function httpPageCacheBytesFromEnv(env: NodeJS.ProcessEnv): number {
+  const raw = env.OTA_HTTP_PAGE_CACHE_BYTES?.trim();
+  if (!raw) return 32 * 1024 * 1024;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`OTA_HTTP_PAGE_CACHE_BYTES must be a non-negative integer, not '${raw}'`);
+  return n;
+}
 
 /** A transport's context (device-context.ts) plus the long-poll sessions of the HTTP transport. */
 export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
   sessions: HttpDeviceSessions;
   /** ThingsBoard's `transport.http.request_timeout` (60 s) and Tomcat's cap (300 s). */
   longPoll?: { defaultMs: number; maxMs: number };
+  /** Chunk reads of package files; its owner closes it. */
+  reader: BlobReader;
+  /** Package pages in memory, over `reader`. */
+  pages: PackagePages;
 }
 
 type DeviceHandler = (req: Request, res: Response, device: Device) => Promise<unknown>;
@@ -61,13 +88,20 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
   deps.events.on('deviceDeleted', ({ device }) => deps.sessions.deviceDeleted(device.id));
   // A new token ends the polls made with the old one, as it ends MQTT sessions (issue 10, item 1).
   deps.events.on('deviceSaved', ({ before, after }) => {
-    if (before && before.accessToken !== after.accessToken) deps.sessions.end(after.id, 'credentials-changed');
+    if (before && credentialsChanged(before, after)) deps.sessions.end(after.id, 'credentials-changed');
+  });
+  // Either, made through another instance sharing the store (issue 9).
+  deps.events.on('deviceRevoked', ({ deviceId, reason }) => deps.sessions.end(deviceId, reason));
+  deps.events.on('packageDeleted', ({ pkg }) => {
+    if (!pkg.blobSha256) return;
+    deps.reader.forget(pkg.blobSha256);
+    deps.pages.clear();
   });
 
   // An unknown token is 401 with an empty body on every endpoint.
   const device = (h: DeviceHandler) => (req: Request, res: Response, next: NextFunction) => {
-    deps.devices
-      .findByAccessToken(String(req.params.token))
+    deps.lookups
+      .deviceByToken(String(req.params.token))
       .then((d) => (d ? h(req, res, d) : res.status(401).end()))
       .catch(next);
   };
@@ -172,7 +206,7 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     const title = req.query.title;
     const version = req.query.version;
     if (typeof title !== 'string' || typeof version !== 'string') return void res.status(400).end();
-    const found = await devicePackage(d, type, deps);
+    const found = await deps.lookups.packageOf(d.tenantId, d.id, type);
     if ('error' in found) return void res.status(404).end();
     const { pkg } = found;
     // Case-sensitive, as ThingsBoard: the device must ask for what it was told.
@@ -213,7 +247,8 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     }
     res.setHeader('Content-Length', String(end - start));
     if (req.method === 'HEAD' || end === start) return void res.end();
-    await pipeline(deps.blobs.read(pkg.blobSha256, { start, end: end - 1 }), res);
+    if (end - start <= INLINE_ANSWER) res.end(await deps.pages.read(pkg.blobSha256, pkg.dataSize, start, end));
+    else await pipeline(deps.blobs.read(pkg.blobSha256, { start, end: end - 1 }), res);
     deps.events.emit('uplink', { ...uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: end - start, offset: start, size: pkg.dataSize });
   }
 

@@ -15,7 +15,7 @@ import type { TelemetryValue } from '../../store/telemetry';
 import { realTimers, type Timers } from '../../timers';
 import { CoapEndpoint, ENDPOINT_DEFAULTS } from '../coap/endpoint';
 import { Code, reply, type CoapRequest, type Reply } from '../coap/messages';
-import { PackagePages } from '../coap/package-pages';
+import { PackagePages } from '../package-pages';
 import type { DeviceContext } from '../device-context';
 import { CoapDeviceClient } from './coap-device-client';
 import type { OpaqueSource } from './device-client';
@@ -23,6 +23,7 @@ import { Lwm2mDeviceOta, type OtaUplink } from './device-ota';
 import { PackageResource } from './package-resource';
 import { lwm2mProfileSettings, LWM2M_PROFILE_DEFAULTS, type Lwm2mProfileSettings } from './profile-settings';
 import { REGISTRATION_DEFAULTS, type RegistrationLimits } from './registration-limits';
+import { credentialsChanged } from '../../devices/device-revocations';
 import { RegistrationError, Registrations, type Registration, type RemovalReason } from './registrations';
 import type { OtaTarget } from './update-decision';
 
@@ -144,7 +145,10 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
       if (name === 'deviceDeleted') this.forgetDevice((args[0] as EngineEventMap['deviceDeleted'][0]).device.id, 'device deleted');
       else if (name === 'deviceSaved') {
         const { before, after } = args[0] as EngineEventMap['deviceSaved'][0];
-        if (before && before.accessToken !== after.accessToken) this.forgetDevice(after.id, 'credentials changed');
+        if (before && credentialsChanged(before, after)) this.forgetDevice(after.id, 'credentials changed');
+      } else if (name === 'deviceRevoked') {
+        const { deviceId, reason } = args[0] as EngineEventMap['deviceRevoked'][0];
+        this.forgetDevice(deviceId, reason === 'device-deleted' ? 'device deleted' : 'credentials changed');
       } else if (name === 'packageSaved' || name === 'packageDeleted') this.pages.clear();
     });
     return address;

@@ -1,7 +1,7 @@
 import type { OtaPackageId, TenantId } from '../../ids';
 import type { OtaPackageRepository, OtaPackageType } from '../../store/ota-packages';
 import { planBlock } from '../coap/block-wise';
-import type { PackagePages } from '../coap/package-pages';
+import type { PackagePages } from '../package-pages';
 import { Code, reply, type CoapRequest, type Reply } from '../coap/messages';
 
 /** One block of a pull served, for the download progress of the device that asked. */

@@ -1,12 +1,14 @@
 import type { IPublishPacket } from 'mqtt-packet';
 import type { Device } from '../../store/devices';
-import { devicePackage } from '../firmware-download';
-import { parseAttributeRequest, parseAttributes, parseRpcRequest, parseTelemetryPayload, readAttributes, sessionLimits } from './device-requests';
+import { parseTelemetry } from '../../store/telemetry';
+import { ProtoPayloadError, ProtoPayloads } from '../proto-payloads';
+import type { AttributeMap } from '../../store/attributes';
+import { attributeKeys, parseAttributeRequest, parseJson, parseAttributes, parseRpcRequest, parseTelemetryPayload, readAttributes, sessionLimits } from './device-requests';
 import type { ChunkAnswer, OtaErrorStatus } from './firmware-chunks';
 import { publishHeader } from './packets';
 import { REASON } from './reason-codes';
 import type { PublishHost, PublishingSession } from './publish-context';
-import { classifyPublish, FAMILY, OTA_ERROR_TOPIC } from './topics';
+import { classifyPublish, FAMILY, OTA_ERROR_TOPIC, type TopicFamily } from './topics';
 
 /** A chunk answer this big or smaller is read at once and sent in one write; larger ones (whole files) stream. */
 const INLINE_CHUNK = 1024 * 1024;
@@ -28,26 +30,35 @@ export async function handlePublish(s: PublishingSession, host: PublishHost, p: 
   const now = host.timers.now();
   switch (target.kind) {
     case 'attributes': {
-      const attributes = parseAttributes(payload);
+      const proto = protoUplink(s, target.family);
+      const attributes = proto ? (objectOrNull(proto((p) => p.decodeAttributes(payload), payload)) as AttributeMap | null) : parseAttributes(payload);
       if (!attributes) return invalid(s, p);
       await ctx.attributes.save(device.id, 'CLIENT', attributes, now);
       host.uplink({ ...uplinkBase(device, now), kind: 'attributes', attributes });
       return s.ack(p);
     }
     case 'telemetry': {
-      const entries = parseTelemetryPayload(payload, now);
+      const proto = protoUplink(s, target.family);
+      const entries = proto
+        ? (parseTelemetry(
+            proto((p) => p.decodeTelemetry(payload), payload),
+            now,
+          ) ?? null)
+        : parseTelemetryPayload(payload, now);
       if (!entries) return invalid(s, p);
       await ctx.telemetry.save(device.id, entries);
       host.uplink({ ...uplinkBase(device, now), kind: 'telemetry', entries });
       return s.ack(p);
     }
     case 'attributeRequest': {
-      const keys = parseAttributeRequest(payload);
+      const proto = protoUplink(s, target.family);
+      const keys = proto ? attributeKeys(proto(() => ProtoPayloads.decodeAttributeRequest(payload), payload)) : parseAttributeRequest(payload);
       if (!keys) return invalid(s, p);
       const found = await readAttributes(ctx.attributes, device.id, keys);
       s.ack(p);
       // Sent whether or not the device subscribed to responses, as ThingsBoard does.
-      return s.publish(`${FAMILY[target.family].attributeResponse}${target.requestId}`, Buffer.from(JSON.stringify(found)));
+      const answer = protoDownlink(s, target.family) ? ProtoPayloads.encodeAttributeResponse(target.requestId, found, now) : Buffer.from(JSON.stringify(found));
+      return s.publish(`${FAMILY[target.family].attributeResponse}${target.requestId}`, answer);
     }
     case 'rpcRequest': {
       const rpc = parseRpcRequest(payload);
@@ -60,11 +71,10 @@ export async function handlePublish(s: PublishingSession, host: PublishHost, p: 
       return s.publish(`${FAMILY[target.family].rpcResponse}${target.requestId}`, Buffer.from(JSON.stringify(answer)));
     }
     case 'chunk': {
-      const answer = await s.firmwareChunks().answer({ type: target.type, requestId: target.requestId, chunk: target.chunk, payload }, async (type) => {
-        // The package effective now: the device (or its profile) may have changed since CONNECT.
-        const fresh = await ctx.devices.findById(device.tenantId, device.id);
-        return fresh ? devicePackage(fresh, type, ctx) : { error: 'NOT_FOUND' };
-      });
+      // The package effective now (the device or its profile may have changed since CONNECT), through the lookup cache.
+      const answer = await s
+        .firmwareChunks()
+        .answer({ type: target.type, requestId: target.requestId, chunk: target.chunk, payload }, (type) => ctx.lookups.packageOf(device.tenantId, device.id, type));
       if (s.closing) return;
       return answer.ok ? sendChunk(s, host, p, answer) : otaError(s, host, answer.status, answer.detail);
     }
@@ -77,6 +87,36 @@ export async function handlePublish(s: PublishingSession, host: PublishHost, p: 
       return s.ack(p, REASON.topicNameInvalid);
   }
 }
+
+/**
+ * How a protobuf profile's uplink on this topic family is read (`DeviceSessionCtx.getPayloadAdaptor`):
+ * null when it is JSON (a JSON profile, or the force-JSON `v2/.../j` topics); else a reader that
+ * decodes protobuf and, with `enableCompatibilityWithJsonPayloadFormat`, falls back to JSON
+ * (`BackwardCompatibilityAdaptor`). A reader answers undefined for a payload neither accepts.
+ */
+function protoUplink(s: PublishingSession, family: TopicFamily): ((decode: (p: ProtoPayloads) => unknown, payload: Buffer) => unknown) | null {
+  const payloads = s.payloads;
+  if (!payloads || family === 'v2j') return null;
+  return (decode, payload) => {
+    // A profile whose schema does not compile has no descriptor: ThingsBoard refuses every such payload.
+    if (payloads === 'invalid') return undefined;
+    try {
+      return decode(payloads);
+    } catch (err) {
+      if (!(err instanceof ProtoPayloadError)) throw err;
+      return payloads.settings.enableCompatibilityWithJsonPayloadFormat ? parseJson(payload) : undefined;
+    }
+  };
+}
+
+/** Whether answers and updates on this family go out as protobuf (`DeviceSessionCtx.getAdaptor`). */
+export function protoDownlink(s: Pick<PublishingSession, 'payloads'>, family: TopicFamily): boolean {
+  const payloads = s.payloads;
+  if (!payloads || family === 'v2j') return false;
+  return !(family === 'v1' && payloads !== 'invalid' && payloads.settings.useJsonPayloadFormatForDefaultDownlinkTopics);
+}
+
+const objectOrNull = (v: unknown): Record<string, unknown> | null => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null);
 
 /**
  * A payload ThingsBoard's adaptor rejects: in MQTT 5 a QoS 1 message gets PUBACK 0x99 and the
@@ -97,7 +137,12 @@ async function sendChunk(s: PublishingSession, host: PublishHost, p: IPublishPac
   const firstEnd = Math.min(answer.end, answer.start + (length <= INLINE_CHUNK ? length : STREAM_PIECE));
   let first: Buffer;
   try {
-    first = length ? await reader.read(sha, answer.start, firstEnd) : Buffer.alloc(0);
+    // A chunk (sent whole) through the connection's read-ahead; the first piece of a streamed whole file as it comes.
+    first = !length
+      ? Buffer.alloc(0)
+      : firstEnd === answer.end
+        ? await s.readAhead().read(sha, answer.start, firstEnd, answer.pkg.dataSize)
+        : await reader.read(sha, answer.start, firstEnd);
   } catch (err) {
     return otaError(s, host, 'NOT_FOUND', `package bytes unreadable: ${(err as Error).message}`);
   }

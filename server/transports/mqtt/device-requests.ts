@@ -8,7 +8,7 @@ import { parseTelemetry, type TelemetryEntry } from '../../store/telemetry';
  * the session then refuses the message as ThingsBoard does (PUBACK 0x99 in MQTT 5, else close).
  */
 
-function json(payload: Buffer): unknown {
+export function parseJson(payload: Buffer): unknown {
   try {
     return JSON.parse(payload.toString('utf8')) as unknown;
   } catch {
@@ -20,13 +20,13 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 
 /** Client attributes: a JSON object. */
 export function parseAttributes(payload: Buffer): AttributeMap | null {
-  const body = json(payload);
+  const body = parseJson(payload);
   return isObject(body) ? (body as AttributeMap) : null;
 }
 
 /** Telemetry: an object, `{ts, values}`, or an array of either (the HTTP API's parser). */
 export function parseTelemetryPayload(payload: Buffer, now: number): TelemetryEntry[] | null {
-  return parseTelemetry(json(payload), now) ?? null;
+  return parseTelemetry(parseJson(payload), now) ?? null;
 }
 
 export interface AttributeKeys {
@@ -52,7 +52,11 @@ function keyList(v: unknown): string[] | undefined | null {
  */
 export function parseAttributeRequest(payload: Buffer): AttributeKeys | null {
   if (payload.length === 0) return {};
-  const body = json(payload);
+  return attributeKeys(parseJson(payload));
+}
+
+/** The keys of a request already read (JSON, or protobuf's `AttributesRequest`). */
+export function attributeKeys(body: unknown): AttributeKeys | null {
   if (!isObject(body)) return null;
   const clientKeys = keyList(body.clientKeys);
   const sharedKeys = keyList(body.sharedKeys);
@@ -77,7 +81,7 @@ export async function readAttributes(repo: AttributeRepository, deviceId: Device
 
 /** A client-side RPC request: `{"method": "...", "params": ...}`. */
 export function parseRpcRequest(payload: Buffer): { method: string; params: unknown } | null {
-  const body = json(payload);
+  const body = parseJson(payload);
   if (!isObject(body) || typeof body.method !== 'string') return null;
   return { method: body.method, params: body.params };
 }

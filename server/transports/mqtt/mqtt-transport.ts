@@ -5,15 +5,18 @@ import type { DeviceContext } from '../device-context';
 import type { Device } from '../../store/devices';
 import type { EngineEventMap } from '../../events';
 import { updateMessage } from '../http/http-transport';
-import type { DeviceId, TenantId } from '../../ids';
+import type { DeviceId, DeviceProfileId, TenantId } from '../../ids';
+import { protoPayloadsOf } from '../proto-payloads';
 import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { BlobReader } from '../../store/blob-reader';
 import { REASON, type ProtocolVersion } from './reason-codes';
+import { ReadAheadBudget, readAheadBytesFromEnv } from './chunk-read-ahead';
 import type { DisconnectReason, SessionConfig } from './publish-context';
 import { MqttSession, type SessionHost } from './session';
 import { MqttAuthenticator } from './authenticate';
 import { DEFAULT_VERIFIED_CACHE_SIZE, PasswordVerifier } from '../../devices/password-hash';
+import { credentialsChanged } from '../../devices/device-revocations';
 import type { UplinkEvent } from '../../pipeline/uplink';
 
 export type { DisconnectReason } from './publish-context';
@@ -47,6 +50,11 @@ export interface MqttOptions {
    * ThingsBoard's `actors.max_concurrent_session_per_device` (default 1) does. 0: no limit.
    */
   maxSessionsPerDevice?: number;
+  /**
+   * Bytes of package chunks read ahead for devices downloading, all connections together
+   * (`OTA_MQTT_READ_AHEAD_BYTES`, default 32 MiB; 0: none). One chunk per connection at most.
+   */
+  readAheadBytes?: number;
 }
 
 export interface MqttTlsOptions {
@@ -94,6 +102,7 @@ export interface MqttTransportEvents {
 export class MqttTransport extends EventEmitter<MqttTransportEvents> implements SessionHost {
   readonly config: SessionConfig;
   readonly reader: BlobReader;
+  readonly readAheadBudget: ReadAheadBudget;
   private readonly port: number;
   private readonly host: string;
   private readonly tlsOptions: MqttTlsOptions | null;
@@ -104,14 +113,23 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
   private readonly byDevice = new Map<DeviceId, Set<MqttSession>>();
   private connectedCount = 0;
   private readonly onDeviceDeleted = ({ device }: EngineEventMap['deviceDeleted'][0]): void => this.closeDevice(device.id, 'device-deleted');
+  private readonly onDeviceRevoked = ({ deviceId, reason }: EngineEventMap['deviceRevoked'][0]): void => this.closeDevice(deviceId, reason);
   private readonly onDeviceSaved = ({ before, after }: EngineEventMap['deviceSaved'][0]): void => {
     if (!before) return;
     // A new token invalidates the connections made with the old one (ThingsBoard closes them too).
-    if (before.accessToken !== after.accessToken || before.credentialsValue !== after.credentialsValue) return this.closeDevice(after.id, 'credentials-changed');
+    if (credentialsChanged(before, after)) return this.closeDevice(after.id, 'credentials-changed');
     for (const s of this.byDevice.get(after.id) ?? []) s.device = after;
+    if (before.deviceProfileId !== after.deviceProfileId) void this.refreshPayloads(after.tenantId, after.deviceProfileId);
+  };
+  /** A profile saved: its devices' sessions read their payloads as it now says, as ThingsBoard's `onDeviceProfileUpdate`. */
+  private readonly onProfileSaved = ({ after }: EngineEventMap['deviceProfileSaved'][0]): void => {
+    const payloads = protoPayloadsOf(after);
+    for (const s of this.sessions) if (s.device?.deviceProfileId === after.id && s.device.tenantId === after.tenantId) s.payloads = payloads;
   };
   private readonly onPackageDeleted = ({ pkg }: EngineEventMap['packageDeleted'][0]): void => {
-    if (pkg.blobSha256) this.reader.forget(pkg.blobSha256);
+    if (!pkg.blobSha256) return;
+    this.reader.forget(pkg.blobSha256);
+    for (const s of this.sessions) s.forgetBlob(pkg.blobSha256);
   };
 
   constructor(
@@ -125,6 +143,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.tlsOptions = options.tls ?? null;
     this.maxSessionsPerDevice = options.maxSessionsPerDevice ?? MQTT_DEFAULTS.maxSessionsPerDevice;
     this.reader = ctx.blobs.reader();
+    this.readAheadBudget = new ReadAheadBudget(options.readAheadBytes ?? readAheadBytesFromEnv(process.env));
     this.authenticator = new MqttAuthenticator(ctx.devices, new PasswordVerifier(options.authCacheSize ?? DEFAULT_VERIFIED_CACHE_SIZE));
     this.config = {
       maxChunkSize: options.maxChunkSize ?? MQTT_DEFAULTS.maxChunkSize,
@@ -169,7 +188,9 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     server.on('error', (err: Error) => this.ctx.logger.error(`MQTT endpoint: ${err.message}`));
     this.server = server;
     this.ctx.events.on('deviceDeleted', this.onDeviceDeleted);
+    this.ctx.events.on('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.on('deviceSaved', this.onDeviceSaved);
+    this.ctx.events.on('deviceProfileSaved', this.onProfileSaved);
     this.ctx.events.on('packageDeleted', this.onPackageDeleted);
     return this.address as AddressInfo;
   }
@@ -180,7 +201,9 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     if (!server) return;
     this.server = null;
     this.ctx.events.off('deviceDeleted', this.onDeviceDeleted);
+    this.ctx.events.off('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.off('deviceSaved', this.onDeviceSaved);
+    this.ctx.events.off('deviceProfileSaved', this.onProfileSaved);
     this.ctx.events.off('packageDeleted', this.onPackageDeleted);
     const closedServer = new Promise<void>((resolve) => server.close(() => resolve()));
     const closedSockets = [...this.sessions].map(
@@ -205,7 +228,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     if (!sessions) return 0;
     const payload = Buffer.from(JSON.stringify(updateMessage(n)));
     let delivered = 0;
-    for (const s of sessions) if (s.device?.tenantId === n.tenantId && s.deliverUpdate(payload)) delivered += 1;
+    for (const s of sessions) if (s.device?.tenantId === n.tenantId && s.deliverUpdate(n, payload)) delivered += 1;
     return delivered;
   }
 
@@ -258,6 +281,15 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
         accept(socket);
       },
     );
+  }
+
+  private async refreshPayloads(tenantId: TenantId, profileId: DeviceProfileId): Promise<void> {
+    try {
+      const profile = await this.ctx.profiles.findById(tenantId, profileId);
+      if (profile) this.onProfileSaved({ before: null, after: profile });
+    } catch (err) {
+      this.ctx.logger.error(`MQTT endpoint: device profile ${profileId}: ${(err as Error).message}`);
+    }
   }
 
   /** Takes a session out of its device's set; whether it was there. */

@@ -1,5 +1,6 @@
 import type { IConnectPacket, IPublishPacket } from 'mqtt-packet';
 import type { ProvisionRequest } from '../../devices/device-provisioning';
+import { ProtoPayloadError, ProtoPayloads } from '../proto-payloads';
 import { REASON } from './reason-codes';
 import type { PublishHost, PublishingSession } from './publish-context';
 
@@ -19,24 +20,32 @@ export const isProvisionConnect = (p: Pick<IConnectPacket, 'username' | 'clientI
 export const isProvisionFilter = (filter: string): boolean => filter === PROVISION_RESPONSE_TOPIC;
 
 /**
- * A PUBLISH in a provisioning session: the JSON request on `/provision/request` is answered on
- * `/provision/response` (after the PUBACK, as ThingsBoard does); anything else, or a payload that
- * is no JSON object, closes the connection.
+ * A PUBLISH in a provisioning session: the request on `/provision/request` is answered on
+ * `/provision/response` (after the PUBACK, as ThingsBoard does), in its format: JSON, or else
+ * ThingsBoard's protobuf ProvisionDeviceRequestMsg, answered with a ProvisionDeviceResponseMsg
+ * (`processProvisionSessionMsg`). Anything else, or a payload that is neither, closes the connection.
  */
 export async function handleProvisionPublish(s: PublishingSession, host: PublishHost, p: IPublishPacket): Promise<void> {
   if (p.topic !== PROVISION_REQUEST_TOPIC) return s.close('protocol-error', REASON.topicNameInvalid);
   const payload = typeof p.payload === 'string' ? Buffer.from(p.payload) : p.payload;
   if (payload.length > host.config.maxChunkSize) return s.close('packet-too-large', REASON.packetTooLarge);
   let request: unknown;
+  let json = true;
   try {
     request = JSON.parse(payload.toString('utf8'));
   } catch {
-    return s.close('invalid-payload', REASON.payloadFormatInvalid);
+    json = false;
+    try {
+      request = ProtoPayloads.decodeProvisionRequest(payload);
+    } catch (err) {
+      if (!(err instanceof ProtoPayloadError)) throw err;
+      return s.close('invalid-payload', REASON.payloadFormatInvalid);
+    }
   }
   if (typeof request !== 'object' || request === null || Array.isArray(request)) return s.close('invalid-payload', REASON.payloadFormatInvalid);
   const provisioning = host.ctx.provisioning;
   const answer = provisioning ? await provisioning.provision(request as ProvisionRequest) : { status: 'NOT_FOUND', errorMsg: 'Provision data was not found!' };
   if (s.closing) return;
   s.ack(p);
-  s.publish(PROVISION_RESPONSE_TOPIC, Buffer.from(JSON.stringify(answer)));
+  s.publish(PROVISION_RESPONSE_TOPIC, json ? Buffer.from(JSON.stringify(answer)) : ProtoPayloads.encodeProvisionResponse(answer));
 }

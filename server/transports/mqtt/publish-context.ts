@@ -6,7 +6,10 @@ import type { UplinkEvent } from '../../pipeline/uplink';
 import type { Timers } from '../../timers';
 import type { DeviceContext } from '../device-context';
 import type { FirmwareChunks } from './firmware-chunks';
+import type { ReadAheadBudget } from './chunk-read-ahead';
+import type { ChunkReadAhead } from './chunk-read-ahead';
 import type { ProtocolVersion } from './reason-codes';
+import type { ProtoPayloads } from '../proto-payloads';
 
 /** The limits a session works within (see MqttOptions). */
 export interface SessionConfig {
@@ -40,6 +43,8 @@ export interface PublishHost {
   readonly timers: Timers;
   /** Package bytes, read per request. */
   readonly reader: BlobReader;
+  /** What every connection's read-ahead may hold together. */
+  readonly readAheadBudget: ReadAheadBudget;
   uplink(ev: UplinkEvent): void;
 }
 
@@ -50,10 +55,14 @@ export interface PublishHost {
 export interface PublishingSession {
   readonly device: Device | null;
   readonly version: ProtocolVersion;
+  /** The device profile's protobuf payloads (proto-payloads.ts); null: JSON. */
+  readonly payloads: ProtoPayloads | 'invalid' | null;
   readonly closing: boolean;
   readonly socket: Socket;
   close(reason: DisconnectReason, code?: number, reasonString?: string): void;
   firmwareChunks(): FirmwareChunks;
+  /** The connection's read-ahead of package chunks. */
+  readAhead(): ChunkReadAhead;
   write(buf: Buffer): void;
   hold(): void;
   release(): void;

@@ -3,9 +3,12 @@ import type { TLSSocket } from 'node:tls';
 import { parser as mqttParser, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from 'mqtt-packet';
 import type { Device } from '../../store/devices';
 import type { MqttAuthenticator } from './authenticate';
-import { handlePublish } from './device-api';
+import { handlePublish, protoDownlink } from './device-api';
+import type { AttributeMap } from '../../store/attributes';
+import { ProtoPayloads, protoPayloadsOf } from '../proto-payloads';
 import type { DisconnectReason, PublishHost, PublishingSession } from './publish-context';
 import { FirmwareChunks } from './firmware-chunks';
+import { ChunkReadAhead } from './chunk-read-ahead';
 import { handleProvisionPublish, isProvisionConnect, isProvisionFilter } from './provision-session';
 import { encode, encodePublish } from './packets';
 import { REASON, refusalCode, refusedSubscription, type ProtocolVersion } from './reason-codes';
@@ -31,12 +34,15 @@ const MAX_QUEUED = 64;
  */
 export class MqttSession implements PublishingSession {
   device: Device | null = null;
+  /** The device profile's protobuf payloads, read at CONNECT and when the profile is saved; null: JSON. */
+  payloads: ProtoPayloads | 'invalid' | null = null;
   version: ProtocolVersion = 4;
   clientId = '';
   /** The update family subscribed to last (ThingsBoard sends updates on one), and its QoS. */
   private updates: { family: TopicFamily; qos: 0 | 1 } | null = null;
   private subscriptions: Array<{ filter: string; qos: 0 | 1 }> = [];
   private chunks: FirmwareChunks | null = null;
+  private ahead: ChunkReadAhead | null = null;
   private readonly parser: Parser;
   private readonly inbox: Packet[] = [];
   private draining = false;
@@ -71,6 +77,7 @@ export class MqttSession implements PublishingSession {
     socket.on('error', () => undefined); // 'close' follows and says the rest
     socket.on('close', () => {
       this.clearTimer();
+      this.ahead?.clear();
       this.isClosing = true;
       this.host.closed(this, this.reason);
     });
@@ -87,10 +94,14 @@ export class MqttSession implements PublishingSession {
     return this.device !== null && !this.isClosing;
   }
 
-  /** Sends a shared-attributes update if the device subscribed to updates; whether it did. */
-  deliverUpdate(payload: Buffer): boolean {
+  /**
+   * Sends a shared-attributes update if the device subscribed to updates; whether it did. `json`
+   * is the update as JSON; protobuf sessions get ThingsBoard's AttributeUpdateNotificationMsg.
+   */
+  deliverUpdate(update: { attributes: AttributeMap; deleted: readonly string[] }, json: Buffer): boolean {
     if (!this.updates || !this.connected) return false;
     const { family, qos } = this.updates;
+    const payload = protoDownlink(this, family) ? ProtoPayloads.encodeUpdate(update.attributes, update.deleted, this.host.timers.now()) : json;
     this.write(encodePublish(FAMILY[family].attributes, payload, qos, qos ? this.nextMessageId() : 0, this.version));
     return true;
   }
@@ -200,6 +211,8 @@ export class MqttSession implements PublishingSession {
       // A refused CONNACK is the last packet [MQTT-3.2.2-7]: no DISCONNECT follows.
       return this.close('not-authorized');
     }
+    this.payloads = protoPayloadsOf(await this.host.ctx.profiles.findById(device.tenantId, device.deviceProfileId));
+    if (this.isClosing) return;
     this.device = device;
     // Nothing of a session is kept across connections, so a session is never present, whatever
     // `clean` asked (ThingsBoard answers `!clean`, which tells clients to skip resubscribing).
@@ -242,6 +255,16 @@ export class MqttSession implements PublishingSession {
   firmwareChunks(): FirmwareChunks {
     this.chunks ??= new FirmwareChunks(this.host.config.maxChunkSize);
     return this.chunks;
+  }
+
+  readAhead(): ChunkReadAhead {
+    this.ahead ??= new ChunkReadAhead(this.host.reader, this.host.readAheadBudget);
+    return this.ahead;
+  }
+
+  /** Drops read-ahead bytes of a blob whose package was deleted. */
+  forgetBlob(sha256: string): void {
+    this.ahead?.forget(sha256);
   }
 
   write(buf: Buffer): void {
