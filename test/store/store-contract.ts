@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { newId, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
 import type { AssignmentEvent } from '../../server/store/notify-queue-repository';
 import type { OtaPackage } from '../../server/store/ota-packages';
+import type { Rollout, RolloutId } from '../../server/store/rollouts';
 import type { Store } from '../../server/store/store';
 
 /** A store to test, and how to end it (close it, remove what it made). */
@@ -437,6 +438,84 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         await store.profiles.update({ ...profile!, firmwareId: pkg.id, version: profile!.version + 1 });
         expect((await store.profiles.listAssigned(tenantId)).map((p) => [p.id, p.firmwareId, p.softwareId])).to.deep.equal([[profileId, pkg.id, null]]);
         expect(await store.profiles.listAssigned((await store.tenants.createTenant('other')).id)).to.deep.equal([]);
+      });
+    });
+
+    describe('rollouts (issue 14)', () => {
+      const rolloutOf = (over: Partial<Rollout> = {}): Rollout => ({
+        id: newId() as string as RolloutId,
+        tenantId,
+        name: 'r',
+        packageId: pkg.id,
+        type: 'FIRMWARE',
+        spec: {
+          target: { deviceProfileId: profileId },
+          waves: [{ percent: 50 }, { count: 3 }],
+          gate: { minSuccessRate: 90, minFinished: 1, waitSeconds: 0 },
+          abort: { maxFailureRate: 30, minFinished: 5 },
+          window: { days: ['MON'], from: '22:00', to: '04:00', timeZone: 'Europe/Berlin' },
+          forceDowngrade: false,
+        },
+        state: 'DRAFT',
+        reason: null,
+        currentWave: 0,
+        waves: [],
+        createdTime: 1,
+        startedTime: null,
+        finishedTime: null,
+        version: 1,
+        ...over,
+      });
+
+      it('keeps a rollout with its spec, scoped by tenant, and pages them', async () => {
+        const r = rolloutOf();
+        await store.rollouts.insert(r);
+        expect(await store.rollouts.findById(tenantId, r.id)).to.deep.equal(r);
+        const other = (await store.tenants.createTenant('other')).id;
+        expect(await store.rollouts.findById(other, r.id)).to.equal(null);
+        expect((await store.rollouts.page(tenantId, { pageSize: 10, page: 0 })).data.map((x) => x.id)).to.deep.equal([r.id]);
+        expect((await store.rollouts.page(other, { pageSize: 10, page: 0 })).totalElements).to.equal(0);
+      });
+
+      it('saves over the version it read only: a second save of the same version is refused', async () => {
+        const r = rolloutOf();
+        await store.rollouts.insert(r);
+        const running: Rollout = { ...r, state: 'RUNNING', waves: [{ state: 'RUNNING', startedTime: 5, gatePassedTime: null }], version: 2 };
+        expect(await store.rollouts.update(running)).to.equal(true);
+        expect(await store.rollouts.update({ ...r, state: 'CANCELLED', version: 2 })).to.equal(false);
+        expect(await store.rollouts.findById(tenantId, r.id)).to.deep.equal(running);
+      });
+
+      it('leases a running rollout to one owner until the lease runs out or is released', async () => {
+        const running = rolloutOf({ state: 'RUNNING' });
+        await store.rollouts.insert(running);
+        await store.rollouts.insert(rolloutOf({ state: 'PAUSED' }));
+        expect((await store.rollouts.claim('a', 1000, 500, 10)).map((x) => x.id)).to.deep.equal([running.id]);
+        expect(await store.rollouts.claim('b', 1200, 500, 10)).to.deep.equal([]);
+        expect((await store.rollouts.claim('a', 1300, 500, 10)).map((x) => x.id)).to.deep.equal([running.id]);
+        expect((await store.rollouts.claim('b', 1801, 500, 10)).map((x) => x.id)).to.deep.equal([running.id]);
+        await store.rollouts.release('b');
+        expect((await store.rollouts.claim('a', 1802, 500, 10)).map((x) => x.id)).to.deep.equal([running.id]);
+      });
+
+      it("lists a rollout's devices in wave order with their update state and target", async () => {
+        const r = rolloutOf({ state: 'RUNNING' });
+        await store.rollouts.insert(r);
+        const [a, b] = await devices(2);
+        await store.rollouts.putDevices([
+          { rolloutId: r.id, deviceId: b!, wave: 1, position: 1, status: 'PENDING', previousPackageId: null },
+          { rolloutId: r.id, deviceId: a!, wave: 0, position: 0, status: 'ASSIGNED', previousPackageId: null },
+        ]);
+        await store.states.setQueued(a!, tenantId, 'FIRMWARE', pkg.id, 10);
+        await store.targets.put([{ deviceId: a!, type: 'FIRMWARE', packageId: pkg.id, ts: 10, notified: true }]);
+        const listed = await store.rollouts.devices(r.id, 'FIRMWARE');
+        expect(listed.map((d) => [d.deviceId, d.wave, d.status, d.state, d.statePackageId, d.targetPackageId, d.notified])).to.deep.equal([
+          [a, 0, 'ASSIGNED', 'QUEUED', pkg.id, pkg.id, true],
+          [b, 1, 'PENDING', null, null, null, false],
+        ]);
+        await store.rollouts.putDevices([{ rolloutId: r.id, deviceId: b!, wave: 1, position: 1, status: 'UPDATED', previousPackageId: pkg.id }]);
+        expect((await store.rollouts.devices(r.id, 'FIRMWARE'))[1]).to.include({ status: 'UPDATED', previousPackageId: pkg.id, position: 1 });
+        expect(await store.rollouts.counts()).to.deep.include({ tenantId, state: 'RUNNING', rollouts: 1 });
       });
     });
   });
