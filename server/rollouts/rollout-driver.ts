@@ -167,7 +167,7 @@ export class RolloutDriver {
       }
 
       const waveDone = devices.filter((d) => d.wave === w).every((d) => FINISHED.has(d.status));
-      const gate = gateDecision(r.spec.gate, tallyOf(devices), waveDone);
+      const gate = gateDecision(r.spec.gate, tallyOf(devices), waveDone, w === r.waves.length - 1);
       if (!gate.open) {
         if (gate.final) {
           this.logger.warn(`rollout '${r.name}' stopped: ${gate.reason}`);

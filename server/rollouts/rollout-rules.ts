@@ -63,19 +63,23 @@ export function abortReason(rule: AbortRule, t: Tally): string | null {
 export type GateDecision = { open: true } | { open: false; reason: string | null; final: boolean };
 
 /**
- * The gate after a wave, once every device of that wave finished: at least `minFinished`
- * finished over all waves so far (or every device assigned so far, when fewer were), and a
- * success rate of at least `minSuccessRate` over them. A wave that finished below the rate can
- * never open its gate (`final`): the rollout stops there.
+ * The gate after a wave: at least `minFinished` finished over all waves so far (or every device
+ * assigned so far, when fewer were), and a success rate of at least `minSuccessRate` over them.
+ * It may open while devices of the wave are still updating (issue 14: the next wave starts when the
+ * gate passes), except after the last wave (`mustFinish`), which is complete only once every one of
+ * its devices finished. Below the rate it stays shut while the wave still runs (the rate may
+ * recover); a wave that finished below the rate can never open its gate (`final`): the rollout
+ * stops there.
  */
-export function gateDecision(gate: Gate, t: Tally, waveFinished: boolean): GateDecision {
-  if (!waveFinished) return { open: false, reason: null, final: false };
+export function gateDecision(gate: Gate, t: Tally, waveFinished: boolean, mustFinish = false): GateDecision {
+  if (mustFinish && !waveFinished) return { open: false, reason: null, final: false };
   const done = finished(t);
   const needed = Math.min(gate.minFinished, t.assigned);
   if (done < needed) return { open: false, reason: `waiting for ${needed} finished devices (${done} so far)`, final: false };
   const success = done === 0 ? 100 : rate(t.updated, done);
   if (success < gate.minSuccessRate) {
-    return { open: false, reason: `gate failed: success rate ${formatRate(success)} % (${t.updated} of ${done} finished) is below ${gate.minSuccessRate} %`, final: true };
+    const below = `success rate ${formatRate(success)} % (${t.updated} of ${done} finished) is below ${gate.minSuccessRate} %`;
+    return waveFinished ? { open: false, reason: `gate failed: ${below}`, final: true } : { open: false, reason: `${below}: waiting for the wave to finish`, final: false };
   }
   return { open: true };
 }

@@ -218,7 +218,7 @@ describe('rollouts in waves (npm start, simulated devices)', function () {
     const created = await admin.request<RolloutJson>(
       'POST',
       '/ota/rollouts',
-      rolloutBody(fleet, { waves: [{ count: 10 }, { count: 10 }], gate: { minSuccessRate: 100, minFinished: 1, waitSeconds: 0 } }),
+      rolloutBody(fleet, { waves: [{ count: 10 }, { count: 10 }], gate: { minSuccessRate: 100, minFinished: 10, waitSeconds: 0 } }),
     );
     await admin.request('POST', `/ota/rollouts/${created.id.id}/start`);
     await eventually(() => devices.count('updated') >= 2, 'two devices updated', { timeoutMs: 30_000 });

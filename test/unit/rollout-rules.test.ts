@@ -48,8 +48,22 @@ describe('rollout rules (issue 14): waves, gate, abort, window', () => {
   describe('gate', () => {
     const gate = { minSuccessRate: 90, minFinished: 5, waitSeconds: 0 };
 
-    it('stays shut while the wave has devices in progress', () => {
-      expect(gateDecision(gate, { assigned: 10, updated: 9, failed: 0 }, false)).to.deep.equal({ open: false, reason: null, final: false });
+    it('opens while devices of the wave are still updating, once minFinished finished at the rate', () => {
+      expect(gateDecision(gate, { assigned: 10, updated: 5, failed: 0 }, false)).to.deep.equal({ open: true });
+      expect(gateDecision(gate, { assigned: 10, updated: 4, failed: 0 }, false)).to.deep.equal({ open: false, reason: 'waiting for 5 finished devices (4 so far)', final: false });
+    });
+
+    it('stays shut below the rate while the wave still runs, without stopping the rollout', () => {
+      expect(gateDecision(gate, { assigned: 10, updated: 4, failed: 1 }, false)).to.deep.equal({
+        open: false,
+        reason: 'success rate 80 % (4 of 5 finished) is below 90 %: waiting for the wave to finish',
+        final: false,
+      });
+    });
+
+    it('after the last wave, waits for every device of it to finish', () => {
+      expect(gateDecision(gate, { assigned: 10, updated: 9, failed: 0 }, false, true)).to.deep.equal({ open: false, reason: null, final: false });
+      expect(gateDecision(gate, { assigned: 10, updated: 10, failed: 0 }, true, true)).to.deep.equal({ open: true });
     });
 
     it('opens on a finished wave at the success rate exactly', () => {
