@@ -22,3 +22,12 @@ export function loginLimitsFromEnv(env: NodeJS.ProcessEnv): Partial<LoginThrottl
   }
   return out;
 }
+
+/** `OTA_USER_ACTIVATION_TOKEN_TTL_HOURS` (ThingsBoard's userActivationTokenTtl, hours): how long an activation link works. */
+export function activationTokenTtlMsFromEnv(env: NodeJS.ProcessEnv): number | undefined {
+  const raw = env.OTA_USER_ACTIVATION_TOKEN_TTL_HOURS?.trim();
+  if (!raw) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`OTA_USER_ACTIVATION_TOKEN_TTL_HOURS must be a positive integer, not '${raw}'`);
+  return n * 3600_000;
+}

@@ -111,7 +111,14 @@ export function createTenantApi(deps: TenantApiDeps): Router {
     '/user/:id/activationLink',
     authed(ANY_AUTHORITY, async (req, res, who) => {
       const link = await accounts.activationLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`);
-      res.status(200).type('text/plain').send(link);
+      res.status(200).type('text/plain').send(link.value);
+    }),
+  );
+  // ThingsBoard's UserActivationLink: the link and the milliseconds it still works.
+  api.get(
+    '/user/:id/activationLinkInfo',
+    authed(ANY_AUTHORITY, async (req, res, who) => {
+      res.json(await accounts.activationLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`));
     }),
   );
   api.get(
@@ -138,6 +145,12 @@ export function createTenantApi(deps: TenantApiDeps): Router {
     '/users',
     authed(['TENANT_ADMIN'], async (req, res, who) => res.json(page(await accounts.pageUsers(who.tenantId, parsePageLink(req.query, USER_SORT)), userJson))),
   );
+  // The activation link itself (AuthController.checkActivateToken): 303 to the create-password page,
+  // 303 to `/activationLinkExpired` when expired, 409 with no body when unknown.
+  api.get('/noauth/activate', (req: Request, res: Response, next: NextFunction) => {
+    const token = typeof req.query.activateToken === 'string' ? req.query.activateToken : '';
+    accounts.checkActivateToken(token).then((to) => (to ? res.redirect(303, to.location) : res.status(409).end()), next);
+  });
   api.post('/noauth/activate', (req: Request, res: Response, next: NextFunction) => {
     let body: { activateToken: string; password: string };
     try {

@@ -419,4 +419,11 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         EXECUTE FUNCTION ota_fleet_count_package_renamed();
     `,
   },
+  {
+    version: 12,
+    description: 'activation tokens expire (ThingsBoard: user_credentials.activate_token_exp_time, userActivationTokenTtl) (SQLite migration 11)',
+    sql: `
+      ALTER TABLE users ADD COLUMN activate_token_exp_time bigint;
+    `,
+  },
 ];

@@ -377,4 +377,12 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX download_progress_tenant ON download_progress(tenant_id);
     `,
   },
+  {
+    version: 11,
+    description: 'activation tokens expire (ThingsBoard: user_credentials.activate_token_exp_time, userActivationTokenTtl)',
+    sql: `
+      -- When a user's activation token stops working (ms); null with no token.
+      ALTER TABLE users ADD COLUMN activate_token_exp_time INTEGER;
+    `,
+  },
 ];
