@@ -37,7 +37,7 @@ import { OtaPackageService } from './packages/ota-package-service';
 import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits, type TlsIdentity } from './http-server-limits';
 import { LOGIN_THROTTLE_DEFAULTS, LoginThrottle, type LoginThrottleLimits } from './admin/login-throttle';
 import { PASSWORD_CHECK_DEFAULTS, PasswordChecks, type PasswordCheckLimits } from './admin/password-checks';
-import { activationTokenTtlMsFromEnv, loginLimitsFromEnv } from './admin/login-settings';
+import { loginLimitsFromEnv, userTokenTtlsFromEnv } from './admin/login-settings';
 
 /** The cluster bus topic of notifications decided by one instance for every other. */
 const NOTIFICATION_TOPIC = 'notification';
@@ -99,8 +99,6 @@ export interface EngineOptions {
   httpLimits?: Partial<HttpServerLimits>;
   /** Login throttling and scrypt concurrency; by default from `OTA_LOGIN_*` (login-settings.ts). */
   login?: Partial<LoginThrottleLimits & PasswordCheckLimits>;
-  /** How long an activation link works; by default `OTA_USER_ACTIVATION_TOKEN_TTL_HOURS`, else 24 h. */
-  activationTokenTtlMs?: number;
   /** The device lookup caches of the download paths; by default from `OTA_LOOKUP_CACHE_*` (device-lookups.ts). */
   lookupCache?: Partial<LookupCacheLimits>;
 }
@@ -219,7 +217,7 @@ export class OtaEngine {
           throttle: new LoginThrottle(login, clock),
           passwords: new PasswordChecks(login),
           now: clock,
-          activationTokenTtlMs: options.activationTokenTtlMs ?? activationTokenTtlMsFromEnv(process.env),
+          ...userTokenTtlsFromEnv(process.env),
         },
       );
       await tenantService.ensureDefaultProfile({ ...defaultTenantLimitsFromEnv(process.env), ...options.tenantLimits });

@@ -36,6 +36,8 @@ export interface AccountGuards {
   now?: () => number;
   /** How long an activation link works (ThingsBoard's userActivationTokenTtl, 24 h by default). */
   activationTokenTtlMs?: number;
+  /** How long a password reset link works (ThingsBoard's passwordResetTokenTtl, 24 h by default). */
+  passwordResetTokenTtlMs?: number;
 }
 
 /** ThingsBoard's default `userActivationTokenTtl`: 24 hours. */
@@ -52,6 +54,7 @@ export class AccountService {
   readonly passwords: PasswordChecks;
   private readonly now: () => number;
   private readonly activationTokenTtlMs: number;
+  private readonly passwordResetTokenTtlMs: number;
   private readonly users = new Map<UserId, { user: User; until: number }>();
   /** The first tenant's (bootstrap's): its admins, with the system administrator, may use the embedded editor. */
   private operatorTenant: TenantId | null = null;
@@ -64,6 +67,7 @@ export class AccountService {
   ) {
     this.now = guards.now ?? Date.now;
     this.activationTokenTtlMs = guards.activationTokenTtlMs ?? ACTIVATION_TOKEN_TTL_MS;
+    this.passwordResetTokenTtlMs = guards.passwordResetTokenTtlMs ?? ACTIVATION_TOKEN_TTL_MS;
     this.throttle = guards.throttle ?? new LoginThrottle(undefined, this.now);
     this.passwords = guards.passwords ?? new PasswordChecks();
   }
@@ -287,6 +291,44 @@ export class AccountService {
     if (!user) throw invalid(`Unable to find user credentials by activateToken [${activateToken}]`);
     if (this.activationExpired(user)) throw invalid('Activation token expired');
     await this.tenants.setPassword(user.id, await this.passwords.hash(password));
+    return this.tokens.issue(await this.user(user.id));
+  }
+
+  // ---- password reset (ThingsBoard's AuthController; no mail is sent) ----------------------------
+
+  /**
+   * A password reset link for an active user the caller may manage (a tenant admin: its own
+   * tenant's users; the sysadmin: anyone's). ThingsBoard mails this link on
+   * `POST /api/noauth/resetPasswordByEmail`; we send no mail, so an administrator hands it over.
+   * Each call makes a new token (the one before stops working), valid for the reset TTL.
+   */
+  async passwordResetLink(who: Principal, id: string, baseUrl: string): Promise<string> {
+    const user = await this.reachableUser(who, id);
+    if (user.activateToken || !user.passwordHash) throw invalid('User is not active!');
+    const token = randomBytes(22).toString('base64url');
+    await this.tenants.setResetToken(user.id, token, this.now() + this.passwordResetTokenTtlMs);
+    return `${baseUrl}/api/noauth/resetPassword?resetToken=${token}`;
+  }
+
+  /** `GET /api/noauth/resetPassword?resetToken=`: 303 to the login page's reset route, or to `/passwordResetLinkExpired`; null for 409. */
+  async checkResetToken(resetToken: string): Promise<ActivationCheck> {
+    const user = resetToken ? await this.tenants.findUserByResetToken(resetToken) : null;
+    if (!user) return null;
+    if ((user.resetTokenExpTime ?? 0) <= this.now()) return { location: '/passwordResetLinkExpired' };
+    return { location: `/login/resetPassword?resetToken=${encodeURIComponent(resetToken)}` };
+  }
+
+  /**
+   * `POST /api/noauth/resetPassword`: sets the password; the token works once, and every token the
+   * user held so far is revoked. Answers a new token pair as a login.
+   */
+  async resetPassword(resetToken: string, password: string): Promise<TokenPair> {
+    const user = await this.tenants.findUserByResetToken(resetToken);
+    if (!user) throw invalid('Invalid reset token!');
+    if ((user.resetTokenExpTime ?? 0) <= this.now()) throw invalid('Password reset token expired');
+    checkPasswordPolicy(password);
+    await this.tenants.setPassword(user.id, await this.passwords.hash(password));
+    this.users.delete(user.id);
     return this.tokens.issue(await this.user(user.id));
   }
 

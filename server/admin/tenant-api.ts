@@ -121,6 +121,14 @@ export function createTenantApi(deps: TenantApiDeps): Router {
       res.json(await accounts.activationLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`));
     }),
   );
+  // Beyond ThingsBoard (which mails it): the password reset link of a user the caller manages, as text.
+  api.get(
+    '/user/:id/passwordResetLink',
+    authed(ANY_AUTHORITY, async (req, res, who) => {
+      const link = await accounts.passwordResetLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`);
+      res.status(200).type('text/plain').send(link);
+    }),
+  );
   api.get(
     '/user/:id',
     authed(ANY_AUTHORITY, async (req, res, who) => res.json(userJson(await accounts.reachableUser(who, idParam(req, 'id'))))),
@@ -159,6 +167,23 @@ export function createTenantApi(deps: TenantApiDeps): Router {
       return next(err);
     }
     accounts.activate(body.activateToken, body.password).then((tokens) => res.json(tokens), next);
+  });
+  // Password reset as ThingsBoard's AuthController. ThingsBoard mails the link and answers 200
+  // whatever the address (it tells no one which addresses exist); we send no mail, so nothing else
+  // happens: an administrator hands over `GET /api/user/{id}/passwordResetLink`.
+  api.post('/noauth/resetPasswordByEmail', (_req: Request, res: Response) => void res.status(200).end());
+  api.get('/noauth/resetPassword', (req: Request, res: Response, next: NextFunction) => {
+    const token = typeof req.query.resetToken === 'string' ? req.query.resetToken : '';
+    accounts.checkResetToken(token).then((to) => (to ? res.redirect(303, to.location) : res.status(409).end()), next);
+  });
+  api.post('/noauth/resetPassword', (req: Request, res: Response, next: NextFunction) => {
+    let body: { resetToken: string; password: string };
+    try {
+      body = validateBody(schemas.resetPassword, req.body ?? {});
+    } catch (err) {
+      return next(err);
+    }
+    accounts.resetPassword(body.resetToken, body.password).then((tokens) => res.json(tokens), next);
   });
   // Errors only: a path not answered here goes on to the OTA API's routes.
   api.use(errorHandler);

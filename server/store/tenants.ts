@@ -35,6 +35,9 @@ export interface User {
   activateToken: string | null;
   /** When the activate token stops working (ms, ThingsBoard's activateTokenExpTime); null with no token. */
   activateTokenExpTime: number | null;
+  /** A password reset link's token while one is outstanding (ThingsBoard's resetToken), and its end (ms). */
+  resetToken: string | null;
+  resetTokenExpTime: number | null;
 }
 
 /** ThingsBoard's tenant profile: profileData kept as sent; its configuration holds the limits. */
@@ -77,7 +80,10 @@ export interface TenantRepository {
   deleteUser(id: UserId): Promise<void>;
   /** A new activate token for a user who has not activated (an expiring link is renewed). */
   setActivateToken(id: UserId, token: string, expTime: number): Promise<void>;
-  /** Sets the password, clears the activate token and revokes the user's tokens. */
+  /** A password reset token for the user, replacing any before. */
+  setResetToken(id: UserId, token: string, expTime: number): Promise<void>;
+  findUserByResetToken(token: string): Promise<User | null>;
+  /** Sets the password, clears the activate and reset tokens and revokes the user's tokens. */
   setPassword(id: UserId, passwordHash: string): Promise<void>;
   /** Raises the token generation: every token issued so far is refused. */
   revokeTokens(id: UserId): Promise<void>;
@@ -130,6 +136,8 @@ export interface UserRow {
   extra: string | Record<string, unknown>;
   activate_token: string | null;
   activate_token_exp_time: number | string | null;
+  reset_token: string | null;
+  reset_token_exp_time: number | string | null;
 }
 
 const json = (v: string | Record<string, unknown>): Record<string, unknown> => (typeof v === 'string' ? (JSON.parse(v) as Record<string, unknown>) : v);
@@ -153,6 +161,8 @@ export const toUser = (r: UserRow): User => ({
   extra: json(r.extra),
   activateToken: r.activate_token,
   activateTokenExpTime: r.activate_token_exp_time === null ? null : Number(r.activate_token_exp_time),
+  resetToken: r.reset_token,
+  resetTokenExpTime: r.reset_token_exp_time === null ? null : Number(r.reset_token_exp_time),
 });
 
 export const TENANT_SORT_COLUMNS: Record<string, string> = { createdTime: 'created_time', title: 'title', name: 'title' };
@@ -170,6 +180,8 @@ export const newUser = (u: NewUser): User => ({
   extra: u.extra ?? {},
   activateToken: u.activateToken ?? null,
   activateTokenExpTime: u.activateTokenExpTime ?? null,
+  resetToken: null,
+  resetTokenExpTime: null,
 });
 
 /**
@@ -293,9 +305,20 @@ export class SqliteTenantRepository implements TenantRepository {
     this.db.prepare('UPDATE users SET activate_token = ?, activate_token_exp_time = ? WHERE id = ?').run(token, expTime, id);
   }
 
+  async setResetToken(id: UserId, token: string, expTime: number): Promise<void> {
+    this.db.prepare('UPDATE users SET reset_token = ?, reset_token_exp_time = ? WHERE id = ?').run(token, expTime, id);
+  }
+
+  async findUserByResetToken(token: string): Promise<User | null> {
+    const r = this.db.prepare('SELECT * FROM users WHERE reset_token = ?').get(token) as UserRow | undefined;
+    return r ? toUser(r) : null;
+  }
+
   async setPassword(id: UserId, passwordHash: string): Promise<void> {
     this.db
-      .prepare('UPDATE users SET password_hash = ?, activate_token = NULL, activate_token_exp_time = NULL, token_generation = token_generation + 1 WHERE id = ?')
+      .prepare(
+        'UPDATE users SET password_hash = ?, activate_token = NULL, activate_token_exp_time = NULL, reset_token = NULL, reset_token_exp_time = NULL, token_generation = token_generation + 1 WHERE id = ?',
+      )
       .run(passwordHash, id);
   }
 

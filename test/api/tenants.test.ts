@@ -462,3 +462,68 @@ describe("admin API: activation links expire as ThingsBoard's (userActivationTok
     expect(plain.text).to.equal(renewed.value);
   });
 });
+
+describe("admin API: password reset as ThingsBoard's (no mail: an administrator hands over the link)", () => {
+  const HOUR = 3600_000;
+  let skew = 0;
+  let h: ApiHarness;
+  let t: ApiTenant;
+
+  before(async () => {
+    h = await ApiHarness.start({ timers: { ...realTimers, now: () => Date.now() + skew } });
+    t = await h.apiTenant();
+  });
+  after(async () => h?.close());
+  afterEach(() => {
+    skew = 0;
+  });
+
+  const follow = async (link: string): Promise<{ status: number; location: string | null }> => {
+    const res = await fetch(link, { redirect: 'manual' });
+    await res.arrayBuffer();
+    return { status: res.status, location: res.headers.get('location') };
+  };
+  const resetLink = async (by: ApiClient, userId: string): Promise<string> => {
+    const r = await by.get(`/api/user/${userId}/passwordResetLink`);
+    expect(r.status, r.text).to.equal(200);
+    expect(r.text).to.match(new RegExp(`^${h.baseUrl}/api/noauth/resetPassword\\?resetToken=`));
+    return r.text;
+  };
+  const tokenOf = (link: string): string => new URL(link).searchParams.get('resetToken') as string;
+
+  it('answers resetPasswordByEmail 200 whatever the address, and changes nothing', async () => {
+    expect((await h.anonymous().post('/api/noauth/resetPasswordByEmail', { email: t.email })).status).to.equal(200);
+    expect((await h.anonymous().post('/api/noauth/resetPasswordByEmail', { email: 'nobody@example.org' })).status).to.equal(200);
+    ok(await (await h.login(t.email, t.password)).get('/api/auth/user'));
+  });
+
+  it("resets with the link a tenant admin gets for its own tenant's user, revoking the user's tokens; the token works once", async () => {
+    const mate = ok<UserBody>(await t.admin.post('/api/user', { email: `${unique('mate')}@example.org`, authority: 'TENANT_ADMIN' }));
+    const act = new URL((await t.admin.get(`/api/user/${mate.id.id}/activationLink`)).text).searchParams.get('activateToken') as string;
+    ok(await h.anonymous().post('/api/noauth/activate', { activateToken: act, password: 'mate password' }));
+    const before = await h.login(mate.email, 'mate password');
+    const link = await resetLink(t.admin, mate.id.id);
+    const token = tokenOf(link);
+    expect(await follow(link)).to.deep.equal({ status: 303, location: `/login/resetPassword?resetToken=${token}` });
+    expectError(await h.anonymous().post('/api/noauth/resetPassword', { resetToken: token, password: '12' }), 400, 'Password must be 6 or more characters in length.', 31);
+    const pair = ok<{ token: string; refreshToken: string }>(await h.anonymous().post('/api/noauth/resetPassword', { resetToken: token, password: 'new mate password' }));
+    ok(await new ApiClient(h.baseUrl, pair.token).get('/api/auth/user'));
+    expectError(await before.get('/api/auth/user'), 401);
+    expectError(await h.anonymous().post('/api/auth/login', { username: mate.email, password: 'mate password' }), 401);
+    ok(await (await h.login(mate.email, 'new mate password')).get('/api/auth/user'));
+    expectError(await h.anonymous().post('/api/noauth/resetPassword', { resetToken: token, password: 'again password' }), 400, 'Invalid reset token!', 31);
+    expect((await follow(link)).status).to.equal(409);
+  });
+
+  it("expires after 24 h as ThingsBoard's passwordResetTokenTtl, and is refused across tenants", async () => {
+    const me = ok<UserBody>(await t.admin.get('/api/auth/user'));
+    const link = await resetLink(await h.sysadmin(), me.id.id);
+    skew = 24 * HOUR + 1000;
+    expect(await follow(link)).to.deep.equal({ status: 303, location: '/passwordResetLinkExpired' });
+    expectError(await h.anonymous().post('/api/noauth/resetPassword', { resetToken: tokenOf(link), password: 'late password' }), 400, 'Password reset token expired', 31);
+    skew = 0;
+    ok(await (await h.login(t.email, t.password)).get('/api/auth/user'));
+    const other = await h.apiTenant();
+    expectError(await other.admin.get(`/api/user/${me.id.id}/passwordResetLink`), 403, FORBIDDEN, 20);
+  });
+});

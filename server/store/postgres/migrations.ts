@@ -421,9 +421,12 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   },
   {
     version: 12,
-    description: 'activation tokens expire (ThingsBoard: user_credentials.activate_token_exp_time, userActivationTokenTtl) (SQLite migration 11)',
+    description: 'activation tokens expire, password reset tokens (ThingsBoard: user_credentials.activate_token_exp_time, reset_token, reset_token_exp_time) (SQLite migration 11)',
     sql: `
       ALTER TABLE users ADD COLUMN activate_token_exp_time bigint;
+      ALTER TABLE users ADD COLUMN reset_token text;
+      ALTER TABLE users ADD COLUMN reset_token_exp_time bigint;
+      CREATE UNIQUE INDEX users_reset_token ON users (reset_token);
     `,
   },
 ];

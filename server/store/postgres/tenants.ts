@@ -140,12 +140,22 @@ export class PgTenantRepository implements TenantRepository {
     await this.sql.query('UPDATE users SET activate_token = $1, activate_token_exp_time = $2 WHERE id = $3', [token, expTime, id]);
   }
 
+  async setResetToken(id: UserId, token: string, expTime: number): Promise<void> {
+    if (!isUuid(id)) return;
+    await this.sql.query('UPDATE users SET reset_token = $1, reset_token_exp_time = $2 WHERE id = $3', [token, expTime, id]);
+  }
+
+  async findUserByResetToken(token: string): Promise<User | null> {
+    const r = (await this.sql.query<UserRow & pg.QueryResultRow>('SELECT * FROM users WHERE reset_token = $1', [token])).rows[0];
+    return r ? toUser(r) : null;
+  }
+
   async setPassword(id: UserId, passwordHash: string): Promise<void> {
     if (!isUuid(id)) return;
-    await this.sql.query('UPDATE users SET password_hash = $1, activate_token = NULL, activate_token_exp_time = NULL, token_generation = token_generation + 1 WHERE id = $2', [
-      passwordHash,
-      id,
-    ]);
+    await this.sql.query(
+      'UPDATE users SET password_hash = $1, activate_token = NULL, activate_token_exp_time = NULL, reset_token = NULL, reset_token_exp_time = NULL, token_generation = token_generation + 1 WHERE id = $2',
+      [passwordHash, id],
+    );
   }
 
   async revokeTokens(id: UserId): Promise<void> {
