@@ -83,7 +83,7 @@ export default function init(RED: NodeAPI): void {
         transport: 'COAP',
         host: address.address,
         port: address.port,
-        connections: () => transport.observers,
+        connections: (tenantId) => (tenantId === undefined ? transport.observers : transport.observersOf(tenantId)),
         deliver: (n) => transport.deliver(n),
       });
       this.log(RED._('ota-coap-endpoint.log.listening', { address: `${address.address}:${address.port}` }));

@@ -85,7 +85,12 @@ export default function init(RED: NodeAPI): void {
       const engine: OtaEngine = await server.engine;
       const transport = new Lwm2mTransport(engine.deviceContext, options);
       const address = await transport.start();
-      unregister = engine.registerEndpoint({ transport: 'LWM2M', host: address.address, port: address.port, connections: () => transport.registered });
+      unregister = engine.registerEndpoint({
+        transport: 'LWM2M',
+        host: address.address,
+        port: address.port,
+        connections: (tenantId) => (tenantId === undefined ? transport.registered : transport.registeredOf(tenantId)),
+      });
       this.log(RED._('ota-lwm2m-endpoint.log.listening', { address: `${address.address}:${address.port}` }));
       return transport;
     })();

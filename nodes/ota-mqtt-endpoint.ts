@@ -86,7 +86,7 @@ export default function init(RED: NodeAPI): void {
         host: address.address,
         port: address.port,
         tls: transport.tls,
-        connections: () => transport.connections,
+        connections: (tenantId) => (tenantId === undefined ? transport.connections : transport.connectionsOf(tenantId)),
         deliver: (n) => transport.deliver(n),
       });
       this.log(RED._('ota-mqtt-endpoint.log.listening', { scheme: transport.tls ? 'mqtts' : 'mqtt', address: `${address.address}:${address.port}` }));

@@ -10,6 +10,7 @@ import { defaultTenantLimitsFromEnv, type TenantLimits, type TenantLimitsOf } fr
 import { TokenService } from './admin/auth';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
+import type { TenantId } from './ids';
 import { databaseFileIn, privateDir, privateFile } from './store/private-files';
 import { DeviceProfileService } from './devices/device-profile-service';
 import { DeviceService } from './devices/device-service';
@@ -36,7 +37,7 @@ import { OtaPackageService } from './packages/ota-package-service';
 import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits, type TlsIdentity } from './http-server-limits';
 import { LOGIN_THROTTLE_DEFAULTS, LoginThrottle, type LoginThrottleLimits } from './admin/login-throttle';
 import { PASSWORD_CHECK_DEFAULTS, PasswordChecks, type PasswordCheckLimits } from './admin/password-checks';
-import { loginLimitsFromEnv } from './admin/login-settings';
+import { loginLimitsFromEnv, userTokenTtlsFromEnv } from './admin/login-settings';
 
 /** The cluster bus topic of notifications decided by one instance for every other. */
 const NOTIFICATION_TOPIC = 'notification';
@@ -164,7 +165,10 @@ export class OtaEngine {
     this.app.use('/api/v1', deviceApi.router);
     this.deviceReader = deviceApi.reader;
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
-    this.app.use('/api', createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: () => this.listEndpoints() }));
+    this.app.use(
+      '/api',
+      createFleetApi({ accounts, tracker: pipeline.tracker, queue: pipeline.queue, notifier: pipeline.notifier, endpoints: (tenantId) => this.listEndpoints(tenantId) }),
+    );
     this.app.use('/api', dashboard.api);
     this.app.use(dashboard.site);
     this.app.use('/api', createDownloadProgressApi({ accounts, devices, progress: this.downloads }));
@@ -219,7 +223,12 @@ export class OtaEngine {
         async (tenantId) => {
           await profiles.ensureDefault(tenantId);
         },
-        { throttle: new LoginThrottle(login, clock), passwords: new PasswordChecks(login), now: clock },
+        {
+          throttle: new LoginThrottle(login, clock),
+          passwords: new PasswordChecks(login),
+          now: clock,
+          ...userTokenTtlsFromEnv(process.env),
+        },
       );
       await tenantService.ensureDefaultProfile({ ...defaultTenantLimitsFromEnv(process.env), ...options.tenantLimits });
       const sysadmin = await accounts.bootstrapSysadmin(
@@ -321,14 +330,19 @@ export class OtaEngine {
     };
   }
 
-  /** Where devices can reach us: the HTTP device API and every registered endpoint. */
-  listEndpoints(): Array<Omit<EndpointInfo, 'connections'> & { connections: number }> {
+  /**
+   * Where devices can reach us: the HTTP device API and every registered endpoint, with the devices
+   * connected to each: `tenantId`'s only when given (a tenant admin sees no other tenant's figures),
+   * every tenant's otherwise (the system administrator).
+   */
+  listEndpoints(tenantId?: TenantId): Array<Omit<EndpointInfo, 'connections'> & { connections: number }> {
     const http = this.httpAddress;
     const out: Array<Omit<EndpointInfo, 'connections'> & { connections: number }> = [];
-    if (http) out.push({ transport: 'HTTP', host: http.address, port: http.port, connections: this.pipeline.httpSessions.waiting });
+    const polls = (): number => (tenantId === undefined ? this.pipeline.httpSessions.waiting : this.pipeline.httpSessions.waitingOf(tenantId));
+    if (http) out.push({ transport: 'HTTP', host: http.address, port: http.port, connections: polls() });
     const https = this.httpsAddress;
-    if (https) out.push({ transport: 'HTTP', host: https.address, port: https.port, tls: true, connections: this.pipeline.httpSessions.waiting });
-    for (const e of this.endpoints) out.push({ transport: e.transport, host: e.host, port: e.port, ...(e.tls ? { tls: true } : {}), connections: e.connections() });
+    if (https) out.push({ transport: 'HTTP', host: https.address, port: https.port, tls: true, connections: polls() });
+    for (const e of this.endpoints) out.push({ transport: e.transport, host: e.host, port: e.port, ...(e.tls ? { tls: true } : {}), connections: e.connections(tenantId) });
     return out;
   }
 

@@ -34,13 +34,27 @@ export interface AccountGuards {
   throttle?: LoginThrottle;
   passwords?: PasswordChecks;
   now?: () => number;
+  /** How long an activation link works (ThingsBoard's userActivationTokenTtl, 24 h by default). */
+  activationTokenTtlMs?: number;
+  /** How long a password reset link works (ThingsBoard's passwordResetTokenTtl, 24 h by default). */
+  passwordResetTokenTtlMs?: number;
 }
+
+/** ThingsBoard's default `userActivationTokenTtl`: 24 hours. */
+export const ACTIVATION_TOKEN_TTL_MS = 24 * 3600_000;
+/** ThingsBoard renews an activation link asked for with less than 15 minutes left (UserServiceImpl). */
+const ACTIVATION_RENEW_BEFORE_MS = 15 * 60_000;
+
+/** `GET /api/noauth/activate?activateToken=`: where ThingsBoard sends the browser, or null for its 409. */
+export type ActivationCheck = { location: string } | null;
 
 /** Tenants, their admins, login and tokens. */
 export class AccountService {
   readonly throttle: LoginThrottle;
   readonly passwords: PasswordChecks;
   private readonly now: () => number;
+  private readonly activationTokenTtlMs: number;
+  private readonly passwordResetTokenTtlMs: number;
   private readonly users = new Map<UserId, { user: User; until: number }>();
   /** The first tenant's (bootstrap's): its admins, with the system administrator, may use the embedded editor. */
   private operatorTenant: TenantId | null = null;
@@ -52,6 +66,8 @@ export class AccountService {
     guards: AccountGuards = {},
   ) {
     this.now = guards.now ?? Date.now;
+    this.activationTokenTtlMs = guards.activationTokenTtlMs ?? ACTIVATION_TOKEN_TTL_MS;
+    this.passwordResetTokenTtlMs = guards.passwordResetTokenTtlMs ?? ACTIVATION_TOKEN_TTL_MS;
     this.throttle = guards.throttle ?? new LoginThrottle(undefined, this.now);
     this.passwords = guards.passwords ?? new PasswordChecks();
   }
@@ -230,7 +246,7 @@ export class AccountService {
       tenantId = who.tenantId;
     }
     await this.checkEmailFree(email, null);
-    return this.tenants.createUser({ tenantId, email, passwordHash: '', authority: authority as Authority, extra, activateToken: randomBytes(22).toString('base64url') });
+    return this.tenants.createUser({ tenantId, email, passwordHash: '', authority: authority as Authority, extra, ...this.newActivateToken() });
   }
 
   /** A user the caller may see and change: its own tenant's, or any for the system administrator. */
@@ -241,11 +257,31 @@ export class AccountService {
     throw forbidden();
   }
 
-  /** ThingsBoard's `GET /api/user/{id}/activationLink`: the link while the user has not activated. */
-  async activationLink(who: Principal, id: string, baseUrl: string): Promise<string> {
-    const user = await this.reachableUser(who, id);
+  /**
+   * ThingsBoard's `GET /api/user/{id}/activationLink` (and `activationLinkInfo`, with the time left)
+   * while the user has not activated. As ThingsBoard does, an expired link, or one with less than 15
+   * minutes left, is replaced by a new one with the full TTL.
+   */
+  async activationLink(who: Principal, id: string, baseUrl: string): Promise<{ value: string; ttlMs: number }> {
+    let user = await this.reachableUser(who, id);
     if (!user.activateToken) throw invalid('User is already activated!');
-    return `${baseUrl}/api/noauth/activate?activateToken=${user.activateToken}`;
+    if ((user.activateTokenExpTime ?? 0) - this.now() < ACTIVATION_RENEW_BEFORE_MS) {
+      const renewed = this.newActivateToken();
+      await this.tenants.setActivateToken(user.id, renewed.activateToken, renewed.activateTokenExpTime);
+      user = { ...user, ...renewed };
+    }
+    return { value: `${baseUrl}/api/noauth/activate?activateToken=${user.activateToken}`, ttlMs: (user.activateTokenExpTime as number) - this.now() };
+  }
+
+  /**
+   * ThingsBoard's `GET /api/noauth/activate?activateToken=`: a live token is sent on to the login
+   * page's create-password route, an expired one to `/activationLinkExpired`; an unknown one is 409.
+   */
+  async checkActivateToken(activateToken: string): Promise<ActivationCheck> {
+    const user = activateToken ? await this.tenants.findUserByActivateToken(activateToken) : null;
+    if (!user) return null;
+    if (this.activationExpired(user)) return { location: '/activationLinkExpired' };
+    return { location: `/login/createPassword?activateToken=${encodeURIComponent(activateToken)}` };
   }
 
   /** `POST /api/noauth/activate`: sets the first password; the token works once. Answers tokens as a login. */
@@ -253,7 +289,46 @@ export class AccountService {
     checkPasswordPolicy(password);
     const user = await this.tenants.findUserByActivateToken(activateToken);
     if (!user) throw invalid(`Unable to find user credentials by activateToken [${activateToken}]`);
+    if (this.activationExpired(user)) throw invalid('Activation token expired');
     await this.tenants.setPassword(user.id, await this.passwords.hash(password));
+    return this.tokens.issue(await this.user(user.id));
+  }
+
+  // ---- password reset (ThingsBoard's AuthController; no mail is sent) ----------------------------
+
+  /**
+   * A password reset link for an active user the caller may manage (a tenant admin: its own
+   * tenant's users; the sysadmin: anyone's). ThingsBoard mails this link on
+   * `POST /api/noauth/resetPasswordByEmail`; we send no mail, so an administrator hands it over.
+   * Each call makes a new token (the one before stops working), valid for the reset TTL.
+   */
+  async passwordResetLink(who: Principal, id: string, baseUrl: string): Promise<string> {
+    const user = await this.reachableUser(who, id);
+    if (user.activateToken || !user.passwordHash) throw invalid('User is not active!');
+    const token = randomBytes(22).toString('base64url');
+    await this.tenants.setResetToken(user.id, token, this.now() + this.passwordResetTokenTtlMs);
+    return `${baseUrl}/api/noauth/resetPassword?resetToken=${token}`;
+  }
+
+  /** `GET /api/noauth/resetPassword?resetToken=`: 303 to the login page's reset route, or to `/passwordResetLinkExpired`; null for 409. */
+  async checkResetToken(resetToken: string): Promise<ActivationCheck> {
+    const user = resetToken ? await this.tenants.findUserByResetToken(resetToken) : null;
+    if (!user) return null;
+    if ((user.resetTokenExpTime ?? 0) <= this.now()) return { location: '/passwordResetLinkExpired' };
+    return { location: `/login/resetPassword?resetToken=${encodeURIComponent(resetToken)}` };
+  }
+
+  /**
+   * `POST /api/noauth/resetPassword`: sets the password; the token works once, and every token the
+   * user held so far is revoked. Answers a new token pair as a login.
+   */
+  async resetPassword(resetToken: string, password: string): Promise<TokenPair> {
+    const user = await this.tenants.findUserByResetToken(resetToken);
+    if (!user) throw invalid('Invalid reset token!');
+    if ((user.resetTokenExpTime ?? 0) <= this.now()) throw invalid('Password reset token expired');
+    checkPasswordPolicy(password);
+    await this.tenants.setPassword(user.id, await this.passwords.hash(password));
+    this.users.delete(user.id);
     return this.tokens.issue(await this.user(user.id));
   }
 
@@ -274,6 +349,15 @@ export class AccountService {
   /** A deleted tenant's users: their tokens stop working at once, not after the cache's second. */
   forgetTenant(tenantId: TenantId): void {
     for (const [id, hit] of this.users) if (hit.user.tenantId === tenantId) this.users.delete(id);
+  }
+
+  private newActivateToken(): { activateToken: string; activateTokenExpTime: number } {
+    return { activateToken: randomBytes(22).toString('base64url'), activateTokenExpTime: this.now() + this.activationTokenTtlMs };
+  }
+
+  /** A token with no expiry time was made before tokens expired (migration 11): it counts from the user's creation. */
+  private activationExpired(user: User): boolean {
+    return (user.activateTokenExpTime ?? user.createdTime + this.activationTokenTtlMs) <= this.now();
   }
 
   private async checkEmailFree(email: string, ownId: UserId | null): Promise<void> {

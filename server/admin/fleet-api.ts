@@ -3,7 +3,8 @@ import type { AccountService } from './accounts';
 import type { Notifier } from '../pipeline/notifier';
 import type { NotifyQueue } from '../pipeline/notify-queue';
 import type { StateTracker } from '../pipeline/state-tracker';
-import { bearerPrincipal } from './authenticate';
+import { ANY_AUTHORITY, bearerPrincipal } from './authenticate';
+import type { TenantId } from '../ids';
 import { errorHandler } from './admin-api';
 
 /**
@@ -11,7 +12,13 @@ import { errorHandler } from './admin-api';
  * `GET /api/ota/metrics` (per package and per profile: pending, in progress, updated, failed, coverage;
  * the queue's depth; notifications sent and stale events dropped since start).
  */
-export function createFleetApi(deps: { accounts: AccountService; tracker: StateTracker; queue: NotifyQueue; notifier: Notifier; endpoints: () => unknown[] }): Router {
+export function createFleetApi(deps: {
+  accounts: AccountService;
+  tracker: StateTracker;
+  queue: NotifyQueue;
+  notifier: Notifier;
+  endpoints: (tenantId?: TenantId) => unknown[];
+}): Router {
   const api = express.Router();
   api.get('/ota/metrics', (req: Request, res: Response, next: NextFunction) => {
     bearerPrincipal(req, deps.accounts)
@@ -24,10 +31,11 @@ export function createFleetApi(deps: { accounts: AccountService; tracker: StateT
       )
       .catch(next);
   });
-  // Where devices connect: the HTTP device API and the MQTT/CoAP endpoints the flow started.
+  // Where devices connect: the HTTP device API and the MQTT/CoAP/LwM2M endpoints the flow started.
+  // The connection counts are the caller's tenant's; the system administrator's are every tenant's.
   api.get('/ota/endpoints', (req: Request, res: Response, next: NextFunction) => {
-    bearerPrincipal(req, deps.accounts)
-      .then(() => res.json(deps.endpoints()))
+    bearerPrincipal(req, deps.accounts, ANY_AUTHORITY)
+      .then((who) => res.json(deps.endpoints(who.authority === 'SYS_ADMIN' ? undefined : who.tenantId)))
       .catch(next);
   });
   api.use(errorHandler);

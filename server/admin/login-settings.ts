@@ -22,3 +22,20 @@ export function loginLimitsFromEnv(env: NodeJS.ProcessEnv): Partial<LoginThrottl
   }
   return out;
 }
+
+/**
+ * `OTA_USER_ACTIVATION_TOKEN_TTL_HOURS` and `OTA_USER_PASSWORD_RESET_TOKEN_TTL_HOURS` (ThingsBoard's
+ * userActivationTokenTtl and passwordResetTokenTtl, hours): how long those links work.
+ */
+export function userTokenTtlsFromEnv(env: NodeJS.ProcessEnv): { activationTokenTtlMs?: number; passwordResetTokenTtlMs?: number } {
+  const hours = (name: string): number | undefined => {
+    const raw = env[name]?.trim();
+    if (!raw) return undefined;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not '${raw}'`);
+    return n * 3600_000;
+  };
+  const activation = hours('OTA_USER_ACTIVATION_TOKEN_TTL_HOURS');
+  const reset = hours('OTA_USER_PASSWORD_RESET_TOKEN_TTL_HOURS');
+  return { ...(activation ? { activationTokenTtlMs: activation } : {}), ...(reset ? { passwordResetTokenTtlMs: reset } : {}) };
+}

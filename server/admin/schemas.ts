@@ -102,6 +102,11 @@ export const schemas = {
     properties: { activateToken: { type: 'string', minLength: 1, maxLength: 255 }, password: { type: 'string', minLength: 1, maxLength: 1024 } },
     required: ['activateToken', 'password'],
   },
+  resetPassword: {
+    type: 'object',
+    properties: { resetToken: { type: 'string', minLength: 1, maxLength: 255 }, password: { type: 'string', minLength: 1, maxLength: 1024 } },
+    required: ['resetToken', 'password'],
+  },
   changePassword: {
     type: 'object',
     properties: { currentPassword: { type: 'string', minLength: 1 }, newPassword: { type: 'string', minLength: 1, maxLength: 1024 } },

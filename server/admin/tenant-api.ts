@@ -111,6 +111,21 @@ export function createTenantApi(deps: TenantApiDeps): Router {
     '/user/:id/activationLink',
     authed(ANY_AUTHORITY, async (req, res, who) => {
       const link = await accounts.activationLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`);
+      res.status(200).type('text/plain').send(link.value);
+    }),
+  );
+  // ThingsBoard's UserActivationLink: the link and the milliseconds it still works.
+  api.get(
+    '/user/:id/activationLinkInfo',
+    authed(ANY_AUTHORITY, async (req, res, who) => {
+      res.json(await accounts.activationLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`));
+    }),
+  );
+  // Beyond ThingsBoard (which mails it): the password reset link of a user the caller manages, as text.
+  api.get(
+    '/user/:id/passwordResetLink',
+    authed(ANY_AUTHORITY, async (req, res, who) => {
+      const link = await accounts.passwordResetLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`);
       res.status(200).type('text/plain').send(link);
     }),
   );
@@ -138,6 +153,12 @@ export function createTenantApi(deps: TenantApiDeps): Router {
     '/users',
     authed(['TENANT_ADMIN'], async (req, res, who) => res.json(page(await accounts.pageUsers(who.tenantId, parsePageLink(req.query, USER_SORT)), userJson))),
   );
+  // The activation link itself (AuthController.checkActivateToken): 303 to the create-password page,
+  // 303 to `/activationLinkExpired` when expired, 409 with no body when unknown.
+  api.get('/noauth/activate', (req: Request, res: Response, next: NextFunction) => {
+    const token = typeof req.query.activateToken === 'string' ? req.query.activateToken : '';
+    accounts.checkActivateToken(token).then((to) => (to ? res.redirect(303, to.location) : res.status(409).end()), next);
+  });
   api.post('/noauth/activate', (req: Request, res: Response, next: NextFunction) => {
     let body: { activateToken: string; password: string };
     try {
@@ -146,6 +167,23 @@ export function createTenantApi(deps: TenantApiDeps): Router {
       return next(err);
     }
     accounts.activate(body.activateToken, body.password).then((tokens) => res.json(tokens), next);
+  });
+  // Password reset as ThingsBoard's AuthController. ThingsBoard mails the link and answers 200
+  // whatever the address (it tells no one which addresses exist); we send no mail, so nothing else
+  // happens: an administrator hands over `GET /api/user/{id}/passwordResetLink`.
+  api.post('/noauth/resetPasswordByEmail', (_req: Request, res: Response) => void res.status(200).end());
+  api.get('/noauth/resetPassword', (req: Request, res: Response, next: NextFunction) => {
+    const token = typeof req.query.resetToken === 'string' ? req.query.resetToken : '';
+    accounts.checkResetToken(token).then((to) => (to ? res.redirect(303, to.location) : res.status(409).end()), next);
+  });
+  api.post('/noauth/resetPassword', (req: Request, res: Response, next: NextFunction) => {
+    let body: { resetToken: string; password: string };
+    try {
+      body = validateBody(schemas.resetPassword, req.body ?? {});
+    } catch (err) {
+      return next(err);
+    }
+    accounts.resetPassword(body.resetToken, body.password).then((tokens) => res.json(tokens), next);
   });
   // Errors only: a path not answered here goes on to the OTA API's routes.
   api.use(errorHandler);

@@ -1,5 +1,5 @@
 import type { BlobStore } from '../store/blob-store';
-import type { Device, DeviceRepository } from '../store/devices';
+import type { DeviceRepository } from '../store/devices';
 import type { OtaPackageRepository } from '../store/ota-packages';
 import type { PageData, PageLink } from '../store/sqlite/database';
 import { SYSTEM_TENANT_ID, type Tenant, type TenantProfile, type TenantRepository } from '../store/tenants';
@@ -12,6 +12,9 @@ import { UNLIMITED, type TenantLimits } from '../tenant-limits';
 const TENANT_DETAILS = ['region', 'country', 'state', 'city', 'address', 'address2', 'zip', 'phone', 'email', 'additionalInfo'] as const;
 
 type Ref = { id?: string } | null | undefined;
+
+/** Devices of a deleted tenant deleted (and their sessions ended) per transaction. */
+const DELETE_PAGE_SIZE = 1000;
 
 /**
  * ThingsBoard's tenants and tenant profiles as its system administrator manages them
@@ -62,13 +65,24 @@ export class TenantService {
   }
 
   /**
-   * `DELETE /api/tenant/{id}`: the tenant and everything it owns, in one transaction; then the bytes
-   * no other tenant's package holds, and every live session of its devices (MQTT, CoAP, LwM2M, HTTP
-   * long polls end on `deviceDeleted`, as for a single device).
+   * `DELETE /api/tenant/{id}`: the tenant and everything it owns; then the bytes no other tenant's
+   * package holds. Its devices go first, a page at a time (a 100,000-device tenant is never held in
+   * memory), each page in one transaction followed by `deviceDeleted` for its devices, which ends
+   * their live sessions (MQTT, CoAP, LwM2M, HTTP long polls) as for a single device. The rest
+   * (packages, profiles, users, ...) goes in one transaction at the end. A failure part-way leaves
+   * the tenant with fewer devices; deleting it again finishes the job.
    */
   async delete(id: string): Promise<void> {
     const tenant = await this.get(id);
-    const devices = await this.allDevices(tenant.id);
+    for (;;) {
+      const page = await this.devices.page(tenant.id, { pageSize: DELETE_PAGE_SIZE, page: 0 });
+      if (page.data.length === 0) break;
+      await this.devices.deleteMany(
+        tenant.id,
+        page.data.map((d) => d.id),
+      );
+      for (const device of page.data) this.events.emit('deviceDeleted', { device });
+    }
     const shas = await this.tenants.deleteTenant(tenant.id);
     for (const sha of shas)
       await this.blobs.release(
@@ -76,16 +90,6 @@ export class TenantService {
         async () => undefined,
         async () => (await this.packages.countUsingBlob(sha)) > 0,
       );
-    for (const device of devices) this.events.emit('deviceDeleted', { device });
-  }
-
-  private async allDevices(tenantId: TenantId): Promise<Device[]> {
-    const all: Device[] = [];
-    for (let page = 0; ; page++) {
-      const p = await this.devices.page(tenantId, { pageSize: 1000, page });
-      all.push(...p.data);
-      if (!p.hasNext) return all;
-    }
   }
 
   // ---- tenant profiles -------------------------------------------------------------------------

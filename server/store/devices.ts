@@ -53,6 +53,8 @@ export interface DeviceRepository {
    */
   listInheriting(tenantId: TenantId, profileId: DeviceProfileId, slot: PackageSlot, afterId: string, limit: number): Promise<Device[]>;
   delete(tenantId: TenantId, id: DeviceId): Promise<void>;
+  /** Deletes these devices of the tenant in one transaction (a deleted tenant's, page by page). */
+  deleteMany(tenantId: TenantId, ids: readonly DeviceId[]): Promise<void>;
   countByProfile(tenantId: TenantId, profileId: DeviceProfileId): Promise<number>;
   countUsingPackage(tenantId: TenantId, packageId: OtaPackageId): Promise<number>;
 }
@@ -221,6 +223,13 @@ export class SqliteDeviceRepository implements DeviceRepository {
 
   async delete(tenantId: TenantId, id: DeviceId): Promise<void> {
     this.db.prepare('DELETE FROM devices WHERE id = ? AND tenant_id = ?').run(id, tenantId);
+  }
+
+  async deleteMany(tenantId: TenantId, ids: readonly DeviceId[]): Promise<void> {
+    const del = this.db.prepare('DELETE FROM devices WHERE id = ? AND tenant_id = ?');
+    this.db.transaction(() => {
+      for (const id of ids) del.run(id, tenantId);
+    })();
   }
 
   async countByProfile(tenantId: TenantId, profileId: DeviceProfileId): Promise<number> {

@@ -33,6 +33,11 @@ export interface User {
   extra: Record<string, unknown>;
   /** Set while the user has not activated (ThingsBoard's activate token); null once active. */
   activateToken: string | null;
+  /** When the activate token stops working (ms, ThingsBoard's activateTokenExpTime); null with no token. */
+  activateTokenExpTime: number | null;
+  /** A password reset link's token while one is outstanding (ThingsBoard's resetToken), and its end (ms). */
+  resetToken: string | null;
+  resetTokenExpTime: number | null;
 }
 
 /** ThingsBoard's tenant profile: profileData kept as sent; its configuration holds the limits. */
@@ -46,7 +51,7 @@ export interface TenantProfile {
 }
 
 export type NewTenant = Pick<Tenant, 'title'> & Partial<Pick<Tenant, 'tenantProfileId' | 'extra'>>;
-export type NewUser = Pick<User, 'tenantId' | 'email' | 'passwordHash' | 'authority'> & Partial<Pick<User, 'extra' | 'activateToken'>>;
+export type NewUser = Pick<User, 'tenantId' | 'email' | 'passwordHash' | 'authority'> & Partial<Pick<User, 'extra' | 'activateToken' | 'activateTokenExpTime'>>;
 
 /** Tenants and their users. Async so a PostgreSQL implementation can stand in. */
 export interface TenantRepository {
@@ -73,7 +78,12 @@ export interface TenantRepository {
   pageUsers(tenantId: TenantId, link: PageLink): Promise<PageData<User>>;
   countTenantAdmins(tenantId: TenantId): Promise<number>;
   deleteUser(id: UserId): Promise<void>;
-  /** Sets the password, clears the activate token and revokes the user's tokens. */
+  /** A new activate token for a user who has not activated (an expiring link is renewed). */
+  setActivateToken(id: UserId, token: string, expTime: number): Promise<void>;
+  /** A password reset token for the user, replacing any before. */
+  setResetToken(id: UserId, token: string, expTime: number): Promise<void>;
+  findUserByResetToken(token: string): Promise<User | null>;
+  /** Sets the password, clears the activate and reset tokens and revokes the user's tokens. */
   setPassword(id: UserId, passwordHash: string): Promise<void>;
   /** Raises the token generation: every token issued so far is refused. */
   revokeTokens(id: UserId): Promise<void>;
@@ -125,6 +135,9 @@ export interface UserRow {
   token_generation: number;
   extra: string | Record<string, unknown>;
   activate_token: string | null;
+  activate_token_exp_time: number | string | null;
+  reset_token: string | null;
+  reset_token_exp_time: number | string | null;
 }
 
 const json = (v: string | Record<string, unknown>): Record<string, unknown> => (typeof v === 'string' ? (JSON.parse(v) as Record<string, unknown>) : v);
@@ -147,6 +160,9 @@ export const toUser = (r: UserRow): User => ({
   tokenGeneration: r.token_generation,
   extra: json(r.extra),
   activateToken: r.activate_token,
+  activateTokenExpTime: r.activate_token_exp_time === null ? null : Number(r.activate_token_exp_time),
+  resetToken: r.reset_token,
+  resetTokenExpTime: r.reset_token_exp_time === null ? null : Number(r.reset_token_exp_time),
 });
 
 export const TENANT_SORT_COLUMNS: Record<string, string> = { createdTime: 'created_time', title: 'title', name: 'title' };
@@ -163,6 +179,9 @@ export const newUser = (u: NewUser): User => ({
   tokenGeneration: 0,
   extra: u.extra ?? {},
   activateToken: u.activateToken ?? null,
+  activateTokenExpTime: u.activateTokenExpTime ?? null,
+  resetToken: null,
+  resetTokenExpTime: null,
 });
 
 /**
@@ -227,8 +246,20 @@ export class SqliteTenantRepository implements TenantRepository {
   async createUser(u: NewUser): Promise<User> {
     const created = newUser(u);
     this.db
-      .prepare('INSERT INTO users (id, tenant_id, email, password_hash, authority, created_time, extra, activate_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(created.id, created.tenantId, created.email, created.passwordHash, created.authority, created.createdTime, JSON.stringify(created.extra), created.activateToken);
+      .prepare(
+        'INSERT INTO users (id, tenant_id, email, password_hash, authority, created_time, extra, activate_token, activate_token_exp_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        created.id,
+        created.tenantId,
+        created.email,
+        created.passwordHash,
+        created.authority,
+        created.createdTime,
+        JSON.stringify(created.extra),
+        created.activateToken,
+        created.activateTokenExpTime,
+      );
     return created;
   }
 
@@ -270,8 +301,25 @@ export class SqliteTenantRepository implements TenantRepository {
     this.db.prepare('DELETE FROM users WHERE id = ?').run(id);
   }
 
+  async setActivateToken(id: UserId, token: string, expTime: number): Promise<void> {
+    this.db.prepare('UPDATE users SET activate_token = ?, activate_token_exp_time = ? WHERE id = ?').run(token, expTime, id);
+  }
+
+  async setResetToken(id: UserId, token: string, expTime: number): Promise<void> {
+    this.db.prepare('UPDATE users SET reset_token = ?, reset_token_exp_time = ? WHERE id = ?').run(token, expTime, id);
+  }
+
+  async findUserByResetToken(token: string): Promise<User | null> {
+    const r = this.db.prepare('SELECT * FROM users WHERE reset_token = ?').get(token) as UserRow | undefined;
+    return r ? toUser(r) : null;
+  }
+
   async setPassword(id: UserId, passwordHash: string): Promise<void> {
-    this.db.prepare('UPDATE users SET password_hash = ?, activate_token = NULL, token_generation = token_generation + 1 WHERE id = ?').run(passwordHash, id);
+    this.db
+      .prepare(
+        'UPDATE users SET password_hash = ?, activate_token = NULL, activate_token_exp_time = NULL, reset_token = NULL, reset_token_exp_time = NULL, token_generation = token_generation + 1 WHERE id = ?',
+      )
+      .run(passwordHash, id);
   }
 
   async revokeTokens(id: UserId): Promise<void> {

@@ -1,3 +1,4 @@
+import type { TenantId } from '../ids';
 import type { Notification } from '../pipeline/notifier';
 import type { AttributeRepository } from '../store/attributes';
 import type { BlobStore } from '../store/blob-store';
@@ -37,8 +38,8 @@ export interface EndpointInfo {
   host: string;
   port: number;
   tls?: boolean;
-  /** Devices connected (MQTT) or observing (CoAP) right now. */
-  connections(): number;
+  /** Devices connected (MQTT), observing (CoAP) or registered (LwM2M) right now; with a tenant, that tenant's only. */
+  connections(tenantId?: TenantId): number;
   /** Sends a notification to the device's sessions here, if any (one decided on another instance); answers how many. */
   deliver?(n: Notification): number;
 }

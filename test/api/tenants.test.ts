@@ -6,6 +6,7 @@ import path from 'node:path';
 import { checksumOf } from '../../server/packages/checksum';
 import { OtaEngine } from '../../server/engine';
 import { NULL_UUID } from '../../server/ids';
+import { realTimers } from '../../server/timers';
 import {
   ADMIN_USER,
   ApiClient,
@@ -358,11 +359,171 @@ describe('admin API: tenants and users (ThingsBoard sysadmin)', () => {
       expect(ok<UserBody>(await h.admin.get('/api/auth/user')).email).to.equal(ADMIN_USER);
     });
 
+    it('deletes a tenant of more devices than a page, ending every one (deviceDeleted once each)', async () => {
+      const t = await h.apiTenant();
+      const n = 2_345; // three pages of 1,000
+      for (let i = 0; i < n; i += 100) {
+        await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, j) => h.engine.devices.save(t.tenantId as never, { name: `d-${i + j}` })));
+      }
+      expect(await h.countRows('devices', 'tenant_id', t.tenantId)).to.equal(n);
+      const ended = new Map<string, number>();
+      const onDeleted = ({ device }: { device: { id: string; tenantId: string } }): void => {
+        if (device.tenantId === t.tenantId) ended.set(device.id, (ended.get(device.id) ?? 0) + 1);
+      };
+      h.engine.events.on('deviceDeleted', onDeleted);
+      try {
+        ok(await sys.delete(`/api/tenant/${t.tenantId}`));
+      } finally {
+        h.engine.events.off('deviceDeleted', onDeleted);
+      }
+      expect(ended.size).to.equal(n);
+      expect([...ended.values()].every((c) => c === 1)).to.equal(true);
+      expect(await h.countRows('devices', 'tenant_id', t.tenantId)).to.equal(0);
+      expect(await h.countRows('tenants', 'id', t.tenantId)).to.equal(0);
+    });
+
     it("is the sysadmin's only, and answers 404 for an unknown tenant", async () => {
       const t = await h.apiTenant();
       expectError(await t.admin.delete(`/api/tenant/${t.tenantId}`), 403, FORBIDDEN, 20);
       expectError(await sys.delete('/api/tenant/00000000-0000-4000-8000-000000000000'), 404);
       expectError(await sys.delete(`/api/tenant/${NULL_UUID}`), 404);
     });
+  });
+});
+
+describe("admin API: activation links expire as ThingsBoard's (userActivationTokenTtl)", () => {
+  const HOUR = 3600_000;
+  let skew = 0;
+  let h: ApiHarness;
+  let sys: ApiClient;
+  let tenantId: string;
+
+  before(async () => {
+    h = await ApiHarness.start({ timers: { ...realTimers, now: () => Date.now() + skew } });
+    sys = await h.sysadmin();
+    tenantId = ok<TenantBody>(await sys.post('/api/tenant', { title: unique('ttl') })).id.id;
+  });
+  after(async () => h?.close());
+  afterEach(() => {
+    skew = 0;
+  });
+
+  const newUser = async (): Promise<UserBody> =>
+    ok<UserBody>(await sys.post('/api/user?sendActivationMail=false', { email: `${unique('u')}@example.org`, authority: 'TENANT_ADMIN', tenantId: { id: tenantId } }));
+  // A login at the moved clock each time: an access token lives 2.5 h.
+  const linkInfo = async (userId: string): Promise<{ value: string; ttlMs: number }> => ok(await (await h.sysadmin()).get(`/api/user/${userId}/activationLinkInfo`));
+  const tokenOf = (link: string): string => new URL(link).searchParams.get('activateToken') as string;
+  /** The activation link as a browser follows it, without following the redirect. */
+  const check = async (token: string): Promise<{ status: number; location: string | null; text: string }> => {
+    const res = await fetch(`${h.baseUrl}/api/noauth/activate?activateToken=${encodeURIComponent(token)}`, { redirect: 'manual' });
+    return { status: res.status, location: res.headers.get('location'), text: await res.text() };
+  };
+
+  it("sends a live link on to the login page's create-password route, and answers 409 to an unknown token", async () => {
+    const user = await newUser();
+    const info = await linkInfo(user.id.id);
+    expect(info.ttlMs).to.be.within(24 * HOUR - 60_000, 24 * HOUR);
+    const token = tokenOf(info.value);
+    expect(await check(token)).to.deep.include({ status: 303, location: `/login/createPassword?activateToken=${token}` });
+    expect(await check('no-such-token')).to.deep.include({ status: 409, location: null, text: '' });
+    expect((await check('')).status).to.equal(409);
+  });
+
+  it('refuses an expired token (303 to /activationLinkExpired, 400 "Activation token expired"), and a new link works', async () => {
+    const user = await newUser();
+    const first = tokenOf((await linkInfo(user.id.id)).value);
+    skew = 24 * HOUR + 1000;
+    expect(await check(first)).to.deep.include({ status: 303, location: '/activationLinkExpired' });
+    expectError(await h.anonymous().post('/api/noauth/activate', { activateToken: first, password: 'expired pw' }), 400, 'Activation token expired', 31);
+    // Nothing changed: no login with that password.
+    expectError(await h.anonymous().post('/api/auth/login', { username: user.email, password: 'expired pw' }), 401);
+    // Asking for the link again makes a new one, with the full TTL.
+    const renewed = await linkInfo(user.id.id);
+    expect(tokenOf(renewed.value)).to.not.equal(first);
+    expect(renewed.ttlMs).to.be.within(24 * HOUR - 60_000, 24 * HOUR);
+    expect((await check(first)).status).to.equal(409);
+    ok(await h.anonymous().post('/api/noauth/activate', { activateToken: tokenOf(renewed.value), password: 'renewed pw' }));
+    ok(await (await h.login(user.email, 'renewed pw')).get('/api/auth/user'));
+  });
+
+  it('keeps a link with more than 15 minutes left and renews one with less, as ThingsBoard', async () => {
+    const user = await newUser();
+    const first = await linkInfo(user.id.id);
+    skew = 24 * HOUR - 30 * 60_000;
+    const kept = await linkInfo(user.id.id);
+    expect(kept.value).to.equal(first.value);
+    expect(kept.ttlMs).to.be.within(29 * 60_000, 30 * 60_000);
+    skew = 24 * HOUR - 10 * 60_000;
+    const renewed = await linkInfo(user.id.id);
+    expect(renewed.value).to.not.equal(first.value);
+    expect(renewed.ttlMs).to.be.within(24 * HOUR - 60_000, 24 * HOUR);
+    // The plain link (text) renews the same way and answers the current one.
+    const plain = await (await h.sysadmin()).get(`/api/user/${user.id.id}/activationLink`);
+    expect(plain.text).to.equal(renewed.value);
+  });
+});
+
+describe("admin API: password reset as ThingsBoard's (no mail: an administrator hands over the link)", () => {
+  const HOUR = 3600_000;
+  let skew = 0;
+  let h: ApiHarness;
+  let t: ApiTenant;
+
+  before(async () => {
+    h = await ApiHarness.start({ timers: { ...realTimers, now: () => Date.now() + skew } });
+    t = await h.apiTenant();
+  });
+  after(async () => h?.close());
+  afterEach(() => {
+    skew = 0;
+  });
+
+  const follow = async (link: string): Promise<{ status: number; location: string | null }> => {
+    const res = await fetch(link, { redirect: 'manual' });
+    await res.arrayBuffer();
+    return { status: res.status, location: res.headers.get('location') };
+  };
+  const resetLink = async (by: ApiClient, userId: string): Promise<string> => {
+    const r = await by.get(`/api/user/${userId}/passwordResetLink`);
+    expect(r.status, r.text).to.equal(200);
+    expect(r.text).to.match(new RegExp(`^${h.baseUrl}/api/noauth/resetPassword\\?resetToken=`));
+    return r.text;
+  };
+  const tokenOf = (link: string): string => new URL(link).searchParams.get('resetToken') as string;
+
+  it('answers resetPasswordByEmail 200 whatever the address, and changes nothing', async () => {
+    expect((await h.anonymous().post('/api/noauth/resetPasswordByEmail', { email: t.email })).status).to.equal(200);
+    expect((await h.anonymous().post('/api/noauth/resetPasswordByEmail', { email: 'nobody@example.org' })).status).to.equal(200);
+    ok(await (await h.login(t.email, t.password)).get('/api/auth/user'));
+  });
+
+  it("resets with the link a tenant admin gets for its own tenant's user, revoking the user's tokens; the token works once", async () => {
+    const mate = ok<UserBody>(await t.admin.post('/api/user', { email: `${unique('mate')}@example.org`, authority: 'TENANT_ADMIN' }));
+    const act = new URL((await t.admin.get(`/api/user/${mate.id.id}/activationLink`)).text).searchParams.get('activateToken') as string;
+    ok(await h.anonymous().post('/api/noauth/activate', { activateToken: act, password: 'mate password' }));
+    const before = await h.login(mate.email, 'mate password');
+    const link = await resetLink(t.admin, mate.id.id);
+    const token = tokenOf(link);
+    expect(await follow(link)).to.deep.equal({ status: 303, location: `/login/resetPassword?resetToken=${token}` });
+    expectError(await h.anonymous().post('/api/noauth/resetPassword', { resetToken: token, password: '12' }), 400, 'Password must be 6 or more characters in length.', 31);
+    const pair = ok<{ token: string; refreshToken: string }>(await h.anonymous().post('/api/noauth/resetPassword', { resetToken: token, password: 'new mate password' }));
+    ok(await new ApiClient(h.baseUrl, pair.token).get('/api/auth/user'));
+    expectError(await before.get('/api/auth/user'), 401);
+    expectError(await h.anonymous().post('/api/auth/login', { username: mate.email, password: 'mate password' }), 401);
+    ok(await (await h.login(mate.email, 'new mate password')).get('/api/auth/user'));
+    expectError(await h.anonymous().post('/api/noauth/resetPassword', { resetToken: token, password: 'again password' }), 400, 'Invalid reset token!', 31);
+    expect((await follow(link)).status).to.equal(409);
+  });
+
+  it("expires after 24 h as ThingsBoard's passwordResetTokenTtl, and is refused across tenants", async () => {
+    const me = ok<UserBody>(await t.admin.get('/api/auth/user'));
+    const link = await resetLink(await h.sysadmin(), me.id.id);
+    skew = 24 * HOUR + 1000;
+    expect(await follow(link)).to.deep.equal({ status: 303, location: '/passwordResetLinkExpired' });
+    expectError(await h.anonymous().post('/api/noauth/resetPassword', { resetToken: tokenOf(link), password: 'late password' }), 400, 'Password reset token expired', 31);
+    skew = 0;
+    ok(await (await h.login(t.email, t.password)).get('/api/auth/user'));
+    const other = await h.apiTenant();
+    expectError(await other.admin.get(`/api/user/${me.id.id}/passwordResetLink`), 403, FORBIDDEN, 20);
   });
 });

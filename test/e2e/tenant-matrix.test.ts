@@ -154,6 +154,17 @@ describe('tenant isolation matrix (npm start, two tenants made through the API)'
       await aMqtt.client.subscribeAsync('v1/devices/me/attributes');
       const obs = await coapObserve(agent, ports.COAP as number, { pathname: `/api/v1/${b.devices.coap.token}/attributes` });
       const poll = fetch(`${server.api}/api/v1/${b.devices.http.token}/attributes/updates?timeout=20000`).then((r) => r.text());
+      // The connection counts of GET /api/ota/endpoints: a tenant admin's are its own devices', the sysadmin's every tenant's.
+      const counts = async (token: string): Promise<Record<string, number>> =>
+        Object.fromEntries(
+          (await okJson<Array<{ transport: string; tls?: boolean; connections: number }>>(token, 'GET', '/api/ota/endpoints'))
+            .filter((e) => !e.tls)
+            .map((e) => [e.transport, e.connections]),
+        );
+      await eventually(async () => (await counts(b.token)).HTTP === 1, "B's long poll to wait");
+      expect(await counts(b.token)).to.deep.include({ HTTP: 1, MQTT: 1, COAP: 1, LWM2M: 0 });
+      expect(await counts(a.token)).to.deep.include({ HTTP: 0, MQTT: 1, COAP: 0, LWM2M: 0 });
+      expect(await counts(await login('sysadmin@thingsboard.org', SYSADMIN_PASSWORD))).to.deep.include({ HTTP: 1, MQTT: 2, COAP: 1 });
       // The dashboard's live stream of B, open while both tenants' states change.
       const ticket = (await asB('POST', '/api/ota/events/ticket')).json as { ticket: string };
       const stream = await fetch(`${server.api}/api/ota/events?ticket=${ticket.ticket}`);

@@ -140,6 +140,11 @@ export class PgDeviceRepository implements DeviceRepository {
     await this.sql.query('DELETE FROM devices WHERE id = $1 AND tenant_id = $2', [id, tenantId]);
   }
 
+  async deleteMany(tenantId: TenantId, ids: readonly DeviceId[]): Promise<void> {
+    const valid = ids.filter(isUuid);
+    if (valid.length > 0) await this.sql.query('DELETE FROM devices WHERE tenant_id = $1 AND id = ANY($2::uuid[])', [tenantId, valid]);
+  }
+
   async countByProfile(tenantId: TenantId, profileId: DeviceProfileId): Promise<number> {
     if (!isUuid(profileId)) return 0;
     return (await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM devices WHERE tenant_id = $1 AND device_profile_id = $2', [tenantId, profileId])).rows[0].n;

@@ -452,6 +452,16 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         previous_package_id uuid,
         PRIMARY KEY (rollout_id, device_id)
       );
+      `,
+  },
+  {
+    version: 13,
+    description: 'activation tokens expire, password reset tokens (ThingsBoard: user_credentials.activate_token_exp_time, reset_token, reset_token_exp_time) (SQLite migration 12)',
+    sql: `
+      ALTER TABLE users ADD COLUMN activate_token_exp_time bigint;
+      ALTER TABLE users ADD COLUMN reset_token text;
+      ALTER TABLE users ADD COLUMN reset_token_exp_time bigint;
+      CREATE UNIQUE INDEX users_reset_token ON users (reset_token);
     `,
   },
 ];

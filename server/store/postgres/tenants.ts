@@ -74,16 +74,20 @@ export class PgTenantRepository implements TenantRepository {
   async createUser(u: NewUser): Promise<User> {
     const created = newUser(u);
     await writing(
-      this.sql.query('INSERT INTO users (id, tenant_id, email, password_hash, authority, created_time, extra, activate_token) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)', [
-        created.id,
-        created.tenantId,
-        created.email,
-        created.passwordHash,
-        created.authority,
-        created.createdTime,
-        JSON.stringify(created.extra),
-        created.activateToken,
-      ]),
+      this.sql.query(
+        'INSERT INTO users (id, tenant_id, email, password_hash, authority, created_time, extra, activate_token, activate_token_exp_time) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)',
+        [
+          created.id,
+          created.tenantId,
+          created.email,
+          created.passwordHash,
+          created.authority,
+          created.createdTime,
+          JSON.stringify(created.extra),
+          created.activateToken,
+          created.activateTokenExpTime,
+        ],
+      ),
     );
     return created;
   }
@@ -131,9 +135,27 @@ export class PgTenantRepository implements TenantRepository {
     await this.sql.query('DELETE FROM users WHERE id = $1', [id]);
   }
 
+  async setActivateToken(id: UserId, token: string, expTime: number): Promise<void> {
+    if (!isUuid(id)) return;
+    await this.sql.query('UPDATE users SET activate_token = $1, activate_token_exp_time = $2 WHERE id = $3', [token, expTime, id]);
+  }
+
+  async setResetToken(id: UserId, token: string, expTime: number): Promise<void> {
+    if (!isUuid(id)) return;
+    await this.sql.query('UPDATE users SET reset_token = $1, reset_token_exp_time = $2 WHERE id = $3', [token, expTime, id]);
+  }
+
+  async findUserByResetToken(token: string): Promise<User | null> {
+    const r = (await this.sql.query<UserRow & pg.QueryResultRow>('SELECT * FROM users WHERE reset_token = $1', [token])).rows[0];
+    return r ? toUser(r) : null;
+  }
+
   async setPassword(id: UserId, passwordHash: string): Promise<void> {
     if (!isUuid(id)) return;
-    await this.sql.query('UPDATE users SET password_hash = $1, activate_token = NULL, token_generation = token_generation + 1 WHERE id = $2', [passwordHash, id]);
+    await this.sql.query(
+      'UPDATE users SET password_hash = $1, activate_token = NULL, activate_token_exp_time = NULL, reset_token = NULL, reset_token_exp_time = NULL, token_generation = token_generation + 1 WHERE id = $2',
+      [passwordHash, id],
+    );
   }
 
   async revokeTokens(id: UserId): Promise<void> {

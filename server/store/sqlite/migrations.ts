@@ -411,6 +411,18 @@ export const MIGRATIONS: readonly Migration[] = [
         previous_package_id TEXT,
         PRIMARY KEY (rollout_id, device_id)
       ) WITHOUT ROWID;
+      `,
+  },
+  {
+    version: 12,
+    description: 'activation tokens expire, password reset tokens (ThingsBoard: user_credentials.activate_token_exp_time, reset_token, reset_token_exp_time)',
+    sql: `
+      -- When a user's activation token stops working (ms); null with no token.
+      ALTER TABLE users ADD COLUMN activate_token_exp_time INTEGER;
+      -- A password reset link's token while one is outstanding, and when it stops working (ms).
+      ALTER TABLE users ADD COLUMN reset_token TEXT;
+      ALTER TABLE users ADD COLUMN reset_token_exp_time INTEGER;
+      CREATE UNIQUE INDEX users_reset_token ON users(reset_token);
     `,
   },
 ];

@@ -9,6 +9,7 @@ import { PackagePages } from '../package-pages';
 import { isBlockSize } from './block-wise';
 import type { DeviceContext } from '../device-context';
 import type { EngineEventMap } from '../../events';
+import type { TenantId } from '../../ids';
 import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { UplinkEvent } from '../../pipeline/uplink';
@@ -199,6 +200,11 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     return this.observations.size;
   }
 
+  /** One tenant's devices observing now (a tenant admin's view of `GET /api/ota/endpoints`). */
+  observersOf(tenantId: TenantId): number {
+    return this.observations.sizeOf(tenantId);
+  }
+
   /** Where the socket is bound, while started. */
   get address(): AddressInfo | null {
     return this.endpoint.address;
@@ -216,7 +222,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
 
   private async serveAsync(request: CoapRequest): Promise<Reply> {
     const result = await this.api.handle(request);
-    if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes, result.observe.proto);
+    if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes, result.observe.proto, result.observe.tenantId);
     return result.reply;
   }
 }

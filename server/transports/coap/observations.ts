@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { DeviceId } from '../../ids';
+import type { DeviceId, TenantId } from '../../ids';
 import type { Timers } from '../../timers';
 import { Code, ContentFormat, encodeReply, peerKey, type CoapRequest, type Peer, type Reply } from './messages';
 import type { Delivery, Replacement } from './retransmission';
@@ -35,6 +35,8 @@ export type ObservationEnd = 'cancelled' | 'reset' | 'timeout' | 'device deleted
 interface Observation {
   readonly key: string;
   readonly deviceId: DeviceId;
+  /** Its device's tenant, for a tenant's own count; null when the caller did not say. */
+  readonly tenantId: TenantId | null;
   readonly peer: Peer;
   readonly token: Buffer;
   /** Its device's profile is protobuf: notifications are ThingsBoard's AttributeUpdateNotificationMsg. */
@@ -107,12 +109,19 @@ export class Observations extends EventEmitter<ObservationEvents> {
     return this.byKey.size;
   }
 
+  /** Observations of one tenant's devices. */
+  sizeOf(tenantId: TenantId): number {
+    let n = 0;
+    for (const o of this.byKey.values()) if (o.tenantId === tenantId) n += 1;
+    return n;
+  }
+
   /**
    * Registers (or renews, RFC 7641 §4.1) the observation `req` asks for, and answers its first
    * notification: the shared attributes in `attributes`. A new observation past a limit is refused
    * instead (4.29 past the device's, 5.03 past the total), and nothing is registered.
    */
-  accept(req: CoapRequest, deviceId: DeviceId, attributes: AttributeMap, proto = false): Reply {
+  accept(req: CoapRequest, deviceId: DeviceId, attributes: AttributeMap, proto = false, tenantId: TenantId | null = null): Reply {
     if (this.closed) return { code: Code.SERVICE_UNAVAILABLE };
     const key = observationKey(req.peer, req.token);
     let obs = this.byKey.get(key);
@@ -123,7 +132,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
     if (!obs) {
       const refusal = this.overLimit(deviceId, req.peer);
       if (refusal) return refusal;
-      obs = { key, deviceId, peer: req.peer, token: req.token, proto, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, next: null };
+      obs = { key, deviceId, tenantId, peer: req.peer, token: req.token, proto, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, next: null };
       this.byKey.set(key, obs);
       let set = this.byDevice.get(deviceId);
       if (!set) this.byDevice.set(deviceId, (set = new Set()));

@@ -149,7 +149,7 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
       const timeout = !Number.isFinite(asked) || asked <= 0 ? longPoll.defaultMs : Math.min(asked, longPoll.maxMs);
       let timer: NodeJS.Timeout | undefined;
       const cancel = deps.sessions.wait(
-        d.id,
+        d,
         (update) => {
           clearTimeout(timer);
           res.status(200).json(update);

@@ -1,10 +1,11 @@
-import type { DeviceId } from '../../ids';
+import type { DeviceId, TenantId } from '../../ids';
 import type { Notification } from '../../pipeline/notifier';
 
 /** Why a device's long polls end early: it was deleted, or its token changed (reference §4). */
 export type GoneReason = 'device-deleted' | 'credentials-changed';
 
 interface Waiter {
+  tenantId: TenantId;
   onUpdate(update: Record<string, unknown>): void;
   onGone(reason: GoneReason): void;
 }
@@ -20,10 +21,11 @@ export class HttpDeviceSessions {
    * Waits for the next update of a device; `onGone` is called instead if the device is deleted
    * or its token changes meanwhile. `cancel` removes the wait (timeout, closed socket).
    */
-  wait(deviceId: DeviceId, onUpdate: (update: Record<string, unknown>) => void, onGone: (reason: GoneReason) => void = () => undefined): () => void {
+  wait(device: { id: DeviceId; tenantId: TenantId }, onUpdate: (update: Record<string, unknown>) => void, onGone: (reason: GoneReason) => void = () => undefined): () => void {
+    const deviceId = device.id;
     let set = this.waiters.get(deviceId);
     if (!set) this.waiters.set(deviceId, (set = new Set()));
-    const waiter: Waiter = { onUpdate, onGone };
+    const waiter: Waiter = { tenantId: device.tenantId, onUpdate, onGone };
     set.add(waiter);
     return () => {
       set.delete(waiter);
@@ -63,6 +65,13 @@ export class HttpDeviceSessions {
   get waiting(): number {
     let n = 0;
     for (const s of this.waiters.values()) n += s.size;
+    return n;
+  }
+
+  /** Long polls of one tenant's devices (a tenant admin's view of `GET /api/ota/endpoints`). */
+  waitingOf(tenantId: TenantId): number {
+    let n = 0;
+    for (const s of this.waiters.values()) for (const w of s) if (w.tenantId === tenantId) n += 1;
     return n;
   }
 }

@@ -183,6 +183,13 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
     return this.registrations.size;
   }
 
+  /** One tenant's devices registered now (a tenant admin's view of `GET /api/ota/endpoints`). */
+  registeredOf(tenantId: TenantId): number {
+    let n = 0;
+    for (const id of this.byRegistration.values()) if (this.known.get(id)?.device.tenantId === tenantId) n += 1;
+    return n;
+  }
+
   /** The registration of an endpoint name, while registered. */
   registrationOf(endpoint: string): Registration | undefined {
     return this.registrations.findByEndpoint(endpoint);

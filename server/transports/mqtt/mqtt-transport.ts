@@ -158,6 +158,16 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     return this.connectedCount;
   }
 
+  /** One tenant's devices connected now (a tenant admin's view of `GET /api/ota/endpoints`). */
+  connectionsOf(tenantId: TenantId): number {
+    let n = 0;
+    for (const set of this.byDevice.values()) {
+      const first = set.values().next().value;
+      if (first?.device?.tenantId === tenantId) n += set.size;
+    }
+    return n;
+  }
+
   get tls(): boolean {
     return this.tlsOptions !== null;
   }
