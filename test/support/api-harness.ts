@@ -14,7 +14,6 @@ import path from 'node:path';
 import pg from 'pg';
 import { OtaEngine, type EngineOptions } from '../../server/engine';
 import { type Logger } from '../../server/logger';
-import type { Timers } from '../../server/timers';
 import { databaseUrlFor, dropDatabaseFor } from './test-store';
 
 export const quietLogger: Logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -315,8 +314,6 @@ export const ref = (entityType: string, id: string): EntityRef => ({ entityType,
 // ---- the harness -------------------------------------------------------------------------------------
 
 export interface HarnessOptions {
-  /** The engine's clock and timers (a test moves time with them). */
-  timers?: Timers;
   maxPackageSize?: number;
   maxTenantStorage?: number;
   /** Admin password; `null` starts without one, so the engine generates it. */
@@ -379,7 +376,6 @@ export class ApiHarness {
       ...(o.timers !== undefined ? { timers: o.timers } : {}),
       ...(o.rolloutTickMs !== undefined ? { rolloutTickMs: o.rolloutTickMs } : {}),
       ...(o.lookupCache !== undefined ? { lookupCache: o.lookupCache } : {}),
-      ...(o.timers !== undefined ? { timers: o.timers } : {}),
     };
     let engine: OtaEngine;
     try {
