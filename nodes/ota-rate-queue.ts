@@ -24,8 +24,12 @@ export default function init(RED: NodeAPI): void {
       mode: def.mode === 'burst' ? 'burst' : 'spaced',
     } as const;
 
-    const release = (events: AssignmentEvent[]): void => {
+    // Wired straight to ota-notify (as in the default flow), released rows leave the queue in the
+    // notifier's commit, so a crash in between loses nothing; with other nodes between, at release.
+    const feedsNotify = (): boolean => ((this as Node & { wires?: string[][] }).wires?.[0] ?? []).some((id) => RED.nodes.getNode(id)?.type === 'ota-notify');
+    const release = (events: AssignmentEvent[]): 'notifier acks' | void => {
       for (const ev of events) this.send({ topic: 'release', payload: ev });
+      if (feedsNotify()) return 'notifier acks';
     };
     const label = new StatusLabel(this, RED._);
     const showDepth = (depth: number, paused: boolean): void =>

@@ -45,6 +45,10 @@ import { createDownloadProgressApi } from './admin/download-progress-api';
 import { DownloadProgress, downloadFlushMsFromEnv, maxTrackedDownloadsFromEnv } from './fleet/download-progress';
 import { PackageSigning } from './packages/package-signing';
 import { DowngradeGuard } from './packages/downgrade-guard';
+import { RolloutService } from './rollouts/rollout-service';
+import { RolloutDevices } from './rollouts/rollout-devices';
+import { RolloutDriver, rolloutTickFromEnv } from './rollouts/rollout-driver';
+import { createRolloutsApi } from './admin/rollouts-api';
 import { relayRevocations } from './devices/device-revocations';
 
 export const DEFAULTS = {
@@ -100,6 +104,8 @@ export interface EngineOptions {
   login?: Partial<LoginThrottleLimits & PasswordCheckLimits>;
   /** The device lookup caches of the download paths; by default from `OTA_LOOKUP_CACHE_*` (device-lookups.ts). */
   lookupCache?: Partial<LookupCacheLimits>;
+  /** How often running rollouts move on (default `OTA_ROLLOUT_TICK_MS`, else 1 s); `false`: never by themselves (tests step `rolloutDriver.tick()`). */
+  rolloutTickMs?: number | false;
 }
 
 /**
@@ -133,6 +139,9 @@ export class OtaEngine {
     deviceApi: DeviceApi & { reader: BlobReader },
     /** For device transports: repositories, blobs and the event bus (see device-context.ts). */
     readonly deviceContext: DeviceContext,
+    /** Rollouts in waves (issue 14): the commands, and the driver that moves running ones on. */
+    readonly rollouts: RolloutService,
+    readonly rolloutDriver: RolloutDriver,
   ) {
     this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (n) => this.deliverHere(n as Notification));
     this.unrelayRevocations = relayRevocations(events, store.cluster, logger);
@@ -147,7 +156,7 @@ export class OtaEngine {
       { maxPending: options.maxTrackedDownloads ?? maxTrackedDownloadsFromEnv(process.env), flushMs: options.downloadFlushMs ?? downloadFlushMsFromEnv(process.env) },
       logger,
     );
-    const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads });
+    const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads, rollouts });
     this.dashboard = dashboard;
     this.downloads.register(dashboard.prometheus.registry);
     this.app.use(dashboard.countResponses);
@@ -160,6 +169,7 @@ export class OtaEngine {
     this.app.use('/api', dashboard.api);
     this.app.use(dashboard.site);
     this.app.use('/api', createDownloadProgressApi({ accounts, devices, progress: this.downloads }));
+    this.app.use('/api', createRolloutsApi({ accounts, rollouts }));
     this.app.use('/api', createSigningApi({ accounts, signing: packages.signing, policies: store.policies }));
     this.app.use('/api', createTenantApi({ accounts, tenants }));
     this.app.use('/api', createAdminApi({ accounts, packages, profiles, devices, ...(options.uploadIdleMs ? { uploadIdleMs: options.uploadIdleMs } : {}) }));
@@ -262,6 +272,9 @@ export class OtaEngine {
       notifier.watch((sent) => void store.cluster.publish(NOTIFICATION_TOPIC, sent).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)));
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
+      const rollouts = new RolloutService(store, { packages, devices: new RolloutDevices(store, devices), logger }, timers);
+      const tick = options.rolloutTickMs ?? rolloutTickFromEnv(process.env);
+      const rolloutDriver = new RolloutDriver(store, rollouts, timers, logger, tick === false ? undefined : tick);
       const engine = new OtaEngine(
         { ...options, dataDir },
         store,
@@ -276,9 +289,13 @@ export class OtaEngine {
         pipeline,
         { ...deviceApi, reader: httpReader },
         deviceContext,
+        rollouts,
+        rolloutDriver,
       );
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
       if (options.https) await engine.listen(options.https.port, options.https.host ?? (options.http ? options.http.host : undefined) ?? DEFAULTS.httpHost, options.https);
+      // A rollout running when the last instance stopped goes on from where it stood (once nothing can fail any more).
+      if (tick !== false) rolloutDriver.start();
       return engine;
     } catch (err) {
       await store.close();
@@ -362,6 +379,7 @@ export class OtaEngine {
       });
     }
     this.unhearNotifications();
+    await this.rolloutDriver.stop();
     this.unrelayRevocations();
     this.deviceContext.lookups.close();
     this.pipeline.queue.stop();

@@ -25,3 +25,5 @@ export { editorGuard } from './admin/editor-guard';
 export { bodyDeadline, createLimitedServer, httpLimitsFromEnv } from './http-server-limits';
 export { resolveHttps, type OwnHttpsFields } from './https-options';
 export { privateDir } from './store/private-files';
+export { ROLLOUT_COMMANDS, isRolloutCommand, rolloutEventMessage, runRolloutCommand, type RolloutCommand } from './rollouts/rollout-commands';
+export type { RolloutEvent } from './rollouts/rollout-service';

@@ -108,7 +108,7 @@ async function showApp() {
   $('user-box').hidden = false;
   $('user-name').textContent = session()?.username ?? '';
   await loadCatalog();
-  await Promise.all([loadMetrics(), loadChart(), loadDevices(), loadFailures()]);
+  await Promise.all([loadMetrics(), loadChart(), loadDevices(), loadFailures(), loadRollouts()]);
   live.start();
 }
 
@@ -263,6 +263,57 @@ function renderMetrics(m) {
     ...(profiles.length ? profiles.map((p) => metricCard('profile', p.deviceProfileId, p.name, `${num(p.targeted)} devices targeted`, p)) : [none('profile')]),
   );
 }
+
+// ---- rollouts ---------------------------------------------------------------------------------
+
+const ROLLOUT_STATE_GROUP = { DRAFT: 'none', RUNNING: 'progress', PAUSED: 'pending', COMPLETED: 'updated', ABORTED: 'failed', CANCELLED: 'none' };
+const WAVE_STATE_GROUP = { PENDING: 'none', RUNNING: 'progress', PASSED: 'updated', FAILED: 'failed' };
+
+function rolloutBadge(value, groups) {
+  return el('span', { class: `badge ${groups[value] ?? 'none'}` }, value);
+}
+
+function waveItem(w, i, current) {
+  const c = { targeted: w.devices, updated: w.updated, inProgress: w.inProgress, pending: w.pending + w.skipped, failed: w.failed };
+  const skipped = w.skipped ? `, ${num(w.skipped)} left out` : '';
+  return el(
+    'li',
+    { class: i === current ? 'wave current' : 'wave', 'data-wave': i, 'data-wave-state': w.state },
+    el('span', { class: 'wave-name' }, `Wave ${i + 1}`),
+    rolloutBadge(w.state, WAVE_STATE_GROUP),
+    coverageBar(c),
+    el('span', { class: 'wave-counts' }, `${num(w.updated)} of ${num(w.devices)} updated, ${num(w.failed)} failed, ${num(w.inProgress)} in progress${skipped}`),
+  );
+}
+
+function rolloutCard(r) {
+  const pkg = r.package.title ? `${r.package.title} ${r.package.version}` : 'deleted package';
+  const done = r.devices ? r.updated / r.devices : 0;
+  return el(
+    'article',
+    { class: 'rollout-card', 'data-rollout-id': r.id, 'data-state': r.state, 'aria-label': `${r.name}: ${r.state}` },
+    el('h3', {}, r.name, ' ', rolloutBadge(r.state, ROLLOUT_STATE_GROUP)),
+    el('p', { class: 'sub' }, `${typeLabel(r.package.type)} ${pkg} · ${num(r.devices)} devices · ${percent(done)} updated · started `, when(r.createdTime)),
+    r.reason ? el('p', { class: 'reason', 'data-reason': '' }, r.state === 'RUNNING' ? `Waiting: ${r.reason}` : `Stopped: ${r.reason}`) : null,
+    el(
+      'ol',
+      { class: 'waves' },
+      r.waves.map((w, i) => waveItem(w, i, r.state === 'RUNNING' || r.state === 'PAUSED' ? r.currentWave : -1)),
+    ),
+  );
+}
+
+async function loadRollouts() {
+  const { data } = await api('/api/ota/dashboard/rollouts');
+  $('rollout-count').textContent = data.length ? `(${num(data.length)})` : '';
+  $('rollout-list').replaceChildren(...data.map(rolloutCard));
+  $('rollouts-empty').hidden = data.length > 0;
+  state.rolloutsActive = data.some((r) => r.state === 'RUNNING' || r.state === 'PAUSED');
+}
+
+const reloadRollouts = throttle(loadRollouts, 1000);
+// A rollout moves on between device state changes too (a gate's wait, an abort, a window): look again while one runs.
+setInterval(() => !$('app-view').hidden && state.rolloutsActive && reloadRollouts(), 3000);
 
 // ---- chart ------------------------------------------------------------------------------------
 
@@ -543,6 +594,8 @@ const reloadHistory = throttle(loadHistory, 1000);
 function onLive(event, data) {
   if (event === 'metrics') {
     renderMetrics(data);
+    // A rollout's waves move with its devices' states.
+    reloadRollouts();
     const counts = data.distribution?.[state.type];
     if (counts && data.ts > (state.series.at(-1)?.ts ?? 0)) {
       state.series.push({ ts: data.ts, counts });

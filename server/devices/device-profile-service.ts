@@ -114,8 +114,10 @@ export class DeviceProfileService {
     }
     // On create the profile has no id yet in ThingsBoard, so nothing can be assigned (it compares profile ids).
     const ownId = before ? profile.id : null;
-    if (profile.firmwareId) await this.packageService.checkAssignable(tenantId, 'FIRMWARE', profile.firmwareId, ownId);
-    if (profile.softwareId) await this.packageService.checkAssignable(tenantId, 'SOFTWARE', profile.softwareId, ownId);
+    if (profile.firmwareId)
+      await this.packageService.checkAssignable(tenantId, 'FIRMWARE', profile.firmwareId, ownId, { newlyAssigned: profile.firmwareId !== before?.firmwareId });
+    if (profile.softwareId)
+      await this.packageService.checkAssignable(tenantId, 'SOFTWARE', profile.softwareId, ownId, { newlyAssigned: profile.softwareId !== before?.softwareId });
     if (before && profile.firmwareId && profile.firmwareId !== before.firmwareId) {
       await this.packageService.downgrades.check(tenantId, 'FIRMWARE', profile.firmwareId, { profileId: profile.id }, !!opts.forceDowngrade);
     }

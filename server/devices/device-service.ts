@@ -102,8 +102,8 @@ export class DeviceService {
     if (same && same.id !== id) throw invalid('Device with such name already exists!');
     // A profile still to be created has no id yet, so no package can match it (as in ThingsBoard,
     // where a device saved with only `type` is validated with a null deviceProfileId).
-    if (firmwareId) await this.packages.checkAssignable(tenantId, 'FIRMWARE', firmwareId, profileId);
-    if (softwareId) await this.packages.checkAssignable(tenantId, 'SOFTWARE', softwareId, profileId);
+    if (firmwareId) await this.packages.checkAssignable(tenantId, 'FIRMWARE', firmwareId, profileId, { newlyAssigned: firmwareId !== before?.firmwareId });
+    if (softwareId) await this.packages.checkAssignable(tenantId, 'SOFTWARE', softwareId, profileId, { newlyAssigned: softwareId !== before?.softwareId });
     if (before && firmwareId && firmwareId !== before.firmwareId) await this.packages.downgrades.check(tenantId, 'FIRMWARE', firmwareId, { deviceId: id }, !!opts.forceDowngrade);
     if (before && softwareId && softwareId !== before.softwareId) await this.packages.downgrades.check(tenantId, 'SOFTWARE', softwareId, { deviceId: id }, !!opts.forceDowngrade);
     if (!before) await this.checkTokenFree(accessToken, null);

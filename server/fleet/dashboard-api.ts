@@ -14,10 +14,12 @@ import type { OtaPackageId, TenantId } from '../ids';
 import type { NotifyQueue } from '../pipeline/notify-queue';
 import type { Timers } from '../timers';
 import { keyPrefix } from '../pipeline/ota-keys';
-import { OTA_PACKAGE_TYPES, type OtaPackageType } from '../store/ota-packages';
+import { OTA_PACKAGE_TYPES, type OtaPackageRepository, type OtaPackageType } from '../store/ota-packages';
 import type { OtaStateRepository } from '../store/ota-states';
 import { errorHandler } from '../admin/admin-api';
 import { bearerPrincipal } from '../admin/authenticate';
+import type { RolloutService } from '../rollouts/rollout-service';
+import { rolloutPanel } from './rollout-panel';
 
 export interface DashboardApiDeps {
   accounts: AccountService;
@@ -36,6 +38,8 @@ export interface DashboardApiDeps {
   heartbeatMs?: number;
   /** Bytes served per device (issue 14): each slot of a row gains `served` for its target package. */
   downloads?: Pick<DownloadProgress, 'ofDevices'>;
+  /** Rollouts (issue 14): the Rollouts panel. */
+  rollouts?: { service: RolloutService; packages: Pick<OtaPackageRepository, 'findById'> };
 }
 
 /** A ticket opens one live stream within this time. */
@@ -152,6 +156,15 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
     authed(async (req, res, who) => {
       const { filter, link } = listFilter(query(req));
       res.json(await pageWithServed(who.tenantId, await view.page(who.tenantId, filter, link)));
+    }),
+  );
+
+  // The Rollouts panel: the newest rollouts with their package, waves, progress and why one stopped.
+  api.get(
+    '/ota/dashboard/rollouts',
+    authed(async (_req, res, who) => {
+      const r = deps.rollouts;
+      res.json({ data: r ? await rolloutPanel(r.service, r.packages, who.tenantId) : [] });
     }),
   );
 

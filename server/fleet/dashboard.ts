@@ -15,6 +15,7 @@ import type { Store } from '../store/store';
 import { OtaPrometheus } from './prometheus';
 import { createDashboardApi } from './dashboard-api';
 import type { DownloadProgress } from './download-progress';
+import type { RolloutService } from '../rollouts/rollout-service';
 
 /** What the dashboard needs from the engine. */
 export interface DashboardDeps {
@@ -28,6 +29,8 @@ export interface DashboardDeps {
   /** The engine's clock (tests inject a fake one); timestamps only, the dashboard's own timers are real. */
   clock: Pick<Timers, 'now'>;
   logger: Logger;
+  /** Rollouts (issue 14): listed with their waves, and counted in /metrics. */
+  rollouts?: RolloutService;
 }
 
 export interface DashboardSettings {
@@ -105,7 +108,14 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
     { ...WATCH_DEFAULTS, snapshotMs: settings.snapshotMs, retentionMs: settings.retentionMs, changeLogMax: settings.changeLogMax },
   );
   watcher.start();
-  const prometheus = new OtaPrometheus({ fleet, queue: pipeline.queue, notifier: pipeline.notifier, events: deps.events, liveStreams: () => watcher.watching });
+  const prometheus = new OtaPrometheus({
+    fleet,
+    queue: pipeline.queue,
+    notifier: pipeline.notifier,
+    events: deps.events,
+    liveStreams: () => watcher.watching,
+    rollouts: deps.store.rollouts,
+  });
 
   const api = createDashboardApi({
     accounts: deps.accounts,
@@ -118,6 +128,7 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
     watcher,
     clock: deps.clock,
     ...(deps.downloads ? { downloads: deps.downloads } : {}),
+    ...(deps.rollouts ? { rollouts: { service: deps.rollouts, packages: deps.store.packages } } : {}),
   });
 
   const site = express.Router();

@@ -7,6 +7,9 @@ import type { NotifyQueue } from '../pipeline/notify-queue';
 import { UPDATE_STATES } from '../pipeline/ota-keys';
 import { OTA_PACKAGE_TYPES } from '../store/ota-packages';
 import type { Transport, UplinkEvent } from '../pipeline/uplink';
+import type { RolloutRepository, RolloutState } from '../store/rollouts';
+
+const ROLLOUT_STATES: readonly RolloutState[] = ['DRAFT', 'RUNNING', 'PAUSED', 'COMPLETED', 'ABORTED', 'CANCELLED'];
 
 const TRANSPORTS: readonly Transport[] = ['HTTP', 'MQTT', 'COAP', 'LWM2M'];
 /** States a targeted device can be in, plus NONE for one that has not been queued yet. */
@@ -38,7 +41,14 @@ export class OtaPrometheus {
   private readonly requestErrors: Counter<'family' | 'code'>;
   private readonly unhook: () => void;
 
-  constructor(deps: { fleet: FleetReadModel; queue: NotifyQueue; notifier: Notifier; events: EngineEvents; liveStreams: () => number }) {
+  constructor(deps: {
+    fleet: FleetReadModel;
+    queue: NotifyQueue;
+    notifier: Notifier;
+    events: EngineEvents;
+    liveStreams: () => number;
+    rollouts?: Pick<RolloutRepository, 'counts' | 'activeDeviceCounts'>;
+  }) {
     const { fleet, queue, notifier, events } = deps;
     const registers = [this.registry];
     const tenants = (): Promise<TenantId[]> => fleet.tenantIds();
@@ -94,6 +104,45 @@ export class OtaPrometheus {
       'Stale queued notifications dropped (device deleted, package changed or deleted, already notified) since start, by tenant',
       'dropped',
     );
+
+    const { rollouts } = deps;
+    if (rollouts) {
+      new Gauge({
+        name: 'ota_rollouts',
+        help: 'Rollouts by tenant and state (DRAFT, RUNNING, PAUSED, COMPLETED, ABORTED, CANCELLED)',
+        labelNames: ['tenant', 'state'] as const,
+        registers,
+        async collect() {
+          const [all, counts] = await Promise.all([tenants(), rollouts.counts()]);
+          this.reset();
+          for (const tenant of all) for (const state of ROLLOUT_STATES) this.set({ tenant, state }, 0);
+          for (const c of counts) this.set({ tenant: c.tenantId, state: c.state }, c.rollouts);
+        },
+      });
+      const active = (): ReturnType<typeof rollouts.activeDeviceCounts> => rollouts.activeDeviceCounts();
+      new Gauge({
+        name: 'ota_rollout_devices',
+        help: 'Devices of each running or paused rollout by status as last recorded (PENDING, ASSIGNED, UPDATED, FAILED, SKIPPED)',
+        labelNames: ['tenant', 'rollout', 'name', 'status'] as const,
+        registers,
+        async collect() {
+          const counts = await active();
+          this.reset();
+          for (const c of counts) this.set({ tenant: c.tenantId, rollout: c.rolloutId, name: c.name, status: c.status }, c.devices);
+        },
+      });
+      new Gauge({
+        name: 'ota_rollout_current_wave',
+        help: 'The wave (from 1) each running or paused rollout is in',
+        labelNames: ['tenant', 'rollout', 'name'] as const,
+        registers,
+        async collect() {
+          const counts = await active();
+          this.reset();
+          for (const c of counts) this.set({ tenant: c.tenantId, rollout: c.rolloutId, name: c.name }, c.currentWave + 1);
+        },
+      });
+    }
 
     const labelNames = ['transport', 'type'] as const;
     const bytes = new Counter({ name: 'ota_download_bytes_total', help: 'Package bytes served to devices, by transport and package type', labelNames, registers });

@@ -210,9 +210,16 @@ export class OtaPackageService {
 
   /**
    * ThingsBoard's AbstractHasOtaPackageValidator: may `packageId` fill the `type` slot of a device
-   * or profile of `deviceProfileId`? Throws its exact messages otherwise.
+   * or profile of `deviceProfileId`? Throws its exact messages otherwise. The tenant's signing policy
+   * applies only to a package being assigned (`newlyAssigned`, the default), not to one a save keeps.
    */
-  async checkAssignable(tenantId: TenantId, type: OtaPackageType, packageId: string, deviceProfileId: DeviceProfileId | null): Promise<void> {
+  async checkAssignable(
+    tenantId: TenantId,
+    type: OtaPackageType,
+    packageId: string,
+    deviceProfileId: DeviceProfileId | null,
+    opts: { newlyAssigned?: boolean } = {},
+  ): Promise<void> {
     const word = typeWord(type);
     const owner = isUuid(packageId) ? await this.packages.ownerOf(packageId) : null;
     if (!owner) throw invalid(`Can't assign non-existent ${word}!`);
@@ -221,7 +228,8 @@ export class OtaPackageService {
     if (pkg.type !== type) throw invalid(`Can't assign ${word} with type: ${pkg.type}`);
     if (!hasData(pkg)) throw invalid(`Can't assign ${word} with empty data!`);
     if (pkg.deviceProfileId !== deviceProfileId) throw invalid(`Can't assign ${word} with different deviceProfile!`);
-    if (!pkg.signature && (await this.policies.get(tenantId)).requireSignedPackages) {
+    // The policy governs assigning: a package assigned before it was set stays through other edits (a rename).
+    if (opts.newlyAssigned !== false && !pkg.signature && (await this.policies.get(tenantId)).requireSignedPackages) {
       throw invalid(`Can't assign unsigned ${word}: the tenant's policy requires signed packages! Upload it again to sign it.`);
     }
   }

@@ -7,6 +7,7 @@ import type { AssignmentEvent } from './notify-queue';
 import type { Timers } from '../timers';
 import { allAttributeKeys, keyPrefix, packageAttributes } from './ota-keys';
 import type { OtaPackage, OtaPackageType } from '../store/ota-packages';
+import { inRounds } from '../store/rounds';
 import type { Repositories, Store } from '../store/store';
 
 /** What transports deliver to a device: the shared attributes set, and the keys deleted. */
@@ -83,7 +84,18 @@ export class Notifier {
     const outcomes = await this.store.transaction(async (tx) => {
       const lookups = new Lookups(tx);
       const out: NotifyOutcome[] = [];
-      for (const ev of events) out.push(await this.decide(tx, lookups, ev));
+      // A device and type twice in a batch: the later event is decided after the earlier one's writes, as one at a time would.
+      const indexed = events.map((ev, i) => ({ ev, i }));
+      for (const round of inRounds(indexed, ({ ev }) => `${ev.deviceId}/${ev.type}`)) {
+        const decided = await this.decideAll(
+          tx,
+          lookups,
+          round.map(({ ev }) => ev),
+        );
+        round.forEach(({ i }, k) => (out[i] = decided[k] as NotifyOutcome));
+      }
+      // Released events leave the queue with this commit: a crash before it leaves them queued, to be released again.
+      await tx.queue.ackEvents(events);
       return out;
     });
     events.forEach((ev, i) => this.count(ev.tenantId, outcomes[i] as NotifyOutcome));
@@ -113,30 +125,76 @@ export class Notifier {
     t[key] += 1;
   }
 
-  private async decide(tx: Repositories, lookups: Lookups, ev: AssignmentEvent): Promise<NotifyOutcome> {
-    const device = await tx.devices.findById(ev.tenantId, ev.deviceId);
-    if (!device) return { dropped: 'device deleted' };
-    const profile = await lookups.profile(ev.tenantId, device.deviceProfileId);
-    if (effectivePackageId(device, profile, ev.type) !== ev.packageId) return { dropped: 'package changed' };
-
-    if (ev.packageId === null) {
-      // The attributes were deleted when the slot emptied; this tells the device.
-      return { notification: { ...base(ev), attributes: {}, deleted: allAttributeKeys(ev.type) } };
+  /**
+   * Decides events of distinct devices (or types) and writes the notified ones: each table written
+   * once for the batch (multi-row statements), not once per device.
+   */
+  private async decideAll(tx: Repositories, lookups: Lookups, events: readonly AssignmentEvent[]): Promise<NotifyOutcome[]> {
+    const devices = new Map<string, Device>();
+    for (const [tenantId, ids] of groupBy(
+      events,
+      (ev) => ev.tenantId,
+      (ev) => ev.deviceId,
+    )) {
+      for (const d of await tx.devices.findByIds(tenantId, ids)) devices.set(`${d.tenantId}/${d.id}`, d);
     }
-    const target = await tx.targets.get(ev.deviceId, ev.type);
-    if (target && target.notified && target.packageId === ev.packageId && target.ts === ev.ts) return { dropped: 'already notified' };
-    const pkg = await lookups.package(ev.tenantId, ev.packageId);
-    if (!pkg) return { dropped: 'package deleted' };
+    const targets = new Map((await tx.targets.getAll(events.map((ev) => ev.deviceId))).map((t) => [`${t.deviceId}/${t.type}`, t]));
+
+    // A notified event's outcome is filled in once the batch is written (undefined until then).
+    const out: Array<NotifyOutcome | undefined> = [];
+    const notified: Array<{ ev: AssignmentEvent & { packageId: OtaPackageId }; set: AttributeMap; remove: string[]; at: number }> = [];
+    for (const ev of events) {
+      const device = devices.get(`${ev.tenantId}/${ev.deviceId}`);
+      if (!device) {
+        out.push({ dropped: 'device deleted' });
+        continue;
+      }
+      const profile = await lookups.profile(ev.tenantId, device.deviceProfileId);
+      if (effectivePackageId(device, profile, ev.type) !== ev.packageId) {
+        out.push({ dropped: 'package changed' });
+        continue;
+      }
+      if (ev.packageId === null) {
+        // The attributes were deleted when the slot emptied; this tells the device.
+        out.push({ notification: { ...base(ev), attributes: {}, deleted: allAttributeKeys(ev.type) } });
+        continue;
+      }
+      const target = targets.get(`${ev.deviceId}/${ev.type}`);
+      if (target && target.notified && target.packageId === ev.packageId && target.ts === ev.ts) {
+        out.push({ dropped: 'already notified' });
+        continue;
+      }
+      const pkg = await lookups.package(ev.tenantId, ev.packageId);
+      if (!pkg) {
+        out.push({ dropped: 'package deleted' });
+        continue;
+      }
+      notified.push({ ev: { ...ev, packageId: ev.packageId }, ...packageAttributes(pkg), at: out.length });
+      out.push(undefined);
+    }
+    if (notified.length === 0) return out as NotifyOutcome[];
 
     const now = this.timers.now();
-    await tx.telemetry.save(ev.deviceId, [{ ts: now, values: { [`${keyPrefix(ev.type)}_state`]: 'INITIATED' } }]);
-    await tx.states.setState(ev.deviceId, ev.tenantId, ev.type, 'INITIATED', now, null);
-    const { set, remove } = packageAttributes(pkg);
-    const deleted = await tx.attributes.delete(ev.deviceId, 'SHARED', remove);
-    await tx.attributes.save(ev.deviceId, 'SHARED', set, ev.ts);
-    await tx.targets.put([{ deviceId: ev.deviceId, type: ev.type, packageId: ev.packageId, ts: ev.ts, notified: true }]);
-    return { notification: { ...base(ev), attributes: set, deleted } };
+    await tx.telemetry.saveAll(notified.map(({ ev }) => ({ deviceId: ev.deviceId, entries: [{ ts: now, values: { [`${keyPrefix(ev.type)}_state`]: 'INITIATED' } }] })));
+    await tx.states.setStates(notified.map(({ ev }) => ({ deviceId: ev.deviceId, tenantId: ev.tenantId, type: ev.type, state: 'INITIATED', ts: now, error: null })));
+    const deleted = await tx.attributes.deleteAll(notified.map(({ ev, remove }) => ({ deviceId: ev.deviceId, scope: 'SHARED', keys: remove })));
+    await tx.attributes.saveAll(notified.map(({ ev, set }) => ({ deviceId: ev.deviceId, scope: 'SHARED', values: set, ts: ev.ts })));
+    await tx.targets.put(notified.map(({ ev }) => ({ deviceId: ev.deviceId, type: ev.type, packageId: ev.packageId, ts: ev.ts, notified: true })));
+    notified.forEach(({ ev, set, at }, k) => (out[at] = { notification: { ...base(ev), attributes: set, deleted: deleted[k] ?? [] } }));
+    return out as NotifyOutcome[];
   }
+}
+
+/** `key` to the distinct `value`s of the items with that key. */
+function groupBy<T, K, V>(items: readonly T[], key: (item: T) => K, value: (item: T) => V): Map<K, V[]> {
+  const groups = new Map<K, Set<V>>();
+  for (const item of items) {
+    const k = key(item);
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = new Set()));
+    g.add(value(item));
+  }
+  return new Map([...groups].map(([k, g]) => [k, [...g]]));
 }
 
 /** Profiles and packages read once per batch (by tenant and id): a batch's devices share a few of them. */

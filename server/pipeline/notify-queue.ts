@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { setImmediate as onNextTurn } from 'node:timers';
-import type { DeviceId, TenantId } from '../ids';
+import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import { realTimers, type Timers } from '../timers';
 import { targetTelemetry } from './ota-keys';
 import type { OtaPackage, OtaPackageType } from '../store/ota-packages';
@@ -36,6 +36,12 @@ export function pacingFromEnv(env: NodeJS.ProcessEnv): Pacing {
   };
 }
 
+/**
+ * Takes a released batch. Answers `'notifier acks'` when the batch goes straight to the notifier,
+ * which then removes the rows in its own commit; anything else and the queue removes them at once.
+ */
+export type OnRelease = (events: AssignmentEvent[]) => unknown;
+
 /** With pacing off, how many rows one tick releases before yielding to the event loop. */
 const UNPACED_BATCH = 500;
 /** How often a consumer looks again at rows held by another instance (their lease may run out). */
@@ -62,8 +68,10 @@ export function queueLeaseFromEnv(env: NodeJS.ProcessEnv): number {
  */
 export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   private pacing: Pacing | null = null;
-  private onRelease: ((events: AssignmentEvent[]) => void) | null = null;
+  private onRelease: OnRelease | null = null;
   private timer: unknown = null;
+  /** The timer is a look at rows held elsewhere or not acked yet, not a paced release. */
+  private polling = false;
   private ticking = false;
   /** Something was queued while a tick ran: look again when it ends. */
   private more = false;
@@ -71,6 +79,8 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   private consumer: symbol | null = null;
   private consumerOwner: string | null = null;
   private lastRelease = -Infinity;
+  /** How long the last paced release had to wait for the database's pace (another instance released). */
+  private paceWaitMs = 0;
   private arriving: Array<{ ev: AssignmentEvent; resolve: (queued: boolean) => void; reject: (err: Error) => void }> = [];
 
   constructor(
@@ -113,7 +123,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
     if (!events.some((ev) => ev.packageId !== null)) return events.map(() => false);
     const results = await this.store.transaction(async (tx) => {
       const packages = new Map<string, OtaPackage | null>();
-      const queued: AssignmentEvent[] = [];
+      const queued: Array<AssignmentEvent & { packageId: OtaPackageId; pkg: OtaPackage }> = [];
       const answers: boolean[] = [];
       for (const ev of events) {
         if (ev.packageId === null) {
@@ -124,13 +134,14 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
         let pkg = packages.get(key);
         if (pkg === undefined) packages.set(key, (pkg = await tx.packages.findById(ev.tenantId, ev.packageId)));
         answers.push(pkg !== null);
-        if (!pkg) continue;
-        await tx.telemetry.save(ev.deviceId, [{ ts: ev.ts, values: targetTelemetry(pkg, ev.ts) }]);
-        await tx.states.setQueued(ev.deviceId, ev.tenantId, ev.type, ev.packageId, ev.ts);
-        queued.push(ev);
+        if (pkg) queued.push({ ...ev, packageId: ev.packageId, pkg });
       }
-      await tx.queue.put(queued);
-      await tx.targets.put(queued.map((ev) => ({ deviceId: ev.deviceId, type: ev.type, packageId: ev.packageId, ts: ev.ts, notified: false })));
+      // Each table written once for the batch (multi-row statements), not once per device.
+      await tx.telemetry.saveAll(queued.map((q) => ({ deviceId: q.deviceId, entries: [{ ts: q.ts, values: targetTelemetry(q.pkg, q.ts) }] })));
+      await tx.states.setQueuedAll(queued.map((q) => ({ deviceId: q.deviceId, tenantId: q.tenantId, type: q.type, packageId: q.packageId, ts: q.ts })));
+      const rows = queued.map((q) => ({ tenantId: q.tenantId, deviceId: q.deviceId, type: q.type, packageId: q.packageId, ts: q.ts }));
+      await tx.queue.put(rows);
+      await tx.targets.put(rows.map((ev) => ({ deviceId: ev.deviceId, type: ev.type, packageId: ev.packageId, ts: ev.ts, notified: false })));
       return answers;
     });
     if (results.some(Boolean)) {
@@ -159,7 +170,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
     if (this.listenerCount('depth') > 0) this.emit('depth', await this.depth());
   }
 
-  /** Rows waiting, in all or for one tenant. */
+  /** Rows waiting (not handed on to the notifier yet), in all or for one tenant. */
   depth(tenantId?: TenantId): Promise<number> {
     return this.store.queue.depth(tenantId);
   }
@@ -173,7 +184,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
    * callers that must not (an ota-rate-queue node) check `owner` first.
    * Answers a handle for `stop`, so a consumer that was replaced cannot stop its successor.
    */
-  start(pacing: Pacing, onRelease: (events: AssignmentEvent[]) => void, owner: string | null = null): symbol {
+  start(pacing: Pacing, onRelease: OnRelease, owner: string | null = null): symbol {
     this.detach();
     const handle = Symbol('consumer');
     this.consumer = handle;
@@ -234,26 +245,35 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   }
 
   /**
-   * Claims up to `n` rows in release order and hands them to the consumer, in one transaction with
-   * their ack: one commit per batch, not two. The consumer takes the batch synchronously (it only
-   * sends messages on), so nothing can fail between the hand-over and the ack; a crash before the
-   * commit leaves the rows queued, one after it is what reconciliation on start repairs (the
-   * targets are not yet notified). With no consumer left (stopped meanwhile) the rows stay queued.
-   * Null without a consumer.
+   * Claims up to `n` rows in release order and hands them to the consumer, in one transaction.
+   * When the consumer says the notifier takes the batch (`'notifier acks'`), the rows are handed on,
+   * not removed: the notifier removes them in the transaction that writes their INITIATED
+   * (`Notifier.processAll`), so an instance killed between the two loses nothing; a row not acked
+   * is released again once its lease (`OTA_QUEUE_LEASE_MS`) has run out, by whichever instance
+   * claims it then. Otherwise (other nodes between the queue and the notifier) the rows are acked
+   * in this transaction, and a crash before the notifier's commit is what reconciliation on start
+   * repairs (the targets are not yet notified). The consumer takes the batch synchronously (it only
+   * sends messages on). With no consumer left (stopped meanwhile) the rows stay queued. Null
+   * without a consumer.
    */
-  private async release(n: number): Promise<AssignmentEvent[] | null> {
+  private async release(n: number, gapMs = 0): Promise<AssignmentEvent[] | null> {
     if (!this.onRelease) return null;
     const now = this.timers.now();
+    this.paceWaitMs = 0;
     return this.store.transaction(async (tx) => {
+      // Paced: the pace is the database's, so instances sharing it release at the configured rate together.
+      if (gapMs > 0 && (this.paceWaitMs = await tx.queue.paceWait(now)) > 0) return [];
       const claims = await tx.queue.claim(n, now, this.leaseMs);
       const onRelease = this.onRelease;
       if (!onRelease) {
         await tx.queue.release(claims);
         return null;
       }
-      await tx.queue.ack(claims);
       const batch = claims.map(toEvent);
-      if (batch.length) onRelease(batch);
+      const acked = batch.length ? onRelease(batch) : undefined;
+      if (acked === 'notifier acks') await tx.queue.handOn(claims);
+      else await tx.queue.ack(claims);
+      if (gapMs > 0 && batch.length) await tx.queue.paceNext(now + gapMs);
       return batch;
     });
   }
@@ -263,15 +283,20 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
       this.more = true;
       return;
     }
+    // A look at held rows (lookAgainLater) does not delay rows queued meanwhile.
+    if (this.timer !== null && this.polling) {
+      this.timers.clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.polling = false;
     if (this.timer !== null || this.isPaused || !this.pacing || !this.onRelease) return;
-    const { packSize, intervalMs, mode } = this.pacing;
-    const gap = intervalMs === 0 ? 0 : mode === 'spaced' ? intervalMs / packSize : intervalMs;
-    const wait = Math.max(0, this.lastRelease + gap - this.timers.now());
+    const wait = Math.max(0, this.lastRelease + gapOf(this.pacing) - this.timers.now());
     this.timer = this.timers.setTimeout(() => void this.tick(), wait);
   }
 
   private async tick(): Promise<void> {
     this.timer = null;
+    this.polling = false;
     if (this.isPaused || !this.pacing || !this.onRelease) return;
     const { packSize, intervalMs, mode } = this.pacing;
     const n = intervalMs === 0 ? UNPACED_BATCH : mode === 'spaced' ? 1 : packSize;
@@ -279,7 +304,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
     this.more = false;
     let released: number;
     try {
-      const batch = await this.release(n);
+      const batch = await this.release(n, gapOf(this.pacing));
       released = batch?.length ?? 0;
       if (released) {
         // Paced from the last release that released something: an empty look is not a release.
@@ -289,18 +314,31 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
     } finally {
       this.ticking = false;
     }
-    if (released || this.more) this.schedule();
-    else if (this.timer === null && (await this.store.queue.depth()) > 0) this.lookAgainLater();
+    if (!released && this.paceWaitMs > 0) this.waitForPace(this.paceWaitMs);
+    else if (released || this.more) this.schedule();
+    // Rows handed on and not acked count too: their lease may run out (the instance holding them died).
+    else if (this.timer === null && (await this.store.queue.size()) > 0) this.lookAgainLater();
+  }
+
+  /** Another instance on the database released last: the next paced release is `ms` away. */
+  private waitForPace(ms: number): void {
+    if (this.timer !== null || this.isPaused || !this.onRelease) return;
+    this.timer = this.timers.setTimeout(() => void this.tick(), ms);
   }
 
   /**
-   * Nothing was free to claim, yet rows are queued: another instance on the database holds them.
-   * Look again when a lease could have run out (that instance died mid-drain), or sooner.
+   * Nothing was free to claim, yet rows are queued: another instance on the database holds them, or
+   * they were handed on and not acked yet. Look again when a lease could have run out (that
+   * instance died mid-drain), or sooner.
    */
   private lookAgainLater(): void {
     if (this.timer !== null || this.isPaused || !this.onRelease) return;
     this.timer = this.timers.setTimeout(() => void this.tick(), Math.min(this.leaseMs, HELD_ROWS_POLL_MS));
+    this.polling = true;
   }
 }
 
 const toEvent = ({ seq: _seq, ...ev }: ClaimedEvent): AssignmentEvent => ev;
+
+/** Milliseconds between two paced releases; 0 with pacing off. */
+const gapOf = ({ packSize, intervalMs, mode }: Pacing): number => (intervalMs === 0 ? 0 : mode === 'spaced' ? intervalMs / packSize : intervalMs);

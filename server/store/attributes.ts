@@ -7,9 +7,23 @@ export type AttributeScope = 'CLIENT' | 'SHARED' | 'SERVER';
 export type AttributeValue = string | number | boolean | Record<string, unknown> | unknown[] | null;
 export type AttributeMap = Record<string, AttributeValue>;
 
+export interface AttributeWrite {
+  deviceId: DeviceId;
+  scope: AttributeScope;
+  values: AttributeMap;
+  ts: number;
+}
+export interface AttributeDelete {
+  deviceId: DeviceId;
+  scope: AttributeScope;
+  keys: readonly string[];
+}
+
 /** Device attributes by scope: client attributes the device reports, shared ones the server pushes. */
 export interface AttributeRepository {
   save(deviceId: DeviceId, scope: AttributeScope, values: AttributeMap, ts: number): Promise<void>;
+  /** `save` for several devices at once, in order (a batch of notifications). */
+  saveAll(batch: readonly AttributeWrite[]): Promise<void>;
   /** Deletes the keys; answers the ones that existed. */
   delete(deviceId: DeviceId, scope: AttributeScope, keys: readonly string[]): Promise<string[]>;
   /**
@@ -18,6 +32,8 @@ export interface AttributeRepository {
    * pre-provisioned device handed out once).
    */
   claim(deviceId: DeviceId, scope: AttributeScope, key: string, value: AttributeValue, ts: number): Promise<boolean>;
+  /** `delete` for several devices at once; answers, per entry of `batch`, the keys that existed. */
+  deleteAll(batch: readonly AttributeDelete[]): Promise<string[][]>;
   /** All keys of the scope when `keys` is undefined; only those present otherwise. */
   get(deviceId: DeviceId, scope: AttributeScope, keys?: readonly string[]): Promise<AttributeMap>;
 }
@@ -25,6 +41,7 @@ export interface AttributeRepository {
 export class SqliteAttributeRepository implements AttributeRepository {
   private readonly upsert;
   private readonly deleteKeys;
+  private readonly deleteKeysOfDevices = new Map<number, InValues>();
 
   constructor(private readonly db: Db) {
     this.upsert = new InsertRows(
@@ -37,7 +54,12 @@ export class SqliteAttributeRepository implements AttributeRepository {
   }
 
   async save(deviceId: DeviceId, scope: AttributeScope, values: AttributeMap, ts: number): Promise<void> {
-    const rows = Object.entries(values).map(([key, value]) => [deviceId, scope, key, JSON.stringify(value), ts]);
+    return this.saveAll([{ deviceId, scope, values, ts }]);
+  }
+
+  async saveAll(batch: readonly AttributeWrite[]): Promise<void> {
+    const rows: unknown[][] = [];
+    for (const { deviceId, scope, values, ts } of batch) for (const [key, value] of Object.entries(values)) rows.push([deviceId, scope, key, JSON.stringify(value), ts]);
     atomically(this.db, () => this.upsert.run(rows));
   }
 
@@ -55,6 +77,42 @@ export class SqliteAttributeRepository implements AttributeRepository {
     const unique = [...new Set(keys)];
     const gone = new Set(atomically(this.db, () => this.deleteKeys.run<{ key: string }>([deviceId, scope], unique)).map((r) => r.key));
     return unique.filter((k) => gone.has(k));
+  }
+
+  async deleteAll(batch: readonly AttributeDelete[]): Promise<string[][]> {
+    // A batch's devices mostly share their keys (a notification's stale fw_* keys): one statement
+    // per chunk of devices with the same scope and keys, not one per device.
+    const groups = new Map<string, { scope: AttributeScope; keys: string[]; devices: DeviceId[] }>();
+    for (const { deviceId, scope, keys } of batch) {
+      const unique = [...new Set(keys)];
+      if (unique.length === 0) continue;
+      const id = `${scope}\n${unique.join('\n')}`;
+      let g = groups.get(id);
+      if (!g) groups.set(id, (g = { scope, keys: unique, devices: [] }));
+      g.devices.push(deviceId);
+    }
+    const gone = new Set<string>();
+    atomically(this.db, () => {
+      for (const { scope, keys, devices } of groups.values()) {
+        for (const r of this.deleteForDevices(keys.length).run<{ device_id: string; key: string }>([scope, ...keys], [...new Set(devices)]))
+          gone.add(`${r.device_id}/${scope}/${r.key}`);
+      }
+    });
+    // Each key to the first entry that asked for it, as `delete` one after the other would answer.
+    return batch.map(({ deviceId, scope, keys }) => [...new Set(keys)].filter((k) => gone.delete(`${deviceId}/${scope}/${k}`)));
+  }
+
+  /** `DELETE ... RETURNING` of `keyCount` keys over a list of devices, kept per key count. */
+  private deleteForDevices(keyCount: number): InValues {
+    let stmt = this.deleteKeysOfDevices.get(keyCount);
+    if (!stmt) {
+      const keys = Array.from({ length: keyCount }, () => '?').join(', ');
+      this.deleteKeysOfDevices.set(
+        keyCount,
+        (stmt = new InValues(this.db, `DELETE FROM attributes WHERE scope = ? AND key IN (${keys}) AND device_id IN (`, ') RETURNING device_id, key')),
+      );
+    }
+    return stmt;
   }
 
   async get(deviceId: DeviceId, scope: AttributeScope, keys?: readonly string[]): Promise<AttributeMap> {

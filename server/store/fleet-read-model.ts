@@ -101,7 +101,7 @@ export interface FleetReadModel {
   tenantIds(): Promise<TenantId[]>;
   /** Targeted devices per tenant, type and state, every tenant (only non-zero groups). */
   stateTotals(): Promise<StateTotal[]>;
-  /** Queued devices per tenant, every tenant (only tenants with any). */
+  /** Devices waiting in the queue (not handed on to the notifier) per tenant, every tenant (only tenants with any). */
   queueDepths(): Promise<Array<{ tenantId: TenantId; devices: number }>>;
 
   /** The newest change's sequence number (0 for none). */

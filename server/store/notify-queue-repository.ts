@@ -39,7 +39,14 @@ export const toClaimedEvent = (r: NotifyQueueRow): ClaimedEvent => ({
  * The durable queue between assignment and notification: one row per device and type, release in
  * the order queued. Claims carry a lease so that, with several consumers on one database, a row
  * claimed by a consumer that died returns to the queue when its lease runs out.
+ *
+ * A released row is handed on, not removed: it leaves the queue in the notifier's transaction, the
+ * one that writes its INITIATED (`ackEvents`), so a crash between the two loses nothing. Until then
+ * it stays claimed; once its lease has run out it is claimed again.
  */
+/** The settings row holding the time the next paced release may go (ms), shared by every instance. */
+export const PACE_SETTING = 'notify_queue.next_release_at';
+
 export interface NotifyQueueRepository {
   /** Queues the events; a device's newer event replaces its queued one (and goes to the back). */
   put(events: readonly AssignmentEvent[]): Promise<void>;
@@ -51,6 +58,20 @@ export interface NotifyQueueRepository {
   ack(claims: readonly ClaimedEvent[]): Promise<void>;
   /** Not done: back to the queue in their place, for the next claim. */
   release(claims: readonly ClaimedEvent[]): Promise<void>;
-  /** Rows queued (claimed or not), in all or for one tenant. */
+  /** Claimed rows handed on to the notifier: no longer waiting, kept (claimed) until `ackEvents` or their lease's end. */
+  handOn(claims: readonly ClaimedEvent[]): Promise<void>;
+  /** The notifier is done with these events: their rows handed on leave the queue (a row replaced meanwhile by a newer event, or never handed on, stays). */
+  ackEvents(events: readonly AssignmentEvent[]): Promise<void>;
+  /**
+   * The pace every consumer on this database shares (pacing is cluster-wide): the ms to wait before
+   * the next paced release, 0 when it may go now. Inside a transaction it holds the pace until
+   * commit, so of two instances asking at once one releases and the other then waits.
+   */
+  paceWait(now: number): Promise<number>;
+  /** A paced release went out: the next one may go at `at`. */
+  paceNext(at: number): Promise<void>;
+  /** Rows waiting (not handed on), in all or for one tenant. */
   depth(tenantId?: TenantId): Promise<number>;
+  /** Every row, waiting or handed on and not acked yet. */
+  size(): Promise<number>;
 }

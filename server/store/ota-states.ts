@@ -61,6 +61,25 @@ export interface FleetGroupCounts extends FleetCounts {
   version: string;
 }
 
+/** One device's state, for `setStates`. */
+export interface StateWrite {
+  deviceId: DeviceId;
+  tenantId: TenantId;
+  type: OtaPackageType;
+  state: OtaStateRow['state'];
+  ts: number;
+  error: string | null;
+}
+
+/** One device queued for a package, for `setQueuedAll`. */
+export interface QueuedWrite {
+  deviceId: DeviceId;
+  tenantId: TenantId;
+  type: OtaPackageType;
+  packageId: OtaPackageId;
+  ts: number;
+}
+
 /** The update state per device and type, as the tracker keeps it for metrics and timeouts. */
 export interface OtaStateRepository {
   get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaStateRow | null>;
@@ -70,8 +89,12 @@ export interface OtaStateRepository {
   setError(deviceId: DeviceId, type: OtaPackageType, error: string | null): Promise<void>;
   /** A new target resets the retry count; the same target keeps it. */
   setTarget(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId | null): Promise<void>;
+  /** `setState` for several devices in one statement per chunk, in order (a batch of notifications). */
+  setStates(batch: readonly StateWrite[]): Promise<void>;
   /** `setTarget` then `setState(QUEUED)` (unless a newer state is recorded), in one write: what queueing a device does. */
   setQueued(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId, ts: number): Promise<void>;
+  /** `setQueued` for several devices, in order (a page of queued devices). */
+  setQueuedAll(batch: readonly QueuedWrite[]): Promise<void>;
   /** An unassignment: the device is no longer targeted, so it leaves the metrics, timeouts and retries. */
   clearTarget(deviceId: DeviceId, type: OtaPackageType): Promise<void>;
   /** Adds one retry; answers the count. */

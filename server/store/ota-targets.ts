@@ -26,6 +26,8 @@ export interface DriftedTarget {
 
 export interface OtaTargetRepository {
   get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaTarget | null>;
+  /** The targets of these devices, of both types (a batch of notifications reads them at once). */
+  getAll(deviceIds: readonly DeviceId[]): Promise<OtaTarget[]>;
   put(targets: readonly OtaTarget[]): Promise<void>;
   /** Every device, over all tenants, whose target is out of step with its effective package (the engine's start). */
   drifted(type: OtaPackageType): Promise<DriftedTarget[]>;

@@ -10,6 +10,7 @@ import type { OtaPackageRepository } from './ota-packages';
 import type { OtaStateRepository } from './ota-states';
 import type { OtaTargetRepository } from './ota-targets';
 import type { ReportedVersionRepository } from './reported-versions';
+import type { RolloutRepository } from './rollouts';
 import type { SettingsRepository } from './settings';
 import type { SigningKeyRepository } from './signing-keys';
 import type { TelemetryRepository } from './telemetry';
@@ -36,6 +37,8 @@ export interface Repositories {
   reportedVersions: ReportedVersionRepository;
   /** The package bytes served to each device, whichever instance served them (issue 14). */
   downloads: DownloadProgressRepository;
+  /** Rollouts in waves and each device's part in them (issue 14). */
+  rollouts: RolloutRepository;
 }
 
 /**

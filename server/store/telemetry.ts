@@ -13,6 +13,12 @@ export interface TelemetryPoint {
   value: TelemetryValue;
 }
 
+/** One device's entries, for `saveAll`. */
+export interface DeviceTelemetry {
+  deviceId: DeviceId;
+  entries: readonly TelemetryEntry[];
+}
+
 /** Keys whose history is kept: the OTA states, targets, current versions and errors. */
 export const isHistoryKey = (key: string): boolean => /^(fw|sw)_(state|error)$|^(target|current)_(fw|sw)_/.test(key);
 
@@ -23,6 +29,8 @@ export const isHistoryKey = (key: string): boolean => /^(fw|sw)_(state|error)$|^
 export interface TelemetryRepository {
   /** Saves entries; the latest value only moves forward in time (a late report never overwrites a newer one). */
   save(deviceId: DeviceId, entries: readonly TelemetryEntry[]): Promise<void>;
+  /** `save` for several devices in one statement per table, in order (a batch of queued or notified devices). */
+  saveAll(batch: readonly DeviceTelemetry[]): Promise<void>;
   latest(deviceId: DeviceId, keys?: readonly string[]): Promise<Record<string, TelemetryPoint>>;
   history(deviceId: DeviceId, keys: readonly string[], range: { startTs: number; endTs: number; limit: number; order: 'ASC' | 'DESC' }): Promise<Record<string, TelemetryPoint[]>>;
 }
@@ -62,13 +70,19 @@ export class SqliteTelemetryRepository implements TelemetryRepository {
   }
 
   async save(deviceId: DeviceId, entries: readonly TelemetryEntry[]): Promise<void> {
+    return this.saveAll([{ deviceId, entries }]);
+  }
+
+  async saveAll(batch: readonly DeviceTelemetry[]): Promise<void> {
     const latest: unknown[][] = [];
     const history: unknown[][] = [];
-    for (const e of entries) {
-      for (const [key, value] of Object.entries(e.values)) {
-        const row = [deviceId, key, e.ts, JSON.stringify(value)];
-        latest.push(row);
-        if (isHistoryKey(key)) history.push(row);
+    for (const { deviceId, entries } of batch) {
+      for (const e of entries) {
+        for (const [key, value] of Object.entries(e.values)) {
+          const row = [deviceId, key, e.ts, JSON.stringify(value)];
+          latest.push(row);
+          if (isHistoryKey(key)) history.push(row);
+        }
       }
     }
     atomically(this.db, () => {

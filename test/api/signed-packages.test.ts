@@ -177,6 +177,28 @@ describe('admin API: signed packages', () => {
       ok(await admin.post(`/api/device/${device.id.id}`, { firmwareId: unsigned.id }));
     });
 
+    it('checks the policy only when the assigned package changes: a profile or device keeping an unsigned one can still be saved', async () => {
+      const { admin, profile } = await tenant();
+      const unsigned = ok<SignedInfo>(
+        await admin.post('/api/otaPackage', {
+          title: unique('url'),
+          version: '1',
+          type: 'FIRMWARE',
+          deviceProfileId: ref('DEVICE_PROFILE', profile.id.id),
+          url: 'http://example.invalid/fw.bin',
+        }),
+      );
+      ok(await admin.post(`/api/deviceProfile/${profile.id.id}`, { firmwareId: unsigned.id }));
+      const device = ok<{ id: { id: string } }>(await admin.post('/api/device', { name: unique('d'), deviceProfileId: profile.id, firmwareId: unsigned.id }));
+      ok(await admin.post('/api/ota/policy', { requireSignedPackages: true }));
+      expect(ok<DeviceProfileBody>(await admin.post(`/api/deviceProfile/${profile.id.id}`, { description: 'renamed' })).firmwareId).to.deep.equal(unsigned.id);
+      ok(await admin.post(`/api/device/${device.id.id}`, { label: 'relabelled' }));
+      // Assigning it anew is still refused.
+      ok(await admin.post(`/api/deviceProfile/${profile.id.id}`, { firmwareId: null }));
+      expectError(await admin.post(`/api/deviceProfile/${profile.id.id}`, { firmwareId: unsigned.id }), 400, /policy requires signed packages/);
+      ok(await admin.post('/api/ota/policy', { requireSignedPackages: false }));
+    });
+
     it('refuses a malformed policy with a clear error', async () => {
       const { admin } = await tenant();
       expectError(await admin.post('/api/ota/policy', { requireSignedPackages: 'yes' }), 400, /^Invalid request body/);

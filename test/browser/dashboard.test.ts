@@ -356,6 +356,46 @@ describe('fleet dashboard in Chromium', function () {
     await page.locator(`[data-card="package"][data-id="${packageId}"]`).waitFor(WAIT);
   });
 
+  it('shows a rollout with its waves, its progress and why it stopped by itself', async () => {
+    const profile = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'canary' })).id.id;
+    const info = await admin.request<Ref>('POST', '/otaPackage', {
+      title: 'canary-fw',
+      version: '3.0.0',
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' },
+    });
+    const pkg = (await admin.upload(info.id.id, randomBytes(4096), 'SHA256')) as unknown as Ref;
+    const tokens: string[] = [];
+    for (const name of ['canary-1', 'canary-2', 'canary-3']) {
+      const d = await admin.request<Ref>('POST', '/device', { name, deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' } });
+      tokens.push((await admin.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId);
+    }
+    const rollout = await admin.request<Ref>('POST', '/ota/rollouts', {
+      name: 'canary 3.0',
+      packageId: { entityType: 'OTA_PACKAGE', id: pkg.id.id },
+      target: { deviceProfileId: { entityType: 'DEVICE_PROFILE', id: profile } },
+      waves: [{ count: 1 }, { percent: 100 }],
+      gate: { minSuccessRate: 100, minFinished: 1, waitSeconds: 0 },
+      abort: { maxFailureRate: 50, minFinished: 1 },
+    });
+    await admin.request('POST', `/ota/rollouts/${rollout.id.id}/start`);
+    const card = page.locator(`.rollout-card[data-rollout-id="${rollout.id.id}"]`);
+    await card.locator('h3', { hasText: 'canary 3.0' }).waitFor(WAIT);
+    // The first device of the first wave reports FAILED: one of one finished failed, the rollout stops by itself.
+    const res = await fetch(`${server.api}/api/v1/${tokens[0]}/telemetry`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ fw_state: 'FAILED', fw_error: 'flash' }),
+    });
+    expect(res.status).to.equal(200);
+    await page.locator(`.rollout-card[data-rollout-id="${rollout.id.id}"][data-state="ABORTED"]`).waitFor(WAIT);
+    expect(await card.locator('[data-reason]').textContent()).to.equal('Stopped: failure rate 100 % (1 of 1 finished) reached the abort threshold of 50 %');
+    expect(await card.locator('.wave').evaluateAll((items) => items.map((li) => li.getAttribute('data-wave-state')))).to.deep.equal(['FAILED', 'PENDING']);
+    expect(await card.locator('.wave-counts').allTextContents()).to.deep.equal(['0 of 1 updated, 1 failed, 0 in progress', '0 of 2 updated, 0 failed, 0 in progress']);
+    expect(await card.locator('.sub').textContent()).to.match(/^Firmware canary-fw 3\.0\.0 · 3 devices · 0% updated · started /);
+    await card.screenshot({ path: screenshotPath('dashboard-rollout.png') });
+  });
+
   it('loaded nothing from elsewhere, and had no page or console errors', async () => {
     expect(foreignRequests).to.deep.equal([]);
     expect(pageErrors).to.deep.equal([]);

@@ -87,10 +87,7 @@ describe('two instances on one PostgreSQL: the read side and revocations (npm st
     adminA = await adminClient(a.api);
     adminB = await adminClient(b.api);
     profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name: 'cluster-read' })).id.id;
-    const endpoint = await eventually(
-      async () => (await adminB.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'),
-      'the MQTT endpoint of B',
-    );
+    const endpoint = await adminB.endpoint('MQTT');
     mqttB = `mqtt://127.0.0.1:${endpoint.port}`;
   });
 
@@ -112,7 +109,7 @@ describe('two instances on one PostgreSQL: the read side and revocations (npm st
     await within(session.closed, 5000, 'B closing the re-keyed session');
     // MQTT 5: B says why (0x98 administrative action).
     expect(session.disconnect).to.have.property('reasonCode', 0x98);
-    const mqttA = `mqtt://127.0.0.1:${(await adminA.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT')!.port}`;
+    const mqttA = `mqtt://127.0.0.1:${(await adminA.endpoint('MQTT')).port}`;
     for (const url of [mqttB, mqttA]) expect(await mqttRefuses(url, d.token), `old token over ${url}`).to.equal(true);
     for (const api of [a.api, b.api]) expect(await httpStatus(api, d.token), `old token over HTTP on ${api}`).to.equal(401);
     await connect(mqttB, fresh);
@@ -127,10 +124,7 @@ describe('two instances on one PostgreSQL: the read side and revocations (npm st
       (err: Error) => err.message,
     );
     // The long poll is waiting on B before the deletion.
-    await eventually(
-      async () => (await adminB.request<Array<{ transport: string; connections: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'HTTP' && e.connections >= 1),
-      'the long poll waiting on B',
-    );
+    await adminB.endpoint('HTTP', (e) => e.connections >= 1);
     await adminA.request('DELETE', `/device/${d.id}`);
     await within(session.closed, 5000, 'B closing the deleted device’s session');
     expect(await within(poll, 5000, 'B ending the deleted device’s long poll')).to.match(/403|401/);

@@ -75,10 +75,7 @@ describe('two instances on one PostgreSQL (npm start twice)', function () {
     adminA = await adminClient(a.api);
     adminB = await adminClient(b.api);
     profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name: 'cluster' })).id.id;
-    const endpointB = await eventually(
-      async () => (await adminB.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'),
-      'the MQTT endpoint of B',
-    );
+    const endpointB = await adminB.endpoint('MQTT');
     for (let i = 0; i < N_MQTT + N_HTTP; i++) {
       // Made on either instance: both see every device.
       const admin = i % 2 ? adminB : adminA;

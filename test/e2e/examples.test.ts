@@ -120,4 +120,40 @@ describe('example flows, deployed and run', function () {
     );
     expect(again.id).to.be.a('string');
   });
+
+  it('10 uploads demo-firmware 1.1.0 and rolls it out to the default profile in waves, to COMPLETED', async () => {
+    const page = await admin.request<{ data: Array<{ id: { id: string }; name: string }> }>('GET', '/tenant/devices?pageSize=10&page=0&textSearch=demo-device');
+    const creds = await admin.request<{ credentialsId: string }>('GET', `/device/${page.data[0]?.id.id}/credentials`);
+    const device = new HttpDevice(server.api, creds.credentialsId);
+
+    const nodes = await deploy('10 - Roll out in waves');
+    await press(nodes, 'upload demo firmware 1.1.0');
+    await eventually(
+      async () => (await admin.request<{ data: unknown[] }>('GET', '/otaPackages?pageSize=10&page=0&textSearch=demo-firmware')).data.length === 2,
+      'the new package',
+    );
+    await press(nodes, 'roll out in waves');
+    const fw = await eventually(async () => {
+      const shared = (await device.attributes('?sharedKeys=fw_title,fw_version,fw_size,fw_checksum,fw_checksum_algorithm')).body.shared;
+      return shared?.fw_version === '1.1.0' ? shared : null;
+    }, 'the device told of 1.1.0 by the first wave');
+    await device.update(fw, { chunkSize: 4096 });
+    const done = await eventually(
+      async () => {
+        const rollouts = await admin.request<{ data: Array<{ name: string; state: string; waves: Array<{ state: string; devices: number; updated: number }> }> }>(
+          'GET',
+          '/ota/rollouts?pageSize=10&page=0',
+        );
+        const r = rollouts.data.find((x) => x.name === 'demo-firmware 1.1.0 in waves');
+        return r?.state === 'COMPLETED' ? r : null;
+      },
+      'the rollout completed',
+      { everyMs: 100 },
+    );
+    expect(done.waves.map((w) => [w.state, w.devices, w.updated])).to.deep.equal([
+      ['PASSED', 1, 1],
+      ['PASSED', 0, 0],
+      ['PASSED', 0, 0],
+    ]);
+  });
 });

@@ -58,10 +58,7 @@ describe('HTTPS for the REST and device HTTP API (npm start)', function () {
       OTA_HTTPS_TLS_KEY_FILE: pki.serverKeyFile,
     });
     admin = await adminClient(server.api);
-    const endpoint = await eventually(
-      async () => (await admin.request<Array<{ transport: string; port: number; tls?: boolean }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'HTTP' && e.tls),
-      'the HTTPS endpoint',
-    );
+    const endpoint = await admin.endpoint('HTTP', (e) => e.tls === true);
     base = `https://127.0.0.1:${endpoint.port}`;
   });
 

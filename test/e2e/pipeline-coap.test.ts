@@ -41,12 +41,7 @@ describe('update pipeline over CoAP (example flow, npm start)', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-coap-e2e-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
     admin = await adminClient(server.api);
-    port = (
-      await eventually(
-        async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'COAP'),
-        'the CoAP endpoint',
-      )
-    ).port;
+    port = (await admin.endpoint('COAP')).port;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'coap-fleet' })).id.id;
     const info = await admin.request<Ref>('POST', '/otaPackage', {
       title: 'coap-fw',

@@ -34,12 +34,7 @@ describe('update pipeline over LwM2M (example flow, npm start)', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-lwm2m-e2e-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
     admin = await adminClient(server.api);
-    port = (
-      await eventually(
-        async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'LWM2M'),
-        'the LwM2M endpoint',
-      )
-    ).port;
+    port = (await admin.endpoint('LWM2M')).port;
   });
 
   afterEach(async () => {

@@ -58,10 +58,7 @@ describe('update pipeline over MQTT (example flow, npm start)', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-mqtt-e2e-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
     admin = await adminClient(server.api);
-    const endpoint = await eventually(
-      async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'),
-      'the MQTT endpoint',
-    );
+    const endpoint = await admin.endpoint('MQTT');
     mqttPort = endpoint.port;
     mqttUrl = `mqtt://127.0.0.1:${mqttPort}`;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-fleet' })).id.id;

@@ -121,19 +121,10 @@ describe('protobuf payloads (example flow, npm start)', function () {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'ota-proto-e2e-'));
     server = await startServer(dataDir, { TB_QUEUE_CORE_OTA_PACK_SIZE: '10', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '100' });
     admin = await adminClient(server.api);
-    const endpoint = await eventually(
-      async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'),
-      'the MQTT endpoint',
-      { everyMs: 50 },
-    );
+    const endpoint = await admin.endpoint('MQTT');
     mqttUrl = `mqtt://127.0.0.1:${endpoint.port}`;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', protoProfile('proto-fleet'))).id.id;
-    coapPort = (
-      await eventually(
-        async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'COAP'),
-        'the CoAP endpoint',
-      )
-    ).port;
+    coapPort = (await admin.endpoint('COAP')).port;
     const payloadType = protoProfile('').profileData.transportConfiguration.transportPayloadTypeConfiguration;
     coapProfileId = (
       await admin.request<Ref>('POST', '/deviceProfile', {

@@ -131,6 +131,15 @@ export async function fuzzCoap(t: FuzzTarget, runs: number, seed: number): Promi
     Array.from({ length: 9 }, async () => {
       const s = createSocket('udp4');
       s.on('error', () => undefined);
+      // Answers to fuzzed datagrams: a 5.xx is the server's own failure, counted apart.
+      s.on('message', (m: Buffer) => {
+        try {
+          const code = parse(m).code;
+          if (code.startsWith('5.')) count(report, `answered ${code}`);
+        } catch {
+          count(report, 'unparsable answer');
+        }
+      });
       await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
       return s;
     }),

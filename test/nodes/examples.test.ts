@@ -58,6 +58,7 @@ describe('example flows (Import > Examples)', function () {
       '04 - Notify devices.json',
       '05 - Serve HTTP devices.json',
       '06 - Track update states.json',
+      '10 - Roll out in waves.json',
       'ThingsBoard-compatible OTA server.json',
     ]);
   });
@@ -65,7 +66,7 @@ describe('example flows (Import > Examples)', function () {
   it('shows every non-config node of the package in at least one example', () => {
     const used = new Set(flows.flatMap((f) => f.nodes.map((n) => n.type)));
     const nonConfig = ours.filter((t) => !isConfigType(t));
-    expect(nonConfig).to.include.members(['ota-package-store', 'ota-assign', 'ota-rate-queue', 'ota-notify', 'ota-http', 'ota-state-tracker']);
+    expect(nonConfig).to.include.members(['ota-package-store', 'ota-assign', 'ota-rate-queue', 'ota-notify', 'ota-http', 'ota-state-tracker', 'ota-rollout']);
     expect(nonConfig.filter((t) => !used.has(t))).to.deep.equal([]);
   });
 

@@ -14,6 +14,7 @@ import otaMqttEndpoint from '../../nodes/ota-mqtt-endpoint';
 import otaHttp from '../../nodes/ota-http';
 import otaNotify from '../../nodes/ota-notify';
 import otaPackageStore from '../../nodes/ota-package-store';
+import otaRollout from '../../nodes/ota-rollout';
 import otaRateQueue from '../../nodes/ota-rate-queue';
 import otaServer, { type OtaServerNode } from '../../nodes/ota-server';
 import otaStateTracker from '../../nodes/ota-state-tracker';
@@ -37,6 +38,7 @@ const TYPES = [
   'ota-coap',
   'ota-lwm2m-endpoint',
   'ota-lwm2m',
+  'ota-rollout',
 ];
 const FIRMWARE = Buffer.from('my-firmware 1.0.0\n'.repeat(300));
 
@@ -100,6 +102,7 @@ describe('the OTA pipeline in Node-RED', function () {
         otaCoap,
         otaLwm2mEndpoint,
         otaLwm2m,
+        otaRollout,
       ),
       flow,
       {

@@ -60,11 +60,7 @@ describe("installed into a user's own Node-RED (npm pack, npm install)", functio
     const m = await listening;
     otaApi = `http://127.0.0.1:${m[1] as string}`;
     admin = await adminClient(otaApi, OTA_PASSWORD);
-    const mqtt = await eventually(
-      async () => (await admin.request<Array<{ transport: string; port: number }>>('GET', '/ota/endpoints')).find((e) => e.transport === 'MQTT'),
-      'the MQTT endpoint',
-      { timeoutMs: 10_000, everyMs: 50 },
-    );
+    const mqtt = await admin.endpoint('MQTT');
     mqttUrl = `mqtt://127.0.0.1:${mqtt.port}`;
   }
   const listeningLine = (): Promise<RegExpExecArray> => red.nextLine(/ThingsBoard REST API listening on 127\.0\.0\.1:(\d+)/);

@@ -134,6 +134,28 @@ describe('several instances on one PostgreSQL: the shared notify queue', functio
     expect(byB.length, 'instance B released some').to.be.greaterThan(0);
   });
 
+  it('holds the configured pace for the whole cluster: two instances release at the rate of one', async () => {
+    const [a, b] = [opened[0]!.store, await instance()];
+    const ids = await devices(a, 40);
+    const qa = new NotifyQueue(a, undefined, 30_000);
+    const qb = new NotifyQueue(b, undefined, 30_000);
+    await qa.enqueueAll(events(ids));
+    // 10 per second, spaced: one release every 100 ms for the cluster (each instance alone would release that often too).
+    const pacing = { packSize: 10, intervalMs: 1000, mode: 'spaced' } as const;
+    const at: Array<{ by: 'A' | 'B'; t: number }> = [];
+    qa.start(pacing, (evs) => evs.forEach(() => at.push({ by: 'A', t: Date.now() })));
+    qb.start(pacing, (evs) => evs.forEach(() => at.push({ by: 'B', t: Date.now() })));
+    try {
+      await eventually(() => at.length >= 15, '15 devices released', { timeoutMs: 20_000 });
+    } finally {
+      qa.stop();
+      qb.stop();
+    }
+    // 15 releases take at least 14 gaps of 100 ms (less a little for the clocks' granularity); paced per instance, about half that.
+    const span = (at[14] as { t: number }).t - (at[0] as { t: number }).t;
+    expect(span, `15 releases in ${span} ms by ${at.map((r) => r.by).join('')}`).to.be.at.least(1300);
+  });
+
   it('gives what a killed instance claimed and never released to the others once its lease ran out', async () => {
     const [a, b] = [opened[0]!.store, await instance()];
     const ids = await devices(a, 30);

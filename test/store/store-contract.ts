@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { newId, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
 import type { AssignmentEvent } from '../../server/store/notify-queue-repository';
 import type { OtaPackage } from '../../server/store/ota-packages';
+import type { Rollout, RolloutId } from '../../server/store/rollouts';
 import type { Store } from '../../server/store/store';
 
 /** A store to test, and how to end it (close it, remove what it made). */
@@ -283,6 +284,79 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
       });
     });
 
+    describe('batch writes (a batch of devices in one statement per table)', () => {
+      it("finds a tenant's devices and targets by id, leaving out unknown ids and other tenants' devices", async () => {
+        const ids = await devices(3);
+        const otherTenant = (await store.tenants.createTenant('other')).id;
+        const found = await store.devices.findByIds(tenantId, [ids[0]!, ids[2]!, ids[0]!, newId<'DEVICE'>()]);
+        expect(found.map((d) => d.id).sort()).to.deep.equal([ids[0]!, ids[2]!].sort());
+        expect(await store.devices.findByIds(otherTenant, ids)).to.deep.equal([]);
+        await store.targets.put([
+          { deviceId: ids[0]!, type: 'FIRMWARE', packageId: pkg.id, ts: 1, notified: true },
+          { deviceId: ids[0]!, type: 'SOFTWARE', packageId: null, ts: 2, notified: false },
+          { deviceId: ids[1]!, type: 'FIRMWARE', packageId: pkg.id, ts: 3, notified: false },
+        ]);
+        const targets = await store.targets.getAll([ids[0]!, ids[2]!]);
+        expect(targets.map((t) => `${t.type}/${t.ts}/${t.notified}`).sort()).to.deep.equal(['FIRMWARE/1/true', 'SOFTWARE/2/false']);
+      });
+
+      it('saves telemetry, attributes and states of several devices as one at a time would, a device twice included', async () => {
+        const [a, b] = await devices(2);
+        await store.attributes.save(a!, 'SHARED', { fw_url: 'x', fw_size: 1 }, 1);
+        await store.attributes.save(b!, 'SHARED', { fw_url: 'y' }, 1);
+        await store.transaction(async (tx) => {
+          await tx.telemetry.saveAll([
+            { deviceId: a!, entries: [{ ts: 10, values: { fw_state: 'INITIATED' } }] },
+            { deviceId: b!, entries: [{ ts: 10, values: { fw_state: 'INITIATED' } }] },
+            { deviceId: a!, entries: [{ ts: 9, values: { fw_state: 'QUEUED' } }] },
+          ]);
+          // The first entry asking for a key gets it, as sequential deletes would answer.
+          expect(
+            await tx.attributes.deleteAll([
+              { deviceId: a!, scope: 'SHARED', keys: ['fw_url', 'fw_size', 'fw_url'] },
+              { deviceId: b!, scope: 'SHARED', keys: ['fw_url', 'fw_size'] },
+              { deviceId: a!, scope: 'SHARED', keys: ['fw_url'] },
+            ]),
+          ).to.deep.equal([['fw_url', 'fw_size'], ['fw_url'], []]);
+          await tx.attributes.saveAll([
+            { deviceId: a!, scope: 'SHARED', values: { fw_version: '1.0', fw_title: 'fw' }, ts: 10 },
+            { deviceId: b!, scope: 'SHARED', values: { fw_version: '1.0' }, ts: 10 },
+            { deviceId: a!, scope: 'SHARED', values: { fw_version: '2.0' }, ts: 11 },
+          ]);
+          await tx.states.setStates([
+            { deviceId: a!, tenantId, type: 'FIRMWARE', state: 'INITIATED', ts: 10, error: null },
+            { deviceId: b!, tenantId, type: 'FIRMWARE', state: 'DOWNLOADING', ts: 10, error: null },
+            { deviceId: a!, tenantId, type: 'FIRMWARE', state: 'QUEUED', ts: 9, error: null },
+          ]);
+        });
+        expect((await store.telemetry.latest(a!, ['fw_state'])).fw_state).to.deep.equal({ ts: 10, value: 'INITIATED' });
+        expect(
+          Object.values(await store.telemetry.history(a!, ['fw_state'], { startTs: 0, endTs: 100, limit: 10, order: 'ASC' }))
+            .flat()
+            .map((p) => p.value),
+        ).to.deep.equal(['QUEUED', 'INITIATED']);
+        expect(await store.attributes.get(a!, 'SHARED')).to.deep.equal({ fw_title: 'fw', fw_version: '2.0' });
+        expect(await store.attributes.get(b!, 'SHARED')).to.deep.equal({ fw_version: '1.0' });
+        expect(await store.states.get(a!, 'FIRMWARE')).to.include({ state: 'INITIATED', stateTs: 10 });
+        expect(await store.states.get(b!, 'FIRMWARE')).to.include({ state: 'DOWNLOADING', stateTs: 10 });
+      });
+
+      it('queues several devices as setQueued one at a time would, a device twice included', async () => {
+        const [a, b] = await devices(2);
+        const other = newId<'OTA_PACKAGE'>();
+        await store.states.setTarget(a!, tenantId, 'FIRMWARE', pkg.id);
+        await store.states.incrementRetries(a!, 'FIRMWARE');
+        await store.states.setState(b!, tenantId, 'FIRMWARE', 'DOWNLOADING', 30, null);
+        await store.states.setQueuedAll([
+          { deviceId: a!, tenantId, type: 'FIRMWARE', packageId: pkg.id, ts: 11 },
+          { deviceId: b!, tenantId, type: 'FIRMWARE', packageId: pkg.id, ts: 20 },
+          { deviceId: a!, tenantId, type: 'FIRMWARE', packageId: other, ts: 12 },
+        ]);
+        expect(await store.states.get(a!, 'FIRMWARE')).to.include({ state: 'QUEUED', stateTs: 12, retries: 0, targetPackageId: other });
+        expect(await store.states.get(b!, 'FIRMWARE')).to.include({ state: 'DOWNLOADING', stateTs: 30, retries: 0, targetPackageId: pkg.id });
+      });
+    });
+
     describe('targets and read models', () => {
       it('finds devices whose effective package differs from their last target, over every tenant', async () => {
         const [onTarget, drifted] = await devices(2);
@@ -364,6 +438,84 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         await store.profiles.update({ ...profile!, firmwareId: pkg.id, version: profile!.version + 1 });
         expect((await store.profiles.listAssigned(tenantId)).map((p) => [p.id, p.firmwareId, p.softwareId])).to.deep.equal([[profileId, pkg.id, null]]);
         expect(await store.profiles.listAssigned((await store.tenants.createTenant('other')).id)).to.deep.equal([]);
+      });
+    });
+
+    describe('rollouts (issue 14)', () => {
+      const rolloutOf = (over: Partial<Rollout> = {}): Rollout => ({
+        id: newId() as string as RolloutId,
+        tenantId,
+        name: 'r',
+        packageId: pkg.id,
+        type: 'FIRMWARE',
+        spec: {
+          target: { deviceProfileId: profileId },
+          waves: [{ percent: 50 }, { count: 3 }],
+          gate: { minSuccessRate: 90, minFinished: 1, waitSeconds: 0 },
+          abort: { maxFailureRate: 30, minFinished: 5 },
+          window: { days: ['MON'], from: '22:00', to: '04:00', timeZone: 'Europe/Berlin' },
+          forceDowngrade: false,
+        },
+        state: 'DRAFT',
+        reason: null,
+        currentWave: 0,
+        waves: [],
+        createdTime: 1,
+        startedTime: null,
+        finishedTime: null,
+        version: 1,
+        ...over,
+      });
+
+      it('keeps a rollout with its spec, scoped by tenant, and pages them', async () => {
+        const r = rolloutOf();
+        await store.rollouts.insert(r);
+        expect(await store.rollouts.findById(tenantId, r.id)).to.deep.equal(r);
+        const other = (await store.tenants.createTenant('other')).id;
+        expect(await store.rollouts.findById(other, r.id)).to.equal(null);
+        expect((await store.rollouts.page(tenantId, { pageSize: 10, page: 0 })).data.map((x) => x.id)).to.deep.equal([r.id]);
+        expect((await store.rollouts.page(other, { pageSize: 10, page: 0 })).totalElements).to.equal(0);
+      });
+
+      it('saves over the version it read only: a second save of the same version is refused', async () => {
+        const r = rolloutOf();
+        await store.rollouts.insert(r);
+        const running: Rollout = { ...r, state: 'RUNNING', waves: [{ state: 'RUNNING', startedTime: 5, gatePassedTime: null }], version: 2 };
+        expect(await store.rollouts.update(running)).to.equal(true);
+        expect(await store.rollouts.update({ ...r, state: 'CANCELLED', version: 2 })).to.equal(false);
+        expect(await store.rollouts.findById(tenantId, r.id)).to.deep.equal(running);
+      });
+
+      it('leases a running rollout to one owner until the lease runs out or is released', async () => {
+        const running = rolloutOf({ state: 'RUNNING' });
+        await store.rollouts.insert(running);
+        await store.rollouts.insert(rolloutOf({ state: 'PAUSED' }));
+        expect((await store.rollouts.claim('a', 1000, 500, 10)).map((x) => x.id)).to.deep.equal([running.id]);
+        expect(await store.rollouts.claim('b', 1200, 500, 10)).to.deep.equal([]);
+        expect((await store.rollouts.claim('a', 1300, 500, 10)).map((x) => x.id)).to.deep.equal([running.id]);
+        expect((await store.rollouts.claim('b', 1801, 500, 10)).map((x) => x.id)).to.deep.equal([running.id]);
+        await store.rollouts.release('b');
+        expect((await store.rollouts.claim('a', 1802, 500, 10)).map((x) => x.id)).to.deep.equal([running.id]);
+      });
+
+      it("lists a rollout's devices in wave order with their update state and target", async () => {
+        const r = rolloutOf({ state: 'RUNNING' });
+        await store.rollouts.insert(r);
+        const [a, b] = await devices(2);
+        await store.rollouts.putDevices([
+          { rolloutId: r.id, deviceId: b!, wave: 1, position: 1, status: 'PENDING', previousPackageId: null },
+          { rolloutId: r.id, deviceId: a!, wave: 0, position: 0, status: 'ASSIGNED', previousPackageId: null },
+        ]);
+        await store.states.setQueued(a!, tenantId, 'FIRMWARE', pkg.id, 10);
+        await store.targets.put([{ deviceId: a!, type: 'FIRMWARE', packageId: pkg.id, ts: 10, notified: true }]);
+        const listed = await store.rollouts.devices(r.id, 'FIRMWARE');
+        expect(listed.map((d) => [d.deviceId, d.wave, d.status, d.state, d.statePackageId, d.targetPackageId, d.notified])).to.deep.equal([
+          [a, 0, 'ASSIGNED', 'QUEUED', pkg.id, pkg.id, true],
+          [b, 1, 'PENDING', null, null, null, false],
+        ]);
+        await store.rollouts.putDevices([{ rolloutId: r.id, deviceId: b!, wave: 1, position: 1, status: 'UPDATED', previousPackageId: pkg.id }]);
+        expect((await store.rollouts.devices(r.id, 'FIRMWARE'))[1]).to.include({ status: 'UPDATED', previousPackageId: pkg.id, position: 1 });
+        expect(await store.rollouts.counts()).to.deep.include({ tenantId, state: 'RUNNING', rollouts: 1 });
       });
     });
   });

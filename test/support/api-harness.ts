@@ -327,6 +327,10 @@ export interface HarnessOptions {
   lookupCache?: EngineOptions['lookupCache'];
   /** The default tenant profile's limits when it is first made. */
   tenantLimits?: EngineOptions['tenantLimits'];
+  /** The engine's clock and timers (a fake one moves only when told). */
+  timers?: EngineOptions['timers'];
+  /** `false`: rollouts move only when the test calls `engine.rolloutDriver.tick()`. */
+  rolloutTickMs?: EngineOptions['rolloutTickMs'];
 }
 
 /** A tenant made through the API as ThingsBoard's sysadmin makes one, with its activated admin logged in. */
@@ -369,6 +373,8 @@ export class ApiHarness {
       ...(o.uploadIdleMs !== undefined ? { uploadIdleMs: o.uploadIdleMs } : {}),
       ...(o.httpLimits !== undefined ? { httpLimits: o.httpLimits } : {}),
       ...(o.login !== undefined ? { login: o.login } : {}),
+      ...(o.timers !== undefined ? { timers: o.timers } : {}),
+      ...(o.rolloutTickMs !== undefined ? { rolloutTickMs: o.rolloutTickMs } : {}),
       ...(o.lookupCache !== undefined ? { lookupCache: o.lookupCache } : {}),
     };
     let engine: OtaEngine;

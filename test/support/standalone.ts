@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { databaseUrlFor } from './test-store';
+import { eventually } from './eventually';
 
 /** The `npm start` entry point in a child process, on free ports, as a user starts it. */
 export const ENTRY = path.resolve(__dirname, '..', '..', 'bin', 'ota-server.js');
@@ -75,6 +76,14 @@ export async function adminClient(apiBase: string, password = ADMIN_PASSWORD): P
   return new Admin(`${apiBase}/api`, token);
 }
 
+/** One listener of the server, as `GET /api/ota/endpoints` lists it. */
+export interface Endpoint {
+  transport: string;
+  port: number;
+  tls?: boolean;
+  connections: number;
+}
+
 export class Admin {
   constructor(
     readonly base: string,
@@ -94,6 +103,15 @@ export class Admin {
     const text = await res.text();
     if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${text}`);
     return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** The server's first endpoint of `transport` that `match` accepts, once it listens. */
+  endpoint(transport: string, match: (e: Endpoint) => boolean = () => true, timeoutMs = 10_000): Promise<Endpoint> {
+    return eventually(
+      async () => (await this.request<Endpoint[]>('GET', '/ota/endpoints')).find((e) => e.transport === transport && match(e)),
+      `the ${transport} endpoint of ${this.base}`,
+      { timeoutMs, everyMs: 50 },
+    );
   }
 
   async upload(packageId: string, bytes: Buffer, checksumAlgorithm: string, fileName = 'firmware.bin'): Promise<Record<string, unknown>> {

@@ -83,6 +83,9 @@ describe('CoAP transport', function () {
     peers.push(p);
     return p;
   };
+  /** A raw peer's GET with Observe on the device's attributes [RFC 7641 §3.1]; answers the bytes sent. */
+  const observeAttributes = (p: RawPeer, token: Buffer, { confirmable = true, messageId = 1 }: { confirmable?: boolean; messageId?: number } = {}): Buffer =>
+    p.send({ code: 'GET', confirmable, messageId, token, options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
   /** Resolves when the transport reports `n` observers. */
   const observersBecome = (n: number): Promise<void> =>
     new Promise((resolve) => {
@@ -369,13 +372,7 @@ describe('CoAP transport', function () {
 
     it('numbers notifications from 0 with the Observe option, confirmable as the registration was', async () => {
       const p = await peer();
-      p.send({
-        code: 'GET',
-        confirmable: true,
-        messageId: 100,
-        token: Buffer.from('obs1'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      observeAttributes(p, Buffer.from('obs1'), { messageId: 100 });
       const first = await p.next();
       expect(first).to.deep.include({ code: '2.05', ack: true, messageId: 100 });
       expect(first.token.toString()).to.equal('obs1');
@@ -395,13 +392,7 @@ describe('CoAP transport', function () {
 
     it('sends non-confirmable notifications to a non-confirmable registration', async () => {
       const p = await peer();
-      p.send({
-        code: 'GET',
-        confirmable: false,
-        messageId: 5,
-        token: Buffer.from('non'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      observeAttributes(p, Buffer.from('non'), { confirmable: false, messageId: 5 });
       const first = await p.next();
       expect(first.confirmable || first.ack).to.equal(false);
       transport.deliver(notification({ fw_title: 'x' }));
@@ -444,7 +435,7 @@ describe('CoAP transport', function () {
     it('is cancelled by a RST in answer to a notification, confirmable or not', async () => {
       for (const confirmable of [true, false]) {
         const p = await peer();
-        p.send({ code: 'GET', confirmable, messageId: 10, token: Buffer.from('rst'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+        observeAttributes(p, Buffer.from('rst'), { confirmable, messageId: 10 });
         await p.next();
         expect(transport.observers).to.equal(1);
         transport.deliver(notification({ fw_title: 'x' }));
@@ -460,13 +451,7 @@ describe('CoAP transport', function () {
       const timers = harness().timers;
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
       const p = await peer();
-      p.send({
-        code: 'GET',
-        confirmable: true,
-        messageId: 1,
-        token: Buffer.from('quiet'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      observeAttributes(p, Buffer.from('quiet'));
       await p.next();
       transport.deliver(notification({ fw_title: 'x' }));
       const sent = await p.next();
@@ -489,13 +474,7 @@ describe('CoAP transport', function () {
       const timers = harness().timers;
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 0 }, timers);
       const p = await peer();
-      p.send({
-        code: 'GET',
-        confirmable: false,
-        messageId: 1,
-        token: Buffer.from('day'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      observeAttributes(p, Buffer.from('day'), { confirmable: false });
       await p.next();
       await timers.advance(24 * 3600_000 - 1);
       transport.deliver(notification({ n: 1 }));
@@ -519,7 +498,7 @@ describe('CoAP transport', function () {
       const timers = harness().timers;
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 1 }, timers);
       const p = await peer();
-      p.send({ code: 'GET', confirmable: true, messageId: 1, token: Buffer.from('k'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      observeAttributes(p, Buffer.from('k'));
       await p.next();
       transport.deliver(notification({ n: 1 }));
       transport.deliver(notification({ n: 2 }));
@@ -540,13 +519,7 @@ describe('CoAP transport', function () {
       const timers = harness().timers;
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
       const p = await peer();
-      p.send({
-        code: 'GET',
-        confirmable: true,
-        messageId: 1,
-        token: Buffer.from('core'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      observeAttributes(p, Buffer.from('core'));
       await p.next();
       expect(transport.load.retransmitting).to.equal(0);
       transport.deliver(notification({ a: 1 }));
@@ -568,7 +541,7 @@ describe('CoAP transport', function () {
       const timers = harness().timers;
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
       const p = await peer();
-      p.send({ code: 'GET', confirmable: true, messageId: 1, token: Buffer.from('new'), options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      observeAttributes(p, Buffer.from('new'));
       await p.next();
       transport.deliver(notification({ fw_title: 'a', fw_version: '1' }));
       const old = await p.next();
@@ -604,13 +577,7 @@ describe('CoAP transport', function () {
       const timers = harness().timers;
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 2 }, timers);
       const p = await peer();
-      p.send({
-        code: 'GET',
-        confirmable: true,
-        messageId: 1,
-        token: Buffer.from('gone'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      observeAttributes(p, Buffer.from('gone'));
       await p.next();
       transport.deliver(notification({ n: 1 }));
       const first = await p.next();
@@ -632,13 +599,7 @@ describe('CoAP transport', function () {
       const timers = harness().timers;
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
       const p = await peer();
-      p.send({
-        code: 'GET',
-        confirmable: true,
-        messageId: 1,
-        token: Buffer.from('rst2'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      observeAttributes(p, Buffer.from('rst2'));
       await p.next();
       transport.deliver(notification({ n: 1 }));
       await p.next();
@@ -656,7 +617,7 @@ describe('CoAP transport', function () {
       await startTransport({ ackTimeoutMs: 1000, ackRandomFactor: 1, maxRetransmit: 4 }, timers);
       const p = await peer();
       const token = Buffer.from('bye');
-      p.send({ code: 'GET', confirmable: true, messageId: 1, token, options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))] });
+      observeAttributes(p, token);
       await p.next();
       transport.deliver(notification({ n: 1 }));
       await p.next();
@@ -672,13 +633,7 @@ describe('CoAP transport', function () {
     it('ends observations of a deleted device with a 4.04 notification, without Observe [RFC 7641 §3.2]', async () => {
       const h = harness();
       const p = await peer();
-      p.send({
-        code: 'GET',
-        confirmable: false,
-        messageId: 12,
-        token: Buffer.from('del'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      observeAttributes(p, Buffer.from('del'), { confirmable: false, messageId: 12 });
       await p.next();
       const gone = observersBecome(0);
       await h.engine.devices.delete(h.tenantId, device.id);
@@ -692,13 +647,7 @@ describe('CoAP transport', function () {
     it('ends observations of a device another instance deleted or re-keyed (deviceRevoked, heard on the cluster bus)', async () => {
       const h = harness();
       const p = await peer();
-      p.send({
-        code: 'GET',
-        confirmable: false,
-        messageId: 13,
-        token: Buffer.from('rev'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      observeAttributes(p, Buffer.from('rev'), { confirmable: false, messageId: 13 });
       await p.next();
       const gone = observersBecome(0);
       h.engine.events.emit('deviceRevoked', { tenantId: h.tenantId, deviceId: device.id, reason: 'credentials-changed' });
@@ -784,6 +733,7 @@ describe('CoAP transport', function () {
           await released;
           return real.telemetry.save(id, entries);
         },
+        saveAll: (batch) => real.telemetry.saveAll(batch),
         latest: (id, keys) => real.telemetry.latest(id, keys),
         history: (id, keys, range) => real.telemetry.history(id, keys, range),
       };
@@ -825,13 +775,7 @@ describe('CoAP transport', function () {
 
     it('answers an Observe registration retransmitted after its answer with the same answer, registering once', async () => {
       const p = await peer();
-      const bytes = p.send({
-        code: 'GET',
-        confirmable: true,
-        messageId: 31,
-        token: Buffer.from('r'),
-        options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes'))],
-      });
+      const bytes = observeAttributes(p, Buffer.from('r'), { messageId: 31 });
       const first = await p.next();
       p.send(bytes);
       const again = await p.next();

@@ -2,10 +2,12 @@ import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import type { DeviceProfile } from '../../server/store/device-profiles';
 import type { DeviceId, OtaPackageId } from '../../server/ids';
-import { NotifyQueue, pacingFromEnv, queueLeaseFromEnv, type AssignmentEvent, type Pacing } from '../../server/pipeline/notify-queue';
+import type { NotifyOutcome } from '../../server/pipeline/notifier';
+import { DEFAULT_QUEUE_LEASE_MS, NotifyQueue, pacingFromEnv, queueLeaseFromEnv, type AssignmentEvent, type Pacing } from '../../server/pipeline/notify-queue';
 import type { OtaPackage } from '../../server/store/ota-packages';
 import { SqliteStore } from '../../server/store/sqlite/sqlite-store';
-import { FakeTimers, T0, type PipelineHarness, useHarness } from './pipeline-support';
+import { eventually } from '../support/eventually';
+import { FakeTimers, T0, settle, type PipelineHarness, useHarness } from './pipeline-support';
 
 interface Release {
   /** Milliseconds after the first release. */
@@ -245,6 +247,69 @@ describe('notify queue', () => {
       } finally {
         db.close();
       }
+    });
+  });
+
+  describe('handing on to the notifier', () => {
+    const rows = (h: PipelineHarness): number => {
+      const db = h.openDb();
+      try {
+        return (db.prepare('SELECT count(*) AS n FROM notify_queue').get() as { n: number }).n;
+      } finally {
+        db.close();
+      }
+    };
+
+    it('keeps a released row until the notifier commits: a failed commit leaves it to be released again after the lease', async () => {
+      const h = harness();
+      const device = await h.device(profile, { firmwareId: pkg.id });
+      await settle();
+      expect(await h.pipeline.queue.depth()).to.equal(1);
+      // The notifier's commit fails, as when the instance dies between the release and that commit.
+      const db = h.openDb();
+      db.exec("CREATE TRIGGER bench_fail_notify BEFORE INSERT ON ota_targets WHEN NEW.notified = 1 BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+      const outcomes: Array<NotifyOutcome | Error> = [];
+      const q = h.pipeline.queue;
+      q.start({ packSize: 10, intervalMs: 0, mode: 'spaced' }, (events) => {
+        for (const ev of events)
+          h.pipeline.notifier.process(ev).then(
+            (o) => outcomes.push(o),
+            (err: Error) => outcomes.push(err),
+          );
+        return 'notifier acks';
+      });
+      try {
+        await h.timers.advance(0);
+        await eventually(() => outcomes.length === 1, 'the notifier tried');
+        expect(outcomes[0]).to.be.instanceOf(Error);
+        expect(await q.depth(), 'handed on: no longer waiting').to.equal(0);
+        expect(rows(h), 'but still in the queue').to.equal(1);
+        expect(await h.pipeline.attributes.get(device.id, 'SHARED')).to.deep.equal({});
+
+        db.exec('DROP TRIGGER bench_fail_notify');
+        await h.timers.advance(DEFAULT_QUEUE_LEASE_MS - 1000);
+        expect(outcomes, 'not released again while its lease runs').to.have.length(1);
+        await h.timers.advance(2000);
+        await eventually(() => outcomes.length === 2, 'released again after the lease');
+        expect(outcomes[1]).to.have.property('notification');
+        expect(rows(h), "acked in the notifier's commit").to.equal(0);
+        expect((await h.pipeline.attributes.get(device.id, 'SHARED')).fw_version).to.equal(pkg.version);
+        await h.timers.advance(60_000);
+        expect(outcomes, 'released once more, not again').to.have.length(2);
+      } finally {
+        q.stop();
+        db.close();
+      }
+    });
+
+    it('removes a released row at once when the consumer is not the notifier (other nodes between them)', async () => {
+      const h = harness();
+      await queued(h, 2);
+      const releases = record(h, { packSize: 10, intervalMs: 0, mode: 'spaced' });
+      await h.timers.advance(0);
+      expect(sizes(releases)).to.deep.equal([2]);
+      expect(rows(h)).to.equal(0);
+      h.pipeline.queue.stop();
     });
   });
 

@@ -156,6 +156,8 @@ export class PipelineHarness {
       admin: { username: ADMIN_USER },
       logger: opts.logger ?? quietLogger,
       timers,
+      // Rollouts have suites of their own; here their driver's tick would be one more fake timer.
+      rolloutTickMs: false,
     });
     return new PipelineHarness(engine, dataDir, timers);
   }

@@ -1,5 +1,5 @@
 import type { DeviceId } from '../../ids';
-import type { AttributeMap, AttributeRepository, AttributeScope, AttributeValue } from '../attributes';
+import type { AttributeDelete, AttributeMap, AttributeRepository, AttributeScope, AttributeValue, AttributeWrite } from '../attributes';
 import type { Sql } from './pool';
 
 /** Device attributes by scope, values kept as jsonb. Each call is one statement, so one round trip. */
@@ -7,13 +7,27 @@ export class PgAttributeRepository implements AttributeRepository {
   constructor(private readonly sql: Sql) {}
 
   async save(deviceId: DeviceId, scope: AttributeScope, values: AttributeMap, ts: number): Promise<void> {
-    const entries = Object.entries(values);
-    if (entries.length === 0) return;
+    return this.saveAll([{ deviceId, scope, values, ts }]);
+  }
+
+  /** One statement for the batch; of two writes of one key, the later one is kept (as in order). */
+  async saveAll(batch: readonly AttributeWrite[]): Promise<void> {
+    const rows = new Map<string, { deviceId: DeviceId; scope: AttributeScope; key: string; json: string; ts: number }>();
+    for (const { deviceId, scope, values, ts } of batch) {
+      for (const [key, value] of Object.entries(values)) {
+        const id = `${deviceId}/${scope}/${key}`;
+        // Re-inserted so the map's order is the order of the last writes.
+        rows.delete(id);
+        rows.set(id, { deviceId, scope, key, json: JSON.stringify(value), ts });
+      }
+    }
+    if (rows.size === 0) return;
+    const all = [...rows.values()];
     await this.sql.query(
       `INSERT INTO attributes (device_id, scope, key, value, ts)
-       SELECT $1, $2, k, v::jsonb, $5 FROM unnest($3::text[], $4::text[]) AS t(k, v)
+       SELECT d, s, k, v::jsonb, t FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS r(d, s, k, v, t)
        ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
-      [deviceId, scope, entries.map(([k]) => k), entries.map(([, v]) => JSON.stringify(v)), ts],
+      [all.map((r) => r.deviceId), all.map((r) => r.scope), all.map((r) => r.key), all.map((r) => r.json), all.map((r) => r.ts)],
     );
   }
 
@@ -36,6 +50,29 @@ export class PgAttributeRepository implements AttributeRepository {
     );
     // In the order asked, each once: as the SQLite side answers.
     return keys.filter((k) => gone.delete(k));
+  }
+
+  async deleteAll(batch: readonly AttributeDelete[]): Promise<string[][]> {
+    const devices: DeviceId[] = [];
+    const scopes: AttributeScope[] = [];
+    const keys: string[] = [];
+    for (const d of batch) {
+      for (const k of new Set(d.keys)) {
+        devices.push(d.deviceId);
+        scopes.push(d.scope);
+        keys.push(k);
+      }
+    }
+    if (keys.length === 0) return batch.map(() => []);
+    const { rows } = await this.sql.query<{ device_id: string; scope: string; key: string }>(
+      `DELETE FROM attributes a USING unnest($1::uuid[], $2::text[], $3::text[]) AS d(device_id, scope, key)
+       WHERE a.device_id = d.device_id AND a.scope = d.scope AND a.key = d.key
+       RETURNING a.device_id, a.scope, a.key`,
+      [devices, scopes, keys],
+    );
+    const gone = new Set(rows.map((r) => `${r.device_id}/${r.scope}/${r.key}`));
+    // Each key to the first entry that asked for it, as `delete` one after the other would answer.
+    return batch.map((d) => [...new Set(d.keys)].filter((k) => gone.delete(`${d.deviceId}/${d.scope}/${k}`)));
   }
 
   async get(deviceId: DeviceId, scope: AttributeScope, keys?: readonly string[]): Promise<AttributeMap> {

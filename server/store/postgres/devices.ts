@@ -78,6 +78,12 @@ export class PgDeviceRepository implements DeviceRepository {
     return r ? toDevice(r) : null;
   }
 
+  async findByIds(tenantId: TenantId, ids: readonly DeviceId[]): Promise<Device[]> {
+    const valid = [...new Set(ids)].filter(isUuid);
+    if (valid.length === 0) return [];
+    return (await this.sql.query<Row>('SELECT * FROM devices WHERE tenant_id = $1 AND id = ANY($2::uuid[])', [tenantId, valid])).rows.map(toDevice);
+  }
+
   async ownerOf(id: string): Promise<TenantId | null> {
     if (!isUuid(id)) return null;
     const r = (await this.sql.query<{ tenant_id: string }>('SELECT tenant_id FROM devices WHERE id = $1', [id])).rows[0];

@@ -137,7 +137,9 @@ export class PgFleetReadModel implements FleetReadModel {
   }
 
   async queueDepths(): Promise<Array<{ tenantId: TenantId; devices: number }>> {
-    return (await this.sql.query<{ tenantId: TenantId; devices: number }>('SELECT tenant_id AS "tenantId", count(*) AS devices FROM notify_queue GROUP BY tenant_id')).rows;
+    return (
+      await this.sql.query<{ tenantId: TenantId; devices: number }>('SELECT tenant_id AS "tenantId", count(*) AS devices FROM notify_queue WHERE attempt = 0 GROUP BY tenant_id')
+    ).rows;
   }
 
   async lastChange(): Promise<number> {

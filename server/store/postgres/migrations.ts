@@ -419,4 +419,39 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         EXECUTE FUNCTION ota_fleet_count_package_renamed();
     `,
   },
+  {
+    version: 12,
+    description: 'rollouts: a package sent to a target in waves, and each device’s part in one (SQLite migration 11)',
+    sql: `
+      CREATE TABLE rollouts (
+        id            uuid PRIMARY KEY,
+        tenant_id     uuid NOT NULL REFERENCES tenants(id),
+        name          text NOT NULL,
+        package_id    uuid NOT NULL,
+        type          text NOT NULL,
+        spec          jsonb NOT NULL,
+        state         text NOT NULL,
+        reason        text,
+        current_wave  integer NOT NULL DEFAULT 0,
+        waves         jsonb NOT NULL,
+        created_time  bigint NOT NULL,
+        started_time  bigint,
+        finished_time bigint,
+        version       integer NOT NULL,
+        lease_owner   text,
+        lease_until   bigint
+      );
+      CREATE INDEX rollouts_tenant_created ON rollouts(tenant_id, created_time);
+      CREATE INDEX rollouts_state ON rollouts(state);
+      CREATE TABLE rollout_devices (
+        rollout_id          uuid NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+        device_id           uuid NOT NULL,
+        wave                integer NOT NULL,
+        position            integer NOT NULL,
+        status              text NOT NULL,
+        previous_package_id uuid,
+        PRIMARY KEY (rollout_id, device_id)
+      );
+    `,
+  },
 ];

@@ -1,5 +1,5 @@
 import type { DeviceId, TenantId } from '../../ids';
-import { toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQueueRepository, type NotifyQueueRow } from '../notify-queue-repository';
+import { PACE_SETTING, toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQueueRepository, type NotifyQueueRow } from '../notify-queue-repository';
 import type { OtaPackageType } from '../ota-packages';
 import type { Sql } from './pool';
 
@@ -60,10 +60,41 @@ export class PgNotifyQueueRepository implements NotifyQueueRepository {
     if (claims.length) await this.sql.query('UPDATE notify_queue SET claimed_until = NULL WHERE seq = ANY($1::bigint[])', [claims.map((c) => c.seq)]);
   }
 
+  async handOn(claims: readonly ClaimedEvent[]): Promise<void> {
+    if (claims.length) await this.sql.query('UPDATE notify_queue SET attempt = attempt + 1 WHERE seq = ANY($1::bigint[])', [claims.map((c) => c.seq)]);
+  }
+
+  /** A newer event replacing the row has another ts or package: it stays. */
+  async ackEvents(events: readonly AssignmentEvent[]): Promise<void> {
+    const acked = events.filter((ev) => ev.packageId !== null);
+    if (acked.length === 0) return;
+    await this.sql.query(
+      `DELETE FROM notify_queue q USING unnest($1::uuid[], $2::text[], $3::bigint[], $4::uuid[]) AS e(d, ty, ts, p)
+       WHERE q.attempt > 0 AND q.device_id = e.d AND q.type = e.ty AND q.ts = e.ts AND q.package_id = e.p`,
+      [acked.map((ev) => ev.deviceId), acked.map((ev) => ev.type), acked.map((ev) => ev.ts), acked.map((ev) => ev.packageId)],
+    );
+  }
+
+  /** The settings row is locked (FOR UPDATE) until the transaction ends: instances take the pace in turn. */
+  async paceWait(now: number): Promise<number> {
+    await this.sql.query("INSERT INTO settings (key, value) VALUES ($1, '0') ON CONFLICT (key) DO NOTHING", [PACE_SETTING]);
+    const { rows } = await this.sql.query<{ value: string }>('SELECT value FROM settings WHERE key = $1 FOR UPDATE', [PACE_SETTING]);
+    return Math.max(0, Number(rows[0]?.value ?? 0) - now);
+  }
+
+  async paceNext(at: number): Promise<void> {
+    await this.sql.query('UPDATE settings SET value = $2 WHERE key = $1', [PACE_SETTING, String(at)]);
+  }
+
   async depth(tenantId?: TenantId): Promise<number> {
     const { rows } = tenantId
-      ? await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM notify_queue WHERE tenant_id = $1', [tenantId])
-      : await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM notify_queue');
+      ? await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM notify_queue WHERE tenant_id = $1 AND attempt = 0', [tenantId])
+      : await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM notify_queue WHERE attempt = 0');
+    return rows[0]?.n ?? 0;
+  }
+
+  async size(): Promise<number> {
+    const { rows } = await this.sql.query<{ n: number }>('SELECT count(*) AS n FROM notify_queue');
     return rows[0]?.n ?? 0;
   }
 }

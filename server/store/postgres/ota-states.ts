@@ -1,7 +1,8 @@
 import { isUuid, type DeviceId, type OtaPackageId, type TenantId } from '../../ids';
 import { ACTIVE_STATES } from '../../pipeline/ota-keys';
 import type { OtaPackageType } from '../ota-packages';
-import { toOtaState, type OtaStateRepository, type OtaStateRow, type OtaStateDbRow } from '../ota-states';
+import { inRounds } from '../rounds';
+import { toOtaState, type OtaStateRepository, type OtaStateRow, type OtaStateDbRow, type QueuedWrite, type StateWrite } from '../ota-states';
 import type { Sql } from './pool';
 
 const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
@@ -29,6 +30,19 @@ export class PgOtaStateRepository implements OtaStateRepository {
     return (rowCount ?? 0) > 0;
   }
 
+  /** One statement per round (a device and type at most once in each), in order. */
+  async setStates(batch: readonly StateWrite[]): Promise<void> {
+    for (const round of inRounds(batch, (w) => `${w.deviceId}/${w.type}`)) {
+      await this.sql.query(
+        `INSERT INTO ota_states AS s (device_id, tenant_id, type, state, state_ts, error)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+         ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts, error = excluded.error
+         WHERE s.state_ts <= excluded.state_ts`,
+        [round.map((w) => w.deviceId), round.map((w) => w.tenantId), round.map((w) => w.type), round.map((w) => w.state), round.map((w) => w.ts), round.map((w) => w.error)],
+      );
+    }
+  }
+
   /** A null title or version leaves the recorded one. */
   async setCurrent(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, title: string | null, version: string | null): Promise<void> {
     await this.sql.query(
@@ -54,17 +68,25 @@ export class PgOtaStateRepository implements OtaStateRepository {
   }
 
   async setQueued(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId, ts: number): Promise<void> {
-    // Every right-hand side reads the row as it was (s), as setTarget and setState would in turn.
-    await this.sql.query(
-      `INSERT INTO ota_states AS s (device_id, tenant_id, type, state, state_ts, error, target_package_id, retries) VALUES ($1, $2, $3, 'QUEUED', $4, NULL, $5, 0)
-       ON CONFLICT (device_id, type) DO UPDATE SET
-         retries = CASE WHEN s.target_package_id IS NOT DISTINCT FROM excluded.target_package_id THEN s.retries ELSE 0 END,
-         target_package_id = excluded.target_package_id,
-         state = CASE WHEN s.state_ts <= excluded.state_ts THEN 'QUEUED' ELSE s.state END,
-         error = CASE WHEN s.state_ts <= excluded.state_ts THEN NULL ELSE s.error END,
-         state_ts = greatest(s.state_ts, excluded.state_ts)`,
-      [deviceId, tenantId, type, ts, packageId],
-    );
+    return this.setQueuedAll([{ deviceId, tenantId, type, packageId, ts }]);
+  }
+
+  /** One statement per round (a device and type at most once in each), in order. */
+  async setQueuedAll(batch: readonly QueuedWrite[]): Promise<void> {
+    for (const round of inRounds(batch, (q) => `${q.deviceId}/${q.type}`)) {
+      // Every right-hand side reads the row as it was (s), as setTarget and setState would in turn.
+      await this.sql.query(
+        `INSERT INTO ota_states AS s (device_id, tenant_id, type, state, state_ts, error, target_package_id, retries)
+         SELECT d, t, ty, 'QUEUED', ts, NULL, p, 0 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::uuid[]) AS q(d, t, ty, ts, p)
+         ON CONFLICT (device_id, type) DO UPDATE SET
+           retries = CASE WHEN s.target_package_id IS NOT DISTINCT FROM excluded.target_package_id THEN s.retries ELSE 0 END,
+           target_package_id = excluded.target_package_id,
+           state = CASE WHEN s.state_ts <= excluded.state_ts THEN 'QUEUED' ELSE s.state END,
+           error = CASE WHEN s.state_ts <= excluded.state_ts THEN NULL ELSE s.error END,
+           state_ts = greatest(s.state_ts, excluded.state_ts)`,
+        [round.map((q) => q.deviceId), round.map((q) => q.tenantId), round.map((q) => q.type), round.map((q) => q.ts), round.map((q) => q.packageId)],
+      );
+    }
   }
 
   async clearTarget(deviceId: DeviceId, type: OtaPackageType): Promise<void> {

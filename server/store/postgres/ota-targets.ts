@@ -17,6 +17,15 @@ export class PgOtaTargetRepository implements OtaTargetRepository {
     return r ? { deviceId, type, packageId: r.package_id as OtaPackageId | null, ts: r.ts, notified: r.notified } : null;
   }
 
+  async getAll(deviceIds: readonly DeviceId[]): Promise<OtaTarget[]> {
+    if (deviceIds.length === 0) return [];
+    const { rows } = await this.sql.query<{ device_id: string; type: string; package_id: string | null; ts: number; notified: boolean }>(
+      'SELECT device_id, type, package_id, ts, notified FROM ota_targets WHERE device_id = ANY($1::uuid[])',
+      [[...new Set(deviceIds)]],
+    );
+    return rows.map((r) => ({ deviceId: r.device_id as DeviceId, type: r.type as OtaPackageType, packageId: r.package_id as OtaPackageId | null, ts: r.ts, notified: r.notified }));
+  }
+
   /** One statement per batch; of two targets for one device and type, the later one is kept. */
   async put(targets: readonly OtaTarget[]): Promise<void> {
     if (targets.length === 0) return;

@@ -15,6 +15,7 @@ import { PgBlobStore } from './pg-blob-store';
 import { PgClusterBus } from './pg-cluster-bus';
 import { openPool, type Sql } from './pool';
 import { PgReportedVersionRepository } from './reported-versions';
+import { PgRolloutRepository } from './rollouts';
 import { PgSettingsRepository } from './settings';
 import { PgSigningKeyRepository } from './signing-keys';
 import { PgTenantPolicyRepository } from './tenant-policies';
@@ -39,6 +40,7 @@ function repositoriesOn(sql: Sql): Repositories {
     policies: new PgTenantPolicyRepository(sql),
     reportedVersions: new PgReportedVersionRepository(sql),
     downloads: new PgDownloadProgressRepository(sql),
+    rollouts: new PgRolloutRepository(sql),
   };
 }
 
@@ -77,6 +79,7 @@ export class PgStore implements Store {
   readonly policies: Repositories['policies'];
   readonly reportedVersions: Repositories['reportedVersions'];
   readonly downloads: Repositories['downloads'];
+  readonly rollouts: Repositories['rollouts'];
   /** The end of the last transaction started: this instance runs its transactions one at a time. */
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -101,6 +104,7 @@ export class PgStore implements Store {
     this.policies = r.policies;
     this.reportedVersions = r.reportedVersions;
     this.downloads = r.downloads;
+    this.rollouts = r.rollouts;
   }
 
   /** Opens the pool (migrating the schema) and the blob cache. */

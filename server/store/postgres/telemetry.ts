@@ -1,41 +1,50 @@
 import type { DeviceId } from '../../ids';
-import { isHistoryKey, type TelemetryEntry, type TelemetryPoint, type TelemetryRepository, type TelemetryValue } from '../telemetry';
+import { isHistoryKey, type DeviceTelemetry, type TelemetryEntry, type TelemetryPoint, type TelemetryRepository, type TelemetryValue } from '../telemetry';
 import type { Sql } from './pool';
 
 /** Time series in jsonb: the latest value of every key, and the history of the OTA keys. */
 export class PgTelemetryRepository implements TelemetryRepository {
   constructor(private readonly sql: Sql) {}
 
-  /**
-   * One statement (so one commit): the history rows in the order reported, and per key the latest
-   * value, which only moves forward in time; among reports of the same ts the last one wins, as
-   * when the SQLite side applies them one after the other.
-   */
   async save(deviceId: DeviceId, entries: readonly TelemetryEntry[]): Promise<void> {
-    const latest = new Map<string, { ts: number; json: string }>();
-    const history: Array<{ key: string; ts: number; json: string }> = [];
-    for (const e of entries) {
-      for (const [key, value] of Object.entries(e.values)) {
-        const json = JSON.stringify(value);
-        const seen = latest.get(key);
-        if (!seen || e.ts >= seen.ts) latest.set(key, { ts: e.ts, json });
-        if (isHistoryKey(key)) history.push({ key, ts: e.ts, json });
+    return this.saveAll([{ deviceId, entries }]);
+  }
+
+  /**
+   * One statement (so one commit, one round trip) for the whole batch: the history rows in the
+   * order reported, and per device and key the latest value, which only moves forward in time; among
+   * reports of the same ts the last one wins, as when the SQLite side applies them one after the other.
+   */
+  async saveAll(batch: readonly DeviceTelemetry[]): Promise<void> {
+    const latest = new Map<string, { deviceId: DeviceId; key: string; ts: number; json: string }>();
+    const history: Array<{ deviceId: DeviceId; key: string; ts: number; json: string }> = [];
+    for (const { deviceId, entries } of batch) {
+      for (const e of entries) {
+        for (const [key, value] of Object.entries(e.values)) {
+          const json = JSON.stringify(value);
+          const id = `${deviceId}/${key}`;
+          const seen = latest.get(id);
+          if (!seen || e.ts >= seen.ts) latest.set(id, { deviceId, key, ts: e.ts, json });
+          if (isHistoryKey(key)) history.push({ deviceId, key, ts: e.ts, json });
+        }
       }
     }
     if (latest.size === 0) return;
+    const last = [...latest.values()];
     await this.sql.query(
       `WITH history AS (
          INSERT INTO telemetry_history (device_id, key, ts, value)
-         SELECT $1, k, t, v::jsonb FROM unnest($5::text[], $6::bigint[], $7::text[]) WITH ORDINALITY AS h(k, t, v, n) ORDER BY n
+         SELECT d, k, t, v::jsonb FROM unnest($5::uuid[], $6::text[], $7::bigint[], $8::text[]) WITH ORDINALITY AS h(d, k, t, v, n) ORDER BY n
        )
        INSERT INTO telemetry_latest (device_id, key, ts, value)
-       SELECT $1, k, t, v::jsonb FROM unnest($2::text[], $3::bigint[], $4::text[]) AS l(k, t, v)
+       SELECT d, k, t, v::jsonb FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[]) AS l(d, k, t, v)
        ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= telemetry_latest.ts`,
       [
-        deviceId,
-        [...latest.keys()],
-        [...latest.values()].map((l) => l.ts),
-        [...latest.values()].map((l) => l.json),
+        last.map((l) => l.deviceId),
+        last.map((l) => l.key),
+        last.map((l) => l.ts),
+        last.map((l) => l.json),
+        history.map((h) => h.deviceId),
         history.map((h) => h.key),
         history.map((h) => h.ts),
         history.map((h) => h.json),

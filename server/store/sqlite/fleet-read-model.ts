@@ -167,7 +167,10 @@ export class SqliteFleetReadModel implements FleetReadModel {
   }
 
   async queueDepths(): Promise<Array<{ tenantId: TenantId; devices: number }>> {
-    return this.db.prepare('SELECT tenant_id AS tenantId, count(*) AS devices FROM notify_queue GROUP BY tenant_id').all() as Array<{ tenantId: TenantId; devices: number }>;
+    return this.db.prepare('SELECT tenant_id AS tenantId, count(*) AS devices FROM notify_queue WHERE attempt = 0 GROUP BY tenant_id').all() as Array<{
+      tenantId: TenantId;
+      devices: number;
+    }>;
   }
 
   async lastChange(): Promise<number> {

@@ -377,4 +377,40 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX download_progress_tenant ON download_progress(tenant_id);
     `,
   },
+  {
+    version: 11,
+    description: 'rollouts: a package sent to a target in waves, and each device’s part in one',
+    sql: `
+      -- spec and waves are JSON text; lease_owner/lease_until: the instance driving a RUNNING rollout.
+      CREATE TABLE rollouts (
+        id            TEXT PRIMARY KEY,
+        tenant_id     TEXT NOT NULL REFERENCES tenants(id),
+        name          TEXT NOT NULL,
+        package_id    TEXT NOT NULL,
+        type          TEXT NOT NULL,
+        spec          TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        reason        TEXT,
+        current_wave  INTEGER NOT NULL DEFAULT 0,
+        waves         TEXT NOT NULL,
+        created_time  INTEGER NOT NULL,
+        started_time  INTEGER,
+        finished_time INTEGER,
+        version       INTEGER NOT NULL,
+        lease_owner   TEXT,
+        lease_until   INTEGER
+      );
+      CREATE INDEX rollouts_tenant_created ON rollouts(tenant_id, created_time);
+      CREATE INDEX rollouts_state ON rollouts(state);
+      CREATE TABLE rollout_devices (
+        rollout_id          TEXT NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+        device_id           TEXT NOT NULL,
+        wave                INTEGER NOT NULL,
+        position            INTEGER NOT NULL,
+        status              TEXT NOT NULL,
+        previous_package_id TEXT,
+        PRIMARY KEY (rollout_id, device_id)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

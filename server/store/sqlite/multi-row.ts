@@ -71,3 +71,26 @@ export class InValues extends Chunked {
     return out;
   }
 }
+
+/**
+ * `... (a, b) IN (VALUES (?, ?), (?, ?)) ...` over a list of tuples: `head` ends with
+ * `IN (VALUES`, `tail` starts with `)`. For statements that match rows by several columns.
+ */
+export class InTuples extends Chunked {
+  private readonly tuple: string;
+
+  constructor(db: Db, head: string, tail: string, columns: number) {
+    super(db, head, tail);
+    this.tuple = `(${Array.from({ length: columns }, () => '?').join(', ')})`;
+  }
+
+  /** Answers the rows changed. */
+  run(rows: readonly (readonly unknown[])[]): number {
+    let changes = 0;
+    for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+      const chunk = rows.slice(i, i + ROWS_PER_STATEMENT);
+      changes += this.statement(chunk.length, this.tuple).run(chunk.flat()).changes;
+    }
+    return changes;
+  }
+}

@@ -1,18 +1,23 @@
 import { atomically } from './atomically';
 import type { Db } from './database';
-import { InsertRows, InValues } from './multi-row';
+import { InsertRows, InTuples, InValues } from './multi-row';
 import type { DeviceId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
-import { toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQueueRepository, type NotifyQueueRow } from '../notify-queue-repository';
+import { PACE_SETTING, toClaimedEvent, type AssignmentEvent, type ClaimedEvent, type NotifyQueueRepository, type NotifyQueueRow } from '../notify-queue-repository';
 
 /** The notify queue in SQLite: `claimed_until` is the lease (NULL = waiting). */
 export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
   private readonly insert;
   private readonly deleteSeqs;
+  private readonly handOnSeqs;
+  private readonly deleteEvents;
 
   constructor(private readonly db: Db) {
     this.insert = new InsertRows(db, 'INSERT OR REPLACE INTO notify_queue (tenant_id, device_id, type, package_id, ts)', '', 5);
     this.deleteSeqs = new InValues(db, 'DELETE FROM notify_queue WHERE seq IN (', ')');
+    this.handOnSeqs = new InValues(db, 'UPDATE notify_queue SET attempt = attempt + 1 WHERE seq IN (', ')');
+    // A newer event replacing the row has another ts or package: it stays.
+    this.deleteEvents = new InTuples(db, 'DELETE FROM notify_queue WHERE attempt > 0 AND (device_id, type, ts, package_id) IN (VALUES', ')', 4);
   }
 
   async put(events: readonly AssignmentEvent[]): Promise<void> {
@@ -55,10 +60,37 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
     });
   }
 
+  async handOn(claims: readonly ClaimedEvent[]): Promise<void> {
+    atomically(this.db, () =>
+      this.handOnSeqs.run(
+        [],
+        claims.map((c) => c.seq),
+      ),
+    );
+  }
+
+  async ackEvents(events: readonly AssignmentEvent[]): Promise<void> {
+    const rows = events.filter((ev) => ev.packageId !== null).map((ev) => [ev.deviceId, ev.type, ev.ts, ev.packageId]);
+    atomically(this.db, () => this.deleteEvents.run(rows));
+  }
+
+  async paceWait(now: number): Promise<number> {
+    const row = this.db.prepare('SELECT value FROM settings WHERE key = ?').get(PACE_SETTING) as { value: string } | undefined;
+    return row ? Math.max(0, Number(row.value) - now) : 0;
+  }
+
+  async paceNext(at: number): Promise<void> {
+    this.db.prepare('INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(PACE_SETTING, String(at));
+  }
+
   async depth(tenantId?: TenantId): Promise<number> {
     const row = tenantId
-      ? this.db.prepare('SELECT count(*) AS n FROM notify_queue WHERE tenant_id = ?').get(tenantId)
-      : this.db.prepare('SELECT count(*) AS n FROM notify_queue').get();
+      ? this.db.prepare('SELECT count(*) AS n FROM notify_queue WHERE tenant_id = ? AND attempt = 0').get(tenantId)
+      : this.db.prepare('SELECT count(*) AS n FROM notify_queue WHERE attempt = 0').get();
     return (row as { n: number }).n;
+  }
+
+  async size(): Promise<number> {
+    return (this.db.prepare('SELECT count(*) AS n FROM notify_queue').get() as { n: number }).n;
   }
 }

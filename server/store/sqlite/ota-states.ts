@@ -1,14 +1,39 @@
+import { atomically } from './atomically';
 import type { Db } from './database';
+import { InsertRows } from './multi-row';
 import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
 import { ACTIVE_STATES } from '../../pipeline/ota-keys';
 import type { OtaPackageType } from '../ota-packages';
-import { toOtaState, type OtaStateRepository, type OtaStateRow, type OtaStateDbRow } from '../ota-states';
+import { toOtaState, type OtaStateRepository, type OtaStateRow, type OtaStateDbRow, type QueuedWrite, type StateWrite } from '../ota-states';
 
 const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).join(',');
 
 /** The update states in SQLite (one row per device and type). */
 export class SqliteOtaStateRepository implements OtaStateRepository {
-  constructor(private readonly db: Db) {}
+  private readonly upsertStates;
+  private readonly upsertQueued;
+
+  constructor(private readonly db: Db) {
+    // One upsert rather than an insert-if-missing and an update: half the statements on the notify path.
+    this.upsertStates = new InsertRows(
+      db,
+      'INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error)',
+      'ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts, error = excluded.error WHERE state_ts <= excluded.state_ts',
+      6,
+    );
+    // Every right-hand side reads the row as it was, as setTarget and setState would in turn.
+    this.upsertQueued = new InsertRows(
+      db,
+      'INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error, target_package_id, retries)',
+      `ON CONFLICT (device_id, type) DO UPDATE SET
+         retries = CASE WHEN target_package_id IS excluded.target_package_id THEN retries ELSE 0 END,
+         target_package_id = excluded.target_package_id,
+         state = CASE WHEN state_ts <= excluded.state_ts THEN excluded.state ELSE state END,
+         error = CASE WHEN state_ts <= excluded.state_ts THEN NULL ELSE error END,
+         state_ts = max(state_ts, excluded.state_ts)`,
+      8,
+    );
+  }
 
   async get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaStateRow | null> {
     const r = this.db.prepare('SELECT * FROM ota_states WHERE device_id = ? AND type = ?').get(deviceId, type) as OtaStateDbRow | undefined;
@@ -21,15 +46,12 @@ export class SqliteOtaStateRepository implements OtaStateRepository {
 
   /** Sets the state if `ts` is not older than the recorded one; answers whether it was applied. */
   async setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): Promise<boolean> {
-    // One upsert rather than an insert-if-missing and an update: half the statements on the notify path.
-    return (
-      this.db
-        .prepare(
-          `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts, error = excluded.error WHERE state_ts <= excluded.state_ts`,
-        )
-        .run(deviceId, tenantId, type, state, ts, error).changes > 0
-    );
+    return this.upsertStates.run([[deviceId, tenantId, type, state, ts, error]]) > 0;
+  }
+
+  async setStates(batch: readonly StateWrite[]): Promise<void> {
+    const rows = batch.map((w) => [w.deviceId, w.tenantId, w.type, w.state, w.ts, w.error]);
+    atomically(this.db, () => this.upsertStates.run(rows));
   }
 
   async setCurrent(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, title: string | null, version: string | null): Promise<void> {
@@ -63,18 +85,12 @@ export class SqliteOtaStateRepository implements OtaStateRepository {
   }
 
   async setQueued(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, packageId: OtaPackageId, ts: number): Promise<void> {
-    // Every right-hand side reads the row as it was, as setTarget and setState would in turn.
-    this.db
-      .prepare(
-        `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error, target_package_id, retries) VALUES (?, ?, ?, 'QUEUED', ?, NULL, ?, 0)
-         ON CONFLICT (device_id, type) DO UPDATE SET
-           retries = CASE WHEN target_package_id IS excluded.target_package_id THEN retries ELSE 0 END,
-           target_package_id = excluded.target_package_id,
-           state = CASE WHEN state_ts <= excluded.state_ts THEN 'QUEUED' ELSE state END,
-           error = CASE WHEN state_ts <= excluded.state_ts THEN NULL ELSE error END,
-           state_ts = max(state_ts, excluded.state_ts)`,
-      )
-      .run(deviceId, tenantId, type, ts, packageId);
+    return this.setQueuedAll([{ deviceId, tenantId, type, packageId, ts }]);
+  }
+
+  async setQueuedAll(batch: readonly QueuedWrite[]): Promise<void> {
+    const rows = batch.map((q) => [q.deviceId, q.tenantId, q.type, 'QUEUED', q.ts, null, q.packageId, 0]);
+    atomically(this.db, () => this.upsertQueued.run(rows));
   }
 
   /** An unassignment: the device is no longer targeted, so it leaves the metrics, timeouts and retries. */

@@ -1,6 +1,6 @@
 import { atomically } from './atomically';
 import type { Db } from './database';
-import { InsertRows } from './multi-row';
+import { InsertRows, InValues } from './multi-row';
 import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../ota-packages';
 import type { DriftedTarget, OtaTarget, OtaTargetRepository } from '../ota-targets';
@@ -9,15 +9,28 @@ const slotOf = (type: OtaPackageType): string => (type === 'FIRMWARE' ? 'firmwar
 
 export class SqliteOtaTargetRepository implements OtaTargetRepository {
   private readonly upsert;
+  private readonly ofDevices;
 
   constructor(private readonly db: Db) {
     this.upsert = new InsertRows(db, 'INSERT OR REPLACE INTO ota_targets (device_id, type, package_id, ts, notified)', '', 5);
+    this.ofDevices = new InValues(db, 'SELECT device_id, type, package_id, ts, notified FROM ota_targets WHERE device_id IN (', ')');
   }
 
   async get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaTarget | null> {
     const r = this.db.prepare('SELECT package_id, ts, notified FROM ota_targets WHERE device_id = ? AND type = ?').get(deviceId, type) as
       { package_id: string | null; ts: number; notified: number } | undefined;
     return r ? { deviceId, type, packageId: r.package_id as OtaPackageId | null, ts: r.ts, notified: r.notified === 1 } : null;
+  }
+
+  async getAll(deviceIds: readonly DeviceId[]): Promise<OtaTarget[]> {
+    const rows = this.ofDevices.run<{ device_id: string; type: string; package_id: string | null; ts: number; notified: number }>([], [...new Set(deviceIds)]);
+    return rows.map((r) => ({
+      deviceId: r.device_id as DeviceId,
+      type: r.type as OtaPackageType,
+      packageId: r.package_id as OtaPackageId | null,
+      ts: r.ts,
+      notified: r.notified === 1,
+    }));
   }
 
   async put(targets: readonly OtaTarget[]): Promise<void> {

@@ -15,6 +15,7 @@ import { SqliteNotifyQueueRepository } from './notify-queue';
 import { SqliteOtaStateRepository } from './ota-states';
 import { SqliteOtaTargetRepository } from './ota-targets';
 import { SqliteReportedVersionRepository } from './reported-versions';
+import { SqliteRolloutRepository } from './rollouts';
 import { SqliteSettingsRepository } from './settings';
 import { SqliteSigningKeyRepository } from './signing-keys';
 import { SqliteTenantPolicyRepository } from './tenant-policies';
@@ -38,6 +39,7 @@ export class SqliteStore implements Store {
   readonly policies;
   readonly reportedVersions;
   readonly downloads;
+  readonly rollouts;
   /** One process owns a SQLite file: no other instance to tell. */
   readonly cluster = new LoneInstanceBus();
   readonly fleet;
@@ -64,6 +66,7 @@ export class SqliteStore implements Store {
     this.policies = new SqliteTenantPolicyRepository(db);
     this.reportedVersions = new SqliteReportedVersionRepository(db);
     this.downloads = new SqliteDownloadProgressRepository(db);
+    this.rollouts = new SqliteRolloutRepository(db);
   }
 
   /** Opens the database file and the blob folder beside it. */
