@@ -97,11 +97,25 @@ async function run(): Promise<void> {
     // Each of ours right beside its reference, every round: load from elsewhere hits both sides.
     const best = new Map<string, number>();
     const keep = (key: string, seconds: number) => best.set(key, Math.min(best.get(key) ?? Infinity, seconds));
+    // Server CPU time per chunk request (the lowest of the rounds): what load elsewhere changes least.
+    const cpu = new Map<string, number>();
+    const keepCpu = (key: string, us: number) => cpu.set(key, Math.min(cpu.get(key) ?? Infinity, us));
+    const timed = async (child: Child, side: Side, size: number): Promise<{ seconds: number; cpuUs: number }> => {
+      const before = await cpuOf(child);
+      const { seconds } = await download(side, size);
+      const after = await cpuOf(child);
+      return { seconds, cpuUs: after - before };
+    };
     for (let round = 0; round < rounds; round++) {
       for (const size of CHUNK_SIZES) {
-        keep(`ours ${size}`, (await download(oursSide, size)).seconds);
+        const chunks = Math.ceil((packageMb * MB) / size) + 1;
+        const o = await timed(endpoint, oursSide, size);
+        keep(`ours ${size}`, o.seconds);
+        keepCpu(`ours ${size}`, o.cpuUs / chunks);
         keep(`ref ${size}`, (await download(refSide, size)).seconds);
-        keep(`bare ${size}`, (await download(bareSide, size)).seconds);
+        const b = await timed(bareServer, bareSide, size);
+        keep(`bare ${size}`, b.seconds);
+        keepCpu(`bare ${size}`, b.cpuUs / chunks);
       }
     }
 
@@ -136,6 +150,7 @@ async function run(): Promise<void> {
         `${(r / o).toFixed(2)}×`,
         `${(size / MB / b).toFixed(1)} MB/s (${(chunks / b).toFixed(0)} chunks/s)`,
         `${(b / o).toFixed(2)}×`,
+        `${(cpu.get(`ours ${chunk}`) as number).toFixed(0)} µs / ${(cpu.get(`bare ${chunk}`) as number).toFixed(0)} µs`,
       ];
     });
     rows.push([
@@ -143,6 +158,7 @@ async function run(): Promise<void> {
       `${oursFanout.ms.toFixed(0)} ms (deliver loop ${oursFanout.serverMs.toFixed(0)} ms)`,
       `${refFanout.ms.toFixed(0)} ms (1 publish, ${fanout.toLocaleString('en')} subscribers)`,
       `${(refFanout.ms / oursFanout.ms).toFixed(2)}×`,
+      '—',
       '—',
       '—',
     ]);
@@ -154,12 +170,16 @@ async function run(): Promise<void> {
         'ours vs reference (> 1: ours faster)',
         'bare mqtt-packet server, from memory',
         'ours vs bare (goal >= 0.8)',
+        'server CPU per request, ours / bare',
       ],
       rows,
     );
     console.log();
     console.log(
       `chunks: best of ${rounds} rounds, QoS 1 requests and answers, one at a time; reference = requester → mosquitto → responder (reads the same file per request) → mosquitto → requester; bare = requester → one mqtt-packet server holding the file in memory → requester`,
+    );
+    console.log(
+      'server CPU per request: user + system time of the serving process (its thread pool included) over a timed download, ÷ its chunk requests; the lowest of the rounds',
     );
     console.log('notify: from the command (IPC to the endpoint, or the publish to mosquitto) until every client has the message; clients are raw mqtt-packet, QoS 1, TCP_NODELAY');
     if (idleRss !== null && fanoutRss !== null) {
@@ -271,6 +291,14 @@ interface Child {
 }
 
 /** Forks mqtt-child.js and waits for its first IPC message; killed at cleanup if still alive. */
+/** The child's CPU time so far (user + system), in µs. */
+async function cpuOf(child: Child): Promise<number> {
+  const answer = child.next();
+  child.child.send({ cpu: true });
+  const { cpu } = (await answer) as { cpu: NodeJS.CpuUsage };
+  return cpu.user + cpu.system;
+}
+
 function startChild(cleanup: Cleanup, args: string[]): Promise<Child> {
   const child = fork(path.join(__dirname, 'mqtt-child.js'), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   cleanup.add(() => {

@@ -18,7 +18,7 @@ import { EngineEvents } from './events';
 import { consoleLogger, type Logger } from './logger';
 import type { Pipeline } from './pipeline/pipeline';
 import { createAdminApi, errorHandler } from './admin/admin-api';
-import { createDeviceApi, HTTP_PAGE_SIZE, httpPageCacheBytesFromEnv } from './transports/http/device-api';
+import { createDeviceApi, type DeviceApi, HTTP_PAGE_SIZE, httpPageCacheBytesFromEnv } from './transports/http/device-api';
 import { PackagePages } from './transports/package-pages';
 import type { BlobReader } from './store/blob-reader';
 import { createTelemetryApi } from './admin/telemetry-api';
@@ -137,7 +137,7 @@ export class OtaEngine {
     readonly logger: Logger,
     readonly pipeline: Pipeline,
     /** The HTTP device API and the chunk reader it holds package files open with. */
-    deviceApi: { router: express.Router; reader: BlobReader },
+    deviceApi: DeviceApi & { reader: BlobReader },
     /** For device transports: repositories, blobs and the event bus (see device-context.ts). */
     readonly deviceContext: DeviceContext,
     /** Rollouts in waves (issue 14): the commands, and the driver that moves running ones on. */
@@ -164,6 +164,7 @@ export class OtaEngine {
     // Device API and telemetry reads first: the admin router answers everything else under /api.
     this.app.use('/api/v1', deviceApi.router);
     this.deviceReader = deviceApi.reader;
+    this.answerDownload = (req, res) => deviceApi.answerDownload(req, res, (path, status) => dashboard.prometheus.countResponse(path, status));
     this.app.use('/api', createTelemetryApi({ accounts, devices, telemetry: pipeline.telemetry }));
     this.app.use(
       '/api',
@@ -295,7 +296,7 @@ export class OtaEngine {
         boot,
         logger,
         pipeline,
-        { router: deviceApi, reader: httpReader },
+        { ...deviceApi, reader: httpReader },
         deviceContext,
         rollouts,
         rolloutDriver,
@@ -313,6 +314,7 @@ export class OtaEngine {
 
   private readonly endpoints = new Set<EndpointInfo>();
   private readonly deviceReader: BlobReader;
+  private readonly answerDownload: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   private readonly unhearNotifications: () => void;
   private readonly unrelayRevocations: () => void;
 
@@ -366,7 +368,8 @@ export class OtaEngine {
   private async listen(port: number, host: string, tls?: TlsIdentity): Promise<void> {
     // A 2 GB upload over a slow link takes longer than any request timeout: uploads are excepted
     // from the body deadline and cut when idle instead (multipart.ts).
-    const server = createLimitedServer(this.app, this.httpLimits, tls);
+    // Device downloads are answered before Express (device-api.ts); the rest is Express's.
+    const server = createLimitedServer((req, res) => void (this.answerDownload(req, res) || this.app(req, res)), this.httpLimits, tls);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {

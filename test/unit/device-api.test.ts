@@ -316,6 +316,39 @@ describe('HTTP device API', () => {
       expect((await firmware(`${titled}&size=1024&chunk=`)).body.equals(image.subarray(0, 1024))).to.equal(true);
     });
 
+    it('answers alike whether the request is plain (answered before Express) or not (routed by Express)', async () => {
+      const headers = (r: Reply) => ['content-length', 'content-type', 'etag', 'x-filename', 'content-disposition', 'accept-ranges'].map((k) => r.headers.get(k));
+      const plain = await firmware(`${titled}&size=1000&chunk=1`);
+      expect(plain.status).to.equal(200);
+      expect(plain.body.equals(image.subarray(1000, 2000))).to.equal(true);
+      // A bracketed key, another letter case or a trailing slash is Express's to route: the same answer.
+      for (const r of [
+        await firmware(`${titled}&size=1000&chunk=1&extra[]=1`),
+        await call(`/FIRMWARE?${titled}&size=1000&chunk=1`),
+        await call(`/firmware/?${titled}&size=1000&chunk=1`),
+      ]) {
+        expect(r.status).to.equal(200);
+        expect(r.body.equals(plain.body)).to.equal(true);
+        expect(headers(r)).to.deep.equal(headers(plain));
+      }
+      // Escapes and `+` are read as Express reads them; an escape that does not decode is kept as text.
+      expect((await firmware('title=%74hermo&version=2.0.0&size=1000&chunk=1')).body.equals(plain.body)).to.equal(true);
+      expect((await firmware('title=thermo&version=2.0.0+&size=1000&chunk=1')).status, 'version "2.0.0 "').to.equal(400);
+      expect((await firmware('title=%zz&version=2.0.0')).status).to.equal(400);
+      expect((await firmware(`${titled}&title=thermo`)).status, 'a repeated title').to.equal(400);
+      // HEAD, Range and a body-less 401 on the plain path.
+      const head = await firmware(`${titled}&size=1000&chunk=1`, {}, 'HEAD');
+      expect(head.status).to.equal(200);
+      expect(head.body.length).to.equal(0);
+      expect(headers(head)).to.deep.equal(headers(plain));
+      const ranged = await firmware(`${titled}&size=1000&chunk=1`, { Range: 'bytes=10-19' });
+      expect(ranged.status).to.equal(206);
+      expect(ranged.body.equals(image.subarray(1010, 1020))).to.equal(true);
+      const unknown = await call(`/firmware?${titled}`, {}, 'no-such-token');
+      expect(unknown.status).to.equal(401);
+      expect(unknown.body.length).to.equal(0);
+    });
+
     it('serves software on /software, by its own title and version', async () => {
       const h = harness();
       const appBytes = Buffer.from('software bytes '.repeat(20));

@@ -1,4 +1,5 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { AttributeMap } from '../../store/attributes';
 import type { DeviceContext } from '../device-context';
@@ -45,6 +46,13 @@ export interface DeviceApiDeps extends Omit<DeviceContext, 'logger'> {
   pages: PackagePages;
 }
 
+/** The Express router of the device API, and its download route for the raw request (`answerDownload`). */
+export interface DeviceApi {
+  router: Router;
+  /** Answers a plain download request and says true; false: not one, for Express to route. */
+  answerDownload(req: IncomingMessage, res: ServerResponse, counted: (path: string, status: number) => void): boolean;
+}
+
 type DeviceHandler = (req: Request, res: Response, device: Device) => Promise<unknown>;
 
 /**
@@ -76,7 +84,7 @@ function decimalParam(v: unknown): number | null {
  * ThingsBoard's HTTP device API under `/api/v1/{token}` (reference §4), plus what its users ask
  * for on downloads: Range requests (206), an ETag from the checksum with If-None-Match (304), HEAD.
  */
-export function createDeviceApi(deps: DeviceApiDeps): Router {
+export function createDeviceApi(deps: DeviceApiDeps): DeviceApi {
   const api = express.Router();
   const longPoll = deps.longPoll ?? { defaultMs: 60_000, maxMs: 300_000 };
   const json = express.json({ limit: '1mb', type: () => true });
@@ -197,23 +205,23 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     ['firmware', 'FIRMWARE'],
     ['software', 'SOFTWARE'],
   ] as const) {
-    const handler = device((req, res, d) => download(req, res, d, type));
+    const handler = device((req, res, d) => download(req, res, req.query, d, type));
     api.get(`/:token/${path}`, handler);
     api.head(`/:token/${path}`, handler);
   }
 
-  async function download(req: Request, res: Response, d: Device, type: OtaPackageType): Promise<void> {
-    const title = req.query.title;
-    const version = req.query.version;
-    if (typeof title !== 'string' || typeof version !== 'string') return void res.status(400).end();
+  async function download(req: IncomingMessage, res: ServerResponse, query: Query, d: Device, type: OtaPackageType): Promise<void> {
+    const title = query.title;
+    const version = query.version;
+    if (typeof title !== 'string' || typeof version !== 'string') return answer(res, 400);
     const found = await deps.lookups.packageOf(d.tenantId, d.id, type);
-    if ('error' in found) return void res.status(404).end();
+    if ('error' in found) return answer(res, 404);
     const { pkg } = found;
     // Case-sensitive, as ThingsBoard: the device must ask for what it was told.
-    if (pkg.title !== title || pkg.version !== version) return void res.status(400).end();
-    const size = decimalParam(req.query.size);
-    const chunk = decimalParam(req.query.chunk);
-    if (size === null || chunk === null) return void res.status(400).end();
+    if (pkg.title !== title || pkg.version !== version) return answer(res, 400);
+    const size = decimalParam(query.size);
+    const chunk = decimalParam(query.chunk);
+    if (size === null || chunk === null) return answer(res, 400);
     const slice = chunkRange(pkg.dataSize, size, chunk);
     const fileName = (pkg.fileName ?? `${pkg.title}-${pkg.version}`).replace(/[^\x20-\x7e]|["\\]/g, '_');
     const etag = `"${pkg.checksum ?? pkg.blobSha256}${size > 0 ? `-${size}-${chunk}` : ''}"`;
@@ -223,27 +231,22 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     res.setHeader('Content-Type', pkg.contentType || 'application/octet-stream');
     res.setHeader('Accept-Ranges', 'bytes');
     res.setHeader('ETag', etag);
-    if (
-      req
-        .get('if-none-match')
-        ?.split(',')
-        .some((t) => t.trim() === etag || t.trim() === '*')
-    )
-      return void res.status(304).end();
+    if (req.headers['if-none-match']?.split(',').some((t) => t.trim() === etag || t.trim() === '*')) return answer(res, 304);
 
     let start = slice.start;
     let end = slice.end; // exclusive
-    const range = byteRange(req.get('range'), end - start);
+    const range = byteRange(req.headers.range, end - start);
     if (range === 'unsatisfiable') {
       res.setHeader('Content-Range', `bytes */${end - start}`);
-      return void res.status(416).end();
+      return answer(res, 416);
     }
     if (range) {
-      res.status(206).setHeader('Content-Range', `bytes ${range.start}-${range.end}/${end - start}`);
+      res.statusCode = 206;
+      res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${end - start}`);
       end = slice.start + range.end + 1;
       start = slice.start + range.start;
     } else {
-      res.status(200);
+      res.statusCode = 200;
     }
     res.setHeader('Content-Length', String(end - start));
     if (req.method === 'HEAD' || end === start) return void res.end();
@@ -252,10 +255,77 @@ export function createDeviceApi(deps: DeviceApiDeps): Router {
     deps.events.emit('uplink', { ...uplinkBase(d), kind: 'download', type, packageId: pkg.id, bytes: end - start, offset: start, size: pkg.dataSize });
   }
 
-  api.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    if (res.headersSent) return void res.destroy();
-    const status = typeof err === 'object' && err !== null && 'status' in err && typeof err.status === 'number' ? err.status : isStorageFull(err) ? 507 : 500;
-    res.status(status >= 400 && status < 600 ? status : 500).end();
-  });
-  return api;
+  api.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => failed(res, err));
+
+  /**
+   * The download route answered on the raw request, before Express: a device fetching 64 KiB
+   * chunks makes thousands of requests, and Express's router, query parser and the middleware of
+   * every other route cost more per request than the answer itself (issue 9's download benchmark).
+   * Only a plain request is taken: GET or HEAD of exactly `/api/v1/{token}/firmware|software?query`,
+   * no body, a query of plain `key=value` pairs each named once, nothing escaped in the token.
+   * Anything else (a repeated or bracketed key, a trailing slash, another letter case) goes to the
+   * Express route, which answers it as before; both run `download`. `counted` is told of an error
+   * status, as the dashboard's counter of every route's errors would be.
+   */
+  const answerDownload = (req: IncomingMessage, res: ServerResponse, counted: (path: string, status: number) => void): boolean => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const m = DOWNLOAD_PATH.exec(req.url ?? '');
+    if (!m || req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') return false;
+    const query = plainQuery(m[3] as string);
+    if (!query) return false;
+    const type: OtaPackageType = m[2] === 'firmware' ? 'FIRMWARE' : 'SOFTWARE';
+    deps.lookups
+      .deviceByToken(m[1] as string)
+      .then((d) => (d ? download(req, res, query, d, type) : answer(res, 401)))
+      .catch((err: unknown) => failed(res, err))
+      .finally(() => {
+        if (res.statusCode >= 400) counted(req.url ?? '', res.statusCode);
+      });
+    return true;
+  };
+
+  return { router: api, answerDownload };
+}
+
+/** A download request the raw dispatcher takes: token, `firmware` or `software`, the query. */
+const DOWNLOAD_PATH = /^\/api\/v1\/([^/?%#]+)\/(firmware|software)\?([^#]*)$/;
+
+type Query = Record<string, unknown>;
+
+/**
+ * `key=value&...` as Express's parser (qs) reads it when it is that simple: `+` is a space, escapes
+ * decoded. Null (then Express parses it) for a bracket, a repeated key or an escape that does not
+ * decode, where qs makes arrays or objects or keeps the text as it was.
+ */
+function plainQuery(text: string): Query | null {
+  if (text.includes('[') || text.includes(']')) return null;
+  const query: Query = Object.create(null) as Query;
+  for (const part of text.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    let key: string;
+    let value: string;
+    try {
+      key = decodeURIComponent((eq < 0 ? part : part.slice(0, eq)).replace(/\+/g, ' '));
+      value = eq < 0 ? '' : decodeURIComponent(part.slice(eq + 1).replace(/\+/g, ' '));
+    } catch {
+      return null;
+    }
+    if (key in query || key === '__proto__') return null;
+    query[key] = value;
+  }
+  return query;
+}
+
+/** An answer with no body. */
+function answer(res: ServerResponse, status: number): void {
+  res.statusCode = status;
+  res.end();
+}
+
+/** A failed request: its own status if it carries one (a body parser's 413), 507 when storage is full, else 500. */
+function failed(res: ServerResponse, err: unknown): void {
+  if (res.headersSent) return void res.destroy();
+  const status = typeof err === 'object' && err !== null && 'status' in err && typeof err.status === 'number' ? err.status : isStorageFull(err) ? 507 : 500;
+  answer(res, status >= 400 && status < 600 ? status : 500);
 }

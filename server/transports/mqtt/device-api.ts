@@ -5,13 +5,18 @@ import { ProtoPayloadError, ProtoPayloads } from '../proto-payloads';
 import type { AttributeMap } from '../../store/attributes';
 import { attributeKeys, parseAttributeRequest, parseJson, parseAttributes, parseRpcRequest, parseTelemetryPayload, readAttributes, sessionLimits } from './device-requests';
 import type { ChunkAnswer, OtaErrorStatus } from './firmware-chunks';
-import { publishHeader } from './packets';
+import { publishHeader, pubackSuccess } from './packets';
 import { REASON } from './reason-codes';
 import type { PublishHost, PublishingSession } from './publish-context';
 import { classifyPublish, FAMILY, OTA_ERROR_TOPIC, type TopicFamily } from './topics';
 
 /** A chunk answer this big or smaller is read at once and sent in one write; larger ones (whole files) stream. */
 const INLINE_CHUNK = 1024 * 1024;
+/**
+ * A chunk answer this big or smaller goes out with its PUBACK and PUBLISH header in one buffer
+ * (one `write`, which costs less than a corked `writev` of three); larger ones are not copied.
+ */
+const COPY_CHUNK = 16 * 1024;
 /** The pieces a streamed answer is read and written in. */
 const STREAM_PIECE = 256 * 1024;
 
@@ -147,8 +152,11 @@ async function sendChunk(s: PublishingSession, host: PublishHost, p: IPublishPac
     return otaError(s, host, 'NOT_FOUND', `package bytes unreadable: ${(err as Error).message}`);
   }
   if (s.closing) return;
-  if (firstEnd === answer.end) {
-    // One write for PUBACK, header and bytes: one TCP segment for a small chunk.
+  if (firstEnd === answer.end && p.qos === 1 && length <= COPY_CHUNK) {
+    // PUBACK, header and bytes in one buffer: one write, one TCP segment.
+    s.write(Buffer.concat([pubackSuccess(p.messageId ?? 0), header, first]));
+  } else if (firstEnd === answer.end) {
+    // One writev for PUBACK, header and bytes.
     s.socket.cork();
     s.ack(p);
     s.write(header);

@@ -10,7 +10,7 @@ import type { DisconnectReason, PublishHost, PublishingSession } from './publish
 import { FirmwareChunks } from './firmware-chunks';
 import { ChunkReadAhead } from './chunk-read-ahead';
 import { handleProvisionPublish, isProvisionConnect, isProvisionFilter } from './provision-session';
-import { encode, encodePublish } from './packets';
+import { encode, encodePublish, pubackSuccess } from './packets';
 import { REASON, refusalCode, refusedSubscription, type ProtocolVersion } from './reason-codes';
 import { classifySubscription, FAMILY, topicMatches, type TopicFamily } from './topics';
 
@@ -297,6 +297,7 @@ export class MqttSession implements PublishingSession {
   /** PUBACK (PUBREC for QoS 2) of a device's PUBLISH; MQTT 5 carries `reasonCode`. */
   ack(p: IPublishPacket, reasonCode: number = REASON.success): void {
     if (p.qos === 0) return;
+    if (p.qos === 1 && reasonCode === REASON.success) return this.write(pubackSuccess(p.messageId ?? 0));
     this.write(encode({ cmd: p.qos === 2 ? 'pubrec' : 'puback', messageId: p.messageId ?? 0, reasonCode }, this.version));
   }
 
