@@ -385,7 +385,14 @@ function deviceRow(row) {
   return el(
     'tr',
     { 'data-device-id': row.id, 'data-state': s.state ?? 'NONE' },
-    el('td', {}, el('span', { class: 'name' }, row.name), row.label ? el('span', { class: 'label' }, row.label) : null, credentialsTag(row.credentialsType)),
+    el(
+      'td',
+      {},
+      el('span', { class: 'name' }, row.name),
+      row.label ? el('span', { class: 'label' }, row.label) : null,
+      credentialsTag(row.credentialsType),
+      row.provisioned ? el('span', { class: 'label', 'data-provisioned': 'true', title: 'Provisioned itself with its profile’s provision key' }, 'provisioned') : null,
+    ),
     el('td', {}, row.deviceProfileName),
     el('td', {}, version(s.current)),
     el('td', {}, version(s.target)),

@@ -29,6 +29,8 @@ export interface DeviceRowColumns {
   device_profile_id: string;
   profile_name: string;
   credentials_type: string;
+  /** 1/true when the device provisioned itself (ThingsBoard's server attribute `provisionState`). */
+  provisioned: number | boolean;
   /** The slot columns, prefixed `fw_` and `sw_` (see `slotColumns`). */
   [slotColumn: string]: unknown;
 }
@@ -52,7 +54,9 @@ const slotColumns = (p: 'fw' | 'sw'): string =>
    ${p}.current_version AS ${p}_cur_version, ${p}.target_package_id AS ${p}_target, ${p}p.title AS ${p}_target_title,
    ${p}p.version AS ${p}_target_version, ${p}.retries AS ${p}_retries, ${p}.device_id IS NOT NULL AS ${p}_exists`;
 
-const SELECT = `SELECT d.id, d.name, d.label, d.created_time, d.device_profile_id, p.name AS profile_name, d.credentials_type, ${slotColumns('fw')}, ${slotColumns('sw')}`;
+// A self-provisioned device carries ThingsBoard's server attribute provisionState (device-provisioning.ts).
+const PROVISIONED = `EXISTS (SELECT 1 FROM attributes a WHERE a.device_id = d.id AND a.scope = 'SERVER' AND a.key = 'provisionState') AS provisioned`;
+const SELECT = `SELECT d.id, d.name, d.label, d.created_time, d.device_profile_id, p.name AS profile_name, d.credentials_type, ${PROVISIONED}, ${slotColumns('fw')}, ${slotColumns('sw')}`;
 const slotJoins = (p: 'fw' | 'sw', type: OtaPackageType): string =>
   `LEFT JOIN ota_states ${p} ON ${p}.device_id = d.id AND ${p}.type = '${type}' LEFT JOIN ota_packages ${p}p ON ${p}p.id = ${p}.target_package_id`;
 const FROM = `FROM devices d JOIN device_profiles p ON p.id = d.device_profile_id ${slotJoins('fw', 'FIRMWARE')} ${slotJoins('sw', 'SOFTWARE')}`;
@@ -82,6 +86,7 @@ export const toDeviceRow = (r: DeviceRowColumns): DeviceRow => ({
   deviceProfileId: r.device_profile_id,
   deviceProfileName: r.profile_name,
   credentialsType: r.credentials_type,
+  provisioned: Boolean(r.provisioned),
   firmware: slot(r, 'fw'),
   software: slot(r, 'sw'),
 });

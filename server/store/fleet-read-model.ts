@@ -26,6 +26,8 @@ export interface DeviceRow {
   deviceProfileName: string;
   /** How the device authenticates (ACCESS_TOKEN, MQTT_BASIC, X509_CERTIFICATE, LWM2M_CREDENTIALS): the type only, never the secret. */
   credentialsType: string;
+  /** The device provisioned itself with its profile's provision key and secret. */
+  provisioned: boolean;
   firmware: SlotInfo;
   software: SlotInfo;
 }

@@ -143,6 +143,14 @@ describe('device provisioning (example flow, npm start)', function () {
       await device.end();
     }
     await eventually(async () => (await stateOf((created as Ref).id.id)) === 'UPDATED', 'the HTTP-provisioned device UPDATED', { everyMs: 50 });
+    // The dashboard's device view says it provisioned itself, and how it authenticates: types, never secrets.
+    const listed = await admin.request<{ data: Array<Record<string, unknown>> }>('GET', '/ota/devices?pageSize=10&page=0&textSearch=http-born');
+    expect(listed.data.map((r) => [r.name, r.credentialsType, r.provisioned])).to.deep.equal([['http-born', 'ACCESS_TOKEN', true]]);
+    expect(JSON.stringify(listed)).to.not.include(String(answer.credentialsValue));
+    const made = await admin.request<Ref>('POST', '/device', { name: 'made-by-admin', deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } });
+    const other = await admin.request<{ data: Array<Record<string, unknown>> }>('GET', '/ota/devices?pageSize=10&page=0&textSearch=made-by-admin');
+    expect(other.data.map((r) => [r.name, r.provisioned])).to.deep.equal([['made-by-admin', false]]);
+    await admin.request('DELETE', `/device/${made.id.id}`);
   });
 
   it('provisions a device over MQTT with the basic credentials it asks for; it connects with them and is updated', async () => {
