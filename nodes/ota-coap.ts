@@ -36,7 +36,7 @@ export default function init(RED: NodeAPI): void {
       'input',
       handleInput(this, async (msg) => {
         const list = notificationsIn(msg.payload, (n) => typeof n.deviceId === 'string' && typeof n.attributes === 'object' && n.attributes !== null && Array.isArray(n.deleted));
-        if (!list) throw new Error('msg.payload must be a notification (or an array of them) from ota-notify');
+        if (!list) throw new Error('msg.payload must be a notification from ota-notify');
         const transport: CoapTransport = await ready;
         for (const n of list) transport.deliver(n);
         observing(transport.observers);

@@ -34,7 +34,7 @@ export default function init(RED: NodeAPI): void {
         this,
         async (msg) => {
           const list = notificationsIn(msg.payload, (n) => typeof n.deviceId === 'string' && Array.isArray(n.deleted));
-          if (!list) throw new Error('msg.payload must be a notification (or an array of them) from ota-notify');
+          if (!list) throw new Error('msg.payload must be a notification from ota-notify');
           const engine = await ready;
           for (const n of list) engine.pipeline.httpSessions.deliver(n);
           label.show('green', 'dot', 'ota-http.status.polling', { count: engine.pipeline.httpSessions.waiting });

@@ -46,7 +46,7 @@ export default function init(RED: NodeAPI): void {
           msg.payload,
           (n) => typeof n.deviceId === 'string' && typeof n.attributes === 'object' && n.attributes !== null && (n.type === 'FIRMWARE' || n.type === 'SOFTWARE'),
         );
-        if (!list) throw new Error('msg.payload must be a notification (or an array of them) from ota-notify');
+        if (!list) throw new Error('msg.payload must be a notification from ota-notify');
         const transport = await ready;
         for (const n of list) transport.deliver(n);
       }),

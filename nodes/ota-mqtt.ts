@@ -45,7 +45,7 @@ export default function init(RED: NodeAPI): void {
         this,
         async (msg) => {
           const list = notificationsIn(msg.payload, (n) => typeof n.deviceId === 'string' && typeof n.tenantId === 'string' && Array.isArray(n.deleted));
-          if (!list) throw new Error('msg.payload must be a notification (or an array of them) from ota-notify');
+          if (!list) throw new Error('msg.payload must be a notification from ota-notify');
           const t = await ready;
           for (const n of list) t.deliver(n);
           showCount(t);
