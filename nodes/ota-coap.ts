@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { CoapTransport, Notification, UplinkEvent } from '../server';
+import type { CoapTransport, UplinkEvent } from '../server';
 import type { OtaCoapEndpointNode } from './ota-coap-endpoint';
-import { handleInput } from './server-ref';
+import { handleInput, notificationsIn } from './server-ref';
 import { StatusLabel } from './status-label';
 
 interface CoapDef extends NodeDef {
@@ -35,12 +35,10 @@ export default function init(RED: NodeAPI): void {
     this.on(
       'input',
       handleInput(this, async (msg) => {
-        const n = msg.payload as Notification;
-        if (!n || typeof n.deviceId !== 'string' || typeof n.attributes !== 'object' || n.attributes === null || !Array.isArray(n.deleted)) {
-          throw new Error('msg.payload must be a notification from ota-notify');
-        }
+        const list = notificationsIn(msg.payload, (n) => typeof n.deviceId === 'string' && typeof n.attributes === 'object' && n.attributes !== null && Array.isArray(n.deleted));
+        if (!list) throw new Error('msg.payload must be a notification from ota-notify');
         const transport: CoapTransport = await ready;
-        transport.deliver(n);
+        for (const n of list) transport.deliver(n);
         observing(transport.observers);
       }),
     );

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { Notification, UplinkEvent } from '../server';
-import { handleInput, serverOf } from './server-ref';
+import type { UplinkEvent } from '../server';
+import { handleInput, notificationsIn, serverOf } from './server-ref';
 import { StatusLabel } from './status-label';
 
 interface HttpDef extends NodeDef {
@@ -33,10 +33,10 @@ export default function init(RED: NodeAPI): void {
       handleInput(
         this,
         async (msg) => {
-          const n = msg.payload as Notification;
-          if (!n || typeof n.deviceId !== 'string' || !Array.isArray(n.deleted)) throw new Error('msg.payload must be a notification from ota-notify');
+          const list = notificationsIn(msg.payload, (n) => typeof n.deviceId === 'string' && Array.isArray(n.deleted));
+          if (!list) throw new Error('msg.payload must be a notification from ota-notify');
           const engine = await ready;
-          engine.pipeline.httpSessions.deliver(n);
+          for (const n of list) engine.pipeline.httpSessions.deliver(n);
           label.show('green', 'dot', 'ota-http.status.polling', { count: engine.pipeline.httpSessions.waiting });
         },
         label,

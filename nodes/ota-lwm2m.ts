@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { Lwm2mTransport, Notification, RegistrationEvent, UplinkEvent } from '../server';
+import type { Lwm2mTransport, RegistrationEvent, UplinkEvent } from '../server';
 import type { OtaLwm2mEndpointNode } from './ota-lwm2m-endpoint';
-import { handleInput } from './server-ref';
+import { handleInput, notificationsIn } from './server-ref';
 import { StatusLabel } from './status-label';
 
 interface Lwm2mDef extends NodeDef {
@@ -42,11 +42,13 @@ export default function init(RED: NodeAPI): void {
     this.on(
       'input',
       handleInput(this, async (msg) => {
-        const n = msg.payload as Notification;
-        if (!n || typeof n.deviceId !== 'string' || typeof n.attributes !== 'object' || n.attributes === null || (n.type !== 'FIRMWARE' && n.type !== 'SOFTWARE')) {
-          throw new Error('msg.payload must be a notification from ota-notify');
-        }
-        (await ready).deliver(n);
+        const list = notificationsIn(
+          msg.payload,
+          (n) => typeof n.deviceId === 'string' && typeof n.attributes === 'object' && n.attributes !== null && (n.type === 'FIRMWARE' || n.type === 'SOFTWARE'),
+        );
+        if (!list) throw new Error('msg.payload must be a notification from ota-notify');
+        const transport = await ready;
+        for (const n of list) transport.deliver(n);
       }),
     );
     this.on('close', (done: () => void) => {

@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { MqttTransport, Notification, UplinkEvent } from '../server';
+import type { MqttTransport, UplinkEvent } from '../server';
 import type { OtaMqttEndpointNode } from './ota-mqtt-endpoint';
-import { handleInput } from './server-ref';
+import { handleInput, notificationsIn } from './server-ref';
 import { StatusLabel } from './status-label';
 
 interface MqttDef extends NodeDef {
@@ -44,11 +44,10 @@ export default function init(RED: NodeAPI): void {
       handleInput(
         this,
         async (msg) => {
-          const n = msg.payload as Notification;
-          if (!n || typeof n.deviceId !== 'string' || typeof n.tenantId !== 'string' || !Array.isArray(n.deleted))
-            throw new Error('msg.payload must be a notification from ota-notify');
+          const list = notificationsIn(msg.payload, (n) => typeof n.deviceId === 'string' && typeof n.tenantId === 'string' && Array.isArray(n.deleted));
+          if (!list) throw new Error('msg.payload must be a notification from ota-notify');
           const t = await ready;
-          t.deliver(n);
+          for (const n of list) t.deliver(n);
           showCount(t);
         },
         label,

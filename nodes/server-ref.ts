@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow } from 'node-red';
-import type { AssignmentEvent, OtaEngine, TenantId } from '../server';
+import type { AssignmentEvent, Notification, OtaEngine, TenantId } from '../server';
 import type { StatusLabel } from './status-label';
 
 export interface EngineRef {
@@ -69,4 +69,15 @@ export function isAssignmentEvent(v: unknown): v is AssignmentEvent {
     typeof ev.ts === 'number' &&
     Number.isFinite(ev.ts)
   );
+}
+
+/**
+ * The notifications in a transport node's input: one (`ota-notify`'s default), or an array of them
+ * (`ota-notify` with "one message per batch": a 10,000-device fan-out is then a few dozen flow
+ * messages per transport instead of 10,000, each of which Node-RED clones and delivers). Undefined
+ * when `payload` is neither, or an item fails `valid`.
+ */
+export function notificationsIn(payload: unknown, valid: (n: Notification) => boolean): readonly Notification[] | undefined {
+  const list = (Array.isArray(payload) ? payload : [payload]) as Notification[];
+  return list.every((n) => typeof n === 'object' && n !== null && valid(n)) ? list : undefined;
 }

@@ -232,6 +232,23 @@ describe('ota-mqtt and ota-mqtt-endpoint nodes', function () {
       expect(out.queued).to.equal(0);
     });
 
+    it('delivers each notification of an array (ota-notify, one message per batch)', async () => {
+      const first = await fixture('thermostat-1');
+      const second = await fixture('thermostat-2');
+      const a = await connect(first);
+      const b = await connect(second);
+      await a.subscribe(['v1/devices/me/attributes']);
+      await b.subscribe(['v1/devices/me/attributes']);
+      await input.run({ topic: 'notifications', payload: [notification(first), notification(second)] });
+      for (const d of [a, b]) expect(JSON.parse((await d.next('v1/devices/me/attributes')).payload.toString())).to.include({ fw_title: 'thermo-fw', fw_version: '4.2' });
+    });
+
+    it('sends an array holding anything but notifications to Catch', async () => {
+      const f = await fixture();
+      const error = await input.fail({ payload: [notification(f), { deviceId: f.device.id }] });
+      expect(error.message).to.equal('Error: msg.payload must be a notification from ota-notify');
+    });
+
     it('sends an assignment event to Catch', async () => {
       const f = await fixture();
       const error = await input.fail({ payload: { tenantId: f.tenantId, deviceId: f.device.id, type: 'FIRMWARE', packageId: f.pkg.id, ts: Date.now() } });

@@ -118,6 +118,33 @@ describe('ota-notify node', function () {
     });
   });
 
+  describe('one message per batch', function () {
+    beforeEach(async () => {
+      await loadOtaFlow([otaNotify], otaFlow(dataDir(), notifyNodes({ batch: true }), ['notify']));
+      out = arrivals('notified', 'stale');
+      input = inputsTo('notify');
+    });
+
+    it('sends the notifications of events released together as one message, an array in release order', async () => {
+      const { engine, tenantId, profileId, pkg, event } = await assigned();
+      const second = await engine.devices.save(tenantId, { name: 'thermostat-2', deviceProfileId: { id: profileId }, firmwareId: { id: pkg.id } });
+      const gone: AssignmentEvent = { ...event, deviceId: 'f0000000-0000-4000-8000-000000000000' as AssignmentEvent['deviceId'] };
+      await input.runAll([event, { ...event, deviceId: second.id }, gone].map((ev) => ({ topic: 'release', payload: ev })));
+
+      const arrived = [await out.next(), await out.next()];
+      const notified = arrived.filter((a) => a.at === 'notified');
+      expect(notified, 'one message for both notifications').to.have.length(1);
+      const msg = (notified[0] as { msg: Msg }).msg;
+      expect(msg.topic).to.equal('notifications');
+      const sent = msg.payload as Array<{ deviceId: string; attributes: Record<string, unknown> }>;
+      expect(sent.map((n) => n.deviceId)).to.deep.equal([event.deviceId, second.id]);
+      expect(sent[1]?.attributes.fw_title).to.equal('thermo-fw');
+      const dropped = arrived.find((a) => a.at === 'stale');
+      expect(dropped?.msg.reason, 'a stale event is still dropped one message at a time').to.equal('device deleted');
+      expect(out.queued).to.equal(0);
+    });
+  });
+
   describe('stale events', function () {
     beforeEach(() => start());
 
