@@ -166,8 +166,11 @@ export class RolloutDriver {
         return;
       }
 
-      const waveDone = devices.filter((d) => d.wave === w).every((d) => FINISHED.has(d.status));
-      const gate = gateDecision(r.spec.gate, tallyOf(devices), waveDone, w === r.waves.length - 1);
+      // After the last wave the rollout is complete only when every device of every wave finished
+      // (an earlier wave's gate may have passed while some of its devices still updated).
+      const last = w === r.waves.length - 1;
+      const waveDone = devices.filter((d) => last || d.wave === w).every((d) => FINISHED.has(d.status));
+      const gate = gateDecision(r.spec.gate, tallyOf(devices), waveDone, last);
       if (!gate.open) {
         if (gate.final) {
           this.logger.warn(`rollout '${r.name}' stopped: ${gate.reason}`);
