@@ -1,5 +1,6 @@
 import type { TenantId } from '../ids';
 import type { RolloutService } from '../rollouts/rollout-service';
+import { waveFigures } from '../rollouts/rollout-json';
 import type { OtaPackageRepository } from '../store/ota-packages';
 import type { RolloutState, WaveState } from '../store/rollouts';
 
@@ -29,18 +30,7 @@ export async function rolloutPanel(rollouts: RolloutService, packages: Pick<OtaP
   for (const r of page.data) {
     const v = await rollouts.view(r);
     const pkg = await packages.findById(tenantId, r.packageId);
-    const waves = r.spec.waves.map((_, i) => {
-      const w = v.waveViews[i];
-      return {
-        state: w?.state ?? 'PENDING',
-        devices: w?.devices ?? 0,
-        updated: w?.updated ?? 0,
-        failed: w?.failed ?? 0,
-        inProgress: w?.inProgress ?? 0,
-        pending: w?.pending ?? 0,
-        skipped: w?.skipped ?? 0,
-      };
-    });
+    const waves = r.spec.waves.map((_, i) => waveFigures(v.waveViews[i]));
     const sum = (k: 'devices' | 'updated' | 'failed'): number => waves.reduce((a, w) => a + w[k], 0);
     rows.push({
       id: r.id,

@@ -115,6 +115,19 @@ function specOf(body: RolloutBody): RolloutSpec {
 }
 
 /** A rollout in the API's JSON: ThingsBoard-style references, the spec as sent, waves with their counts. */
+/** A wave's state and device counts as the REST API and the dashboard show them (a wave not started yet: PENDING, zeros). */
+export function waveFigures(w: RolloutView['waveViews'][number] | undefined) {
+  return {
+    state: w?.state ?? ('PENDING' as const),
+    devices: w?.devices ?? 0,
+    updated: w?.updated ?? 0,
+    failed: w?.failed ?? 0,
+    inProgress: w?.inProgress ?? 0,
+    pending: w?.pending ?? 0,
+    skipped: w?.skipped ?? 0,
+  };
+}
+
 export function rolloutJson(v: RolloutView): Record<string, unknown> {
   const t = v.spec.target;
   return {
@@ -130,17 +143,7 @@ export function rolloutJson(v: RolloutView): Record<string, unknown> {
         : { deviceProfileId: { entityType: 'DEVICE_PROFILE', id: t.deviceProfileId }, ...(t.nameFilter ? { nameFilter: t.nameFilter } : {}) },
     waves: v.spec.waves.map((spec, i) => {
       const w = v.waveViews[i];
-      return {
-        ...spec,
-        state: w?.state ?? 'PENDING',
-        devices: w?.devices ?? 0,
-        updated: w?.updated ?? 0,
-        failed: w?.failed ?? 0,
-        inProgress: w?.inProgress ?? 0,
-        pending: w?.pending ?? 0,
-        skipped: w?.skipped ?? 0,
-        startedTime: w?.startedTime ?? null,
-      };
+      return { ...spec, ...waveFigures(w), startedTime: w?.startedTime ?? null };
     }),
     gate: v.spec.gate,
     abort: v.spec.abort,
