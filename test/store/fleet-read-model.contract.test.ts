@@ -145,6 +145,7 @@ function fleetContract(get: () => Fixture): void {
         deviceProfileId: profileId,
         deviceProfileName: 'Sensors',
         credentialsType: 'ACCESS_TOKEN',
+        provisioned: false,
         firmware: {
           state: 'FAILED',
           stateTs: 50,
@@ -156,6 +157,17 @@ function fleetContract(get: () => Fixture): void {
         software: { state: null, stateTs: null, error: null, current: null, target: { packageId: sw.id, title: 'app', version: '1.1' }, retries: 0 },
       });
       expect(empty?.firmware).to.deep.equal({ state: null, stateTs: null, error: null, current: null, target: null, retries: 0 });
+    });
+
+    it('marks a device that provisioned itself (the server attribute provisionState), and no other', async () => {
+      const born = await device('born');
+      await device('made');
+      await f.run('INSERT INTO attributes (device_id, scope, key, value, ts) VALUES (?, ?, ?, ?, ?)', [born.id, 'SERVER', 'provisionState', '"provisioned"', 1]);
+      const rows = (await f.fleet.devicePage(tenantId, { type: 'FIRMWARE' }, page())).data;
+      expect(rows.map((r) => [r.name, r.provisioned])).to.deep.equal([
+        ['born', true],
+        ['made', false],
+      ]);
     });
 
     it('filters by state (NONE: no state of that type), by profile, by target package and by text', async () => {
