@@ -141,7 +141,9 @@ describe('CoAP transport: limits and the block path', function () {
     const lookups = { n: 0 };
     const profileReads = { n: 0 };
     const real = harness().engine.deviceContext;
-    await start({}, { ...real, devices: counting(real.devices, 'findByAccessToken', lookups), profiles: counting(real.profiles, 'findById', profileReads) });
+    // The transport finds a token's device and its package through the instance's lookups (device-lookups.ts).
+    const counted = counting(counting(real.lookups, 'deviceByToken', lookups), 'packageOf', profileReads);
+    await start({}, { ...real, lookups: counted });
     const p = await peer();
     const get = (num: number, messageId: number): Buffer =>
       p.send({
@@ -160,7 +162,7 @@ describe('CoAP transport: limits and the block path', function () {
     }
     expect(Buffer.concat(parts).equals(firmware)).to.equal(true);
     expect(lookups.n, 'one token lookup, for block 0').to.equal(1);
-    expect(profileReads.n, 'one profile read, for block 0').to.equal(1);
+    expect(profileReads.n, 'one package lookup (profile read), for block 0').to.equal(1);
 
     await harness().engine.devices.updateCredentials(device.tenantId, device.id, { credentialsType: 'ACCESS_TOKEN', credentialsId: 'rotated-token' });
     get(1, 300);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { AttributeMap } from '../../store/attributes';
 import type { DeviceContext } from '../device-context';
 import type { Device } from '../../store/devices';
-import { chunkRange, devicePackage } from '../firmware-download';
+import { chunkRange } from '../firmware-download';
 import type { DeviceId, TenantId } from '../../ids';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
@@ -121,7 +121,7 @@ export class CoapDeviceApi {
   }
 
   private async withDevice(token: string, handler: (d: Device) => Promise<ApiResult>): Promise<ApiResult> {
-    const device = await this.deps.ctx.devices.findByAccessToken(token);
+    const device = await this.deps.ctx.lookups.deviceByToken(token);
     return device ? handler(device) : status(Code.UNAUTHORIZED);
   }
 
@@ -222,7 +222,7 @@ export class CoapDeviceApi {
    */
   private async download(req: CoapRequest, d: Device, type: OtaPackageType): Promise<ApiResult> {
     const q = (k: string): string | undefined => req.query.get(k)?.[0];
-    const found = await devicePackage(d, type, this.deps.ctx);
+    const found = await this.deps.ctx.lookups.packageOf(d.tenantId, d.id, type);
     if ('error' in found) return status(Code.NOT_FOUND);
     const { pkg } = found;
     // Title and version are checked only when given, case-sensitive (reference §5).
