@@ -247,3 +247,23 @@ export const ROLLOUT_DEVICES_SELECT = `
   LEFT JOIN ota_targets t ON t.device_id = rd.device_id AND t.type = $type
   WHERE rd.rollout_id = $rollout
   ORDER BY rd.wave, rd.position`;
+
+/** The values of a new `rollouts` row, in the column order both stores' INSERT lists. */
+export function rolloutInsertValues(r: Rollout): unknown[] {
+  return [
+    r.id,
+    r.tenantId,
+    r.name,
+    r.packageId,
+    r.type,
+    JSON.stringify(r.spec),
+    r.state,
+    r.reason,
+    r.currentWave,
+    JSON.stringify(r.waves),
+    r.createdTime,
+    r.startedTime,
+    r.finishedTime,
+    r.version,
+  ];
+}

@@ -18,6 +18,7 @@ import {
   type RolloutRow,
   type RolloutSpec,
   type WaveProgress,
+  rolloutInsertValues,
 } from '../rollouts';
 import type { PageData, PageLink } from '../sqlite/database';
 import { queryPage } from './page';
@@ -35,22 +36,7 @@ export class PgRolloutRepository implements RolloutRepository {
     await this.sql.query(
       `INSERT INTO rollouts (id, tenant_id, name, package_id, type, spec, state, reason, current_wave, waves, created_time, started_time, finished_time, version)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-      [
-        r.id,
-        r.tenantId,
-        r.name,
-        r.packageId,
-        r.type,
-        JSON.stringify(r.spec),
-        r.state,
-        r.reason,
-        r.currentWave,
-        JSON.stringify(r.waves),
-        r.createdTime,
-        r.startedTime,
-        r.finishedTime,
-        r.version,
-      ],
+      rolloutInsertValues(r),
     );
   }
 

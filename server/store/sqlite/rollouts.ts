@@ -18,6 +18,7 @@ import {
   type RolloutRow,
   type RolloutSpec,
   type WaveProgress,
+  rolloutInsertValues,
 } from '../rollouts';
 import { queryPage, type Db, type PageData, type PageLink } from './database';
 
@@ -33,22 +34,7 @@ export class SqliteRolloutRepository implements RolloutRepository {
         `INSERT INTO rollouts (id, tenant_id, name, package_id, type, spec, state, reason, current_wave, waves, created_time, started_time, finished_time, version)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(
-        r.id,
-        r.tenantId,
-        r.name,
-        r.packageId,
-        r.type,
-        JSON.stringify(r.spec),
-        r.state,
-        r.reason,
-        r.currentWave,
-        JSON.stringify(r.waves),
-        r.createdTime,
-        r.startedTime,
-        r.finishedTime,
-        r.version,
-      );
+      .run(...rolloutInsertValues(r));
   }
 
   async update(r: Rollout): Promise<boolean> {
