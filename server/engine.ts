@@ -51,6 +51,7 @@ import { RolloutDevices } from './rollouts/rollout-devices';
 import { RolloutDriver, rolloutTickFromEnv } from './rollouts/rollout-driver';
 import { createRolloutsApi } from './admin/rollouts-api';
 import { relayRevocations } from './devices/device-revocations';
+import { groupNotifications, ungroupNotifications, type NotificationGroup } from './cluster-notifications';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -144,7 +145,11 @@ export class OtaEngine {
     readonly rollouts: RolloutService,
     readonly rolloutDriver: RolloutDriver,
   ) {
-    this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (n) => this.deliverHere(n as Notification));
+    this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (heard) => {
+      // A group of a batch's devices; a lone notification from an instance before the grouping.
+      if (heard && typeof heard === 'object' && 'deviceIds' in heard) for (const n of ungroupNotifications(heard as NotificationGroup)) this.deliverHere(n);
+      else this.deliverHere(heard as Notification);
+    });
     this.unrelayRevocations = relayRevocations(events, store.cluster, logger);
     this.app = express();
     this.app.disable('x-powered-by');
@@ -278,7 +283,10 @@ export class OtaEngine {
       const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, reader: httpReader, pages, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       // Several instances: a notification decided here also goes to the others, for a device whose
       // session (MQTT, CoAP, an HTTP long poll) is there; each delivers it to its own sessions only.
-      notifier.watch((sent) => void store.cluster.publish(NOTIFICATION_TOPIC, sent).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)));
+      // A batch's notifications travel grouped: a few bus messages per batch, not one per device.
+      notifier.watch(
+        (sent) => void store.cluster.publish(NOTIFICATION_TOPIC, groupNotifications(sent)).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)),
+      );
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
       const rollouts = new RolloutService(store, { packages, devices: new RolloutDevices(store, devices), logger }, timers);

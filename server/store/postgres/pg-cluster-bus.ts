@@ -14,13 +14,18 @@ interface Envelope {
   /** The sending instance: it does not act on its own messages. */
   from: string;
   topic: string;
-  payload: unknown;
+  /** The payloads of one publish (as many as fit in one NOTIFY). */
+  payloads?: unknown[];
+  /** One payload: what instances before the packing sent, still understood during a rolling upgrade. */
+  payload?: unknown;
 }
 
 /**
  * The cluster bus on PostgreSQL's LISTEN/NOTIFY: one connection of this instance listens (outside the
- * pool, since a LISTEN belongs to its session); publishing is one `pg_notify` per message, sent for
- * a whole batch in one statement on the pool, delivered when it commits.
+ * pool, since a LISTEN belongs to its session). A publish packs its payloads into as few NOTIFYs as
+ * fit under PostgreSQL's payload limit (a 500-device batch of notifications is a few, not 500: each
+ * NOTIFY is parsed by every listener, this instance's own included), sent in one statement on the
+ * pool, delivered when it commits.
  */
 export class PgClusterBus implements ClusterBus {
   private readonly id = randomUUID();
@@ -58,12 +63,7 @@ export class PgClusterBus implements ClusterBus {
   }
 
   async publish(topic: string, payloads: readonly unknown[]): Promise<void> {
-    const texts: string[] = [];
-    for (const payload of payloads) {
-      const text = JSON.stringify({ from: this.id, topic, payload } satisfies Envelope);
-      if (Buffer.byteLength(text) > MAX_PAYLOAD) this.logger.warn(`cluster message on '${topic}' too large for NOTIFY (${Buffer.byteLength(text)} bytes): not sent`);
-      else texts.push(text);
-    }
+    const texts = packed(this.id, topic, payloads, (bytes) => this.logger.warn(`cluster message on '${topic}' too large for NOTIFY (${bytes} bytes): not sent`));
     if (texts.length) await this.pool.query(`SELECT pg_notify('${CHANNEL}', t) FROM unnest($1::text[]) AS t`, [texts]);
   }
 
@@ -85,7 +85,10 @@ export class PgClusterBus implements ClusterBus {
       return;
     }
     if (envelope.from === this.id) return;
-    for (const listener of this.listeners.get(envelope.topic) ?? []) listener(envelope.payload);
+    const listeners = this.listeners.get(envelope.topic);
+    if (!listeners) return;
+    const payloads = Array.isArray(envelope.payloads) ? envelope.payloads : 'payload' in envelope ? [envelope.payload] : [];
+    for (const payload of payloads) for (const listener of listeners) listener(payload);
   }
 
   async close(): Promise<void> {
@@ -94,4 +97,35 @@ export class PgClusterBus implements ClusterBus {
     this.client = null;
     await client?.end().catch(() => undefined);
   }
+}
+
+/**
+ * Envelopes of `payloads` in order, each under MAX_PAYLOAD bytes with as many payloads as fit. A
+ * payload too large on its own goes to `tooLarge` and is left out.
+ */
+export function packed(from: string, topic: string, payloads: readonly unknown[], tooLarge: (bytes: number) => void): string[] {
+  const head = `{"from":${JSON.stringify(from)},"topic":${JSON.stringify(topic)},"payloads":[`;
+  const tail = ']}';
+  const room = MAX_PAYLOAD - Buffer.byteLength(head) - Buffer.byteLength(tail);
+  const out: string[] = [];
+  let parts: string[] = [];
+  let used = 0;
+  for (const payload of payloads) {
+    const text = JSON.stringify(payload) ?? 'null';
+    const bytes = Buffer.byteLength(text);
+    if (bytes > room) {
+      tooLarge(bytes + MAX_PAYLOAD - room);
+      continue;
+    }
+    // A comma before every payload but the first.
+    if (parts.length && used + 1 + bytes > room) {
+      out.push(head + parts.join(',') + tail);
+      parts = [];
+      used = 0;
+    }
+    used += (parts.length ? 1 : 0) + bytes;
+    parts.push(text);
+  }
+  if (parts.length) out.push(head + parts.join(',') + tail);
+  return out;
 }
