@@ -502,6 +502,29 @@ function telemetryContract(get: Get): void {
   }
 
   describe('TelemetryRepository', () => {
+    it('forgets the telemetry and attributes of deleted devices, one or a batch of them; another device keeps its own', async () => {
+      const r = get();
+      const [one, batchA, kept] = [await device(r), await device(r), await device(r)];
+      // A batch is deleted within one tenant.
+      const batchB = deviceOf(batchA.tenantId, batchA.deviceProfileId);
+      await r.devices.insert(batchB);
+      const range = { startTs: 0, endTs: 100, limit: 10, order: 'ASC' } as const;
+      for (const d of [one, batchA, batchB, kept]) {
+        await r.telemetry.save(d.id, [{ ts: 10, values: { fw_state: 'QUEUED', temperature: 1 } }]);
+        await r.attributes.save(d.id, 'SHARED', { fw_version: '1.0' }, 10);
+      }
+      await r.devices.delete(one.tenantId, one.id);
+      await r.devices.deleteMany(batchA.tenantId, [batchA.id, batchB.id]);
+      for (const d of [one, batchA, batchB]) {
+        expect(await r.telemetry.latest(d.id)).to.deep.equal({});
+        expect(await r.telemetry.history(d.id, ['fw_state'], range)).to.deep.equal({});
+        expect(await r.attributes.get(d.id, 'SHARED')).to.deep.equal({});
+      }
+      expect(await r.telemetry.latest(kept.id)).to.deep.equal({ fw_state: { ts: 10, value: 'QUEUED' }, temperature: { ts: 10, value: 1 } });
+      expect(await r.telemetry.history(kept.id, ['fw_state'], range)).to.deep.equal({ fw_state: [{ ts: 10, value: 'QUEUED' }] });
+      expect(await r.attributes.get(kept.id, 'SHARED')).to.deep.equal({ fw_version: '1.0' });
+    });
+
     it('moves the latest value forward in time only', async () => {
       const r = get();
       const d = await device(r);
@@ -607,7 +630,7 @@ describe('repository contracts on PostgreSQL', () => {
     const again = await openPool({ connectionString: database().url, max: 1 });
     try {
       const versions = (await again.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
-      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
+      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
     } finally {
       await again.end();
     }

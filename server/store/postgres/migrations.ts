@@ -464,4 +464,28 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE UNIQUE INDEX users_reset_token ON users (reset_token);
     `,
   },
+  {
+    version: 14,
+    description: "a device's attributes and telemetry go with it by trigger, not by foreign key: a fan-out writes ~19 such rows per device, each checked against devices",
+    sql: `
+      -- Each row written to these tables checked its device with a row lock on devices (FOR KEY
+      -- SHARE): 190,000 checks, ~40 % of the statements' time, when 10,000 devices are notified.
+      -- A deleted device's rows go in the same statement as the device, as the cascade did. A row
+      -- written for a device deleted at that very moment by another transaction may outlive it
+      -- (ThingsBoard's attribute and time-series tables have no such keys either): keyed by an id
+      -- never used again, it is never read.
+      ALTER TABLE attributes DROP CONSTRAINT IF EXISTS attributes_device_id_fkey;
+      ALTER TABLE telemetry_latest DROP CONSTRAINT IF EXISTS telemetry_latest_device_id_fkey;
+      ALTER TABLE telemetry_history DROP CONSTRAINT IF EXISTS telemetry_history_device_id_fkey;
+      CREATE FUNCTION device_rows_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        DELETE FROM attributes WHERE device_id IN (SELECT id FROM gone);
+        DELETE FROM telemetry_latest WHERE device_id IN (SELECT id FROM gone);
+        DELETE FROM telemetry_history WHERE device_id IN (SELECT id FROM gone);
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER devices_rows_deleted AFTER DELETE ON devices REFERENCING OLD TABLE AS gone
+        FOR EACH STATEMENT EXECUTE FUNCTION device_rows_deleted();
+    `,
+  },
 ];
