@@ -22,12 +22,13 @@ export class PgAttributeRepository implements AttributeRepository {
       }
     }
     if (rows.size === 0) return;
-    const all = [...rows.values()];
+    // The rows as one JSON document: JSON.stringify is native, where pg escapes array elements one by one in JS.
+    const doc = JSON.stringify([...rows.values()].map((r) => ({ d: r.deviceId, s: r.scope, k: r.key, v: r.json, t: r.ts })));
     await this.sql.query(
       `INSERT INTO attributes (device_id, scope, key, value, ts)
-       SELECT d, s, k, v::jsonb, t FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS r(d, s, k, v, t)
+       SELECT d, s, k, v::jsonb, t FROM json_to_recordset($1::json) AS r(d uuid, s text, k text, v text, t bigint)
        ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
-      [all.map((r) => r.deviceId), all.map((r) => r.scope), all.map((r) => r.key), all.map((r) => r.json), all.map((r) => r.ts)],
+      [doc],
     );
   }
 

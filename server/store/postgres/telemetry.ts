@@ -30,25 +30,18 @@ export class PgTelemetryRepository implements TelemetryRepository {
       }
     }
     if (latest.size === 0) return;
-    const last = [...latest.values()];
+    // Each set as one JSON document: JSON.stringify is native, where pg escapes array elements one by one in JS.
+    const doc = (rows: Iterable<{ deviceId: DeviceId; key: string; ts: number; json: string }>): string =>
+      JSON.stringify(Array.from(rows, (r) => ({ d: r.deviceId, k: r.key, t: r.ts, v: r.json })));
     await this.sql.query(
       `WITH history AS (
          INSERT INTO telemetry_history (device_id, key, ts, value)
-         SELECT d, k, t, v::jsonb FROM unnest($5::uuid[], $6::text[], $7::bigint[], $8::text[]) WITH ORDINALITY AS h(d, k, t, v, n) ORDER BY n
+         SELECT d, k, t, v::jsonb FROM ROWS FROM (json_to_recordset($2::json) AS (d uuid, k text, t bigint, v text)) WITH ORDINALITY AS h(d, k, t, v, n) ORDER BY n
        )
        INSERT INTO telemetry_latest (device_id, key, ts, value)
-       SELECT d, k, t, v::jsonb FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[]) AS l(d, k, t, v)
+       SELECT d, k, t, v::jsonb FROM json_to_recordset($1::json) AS l(d uuid, k text, t bigint, v text)
        ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= telemetry_latest.ts`,
-      [
-        last.map((l) => l.deviceId),
-        last.map((l) => l.key),
-        last.map((l) => l.ts),
-        last.map((l) => l.json),
-        history.map((h) => h.deviceId),
-        history.map((h) => h.key),
-        history.map((h) => h.ts),
-        history.map((h) => h.json),
-      ],
+      [doc(latest.values()), doc(history)],
     );
   }
 
