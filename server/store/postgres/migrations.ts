@@ -488,4 +488,73 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION device_rows_deleted();
     `,
   },
+  {
+    version: 15,
+    description: 'update states: the change log and the fleet count deltas written once per statement (transition tables), not once per row',
+    sql: `
+      -- A batch of 500 states wrote 500 change-log rows and 500-1,000 count deltas, each by a trigger
+      -- call of its own with its own look-ups of the device and the package. Per statement: the
+      -- change-log rows in one INSERT, the deltas summed per group (their readers sum them anyway).
+      -- In sum the same as the row triggers wrote.
+      DROP TRIGGER ota_states_inserted ON ota_states;
+      DROP TRIGGER ota_states_updated ON ota_states;
+      DROP TRIGGER ota_fleet_counts_inserted ON ota_states;
+      DROP TRIGGER ota_fleet_counts_deleted ON ota_states;
+      DROP TRIGGER ota_fleet_counts_updated ON ota_states;
+
+      CREATE FUNCTION ota_states_inserted_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO ota_state_changes (tenant_id, device_id, type) SELECT tenant_id, device_id, type FROM new_rows;
+        INSERT INTO ota_fleet_count_deltas (tenant_id, type, package_id, profile_id, state, devices, on_target)
+          SELECT r.tenant_id, r.type, r.target_package_id, d.device_profile_id, coalesce(r.state, ''), count(*),
+                 count(*) FILTER (WHERE r.current_title = p.title AND r.current_version = p.version)
+          FROM new_rows r JOIN devices d ON d.id = r.device_id LEFT JOIN ota_packages p ON p.id = r.target_package_id
+          WHERE r.target_package_id IS NOT NULL
+          GROUP BY r.tenant_id, r.type, r.target_package_id, d.device_profile_id, coalesce(r.state, '');
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER ota_states_inserted_rows AFTER INSERT ON ota_states REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION ota_states_inserted_rows();
+
+      CREATE FUNCTION ota_states_deleted_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO ota_fleet_count_deltas (tenant_id, type, package_id, profile_id, state, devices, on_target)
+          SELECT r.tenant_id, r.type, r.target_package_id, d.device_profile_id, coalesce(r.state, ''), -count(*),
+                 -count(*) FILTER (WHERE r.current_title = p.title AND r.current_version = p.version)
+          FROM old_rows r JOIN devices d ON d.id = r.device_id LEFT JOIN ota_packages p ON p.id = r.target_package_id
+          WHERE r.target_package_id IS NOT NULL
+          GROUP BY r.tenant_id, r.type, r.target_package_id, d.device_profile_id, coalesce(r.state, '');
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER ota_states_deleted_rows AFTER DELETE ON ota_states REFERENCING OLD TABLE AS old_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION ota_states_deleted_rows();
+
+      -- The row triggers' WHEN conditions, on the old and new version of each updated row.
+      CREATE FUNCTION ota_states_updated_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO ota_state_changes (tenant_id, device_id, type)
+          SELECT n.tenant_id, n.device_id, n.type FROM new_rows n JOIN old_rows o ON o.device_id = n.device_id AND o.type = n.type
+          WHERE o.state IS DISTINCT FROM n.state OR o.state_ts IS DISTINCT FROM n.state_ts OR o.error IS DISTINCT FROM n.error
+            OR o.current_title IS DISTINCT FROM n.current_title OR o.current_version IS DISTINCT FROM n.current_version
+            OR o.target_package_id IS DISTINCT FROM n.target_package_id;
+        INSERT INTO ota_fleet_count_deltas (tenant_id, type, package_id, profile_id, state, devices, on_target)
+          SELECT r.tenant_id, r.type, r.target_package_id, d.device_profile_id, coalesce(r.state, ''), sum(r.sign),
+                 coalesce(sum(r.sign) FILTER (WHERE r.current_title = p.title AND r.current_version = p.version), 0)
+          FROM (
+            SELECT m.* FROM new_rows n JOIN old_rows o ON o.device_id = n.device_id AND o.type = n.type
+              CROSS JOIN LATERAL (VALUES
+                (o.tenant_id, o.device_id, o.type, o.target_package_id, o.state, o.current_title, o.current_version, -1),
+                (n.tenant_id, n.device_id, n.type, n.target_package_id, n.state, n.current_title, n.current_version, 1)
+              ) AS m(tenant_id, device_id, type, target_package_id, state, current_title, current_version, sign)
+            WHERE o.state IS DISTINCT FROM n.state OR o.target_package_id IS DISTINCT FROM n.target_package_id
+              OR o.current_title IS DISTINCT FROM n.current_title OR o.current_version IS DISTINCT FROM n.current_version
+          ) r JOIN devices d ON d.id = r.device_id LEFT JOIN ota_packages p ON p.id = r.target_package_id
+          WHERE r.target_package_id IS NOT NULL
+          GROUP BY r.tenant_id, r.type, r.target_package_id, d.device_profile_id, coalesce(r.state, '');
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER ota_states_updated_rows AFTER UPDATE ON ota_states REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION ota_states_updated_rows();
+    `,
+  },
 ];
