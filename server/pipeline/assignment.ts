@@ -156,16 +156,21 @@ export class AssignmentService {
       const field = type === 'FIRMWARE' ? 'firmwareId' : 'softwareId';
       if (before[field] === after[field]) continue;
       let afterId = '';
-      let sinceYield = 0;
-      for (;;) {
+      // The first page flows at once; later pages are gathered up to a turn's worth and emitted
+      // together: with an asynchronous store (PostgreSQL) every page read is a turn of its own, and
+      // pages emitted one by one made the stages after ota-assign write batches of 100, not 1,000.
+      let gathered: AssignmentEvent[] = [];
+      for (let first = true; ; first = false) {
         const page = await this.deps.devices.listInheriting(after.tenantId, after.id, slotOf(type), afterId, PAGE);
-        await this.emitAll(page.map((d) => ({ tenantId: after.tenantId, deviceId: d.id, type, packageId: after[field], ts: this.timers.now() })));
-        if (page.length < PAGE) break;
-        afterId = (page[page.length - 1] as Device).id;
-        if ((sinceYield += page.length) >= TURN) {
-          sinceYield = 0;
-          await yieldToLoop();
+        gathered.push(...page.map((d) => ({ tenantId: after.tenantId, deviceId: d.id, type, packageId: after[field], ts: this.timers.now() })));
+        const last = page.length < PAGE;
+        if (first || last || gathered.length >= TURN) {
+          await this.emitAll(gathered);
+          gathered = [];
+          if (!last) await yieldToLoop();
         }
+        if (last) break;
+        afterId = (page[page.length - 1] as Device).id;
       }
     }
   }
