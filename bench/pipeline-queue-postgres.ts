@@ -173,3 +173,10 @@ async function run(): Promise<void> {
     await onServer(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   }
 }
+
+if (require.main === module) {
+  run().catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}
