@@ -48,6 +48,8 @@ const ASSIGNMENT_PAGE = 100;
 /** One row of the table. */
 class Step {
   seconds = NaN;
+  /** CPU time of this process over the step (user + system), steadier than wall time on a busy machine. */
+  cpuMs = NaN;
   peak: number | null = null;
 
   constructor(
@@ -57,8 +59,9 @@ class Step {
     readonly reference: Step | null = null,
   ) {}
 
-  record(m: { seconds: number; peak: number | null }): void {
+  record(m: { seconds: number; peak: number | null; cpuMs: number }): void {
     this.seconds = m.seconds;
+    this.cpuMs = m.cpuMs;
     this.peak = m.peak;
   }
 
@@ -73,6 +76,8 @@ class Step {
       this.seconds.toFixed(2),
       this.rate.toFixed(0),
       this.reference ? `${(this.rate / this.reference.rate).toFixed(3)}× ${this.reference.name.replace(' (reference)', '')}` : '—',
+      this.cpuMs.toFixed(0),
+      this.reference ? `${(this.reference.cpuMs / this.cpuMs).toFixed(3)}×` : '—',
       formatBytes(this.peak),
     ];
   }
@@ -112,19 +117,19 @@ async function run(): Promise<void> {
     cleanup.add(() => ref.close());
     console.log(`${n} devices, one profile, one 64 KiB package; engine and reference on ${path.join(dir, 'ota.sqlite')}`);
 
-    refDevices.record(await measured('self', async () => ref.insertDevices(n)));
+    refDevices.record(await withCpu(async () => ref.insertDevices(n)));
     const ids: DeviceId[] = [];
     devices.record(
-      await measured('self', async () => {
+      await withCpu(async () => {
         for (let i = 0; i < n; i++) ids.push((await engine.devices.save(tenantId, { name: `device-${i}`, deviceProfileId: { id: profileId } })).id);
         await yieldToLoop(); // the assignment service's deviceSaved handlers (nothing to assign yet)
       }),
     );
 
-    refQueued.record(await measured('self', async () => ref.enqueue(ids)));
+    refQueued.record(await withCpu(async () => ref.enqueue(ids)));
     const queue = engine.pipeline.queue;
     queued.record(
-      await measured('self', async () => {
+      await withCpu(async () => {
         const full = queueReaches(queue, n);
         await engine.pipeline.assignment.assign(tenantId, { target: { deviceProfile: profileId }, type: 'FIRMWARE', package: pkg.id });
         await Promise.race([full, failure]);
@@ -132,9 +137,9 @@ async function run(): Promise<void> {
     );
     if ((await queue.depth()) !== n) throw new Error(`queue holds ${await queue.depth()} rows, expected ${n}`);
 
-    refNotified.record(await measured('self', async () => ref.takeAndNotify(n)));
+    refNotified.record(await withCpu(async () => ref.takeAndNotify(n)));
     notified.record(
-      await measured('self', async () => {
+      await withCpu(async () => {
         const all = new Promise<void>((resolve, reject) => {
           let done = 0;
           const notify = (ev: AssignmentEvent) =>
@@ -161,16 +166,25 @@ async function run(): Promise<void> {
     const steps = [refDevices, devices, refQueued, queued, refNotified, notified];
     console.log();
     printTable(
-      ['step', 'events', 'seconds', 'events/s', 'ratio to reference', 'peak RSS (process)'],
+      ['step', 'events', 'seconds', 'events/s', 'ratio to reference', 'CPU ms', 'CPU ratio', 'peak RSS (process)'],
       steps.map((s) => s.cells()),
     );
     console.log();
     console.log("ratio: our events/s ÷ the reference's (1.00 = as fast, below 1 = slower); one run each, reference first");
+    console.log("CPU ms: this process's user + system time over the step; CPU ratio: the reference's CPU ÷ ours (wall time swings on a busy machine, CPU less)");
     console.log('peak RSS: this process (engine and references run in it), reset before each step where Linux allows');
     console.log(`process peak RSS over all steps: ${formatBytes(Math.max(...steps.map((s) => s.peak ?? 0)) || null)}`);
   } finally {
     cleanup.run();
   }
+}
+
+/** `measured` in this process, with the CPU time it took. */
+async function withCpu<T>(fn: () => Promise<T>): Promise<{ value: T; seconds: number; peak: number | null; cpuMs: number }> {
+  const before = process.cpuUsage();
+  const m = await measured('self', fn);
+  const used = process.cpuUsage(before);
+  return { ...m, cpuMs: (used.user + used.system) / 1000 };
 }
 
 /**
