@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { pacingFromEnv, type AssignmentEvent, type NotifyQueue, type PacingMode } from '../server';
-import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
+import { assignmentEventsIn, handleInput, serverOf } from './server-ref';
 import { StatusLabel } from './status-label';
 
 interface RateQueueDef extends NodeDef {
@@ -8,6 +8,8 @@ interface RateQueueDef extends NodeDef {
   packSize: string;
   intervalMs: string;
   mode: PacingMode;
+  /** One message per released batch (payload: an array of events) instead of one per device. */
+  batch?: boolean;
 }
 
 export default function init(RED: NodeAPI): void {
@@ -28,7 +30,8 @@ export default function init(RED: NodeAPI): void {
     // notifier's commit, so a crash in between loses nothing; with other nodes between, at release.
     const feedsNotify = (): boolean => ((this as Node & { wires?: string[][] }).wires?.[0] ?? []).some((id) => RED.nodes.getNode(id)?.type === 'ota-notify');
     const release = (events: AssignmentEvent[]): 'notifier acks' | void => {
-      for (const ev of events) this.send({ topic: 'release', payload: ev });
+      if (def.batch) this.send({ topic: 'release', payload: events });
+      else for (const ev of events) this.send({ topic: 'release', payload: ev });
       if (feedsNotify()) return 'notifier acks';
     };
     const label = new StatusLabel(this, RED._);
@@ -75,16 +78,17 @@ export default function init(RED: NodeAPI): void {
           else if (command === 'resume') q.resume();
           else if (command === 'flush') await q.flush();
           else {
-            const ev = msg.payload;
+            // One event, or a batch of them (ota-assign's "One message per batch").
+            const events = assignmentEventsIn(msg.payload);
             // A malformed event would be skipped silently by the queue (no such package): refuse it here instead.
-            if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
+            if (!events) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
             // An unassignment is not paced: ThingsBoard deletes the attributes at once.
-            if (ev.packageId === null) {
-              await q.cancel(ev.deviceId, ev.type);
-              send({ topic: 'release', payload: ev });
-            } else {
-              await q.enqueue(ev);
-            }
+            const unassigned = events.filter((ev) => ev.packageId === null);
+            for (const ev of unassigned) await q.cancel(ev.deviceId, ev.type);
+            if (unassigned.length && def.batch) send({ topic: 'release', payload: unassigned });
+            else for (const ev of unassigned) send({ topic: 'release', payload: ev });
+            // Events of one turn share a transaction (the queue batches them), whether they came as one message or many.
+            await Promise.all(events.filter((ev) => ev.packageId !== null).map((ev) => q.enqueue(ev)));
             return; // the queue's 'depth' event updated the status
           }
           if (q.owner === this.id) showDepth(await q.depth(), q.paused);
