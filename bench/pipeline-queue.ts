@@ -10,18 +10,26 @@
  *
  * Beside each, on the same database file, a bare better-sqlite3 loop does the least the step must
  * do, in transactions of the same size as the engine's, in tables made with the same schema
- * (`bench_ref_*`, so the engine's own rows are not touched):
+ * (`bench_ref_*`, so the engine's own rows are not touched), with statements prepared once and run
+ * once per row:
  *
  *   insert device rows                one INSERT per device, each its own transaction (the REST
  *                                     API saves one device per request)
- *   insert queue rows                 one INSERT per device, one transaction per 100 devices (the
- *                                     page of a profile's devices the engine queues at once)
- *   take queue rows + write attributes  SELECT and DELETE queue rows 500 at a time (the queue's
- *                                     unpaced batch), then one transaction per batch deleting and
- *                                     upserting the shared attributes a notification writes
+ *   queue rows + target telemetry     per device what ThingsBoard writes on enqueue (reference
+ *                                     §2, §1.3): the queue row, and the time series `target_fw_title`,
+ *                                     `target_fw_version`, `target_fw_tag`, `target_fw_ts` and
+ *                                     `fw_state` = QUEUED, latest value and history (ThingsBoard
+ *                                     keeps both: ts_kv_latest and ts_kv); one transaction per 100
+ *                                     devices (the page of a profile's devices the engine queues at once)
+ *   take queue rows + INITIATED + attributes  SELECT and DELETE queue rows 500 at a time (the queue's
+ *                                     unpaced batch), then one transaction per batch writing
+ *                                     `fw_state` = INITIATED (latest and history) and deleting and
+ *                                     upserting the shared attributes, as ThingsBoard's consumer does
  *
- * So a ratio is the engine's whole cost (the extra rows it keeps: telemetry, states, targets; its
- * lookups; its JavaScript) over raw SQLite doing the essential writes.
+ * What the engine writes beyond that is its own cost in the ratio: the update state per device
+ * (with the triggers that keep the dashboard's counts and change log), the target it was queued and
+ * notified for (what keeps a device from being notified twice and what reconciliation compares),
+ * the queue's lease and hand-over, its lookups and its JavaScript.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -87,9 +95,9 @@ async function run(): Promise<void> {
   const n = positiveInt('BENCH_DEVICES', 10_000);
   const refDevices = new Step('insert device rows (reference)', n);
   const devices = new Step('create devices (DeviceService.save)', n, refDevices);
-  const refQueued = new Step('insert queue rows (reference)', n);
+  const refQueued = new Step('queue rows + target telemetry (reference)', n);
   const queued = new Step('assignment → queued', n, refQueued);
-  const refNotified = new Step('take queue rows + write attributes (reference)', n);
+  const refNotified = new Step('take queue rows + INITIATED + attributes (reference)', n);
   const notified = new Step('release + notify (pacing off)', n, refNotified);
 
   const cleanup = new Cleanup();
@@ -204,7 +212,7 @@ class Reference {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
-    for (const table of ['devices', 'notify_queue', 'attributes']) this.copyTable(table);
+    for (const table of ['devices', 'notify_queue', 'attributes', 'telemetry_latest', 'telemetry_history']) this.copyTable(table);
   }
 
   insertDevices(n: number): void {
@@ -217,8 +225,20 @@ class Reference {
 
   enqueue(deviceIds: readonly DeviceId[]): void {
     const insert = this.db.prepare('INSERT OR REPLACE INTO bench_ref_notify_queue (tenant_id, device_id, type, package_id, ts) VALUES (?, ?, ?, ?, ?)');
+    const telemetry = this.telemetryWriter();
     const enqueue = this.db.transaction((page: readonly DeviceId[]) => {
-      for (const id of page) insert.run(this.tenantId, id, 'FIRMWARE', this.pkg.id, Date.now());
+      const ts = Date.now();
+      const values: Array<[string, string]> = [
+        ['target_fw_title', JSON.stringify(this.pkg.title)],
+        ['target_fw_version', JSON.stringify(this.pkg.version)],
+        ...(this.pkg.tag ? [['target_fw_tag', JSON.stringify(this.pkg.tag)] as [string, string]] : []),
+        ['target_fw_ts', JSON.stringify(ts)],
+        ['fw_state', JSON.stringify('QUEUED')],
+      ];
+      for (const id of page) {
+        insert.run(this.tenantId, id, 'FIRMWARE', this.pkg.id, ts);
+        for (const [key, json] of values) telemetry(id, key, ts, json);
+      }
     });
     for (let i = 0; i < deviceIds.length; i += ASSIGNMENT_PAGE) enqueue(deviceIds.slice(i, i + ASSIGNMENT_PAGE));
   }
@@ -238,8 +258,11 @@ class Reference {
       `INSERT INTO bench_ref_attributes (device_id, scope, key, value, ts) VALUES (?, 'SHARED', ?, ?, ?)
        ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
     );
+    const telemetry = this.telemetryWriter();
+    const initiated = JSON.stringify('INITIATED');
     const notify = this.db.transaction((rows: ReadonlyArray<{ device_id: string }>, ts: number) => {
       for (const r of rows) {
+        telemetry(r.device_id, 'fw_state', ts, initiated);
         for (const key of remove) delAttr.run(r.device_id, key);
         for (const [key, json] of values) upsert.run(r.device_id, key, json, ts);
       }
@@ -254,6 +277,19 @@ class Reference {
 
   close(): void {
     if (this.db.open) this.db.close();
+  }
+
+  /** One time-series value: the latest (an upsert that never goes back in time) and its history row. */
+  private telemetryWriter(): (deviceId: string, key: string, ts: number, json: string) => void {
+    const latest = this.db.prepare(
+      `INSERT INTO bench_ref_telemetry_latest (device_id, key, ts, value) VALUES (?, ?, ?, ?)
+       ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= bench_ref_telemetry_latest.ts`,
+    );
+    const history = this.db.prepare('INSERT INTO bench_ref_telemetry_history (device_id, key, ts, value) VALUES (?, ?, ?, ?)');
+    return (deviceId, key, ts, json) => {
+      latest.run(deviceId, key, ts, json);
+      history.run(deviceId, key, ts, json);
+    };
   }
 
   /**
