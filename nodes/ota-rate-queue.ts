@@ -82,13 +82,24 @@ export default function init(RED: NodeAPI): void {
             const events = assignmentEventsIn(msg.payload);
             // A malformed event would be skipped silently by the queue (no such package): refuse it here instead.
             if (!events) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
-            // An unassignment is not paced: ThingsBoard deletes the attributes at once.
-            const unassigned = events.filter((ev) => ev.packageId === null);
-            for (const ev of unassigned) await q.cancel(ev.deviceId, ev.type);
-            if (unassigned.length && def.batch) send({ topic: 'release', payload: unassigned });
-            else for (const ev of unassigned) send({ topic: 'release', payload: ev });
-            // Events of one turn share a transaction (the queue batches them), whether they came as one message or many.
-            await Promise.all(events.filter((ev) => ev.packageId !== null).map((ev) => q.enqueue(ev)));
+            // In order: events of one turn share a transaction (the queue batches them), whether they
+            // came as one message or many; an unassignment is not paced (ThingsBoard deletes the
+            // attributes at once) and waits for the events before it, so the last word on a device wins.
+            let queued: Array<Promise<boolean>> = [];
+            const unassigned: AssignmentEvent[] = [];
+            for (const ev of events) {
+              if (ev.packageId !== null) {
+                queued.push(q.enqueue(ev));
+                continue;
+              }
+              await Promise.all(queued);
+              queued = [];
+              await q.cancel(ev.deviceId, ev.type);
+              if (def.batch) unassigned.push(ev);
+              else send({ topic: 'release', payload: ev });
+            }
+            await Promise.all(queued);
+            if (unassigned.length) send({ topic: 'release', payload: unassigned });
             return; // the queue's 'depth' event updated the status
           }
           if (q.owner === this.id) showDepth(await q.depth(), q.paused);

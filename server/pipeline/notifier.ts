@@ -201,7 +201,7 @@ function groupBy<T, K, V>(items: readonly T[], key: (item: T) => K, value: (item
  * Profiles and packages read once per batch (by tenant and id): a batch's devices share a few of
  * them. So do their notifications' attribute maps and deleted-key lists: one frozen object per
  * package (and per list of keys), which a transport turns into its payload once per batch
- * (MqttTransport.deliver), and which Node-RED's clone of a batch message copies once, not per device.
+ * (MqttTransport.deliverAll), and which Node-RED's clone of a batch message copies once, not per device.
  */
 class Lookups {
   private readonly profiles = new Map<string, DeviceProfile | null>();

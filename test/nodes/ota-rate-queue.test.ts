@@ -203,6 +203,17 @@ describe('ota-rate-queue node', function () {
       expect(await engine.pipeline.queue.depth(), 'the other waits for its turn').to.equal(1);
     });
 
+    it('keeps the order of an array: an unassignment after an assignment of the same device leaves it unqueued', async () => {
+      await start({ packSize: '1', intervalMs: '60000', mode: 'spaced', batch: true });
+      const { engine, events: evs } = await events(2);
+      await input.run({ payload: [evs[0]] });
+      expect((await next()).msg.payload).to.deep.equal([evs[0]]);
+      const unassign: AssignmentEvent = { ...evs[1], packageId: null, ts: Date.now() };
+      await input.run({ payload: [evs[1], unassign] });
+      expect((await next()).msg.payload).to.deep.equal([unassign]);
+      expect(await engine.pipeline.queue.depth(), 'the later unassignment wins').to.equal(0);
+    });
+
     it('refuses an array holding anything but assignment events, queueing none of it', async () => {
       await start({ intervalMs: '0', batch: true });
       const { engine, events: evs } = await events(1);
