@@ -47,7 +47,7 @@ export default function init(RED: NodeAPI): void {
           const list = notificationsIn(msg.payload, (n) => typeof n.deviceId === 'string' && typeof n.tenantId === 'string' && Array.isArray(n.deleted));
           if (!list) throw new Error('msg.payload must be a notification from ota-notify');
           const t = await ready;
-          for (const n of list) t.deliver(n);
+          t.deliverAll(list);
           showCount(t);
         },
         label,

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
-import type { Notification } from '../server';
-import { handleInput, isAssignmentEvent, serverOf, type Send } from './server-ref';
+import type { AssignmentEvent, Notification, NotifyOutcome } from '../server';
+import { assignmentEventsIn, handleInput, serverOf, type InMsg, type Send } from './server-ref';
 import { StatusLabel } from './status-label';
 
 interface NotifyDef extends NodeDef {
@@ -19,7 +19,7 @@ export default function init(RED: NodeAPI): void {
     // The flow's tenant's counts since the server started: it may have been notifying before this node was (re)deployed.
     const counts = async (): Promise<{ notified: number; dropped: number }> => (await server.engine).pipeline.notifier.statsFor(await server.tenantId());
     counts().then(show, () => label.show('red', 'ring', 'ota-notify.status.engine-error'));
-    // The notifications decided in this turn (one released batch), sent on as one message.
+    // The notifications decided in this turn (one released batch, one message per event), sent on as one message.
     let batch: Notification[] = [];
     const sendBatched = (n: Notification, send: Send): void => {
       if (batch.length === 0)
@@ -30,23 +30,37 @@ export default function init(RED: NodeAPI): void {
         });
       batch.push(n);
     };
+    // A batch's notifications share their package's frozen attribute map (Notifier); a message per
+    // device gets its own copy, so a node after this one may change it as it could before.
+    const own = (n: Notification): Notification => ({ ...n, attributes: { ...n.attributes }, deleted: [...n.deleted] });
+    /** Stale events (the device is gone, or its package changed after it was queued) leave one message each on output 2. */
+    const sendDropped = (msg: InMsg, ev: AssignmentEvent, reason: string, send: Send): void => send([null, { ...msg, topic: 'dropped', payload: ev, reason }]);
 
     this.on(
       'input',
       handleInput(
         this,
         async (msg, send) => {
-          const ev = msg.payload;
+          // One event, or a released batch of them (ota-rate-queue's "One message per batch").
+          const events = assignmentEventsIn(msg.payload);
           // A malformed event would be dropped as stale (and counted): refuse it instead.
-          if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event released by ota-rate-queue');
+          if (!events) throw new Error('msg.payload must be an assignment event released by ota-rate-queue');
           const engine = await server.engine;
-          const outcome = await engine.pipeline.notifier.process(ev);
-          if ('notification' in outcome) {
-            if (def.batch) sendBatched(outcome.notification, send);
-            else send([{ ...msg, topic: 'notification', payload: outcome.notification }, null]);
+          if (!Array.isArray(msg.payload)) {
+            const ev = events[0] as AssignmentEvent;
+            const outcome = await engine.pipeline.notifier.process(ev);
+            if ('notification' in outcome) {
+              if (def.batch) sendBatched(outcome.notification, send);
+              else send([{ ...msg, topic: 'notification', payload: own(outcome.notification) }, null]);
+            } else sendDropped(msg, ev, outcome.dropped, send);
           } else {
-            // Stale: the device is gone, or its package changed after it was queued.
-            send([null, { ...msg, topic: 'dropped', reason: outcome.dropped }]);
+            // A batch is decided and written in one transaction, and its notifications leave together.
+            const outcomes: NotifyOutcome[] = await engine.pipeline.notifier.processAll(events);
+            const notifications: Notification[] = [];
+            outcomes.forEach((o, i) => ('notification' in o ? notifications.push(o.notification) : sendDropped(msg, events[i] as AssignmentEvent, o.dropped, send)));
+            if (def.batch) {
+              if (notifications.length) send([{ topic: 'notifications', payload: notifications }, null]);
+            } else for (const n of notifications) send([{ ...msg, topic: 'notification', payload: own(n) }, null]);
           }
           show(await counts());
         },

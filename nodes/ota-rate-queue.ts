@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { pacingFromEnv, type AssignmentEvent, type NotifyQueue, type PacingMode } from '../server';
-import { handleInput, isAssignmentEvent, serverOf } from './server-ref';
+import { assignmentEventsIn, handleInput, serverOf } from './server-ref';
 import { StatusLabel } from './status-label';
 
 interface RateQueueDef extends NodeDef {
@@ -8,6 +8,8 @@ interface RateQueueDef extends NodeDef {
   packSize: string;
   intervalMs: string;
   mode: PacingMode;
+  /** One message per released batch (payload: an array of events) instead of one per device. */
+  batch?: boolean;
 }
 
 export default function init(RED: NodeAPI): void {
@@ -28,7 +30,8 @@ export default function init(RED: NodeAPI): void {
     // notifier's commit, so a crash in between loses nothing; with other nodes between, at release.
     const feedsNotify = (): boolean => ((this as Node & { wires?: string[][] }).wires?.[0] ?? []).some((id) => RED.nodes.getNode(id)?.type === 'ota-notify');
     const release = (events: AssignmentEvent[]): 'notifier acks' | void => {
-      for (const ev of events) this.send({ topic: 'release', payload: ev });
+      if (def.batch) this.send({ topic: 'release', payload: events });
+      else for (const ev of events) this.send({ topic: 'release', payload: ev });
       if (feedsNotify()) return 'notifier acks';
     };
     const label = new StatusLabel(this, RED._);
@@ -75,16 +78,28 @@ export default function init(RED: NodeAPI): void {
           else if (command === 'resume') q.resume();
           else if (command === 'flush') await q.flush();
           else {
-            const ev = msg.payload;
+            // One event, or a batch of them (ota-assign's "One message per batch").
+            const events = assignmentEventsIn(msg.payload);
             // A malformed event would be skipped silently by the queue (no such package): refuse it here instead.
-            if (!isAssignmentEvent(ev)) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
-            // An unassignment is not paced: ThingsBoard deletes the attributes at once.
-            if (ev.packageId === null) {
+            if (!events) throw new Error('msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
+            // In order: events of one turn share a transaction (the queue batches them), whether they
+            // came as one message or many; an unassignment is not paced (ThingsBoard deletes the
+            // attributes at once) and waits for the events before it, so the last word on a device wins.
+            let queued: Array<Promise<boolean>> = [];
+            const unassigned: AssignmentEvent[] = [];
+            for (const ev of events) {
+              if (ev.packageId !== null) {
+                queued.push(q.enqueue(ev));
+                continue;
+              }
+              await Promise.all(queued);
+              queued = [];
               await q.cancel(ev.deviceId, ev.type);
-              send({ topic: 'release', payload: ev });
-            } else {
-              await q.enqueue(ev);
+              if (def.batch) unassigned.push(ev);
+              else send({ topic: 'release', payload: ev });
             }
+            await Promise.all(queued);
+            if (unassigned.length) send({ topic: 'release', payload: unassigned });
             return; // the queue's 'depth' event updated the status
           }
           if (q.owner === this.id) showDepth(await q.depth(), q.paused);

@@ -72,6 +72,15 @@ export function isAssignmentEvent(v: unknown): v is AssignmentEvent {
 }
 
 /**
+ * The assignment events in a message: one, or an array of them (ota-assign's and ota-rate-queue's
+ * "One message per batch"). Undefined when `payload` is neither, or an item is not an event.
+ */
+export function assignmentEventsIn(payload: unknown): readonly AssignmentEvent[] | undefined {
+  const list = Array.isArray(payload) ? (payload as unknown[]) : [payload];
+  return list.every(isAssignmentEvent) ? (list as AssignmentEvent[]) : undefined;
+}
+
+/**
  * The notifications in a transport node's input: one (`ota-notify`'s default), or an array of them
  * (`ota-notify` with "one message per batch": a 10,000-device fan-out is then a few dozen flow
  * messages per transport instead of 10,000, each of which Node-RED clones and delivers). Undefined

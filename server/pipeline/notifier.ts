@@ -169,7 +169,7 @@ export class Notifier {
         out.push({ dropped: 'package deleted' });
         continue;
       }
-      notified.push({ ev: { ...ev, packageId: ev.packageId }, ...packageAttributes(pkg), at: out.length });
+      notified.push({ ev: { ...ev, packageId: ev.packageId }, ...lookups.attributes(pkg), at: out.length });
       out.push(undefined);
     }
     if (notified.length === 0) return out as NotifyOutcome[];
@@ -180,7 +180,7 @@ export class Notifier {
     const deleted = await tx.attributes.deleteAll(notified.map(({ ev, remove }) => ({ deviceId: ev.deviceId, scope: 'SHARED', keys: remove })));
     await tx.attributes.saveAll(notified.map(({ ev, set }) => ({ deviceId: ev.deviceId, scope: 'SHARED', values: set, ts: ev.ts })));
     await tx.targets.put(notified.map(({ ev }) => ({ deviceId: ev.deviceId, type: ev.type, packageId: ev.packageId, ts: ev.ts, notified: true })));
-    notified.forEach(({ ev, set, at }, k) => (out[at] = { notification: { ...base(ev), attributes: set, deleted: deleted[k] ?? [] } }));
+    notified.forEach(({ ev, set, at }, k) => (out[at] = { notification: { ...base(ev), attributes: set, deleted: lookups.deletedKeys(deleted[k] ?? []) } }));
     return out as NotifyOutcome[];
   }
 }
@@ -197,10 +197,17 @@ function groupBy<T, K, V>(items: readonly T[], key: (item: T) => K, value: (item
   return new Map([...groups].map(([k, g]) => [k, [...g]]));
 }
 
-/** Profiles and packages read once per batch (by tenant and id): a batch's devices share a few of them. */
+/**
+ * Profiles and packages read once per batch (by tenant and id): a batch's devices share a few of
+ * them. So do their notifications' attribute maps and deleted-key lists: one frozen object per
+ * package (and per list of keys), which a transport turns into its payload once per batch
+ * (MqttTransport.deliverAll), and which Node-RED's clone of a batch message copies once, not per device.
+ */
 class Lookups {
   private readonly profiles = new Map<string, DeviceProfile | null>();
   private readonly packages = new Map<string, OtaPackage | null>();
+  private readonly attributeMaps = new Map<OtaPackage, { set: AttributeMap; remove: string[] }>();
+  private readonly keyLists = new Map<string, string[]>();
 
   constructor(private readonly tx: Repositories) {}
 
@@ -209,6 +216,24 @@ class Lookups {
     let p = this.profiles.get(key);
     if (p === undefined) this.profiles.set(key, (p = await this.tx.profiles.findById(tenantId, id)));
     return p;
+  }
+
+  /** `packageAttributes(pkg)`, the same frozen object for every device of the batch. */
+  attributes(pkg: OtaPackage): { set: AttributeMap; remove: string[] } {
+    let a = this.attributeMaps.get(pkg);
+    if (!a) {
+      const { set, remove } = packageAttributes(pkg);
+      this.attributeMaps.set(pkg, (a = { set: Object.freeze(set) as AttributeMap, remove }));
+    }
+    return a;
+  }
+
+  /** The same frozen array for equal lists of deleted keys (mostly the empty one). */
+  deletedKeys(keys: string[]): string[] {
+    const id = keys.join('\n');
+    let list = this.keyLists.get(id);
+    if (!list) this.keyLists.set(id, (list = Object.freeze(keys) as string[]));
+    return list;
   }
 
   async package(tenantId: TenantId, id: OtaPackageId): Promise<OtaPackage | null> {

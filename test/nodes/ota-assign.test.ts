@@ -39,8 +39,8 @@ describe('ota-assign node', function () {
 
   let out: ReturnType<typeof arrivals>;
   let input: ReturnType<typeof inputsTo>;
-  async function start(): Promise<void> {
-    await loadOtaFlow([otaAssign], otaFlow(dataDir(), assignNodes(), ['assign']));
+  async function start(fields: Record<string, unknown> = {}): Promise<void> {
+    await loadOtaFlow([otaAssign], otaFlow(dataDir(), assignNodes(fields), ['assign']));
     out = arrivals('out');
     input = inputsTo('assign');
     await statusWhen(nodeOf('assign'), (s) => s.fill === 'green');
@@ -131,6 +131,26 @@ describe('ota-assign node', function () {
       // The node took the event: the engine did not queue the device itself.
       expect(await engine.pipeline.queue.depth()).to.equal(0);
       await statusWhen(nodeOf('assign'), (s) => s.text === '1 sent');
+    });
+  });
+
+  describe('one message per batch', function () {
+    beforeEach(() => start({ batch: true }));
+
+    it("sends a profile's devices changed together as one message, an array of their events", async () => {
+      const { tenantId, devices, pkg } = await fleet();
+      await input.run({ payload: { deviceProfile: 'default', type: 'FIRMWARE', package: { title: 'sensor-fw', version: '1.0.0' } } });
+      const [msg] = await take(1);
+      expect(msg.topic).to.equal('assignments');
+      const events = msg.payload as Array<Record<string, unknown>>;
+      expect(events.map((e) => e.deviceId)).to.have.members(devices.map((d) => d.id));
+      for (const e of events) {
+        expect(e).to.have.keys(['tenantId', 'deviceId', 'type', 'packageId', 'ts']);
+        expect(e).to.include({ tenantId, type: 'FIRMWARE', packageId: pkg.id });
+      }
+      await quietFor(50);
+      expect(out.queued, 'one message for the three devices').to.equal(0);
+      await statusWhen(nodeOf('assign'), (s) => s.text === '3 sent');
     });
   });
 

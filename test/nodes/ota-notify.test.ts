@@ -145,6 +145,65 @@ describe('ota-notify node', function () {
     });
   });
 
+  describe('a released batch as one message (ota-rate-queue with "One message per batch")', function () {
+    async function twoDevicesAndAStaleOne(): Promise<{ events: AssignmentEvent[]; engine: OtaEngine }> {
+      const { engine, tenantId, profileId, pkg, event } = await assigned();
+      const second = await engine.devices.save(tenantId, { name: 'thermostat-2', deviceProfileId: { id: profileId }, firmwareId: { id: pkg.id } });
+      const gone: AssignmentEvent = { ...event, deviceId: 'f0000000-0000-4000-8000-000000000000' as AssignmentEvent['deviceId'] };
+      return { engine, events: [event, gone, { ...event, deviceId: second.id }] };
+    }
+
+    it('decides the array in one go and sends its notifications as one message with "One message per batch"', async () => {
+      await loadOtaFlow([otaNotify], otaFlow(dataDir(), notifyNodes({ batch: true }), ['notify']));
+      out = arrivals('notified', 'stale');
+      input = inputsTo('notify');
+      const { engine, events } = await twoDevicesAndAStaleOne();
+      await input.run({ topic: 'release', payload: events });
+      const arrived = [await out.next(), await out.next()];
+      const notified = arrived.filter((a) => a.at === 'notified').map((a) => a.msg);
+      expect(notified).to.have.length(1);
+      expect(notified[0]?.topic).to.equal('notifications');
+      const sent = notified[0]?.payload as Array<{ deviceId: string; attributes: Record<string, unknown> }>;
+      expect(sent.map((n) => n.deviceId)).to.deep.equal([events[0]?.deviceId, events[2]?.deviceId]);
+      expect(sent[0]?.attributes.fw_title).to.equal('thermo-fw');
+      const stale = arrived.find((a) => a.at === 'stale')?.msg;
+      expect(stale).to.include({ topic: 'dropped', reason: 'device deleted' });
+      expect(stale?.payload, 'a stale event leaves alone, unchanged').to.deep.equal(events[1]);
+      expect(out.queued).to.equal(0);
+      expect(engine.pipeline.notifier.stats).to.deep.equal({ notified: 2, dropped: 1 });
+      for (const ev of [events[0], events[2]] as AssignmentEvent[]) {
+        expect((await engine.pipeline.attributes.get(ev.deviceId, 'SHARED')).fw_version).to.equal('2.0');
+        expect((await engine.pipeline.telemetry.latest(ev.deviceId, ['fw_state'])).fw_state?.value).to.equal('INITIATED');
+      }
+    });
+
+    it('sends one notification per message without the option, each with attributes of its own', async () => {
+      await start();
+      const { events } = await twoDevicesAndAStaleOne();
+      await input.run({ topic: 'release', payload: events, correlation: 'job-5' });
+      const arrived = [await out.next(), await out.next(), await out.next()];
+      const notified = arrived.filter((a) => a.at === 'notified').map((a) => a.msg);
+      expect(notified.map((m) => (m.payload as { deviceId: string }).deviceId)).to.deep.equal([events[0]?.deviceId, events[2]?.deviceId]);
+      expect(notified.map((m) => m.topic)).to.deep.equal(['notification', 'notification']);
+      expect(notified[0]?.correlation, 'the incoming message passes through').to.equal('job-5');
+      const [a, b] = notified.map((m) => (m.payload as { attributes: Record<string, unknown> }).attributes);
+      expect(a).to.deep.equal(b);
+      expect(a, 'messages never share an object: a node after this one may change its own').to.not.equal(b);
+      (a as Record<string, unknown>).fw_title = 'changed downstream';
+      expect(b?.fw_title).to.equal('thermo-fw');
+      expect(arrived.filter((x) => x.at === 'stale')).to.have.length(1);
+    });
+
+    it('refuses an array holding anything but assignment events, writing nothing', async () => {
+      await start();
+      const { engine, event } = await assigned();
+      const error = await input.fail({ payload: [event, { deviceId: event.deviceId }] });
+      expect(error.message).to.equal('Error: msg.payload must be an assignment event released by ota-rate-queue');
+      expect(engine.pipeline.notifier.stats).to.deep.equal({ notified: 0, dropped: 0 });
+      expect(sentBy(notify())).to.deep.equal([]);
+    });
+  });
+
   describe('stale events', function () {
     beforeEach(() => start());
 

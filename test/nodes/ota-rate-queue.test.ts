@@ -168,6 +168,62 @@ describe('ota-rate-queue node', function () {
     });
   });
 
+  describe('one message per batch', function () {
+    it('takes an array of events as one message and releases them together as one array, in queue order', async () => {
+      await start({ intervalMs: '0', batch: true });
+      const { engine, events: evs } = await events(3);
+      await input.run({ topic: 'assignments', payload: evs });
+      const { msg } = await next();
+      expect(msg.topic).to.equal('release');
+      expect(msg.payload, 'one message for the released batch').to.deep.equal(evs);
+      await quietFor(50);
+      expect(out.queued).to.equal(0);
+      expect(await engine.pipeline.queue.depth()).to.equal(0);
+      const latest = await engine.pipeline.telemetry.latest(evs[2].deviceId, ['fw_state', 'target_fw_version']);
+      expect(latest.fw_state?.value, 'each device of the array was queued as one by one').to.equal('QUEUED');
+      expect(latest.target_fw_version?.value).to.equal('1.0.0');
+    });
+
+    it('releases an array sent to it one event per message without the option (a flow of per-device nodes)', async () => {
+      await start({ intervalMs: '0' });
+      const { events: evs } = await events(2);
+      await input.run({ topic: 'assignments', payload: evs });
+      expect([(await next()).msg.payload, (await next()).msg.payload]).to.deep.equal(evs);
+    });
+
+    it('passes the unassignments of an array through at once, as one array, and queues the rest', async () => {
+      await start({ packSize: '1', intervalMs: '60000', mode: 'spaced', batch: true });
+      const { engine, events: evs } = await events(3);
+      await input.run({ payload: [evs[0]] });
+      expect((await next()).msg.payload).to.deep.equal([evs[0]]);
+      const unassign: AssignmentEvent = { ...evs[1], packageId: null, ts: Date.now() };
+      await input.run({ payload: [unassign, evs[2]] });
+      const { msg } = await next();
+      expect(msg.payload, 'the unassignment leaves at once').to.deep.equal([unassign]);
+      expect(await engine.pipeline.queue.depth(), 'the other waits for its turn').to.equal(1);
+    });
+
+    it('keeps the order of an array: an unassignment after an assignment of the same device leaves it unqueued', async () => {
+      await start({ packSize: '1', intervalMs: '60000', mode: 'spaced', batch: true });
+      const { engine, events: evs } = await events(2);
+      await input.run({ payload: [evs[0]] });
+      expect((await next()).msg.payload).to.deep.equal([evs[0]]);
+      const unassign: AssignmentEvent = { ...evs[1], packageId: null, ts: Date.now() };
+      await input.run({ payload: [evs[1], unassign] });
+      expect((await next()).msg.payload).to.deep.equal([unassign]);
+      expect(await engine.pipeline.queue.depth(), 'the later unassignment wins').to.equal(0);
+    });
+
+    it('refuses an array holding anything but assignment events, queueing none of it', async () => {
+      await start({ intervalMs: '0', batch: true });
+      const { engine, events: evs } = await events(1);
+      const error = await input.fail({ payload: [evs[0], { deviceProfile: 'default' }] });
+      expect(error.message).to.equal('Error: msg.payload must be an assignment event {tenantId, deviceId, type, packageId, ts} from ota-assign');
+      expect(await engine.pipeline.queue.depth()).to.equal(0);
+      expect(sentBy(queue())).to.deep.equal([]);
+    });
+  });
+
   describe('bad input', function () {
     beforeEach(() => start({ intervalMs: '0' }));
 

@@ -486,6 +486,26 @@ describe('MQTT transport', function () {
       expect(m.qos).to.equal(0);
     });
 
+    it('delivers a batch (deliverAll), each device its own update, one JSON for the devices sharing an attribute map', async () => {
+      const other = await h.device(profile, { name: 'thermo-2', firmwareId: pkg.id });
+      const third = await h.device(profile, { name: 'thermo-3', firmwareId: pkg.id });
+      const [a, b, c] = [await connect(device.accessToken), await connect(other.accessToken), await connect(third.accessToken, 5)];
+      for (const d of [a, b, c]) await d.subscribe(['v1/devices/me/attributes']);
+      const shared = (await notify(device)).attributes;
+      const deleted = ['fw_url'];
+      const batch = [
+        { tenantId: device.tenantId, deviceId: device.id, attributes: shared, deleted },
+        { tenantId: other.tenantId, deviceId: other.id, attributes: shared, deleted },
+        { tenantId: device.tenantId, deviceId: 'not-connected' as Device['id'], attributes: shared, deleted },
+        // Another map after the shared one: its own JSON, not the one before it.
+        { tenantId: third.tenantId, deviceId: third.id, attributes: { ...shared, fw_version: '9.9' }, deleted: [] },
+      ];
+      expect(transport.deliverAll(batch)).to.equal(3);
+      expect(json(await a.next('v1/devices/me/attributes'))).to.deep.equal({ ...shared, deleted: ['fw_url'] });
+      expect(json(await b.next('v1/devices/me/attributes'))).to.deep.equal({ ...shared, deleted: ['fw_url'] });
+      expect(json(await c.next('v1/devices/me/attributes'))).to.deep.equal({ ...shared, fw_version: '9.9' });
+    });
+
     it('delivers nothing to a device that did not subscribe, or unsubscribed', async () => {
       const d = await connect();
       const n = await notify();

@@ -218,6 +218,17 @@ describe('notifier (reference §1.2, §2 processing)', () => {
     ]);
   });
 
+  it("gives a batch's devices of one package one frozen attribute map and deleted list, with what each device's own rows say", async () => {
+    const h = harness();
+    const pkg = await h.binaryPackage(profile);
+    const [a, b] = [await assigned(h, pkg), await assigned(h, pkg)];
+    const [na, nb] = (await h.pipeline.notifier.processAll([h.event(a, 'FIRMWARE', pkg.id), h.event(b, 'FIRMWARE', pkg.id)])).map(notification);
+    expect(na?.attributes, 'one map for the package: a transport makes its payload once').to.equal(nb?.attributes);
+    expect(na?.deleted).to.equal(nb?.deleted);
+    expect(Object.isFrozen(na?.attributes) && Object.isFrozen(na?.deleted), 'shared, so nobody may change it').to.equal(true);
+    for (const d of [a, b]) expect(await h.pipeline.attributes.get(d.id, 'SHARED')).to.deep.equal(na?.attributes);
+  });
+
   it('counts notifications and drops, in all and per tenant', async () => {
     const h = harness();
     const pkg = await h.binaryPackage(profile);

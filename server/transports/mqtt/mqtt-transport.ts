@@ -236,7 +236,28 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
   deliver(n: Pick<Notification, 'tenantId' | 'deviceId' | 'attributes' | 'deleted'>): number {
     const sessions = this.byDevice.get(n.deviceId);
     if (!sessions) return 0;
-    const payload = Buffer.from(JSON.stringify(updateMessage(n)));
+    return this.deliverTo(sessions, n, Buffer.from(JSON.stringify(updateMessage(n))));
+  }
+
+  /**
+   * `deliver` for a batch of notifications (ota-notify's "One message per batch"). The devices of a
+   * batch share their package's attribute map (Notifier), so its JSON is made once per map, not
+   * per device; by identity, which is safe only because nothing can change a map during this loop.
+   */
+  deliverAll(list: ReadonlyArray<Pick<Notification, 'tenantId' | 'deviceId' | 'attributes' | 'deleted'>>): number {
+    let last: { attributes: Notification['attributes']; deleted: Notification['deleted']; payload: Buffer } | null = null;
+    let delivered = 0;
+    for (const n of list) {
+      const sessions = this.byDevice.get(n.deviceId);
+      if (!sessions) continue;
+      if (!last || last.attributes !== n.attributes || last.deleted !== n.deleted)
+        last = { attributes: n.attributes, deleted: n.deleted, payload: Buffer.from(JSON.stringify(updateMessage(n))) };
+      delivered += this.deliverTo(sessions, n, last.payload);
+    }
+    return delivered;
+  }
+
+  private deliverTo(sessions: Set<MqttSession>, n: Pick<Notification, 'tenantId' | 'attributes' | 'deleted'>, payload: Buffer): number {
     let delivered = 0;
     for (const s of sessions) if (s.device?.tenantId === n.tenantId && s.deliverUpdate(n, payload)) delivered += 1;
     return delivered;
