@@ -4,7 +4,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BlobReader } from '../../server/store/blob-reader';
-import { ChunkReadAhead, READ_AHEAD_WINDOW, ReadAheadBudget, readAheadBytesFromEnv } from '../../server/transports/mqtt/chunk-read-ahead';
+import {
+  CHUNKS_PER_SMALL_WINDOW,
+  CHUNKS_PER_WINDOW,
+  ChunkReadAhead,
+  READ_AHEAD_WINDOW,
+  ReadAheadBudget,
+  readAheadBytesFromEnv,
+} from '../../server/transports/mqtt/chunk-read-ahead';
 import { chunkRange } from '../../server/transports/firmware-download';
 
 /** A blob reader over real files that counts its reads. */
@@ -161,6 +168,30 @@ describe('MQTT chunk read-ahead', () => {
     expect(budget.held).to.be.at.most(3 * READ_AHEAD_WINDOW);
     ahead.clear();
     expect(budget.held).to.equal(0);
+  });
+
+  it('reads large chunks many to a read, fewer when the budget is short', async () => {
+    const size = 65_536;
+    const fetchAll = async (ahead: ChunkReadAhead, budget: ReadAheadBudget): Promise<number> => {
+      let most = 0;
+      for (let i = 0; ; i++) {
+        const { start, end } = chunkRange(big.length, size, i);
+        if (end === start) return most;
+        const chunk = await ahead.read(BIG, start, end, big.length);
+        expect(chunk.equals(big.subarray(start, end)), `chunk ${i}`).to.equal(true);
+        most = Math.max(most, budget.held);
+      }
+    };
+    const roomy = new ReadAheadBudget(4 * 1024 * 1024);
+    await fetchAll(new ChunkReadAhead(reader, roomy), roomy);
+    expect(reader.reads).to.equal(Math.ceil(big.length / (CHUNKS_PER_WINDOW * size)));
+
+    reader.reads = 0;
+    // Room for two windows of four chunks, not for one of sixteen.
+    const short = new ReadAheadBudget(2 * CHUNKS_PER_SMALL_WINDOW * size + 1000);
+    expect(await fetchAll(new ChunkReadAhead(reader, short), short)).to.be.at.most(short.max);
+    // (The last window, what is left of the blob, may fit where a full one would not.)
+    expect(reader.reads).to.be.within(Math.floor(big.length / (CHUNKS_PER_SMALL_WINDOW * size)), Math.ceil(big.length / (CHUNKS_PER_SMALL_WINDOW * size)));
   });
 
   it('reads its cap from OTA_MQTT_READ_AHEAD_BYTES', () => {
