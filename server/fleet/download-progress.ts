@@ -85,9 +85,12 @@ export class DownloadProgress {
     const e = Math.max(s, Math.min(end, size));
     const key = `${deviceId}:${type}`;
     const waiting = this.pending.get(key);
-    // The common case, chunk after chunk of one package: merged in place.
+    // The common case, chunk after chunk of one package: merged in place; the next chunk in order
+    // only moves the end of the last range (no merge: this runs for every chunk a device is sent).
     if (waiting && waiting.packageId === packageId && waiting.tenantId === tenantId) {
-      if (e > s) merge(waiting.ranges, s, e);
+      const last = waiting.ranges[waiting.ranges.length - 1];
+      if (last && last[0] <= s && s <= last[1]) last[1] = Math.max(last[1], e);
+      else if (e > s) merge(waiting.ranges, s, e);
       waiting.ts = Math.max(waiting.ts, ts);
     } else this.pending.set(key, { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts });
     if (this.pending.size >= this.settings.maxPending) void this.flush();

@@ -23,13 +23,18 @@ export class BlobReader {
     private readonly max = 32,
   ) {}
 
-  /** Bytes `[start, end)` of the blob. Rejects when the blob cannot be read (gone, say). */
-  async read(sha256: string, start: number, end: number): Promise<Buffer> {
+  /**
+   * Bytes `[start, end)` of the blob. Rejects when the blob cannot be read (gone, say). `into`, at
+   * least `end - start` bytes long, is read into and its start answered instead of a new buffer:
+   * a large buffer made afresh for every read costs the kernel more than the read (its pages are
+   * mapped and faulted in each time).
+   */
+  async read(sha256: string, start: number, end: number, into?: Buffer): Promise<Buffer> {
     const entry = this.entry(sha256);
     entry.reads += 1;
     try {
       const handle = await entry.handle;
-      const buf = Buffer.allocUnsafe(end - start);
+      const buf = into ? into.subarray(0, end - start) : Buffer.allocUnsafe(end - start);
       let filled = 0;
       while (filled < buf.length) {
         const { bytesRead } = await handle.read(buf, filled, buf.length - filled, start + filled);

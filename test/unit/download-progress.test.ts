@@ -187,5 +187,28 @@ describe('download progress seen from the server (issue 14)', () => {
         await transport.stop();
       }
     });
+
+    it('counts chunks sent out of order, with a gap, as the bytes they cover', async () => {
+      const h = harness();
+      const profile = await h.profile();
+      const pkg = await h.binaryPackage(profile, { title: 'mqtt-gaps', version: '1.0.0', bytes: randomBytes(10_000) });
+      const device = await h.device(profile, { firmwareId: pkg.id });
+      const transport = new MqttTransport(h.engine.deviceContext, { port: 0, host: '127.0.0.1' });
+      const { port } = await transport.start();
+      const d = await MqttDevice.connect(`mqtt://127.0.0.1:${port}`, device.accessToken);
+      const served = () => h.engine.downloads.of(h.tenantId, device.id as DeviceId, 'FIRMWARE');
+      try {
+        await d.subscribe(['v2/fw/response/+/chunk/+']);
+        // Chunks 4 and 0 (a gap between), then 1 inside the gap, then 4 again and 3: 4,000 of 10,000 bytes.
+        for (const n of [4, 0, 1, 4, 3]) await d.ask(`v2/fw/request/1/chunk/${n}`, '1000', `v2/fw/response/1/chunk/${n}`);
+        expect(await served()).to.include({ servedBytes: 4000, percent: 40 });
+        // Then the rest in order, and the gap closes.
+        for (const n of [2, 5, 6, 7, 8, 9]) await d.ask(`v2/fw/request/1/chunk/${n}`, '1000', `v2/fw/response/1/chunk/${n}`);
+        expect(await served()).to.include({ servedBytes: 10_000, percent: 100 });
+      } finally {
+        d.client.end(true);
+        await transport.stop();
+      }
+    });
   });
 });

@@ -564,6 +564,38 @@ describe('MQTT transport', function () {
       expect((await d.ask('v2/fw/request/1/chunk/1', '1024', 'v2/fw/response/1/chunk/1')).qos).to.equal(0);
     });
 
+    it('sends each chunk its own bytes while the device reads slowly and answers wait in the socket', async () => {
+      // More than loopback's socket buffers hold: most answers wait in the server's socket while the
+      // device reads nothing, so the windows they were cut from must not be read into again meanwhile.
+      const bytes = randomBytes(16 * 1024 * 1024);
+      const size = 64 * 1024;
+      const n = bytes.length / size;
+      const slowPkg = await h.binaryPackage(profile, { title: 'slow-fw', version: '1.0.0', bytes });
+      const slow = await h.device(profile, { name: 'slow-reader', firmwareId: slowPkg.id });
+      const r = await raw(4);
+      await r.connect({ username: slow.accessToken });
+      const answered = new Promise<void>((resolve) => {
+        let sent = 0;
+        const count = (ev: UplinkEvent): void => {
+          if (ev.kind !== 'download' || ev.deviceId !== slow.id || ++sent < n) return;
+          h.engine.events.off('uplink', count);
+          resolve();
+        };
+        h.engine.events.on('uplink', count);
+      });
+      r.socket.pause();
+      for (let i = 0; i < n; i++)
+        r.send({ cmd: 'publish', topic: `v2/fw/request/1/chunk/${i}`, payload: Buffer.from(String(size)), qos: 1, messageId: i + 1, dup: false, retain: false });
+      // Every answer written (most into the socket's queue), then read.
+      await answered;
+      r.socket.resume();
+      for (let i = 0; i < n; i++) {
+        const chunk = (await r.packets.next((p) => p.cmd === 'publish', 20_000, `chunk ${i}`)) as IPublishPacket;
+        expect(chunk.topic).to.equal(`v2/fw/response/1/chunk/${i}`);
+        expect(Buffer.from(chunk.payload).equals(bytes.subarray(i * size, (i + 1) * size)), `bytes of chunk ${i}`).to.equal(true);
+      }
+    });
+
     it('sends the PUBACK of a chunk request before the chunk', async () => {
       const r = await raw(4);
       await r.connect({ username: device.accessToken });

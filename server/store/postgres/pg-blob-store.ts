@@ -159,9 +159,9 @@ class CachingBlobReader extends BlobReader {
     super((sha) => store.pathOf(sha), max);
   }
 
-  override async read(sha256: string, start: number, end: number): Promise<Buffer> {
+  override async read(sha256: string, start: number, end: number, into?: Buffer): Promise<Buffer> {
     await this.store.fetch(sha256);
-    return super.read(sha256, start, end);
+    return super.read(sha256, start, end, into);
   }
 }
 

@@ -59,9 +59,10 @@ export class FirmwareChunks {
 
   /**
    * What to answer `req`. `effectivePackage` is asked only on the first request of an id: the
-   * device's package as it is now (its own slot, else its profile's).
+   * device's package as it is now (its own slot, else its profile's). A request of an id already
+   * bound is answered at once, without a promise: a download asks thousands of times.
    */
-  async answer(req: ChunkRequest, effectivePackage: (type: OtaPackageType) => Promise<DevicePackage>): Promise<ChunkAnswer> {
+  answer(req: ChunkRequest, effectivePackage: (type: OtaPackageType) => Promise<DevicePackage>): ChunkAnswer | Promise<ChunkAnswer> {
     const key = `${req.type}/${req.requestId}`;
     const text = req.payload.toString('utf8');
     let size: number;
@@ -79,20 +80,28 @@ export class FirmwareChunks {
     const index = parseJavaInt(req.chunk);
     if (index === null) return { ok: false, status: 'FAILURE', detail: `chunk index ${req.chunk} is out of range` };
 
-    let pkg = this.bound.get(key);
-    if (!pkg) {
-      const found = await effectivePackage(req.type);
-      if ('error' in found) {
-        const what = req.type === 'FIRMWARE' ? 'firmware' : 'software';
-        return { ok: false, status: found.error, detail: found.error === 'NOT_FOUND' ? `no ${what} assigned` : `the ${what} assigned has a URL, no bytes here` };
-      }
-      pkg = { id: found.pkg.id, blobSha256: found.pkg.blobSha256, dataSize: found.pkg.dataSize };
-      remember(this.bound, key, pkg);
-    }
-    const { start, end } = chunkRange(pkg.dataSize, size, index);
-    if (end - start > MAX_PUBLISH_PAYLOAD) return { ok: false, status: 'PAYLOAD_TOO_LARGE', detail: `${end - start} bytes do not fit in one MQTT message; ask in chunks` };
-    return { ok: true, topic: chunkResponseTopic(req.type, req.requestId, index), pkg, type: req.type, start, end };
+    const pkg = this.bound.get(key);
+    return pkg ? cut(req, pkg, size, index) : this.bind(key, req, size, index, effectivePackage);
   }
+
+  /** The first request of an id: binds it to the device's effective package, then answers it. */
+  private async bind(key: string, req: ChunkRequest, size: number, index: number, effectivePackage: (type: OtaPackageType) => Promise<DevicePackage>): Promise<ChunkAnswer> {
+    const found = await effectivePackage(req.type);
+    if ('error' in found) {
+      const what = req.type === 'FIRMWARE' ? 'firmware' : 'software';
+      return { ok: false, status: found.error, detail: found.error === 'NOT_FOUND' ? `no ${what} assigned` : `the ${what} assigned has a URL, no bytes here` };
+    }
+    const pkg = { id: found.pkg.id, blobSha256: found.pkg.blobSha256, dataSize: found.pkg.dataSize };
+    remember(this.bound, key, pkg);
+    return cut(req, pkg, size, index);
+  }
+}
+
+/** Chunk `index` of `size` bytes of the bound package. */
+function cut(req: ChunkRequest, pkg: BoundPackage, size: number, index: number): ChunkAnswer {
+  const { start, end } = chunkRange(pkg.dataSize, size, index);
+  if (end - start > MAX_PUBLISH_PAYLOAD) return { ok: false, status: 'PAYLOAD_TOO_LARGE', detail: `${end - start} bytes do not fit in one MQTT message; ask in chunks` };
+  return { ok: true, topic: chunkResponseTopic(req.type, req.requestId, index), pkg, type: req.type, start, end };
 }
 
 function remember<V>(map: Map<string, V>, key: string, value: V): void {

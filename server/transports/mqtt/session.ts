@@ -148,23 +148,40 @@ export class MqttSession implements PublishingSession {
     if (packet.cmd === 'connect') this.connectSeen = true;
     this.inbox.push(packet);
     if (this.inbox.length >= MAX_QUEUED) this.socket.pause();
-    if (!this.draining) void this.drain();
+    if (!this.draining) this.drain();
   }
 
-  private async drain(): Promise<void> {
+  /**
+   * Handles the packets waiting, in order. A packet handled at once (a chunk read ahead, a PINGREQ)
+   * costs no promise; one that waits (the store, a read) holds the others until it is done.
+   */
+  private drain(): void {
     this.draining = true;
     try {
       while (this.inbox.length && !this.isClosing) {
         const work = this.handle(this.inbox.shift() as Packet);
-        if (work) await work;
+        if (work) return void this.waitFor(work);
       }
     } catch (err) {
-      this.host.ctx.logger.error(`MQTT ${this.describe()}: ${(err as Error).message}`);
-      this.close('server-error', REASON.implementationSpecificError);
-    } finally {
-      this.draining = false;
-      if (!this.isClosing && this.socket.isPaused()) this.socket.resume();
+      this.failed(err);
     }
+    this.draining = false;
+    if (!this.isClosing && this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** Waits for a packet's work, then goes on with the packets that came meanwhile. */
+  private async waitFor(work: Promise<void>): Promise<void> {
+    try {
+      await work;
+    } catch (err) {
+      this.failed(err);
+    }
+    this.drain();
+  }
+
+  private failed(err: unknown): void {
+    this.host.ctx.logger.error(`MQTT ${this.describe()}: ${(err as Error).message}`);
+    this.close('server-error', REASON.implementationSpecificError);
   }
 
   private handle(p: Packet): Promise<void> | void {
@@ -258,7 +275,8 @@ export class MqttSession implements PublishingSession {
   }
 
   readAhead(): ChunkReadAhead {
-    this.ahead ??= new ChunkReadAhead(this.host.reader, this.host.readAheadBudget);
+    // A window's buffer is read into again only once nothing cut from it waits to be written.
+    this.ahead ??= new ChunkReadAhead(this.host.reader, this.host.readAheadBudget, () => this.held === null && this.socket.writableLength === 0);
     return this.ahead;
   }
 
