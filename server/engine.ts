@@ -51,6 +51,7 @@ import { RolloutDevices } from './rollouts/rollout-devices';
 import { RolloutDriver, rolloutTickFromEnv } from './rollouts/rollout-driver';
 import { createRolloutsApi } from './admin/rollouts-api';
 import { relayRevocations } from './devices/device-revocations';
+import { relayDeviceChanges } from './devices/device-changes';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -146,6 +147,7 @@ export class OtaEngine {
   ) {
     this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (n) => this.deliverHere(n as Notification));
     this.unrelayRevocations = relayRevocations(events, store.cluster, logger);
+    this.unrelayChanges = relayDeviceChanges(events, store.cluster, logger);
     this.app = express();
     this.app.disable('x-powered-by');
     this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
@@ -317,6 +319,7 @@ export class OtaEngine {
   private readonly answerDownload: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   private readonly unhearNotifications: () => void;
   private readonly unrelayRevocations: () => void;
+  private readonly unrelayChanges: () => void;
 
   /** A notification another instance decided: to this instance's sessions of the device, if any. */
   private deliverHere(n: Notification): void {
@@ -395,6 +398,7 @@ export class OtaEngine {
     this.unhearNotifications();
     await this.rolloutDriver.stop();
     this.unrelayRevocations();
+    this.unrelayChanges();
     this.deviceContext.lookups.close();
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();
