@@ -1,9 +1,9 @@
 /**
  * The dashboard's reads at fleet scale: BENCH_FLEET_DEVICES devices (default 50,000) of one tenant,
  * in two profiles, every one targeted by a firmware package and in some update state, on SQLite and
- * on PostgreSQL. Timed through the store's read model: the device page (first page by name, a deep
- * page, sorted by state, filtered to FAILED) and the counts behind `GET /api/ota/metrics` (per
- * package and per profile). Beside each, on the same database, the bare reference: the least SQL
+ * on PostgreSQL. Timed through the store's read model: the device page (the first page in every sort
+ * it offers, both ways; a deep page; filtered to FAILED) and the counts behind `GET /api/ota/metrics`
+ * (per package and per profile). BENCH_FLEET_ONLY picks the cases whose name holds it. Beside each, on the same database, the bare reference: the least SQL
  * that answers the same question, on the bare driver (the page's ids alone; the metrics' GROUP BY
  * over every targeted device, as the read model ran it before it kept counters).
  *
@@ -21,7 +21,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
 import { newId, type TenantId } from '../server/ids';
-import type { FleetReadModel } from '../server/store/fleet-read-model';
+import type { DeviceListSort, FleetReadModel } from '../server/store/fleet-read-model';
 import { openPgRepositories } from '../server/store/postgres/pg-repositories';
 import { openDatabase } from '../server/store/sqlite/database';
 import { SqliteFleetReadModel } from '../server/store/sqlite/fleet-read-model';
@@ -48,21 +48,41 @@ interface Case {
   reference: (s: Subject) => Promise<unknown>;
 }
 
-const CASES: readonly Case[] = [
+/** What the device page sorts by (DeviceListSort), and the bare query that lists the same first 20 ids. */
+const SORTS: ReadonlyArray<{ sort: DeviceListSort; reference: (dir: 'ASC' | 'DESC') => string }> = [
+  { sort: 'name', reference: (dir) => `SELECT id FROM devices WHERE tenant_id = ? ORDER BY lower(name) ${dir}, id ${dir} LIMIT 20` },
+  { sort: 'createdTime', reference: (dir) => `SELECT id FROM devices WHERE tenant_id = ? ORDER BY created_time ${dir}, id ${dir} LIMIT 20` },
   {
-    name: 'device page: first 20 by name',
-    ours: (s) => s.fleet.devicePage(s.tenantId, { type: 'FIRMWARE' }, { pageSize: 20, page: 0 }),
-    reference: (s) => s.bare('SELECT id FROM devices WHERE tenant_id = ? ORDER BY lower(name), id LIMIT 20', [s.tenantId]),
+    sort: 'deviceProfileName',
+    reference: (dir) => `SELECT d.id FROM devices d JOIN device_profiles p ON p.id = d.device_profile_id WHERE d.tenant_id = ? ORDER BY lower(p.name) ${dir}, d.id ${dir} LIMIT 20`,
   },
+  // The slot sorts: every device has a firmware state here, so the state table alone answers.
+  { sort: 'state', reference: (dir) => `SELECT device_id FROM ota_states WHERE tenant_id = ? AND type = 'FIRMWARE' ORDER BY state ${dir}, device_id ${dir} LIMIT 20` },
+  { sort: 'stateTs', reference: (dir) => `SELECT device_id FROM ota_states WHERE tenant_id = ? AND type = 'FIRMWARE' ORDER BY state_ts ${dir}, device_id ${dir} LIMIT 20` },
+  {
+    sort: 'currentVersion',
+    reference: (dir) => `SELECT device_id FROM ota_states WHERE tenant_id = ? AND type = 'FIRMWARE' ORDER BY current_version ${dir}, device_id ${dir} LIMIT 20`,
+  },
+  {
+    sort: 'targetVersion',
+    reference: (dir) =>
+      `SELECT s.device_id FROM ota_states s JOIN ota_packages p ON p.id = s.target_package_id WHERE s.tenant_id = ? AND s.type = 'FIRMWARE' ORDER BY p.version ${dir}, s.device_id ${dir} LIMIT 20`,
+  },
+];
+
+const ALL_CASES: readonly Case[] = [
+  // Every sort the device page offers, both ways: the first page, as the dashboard opens it.
+  ...SORTS.flatMap(({ sort, reference }) =>
+    (['ASC', 'DESC'] as const).map((dir): Case => ({
+      name: `device page: first 20 by ${sort} ${dir}`,
+      ours: (s) => s.fleet.devicePage(s.tenantId, { type: 'FIRMWARE' }, { pageSize: 20, page: 0, sortProperty: sort, sortOrder: dir }),
+      reference: (s) => s.bare(reference(dir), [s.tenantId]),
+    })),
+  ),
   {
     name: 'device page: page 1,000 of 20 by name',
     ours: (s) => s.fleet.devicePage(s.tenantId, { type: 'FIRMWARE' }, { pageSize: 20, page: 1000 }),
     reference: (s) => s.bare('SELECT id FROM devices WHERE tenant_id = ? ORDER BY lower(name), id LIMIT 20 OFFSET 20000', [s.tenantId]),
-  },
-  {
-    name: 'device page: first 20 by state',
-    ours: (s) => s.fleet.devicePage(s.tenantId, { type: 'FIRMWARE' }, { pageSize: 20, page: 0, sortProperty: 'state' }),
-    reference: (s) => s.bare("SELECT device_id FROM ota_states WHERE tenant_id = ? AND type = 'FIRMWARE' ORDER BY state, device_id LIMIT 20", [s.tenantId]),
   },
   {
     name: 'device page: FAILED, newest first',
@@ -86,6 +106,9 @@ const CASES: readonly Case[] = [
       ),
   },
 ];
+
+/** BENCH_FLEET_ONLY: the cases whose name holds it (e.g. `by state`); unset, all of them. */
+const CASES: readonly Case[] = process.env.BENCH_FLEET_ONLY ? ALL_CASES.filter((c) => c.name.includes(process.env.BENCH_FLEET_ONLY as string)) : ALL_CASES;
 
 /** The fleet, as rows both databases take: tenants, two profiles, a package, devices, their states. */
 function fleetRows(n: number): { tenantId: string; profiles: string[]; packageId: string; devices: unknown[][]; states: unknown[][] } {
@@ -253,4 +276,11 @@ async function run(): Promise<void> {
   printTable(['database', 'read', 'ours ms (median)', 'bare reference ms (median)', 'ratio (reference ÷ ours)', 'longest event-loop stall ms'], rows);
   console.log();
   console.log('ratio: 1.00× = as fast as the bare query; the stall is the longest the event loop waited while our reads ran');
+}
+
+if (require.main === module) {
+  run().catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
 }

@@ -52,6 +52,7 @@ import { RolloutDriver, rolloutTickFromEnv } from './rollouts/rollout-driver';
 import { createRolloutsApi } from './admin/rollouts-api';
 import { relayRevocations } from './devices/device-revocations';
 import { groupNotifications, ungroupNotifications, type NotificationGroup } from './cluster-notifications';
+import { relayDeviceChanges } from './devices/device-changes';
 
 export const DEFAULTS = {
   httpPort: 8080,
@@ -151,6 +152,7 @@ export class OtaEngine {
       else this.deliverHere(heard as Notification);
     });
     this.unrelayRevocations = relayRevocations(events, store.cluster, logger);
+    this.unrelayChanges = relayDeviceChanges(events, store.cluster, logger);
     this.app = express();
     this.app.disable('x-powered-by');
     this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
@@ -325,6 +327,7 @@ export class OtaEngine {
   private readonly answerDownload: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   private readonly unhearNotifications: () => void;
   private readonly unrelayRevocations: () => void;
+  private readonly unrelayChanges: () => void;
 
   /** A notification another instance decided: to this instance's sessions of the device, if any. */
   private deliverHere(n: Notification): void {
@@ -403,6 +406,7 @@ export class OtaEngine {
     this.unhearNotifications();
     await this.rolloutDriver.stop();
     this.unrelayRevocations();
+    this.unrelayChanges();
     this.deviceContext.lookups.close();
     this.pipeline.queue.stop();
     this.pipeline.tracker.stop();

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { DeviceId, TenantId } from './ids';
+import type { DeviceId, DeviceProfileId, TenantId } from './ids';
 import type { Device } from './store/devices';
 import type { DeviceProfile } from './store/device-profiles';
 import type { AssignmentEvent } from './pipeline/notify-queue';
@@ -21,7 +21,15 @@ export interface EngineEventMap {
    * for a local `deviceDeleted` or re-keying `deviceSaved`.
    */
   deviceRevoked: [DeviceRevocation];
+  /**
+   * A device was saved on another instance sharing the store (its name, label, profile or packages;
+   * not its credentials: that is `deviceRevoked`), heard on the cluster bus: sessions here that hold
+   * it read it again (device-changes.ts).
+   */
+  deviceChangedElsewhere: [{ tenantId: TenantId; deviceId: DeviceId }];
   deviceProfileSaved: [{ before: DeviceProfile | null; after: DeviceProfile }];
+  /** A device profile was saved on another instance (its payload type, schemas, packages): as `deviceChangedElsewhere`. */
+  deviceProfileChangedElsewhere: [{ tenantId: TenantId; profileId: DeviceProfileId }];
   deviceProfileDeleted: [{ profile: DeviceProfile }];
   packageSaved: [{ before: OtaPackage | null; after: OtaPackage }];
   packageDeleted: [{ pkg: OtaPackage }];

@@ -3,9 +3,10 @@ import type { EngineEvents } from '../events';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import type { Logger } from '../logger';
 import type { UplinkEvent } from '../pipeline/uplink';
-import { covered, merge, type ServedBytes, type ServedTotals } from '../store/download-progress';
+import { covered, MAX_RANGES, merge, type ServedBytes, type ServedTotals } from '../store/download-progress';
 import type { OtaPackageType } from '../store/ota-packages';
 import type { Store } from '../store/store';
+import type { ClusterBus } from '../store/cluster-bus';
 
 export { merge } from '../store/download-progress';
 
@@ -30,6 +31,14 @@ export function downloadFlushMsFromEnv(env: NodeJS.ProcessEnv): number {
   if (!Number.isInteger(n) || n < 10 || n > 60_000) throw new Error(`OTA_DOWNLOAD_PROGRESS_FLUSH_MS must be a whole number of milliseconds from 10 to 60000, not '${raw}'`);
   return n;
 }
+
+/** The cluster bus topic of bytes served, sent to the other instances before they reach the store. */
+export const SERVED_TOPIC = 'download-progress';
+/** How often served bytes go on the bus (ms): what another instance shows is this much behind at most. */
+const LIVE_MS = 250;
+/** Messages per send at most (PostgreSQL NOTIFY takes under 8000 bytes each): 8 a second; the rest comes through the store. */
+const MAX_LIVE_MESSAGES = 2;
+const MAX_LIVE_BYTES = 7000;
 
 /** How far a device's download of its current package got, from the bytes the server sent it. */
 export interface DownloadProgressView {
@@ -62,13 +71,19 @@ export interface DownloadProgressSettings {
 export class DownloadProgress {
   private pending = new Map<string, ServedBytes>();
   private timer: NodeJS.Timeout | null = null;
+  /** Served here since the last send on the bus. */
+  private live = new Map<string, ServedBytes>();
+  private liveTimer: NodeJS.Timeout | null = null;
+  private toldAt = 0;
+  /** Served by other instances and heard on the bus, until their own write is surely in the store. */
+  private readonly heard = new Map<string, ServedBytes & { until: number }>();
   /** The write under way (they run one after another); never rejects. */
   private writing: Promise<void> = Promise.resolve();
   private readonly unhook: () => void;
 
   constructor(
     events: EngineEvents,
-    private readonly store: Pick<Store, 'transaction' | 'downloads'>,
+    private readonly store: Pick<Store, 'transaction' | 'downloads'> & { cluster?: ClusterBus },
     private readonly settings: DownloadProgressSettings,
     private readonly logger: Pick<Logger, 'warn'>,
   ) {
@@ -76,7 +91,11 @@ export class DownloadProgress {
       if (ev.kind === 'download') this.served(ev.tenantId, ev.deviceId, ev.type, ev.packageId, ev.size, ev.offset, ev.offset + ev.bytes, ev.ts);
     };
     events.on('uplink', listener);
-    this.unhook = () => events.off('uplink', listener);
+    const unhear = store.cluster?.subscribe(SERVED_TOPIC, (m) => this.hear(m));
+    this.unhook = () => {
+      events.off('uplink', listener);
+      unhear?.();
+    };
   }
 
   /** Counts bytes `[start, end)` of a package sent to a device. */
@@ -95,6 +114,79 @@ export class DownloadProgress {
     } else this.pending.set(key, { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts });
     if (this.pending.size >= this.settings.maxPending) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.settings.flushMs).unref();
+    if (this.store.cluster) {
+      const told = this.live.get(key);
+      if (told && told.packageId === packageId && told.tenantId === tenantId) {
+        if (e > s) merge(told.ranges, s, e);
+        told.ts = Math.max(told.ts, ts);
+      } else if (this.live.size < this.settings.maxPending) this.live.set(key, { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts });
+      // At once after a quiet spell, then at most every LIVE_MS.
+      this.liveTimer ??= setTimeout(() => this.tell(), Math.max(0, this.toldAt + Math.min(LIVE_MS, this.settings.flushMs) - Date.now())).unref();
+    }
+  }
+
+  /**
+   * Several instances: what was served here since the last send goes on the bus, so another
+   * instance's dashboard shows it before this one writes it (every flushMs). A few messages a
+   * second at most, whatever the number of downloads: entries past them wait for the store.
+   */
+  private tell(): void {
+    this.liveTimer = null;
+    const bus = this.store.cluster;
+    if (!bus || !this.live.size) return;
+    this.toldAt = Date.now();
+    const entries = [...this.live.values()];
+    this.live = new Map();
+    const messages: ServedBytes[][] = [];
+    let bytes = 0;
+    for (const entry of entries) {
+      const size = JSON.stringify(entry).length;
+      if (!messages.length || bytes + size > MAX_LIVE_BYTES) {
+        if (messages.length === MAX_LIVE_MESSAGES) break;
+        messages.push([]);
+        bytes = 0;
+      }
+      (messages[messages.length - 1] as ServedBytes[]).push(entry);
+      bytes += size;
+    }
+    bus.publish(SERVED_TOPIC, messages).catch((err: Error) => this.logger.warn(`cannot tell the other instances of bytes served: ${err.message}`));
+  }
+
+  /** Bytes another instance served, kept until its own write is surely in the store (two of its flush periods). */
+  private hear(message: unknown): void {
+    if (!Array.isArray(message)) return;
+    const until = Date.now() + 2 * this.settings.flushMs + 1000;
+    for (const m of message as unknown[]) {
+      const e = asServed(m);
+      if (!e) continue;
+      const key = `${e.deviceId}:${e.type}`;
+      const known = this.heard.get(key);
+      if (known && known.packageId === e.packageId && known.tenantId === e.tenantId) {
+        for (const [a, b] of e.ranges) merge(known.ranges, a, b);
+        known.ts = Math.max(known.ts, e.ts);
+        known.until = until;
+      } else {
+        if (!known && this.heard.size >= this.settings.maxPending) this.heard.delete(this.heard.keys().next().value as string);
+        this.heard.set(key, { ...e, until });
+      }
+    }
+  }
+
+  /** A row read from the store with what was heard of it on the bus since (served elsewhere, not written yet). */
+  private withHeard(row: ServedBytes | undefined, tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType): ServedBytes | undefined {
+    const key = `${deviceId}:${type}`;
+    const h = this.heard.get(key);
+    if (!h) return row;
+    if (h.until < Date.now()) {
+      this.heard.delete(key);
+      return row;
+    }
+    if (h.tenantId !== tenantId) return row;
+    if (!row || (row.packageId !== h.packageId && row.ts < h.ts)) return { ...h, ranges: h.ranges.map(([a, b]) => [a, b] as [number, number]) };
+    if (row.packageId !== h.packageId) return row;
+    const ranges = row.ranges.map(([a, b]) => [a, b] as [number, number]);
+    for (const [a, b] of h.ranges) merge(ranges, a, b);
+    return { ...row, ranges, ts: Math.max(row.ts, h.ts) };
   }
 
   /** Writes what waits; resolves once it (and every write before it) is in the store. */
@@ -114,14 +206,27 @@ export class DownloadProgress {
   async of(tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType): Promise<DownloadProgressView | null> {
     await this.flush();
     const r = await this.store.downloads.get(tenantId, [deviceId]);
-    const t = r.find((x) => x.type === type);
+    const t = this.withHeard(
+      r.find((x) => x.type === type),
+      tenantId,
+      deviceId,
+      type,
+    );
     return t ? view(t) : null;
   }
 
   /** The progress of these devices of the tenant, keyed `deviceId:type`. */
   async ofDevices(tenantId: TenantId, deviceIds: readonly DeviceId[]): Promise<Map<string, DownloadProgressView>> {
     await this.flush();
-    return new Map((await this.store.downloads.get(tenantId, deviceIds)).map((t) => [`${t.deviceId}:${t.type}`, view(t)]));
+    const rows = new Map((await this.store.downloads.get(tenantId, deviceIds)).map((t) => [`${t.deviceId}:${t.type}`, t]));
+    const out = new Map<string, DownloadProgressView>();
+    for (const deviceId of deviceIds) {
+      for (const type of ['FIRMWARE', 'SOFTWARE'] as const) {
+        const t = this.withHeard(rows.get(`${deviceId}:${type}`), tenantId, deviceId, type);
+        if (t) out.set(`${deviceId}:${type}`, view(t));
+      }
+    }
+    return out;
   }
 
   /** The fleet figure: devices with bytes served, and the distinct bytes served over the bytes of their packages. */
@@ -155,8 +260,27 @@ export class DownloadProgress {
   /** Stops listening and writes what waits. */
   close(): Promise<void> {
     this.unhook();
+    if (this.liveTimer) clearTimeout(this.liveTimer);
+    this.liveTimer = null;
+    this.live.clear();
+    this.heard.clear();
     return this.flush();
   }
+}
+
+/** A served-bytes entry heard on the bus, checked field by field; null when malformed. */
+function asServed(m: unknown): ServedBytes | null {
+  if (!m || typeof m !== 'object') return null;
+  const { tenantId, deviceId, type, packageId, size, ranges, ts } = m as Record<string, unknown>;
+  if (typeof tenantId !== 'string' || typeof deviceId !== 'string' || typeof packageId !== 'string') return null;
+  if (type !== 'FIRMWARE' && type !== 'SOFTWARE') return null;
+  if (typeof size !== 'number' || typeof ts !== 'number' || !Array.isArray(ranges) || ranges.length > MAX_RANGES) return null;
+  const clean: Array<[number, number]> = [];
+  for (const r of ranges as unknown[]) {
+    if (!Array.isArray(r) || typeof r[0] !== 'number' || typeof r[1] !== 'number' || !(r[0] <= r[1])) return null;
+    clean.push([r[0], r[1]]);
+  }
+  return { tenantId: tenantId as TenantId, deviceId: deviceId as DeviceId, type, packageId: packageId as OtaPackageId, size, ranges: clean, ts };
 }
 
 function view(t: ServedBytes): DownloadProgressView {

@@ -1,8 +1,8 @@
 import type { ClusterBus } from '../store/cluster-bus';
-import type { DeviceProfileRepository } from '../store/device-profiles';
+import type { DeviceProfile, DeviceProfileRepository } from '../store/device-profiles';
 import type { Device, DeviceRepository } from '../store/devices';
 import type { EngineEvents } from '../events';
-import type { DeviceId, TenantId } from '../ids';
+import type { DeviceId, DeviceProfileId, TenantId } from '../ids';
 import type { Logger } from '../logger';
 import type { OtaPackageRepository, OtaPackageType } from '../store/ota-packages';
 import { devicePackage, type DevicePackage } from './firmware-download';
@@ -11,7 +11,7 @@ import { devicePackage, type DevicePackage } from './firmware-download';
 export const LOOKUP_INVALIDATION_TOPIC = 'lookup-cache';
 
 export interface LookupCacheLimits {
-  /** Entries per cache (tokens; device packages) before the least recently used goes (`OTA_LOOKUP_CACHE_MAX_ENTRIES`). */
+  /** Entries per cache (tokens; device packages; profiles) before the least recently used goes (`OTA_LOOKUP_CACHE_MAX_ENTRIES`). */
   maxEntries: number;
   /**
    * How long an entry is trusted (`OTA_LOOKUP_CACHE_TTL_MS`): the bound on staleness should an
@@ -43,7 +43,8 @@ export function lookupCacheLimitsFromEnv(env: NodeJS.ProcessEnv): LookupCacheLim
 
 /**
  * What to forget, as sent between instances: a device (by id and by the tokens it had and has), or
- * every device's package (a profile or a package changed: rare, and a profile reaches many devices).
+ * every device's package and every profile (a profile or a package changed: rare, and a profile
+ * reaches many devices).
  */
 export type LookupInvalidation = { deviceId: string; tokens: string[] } | { packages: 'all' };
 
@@ -97,15 +98,16 @@ export interface DeviceLookupDeps {
 }
 
 /**
- * The per-request lookups of the device download paths, cached per instance (issue 9): access token
- * -> device, and device -> its effective package (with the blob it is read from). A hit costs a map
+ * The per-request lookups of the device paths, cached per instance (issue 9): access token ->
+ * device, device -> its effective package (with the blob it is read from), and device profile (its
+ * payload type and protobuf schemas, read on every MQTT CONNECT and CoAP uplink). A hit costs a map
  * lookup instead of one to three store queries.
  *
  * Invalidation, so that a stale entry never serves another device's or a deleted package's bytes
  * nor accepts an old token:
  * - here, on the engine's events (emitted after each commit): a device saved (token, slots,
  *   profile) or deleted forgets that device; a profile or package saved or deleted forgets every
- *   device's package;
+ *   device's package and every profile;
  * - on the other instances sharing the store, by the same message on the cluster bus;
  * - a load that started before an invalidation is not cached (a generation count), so a value read
  *   just before a commit cannot outlive it;
@@ -117,6 +119,7 @@ export class DeviceLookups {
   /** The token each cached device was found by, to forget it by device id. */
   private readonly tokenOf = new Map<string, string>();
   private readonly packages: LruTtl<{ tenantId: TenantId; found: DevicePackage }>;
+  private readonly profiles: LruTtl<DeviceProfile>;
   private generation = 0;
   /** Invalidations of this tick, sent to the other instances in one message batch. */
   private outbox: LookupInvalidation[] = [];
@@ -128,6 +131,7 @@ export class DeviceLookups {
   ) {
     this.tokens = new LruTtl(limits.maxEntries);
     this.packages = new LruTtl(limits.maxEntries);
+    this.profiles = new LruTtl(limits.maxEntries);
     const { events } = deps;
     // A new device is in no instance's cache (unknown tokens and ids are not cached): forgotten
     // here only, which keeps bulk creation free of bus traffic.
@@ -174,14 +178,27 @@ export class DeviceLookups {
     const device = await this.deps.devices.findById(tenantId, deviceId);
     // A device that is gone has nothing: not cached, its id will not come back.
     if (!device) return { error: 'NOT_FOUND' };
-    const found = await devicePackage(device, type, this.deps);
+    const found = await devicePackage(device, type, { profiles: { findById: (t, id) => this.profileOf(t, id) }, packages: this.deps.packages });
     if (generation === this.generation && this.limits.ttlMs > 0) this.packages.set(key, { tenantId, found }, now + this.limits.ttlMs);
     return found;
   }
 
-  /** Entries held now (tokens, device packages), for tests and diagnostics. */
-  get size(): { tokens: number; packages: number } {
-    return { tokens: this.tokens.size, packages: this.packages.size };
+  /** A profile of the tenant as it is now (the protobuf check of MQTT CONNECT and CoAP uplinks), or null. */
+  async profileOf(tenantId: TenantId, profileId: DeviceProfileId): Promise<DeviceProfile | null> {
+    const key = `${tenantId}/${profileId}`;
+    const now = this.deps.now();
+    const hit = this.profiles.get(key, now);
+    if (hit) return hit;
+    const generation = this.generation;
+    const profile = await this.deps.profiles.findById(tenantId, profileId);
+    // An unknown profile is not cached: a device names only its own, which exists.
+    if (profile && generation === this.generation && this.limits.ttlMs > 0) this.profiles.set(key, profile, now + this.limits.ttlMs);
+    return profile;
+  }
+
+  /** Entries held now (tokens, device packages, profiles), for tests and diagnostics. */
+  get size(): { tokens: number; packages: number; profiles: number } {
+    return { tokens: this.tokens.size, packages: this.packages.size, profiles: this.profiles.size };
   }
 
   /** Stops listening to the engine's events and the bus. */
@@ -189,6 +206,7 @@ export class DeviceLookups {
     for (const u of this.unhook.splice(0)) u();
     this.tokens.clear();
     this.packages.clear();
+    this.profiles.clear();
     this.tokenOf.clear();
   }
 
@@ -210,7 +228,10 @@ export class DeviceLookups {
 
   private forget(m: LookupInvalidation): void {
     this.generation += 1;
-    if ('packages' in m) return this.packages.clear();
+    if ('packages' in m) {
+      this.packages.clear();
+      return this.profiles.clear();
+    }
     const token = this.tokenOf.get(m.deviceId);
     if (token !== undefined) this.tokens.delete(token);
     this.tokenOf.delete(m.deviceId);

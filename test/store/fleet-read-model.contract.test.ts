@@ -245,6 +245,48 @@ function fleetContract(get: () => Fixture): void {
       }
     });
 
+    it('pages the whole fleet in every sort, both ways, as the joined (filtered) list does, ties and NULLs included', async () => {
+      const v1 = await pkg('FIRMWARE', 'thermo', '1.0');
+      const v1b = await pkg('FIRMWARE', 'hygro', '1.0'); // the same version: one run with v1
+      const v2 = await pkg('FIRMWARE', 'thermo', '2.0');
+      const gone = newId<'OTA_PACKAGE'>(); // a target no package of the tenant's is (deleted)
+      const softOnly = await pkg('SOFTWARE', 'app', '0.1');
+      // 'gateways' and 'Gateways' sort as one name, whatever the case.
+      const profiles = [profileId, await profile('gateways'), await profile('Gateways'), await profile('Zeta')];
+      const devices: Device[] = [];
+      for (let i = 0; i < 14; i++) devices.push(await device(`dev-${i}`, { deviceProfileId: profiles[i % profiles.length]!, createdTime: 1000 + (i % 3) }));
+      const rows: Array<[number, StateRow]> = [
+        [0, { state: 'FAILED', ts: 5, current: ['thermo', '0.9'], target: v1.id }],
+        [1, { state: null, ts: 5, target: v2.id }],
+        [2, { state: 'QUEUED', ts: 7, current: ['thermo', '1.0'], target: v1b.id }],
+        [3, { state: 'UPDATED', ts: 5, current: ['thermo', '2.0'], target: v2.id }],
+        [4, { state: 'QUEUED', ts: 1, target: null }],
+        [5, { state: 'DOWNLOADING', ts: 9, current: ['hygro', '1.0'], target: gone }],
+        [7, { state: 'QUEUED', ts: 7, current: ['thermo', '0.9'], target: v1.id }],
+        [9, { state: 'FAILED', ts: 2, current: ['thermo', '1.0'], target: v2.id }],
+      ];
+      for (const [i, s] of rows) await state(devices[i]!, 'FIRMWARE', s);
+      await state(devices[6]!, 'SOFTWARE', { state: 'UPDATED', ts: 1, target: softOnly.id }); // another slot only
+      await device('dev-theirs', { tenantId: (await f.tenants.createTenant('other')).id, deviceProfileId: await profile('other') });
+      for (const sortProperty of ['state', 'stateTs', 'currentVersion', 'targetVersion', 'deviceProfileName', 'name', 'createdTime'] as const) {
+        for (const sortOrder of ['ASC', 'DESC'] as const) {
+          const all = async (filter: Parameters<FleetReadModel['devicePage']>[1], pageSize: number): Promise<string[]> => {
+            const out: string[] = [];
+            for (let pageNo = 0; pageNo * pageSize < 17; pageNo++) {
+              const got = await f.fleet.devicePage(tenantId, filter, { pageSize, page: pageNo, sortProperty, sortOrder });
+              expect(got.totalElements).to.equal(14);
+              out.push(...got.data.map((r) => r.id));
+            }
+            return out;
+          };
+          // Every device's name holds 'dev-': the text filter takes the joined query, over the same devices.
+          const joined = await all({ type: 'FIRMWARE', textSearch: 'dev-' }, 14);
+          expect(joined).to.have.length(14);
+          for (const pageSize of [1, 3, 5, 14]) expect(await all({ type: 'FIRMWARE' }, pageSize), `${sortProperty} ${sortOrder}, pages of ${pageSize}`).to.deep.equal(joined);
+        }
+      }
+    });
+
     it("never shows another tenant's devices, by page or by id", async () => {
       const mine = await device('mine');
       const otherTenant = (await f.tenants.createTenant('other')).id;

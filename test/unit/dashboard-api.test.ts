@@ -211,13 +211,24 @@ describe('dashboard API, live stream and /metrics', () => {
     it('answers from SQL alone for 50,000 devices: count, a deep page, state filter, sort and text', async function () {
       this.timeout(120_000);
       const h = harness();
-      const ids = h.insertDevices(sensors, 50_000, 'bulk');
-      const db = h.openDb();
-      try {
-        const insert = db.prepare("INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error, target_package_id) VALUES (?, ?, 'FIRMWARE', ?, ?, ?, ?)");
-        db.transaction(() => ids.forEach((id, i) => insert.run(id, h.tenantId, i % 10 === 0 ? 'FAILED' : 'UPDATED', T0 + i, i % 10 === 0 ? `error ${i}` : null, fw.id)))();
-      } finally {
-        db.close();
+      // Written in slices with the event loop given back between them, as another writer would: one
+      // synchronous write of 100,000 rows held the server's loop for seconds under load, and its
+      // keep-alive timer then closed the client's idle connection just as the next request went out.
+      for (let from = 0; from < 50_000; from += 5000) {
+        const slice = h.insertDevices(sensors, 5000, 'bulk', from);
+        const db = h.openDb();
+        try {
+          const insert = db.prepare("INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error, target_package_id) VALUES (?, ?, 'FIRMWARE', ?, ?, ?, ?)");
+          db.transaction(() =>
+            slice.forEach((id, k) => {
+              const i = from + k;
+              insert.run(id, h.tenantId, i % 10 === 0 ? 'FAILED' : 'UPDATED', T0 + i, i % 10 === 0 ? `error ${i}` : null, fw.id);
+            }),
+          )();
+        } finally {
+          db.close();
+        }
+        await new Promise((resolve) => setImmediate(resolve));
       }
       const all = await list(`deviceProfileId=${sensors.id}&pageSize=100&page=250&sortProperty=createdTime`);
       expect(all.totalElements).to.equal(50_002);

@@ -6,6 +6,7 @@ import type { DeviceProfile } from '../../server/store/device-profiles';
 import type { Device } from '../../server/store/devices';
 import type { OtaPackage } from '../../server/store/ota-packages';
 import { DeviceLookups, LOOKUP_INVALIDATION_TOPIC, lookupCacheLimitsFromEnv, type LookupInvalidation } from '../../server/transports/device-lookups';
+import { eventually } from '../support/eventually';
 
 const TENANT = 'tenant-1' as TenantId;
 const OTHER_TENANT = 'tenant-2' as TenantId;
@@ -278,11 +279,27 @@ describe('device lookup caches', () => {
     expect(await l.deviceByToken('token-1')).to.equal(null);
   });
 
+  it('answers a profile from the cache, and reads it again once it was saved here or on another instance', async () => {
+    // Another instance: its own events, the same bus.
+    const other = make(new EngineEvents());
+    const read = async (l: DeviceLookups): Promise<number | undefined> => (await l.profileOf(TENANT, 'profile-1' as DeviceProfileId))?.version;
+    expect(await read(lookups)).to.equal(1);
+    expect(await read(other)).to.equal(1);
+    const queries = rows.queries;
+    expect(await read(lookups)).to.equal(1);
+    expect(rows.queries, 'a hit queries nothing').to.equal(queries);
+    rows.profile = { ...profile(null), version: 2 };
+    events.emit('deviceProfileSaved', { before: profile(null), after: rows.profile });
+    expect(await read(lookups)).to.equal(2);
+    await eventually(async () => (await read(other)) === 2, 'the other instance reading it again');
+  });
+
   it('caches nothing with a time to live of 0', async () => {
     const l = make(events, bus.member(), { maxEntries: 100, ttlMs: 0 });
     await l.deviceByToken('token-1');
     await l.packageOf(TENANT, 'd1' as DeviceId, 'FIRMWARE');
-    expect(l.size).to.deep.equal({ tokens: 0, packages: 0 });
+    await l.profileOf(TENANT, 'profile-1' as DeviceProfileId);
+    expect(l.size).to.deep.equal({ tokens: 0, packages: 0, profiles: 0 });
   });
 
   it('keeps at most maxEntries per cache, the least recently used going first', async () => {
@@ -292,7 +309,8 @@ describe('device lookup caches', () => {
     await l.deviceByToken('tx0'); // tx1 is now the least recently used
     await l.deviceByToken('tx3');
     for (let i = 4; i < 10; i++) await l.packageOf(TENANT, `x${i}` as DeviceId, 'FIRMWARE');
-    expect(l.size).to.deep.equal({ tokens: 3, packages: 3 });
+    // Every device of the test is of one profile: one entry.
+    expect(l.size).to.deep.equal({ tokens: 3, packages: 3, profiles: 1 });
     const queries = rows.queries;
     await l.deviceByToken('tx0');
     expect(rows.queries, 'tx0 still cached').to.equal(queries);

@@ -242,6 +242,18 @@ describe('MQTT transport', function () {
       await a.publish('v1/devices/me/telemetry', '{"t":1}');
       expect(uplinks.at(-1)).to.include({ deviceName: 'thermo-renamed' });
     });
+
+    it('reads again a device another instance renamed (deviceChangedElsewhere, heard on the cluster bus), keeping the connection', async () => {
+      const a = await connect();
+      // Saved elsewhere: the row changes, no deviceSaved here.
+      await h.engine.deviceContext.devices.update({ ...device, name: 'thermo-renamed-elsewhere', version: device.version + 1 });
+      h.engine.events.emit('deviceChangedElsewhere', { tenantId: device.tenantId, deviceId: device.id });
+      await eventually(async () => {
+        await a.publish('v1/devices/me/telemetry', '{"t":1}');
+        return uplinks.at(-1)?.deviceName === 'thermo-renamed-elsewhere';
+      }, 'the new name in the uplink');
+      expect(transport.connections).to.equal(1);
+    });
   });
 
   describe('keepalive', () => {

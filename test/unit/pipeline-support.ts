@@ -186,13 +186,13 @@ export class PipelineHarness {
    * `n` devices of a profile, written straight into the table through a second connection: for
    * fleets whose creation is not what a test is about (no events, no assignment).
    */
-  insertDevices(profile: DeviceProfile, n: number, prefix = unique('fleet')): DeviceId[] {
+  insertDevices(profile: DeviceProfile, n: number, prefix = unique('fleet'), from = 0): DeviceId[] {
     const ids: DeviceId[] = [];
     const db = this.openDb();
     try {
       const insert = db.prepare('INSERT INTO devices (id, tenant_id, name, device_profile_id, access_token, credentials_id, created_time) VALUES (?, ?, ?, ?, ?, ?, ?)');
       db.transaction(() => {
-        for (let i = 0; i < n; i++) {
+        for (let i = from; i < from + n; i++) {
           const id = randomUUID() as DeviceId;
           insert.run(id, profile.tenantId, `${prefix}-${i}`, profile.id, `${prefix}-token-${i}`, randomUUID(), 1);
           ids.push(id);

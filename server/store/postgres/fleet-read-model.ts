@@ -8,6 +8,7 @@ import { devicePageStatements, deviceRowsStatement, toDeviceRow, type DeviceQuer
 import { distributionOf, groupCounts } from '../fleet-counts';
 import { SNAPSHOT_COLUMNS, snapshotPoint, type SnapshotRow } from '../snapshot-columns';
 import type { Sql } from './pool';
+import { sortedPageIds } from '../fleet-sorted-page';
 
 /** The SQLite results, in PostgreSQL: "C"-collated text sorts bytewise, NULLs first ascending. */
 const POSTGRES: DeviceQueryDialect = {
@@ -52,13 +53,24 @@ export class PgFleetReadModel implements FleetReadModel {
       if (!pkg.rows[0]) return toPage([], 0, link);
       packageType = pkg.rows[0].type;
     }
+    const sorted = await sortedPageIds(POSTGRES, (q) => this.all(q), tenantId, filter, link);
+    if (sorted) return this.pageOf(tenantId, sorted.ids, sorted.total, link);
     const q = devicePageStatements(POSTGRES, tenantId, filter, packageType, link);
     const [count, idRows] = await Promise.all([this.all<{ n: number }>(q.count), this.all<{ id: string }>(q.ids)]);
-    const ids = idRows.map((r) => r.id);
+    return this.pageOf(
+      tenantId,
+      idRows.map((r) => r.id),
+      Number(count[0]?.n ?? 0),
+      link,
+    );
+  }
+
+  /** The rows of `ids`, in that order, as one page of `total`. */
+  private async pageOf(tenantId: TenantId, ids: string[], total: number, link: DevicePageLink): Promise<PageData<DeviceRow>> {
     const byId = new Map((await this.deviceRows(tenantId, ids)).map((r) => [r.id as string, r]));
     return toPage(
       ids.flatMap((id) => byId.get(id) ?? []),
-      Number(count[0]?.n ?? 0),
+      total,
       link,
     );
   }

@@ -558,4 +558,14 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION ota_states_updated_rows();
     `,
   },
+  {
+    version: 16,
+    description: 'dashboard: indexes that read the device list in order by state, current version and profile (fleet-sorted-page.ts) (SQLite migration 13)',
+    sql: `
+      -- The list sorts text bytewise (COLLATE "C", as SQLite does): the index must say so to be read in that order.
+      CREATE INDEX ota_states_sort_state ON ota_states (tenant_id, type, state COLLATE "C", device_id);
+      CREATE INDEX ota_states_sort_version ON ota_states (tenant_id, type, current_version COLLATE "C", device_id);
+      CREATE INDEX devices_tenant_profile ON devices (tenant_id, device_profile_id, id);
+    `,
+  },
 ];

@@ -425,4 +425,16 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE UNIQUE INDEX users_reset_token ON users(reset_token);
     `,
   },
+  {
+    version: 13,
+    description: 'dashboard: indexes that read the device list in order by state, current version and profile (fleet-sorted-page.ts)',
+    sql: `
+      -- By state and by what a device runs: the state rows in that order, ties by device (a whole
+      -- state's rows, or 50,000 versions, were sorted for a page).
+      CREATE INDEX ota_states_sort_state ON ota_states(tenant_id, type, state, device_id);
+      CREATE INDEX ota_states_sort_version ON ota_states(tenant_id, type, current_version, device_id);
+      -- By profile name: each profile's devices in id order, and the count per profile, from the index alone.
+      CREATE INDEX devices_tenant_profile ON devices(tenant_id, device_profile_id, id);
+    `,
+  },
 ];

@@ -14,6 +14,8 @@ import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { UplinkEvent } from '../../pipeline/uplink';
 import { credentialsChanged } from '../../devices/device-revocations';
+import { followDeviceSnapshots, type SessionSnapshots } from '../device-snapshots';
+import { protoPayloadsOf } from '../proto-payloads';
 
 export interface CoapOptions {
   /** UDP port; 0 picks a free one. */
@@ -115,6 +117,16 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     this.pages.clear();
   };
 
+  /** What observations hold of their device's profile (its payload type), kept as saved here or on another instance (device-snapshots.ts). */
+  private readonly snapshots: SessionSnapshots = {
+    holds: (deviceId) => this.observations.observes(deviceId),
+    holdsProfile: (tenantId, profileId) => this.observations.observesProfile(tenantId, profileId),
+    deviceChanged: (device, profile) => {
+      if (profile !== undefined) this.observations.setPayloadType({ deviceId: device.id, tenantId: device.tenantId }, device.deviceProfileId, protoPayloadsOf(profile) !== null);
+    },
+    profileChanged: (profile) => this.observations.setPayloadType({ profileId: profile.id, tenantId: profile.tenantId }, profile.id, protoPayloadsOf(profile) !== null),
+  };
+
   constructor(
     private readonly ctx: DeviceContext,
     options: CoapOptions,
@@ -162,13 +174,18 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     const address = await this.endpoint.start();
     // Watched, not listened to: a listener on `assignment` would tell the engine that a flow takes
     // those events from the queue (events.ts).
-    this.unwatch = this.ctx.events.observe((name, ...args) => {
+    const unobserve = this.ctx.events.observe((name, ...args) => {
       if (name === 'deviceDeleted') this.onDeviceDeleted(args[0] as EngineEventMap['deviceDeleted'][0]);
       else if (name === 'deviceSaved') this.onDeviceSaved(args[0] as EngineEventMap['deviceSaved'][0]);
       else if (name === 'deviceRevoked') this.onDeviceRevoked(args[0] as EngineEventMap['deviceRevoked'][0]);
       else if (name === 'assignment') this.onAssignment(args[0] as EngineEventMap['assignment'][0]);
       else if (name === 'packageSaved' || name === 'packageDeleted' || name === 'deviceProfileSaved') this.onPackageChanged();
     });
+    const unfollow = followDeviceSnapshots(this.ctx, this.snapshots, 'CoAP endpoint');
+    this.unwatch = () => {
+      unobserve();
+      unfollow();
+    };
     return address;
   }
 
@@ -222,7 +239,10 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
 
   private async serveAsync(request: CoapRequest): Promise<Reply> {
     const result = await this.api.handle(request);
-    if ('observe' in result) return this.observations.accept(request, result.observe.deviceId, result.observe.attributes, result.observe.proto, result.observe.tenantId);
+    if ('observe' in result) {
+      const o = result.observe;
+      return this.observations.accept(request, o.deviceId, o.attributes, o.proto, o.tenantId, o.profileId);
+    }
     return result.reply;
   }
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { DeviceId, TenantId } from '../../ids';
+import type { DeviceId, DeviceProfileId, TenantId } from '../../ids';
 import type { Timers } from '../../timers';
 import { Code, ContentFormat, encodeReply, peerKey, type CoapRequest, type Peer, type Reply } from './messages';
 import type { Delivery, Replacement } from './retransmission';
@@ -39,6 +39,8 @@ interface Observation {
   readonly tenantId: TenantId | null;
   readonly peer: Peer;
   readonly token: Buffer;
+  /** Its device's profile, kept as saved (here or on another instance); null when the caller did not say. */
+  profileId: DeviceProfileId | null;
   /** Its device's profile is protobuf: notifications are ThingsBoard's AttributeUpdateNotificationMsg. */
   proto: boolean;
   /** Notifications are CON when the registration was [reference §5: "CON/NON follows the registering request"]. */
@@ -121,7 +123,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
    * notification: the shared attributes in `attributes`. A new observation past a limit is refused
    * instead (4.29 past the device's, 5.03 past the total), and nothing is registered.
    */
-  accept(req: CoapRequest, deviceId: DeviceId, attributes: AttributeMap, proto = false, tenantId: TenantId | null = null): Reply {
+  accept(req: CoapRequest, deviceId: DeviceId, attributes: AttributeMap, proto = false, tenantId: TenantId | null = null, profileId: DeviceProfileId | null = null): Reply {
     if (this.closed) return { code: Code.SERVICE_UNAVAILABLE };
     const key = observationKey(req.peer, req.token);
     let obs = this.byKey.get(key);
@@ -132,7 +134,21 @@ export class Observations extends EventEmitter<ObservationEvents> {
     if (!obs) {
       const refusal = this.overLimit(deviceId, req.peer);
       if (refusal) return refusal;
-      obs = { key, deviceId, tenantId, peer: req.peer, token: req.token, proto, confirmable: req.confirmable, heardAt: 0, sequence: 0, recent: null, inFlight: null, next: null };
+      obs = {
+        key,
+        deviceId,
+        tenantId,
+        profileId,
+        peer: req.peer,
+        token: req.token,
+        proto,
+        confirmable: req.confirmable,
+        heardAt: 0,
+        sequence: 0,
+        recent: null,
+        inFlight: null,
+        next: null,
+      };
       this.byKey.set(key, obs);
       let set = this.byDevice.get(deviceId);
       if (!set) this.byDevice.set(deviceId, (set = new Set()));
@@ -141,6 +157,7 @@ export class Observations extends EventEmitter<ObservationEvents> {
     }
     obs.confirmable = req.confirmable;
     obs.proto = proto;
+    obs.profileId = profileId;
     obs.heardAt = this.timers.now();
     const registered = obs;
     // The answer rides on the request's own exchange; a RST to it, when it is a message of its own, cancels.
@@ -182,6 +199,30 @@ export class Observations extends EventEmitter<ObservationEvents> {
       else this.transmit(obs, update);
     }
     return set.size;
+  }
+
+  /** Whether the device is observed here. */
+  observes(deviceId: DeviceId): boolean {
+    return this.byDevice.has(deviceId);
+  }
+
+  /** Whether a device of this profile is observed here. */
+  observesProfile(tenantId: TenantId, profileId: DeviceProfileId): boolean {
+    for (const o of this.byKey.values()) if (o.profileId === profileId && o.tenantId === tenantId) return true;
+    return false;
+  }
+
+  /**
+   * The device's profile, or the payload type of every device of a profile, changed: later
+   * notifications are in the payload type it now has (ThingsBoard's `onDeviceProfileUpdate`).
+   */
+  setPayloadType(of: { deviceId: DeviceId; tenantId: TenantId } | { profileId: DeviceProfileId; tenantId: TenantId }, profileId: DeviceProfileId, proto: boolean): void {
+    const observations = 'deviceId' in of ? (this.byDevice.get(of.deviceId) ?? []) : [...this.byKey.values()].filter((o) => o.profileId === of.profileId);
+    for (const o of observations) {
+      if (o.tenantId !== null && o.tenantId !== of.tenantId) continue;
+      o.profileId = profileId;
+      o.proto = proto;
+    }
   }
 
   /**

@@ -24,6 +24,7 @@ import { PackageResource } from './package-resource';
 import { lwm2mProfileSettings, LWM2M_PROFILE_DEFAULTS, type Lwm2mProfileSettings } from './profile-settings';
 import { REGISTRATION_DEFAULTS, type RegistrationLimits } from './registration-limits';
 import { credentialsChanged } from '../../devices/device-revocations';
+import { followDeviceSnapshots } from '../device-snapshots';
 import { RegistrationError, Registrations, type Registration, type RemovalReason } from './registrations';
 import type { OtaTarget } from './update-decision';
 
@@ -141,7 +142,7 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
     if (this.started) throw new Error('an LwM2M transport starts once; make a new one to listen again');
     this.started = true;
     const address = await this.endpoint.start();
-    this.unwatch = this.ctx.events.observe((name, ...args) => {
+    const unobserve = this.ctx.events.observe((name, ...args) => {
       if (name === 'deviceDeleted') this.forgetDevice((args[0] as EngineEventMap['deviceDeleted'][0]).device.id, 'device deleted');
       else if (name === 'deviceSaved') {
         const { before, after } = args[0] as EngineEventMap['deviceSaved'][0];
@@ -151,6 +152,25 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
         this.forgetDevice(deviceId, reason === 'device-deleted' ? 'device deleted' : 'credentials changed');
       } else if (name === 'packageSaved' || name === 'packageDeleted') this.pages.clear();
     });
+    // A device saved here or on another instance: its name and profile as the next update reads them.
+    // The profile's LwM2M settings are read when the device registers, as ThingsBoard does.
+    const unfollow = followDeviceSnapshots(
+      this.ctx,
+      {
+        holds: (deviceId) => this.known.has(deviceId),
+        holdsProfile: () => false,
+        deviceChanged: (device) => {
+          const k = this.known.get(device.id);
+          if (k && k.device.tenantId === device.tenantId) k.device = device;
+        },
+        profileChanged: () => undefined,
+      },
+      'LwM2M endpoint',
+    );
+    this.unwatch = () => {
+      unobserve();
+      unfollow();
+    };
     return address;
   }
 

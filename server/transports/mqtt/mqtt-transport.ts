@@ -5,7 +5,7 @@ import type { DeviceContext } from '../device-context';
 import type { Device } from '../../store/devices';
 import type { EngineEventMap } from '../../events';
 import { updateMessage } from '../http/http-transport';
-import type { DeviceId, DeviceProfileId, TenantId } from '../../ids';
+import type { DeviceId, TenantId } from '../../ids';
 import { protoPayloadsOf } from '../proto-payloads';
 import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
@@ -18,6 +18,7 @@ import { MqttAuthenticator } from './authenticate';
 import { DEFAULT_VERIFIED_CACHE_SIZE, PasswordVerifier } from '../../devices/password-hash';
 import { credentialsChanged } from '../../devices/device-revocations';
 import type { UplinkEvent } from '../../pipeline/uplink';
+import { followDeviceSnapshots, type SessionSnapshots } from '../device-snapshots';
 
 export type { DisconnectReason } from './publish-context';
 
@@ -115,17 +116,34 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
   private readonly onDeviceDeleted = ({ device }: EngineEventMap['deviceDeleted'][0]): void => this.closeDevice(device.id, 'device-deleted');
   private readonly onDeviceRevoked = ({ deviceId, reason }: EngineEventMap['deviceRevoked'][0]): void => this.closeDevice(deviceId, reason);
   private readonly onDeviceSaved = ({ before, after }: EngineEventMap['deviceSaved'][0]): void => {
-    if (!before) return;
     // A new token invalidates the connections made with the old one (ThingsBoard closes them too).
-    if (credentialsChanged(before, after)) return this.closeDevice(after.id, 'credentials-changed');
-    for (const s of this.byDevice.get(after.id) ?? []) s.device = after;
-    if (before.deviceProfileId !== after.deviceProfileId) void this.refreshPayloads(after.tenantId, after.deviceProfileId);
+    if (before && credentialsChanged(before, after)) this.closeDevice(after.id, 'credentials-changed');
   };
-  /** A profile saved: its devices' sessions read their payloads as it now says, as ThingsBoard's `onDeviceProfileUpdate`. */
-  private readonly onProfileSaved = ({ after }: EngineEventMap['deviceProfileSaved'][0]): void => {
-    const payloads = protoPayloadsOf(after);
-    for (const s of this.sessions) if (s.device?.deviceProfileId === after.id && s.device.tenantId === after.tenantId) s.payloads = payloads;
+  /**
+   * The device and profile its sessions hold, kept as saved here or on another instance
+   * (device-snapshots.ts): the name the flow sees, the payloads as the profile now says (ThingsBoard's
+   * `onDeviceProfileUpdate`).
+   */
+  private readonly snapshots: SessionSnapshots = {
+    holds: (deviceId) => this.byDevice.has(deviceId),
+    holdsProfile: (tenantId, profileId) => {
+      for (const set of this.byDevice.values()) for (const s of set) if (s.device?.deviceProfileId === profileId && s.device.tenantId === tenantId) return true;
+      return false;
+    },
+    deviceChanged: (device, profile) => {
+      const payloads = profile === undefined ? undefined : protoPayloadsOf(profile);
+      for (const s of this.byDevice.get(device.id) ?? []) {
+        if (s.device?.tenantId !== device.tenantId) continue;
+        s.device = device;
+        if (payloads !== undefined) s.payloads = payloads;
+      }
+    },
+    profileChanged: (profile) => {
+      const payloads = protoPayloadsOf(profile);
+      for (const set of this.byDevice.values()) for (const s of set) if (s.device?.deviceProfileId === profile.id && s.device.tenantId === profile.tenantId) s.payloads = payloads;
+    },
   };
+  private unfollow: (() => void) | null = null;
   private readonly onPackageDeleted = ({ pkg }: EngineEventMap['packageDeleted'][0]): void => {
     if (!pkg.blobSha256) return;
     this.reader.forget(pkg.blobSha256);
@@ -200,7 +218,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.ctx.events.on('deviceDeleted', this.onDeviceDeleted);
     this.ctx.events.on('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.on('deviceSaved', this.onDeviceSaved);
-    this.ctx.events.on('deviceProfileSaved', this.onProfileSaved);
+    this.unfollow = followDeviceSnapshots(this.ctx, this.snapshots, 'MQTT endpoint');
     this.ctx.events.on('packageDeleted', this.onPackageDeleted);
     return this.address as AddressInfo;
   }
@@ -213,7 +231,8 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.ctx.events.off('deviceDeleted', this.onDeviceDeleted);
     this.ctx.events.off('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.off('deviceSaved', this.onDeviceSaved);
-    this.ctx.events.off('deviceProfileSaved', this.onProfileSaved);
+    this.unfollow?.();
+    this.unfollow = null;
     this.ctx.events.off('packageDeleted', this.onPackageDeleted);
     const closedServer = new Promise<void>((resolve) => server.close(() => resolve()));
     const closedSockets = [...this.sessions].map(
@@ -312,15 +331,6 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
         accept(socket);
       },
     );
-  }
-
-  private async refreshPayloads(tenantId: TenantId, profileId: DeviceProfileId): Promise<void> {
-    try {
-      const profile = await this.ctx.profiles.findById(tenantId, profileId);
-      if (profile) this.onProfileSaved({ before: null, after: profile });
-    } catch (err) {
-      this.ctx.logger.error(`MQTT endpoint: device profile ${profileId}: ${(err as Error).message}`);
-    }
   }
 
   /** Takes a session out of its device's set; whether it was there. */

@@ -34,7 +34,7 @@ const MAX_QUEUED = 64;
  */
 export class MqttSession implements PublishingSession {
   device: Device | null = null;
-  /** The device profile's protobuf payloads, read at CONNECT and when the profile is saved; null: JSON. */
+  /** The device profile's protobuf payloads, read at CONNECT and when the profile is saved (here or on another instance); null: JSON. */
   payloads: ProtoPayloads | 'invalid' | null = null;
   version: ProtocolVersion = 4;
   clientId = '';
@@ -228,7 +228,7 @@ export class MqttSession implements PublishingSession {
       // A refused CONNACK is the last packet [MQTT-3.2.2-7]: no DISCONNECT follows.
       return this.close('not-authorized');
     }
-    this.payloads = protoPayloadsOf(await this.host.ctx.profiles.findById(device.tenantId, device.deviceProfileId));
+    this.payloads = protoPayloadsOf(await this.host.ctx.lookups.profileOf(device.tenantId, device.deviceProfileId));
     if (this.isClosing) return;
     this.device = device;
     // Nothing of a session is kept across connections, so a session is never present, whatever
