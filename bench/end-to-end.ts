@@ -28,6 +28,7 @@ import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { AdminClient, type ProfileInfo } from '../sim/admin-client';
+import { redactedUrl } from '../server/store/redacted-url';
 import { Cleanup, cpuMs, positiveInt, printTable, secondsSince, type Benchmark } from './lib';
 import { WireClient } from './mqtt-wire';
 
@@ -74,7 +75,7 @@ async function run(): Promise<void> {
         try {
           db = await createDatabase();
         } catch (err) {
-          rows.push([`${spec.label}: skipped, no PostgreSQL at ${redacted(DATABASE_SERVER)} (${(err as Error).message})`, '—', '—', '—', '—', '—']);
+          rows.push([`${spec.label}: skipped, no PostgreSQL at ${redactedUrl(DATABASE_SERVER)} (${(err as Error).message})`, '—', '—', '—', '—', '—']);
           continue;
         }
       }
@@ -290,16 +291,6 @@ class StatementStats {
 const sum = (before: Array<number | null>, after: Array<number | null>): string =>
   before.some((b) => b === null) || after.some((a) => a === null) ? 'n/a' : String(after.reduce<number>((s, a, k) => s + (a as number) - (before[k] as number), 0));
 
-/** The URL without its password, for messages. */
-function redacted(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
-}
 
 async function createDevice(api: string, admin: AdminClient, profile: ProfileInfo, i: number): Promise<void> {
   // `?accessToken=` as ThingsBoard's POST /api/device takes it: the device's MQTT username.

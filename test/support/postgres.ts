@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { redactedUrl } from '../../server/store/redacted-url';
 
 export const TEST_SERVER_URL = process.env.OTA_TEST_DATABASE_URL ?? 'postgres://ota_test:ota_test@127.0.0.1:5432/postgres';
 
@@ -71,7 +72,7 @@ export function withTestDatabase(): () => TestDatabase {
     try {
       db = await createTestDatabase();
     } catch (err) {
-      const reason = `PostgreSQL is not reachable at ${redacted(TEST_SERVER_URL)} (${(err as Error).message}); set OTA_TEST_DATABASE_URL or start the cluster (pg_ctlcluster 15 main start, see .ci/run)`;
+      const reason = `PostgreSQL is not reachable at ${redactedUrl(TEST_SERVER_URL)} (${(err as Error).message}); set OTA_TEST_DATABASE_URL or start the cluster (pg_ctlcluster 15 main start, see .ci/run)`;
       if (process.env.CI === 'true') throw new Error(`${reason}. CI=true: the PostgreSQL suites must run.`, { cause: err });
       if (!warned) console.warn(`  PostgreSQL suites pending: ${reason}`);
       warned = true;
@@ -87,13 +88,3 @@ export function withTestDatabase(): () => TestDatabase {
   };
 }
 
-/** The URL without its password, for messages. */
-function redacted(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
-}
