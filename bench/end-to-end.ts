@@ -291,7 +291,6 @@ class StatementStats {
 const sum = (before: Array<number | null>, after: Array<number | null>): string =>
   before.some((b) => b === null) || after.some((a) => a === null) ? 'n/a' : String(after.reduce<number>((s, a, k) => s + (a as number) - (before[k] as number), 0));
 
-
 async function createDevice(api: string, admin: AdminClient, profile: ProfileInfo, i: number): Promise<void> {
   // `?accessToken=` as ThingsBoard's POST /api/device takes it: the device's MQTT username.
   const res = await fetch(`${api}/api/device?accessToken=${token(i)}`, {

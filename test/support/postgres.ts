@@ -87,4 +87,3 @@ export function withTestDatabase(): () => TestDatabase {
     return db;
   };
 }
-
