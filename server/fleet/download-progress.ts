@@ -3,7 +3,7 @@ import type { EngineEvents } from '../events';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import type { Logger } from '../logger';
 import type { UplinkEvent } from '../pipeline/uplink';
-import { covered, MAX_RANGES, merge, type ServedBytes, type ServedTotals } from '../store/download-progress';
+import { combine, covered, MAX_RANGES, merge, type ServedBytes, type ServedTotals } from '../store/download-progress';
 import type { OtaPackageType } from '../store/ota-packages';
 import type { Store } from '../store/store';
 import type { ClusterBus } from '../store/cluster-bus';
@@ -182,11 +182,9 @@ export class DownloadProgress {
       return row;
     }
     if (h.tenantId !== tenantId) return row;
-    if (!row || (row.packageId !== h.packageId && row.ts < h.ts)) return { ...h, ranges: h.ranges.map(([a, b]) => [a, b] as [number, number]) };
-    if (row.packageId !== h.packageId) return row;
-    const ranges = row.ranges.map(([a, b]) => [a, b] as [number, number]);
-    for (const [a, b] of h.ranges) merge(ranges, a, b);
-    return { ...row, ranges, ts: Math.max(row.ts, h.ts) };
+    // Another package, written after what was heard: the device has moved on.
+    if (row && row.packageId !== h.packageId && row.ts >= h.ts) return row;
+    return combine(row ?? null, h);
   }
 
   /** Writes what waits; resolves once it (and every write before it) is in the store. */
