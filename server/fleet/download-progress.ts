@@ -104,22 +104,15 @@ export class DownloadProgress {
     const e = Math.max(s, Math.min(end, size));
     const key = `${deviceId}:${type}`;
     const waiting = this.pending.get(key);
-    // The common case, chunk after chunk of one package: merged in place; the next chunk in order
-    // only moves the end of the last range (no merge: this runs for every chunk a device is sent).
-    if (waiting && waiting.packageId === packageId && waiting.tenantId === tenantId) {
-      const last = waiting.ranges[waiting.ranges.length - 1];
-      if (last && last[0] <= s && s <= last[1]) last[1] = Math.max(last[1], e);
-      else if (e > s) merge(waiting.ranges, s, e);
-      waiting.ts = Math.max(waiting.ts, ts);
-    } else this.pending.set(key, { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts });
+    // The common case, chunk after chunk of one package: merged in place.
+    if (waiting && waiting.packageId === packageId && waiting.tenantId === tenantId) extend(waiting, s, e, ts);
+    else this.pending.set(key, { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts });
     if (this.pending.size >= this.settings.maxPending) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.settings.flushMs).unref();
     if (this.store.cluster) {
       const told = this.live.get(key);
-      if (told && told.packageId === packageId && told.tenantId === tenantId) {
-        if (e > s) merge(told.ranges, s, e);
-        told.ts = Math.max(told.ts, ts);
-      } else if (this.live.size < this.settings.maxPending) this.live.set(key, { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts });
+      if (told && told.packageId === packageId && told.tenantId === tenantId) extend(told, s, e, ts);
+      else if (this.live.size < this.settings.maxPending) this.live.set(key, { tenantId, deviceId, type, packageId, size, ranges: e > s ? [[s, e]] : [], ts });
       // At once after a quiet spell, then at most every LIVE_MS.
       this.liveTimer ??= setTimeout(() => this.tell(), Math.max(0, this.toldAt + Math.min(LIVE_MS, this.settings.flushMs) - Date.now())).unref();
     }
@@ -264,6 +257,17 @@ export class DownloadProgress {
     this.heard.clear();
     return this.flush();
   }
+}
+
+/**
+ * Adds bytes `[s, e)` to an entry of the same package in place: the next chunk in order only moves
+ * the end of the last range (no merge: this runs for every chunk a device is sent).
+ */
+function extend(entry: ServedBytes, s: number, e: number, ts: number): void {
+  const last = entry.ranges[entry.ranges.length - 1];
+  if (last && last[0] <= s && s <= last[1]) last[1] = Math.max(last[1], e);
+  else if (e > s) merge(entry.ranges, s, e);
+  entry.ts = Math.max(entry.ts, ts);
 }
 
 /** A served-bytes entry heard on the bus, checked field by field; null when malformed. */
