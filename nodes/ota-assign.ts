@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { AssignRequest, AssignmentEvent, TenantId } from '../server';
-import { handleInput, serverOf } from './server-ref';
+import { handleInput, perTurn, serverOf } from './server-ref';
 import { StatusLabel } from './status-label';
 
 interface AssignDef extends NodeDef {
@@ -65,21 +65,13 @@ export default function init(RED: NodeAPI): void {
     // or with "One message per batch" the events of one turn (a profile's devices are emitted up
     // to 1,000 per turn) as one message: Node-RED's cost per message, not the queue's, then stays flat.
     let tenant: string | undefined;
-    let batch: AssignmentEvent[] = [];
+    const batched = perTurn<AssignmentEvent>();
     const forward = (ev: AssignmentEvent): void => {
       // The flow acts for its server's tenant: other tenants' assignments are not its business.
       if (ev.tenantId !== tenant) return;
       sent += 1;
       if (!def.batch) this.send({ topic: 'assignment', payload: ev });
-      else {
-        if (batch.length === 0)
-          setImmediate(() => {
-            const payload = batch;
-            batch = [];
-            this.send({ topic: 'assignments', payload });
-          });
-        batch.push(ev);
-      }
+      else batched(ev, (payload) => this.send({ topic: 'assignments', payload }));
       label.show('green', 'dot', 'ota-assign.status.sent', { count: sent });
     };
     let unclaim = (): void => undefined;

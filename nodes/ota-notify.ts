@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import type { AssignmentEvent, Notification, NotifyOutcome } from '../server';
-import { assignmentEventsIn, handleInput, serverOf, type InMsg, type Send } from './server-ref';
+import { assignmentEventsIn, handleInput, perTurn, serverOf, type InMsg, type Send } from './server-ref';
 import { StatusLabel } from './status-label';
 
 interface NotifyDef extends NodeDef {
@@ -20,16 +20,8 @@ export default function init(RED: NodeAPI): void {
     const counts = async (): Promise<{ notified: number; dropped: number }> => (await server.engine).pipeline.notifier.statsFor(await server.tenantId());
     counts().then(show, () => label.show('red', 'ring', 'ota-notify.status.engine-error'));
     // The notifications decided in this turn (one released batch, one message per event), sent on as one message.
-    let batch: Notification[] = [];
-    const sendBatched = (n: Notification, send: Send): void => {
-      if (batch.length === 0)
-        setImmediate(() => {
-          const payload = batch;
-          batch = [];
-          send([{ topic: 'notifications', payload }, null]);
-        });
-      batch.push(n);
-    };
+    const batched = perTurn<Notification>();
+    const sendBatched = (n: Notification, send: Send): void => batched(n, (payload) => send([{ topic: 'notifications', payload }, null]));
     // A batch's notifications share their package's frozen attribute map (Notifier); a message per
     // device gets its own copy, so a node after this one may change it as it could before.
     const own = (n: Notification): Notification => ({ ...n, attributes: { ...n.attributes }, deleted: [...n.deleted] });

@@ -90,3 +90,21 @@ export function notificationsIn(payload: unknown, valid: (n: Notification) => bo
   const list = (Array.isArray(payload) ? payload : [payload]) as Notification[];
   return list.every((n) => typeof n === 'object' && n !== null && valid(n)) ? list : undefined;
 }
+
+/**
+ * "One message per batch": items arriving in one turn of the event loop (one released batch, one
+ * page of assignments) are handed to `sendAll` together once the turn ends, as one message. The
+ * `sendAll` given with a turn's first item sends them all.
+ */
+export function perTurn<T>(): (item: T, sendAll: (items: T[]) => void) => void {
+  let items: T[] = [];
+  return (item, sendAll) => {
+    if (items.length === 0)
+      setImmediate(() => {
+        const all = items;
+        items = [];
+        sendAll(all);
+      });
+    items.push(item);
+  };
+}
