@@ -114,7 +114,6 @@ function specOf(body: RolloutBody): RolloutSpec {
   };
 }
 
-/** A rollout in the API's JSON: ThingsBoard-style references, the spec as sent, waves with their counts. */
 /** A wave's state and device counts as the REST API and the dashboard show them (a wave not started yet: PENDING, zeros). */
 export function waveFigures(w: RolloutView['waveViews'][number] | undefined) {
   return {
@@ -128,6 +127,7 @@ export function waveFigures(w: RolloutView['waveViews'][number] | undefined) {
   };
 }
 
+/** A rollout in the API's JSON: ThingsBoard-style references, the spec as sent, waves with their counts. */
 export function rolloutJson(v: RolloutView): Record<string, unknown> {
   const t = v.spec.target;
   return {
