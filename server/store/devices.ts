@@ -1,4 +1,5 @@
 import { queryPage, type Db, type PageData, type PageLink } from './sqlite/database';
+import { atomically } from './sqlite/atomically';
 import { InValues } from './sqlite/multi-row';
 import type { DeviceId, DeviceProfileId, OtaPackageId, TenantId } from '../ids';
 
@@ -113,10 +114,12 @@ const SORT_COLUMNS: Record<string, string> = {
 
 export class SqliteDeviceRepository implements DeviceRepository {
   private readonly byIds;
+  private readonly deleteByIds;
 
   constructor(private readonly db: Db) {
     // `+tenant_id`: compared, not indexed; through the tenant index SQLite would scan every device of the tenant per chunk.
     this.byIds = new InValues(db, 'SELECT * FROM devices WHERE +tenant_id = ? AND id IN (', ')');
+    this.deleteByIds = new InValues(db, 'DELETE FROM devices WHERE +tenant_id = ? AND id IN (', ')');
   }
 
   async insert(d: Device): Promise<void> {
@@ -226,10 +229,7 @@ export class SqliteDeviceRepository implements DeviceRepository {
   }
 
   async deleteMany(tenantId: TenantId, ids: readonly DeviceId[]): Promise<void> {
-    const del = this.db.prepare('DELETE FROM devices WHERE id = ? AND tenant_id = ?');
-    this.db.transaction(() => {
-      for (const id of ids) del.run(id, tenantId);
-    })();
+    atomically(this.db, () => this.deleteByIds.run([tenantId], ids));
   }
 
   async countByProfile(tenantId: TenantId, profileId: DeviceProfileId): Promise<number> {

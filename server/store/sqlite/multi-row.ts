@@ -29,17 +29,12 @@ abstract class Chunked {
   }
 }
 
-/**
- * `INSERT ... VALUES (?, ...), (?, ...) [ON CONFLICT ...]` for any number of rows, in order, so a
- * later row sees the earlier ones (an upsert of one key twice ends as two single upserts would).
- * Callers wrap `run` in a transaction when it must be whole.
- */
-export class InsertRows extends Chunked {
+/** One `(?, ...)` group of `columns` parameters per row: an insert's VALUES list or a tuple IN list. */
+abstract class ChunkedRows extends Chunked {
   private readonly tuple: string;
 
-  /** `head` up to VALUES (`INSERT INTO t (a, b)`), `tail` after the rows (an ON CONFLICT clause, or ''). */
   constructor(db: Db, head: string, tail: string, columns: number) {
-    super(db, `${head} VALUES`, tail);
+    super(db, head, tail);
     this.tuple = `(${Array.from({ length: columns }, () => '?').join(', ')})`;
   }
 
@@ -51,6 +46,18 @@ export class InsertRows extends Chunked {
       changes += this.statement(chunk.length, this.tuple).run(chunk.flat()).changes;
     }
     return changes;
+  }
+}
+
+/**
+ * `INSERT ... VALUES (?, ...), (?, ...) [ON CONFLICT ...]` for any number of rows, in order, so a
+ * later row sees the earlier ones (an upsert of one key twice ends as two single upserts would).
+ * Callers wrap `run` in a transaction when it must be whole.
+ */
+export class InsertRows extends ChunkedRows {
+  /** `head` up to VALUES (`INSERT INTO t (a, b)`), `tail` after the rows (an ON CONFLICT clause, or ''). */
+  constructor(db: Db, head: string, tail: string, columns: number) {
+    super(db, `${head} VALUES`, tail, columns);
   }
 }
 
@@ -76,21 +83,4 @@ export class InValues extends Chunked {
  * `... (a, b) IN (VALUES (?, ?), (?, ?)) ...` over a list of tuples: `head` ends with
  * `IN (VALUES`, `tail` starts with `)`. For statements that match rows by several columns.
  */
-export class InTuples extends Chunked {
-  private readonly tuple: string;
-
-  constructor(db: Db, head: string, tail: string, columns: number) {
-    super(db, head, tail);
-    this.tuple = `(${Array.from({ length: columns }, () => '?').join(', ')})`;
-  }
-
-  /** Answers the rows changed. */
-  run(rows: readonly (readonly unknown[])[]): number {
-    let changes = 0;
-    for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
-      const chunk = rows.slice(i, i + ROWS_PER_STATEMENT);
-      changes += this.statement(chunk.length, this.tuple).run(chunk.flat()).changes;
-    }
-    return changes;
-  }
-}
+export class InTuples extends ChunkedRows {}

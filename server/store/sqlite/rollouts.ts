@@ -20,13 +20,24 @@ import {
   type WaveProgress,
   rolloutInsertValues,
 } from '../rollouts';
+import { atomically } from './atomically';
 import { queryPage, type Db, type PageData, type PageLink } from './database';
+import { InsertRows } from './multi-row';
 
 type Row = RolloutRow<string>;
 const toRollout = (r: Row): Rollout => rolloutFromRow(r, JSON.parse(r.spec) as RolloutSpec, JSON.parse(r.waves) as WaveProgress[]);
 
 export class SqliteRolloutRepository implements RolloutRepository {
-  constructor(private readonly db: Db) {}
+  private readonly putDeviceRows;
+
+  constructor(private readonly db: Db) {
+    this.putDeviceRows = new InsertRows(
+      db,
+      'INSERT INTO rollout_devices (rollout_id, device_id, wave, position, status, previous_package_id)',
+      'ON CONFLICT (rollout_id, device_id) DO UPDATE SET wave = excluded.wave, status = excluded.status, previous_package_id = excluded.previous_package_id',
+      6,
+    );
+  }
 
   async insert(r: Rollout): Promise<void> {
     this.db
@@ -81,13 +92,8 @@ export class SqliteRolloutRepository implements RolloutRepository {
   }
 
   async putDevices(devices: readonly RolloutDevice[]): Promise<void> {
-    const put = this.db.prepare(
-      `INSERT INTO rollout_devices (rollout_id, device_id, wave, position, status, previous_package_id) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (rollout_id, device_id) DO UPDATE SET wave = excluded.wave, status = excluded.status, previous_package_id = excluded.previous_package_id`,
-    );
-    this.db.transaction(() => {
-      for (const d of devices) put.run(d.rolloutId, d.deviceId, d.wave, d.position, d.status, d.previousPackageId);
-    })();
+    const rows = devices.map((d) => [d.rolloutId, d.deviceId, d.wave, d.position, d.status, d.previousPackageId]);
+    atomically(this.db, () => this.putDeviceRows.run(rows));
   }
 
   async devices(rolloutId: RolloutId, type: OtaPackageType): Promise<RolloutDeviceView[]> {
