@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { invalid, notFound } from '../errors';
-import { isUuid, type DeviceId, type OtaPackageId, type TenantId } from '../ids';
+import { isUuid, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../ids';
 import type { Logger } from '../logger';
 import type { OtaPackageService } from '../packages/ota-package-service';
 import { effectivePackageId } from '../pipeline/notifier';
 import type { Timers } from '../timers';
+import type { DeviceProfile } from '../store/device-profiles';
 import type { Device } from '../store/devices';
 import type { Rollout, RolloutDevice, RolloutDeviceView, RolloutId, RolloutSpec, RolloutState, WaveState } from '../store/rollouts';
 import type { PageData, PageLink } from '../store/sqlite/database';
@@ -156,8 +157,10 @@ export class RolloutService extends EventEmitter<{ rollout: [RolloutEvent]; star
       const r = await this.get(tenantId, id);
       if (r.state !== 'DRAFT') throw invalid(`Rollout is ${r.state}: only a DRAFT rollout can be started!`);
       const devices = await this.targetDevices(r);
-      const profiles = new Set(devices.map((d) => d.deviceProfileId));
-      for (const profileId of profiles) await this.deps.packages.checkAssignable(tenantId, r.type, r.packageId, profileId);
+      // Each profile read and checked once, not once per device: a profile may hold 100,000 devices.
+      const profiles = new Map<DeviceProfileId, DeviceProfile | null>();
+      for (const d of devices) if (!profiles.has(d.deviceProfileId)) profiles.set(d.deviceProfileId, await this.store.profiles.findById(tenantId, d.deviceProfileId));
+      for (const profileId of profiles.keys()) await this.deps.packages.checkAssignable(tenantId, r.type, r.packageId, profileId);
       if (!r.spec.forceDowngrade) for (const d of devices) await this.deps.packages.downgrades.check(tenantId, r.type, r.packageId, { deviceId: d.id }, false);
       const sizes = waveSizes(r.spec.waves, devices.length);
       const rows: RolloutDevice[] = [];
@@ -165,8 +168,7 @@ export class RolloutService extends EventEmitter<{ rollout: [RolloutEvent]; star
       for (const [wave, size] of sizes.entries()) {
         for (let i = 0; i < size; i++, position++) {
           const d = devices[position] as Device;
-          const profile = await this.store.profiles.findById(tenantId, d.deviceProfileId);
-          const already = effectivePackageId(d, profile, r.type) === r.packageId;
+          const already = effectivePackageId(d, profiles.get(d.deviceProfileId) ?? null, r.type) === r.packageId;
           rows.push({ rolloutId: r.id, deviceId: d.id, wave, position, status: already ? 'SKIPPED' : 'PENDING', previousPackageId: null });
         }
       }
