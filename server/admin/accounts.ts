@@ -48,6 +48,9 @@ const ACTIVATION_RENEW_BEFORE_MS = 15 * 60_000;
 /** `GET /api/noauth/activate?activateToken=`: where ThingsBoard sends the browser, or null for its 409. */
 export type ActivationCheck = { location: string } | null;
 
+/** An activate or password reset token: 22 random bytes, base64url. */
+const newToken = (): string => randomBytes(22).toString('base64url');
+
 /** Tenants, their admins, login and tokens. */
 export class AccountService {
   readonly throttle: LoginThrottle;
@@ -305,7 +308,7 @@ export class AccountService {
   async passwordResetLink(who: Principal, id: string, baseUrl: string): Promise<string> {
     const user = await this.reachableUser(who, id);
     if (user.activateToken || !user.passwordHash) throw invalid('User is not active!');
-    const token = randomBytes(22).toString('base64url');
+    const token = newToken();
     await this.tenants.setResetToken(user.id, token, this.now() + this.passwordResetTokenTtlMs);
     return `${baseUrl}/api/noauth/resetPassword?resetToken=${token}`;
   }
@@ -314,7 +317,7 @@ export class AccountService {
   async checkResetToken(resetToken: string): Promise<ActivationCheck> {
     const user = resetToken ? await this.tenants.findUserByResetToken(resetToken) : null;
     if (!user) return null;
-    if ((user.resetTokenExpTime ?? 0) <= this.now()) return { location: '/passwordResetLinkExpired' };
+    if (this.resetExpired(user)) return { location: '/passwordResetLinkExpired' };
     return { location: `/login/resetPassword?resetToken=${encodeURIComponent(resetToken)}` };
   }
 
@@ -325,7 +328,7 @@ export class AccountService {
   async resetPassword(resetToken: string, password: string): Promise<TokenPair> {
     const user = await this.tenants.findUserByResetToken(resetToken);
     if (!user) throw invalid('Invalid reset token!');
-    if ((user.resetTokenExpTime ?? 0) <= this.now()) throw invalid('Password reset token expired');
+    if (this.resetExpired(user)) throw invalid('Password reset token expired');
     checkPasswordPolicy(password);
     await this.tenants.setPassword(user.id, await this.passwords.hash(password));
     this.users.delete(user.id);
@@ -352,12 +355,16 @@ export class AccountService {
   }
 
   private newActivateToken(): { activateToken: string; activateTokenExpTime: number } {
-    return { activateToken: randomBytes(22).toString('base64url'), activateTokenExpTime: this.now() + this.activationTokenTtlMs };
+    return { activateToken: newToken(), activateTokenExpTime: this.now() + this.activationTokenTtlMs };
   }
 
   /** A token with no expiry time was made before tokens expired (migration 11): it counts from the user's creation. */
   private activationExpired(user: User): boolean {
     return (user.activateTokenExpTime ?? user.createdTime + this.activationTokenTtlMs) <= this.now();
+  }
+
+  private resetExpired(user: User): boolean {
+    return (user.resetTokenExpTime ?? 0) <= this.now();
   }
 
   private async checkEmailFree(email: string, ownId: UserId | null): Promise<void> {

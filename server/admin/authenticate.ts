@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import type { NextFunction, Request, Response } from 'express';
 import type { AccountService } from './accounts';
 import type { Principal } from './auth';
 import { forbidden, unauthorized } from '../errors';
@@ -21,3 +21,15 @@ export async function bearerPrincipal(req: Request, accounts: AccountService, al
   if (!allowed.includes(principal.authority)) throw forbidden();
   return principal;
 }
+
+/** A route's work once the request's admin principal is known. */
+export type AuthedHandler = (req: Request, res: Response, who: Principal) => Promise<unknown>;
+
+/** Wraps handlers in `bearerPrincipal`: a refused token, or the handler's error, goes to `next`. */
+export const authedBy =
+  (accounts: AccountService, allowed: readonly Authority[] = TENANT_ADMIN_ONLY) =>
+  (h: AuthedHandler) =>
+  (req: Request, res: Response, next: NextFunction) =>
+    bearerPrincipal(req, accounts, allowed)
+      .then((who) => h(req, res, who))
+      .catch(next);

@@ -1,7 +1,6 @@
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, { type Response, type Router } from 'express';
 import type { AccountService } from './accounts';
-import type { Principal } from './auth';
-import { bearerPrincipal } from './authenticate';
+import { authedBy } from './authenticate';
 import { errorHandler } from './admin-api';
 import { parsePageLink, validateBody } from './schemas';
 import type { RolloutService } from '../rollouts/rollout-service';
@@ -17,10 +16,7 @@ export function createRolloutsApi(deps: { accounts: AccountService; rollouts: Ro
   const api = express.Router();
   const { rollouts } = deps;
   api.use('/ota/rollouts', express.json({ limit: '1mb' }));
-  const authed = (h: (req: Request, res: Response, who: Principal) => Promise<unknown>) => (req: Request, res: Response, next: NextFunction) =>
-    bearerPrincipal(req, deps.accounts)
-      .then((who) => h(req, res, who))
-      .catch(next);
+  const authed = authedBy(deps.accounts);
   const out = async (res: Response, r: Parameters<RolloutService['view']>[0]) => res.json(rolloutJson(await rollouts.view(r)));
 
   api.post(

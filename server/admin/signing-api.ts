@@ -1,7 +1,6 @@
-import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import express, { type Router } from 'express';
 import type { AccountService } from './accounts';
-import type { Principal } from './auth';
-import { bearerPrincipal } from './authenticate';
+import { authedBy } from './authenticate';
 import { errorHandler } from './admin-api';
 import { validateBody } from './schemas';
 import type { PackageSigning } from '../packages/package-signing';
@@ -28,10 +27,7 @@ const policySchema = {
 export function createSigningApi(deps: { accounts: AccountService; signing: PackageSigning; policies: TenantPolicyRepository }): Router {
   const api = express.Router();
   api.use('/ota', express.json({ limit: '64kb' }));
-  const authed = (h: (req: Request, res: Response, who: Principal) => Promise<unknown>) => (req: Request, res: Response, next: NextFunction) =>
-    bearerPrincipal(req, deps.accounts)
-      .then((who) => h(req, res, who))
-      .catch(next);
+  const authed = authedBy(deps.accounts);
 
   api.get(
     '/ota/signingKey',

@@ -110,7 +110,7 @@ export function createTenantApi(deps: TenantApiDeps): Router {
   api.get(
     '/user/:id/activationLink',
     authed(ANY_AUTHORITY, async (req, res, who) => {
-      const link = await accounts.activationLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`);
+      const link = await accounts.activationLink(who, idParam(req, 'id'), baseUrl(req));
       res.status(200).type('text/plain').send(link.value);
     }),
   );
@@ -118,14 +118,14 @@ export function createTenantApi(deps: TenantApiDeps): Router {
   api.get(
     '/user/:id/activationLinkInfo',
     authed(ANY_AUTHORITY, async (req, res, who) => {
-      res.json(await accounts.activationLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`));
+      res.json(await accounts.activationLink(who, idParam(req, 'id'), baseUrl(req)));
     }),
   );
   // Beyond ThingsBoard (which mails it): the password reset link of a user the caller manages, as text.
   api.get(
     '/user/:id/passwordResetLink',
     authed(ANY_AUTHORITY, async (req, res, who) => {
-      const link = await accounts.passwordResetLink(who, idParam(req, 'id'), `${req.protocol}://${req.get('host') ?? 'localhost'}`);
+      const link = await accounts.passwordResetLink(who, idParam(req, 'id'), baseUrl(req));
       res.status(200).type('text/plain').send(link);
     }),
   );
@@ -195,4 +195,9 @@ function idParam(req: Request, name: string): string {
   const value = String(req.params[name]);
   if (!isUuid(value)) throw invalid(`Invalid UUID string: ${value}`);
   return value;
+}
+
+/** Where the caller reached us, as the links we hand out (activation, password reset) start. */
+function baseUrl(req: Request): string {
+  return `${req.protocol}://${req.get('host') ?? 'localhost'}`;
 }

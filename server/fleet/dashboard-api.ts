@@ -17,7 +17,7 @@ import { keyPrefix } from '../pipeline/ota-keys';
 import { OTA_PACKAGE_TYPES, type OtaPackageRepository, type OtaPackageType } from '../store/ota-packages';
 import type { OtaStateRepository } from '../store/ota-states';
 import { errorHandler } from '../admin/admin-api';
-import { bearerPrincipal } from '../admin/authenticate';
+import { authedBy, bearerPrincipal } from '../admin/authenticate';
 import type { RolloutService } from '../rollouts/rollout-service';
 import { rolloutPanel } from './rollout-panel';
 
@@ -88,8 +88,6 @@ function query(req: Request): Record<string, string> {
   return out;
 }
 
-type Authed = (req: Request, res: Response, who: Principal) => Promise<unknown>;
-
 /**
  * Beyond ThingsBoard: what the fleet dashboard reads and does, under `/api/ota/` and behind the
  * same login (bearer token) as the rest of the API; every query is scoped by the caller's tenant.
@@ -119,10 +117,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
   const maxStreamMs = deps.maxStreamMs ?? 30 * 60_000;
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
 
-  const authed = (h: Authed) => (req: Request, res: Response, next: NextFunction) =>
-    bearerPrincipal(req, deps.accounts)
-      .then((who) => h(req, res, who))
-      .catch(next);
+  const authed = authedBy(deps.accounts);
 
   const deviceId = (req: Request): string => {
     const id = String(req.params.id);

@@ -119,14 +119,13 @@ export class OtaPrometheus {
           for (const c of counts) this.set({ tenant: c.tenantId, state: c.state }, c.rollouts);
         },
       });
-      const active = (): ReturnType<typeof rollouts.activeDeviceCounts> => rollouts.activeDeviceCounts();
       new Gauge({
         name: 'ota_rollout_devices',
         help: 'Devices of each running or paused rollout by status as last recorded (PENDING, ASSIGNED, UPDATED, FAILED, SKIPPED)',
         labelNames: ['tenant', 'rollout', 'name', 'status'] as const,
         registers,
         async collect() {
-          const counts = await active();
+          const counts = await rollouts.activeDeviceCounts();
           this.reset();
           for (const c of counts) this.set({ tenant: c.tenantId, rollout: c.rolloutId, name: c.name, status: c.status }, c.devices);
         },
@@ -137,7 +136,7 @@ export class OtaPrometheus {
         labelNames: ['tenant', 'rollout', 'name'] as const,
         registers,
         async collect() {
-          const counts = await active();
+          const counts = await rollouts.activeDeviceCounts();
           this.reset();
           for (const c of counts) this.set({ tenant: c.tenantId, rollout: c.rolloutId, name: c.name }, c.currentWave + 1);
         },

@@ -184,6 +184,19 @@ export const newUser = (u: NewUser): User => ({
   resetTokenExpTime: null,
 });
 
+/** A new user's row in the column order of both backends' `INSERT INTO users`. */
+export const userInsertValues = (u: User): unknown[] => [
+  u.id,
+  u.tenantId,
+  u.email,
+  u.passwordHash,
+  u.authority,
+  u.createdTime,
+  JSON.stringify(u.extra),
+  u.activateToken,
+  u.activateTokenExpTime,
+];
+
 /**
  * What a tenant owns, deleted children first. Devices take their attributes, telemetry, targets and
  * queue rows with them (ON DELETE CASCADE) and their states (a trigger on SQLite, a cascade on
@@ -249,17 +262,7 @@ export class SqliteTenantRepository implements TenantRepository {
       .prepare(
         'INSERT INTO users (id, tenant_id, email, password_hash, authority, created_time, extra, activate_token, activate_token_exp_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       )
-      .run(
-        created.id,
-        created.tenantId,
-        created.email,
-        created.passwordHash,
-        created.authority,
-        created.createdTime,
-        JSON.stringify(created.extra),
-        created.activateToken,
-        created.activateTokenExpTime,
-      );
+      .run(...userInsertValues(created));
     return created;
   }
 

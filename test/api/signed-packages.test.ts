@@ -34,6 +34,17 @@ describe('admin API: signed packages', () => {
     return { id: info.id.id, res };
   }
 
+  /** A package by URL only: it has no bytes, so it is never signed. */
+  function urlPackage(admin: ApiClient, profile: DeviceProfileBody) {
+    return admin.post('/api/otaPackage', {
+      title: unique('url'),
+      version: '1',
+      type: 'FIRMWARE',
+      deviceProfileId: ref('DEVICE_PROFILE', profile.id.id),
+      url: 'http://example.invalid/fw.bin',
+    });
+  }
+
   it('generates an Ed25519 key on first need and shows only its public half, the same on every call', async () => {
     const { admin } = await tenant();
     const first = ok<SigningKeyBody>(await admin.get('/api/ota/signingKey'));
@@ -67,15 +78,7 @@ describe('admin API: signed packages', () => {
     const info = ok<SignedInfo>(res);
     const saved = ok<SignedInfo>(await admin.post('/api/otaPackage', { ...info, signature: null, additionalInfo: { description: 'edited' } }));
     expect(saved.signature).to.equal(info.signature);
-    const url = ok<SignedInfo>(
-      await admin.post('/api/otaPackage', {
-        title: unique('url'),
-        version: '1',
-        type: 'FIRMWARE',
-        deviceProfileId: ref('DEVICE_PROFILE', profile.id.id),
-        url: 'http://example.invalid/fw.bin',
-      }),
-    );
+    const url = ok<SignedInfo>(await urlPackage(admin, profile));
     expect(url).to.include({ signature: null, signatureAlgorithm: null });
   });
 
@@ -152,15 +155,7 @@ describe('admin API: signed packages', () => {
     it('refuses to assign an unsigned package to a profile or a device, and allows a signed one', async () => {
       const { admin, profile } = await tenant();
       expect(ok(await admin.get('/api/ota/policy'))).to.deep.equal({ requireSignedPackages: false });
-      const unsigned = ok<SignedInfo>(
-        await admin.post('/api/otaPackage', {
-          title: unique('url'),
-          version: '1',
-          type: 'FIRMWARE',
-          deviceProfileId: ref('DEVICE_PROFILE', profile.id.id),
-          url: 'http://example.invalid/fw.bin',
-        }),
-      );
+      const unsigned = ok<SignedInfo>(await urlPackage(admin, profile));
       const signed = ok<SignedInfo>((await upload(admin, profile, randomBytes(100))).res);
       expect(ok(await admin.post('/api/ota/policy', { requireSignedPackages: true }))).to.deep.equal({ requireSignedPackages: true });
 
@@ -179,15 +174,7 @@ describe('admin API: signed packages', () => {
 
     it('checks the policy only when the assigned package changes: a profile or device keeping an unsigned one can still be saved', async () => {
       const { admin, profile } = await tenant();
-      const unsigned = ok<SignedInfo>(
-        await admin.post('/api/otaPackage', {
-          title: unique('url'),
-          version: '1',
-          type: 'FIRMWARE',
-          deviceProfileId: ref('DEVICE_PROFILE', profile.id.id),
-          url: 'http://example.invalid/fw.bin',
-        }),
-      );
+      const unsigned = ok<SignedInfo>(await urlPackage(admin, profile));
       ok(await admin.post(`/api/deviceProfile/${profile.id.id}`, { firmwareId: unsigned.id }));
       const device = ok<{ id: { id: string } }>(await admin.post('/api/device', { name: unique('d'), deviceProfileId: profile.id, firmwareId: unsigned.id }));
       ok(await admin.post('/api/ota/policy', { requireSignedPackages: true }));

@@ -7,9 +7,6 @@
  * (.mocharc.postgres.json).
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { Agent } from 'coap';
@@ -17,8 +14,8 @@ import protobuf from 'protobufjs';
 import { coapObserve } from '../support/coap-clients';
 import { eventually } from '../support/eventually';
 import { MqttDevice } from '../support/mqtt-clients';
-import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
-import { databaseUrlFor } from '../support/test-store';
+import type { Admin } from '../support/standalone';
+import { TwoInstances } from '../support/cluster';
 
 interface Ref {
   id: { id: string };
@@ -59,9 +56,7 @@ function profileBody(name: string, transport: 'MQTT' | 'COAP', payloads: 'JSON' 
 
 describe('two instances on one PostgreSQL: sessions follow device and profile changes (npm start twice)', function () {
   this.timeout(120_000);
-  const dirs: string[] = [];
-  let a: Running;
-  let b: Running;
+  const cluster = new TwoInstances('ota-cluster-changes');
   let adminA: Admin;
   let mqttB: string;
   let coapB: number;
@@ -98,13 +93,8 @@ describe('two instances on one PostgreSQL: sessions follow device and profile ch
   }
 
   before(async () => {
-    for (let i = 0; i < 2; i++) dirs.push(await mkdtemp(path.join(os.tmpdir(), `ota-cluster-changes-${i}-`)));
-    const url = (await databaseUrlFor(dirs[0]!)) as string;
-    const env = { OTA_DATABASE_URL: url };
-    a = await startServer(dirs[0]!, env);
-    b = await startServer(dirs[1]!, env);
-    adminA = await adminClient(a.api);
-    const adminB = await adminClient(b.api);
+    let adminB: Admin;
+    ({ adminA, adminB } = await cluster.start());
     mqttB = `mqtt://127.0.0.1:${(await adminB.endpoint('MQTT')).port}`;
     coapB = (await adminB.endpoint('COAP')).port;
     socket = createSocket('udp4');
@@ -118,8 +108,7 @@ describe('two instances on one PostgreSQL: sessions follow device and profile ch
   after(async () => {
     agent?.close();
     await new Promise<void>((resolve) => (socket ? socket.close(() => resolve()) : resolve()));
-    for (const r of [a, b]) if (r) await stopServer(r);
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
+    await cluster.stop();
   });
 
   it("switches B's MQTT session to protobuf within a second of the profile's change through A, then to the profile's new schema", async () => {

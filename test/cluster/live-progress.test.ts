@@ -4,15 +4,12 @@
  * (OTA_DOWNLOAD_PROGRESS_FLUSH_MS), so what B shows can only have come over the cluster bus. Runs
  * in the PostgreSQL run only (.mocharc.postgres.json).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { HttpDevice } from '../support/http-device';
 import { eventually } from '../support/eventually';
-import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
-import { databaseUrlFor } from '../support/test-store';
+import type { Admin, Running } from '../support/standalone';
+import { TwoInstances } from '../support/cluster';
 
 interface Ref {
   id: { id: string };
@@ -23,25 +20,18 @@ interface Progress {
 
 describe('two instances on one PostgreSQL: live download progress (npm start twice)', function () {
   this.timeout(120_000);
-  const dirs: string[] = [];
+  const cluster = new TwoInstances('ota-cluster-progress');
   let a: Running;
   let b: Running;
   let adminA: Admin;
   let adminB: Admin;
 
   before(async () => {
-    for (let i = 0; i < 2; i++) dirs.push(await mkdtemp(path.join(os.tmpdir(), `ota-cluster-progress-${i}-`)));
-    const url = (await databaseUrlFor(dirs[0]!)) as string;
-    const env = { OTA_DATABASE_URL: url, OTA_DOWNLOAD_PROGRESS_FLUSH_MS: '60000' };
-    a = await startServer(dirs[0]!, env);
-    b = await startServer(dirs[1]!, env);
-    adminA = await adminClient(a.api);
-    adminB = await adminClient(b.api);
+    ({ a, b, adminA, adminB } = await cluster.start({ OTA_DOWNLOAD_PROGRESS_FLUSH_MS: '60000' }));
   });
 
   after(async () => {
-    for (const r of [a, b]) if (r) await stopServer(r);
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
+    await cluster.stop();
   });
 
   it("shows on B's device list the bytes A served, a minute before A writes them, chunks served by both counted once", async () => {

@@ -5,17 +5,14 @@
  * bytes served by both add up to one download progress. Runs in the PostgreSQL run only
  * (.mocharc.postgres.json).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { HttpDevice } from '../support/http-device';
 import { eventually } from '../support/eventually';
 import { EventStream, type ServerEvent } from '../support/event-stream';
 import { MqttDevice } from '../support/mqtt-clients';
-import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
-import { databaseUrlFor } from '../support/test-store';
+import type { Admin, Running } from '../support/standalone';
+import { TwoInstances } from '../support/cluster';
 
 interface Ref {
   id: { id: string };
@@ -40,7 +37,7 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 describe('two instances on one PostgreSQL: the read side and revocations (npm start twice)', function () {
   this.timeout(120_000);
-  const dirs: string[] = [];
+  const cluster = new TwoInstances('ota-cluster-read');
   let a: Running;
   let b: Running;
   let adminA: Admin;
@@ -79,13 +76,7 @@ describe('two instances on one PostgreSQL: the read side and revocations (npm st
   const httpStatus = async (api: string, token: string): Promise<number> => (await new HttpDevice(api, token).attributes()).status;
 
   before(async () => {
-    for (let i = 0; i < 2; i++) dirs.push(await mkdtemp(path.join(os.tmpdir(), `ota-cluster-read-${i}-`)));
-    const url = (await databaseUrlFor(dirs[0]!)) as string;
-    const env = { OTA_DATABASE_URL: url };
-    a = await startServer(dirs[0]!, env);
-    b = await startServer(dirs[1]!, env);
-    adminA = await adminClient(a.api);
-    adminB = await adminClient(b.api);
+    ({ a, b, adminA, adminB } = await cluster.start());
     profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name: 'cluster-read' })).id.id;
     const endpoint = await adminB.endpoint('MQTT');
     mqttB = `mqtt://127.0.0.1:${endpoint.port}`;
@@ -97,8 +88,7 @@ describe('two instances on one PostgreSQL: the read side and revocations (npm st
   });
 
   after(async () => {
-    for (const r of [a, b]) if (r) await stopServer(r);
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
+    await cluster.stop();
   });
 
   it('closes the MQTT session on B of a device re-keyed through A; the old token is refused by both, the new one works', async () => {

@@ -4,15 +4,12 @@
  * other, one paced profile assignment made through either. Runs in the PostgreSQL run only
  * (.mocharc.postgres.json).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { expect } from 'chai';
 import { HttpDevice } from '../support/http-device';
 import { eventually } from '../support/eventually';
 import { MqttDevice } from '../support/mqtt-clients';
-import { adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
-import { databaseUrlFor } from '../support/test-store';
+import { stopServer, type Admin, type Running } from '../support/standalone';
+import { TwoInstances } from '../support/cluster';
 
 interface Ref {
   id: { id: string };
@@ -26,7 +23,7 @@ const N_HTTP = 8;
 
 describe('two instances on one PostgreSQL (npm start twice)', function () {
   this.timeout(120_000);
-  const dirs: string[] = [];
+  const cluster = new TwoInstances('ota-cluster');
   let a: Running;
   let b: Running;
   let adminA: Admin;
@@ -66,14 +63,8 @@ describe('two instances on one PostgreSQL (npm start twice)', function () {
   }
 
   before(async () => {
-    for (let i = 0; i < 2; i++) dirs.push(await mkdtemp(path.join(os.tmpdir(), `ota-cluster-${i}-`)));
-    const url = (await databaseUrlFor(dirs[0]!)) as string;
     // Slow enough pacing that a drain takes seconds: 2 devices every 500 ms per instance.
-    const env = { OTA_DATABASE_URL: url, TB_QUEUE_CORE_OTA_PACK_SIZE: '2', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '500', OTA_QUEUE_LEASE_MS: '2000' };
-    a = await startServer(dirs[0]!, env);
-    b = await startServer(dirs[1]!, env);
-    adminA = await adminClient(a.api);
-    adminB = await adminClient(b.api);
+    ({ a, b, adminA, adminB } = await cluster.start({ TB_QUEUE_CORE_OTA_PACK_SIZE: '2', TB_QUEUE_CORE_OTA_PACK_INTERVAL_MS: '500', OTA_QUEUE_LEASE_MS: '2000' }));
     profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name: 'cluster' })).id.id;
     const endpointB = await adminB.endpoint('MQTT');
     for (let i = 0; i < N_MQTT + N_HTTP; i++) {
@@ -93,8 +84,7 @@ describe('two instances on one PostgreSQL (npm start twice)', function () {
 
   after(async () => {
     await Promise.all(mqtt.map((m) => m.device.end()));
-    for (const r of [a, b]) if (r) await stopServer(r, 'SIGKILL');
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
+    await cluster.stop('SIGKILL');
   });
 
   it('updates every device, each notified once, wherever it is connected; then loses nothing when an instance is killed mid-drain', async () => {

@@ -9,6 +9,7 @@ import {
   toTenant,
   toUser,
   USER_SORT_COLUMNS,
+  userInsertValues,
   type NewTenant,
   type NewUser,
   toTenantProfile,
@@ -76,17 +77,7 @@ export class PgTenantRepository implements TenantRepository {
     await writing(
       this.sql.query(
         'INSERT INTO users (id, tenant_id, email, password_hash, authority, created_time, extra, activate_token, activate_token_exp_time) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)',
-        [
-          created.id,
-          created.tenantId,
-          created.email,
-          created.passwordHash,
-          created.authority,
-          created.createdTime,
-          JSON.stringify(created.extra),
-          created.activateToken,
-          created.activateTokenExpTime,
-        ],
+        userInsertValues(created),
       ),
     );
     return created;
