@@ -256,7 +256,7 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
     }),
   );
 
-  // Server-sent events: `devices` (changed rows) and `metrics` (cards and chart) for the caller's tenant.
+  // Server-sent events: `devices` (changed rows), `metrics` (cards and chart) and `progress` (downloads of the devices the stream follows) for the caller's tenant.
   api.get('/ota/events', (req: Request, res: Response, next: NextFunction) => {
     (async () => {
       let who: Principal;
@@ -277,23 +277,26 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       res.setHeader('X-Accel-Buffering', 'no');
       res.flushHeaders();
       req.socket.setNoDelay(true);
-      const send = (ev: LiveEvent | { event: 'ready'; data: { ts: number } }): void => {
-        if (res.writableEnded || res.destroyed) return;
+      const send = (ev: LiveEvent | { event: 'ready'; data: { ts: number; stream: string | null } }): boolean => {
+        if (res.writableEnded || res.destroyed) return false;
+        // Progress is offered again, newer: it never piles up behind a client that does not read.
+        if (ev.event === 'progress' && res.writableNeedDrain) return false;
         res.write(`event: ${ev.event}\ndata: ${JSON.stringify(ev.data)}\n\n`);
+        return true;
       };
-      const unsubscribe = deps.watcher.subscribe(who.tenantId, send, () => res.end());
+      const live = deps.watcher.subscribe(who.tenantId, send, () => res.end());
       const heartbeat = setInterval(() => !res.destroyed && res.write(': keep-alive\n\n'), heartbeatMs).unref();
       const expiry = setTimeout(() => res.end(), maxStreamMs).unref();
       let ended = false;
       const end = (): void => {
         if (ended) return;
         ended = true;
-        unsubscribe();
+        live.close();
         clearInterval(heartbeat);
         clearTimeout(expiry);
       };
       res.on('close', end);
-      send({ event: 'ready', data: { ts: deps.clock.now() } });
+      send({ event: 'ready', data: { ts: deps.clock.now(), stream: live.stream } });
       send({ event: 'metrics', data: await deps.watcher.current(who.tenantId) });
     })().catch(next);
   });

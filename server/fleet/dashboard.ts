@@ -8,20 +8,24 @@ import type { Pipeline } from '../pipeline/pipeline';
 import type { Logger } from '../logger';
 import type { EngineEvents } from '../events';
 import { FleetView } from './fleet-view';
-import { FleetWatcher, WATCH_DEFAULTS, type LiveMetrics } from './fleet-watch';
-import type { TenantId } from '../ids';
+import { backgroundTimers, FleetWatcher, WATCH_DEFAULTS, type LiveMetrics } from './fleet-watch';
+import { isUuid, type TenantId } from '../ids';
 import type { Timers } from '../timers';
 import type { Store } from '../store/store';
 import { OtaPrometheus } from './prometheus';
 import { createDashboardApi } from './dashboard-api';
 import type { DownloadProgress } from './download-progress';
 import type { RolloutService } from '../rollouts/rollout-service';
+import { LiveProgress, liveProgressSettingsFromEnv, type LiveProgressSettings } from './live-progress';
+import { authedBy } from '../admin/authenticate';
+import { errorHandler } from '../admin/admin-api';
+import { invalid, notFound } from '../errors';
 
 /** What the dashboard needs from the engine. */
 export interface DashboardDeps {
   store: Store;
-  /** Bytes served per device (issue 14), shown in the device list. */
-  downloads?: Pick<DownloadProgress, 'ofDevices'>;
+  /** Bytes served per device (issue 14), shown in the device list and pushed live to the streams following them. */
+  downloads?: Pick<DownloadProgress, 'ofDevices' | 'current' | 'onProgress'>;
   accounts: AccountService;
   devices: DeviceService;
   pipeline: Pick<Pipeline, 'tracker' | 'queue' | 'notifier' | 'telemetry'>;
@@ -42,11 +46,16 @@ export interface DashboardSettings {
   retentionMs: number;
   /** The shared change log of update states keeps this many changes (every instance's live view reads it). */
   changeLogMax: number;
+  /** Live download progress: how often a stream hears of a device, and how many devices it follows at most. */
+  progress: LiveProgressSettings;
   /** Where the page's files are (default: the package's `dashboard/` folder). */
   dashboardDir?: string;
 }
 
-/** `OTA_METRICS_TOKEN`, `OTA_DASHBOARD_SNAPSHOT_S` (default 5), `OTA_DASHBOARD_RETENTION_H` (default 48), `OTA_FLEET_CHANGE_LOG_MAX` (default 100,000). */
+/**
+ * `OTA_METRICS_TOKEN`, `OTA_DASHBOARD_SNAPSHOT_S` (default 5), `OTA_DASHBOARD_RETENTION_H` (default 48), `OTA_FLEET_CHANGE_LOG_MAX` (default 100,000),
+ * `OTA_DASHBOARD_PROGRESS_MS` (default 250) and `OTA_DASHBOARD_PROGRESS_MAX_DEVICES` (default 1,000).
+ */
 export function dashboardSettingsFromEnv(env: NodeJS.ProcessEnv): DashboardSettings {
   const num = (name: string, fallback: number): number => {
     const v = Number(env[name]);
@@ -58,6 +67,7 @@ export function dashboardSettingsFromEnv(env: NodeJS.ProcessEnv): DashboardSetti
     retentionMs: Math.round(num('OTA_DASHBOARD_RETENTION_H', WATCH_DEFAULTS.retentionMs / 3600_000) * 3600_000),
     // Fewer than 1,000 would drop changes a watcher polling every 500 ms has yet to read.
     changeLogMax: Math.max(1000, Math.round(num('OTA_FLEET_CHANGE_LOG_MAX', WATCH_DEFAULTS.changeLogMax))),
+    progress: liveProgressSettingsFromEnv(env),
   };
 }
 
@@ -103,8 +113,19 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
       distribution: await view.distribution(tenantId),
     };
   };
+  const progress = deps.downloads ? new LiveProgress(deps.downloads, settings.progress, deps.logger, backgroundTimers) : undefined;
   const watcher = new FleetWatcher(
-    { fleet, view, metrics, events: deps.events, queue: pipeline.queue, notifierStats: (t) => pipeline.notifier.statsFor(t), clock: deps.clock, logger: deps.logger },
+    {
+      fleet,
+      view,
+      metrics,
+      events: deps.events,
+      queue: pipeline.queue,
+      notifierStats: (t) => pipeline.notifier.statsFor(t),
+      clock: deps.clock,
+      logger: deps.logger,
+      ...(progress ? { progress } : {}),
+    },
     { ...WATCH_DEFAULTS, snapshotMs: settings.snapshotMs, retentionMs: settings.retentionMs, changeLogMax: settings.changeLogMax },
   );
   watcher.start();
@@ -117,19 +138,23 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
     rollouts: deps.store.rollouts,
   });
 
-  const api = createDashboardApi({
-    accounts: deps.accounts,
-    devices: deps.devices,
-    states,
-    queue: pipeline.queue,
-    events: deps.events,
-    view,
-    fleet,
-    watcher,
-    clock: deps.clock,
-    ...(deps.downloads ? { downloads: deps.downloads } : {}),
-    ...(deps.rollouts ? { rollouts: { service: deps.rollouts, packages: deps.store.packages } } : {}),
-  });
+  const api = express.Router();
+  api.use(followRoute(deps.accounts, watcher, settings.progress.maxDevices));
+  api.use(
+    createDashboardApi({
+      accounts: deps.accounts,
+      devices: deps.devices,
+      states,
+      queue: pipeline.queue,
+      events: deps.events,
+      view,
+      fleet,
+      watcher,
+      clock: deps.clock,
+      ...(deps.downloads ? { downloads: deps.downloads } : {}),
+      ...(deps.rollouts ? { rollouts: { service: deps.rollouts, packages: deps.store.packages } } : {}),
+    }),
+  );
 
   const site = express.Router();
   site.get('/metrics', (req: Request, res: Response, next: NextFunction) => {
@@ -184,6 +209,32 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
       prometheus.close();
     },
   };
+}
+
+/**
+ * `POST /api/ota/events/follow` `{stream, devices}`: the devices whose download progress the
+ * live stream `stream` (named by its `ready` event) hears from now on, in place of those before:
+ * the page sends the rows it shows whenever they change.
+ */
+function followRoute(accounts: AccountService, watcher: FleetWatcher, maxDevices: number): Router {
+  const router = express.Router();
+  const usage = 'Invalid request body: expected {"stream": "<id from the ready event>", "devices": ["<device id>", ...]}';
+  router.post(
+    '/ota/events/follow',
+    // A device id and its JSON quotes and comma, per device followed.
+    express.json({ limit: 40 * maxDevices + 1024, type: () => true }),
+    authedBy(accounts)(async (req, res, who) => {
+      const { stream, devices } = (req.body ?? {}) as { stream?: unknown; devices?: unknown };
+      if (typeof stream !== 'string' || !Array.isArray(devices)) throw invalid(usage);
+      const bad = devices.find((d) => typeof d !== 'string' || !isUuid(d));
+      if (bad !== undefined) throw invalid(`Invalid request body: devices must be device ids, not ${JSON.stringify(bad)}`);
+      if (devices.length > maxDevices) throw invalid(`A live stream follows at most ${maxDevices} devices (OTA_DASHBOARD_PROGRESS_MAX_DEVICES), not ${devices.length}`);
+      if (!watcher.follow(who.tenantId, stream, devices as string[])) throw notFound(`No live stream '${stream}': open /api/ota/events first`);
+      res.json({ stream, following: new Set(devices).size });
+    }),
+  );
+  router.use(errorHandler);
+  return router;
 }
 
 function splitUrl(url: string): [string, string] {

@@ -4,7 +4,7 @@ import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import type { Logger } from '../logger';
 import type { UplinkEvent } from '../pipeline/uplink';
 import { combine, covered, MAX_RANGES, merge, type ServedBytes, type ServedTotals } from '../store/download-progress';
-import type { OtaPackageType } from '../store/ota-packages';
+import { OTA_PACKAGE_TYPES, type OtaPackageType } from '../store/ota-packages';
 import type { Store } from '../store/store';
 import type { ClusterBus } from '../store/cluster-bus';
 
@@ -39,6 +39,9 @@ const LIVE_MS = 250;
 /** Messages per send at most (PostgreSQL NOTIFY takes under 8000 bytes each): 8 a second; the rest comes through the store. */
 const MAX_LIVE_MESSAGES = 2;
 const MAX_LIVE_BYTES = 7000;
+
+/** Hears that bytes of a device's download were served here or by another instance (every chunk: keep it cheap). */
+export type ProgressListener = (tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType) => void;
 
 /** How far a device's download of its current package got, from the bytes the server sent it. */
 export interface DownloadProgressView {
@@ -79,6 +82,7 @@ export class DownloadProgress {
   private readonly heard = new Map<string, ServedBytes & { until: number }>();
   /** The write under way (they run one after another); never rejects. */
   private writing: Promise<void> = Promise.resolve();
+  private readonly listeners = new Set<ProgressListener>();
   private readonly unhook: () => void;
 
   constructor(
@@ -116,6 +120,13 @@ export class DownloadProgress {
       // At once after a quiet spell, then at most every LIVE_MS.
       this.liveTimer ??= setTimeout(() => this.tell(), Math.max(0, this.toldAt + Math.min(LIVE_MS, this.settings.flushMs) - Date.now())).unref();
     }
+    for (const listener of this.listeners) listener(tenantId, deviceId, type);
+  }
+
+  /** Calls `listener` whenever a device's download moves, here or on another instance, until the returned function is called. */
+  onProgress(listener: ProgressListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /**
@@ -162,6 +173,7 @@ export class DownloadProgress {
         if (!known && this.heard.size >= this.settings.maxPending) this.heard.delete(this.heard.keys().next().value as string);
         this.heard.set(key, { ...e, until });
       }
+      for (const listener of this.listeners) listener(e.tenantId, e.deviceId, e.type);
     }
   }
 
@@ -195,26 +207,42 @@ export class DownloadProgress {
   }
 
   async of(tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType): Promise<DownloadProgressView | null> {
-    await this.flush();
-    const r = await this.store.downloads.get(tenantId, [deviceId]);
-    const t = this.withHeard(
-      r.find((x) => x.type === type),
-      tenantId,
-      deviceId,
-      type,
-    );
-    return t ? view(t) : null;
+    return (await this.ofDevices(tenantId, [deviceId])).get(`${deviceId}:${type}`) ?? null;
   }
 
   /** The progress of these devices of the tenant, keyed `deviceId:type`. */
   async ofDevices(tenantId: TenantId, deviceIds: readonly DeviceId[]): Promise<Map<string, DownloadProgressView>> {
     await this.flush();
+    return this.current(tenantId, deviceIds);
+  }
+
+  /**
+   * The same without writing what waits first: the dashboard's live progress asks every few
+   * hundred ms while bytes are served, and the writes keep their own pace (flushMs). What waits
+   * is added to the rows read, and so is what was heard on the bus.
+   */
+  async current(tenantId: TenantId, deviceIds: readonly DeviceId[]): Promise<Map<string, DownloadProgressView>> {
+    // Once no write is under way, what is not in the store waits in `pending`: taken before the
+    // read, so that a write starting meanwhile writes these very entries.
+    for (let w = this.writing; ; w = this.writing) {
+      await w;
+      if (w === this.writing) break;
+    }
+    const waiting = new Map<string, ServedBytes>();
+    for (const deviceId of deviceIds) {
+      for (const type of OTA_PACKAGE_TYPES) {
+        const w = this.pending.get(`${deviceId}:${type}`);
+        if (w?.tenantId === tenantId) waiting.set(`${deviceId}:${type}`, w);
+      }
+    }
     const rows = new Map((await this.store.downloads.get(tenantId, deviceIds)).map((t) => [`${t.deviceId}:${t.type}`, t]));
     const out = new Map<string, DownloadProgressView>();
     for (const deviceId of deviceIds) {
-      for (const type of ['FIRMWARE', 'SOFTWARE'] as const) {
-        const t = this.withHeard(rows.get(`${deviceId}:${type}`), tenantId, deviceId, type);
-        if (t) out.set(`${deviceId}:${type}`, view(t));
+      for (const type of OTA_PACKAGE_TYPES) {
+        const key = `${deviceId}:${type}`;
+        const w = waiting.get(key);
+        const t = this.withHeard(w ? combine(rows.get(key) ?? null, w) : rows.get(key), tenantId, deviceId, type);
+        if (t) out.set(key, view(t));
       }
     }
     return out;
@@ -251,6 +279,7 @@ export class DownloadProgress {
   /** Stops listening and writes what waits. */
   close(): Promise<void> {
     this.unhook();
+    this.listeners.clear();
     if (this.liveTimer) clearTimeout(this.liveTimer);
     this.liveTimer = null;
     this.live.clear();

@@ -8,6 +8,7 @@ import type { Timers } from '../timers';
 import type { OtaPackageType } from '../store/ota-packages';
 import type { FleetMetrics } from '../pipeline/state-tracker';
 import type { UplinkEvent } from '../pipeline/uplink';
+import type { LiveProgress, ProgressEvent } from './live-progress';
 
 /** What the dashboard's metric cards and chart show, as pushed live and answered on request. */
 export interface LiveMetrics extends FleetMetrics {
@@ -16,8 +17,15 @@ export interface LiveMetrics extends FleetMetrics {
   distribution: Record<OtaPackageType, StateCounts>;
 }
 
-export type LiveEvent = { event: 'devices'; data: { rows: DeviceRow[]; removed: string[]; more: boolean } } | { event: 'metrics'; data: LiveMetrics };
-export type LiveListener = (ev: LiveEvent) => void;
+export type LiveEvent = { event: 'devices'; data: { rows: DeviceRow[]; removed: string[]; more: boolean } } | { event: 'metrics'; data: LiveMetrics } | ProgressEvent;
+/** Answers false when it could not take a progress event now (see ProgressSink); other events are always taken. */
+export type LiveListener = (ev: LiveEvent) => boolean | void;
+
+/** A listener's subscription: `stream` names it to `follow` (null without download progress). */
+export interface LiveSubscription {
+  stream: string | null;
+  close(): void;
+}
 
 export interface WatchSettings {
   /** How often the change log is read while someone watches (ms). */
@@ -60,7 +68,7 @@ const MAX_MISSING = 1000;
 const BATCH = 10_000;
 
 /** Real timers that never keep the process alive: the watcher lives as long as its database. */
-const backgroundTimers: Pick<Timers, 'setTimeout' | 'clearTimeout'> = {
+export const backgroundTimers: Pick<Timers, 'setTimeout' | 'clearTimeout'> = {
   setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
@@ -105,6 +113,8 @@ export class FleetWatcher {
       /** Timestamps of snapshots (the engine's clock). */
       clock: Pick<Timers, 'now'>;
       logger: Logger;
+      /** Download progress of the devices each stream follows; stopped with the watcher. */
+      progress?: LiveProgress;
     },
     private readonly settings: WatchSettings = WATCH_DEFAULTS,
     private readonly timers: Pick<Timers, 'setTimeout' | 'clearTimeout'> = backgroundTimers,
@@ -137,11 +147,11 @@ export class FleetWatcher {
     this.schedule(this.settings.snapshotMs);
   }
 
-  /** Live events for one tenant until the returned function is called; `onClose` when the watcher closes first. */
-  subscribe(tenantId: TenantId, listener: LiveListener, onClose?: () => void): () => void {
+  /** Live events for one tenant until the subscription is closed; `onClose` when the watcher closes first. */
+  subscribe(tenantId: TenantId, listener: LiveListener, onClose?: () => void): LiveSubscription {
     if (this.closed) {
       onClose?.();
-      return () => undefined;
+      return { stream: null, close: () => undefined };
     }
     if (onClose) this.enders.set(listener, onClose);
     let set = this.subscribers.get(tenantId);
@@ -150,15 +160,25 @@ export class FleetWatcher {
       this.pending.set(tenantId, { devices: new Set(), lost: false, metrics: false, lastMetricsAt: 0, metricsCost: 0, signature: '' });
     }
     set.add(listener);
+    const stream = this.deps.progress?.open(tenantId, listener) ?? null;
     this.schedule(this.settings.pollMs);
-    return () => {
-      this.enders.delete(listener);
-      set.delete(listener);
-      if (set.size === 0 && this.subscribers.get(tenantId) === set) {
-        this.subscribers.delete(tenantId);
-        this.pending.delete(tenantId);
-      }
+    return {
+      stream,
+      close: () => {
+        if (stream) this.deps.progress?.close(stream);
+        this.enders.delete(listener);
+        set.delete(listener);
+        if (set.size === 0 && this.subscribers.get(tenantId) === set) {
+          this.subscribers.delete(tenantId);
+          this.pending.delete(tenantId);
+        }
+      },
     };
+  }
+
+  /** The devices whose download progress a stream of the tenant hears from now on; false when it has no such stream. */
+  follow(tenantId: TenantId, stream: string, deviceIds: readonly string[]): boolean {
+    return this.deps.progress?.follow(tenantId, stream, deviceIds) ?? false;
   }
 
   get watching(): number {
@@ -170,6 +190,7 @@ export class FleetWatcher {
   close(): void {
     this.closed = true;
     for (const off of this.unhook.splice(0)) off();
+    this.deps.progress?.stop();
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.timer = null;
     const enders = [...this.enders.values()];
