@@ -2,10 +2,12 @@
  * Download progress served by one instance shows on another's dashboard before it is written: two
  * `npm start` instances on one PostgreSQL database whose writes of served bytes wait a minute
  * (OTA_DOWNLOAD_PROGRESS_FLUSH_MS), so what B shows can only have come over the cluster bus. Runs
- * in the PostgreSQL run only (.mocharc.postgres.json).
+ * in the PostgreSQL run only (.mocharc.postgres.json). B's dashboard stream moves its progress bars
+ * from the same bus.
  */
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
+import { EventStream, type ServerEvent } from '../support/event-stream';
 import { HttpDevice } from '../support/http-device';
 import { eventually } from '../support/eventually';
 import type { Admin, Running } from '../support/standalone';
@@ -65,5 +67,38 @@ describe('two instances on one PostgreSQL: live download progress (npm start twi
       `/ota/devices?type=FIRMWARE&deviceProfileId=${profileId}&pageSize=10&page=0`,
     );
     expect(page.data.find((r) => r.id === d.id.id)?.firmware.served).to.deep.include({ bytes: 2000, percent: 50 });
+  });
+
+  it("moves B's dashboard progress bar chunk by chunk as A serves them, before A writes them", async () => {
+    const profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name: 'live-stream' })).id.id;
+    const info = await adminA.request<Ref>('POST', '/otaPackage', {
+      title: 'stream-fw',
+      version: '1.0',
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+    });
+    await adminA.upload(info.id.id, randomBytes(4000), 'SHA256');
+    const d = await adminA.request<Ref>('POST', '/device', {
+      name: 'live-stream-1',
+      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+      firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' },
+    });
+    const token = (await adminA.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId;
+    const { ticket } = await adminB.request<{ ticket: string }>('POST', '/ota/events/ticket');
+    const stream = await EventStream.open(`${b.api}/api/ota/events?ticket=${ticket}`);
+    try {
+      const name = await stream.next((ev) => ev.event === 'ready' && ((ev.data as { stream: string | null }).stream ?? undefined), 'the ready event of B’s stream');
+      await adminB.request('POST', '/ota/events/follow', { stream: name, devices: [d.id.id] });
+      const progress = (bytes: number) => (ev: ServerEvent) =>
+        ev.event === 'progress' &&
+        (ev.data as { devices: Array<{ deviceId: string; bytes: number; percent: number }> }).devices.find((e) => e.deviceId === d.id.id && e.bytes === bytes);
+      // Each chunk A serves shows on B's stream before the device asks A for the next.
+      for (let chunk = 0; chunk < 4; chunk++) {
+        expect((await new HttpDevice(a.api, token).chunk('stream-fw', '1.0', 1000, chunk)).status).to.equal(200);
+        expect(await stream.next(progress((chunk + 1) * 1000), `chunk ${chunk} on B's stream`)).to.include({ packageId: info.id.id, percent: (chunk + 1) * 25 });
+      }
+    } finally {
+      stream.close();
+    }
   });
 });
