@@ -22,6 +22,8 @@ const state = {
   profiles: [],
   packages: [],
   history: null,
+  /** Bytes served of the target package, per device shown (of `type`): kept when a live row replaces its row. */
+  served: new Map(),
 };
 
 /** Runs `fn` at most once per `ms`; calls meanwhile are covered by the run already scheduled (it reads the state then). */
@@ -384,7 +386,7 @@ function deviceRow(row) {
   const other = slotOf(row, state.type === 'FIRMWARE' ? 'SOFTWARE' : 'FIRMWARE');
   return el(
     'tr',
-    { 'data-device-id': row.id, 'data-state': s.state ?? 'NONE' },
+    { 'data-device-id': row.id, 'data-state': s.state ?? 'NONE', 'data-target-package': s.target?.packageId },
     el(
       'td',
       {},
@@ -396,14 +398,7 @@ function deviceRow(row) {
     el('td', {}, row.deviceProfileName),
     el('td', {}, version(s.current)),
     el('td', {}, version(s.target)),
-    el(
-      'td',
-      { 'data-col': 'state' },
-      badge(s.state),
-      s.retries ? el('span', { class: 'muted' }, ` retry ${s.retries}`) : null,
-      // What the server sent of the target package, whatever the device reports (issue 14).
-      s.served && s.state !== 'UPDATED' ? el('span', { class: 'muted', 'data-served': String(s.served.percent) }, ` ${s.served.percent} % served`) : null,
-    ),
+    el('td', { 'data-col': 'state' }, badge(s.state), s.retries ? el('span', { class: 'muted' }, ` retry ${s.retries}`) : null, servedBar(servedOf(row.id, s), s.state)),
     el('td', {}, when(s.stateTs)),
     el('td', { class: 'error-text' }, s.error ?? ''),
     el('td', {}, other.state ? badge(other.state) : el('span', { class: 'muted' }, '—'), other.current ? el('span', { class: 'label' }, version(other.current)) : null),
@@ -411,15 +406,43 @@ function deviceRow(row) {
   );
 }
 
+/** What the server sent of the row's target package: from the list, or from the live stream since. */
+function servedOf(deviceId, s) {
+  const p = s.served ? { ...s.served, packageId: s.target?.packageId } : state.served.get(deviceId);
+  return p && s.target && p.packageId === s.target.packageId ? p : null;
+}
+
+/** What the server sent of the target package, whatever the device reports (issue 14). */
+function servedBar(p, updateState) {
+  if (!p || updateState === 'UPDATED') return null;
+  return el(
+    'span',
+    { class: 'served muted', 'data-served': String(p.percent), title: `${num(p.bytes)} of ${num(p.size)} bytes served` },
+    el('progress', { max: p.size, value: p.bytes, 'aria-label': `${p.percent} % served` }),
+    ` ${p.percent} % served`,
+  );
+}
+
+/** Loads of the list started: an answer to an older one (filters changed meanwhile) is dropped. */
+let listLoads = 0;
+
 async function loadDevices() {
   const l = state.list;
+  const load = ++listLoads;
   const page = await api(`/api/ota/devices?${query({ type: state.type, ...l, state: l.state })}`);
+  if (load !== listLoads) return;
   if (page.data.length === 0 && l.page > 0 && page.totalElements > 0) {
     l.page = Math.max(0, page.totalPages - 1);
     return loadDevices();
   }
   state.total = page.totalElements;
+  state.served = new Map();
+  for (const row of page.data) {
+    const p = servedOf(row.id, slotOf(row, state.type));
+    if (p) state.served.set(row.id, p);
+  }
   $('device-table').tBodies[0].replaceChildren(...page.data.map(deviceRow));
+  live.follow(page.data.map((row) => row.id));
   $('devices-empty').hidden = page.data.length > 0;
   $('device-count').textContent = `(${num(page.totalElements)})`;
   const from = page.totalElements ? l.page * l.pageSize + 1 : 0;
@@ -610,6 +633,7 @@ function onLive(event, data) {
     }
     return;
   }
+  if (event === 'progress') return showProgress(data.devices);
   if (event !== 'devices') return;
   const body = $('device-table').tBodies[0];
   let missing = data.more;
@@ -630,6 +654,23 @@ function onLive(event, data) {
   if (missing || state.list.state || state.list.sortProperty === 'state' || state.list.sortProperty === 'stateTs') reloadDevices();
   const failedShown = new Set([...$('failed-table').tBodies[0].rows].map((r) => r.dataset.deviceId));
   if (data.more || data.rows.some((r) => slotOf(r, state.type).state === 'FAILED' || failedShown.has(r.id)) || data.removed.some((id) => failedShown.has(id))) reloadFailures();
+}
+
+/** Moves the progress bars of the rows shown; the stream carries only the devices they show. */
+function showProgress(devices) {
+  const body = $('device-table').tBodies[0];
+  for (const p of devices) {
+    if (p.type !== state.type) continue;
+    const tr = body.querySelector(`tr[data-device-id="${p.deviceId}"]`);
+    if (!tr || tr.dataset.targetPackage !== p.packageId) continue;
+    state.served.set(p.deviceId, p);
+    const cell = tr.querySelector('td[data-col="state"]');
+    const bar = servedBar(p, tr.dataset.state);
+    const old = cell.querySelector('.served');
+    if (old && bar) old.replaceWith(bar);
+    else if (bar) cell.append(bar);
+    else old?.remove();
+  }
 }
 
 // ---- package type -----------------------------------------------------------------------------

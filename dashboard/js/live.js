@@ -1,6 +1,8 @@
 // The live stream: server-sent events for this tenant. EventSource sends no headers, so each
 // connection opens with a single-use ticket bought with the bearer token; when the stream ends or
 // fails, we reconnect ourselves with a new ticket (EventSource's own retry would reuse the old one).
+// Download progress comes only for the devices the stream follows: the page tells which rows it
+// shows, and tells every new connection again.
 
 import { api } from './api.js';
 
@@ -16,6 +18,37 @@ export class LiveStream {
     this.timer = null;
     this.stopped = true;
     this.failures = 0;
+    /** The stream's name from its `ready` event: what `follow` is sent for. */
+    this.stream = null;
+    this.following = [];
+    this.sending = false;
+    this.sendAgain = false;
+  }
+
+  /** The devices whose download progress the stream carries from now on. */
+  follow(deviceIds) {
+    this.following = deviceIds;
+    this.sendFollowing();
+  }
+
+  /** One request at a time, so that an older list never arrives after a newer one. */
+  sendFollowing() {
+    if (!this.stream || this.stopped) return;
+    if (this.sending) {
+      this.sendAgain = true;
+      return;
+    }
+    this.sending = true;
+    api('/api/ota/events/follow', { method: 'POST', body: { stream: this.stream, devices: this.following } })
+      // A stream that ended meanwhile: the next one is told on its `ready` event.
+      .catch(() => {})
+      .finally(() => {
+        this.sending = false;
+        if (this.sendAgain) {
+          this.sendAgain = false;
+          this.sendFollowing();
+        }
+      });
   }
 
   start() {
@@ -28,6 +61,7 @@ export class LiveStream {
     clearTimeout(this.timer);
     this.source?.close();
     this.source = null;
+    this.stream = null;
     this.onState('off');
   }
 
@@ -43,16 +77,21 @@ export class LiveStream {
     if (this.stopped) return;
     const source = new EventSource(`/api/ota/events?ticket=${encodeURIComponent(ticket)}`);
     this.source = source;
-    source.addEventListener('ready', () => {
+    source.addEventListener('ready', (e) => {
       this.failures = 0;
+      this.stream = JSON.parse(e.data).stream ?? null;
       this.onState('on');
+      this.sendFollowing();
     });
-    for (const name of ['metrics', 'devices']) {
+    for (const name of ['metrics', 'devices', 'progress']) {
       source.addEventListener(name, (e) => this.onEvent(name, JSON.parse(e.data)));
     }
     source.onerror = () => {
       source.close();
-      if (this.source === source) this.source = null;
+      if (this.source === source) {
+        this.source = null;
+        this.stream = null;
+      }
       this.retry();
     };
   }

@@ -8,6 +8,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { AdminClient } from '../../sim/admin-client';
 import { deviceName, failingDevices, runFleet } from '../../sim/fleet';
 import { simOptions, type SimOptions } from '../../sim/options';
+import { HttpDevice } from '../support/http-device';
 import { ADMIN_PASSWORD, ADMIN_USER, adminClient, startServer, stopServer, type Admin, type Running } from '../support/standalone';
 import { screenshotPath } from '../support/screenshots';
 
@@ -394,6 +395,42 @@ describe('fleet dashboard in Chromium', function () {
     expect(await card.locator('.wave-counts').allTextContents()).to.deep.equal(['0 of 1 updated, 1 failed, 0 in progress', '0 of 2 updated, 0 failed, 0 in progress']);
     expect(await card.locator('.sub').textContent()).to.match(/^Firmware canary-fw 3\.0\.0 · 3 devices · 0% updated · started /);
     await card.screenshot({ path: screenshotPath('dashboard-rollout.png') });
+  });
+
+  it("moves a device's progress bar live as it downloads, without a reload", async () => {
+    const profile = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'progress' })).id.id;
+    const info = await admin.request<Ref>('POST', '/otaPackage', {
+      title: 'progress-fw',
+      version: '1.0.0',
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' },
+    });
+    const pkg = ((await admin.upload(info.id.id, randomBytes(64 * 1024), 'SHA256')) as unknown as Ref).id.id;
+    const d = await admin.request<Ref>('POST', '/device', {
+      name: 'progress-1',
+      deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' },
+      firmwareId: { id: pkg, entityType: 'OTA_PACKAGE' },
+    });
+    const token = (await admin.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId;
+    await page.evaluate(() => ((window as unknown as { notReloaded: boolean }).notReloaded = true));
+    await page.getByLabel('Name', { exact: true }).fill('progress-');
+    const row = page.locator(`#device-table tbody tr[data-device-id="${d.id.id}"][data-target-package="${pkg}"]`);
+    await row.waitFor(WAIT);
+    // A quarter of the package per chunk: the bar follows each before the next is asked for.
+    const device = new HttpDevice(server.api, token);
+    for (let chunk = 0; chunk < 3; chunk++) {
+      expect((await device.chunk('progress-fw', '1.0.0', 16 * 1024, chunk)).status).to.equal(200);
+      const percent = String((chunk + 1) * 25);
+      await row.locator(`.served[data-served="${percent}"] progress`).waitFor(WAIT);
+      expect(await row.locator('.served progress').evaluate((bar) => [(bar as HTMLProgressElement).value, (bar as HTMLProgressElement).max])).to.deep.equal([
+        (chunk + 1) * 16 * 1024,
+        64 * 1024,
+      ]);
+      expect(await row.locator('.served').textContent()).to.equal(` ${percent} % served`);
+    }
+    await row.screenshot({ path: screenshotPath('dashboard-progress.png') });
+    expect(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded), 'same page, never reloaded').to.equal(true);
+    expect(await page.evaluate(() => performance.getEntriesByType('navigation').length)).to.equal(1);
   });
 
   it('loaded nothing from elsewhere, and had no page or console errors', async () => {
