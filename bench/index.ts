@@ -7,6 +7,7 @@ import { coapObserve } from './coap-observe';
 import { endToEnd } from './end-to-end';
 import { fleetRead } from './fleet-read';
 import { httpDownload } from './http-download';
+import { liveProgress } from './live-progress';
 import { load } from './load';
 import type { Benchmark } from './lib';
 import { lwm2mFleet } from './lwm2m-fleet';
@@ -25,6 +26,7 @@ const benchmarks: readonly Benchmark[] = [
   pipelineQueuePostgres,
   storePostgres,
   fleetRead,
+  liveProgress,
   httpDownload,
   coapDownload,
   coapObserve,

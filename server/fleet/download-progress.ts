@@ -178,8 +178,7 @@ export class DownloadProgress {
   }
 
   /** A row read from the store with what was heard of it on the bus since (served elsewhere, not written yet). */
-  private withHeard(row: ServedBytes | undefined, tenantId: TenantId, deviceId: DeviceId, type: OtaPackageType): ServedBytes | undefined {
-    const key = `${deviceId}:${type}`;
+  private withHeard(row: ServedBytes | undefined, tenantId: TenantId, key: string): ServedBytes | undefined {
     const h = this.heard.get(key);
     if (!h) return row;
     if (h.until < Date.now()) {
@@ -228,22 +227,21 @@ export class DownloadProgress {
       await w;
       if (w === this.writing) break;
     }
-    const waiting = new Map<string, ServedBytes>();
+    // Each key made once: building and hashing 2,000 of them is most of a round's time.
+    const slots: Array<{ key: string; waiting: ServedBytes | undefined }> = [];
     for (const deviceId of deviceIds) {
       for (const type of OTA_PACKAGE_TYPES) {
-        const w = this.pending.get(`${deviceId}:${type}`);
-        if (w?.tenantId === tenantId) waiting.set(`${deviceId}:${type}`, w);
+        const key = `${deviceId}:${type}`;
+        const w = this.pending.get(key);
+        slots.push({ key, waiting: w?.tenantId === tenantId ? w : undefined });
       }
     }
     const rows = new Map((await this.store.downloads.get(tenantId, deviceIds)).map((t) => [`${t.deviceId}:${t.type}`, t]));
     const out = new Map<string, DownloadProgressView>();
-    for (const deviceId of deviceIds) {
-      for (const type of OTA_PACKAGE_TYPES) {
-        const key = `${deviceId}:${type}`;
-        const w = waiting.get(key);
-        const t = this.withHeard(w ? combine(rows.get(key) ?? null, w) : rows.get(key), tenantId, deviceId, type);
-        if (t) out.set(key, view(t));
-      }
+    for (const { key, waiting } of slots) {
+      const row = rows.get(key);
+      const t = this.withHeard(waiting ? combine(row ?? null, waiting) : row, tenantId, key);
+      if (t) out.set(key, view(t));
     }
     return out;
   }
