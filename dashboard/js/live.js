@@ -21,14 +21,17 @@ export class LiveStream {
     /** The stream's name from its `ready` event: what `follow` is sent for. */
     this.stream = null;
     this.following = [];
+    /** The stream the list was last sent to. */
+    this.told = null;
     this.sending = false;
     this.sendAgain = false;
   }
 
-  /** The devices whose download progress the stream carries from now on. */
+  /** The devices whose download progress the stream carries from now on (a list reloaded unchanged is not sent again). */
   follow(deviceIds) {
+    const same = deviceIds.join() === this.following.join();
     this.following = deviceIds;
-    this.sendFollowing();
+    if (!same || this.told !== this.stream) this.sendFollowing();
   }
 
   /** One request at a time, so that an older list never arrives after a newer one. */
@@ -39,7 +42,9 @@ export class LiveStream {
       return;
     }
     this.sending = true;
-    api('/api/ota/events/follow', { method: 'POST', body: { stream: this.stream, devices: this.following } })
+    const stream = this.stream;
+    api('/api/ota/events/follow', { method: 'POST', body: { stream, devices: this.following } })
+      .then(() => (this.told = stream))
       // A stream that ended meanwhile: the next one is told on its `ready` event.
       .catch(() => {})
       .finally(() => {
