@@ -102,7 +102,8 @@ export class MqttSession implements PublishingSession {
 
   /**
    * Sends a shared-attributes update if the device subscribed to updates; whether it did. `json`
-   * is the update as JSON; protobuf sessions get ThingsBoard's AttributeUpdateNotificationMsg.
+   * makes the update's JSON PUBLISH (shared by a batch's sessions); protobuf sessions get
+   * ThingsBoard's AttributeUpdateNotificationMsg.
    */
   deliverUpdate(update: { attributes: AttributeMap; deleted: readonly string[] }, json: SharedPublish): boolean {
     if (!this.updates || !this.connected) return false;
