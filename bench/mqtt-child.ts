@@ -4,8 +4,9 @@
  *
  *   node mqtt-child.js endpoint <dataDir>           the OTA engine's MQTT transport on 127.0.0.1:0;
  *                                                   sends {port}, then on {deliver: payload-fields}
- *                                                   calls transport.deliver for every connected
- *                                                   device and answers {delivered, ms}
+ *                                                   delivers one batch to every connected device,
+ *                                                   as ota-mqtt does (transport.deliverAll), and
+ *                                                   answers {delivered, ms}
  *   node mqtt-child.js responder <port> <file>      the reference's answering side: a client of the
  *                                                   broker on <port> that answers every
  *                                                   v2/fw/request/{id}/chunk/{n} from <file>, as
@@ -47,8 +48,8 @@ async function endpoint(dataDir: string): Promise<() => Promise<void>> {
   process.on('message', (cmd: Command) => {
     if (!cmd.deliver) return;
     const start = process.hrtime.bigint();
-    let delivered = 0;
-    for (const [deviceId, tenantId] of connected) delivered += transport.deliver({ tenantId, deviceId, ...cmd.deliver });
+    // The devices of a batch share one attribute map and deleted list, as the Notifier makes them.
+    const delivered = transport.deliverAll([...connected].map(([deviceId, tenantId]) => ({ tenantId, deviceId, ...cmd.deliver })));
     send({ delivered, ms: Number(process.hrtime.bigint() - start) / 1e6 });
   });
   send({ port });

@@ -10,7 +10,7 @@
  *                    reference, the one the goal is set against (>= 0.8x): a bare mqtt-packet
  *                    server answering the same requests from the file held in memory.
  *   notification     BENCH_MQTT_DEVICES (default 10,000) devices connected and subscribed to
- *                    `v1/devices/me/attributes`; ours: `transport.deliver` for each device; the
+ *                    `v1/devices/me/attributes`; ours: one `transport.deliverAll` of them all; the
  *                    reference: one PUBLISH of the same payload to 10,000 subscribers of mosquitto.
  *                    Timed until every client has the message (QoS 1, PUBACKed by the clients).
  *

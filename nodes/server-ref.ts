@@ -1,5 +1,5 @@
 import type { Node, NodeAPI, NodeMessage, NodeMessageInFlow } from 'node-red';
-import type { AssignmentEvent, Notification, OtaEngine, TenantId } from '../server';
+import { ungroupNotifications, type AssignmentEvent, type Notification, type NotificationGroup, type OtaEngine, type TenantId } from '../server';
 import type { StatusLabel } from './status-label';
 
 export interface EngineRef {
@@ -81,14 +81,21 @@ export function assignmentEventsIn(payload: unknown): readonly AssignmentEvent[]
 }
 
 /**
- * The notifications in a transport node's input: one (`ota-notify`'s default), or an array of them
- * (`ota-notify` with "one message per batch": a 10,000-device fan-out is then a few dozen flow
- * messages per transport instead of 10,000, each of which Node-RED clones and delivers). Undefined
- * when `payload` is neither, or an item fails `valid`.
+ * The notifications in a transport node's input: one (`ota-notify`'s default), an array of them, or
+ * groups of them (`ota-notify` with "one message per batch": `{...what they share, deviceIds}`, so
+ * Node-RED's clone of the message for each further wire copies a list of ids, not an object per
+ * device). Undefined when `payload` is none of these, or a notification fails `valid`.
  */
 export function notificationsIn(payload: unknown, valid: (n: Notification) => boolean): readonly Notification[] | undefined {
-  const list = (Array.isArray(payload) ? payload : [payload]) as Notification[];
-  return list.every((n) => typeof n === 'object' && n !== null && valid(n)) ? list : undefined;
+  const list: Notification[] = [];
+  for (const item of Array.isArray(payload) ? (payload as unknown[]) : [payload]) {
+    if (typeof item !== 'object' || item === null) return undefined;
+    const group = item as Partial<NotificationGroup>;
+    if (!Array.isArray(group.deviceIds)) list.push(item as Notification);
+    else if (group.deviceIds.every((id) => typeof id === 'string')) for (const n of ungroupNotifications(group as NotificationGroup)) list.push(n);
+    else return undefined;
+  }
+  return list.every(valid) ? list : undefined;
 }
 
 /**

@@ -13,6 +13,7 @@ export type { AssignRequest } from './pipeline/assignment';
 export type { AssignmentEvent } from './store/notify-queue-repository';
 export { pacingFromEnv, type NotifyQueue, type PacingMode } from './pipeline/notify-queue';
 export type { Notification, NotifyOutcome } from './pipeline/notifier';
+export { groupNotifications, ungroupNotifications, type NotificationGroup } from './cluster-notifications';
 export type { UplinkEvent } from './pipeline/uplink';
 export type { FleetMetrics, StateChange, StateTracker } from './pipeline/state-tracker';
 export { runPackageCommand, PACKAGE_OPERATIONS, type PackageCommand, type PackageInfoFields, type PackageOperation } from './packages/package-commands';

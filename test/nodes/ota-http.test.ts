@@ -114,6 +114,18 @@ describe('ota-http node', function () {
       stillWaiting.abort();
       expect(await other).to.be.instanceOf(Error);
     });
+
+    it('wakes every device of a group of notifications (ota-notify, one message per batch)', async () => {
+      const devices = [await device('thermostat-1'), await device('thermostat-2')];
+      const sessions = (devices[0] as Fixture).engine.pipeline.httpSessions;
+      const polled = devices.map((d) => fetch(`${d.api}/attributes/updates?timeout=5000`));
+      await eventually(() => sessions.waiting === 2, 'both devices to long-poll');
+      const { deviceId: _, ...shared } = notification(devices[0] as Fixture);
+      await input.run({ topic: 'notifications', payload: [{ ...shared, deviceIds: devices.map((d) => d.device.id) }] });
+      for (const res of await Promise.all(polled))
+        expect(await res.json()).to.deep.equal({ fw_title: 'thermo-fw', fw_version: '3.1', fw_size: FIRMWARE.length, deleted: ['fw_url'] });
+      expect(sessions.waiting).to.equal(0);
+    });
   });
 
   describe('uplink', function () {

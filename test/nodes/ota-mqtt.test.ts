@@ -243,6 +243,37 @@ describe('ota-mqtt and ota-mqtt-endpoint nodes', function () {
       for (const d of [a, b]) expect(JSON.parse((await d.next('v1/devices/me/attributes')).payload.toString())).to.include({ fw_title: 'thermo-fw', fw_version: '4.2' });
     });
 
+    it('delivers to every device of a group, and of each group in an array (ota-notify, one message per batch)', async () => {
+      const fixtures = [await fixture('thermostat-1'), await fixture('thermostat-2'), await fixture('thermostat-3')];
+      const devices = await Promise.all(fixtures.map((f) => connect(f)));
+      for (const d of devices) await d.subscribe(['v1/devices/me/attributes']);
+      const { deviceId: _, ...shared } = notification(fixtures[0] as Fixture);
+      const ids = fixtures.map((f) => f.device.id);
+      await input.run({
+        topic: 'notifications',
+        payload: [
+          { ...shared, deviceIds: ids.slice(0, 2) },
+          { ...shared, attributes: { fw_version: '4.3' }, deviceIds: ids.slice(2) },
+        ],
+      });
+      for (const d of devices.slice(0, 2))
+        expect(JSON.parse((await d.next('v1/devices/me/attributes')).payload.toString())).to.include({ fw_title: 'thermo-fw', fw_version: '4.2' });
+      expect(JSON.parse((await (devices[2] as MqttDevice).next('v1/devices/me/attributes')).payload.toString())).to.deep.equal({ fw_version: '4.3', deleted: ['fw_url'] });
+      await input.run({ topic: 'notifications', payload: { ...shared, attributes: { fw_version: '4.4' }, deviceIds: [ids[1]] } });
+      expect(JSON.parse((await (devices[1] as MqttDevice).next('v1/devices/me/attributes')).payload.toString())).to.include({ fw_version: '4.4' });
+    });
+
+    it('sends a group whose device ids are not all strings to Catch, delivering nothing', async () => {
+      const f = await fixture();
+      const d = await connect(f);
+      await d.subscribe(['v1/devices/me/attributes']);
+      const { deviceId, ...shared } = notification(f);
+      const error = await input.fail({ payload: [{ ...shared, deviceIds: [deviceId, 7] }] });
+      expect(error.message).to.equal('Error: msg.payload must be a notification from ota-notify');
+      await d.ask('v1/devices/me/attributes/request/1', '{}', 'v1/devices/me/attributes/response/1');
+      expect(d.inbox.pending).to.deep.equal([]);
+    });
+
     it('sends an array holding anything but notifications to Catch', async () => {
       const f = await fixture();
       const error = await input.fail({ payload: [notification(f), { deviceId: f.device.id }] });

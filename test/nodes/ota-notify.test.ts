@@ -125,7 +125,7 @@ describe('ota-notify node', function () {
       input = inputsTo('notify');
     });
 
-    it('sends the notifications of events released together as one message, an array in release order', async () => {
+    it('sends the notifications of events released together as one message: a group of the devices told the same thing, in release order', async () => {
       const { engine, tenantId, profileId, pkg, event } = await assigned();
       const second = await engine.devices.save(tenantId, { name: 'thermostat-2', deviceProfileId: { id: profileId }, firmwareId: { id: pkg.id } });
       const gone: AssignmentEvent = { ...event, deviceId: 'f0000000-0000-4000-8000-000000000000' as AssignmentEvent['deviceId'] };
@@ -136,9 +136,11 @@ describe('ota-notify node', function () {
       expect(notified, 'one message for both notifications').to.have.length(1);
       const msg = (notified[0] as { msg: Msg }).msg;
       expect(msg.topic).to.equal('notifications');
-      const sent = msg.payload as Array<{ deviceId: string; attributes: Record<string, unknown> }>;
-      expect(sent.map((n) => n.deviceId)).to.deep.equal([event.deviceId, second.id]);
-      expect(sent[1]?.attributes.fw_title).to.equal('thermo-fw');
+      const sent = msg.payload as Array<{ deviceIds: string[]; attributes: Record<string, unknown> }>;
+      expect(sent, 'both devices get the same attributes: one group').to.have.length(1);
+      expect(sent[0]).to.include({ tenantId, type: 'FIRMWARE', packageId: event.packageId, ts: event.ts });
+      expect(sent[0]?.deviceIds).to.deep.equal([event.deviceId, second.id]);
+      expect(sent[0]?.attributes.fw_title).to.equal('thermo-fw');
       const dropped = arrived.find((a) => a.at === 'stale');
       expect(dropped?.msg.reason, 'a stale event is still dropped one message at a time').to.equal('device deleted');
       expect(out.queued).to.equal(0);
@@ -163,8 +165,9 @@ describe('ota-notify node', function () {
       const notified = arrived.filter((a) => a.at === 'notified').map((a) => a.msg);
       expect(notified).to.have.length(1);
       expect(notified[0]?.topic).to.equal('notifications');
-      const sent = notified[0]?.payload as Array<{ deviceId: string; attributes: Record<string, unknown> }>;
-      expect(sent.map((n) => n.deviceId)).to.deep.equal([events[0]?.deviceId, events[2]?.deviceId]);
+      const sent = notified[0]?.payload as Array<{ deviceIds: string[]; attributes: Record<string, unknown> }>;
+      expect(sent).to.have.length(1);
+      expect(sent[0]?.deviceIds).to.deep.equal([events[0]?.deviceId, events[2]?.deviceId]);
       expect(sent[0]?.attributes.fw_title).to.equal('thermo-fw');
       const stale = arrived.find((a) => a.at === 'stale')?.msg;
       expect(stale).to.include({ topic: 'dropped', reason: 'device deleted' });

@@ -6,10 +6,11 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { IDisconnectPacket, IPublishPacket, ISubackPacket, IUnsubackPacket } from 'mqtt-packet';
+import { generate, type IDisconnectPacket, type IPublishPacket, type ISubackPacket, type IUnsubackPacket } from 'mqtt-packet';
 import type { DeviceProfile } from '../../server/store/device-profiles';
 import type { Device } from '../../server/store/devices';
 import { MqttTransport, type MqttOptions, type MqttTransportEvents } from '../../server/transports/mqtt/mqtt-transport';
+import { MqttSession } from '../../server/transports/mqtt/session';
 import type { Notification } from '../../server/pipeline/notifier';
 import type { OtaPackage } from '../../server/store/ota-packages';
 import type { UplinkEvent } from '../../server/pipeline/uplink';
@@ -140,6 +141,44 @@ describe('MQTT transport', function () {
       const r = await raw();
       r.send({ cmd: 'pingreq' });
       await r.closed;
+      expect(r.packets.pending).to.deep.equal([]);
+    });
+
+    it('closes a connection whose first packet is a PUBACK', async () => {
+      const r = await raw();
+      r.send({ cmd: 'puback', messageId: 1 });
+      await r.closed;
+      expect(r.packets.pending).to.deep.equal([]);
+    });
+
+    it('takes PUBACKs alone, several in one segment, or split, and a packet whose last bytes look like one', async () => {
+      // A session on a socket whose server end the test holds, so each write is read on its own.
+      const listener = net.createServer();
+      await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+      const accepted = new Promise<net.Socket>((resolve) => listener.once('connection', resolve));
+      const r = await RawMqtt.open((listener.address() as net.AddressInfo).port);
+      clients.push({ end: () => r.destroy() });
+      const socket = await accepted;
+      listener.close();
+      new MqttSession(socket, transport);
+      await r.connect({ username: device.accessToken });
+      const write = async (bytes: Buffer): Promise<void> => {
+        const read = socket.bytesRead + bytes.length;
+        r.socket.write(bytes);
+        await eventually(() => socket.bytesRead === read, 'the server read the segment');
+      };
+      const puback = Buffer.from([0x40, 0x02, 0x00, 0x07]);
+      await write(puback);
+      await write(Buffer.concat([puback, puback, puback]));
+      await write(puback.subarray(0, 1));
+      await write(puback.subarray(1));
+      // A PUBLISH whose payload ends in a PUBACK's bytes, those in a segment of their own: still the PUBLISH's.
+      const publish = generate({ cmd: 'publish', topic: 'sensors/kitchen', payload: puback, qos: 1, messageId: 9, dup: false, retain: false });
+      await write(publish.subarray(0, publish.length - 4));
+      await write(publish.subarray(publish.length - 4));
+      expect(await r.next()).to.include({ cmd: 'puback', messageId: 9 });
+      r.send({ cmd: 'pingreq' });
+      expect((await r.next()).cmd).to.equal('pingresp');
       expect(r.packets.pending).to.deep.equal([]);
     });
 
@@ -516,6 +555,35 @@ describe('MQTT transport', function () {
       expect(json(await a.next('v1/devices/me/attributes'))).to.deep.equal({ ...shared, deleted: ['fw_url'] });
       expect(json(await b.next('v1/devices/me/attributes'))).to.deep.equal({ ...shared, deleted: ['fw_url'] });
       expect(json(await c.next('v1/devices/me/attributes'))).to.deep.equal({ ...shared, fw_version: '9.9' });
+    });
+
+    it("gives each device of a batch the update with its own next packet id, in its protocol's PUBLISH", async () => {
+      const devices = [device, ...(await Promise.all([2, 3, 4].map((k) => h.device(profile, { name: `thermo-${k}`, firmwareId: pkg.id }))))];
+      const clients = [await raw(4), await raw(4), await raw(5), await raw(5)];
+      for (const [k, r] of clients.entries()) {
+        await r.connect({ username: (devices[k] as Device).accessToken, clientId: `raw-${k}` });
+        r.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'v1/devices/me/attributes', qos: 1 }] });
+        expect((await r.next()).cmd).to.equal('suback');
+        if (k % 2 === 0) continue;
+        // Packet id 1 goes to an answer first: this device's updates come one id later.
+        r.send({ cmd: 'publish', topic: 'v1/devices/me/attributes/request/1', payload: Buffer.from('{}'), qos: 0, dup: false, retain: false });
+        expect(await r.next()).to.include({ cmd: 'publish', topic: 'v1/devices/me/attributes/response/1', messageId: 1 });
+      }
+      const attributes = (await notify(device)).attributes;
+      const deleted = ['fw_url'];
+      const batch = devices.map((d) => ({ tenantId: d.tenantId, deviceId: d.id, attributes, deleted }));
+      const payload = Buffer.from(JSON.stringify({ ...attributes, deleted: ['fw_url'] }));
+      for (const expected of [
+        [1, 2, 1, 2],
+        [2, 3, 2, 3],
+      ]) {
+        expect(transport.deliverAll(batch)).to.equal(4);
+        for (const [k, r] of clients.entries()) {
+          const p = (await r.next()) as IPublishPacket;
+          expect(p).to.include({ cmd: 'publish', topic: 'v1/devices/me/attributes', qos: 1, messageId: expected[k] });
+          expect(Buffer.from(p.payload)).to.deep.equal(payload);
+        }
+      }
     });
 
     it('delivers nothing to a device that did not subscribe, or unsubscribed', async () => {

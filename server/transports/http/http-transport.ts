@@ -35,6 +35,8 @@ export class HttpDeviceSessions {
 
   /** Delivers to every waiting request of the device; answers how many were waiting. */
   deliver(n: Pick<Notification, 'deviceId' | 'attributes' | 'deleted'>): number {
+    // Most of a fan-out's devices are not long-polling here: no update is made for them.
+    if (!this.waiters.has(n.deviceId)) return 0;
     const set = this.take(n.deviceId);
     const update = updateMessage(n);
     for (const w of set) w.onUpdate(update);

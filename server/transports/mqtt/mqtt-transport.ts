@@ -11,6 +11,7 @@ import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { BlobReader } from '../../store/blob-reader';
 import { REASON, type ProtocolVersion } from './reason-codes';
+import { SharedPublish } from './packets';
 import { ReadAheadBudget, readAheadBytesFromEnv } from './chunk-read-ahead';
 import type { DisconnectReason, SessionConfig } from './publish-context';
 import { MqttSession, type SessionHost } from './session';
@@ -255,28 +256,28 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
   deliver(n: Pick<Notification, 'tenantId' | 'deviceId' | 'attributes' | 'deleted'>): number {
     const sessions = this.byDevice.get(n.deviceId);
     if (!sessions) return 0;
-    return this.deliverTo(sessions, n, Buffer.from(JSON.stringify(updateMessage(n))));
+    return this.deliverTo(sessions, n, jsonUpdate(n));
   }
 
   /**
    * `deliver` for a batch of notifications (ota-notify's "One message per batch"). The devices of a
-   * batch share their package's attribute map (Notifier), so its JSON is made once per map, not
-   * per device; by identity, which is safe only because nothing can change a map during this loop.
+   * batch share their package's attribute map (Notifier), so its JSON and PUBLISH are made once per
+   * map, not per device; by identity, which is safe only because nothing can change a map during
+   * this loop.
    */
   deliverAll(list: ReadonlyArray<Pick<Notification, 'tenantId' | 'deviceId' | 'attributes' | 'deleted'>>): number {
-    let last: { attributes: Notification['attributes']; deleted: Notification['deleted']; payload: Buffer } | null = null;
+    let last: { attributes: Notification['attributes']; deleted: Notification['deleted']; payload: SharedPublish } | null = null;
     let delivered = 0;
     for (const n of list) {
       const sessions = this.byDevice.get(n.deviceId);
       if (!sessions) continue;
-      if (!last || last.attributes !== n.attributes || last.deleted !== n.deleted)
-        last = { attributes: n.attributes, deleted: n.deleted, payload: Buffer.from(JSON.stringify(updateMessage(n))) };
+      if (!last || last.attributes !== n.attributes || last.deleted !== n.deleted) last = { attributes: n.attributes, deleted: n.deleted, payload: jsonUpdate(n) };
       delivered += this.deliverTo(sessions, n, last.payload);
     }
     return delivered;
   }
 
-  private deliverTo(sessions: Set<MqttSession>, n: Pick<Notification, 'tenantId' | 'attributes' | 'deleted'>, payload: Buffer): number {
+  private deliverTo(sessions: Set<MqttSession>, n: Pick<Notification, 'tenantId' | 'attributes' | 'deleted'>, payload: SharedPublish): number {
     let delivered = 0;
     for (const s of sessions) if (s.device?.tenantId === n.tenantId && s.deliverUpdate(n, payload)) delivered += 1;
     return delivered;
@@ -347,6 +348,9 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     for (const s of [...(this.byDevice.get(deviceId) ?? [])]) s.close(reason, REASON.administrativeAction);
   }
 }
+
+/** A notification's update as JSON (§3.2), ready to be published to any number of sessions. */
+const jsonUpdate = (n: Pick<Notification, 'attributes' | 'deleted'>): SharedPublish => new SharedPublish(Buffer.from(JSON.stringify(updateMessage(n))));
 
 function info(s: MqttSession): SessionInfo {
   const d = s.device as Device;

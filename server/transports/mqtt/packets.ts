@@ -63,8 +63,44 @@ export function pubackSuccess(messageId: number): Buffer {
   return b;
 }
 
+/** Whether `data` is nothing but successful PUBACKs (as `pubackSuccess` writes them). */
+export function onlyPubacks(data: Buffer): boolean {
+  if (data.length === 0 || data.length % 4 !== 0) return false;
+  for (let o = 0; o < data.length; o += 4) if (data[o] !== 0x40 || data[o + 1] !== 2) return false;
+  return true;
+}
+
 /** A whole PUBLISH with a small payload, in one buffer (one write, one TCP segment). */
 export function encodePublish(topic: string, payload: Buffer, qos: 0 | 1, messageId: number, version: ProtocolVersion): Buffer {
   const header = publishHeader(topic, payload.length, qos, messageId, version);
   return Buffer.concat([header, payload], header.length + payload.length);
+}
+
+/**
+ * One payload published to many connections (a notification to a batch's devices): its PUBLISH is
+ * encoded once per topic, QoS and protocol version; a connection whose packet id differs gets a
+ * copy with its id written in. Connections that need the very same bytes share one buffer, as a
+ * socket only reads what it is given to write.
+ */
+export class SharedPublish {
+  private readonly encoded = new Map<string, Map<number, Buffer>>();
+
+  constructor(private readonly payload: Buffer) {}
+
+  packet(topic: string, qos: 0 | 1, messageId: number, version: ProtocolVersion): Buffer {
+    const key = `${version}/${qos}/${topic}`;
+    let byId = this.encoded.get(key);
+    if (!byId) this.encoded.set(key, (byId = new Map()));
+    let packet = byId.get(messageId);
+    if (packet) return packet;
+    const first: Buffer | undefined = byId.values().next().value;
+    if (first) {
+      packet = Buffer.allocUnsafe(first.length);
+      first.copy(packet);
+      // The packet id is the last field before the payload (and MQTT 5's empty property list) [MQTT-3.3.2].
+      packet.writeUInt16BE(messageId, first.length - this.payload.length - (version === 5 ? 1 : 0) - 2);
+    } else packet = encodePublish(topic, this.payload, qos, messageId, version);
+    byId.set(messageId, packet);
+    return packet;
+  }
 }

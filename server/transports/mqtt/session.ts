@@ -10,7 +10,7 @@ import type { DisconnectReason, PublishHost, PublishingSession } from './publish
 import { FirmwareChunks } from './firmware-chunks';
 import { ChunkReadAhead } from './chunk-read-ahead';
 import { handleProvisionPublish, isProvisionConnect, isProvisionFilter } from './provision-session';
-import { encode, encodePublish, pubackSuccess } from './packets';
+import { encode, encodePublish, onlyPubacks, pubackSuccess, type SharedPublish } from './packets';
 import { REASON, refusalCode, refusedSubscription, type ProtocolVersion } from './reason-codes';
 import { classifySubscription, FAMILY, topicMatches, type TopicFamily } from './topics';
 
@@ -47,6 +47,8 @@ export class MqttSession implements PublishingSession {
   private readonly inbox: Packet[] = [];
   private draining = false;
   private connectSeen = false;
+  /** The parser holds the first bytes of a packet. */
+  private midPacket = false;
   /** A `provision` CONNECT: only provisioning requests are answered. */
   private provisioning = false;
   private isClosing = false;
@@ -70,7 +72,11 @@ export class MqttSession implements PublishingSession {
     socket.on('data', (data: Buffer) => {
       if (this.isClosing) return;
       this.lastSeen = this.host.timers.now();
+      // PUBACKs of updates sent at QoS 1 need nothing (handle()); after a fan-out thousands arrive
+      // at once, so they skip the parser whenever it holds no part of a packet.
+      if (!this.midPacket && this.connectSeen && onlyPubacks(data)) return;
       const pending = this.parser.parse(data);
+      this.midPacket = pending > 0;
       // The bytes of a packet still arriving: a packet larger than the limit is not waited for.
       if (pending > this.host.config.maxChunkSize + 1024 && !this.isClosing) this.close('packet-too-large', REASON.packetTooLarge);
     });
@@ -96,13 +102,16 @@ export class MqttSession implements PublishingSession {
 
   /**
    * Sends a shared-attributes update if the device subscribed to updates; whether it did. `json`
-   * is the update as JSON; protobuf sessions get ThingsBoard's AttributeUpdateNotificationMsg.
+   * makes the update's JSON PUBLISH (shared by a batch's sessions); protobuf sessions get
+   * ThingsBoard's AttributeUpdateNotificationMsg.
    */
-  deliverUpdate(update: { attributes: AttributeMap; deleted: readonly string[] }, json: Buffer): boolean {
+  deliverUpdate(update: { attributes: AttributeMap; deleted: readonly string[] }, json: SharedPublish): boolean {
     if (!this.updates || !this.connected) return false;
     const { family, qos } = this.updates;
-    const payload = protoDownlink(this, family) ? ProtoPayloads.encodeUpdate(update.attributes, update.deleted, this.host.timers.now()) : json;
-    this.write(encodePublish(FAMILY[family].attributes, payload, qos, qos ? this.nextMessageId() : 0, this.version));
+    const topic = FAMILY[family].attributes;
+    const messageId = qos ? this.nextMessageId() : 0;
+    if (!protoDownlink(this, family)) this.write(json.packet(topic, qos, messageId, this.version));
+    else this.write(encodePublish(topic, ProtoPayloads.encodeUpdate(update.attributes, update.deleted, this.host.timers.now()), qos, messageId, this.version));
     return true;
   }
 
