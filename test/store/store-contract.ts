@@ -276,6 +276,21 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.states.stuck(9, 10), 'not before the time').to.have.length(0);
       });
 
+      it('writes a state and the version reported with it at once: a late report changes neither', async () => {
+        const [id] = await devices(1);
+        await store.states.setTarget(id!, tenantId, 'FIRMWARE', pkg.id);
+        expect(await store.states.setState(id!, tenantId, 'FIRMWARE', 'UPDATED', 20, null, { title: 'fw', version: '1.0' })).to.equal(true);
+        expect(await store.states.setState(id!, tenantId, 'FIRMWARE', 'UPDATING', 10, null, { title: 'fw', version: '0.9' })).to.equal(false);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'UPDATED', stateTs: 20, currentTitle: 'fw', currentVersion: '1.0' });
+        expect((await store.fleet.counts(tenantId, 'package')).map((c) => [c.updated, c.onTarget])).to.deep.equal([[1, 1]]);
+        // A null title or version leaves the recorded one, as setCurrent does.
+        expect(await store.states.setState(id!, tenantId, 'FIRMWARE', 'FAILED', 30, 'boom', { title: null, version: '1.1' })).to.equal(true);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'FAILED', currentTitle: 'fw', currentVersion: '1.1' });
+        const [fresh] = await devices(1);
+        await store.states.setState(fresh!, tenantId, 'FIRMWARE', 'UPDATED', 5, null, { title: 'fw', version: '1.0' });
+        expect(await store.states.get(fresh!, 'FIRMWARE')).to.include({ state: 'UPDATED', currentTitle: 'fw', currentVersion: '1.0' });
+      });
+
       it('records the current title and version a device reports', async () => {
         const [id] = await devices(1);
         await store.states.setCurrent(id!, tenantId, 'FIRMWARE', 'fw', null);
