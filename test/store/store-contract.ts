@@ -532,6 +532,33 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect((await store.rollouts.devices(r.id, 'FIRMWARE'))[1]).to.include({ status: 'UPDATED', previousPackageId: pkg.id, position: 1 });
         expect(await store.rollouts.counts()).to.deep.include({ tenantId, state: 'RUNNING', rollouts: 1 });
       });
+
+      it('takes a device twice in one batch as one write after the other would', async () => {
+        const r = rolloutOf({ state: 'RUNNING' });
+        await store.rollouts.insert(r);
+        const [a, b] = await devices(2);
+        const row = (deviceId: DeviceId, over: Partial<Parameters<Store['rollouts']['putDevices']>[0][number]>) => ({
+          rolloutId: r.id,
+          deviceId,
+          wave: 0,
+          position: 0,
+          status: 'PENDING' as const,
+          previousPackageId: null,
+          ...over,
+        });
+        await store.rollouts.putDevices([row(b!, { position: 1 })]);
+        await store.rollouts.putDevices([
+          row(a!, { position: 0 }),
+          row(b!, { wave: 1, position: 7, status: 'ASSIGNED' }),
+          row(a!, { wave: 2, position: 5, status: 'FAILED', previousPackageId: pkg.id }),
+          row(b!, { wave: 3, position: 9, status: 'UPDATED' }),
+        ]);
+        const listed = await store.rollouts.devices(r.id, 'FIRMWARE');
+        expect(listed.map((d) => [d.deviceId, d.wave, d.position, d.status, d.previousPackageId])).to.have.deep.members([
+          [a, 2, 0, 'FAILED', pkg.id],
+          [b, 3, 1, 'UPDATED', null],
+        ]);
+      });
     });
   });
 }
