@@ -196,6 +196,7 @@ export class OtaEngine {
     // The embedded database holds secrets: owner-only before SQLite creates it with the umask.
     if (!options.databaseUrl?.trim()) await privateFile(databaseFileIn(dataDir));
     const store = await openStore({ dataDir, databaseUrl: options.databaseUrl, logger });
+    let engine: OtaEngine | undefined;
     try {
       const blobs = store.blobs;
       const events = new EngineEvents();
@@ -294,7 +295,7 @@ export class OtaEngine {
       const rollouts = new RolloutService(store, { packages, devices: new RolloutDevices(store, devices), logger }, timers);
       const tick = options.rolloutTickMs ?? rolloutTickFromEnv(process.env);
       const rolloutDriver = new RolloutDriver(store, rollouts, timers, logger, tick === false ? undefined : tick);
-      const engine = new OtaEngine(
+      engine = new OtaEngine(
         { ...options, dataDir },
         store,
         events,
@@ -317,7 +318,9 @@ export class OtaEngine {
       if (tick !== false) rolloutDriver.start();
       return engine;
     } catch (err) {
-      await store.close();
+      // A made engine has started work of its own (the dashboard's watcher polls every few seconds
+      // for good): a port already taken must not leave it running.
+      await (engine ? engine.close() : store.close());
       throw err;
     }
   }

@@ -10,7 +10,8 @@ import type { PageLink } from '../store/sqlite/database';
  */
 const ajv = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: false });
 
-const uuid = { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' } as const;
+/** A UUID, as ids are written in paths, queries and entity references (any case). */
+export const uuid = { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' } as const;
 const entityRef = {
   anyOf: [{ type: 'null' }, { type: 'object', properties: { id: uuid, entityType: { type: 'string' } }, required: ['id'] }],
 } as const;

@@ -17,6 +17,7 @@ import { keyPrefix } from '../pipeline/ota-keys';
 import { OTA_PACKAGE_TYPES, type OtaPackageRepository, type OtaPackageType } from '../store/ota-packages';
 import type { OtaStateRepository } from '../store/ota-states';
 import { errorHandler } from '../admin/admin-api';
+import { uuid } from '../admin/schemas';
 import { authedBy, bearerPrincipal } from '../admin/authenticate';
 import type { RolloutService } from '../rollouts/rollout-service';
 import { rolloutPanel } from './rollout-panel';
@@ -47,7 +48,6 @@ const TICKET_TTL_MS = 60_000;
 const MAX_TICKETS = 10_000;
 
 const ajv = new Ajv({ allErrors: false, coerceTypes: false });
-const uuid = { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' } as const;
 const digits = (max: number) => ({ type: 'string', pattern: `^[0-9]{1,${max}}$` }) as const;
 const typeParam = { enum: OTA_PACKAGE_TYPES } as const;
 const listQuery = ajv.compile({

@@ -7,7 +7,7 @@ import type { NotifyQueue } from '../pipeline/notify-queue';
 import { UPDATE_STATES } from '../pipeline/ota-keys';
 import { OTA_PACKAGE_TYPES } from '../store/ota-packages';
 import type { Transport, UplinkEvent } from '../pipeline/uplink';
-import type { RolloutRepository, RolloutState } from '../store/rollouts';
+import type { RolloutDeviceCount, RolloutRepository, RolloutState } from '../store/rollouts';
 
 const ROLLOUT_STATES: readonly RolloutState[] = ['DRAFT', 'RUNNING', 'PAUSED', 'COMPLETED', 'ABORTED', 'CANCELLED'];
 
@@ -107,6 +107,13 @@ export class OtaPrometheus {
 
     const { rollouts } = deps;
     if (rollouts) {
+      // The registry collects every metric of a scrape at once: the two gauges of active rollouts
+      // share one query (the one in flight), not one each.
+      let active: Promise<RolloutDeviceCount[]> | null = null;
+      const activeCounts = (): Promise<RolloutDeviceCount[]> =>
+        (active ??= rollouts.activeDeviceCounts().finally(() => {
+          active = null;
+        }));
       new Gauge({
         name: 'ota_rollouts',
         help: 'Rollouts by tenant and state (DRAFT, RUNNING, PAUSED, COMPLETED, ABORTED, CANCELLED)',
@@ -125,7 +132,7 @@ export class OtaPrometheus {
         labelNames: ['tenant', 'rollout', 'name', 'status'] as const,
         registers,
         async collect() {
-          const counts = await rollouts.activeDeviceCounts();
+          const counts = await activeCounts();
           this.reset();
           for (const c of counts) this.set({ tenant: c.tenantId, rollout: c.rolloutId, name: c.name, status: c.status }, c.devices);
         },
@@ -136,7 +143,7 @@ export class OtaPrometheus {
         labelNames: ['tenant', 'rollout', 'name'] as const,
         registers,
         async collect() {
-          const counts = await rollouts.activeDeviceCounts();
+          const counts = await activeCounts();
           this.reset();
           for (const c of counts) this.set({ tenant: c.tenantId, rollout: c.rolloutId, name: c.name }, c.currentWave + 1);
         },

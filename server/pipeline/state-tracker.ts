@@ -5,7 +5,7 @@ import type { Timers } from '../timers';
 import { keyPrefix, UPDATE_STATES, type UpdateState } from './ota-keys';
 import type { OtaPackageType } from '../store/ota-packages';
 import type { FleetCounts } from '../store/ota-states';
-import type { TelemetryValue } from '../store/telemetry';
+import type { TelemetryEntry, TelemetryValue } from '../store/telemetry';
 import type { Store } from '../store/store';
 import type { UplinkEvent } from './uplink';
 
@@ -63,6 +63,8 @@ export class StateTracker extends EventEmitter<{ free: [] }> {
   private timer: unknown = null;
   private onChange: ((changes: StateChange[]) => void) | null = null;
   private watcher: symbol | null = null;
+  /** Per device, its uplink being recorded (the last one in line). */
+  private readonly recording = new Map<DeviceId, Promise<StateChange[]>>();
 
   constructor(
     private readonly store: Store,
@@ -124,26 +126,44 @@ export class StateTracker extends EventEmitter<{ free: [] }> {
     this.onChange = null;
   }
 
-  /** Records what a device reported; answers the state changes it made (late reports change nothing). */
-  async handleUplink(ev: UplinkEvent): Promise<StateChange[]> {
-    if (ev.kind !== 'telemetry') return [];
+  /**
+   * Records what a device reported; answers the state changes it made (late reports change nothing).
+   * A device's uplinks are recorded one after the other, in the order they came: handled at once,
+   * their writes could land in any order on a pool of connections, and two reports of the same
+   * millisecond (UPDATING, UPDATED) must keep the order the device sent them in.
+   */
+  handleUplink(ev: UplinkEvent): Promise<StateChange[]> {
+    if (ev.kind !== 'telemetry') return Promise.resolve([]);
+    const record = (): Promise<StateChange[]> => this.record(ev.tenantId, ev.deviceId, ev.entries);
+    const run = (this.recording.get(ev.deviceId) ?? Promise.resolve([])).then(record, record);
+    this.recording.set(ev.deviceId, run);
+    const done = (): void => {
+      if (this.recording.get(ev.deviceId) === run) this.recording.delete(ev.deviceId);
+    };
+    run.then(done, done);
+    return run;
+  }
+
+  private async record(tenantId: TenantId, deviceId: DeviceId, entries: readonly TelemetryEntry[]): Promise<StateChange[]> {
     const changes: StateChange[] = [];
-    for (const entry of [...ev.entries].sort((a, b) => a.ts - b.ts)) {
+    for (const entry of [...entries].sort((a, b) => a.ts - b.ts)) {
       for (const type of TYPES) {
         const p = keyPrefix(type);
         const v = entry.values;
         const title = str(v[`current_${p}_title`]);
         const version = str(v[`current_${p}_version`]);
-        if (title !== null || version !== null) await this.store.states.setCurrent(ev.deviceId, ev.tenantId, type, title, version);
         const state = v[`${p}_state`];
-        if (!isState(state)) continue;
+        if (!isState(state)) {
+          if (title !== null || version !== null) await this.store.states.setCurrent(deviceId, tenantId, type, title, version);
+          continue;
+        }
         const error = str(v[`${p}_error`]) || null;
-        const before = await this.store.states.get(ev.deviceId, type);
-        if (!(await this.store.states.setState(ev.deviceId, ev.tenantId, type, state, entry.ts, error))) continue;
-        if (before?.state !== state)
-          changes.push({ tenantId: ev.tenantId, deviceId: ev.deviceId, type, from: before?.state ?? null, to: state, error, ts: entry.ts, reason: 'reported' });
+        const before = await this.store.states.get(deviceId, type);
+        // The version goes with its state (one write): UPDATED is never counted off its target.
+        if (!(await this.store.states.setState(deviceId, tenantId, type, state, entry.ts, error, { title, version }))) continue;
+        if (before?.state !== state) changes.push({ tenantId, deviceId, type, from: before?.state ?? null, to: state, error, ts: entry.ts, reason: 'reported' });
         // Only a move into FAILED retries: a repeated FAILED report must not use up the retries.
-        if (state === 'FAILED' && before?.state !== 'FAILED') changes.push(...(await this.retry(ev.tenantId, ev.deviceId, type)));
+        if (state === 'FAILED' && before?.state !== 'FAILED') changes.push(...(await this.retry(tenantId, deviceId, type)));
       }
     }
     return changes;

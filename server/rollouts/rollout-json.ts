@@ -1,4 +1,4 @@
-import { validateBody } from '../admin/schemas';
+import { uuid, validateBody } from '../admin/schemas';
 import type { DeviceId, DeviceProfileId, OtaPackageId } from '../ids';
 import type { AbortRule, Gate, MaintenanceWindow, RolloutSpec, WaveSpec } from '../store/rollouts';
 import type { RolloutInput, RolloutView } from './rollout-service';
@@ -8,7 +8,6 @@ import type { RolloutInput, RolloutView } from './rollout-service';
  * of `POST /api/ota/rollouts`, its defaults, and the JSON of a rollout with its waves counted.
  */
 
-const uuid = { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' } as const;
 const refOf = (entityType: string) => ({
   type: 'object',
   properties: { id: uuid, entityType: { const: entityType } },

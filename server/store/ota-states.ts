@@ -83,8 +83,20 @@ export interface QueuedWrite {
 /** The update state per device and type, as the tracker keeps it for metrics and timeouts. */
 export interface OtaStateRepository {
   get(deviceId: DeviceId, type: OtaPackageType): Promise<OtaStateRow | null>;
-  /** Sets the state if `ts` is not older than the recorded one; answers whether it was applied. */
-  setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): Promise<boolean>;
+  /**
+   * Sets the state, and the current title and version reported with it (a null one leaves the
+   * recorded one), if `ts` is not older than the recorded state; answers whether it was applied.
+   * One write: a late report changes neither, and no reader sees the state without its version.
+   */
+  setState(
+    deviceId: DeviceId,
+    tenantId: TenantId,
+    type: OtaPackageType,
+    state: OtaStateRow['state'],
+    ts: number,
+    error: string | null,
+    current?: { title: string | null; version: string | null },
+  ): Promise<boolean>;
   setCurrent(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, title: string | null, version: string | null): Promise<void>;
   setError(deviceId: DeviceId, type: OtaPackageType, error: string | null): Promise<void>;
   /** A new target resets the retry count; the same target keeps it. */

@@ -144,7 +144,11 @@ describe('the Node-RED editor of npm start (headless Chromium)', function () {
     // The palette filters on key presses.
     await page.locator('#red-ui-palette-search input').pressSequentially('ota');
     await page.locator(".red-ui-palette-node[data-palette-type='inject']").waitFor({ state: 'hidden' });
-    await page.evaluate(() => document.querySelectorAll('.red-ui-notification').forEach((n) => n.remove()));
+    // Closed as Node-RED closes them, then gone: removed by hand, one already sliding up (or closed
+    // by its own timer later) threw "Cannot read properties of null (reading 'removeChild')" in
+    // Node-RED's callback once its animation ended, which the load made likely.
+    await page.evaluate(() => document.querySelectorAll<HTMLElement & { close(): void }>('.red-ui-notification').forEach((n) => n.close()));
+    await page.waitForFunction(() => !document.querySelector('.red-ui-notification'));
     await mkdir(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT });
     await page.locator('#red-ui-palette-search .red-ui-searchBox-clear').click();

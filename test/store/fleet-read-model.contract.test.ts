@@ -28,6 +28,8 @@ interface Fixture {
   packages: OtaPackageRepository;
   /** Runs one statement with `?` placeholders. */
   run(sql: string, params: unknown[]): Promise<void>;
+  /** The rows of one query with `?` placeholders. */
+  all<R>(sql: string, params: unknown[]): Promise<R[]>;
 }
 
 interface StateRow {
@@ -353,6 +355,62 @@ function fleetContract(get: () => Fixture): void {
       expect(ids).to.include(tenantId);
       expect(ids).to.deep.equal([...ids].sort());
     });
+
+    it('counts as a GROUP BY over the states would after writers change the same devices at once', async () => {
+      const [p1, p2] = [await pkg('FIRMWARE', 'thermo', '2.0'), await pkg('FIRMWARE', 'thermo', '3.0')];
+      const fleet: Device[] = [];
+      for (let i = 0; i < 24; i++) fleet.push(await device(`d${i}`));
+      for (const d of fleet) await state(d, 'FIRMWARE', { state: 'QUEUED', target: p1.id });
+      let seed = 7;
+      const pick = <T>(xs: readonly T[]): T => xs[(seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % xs.length]!;
+      const states = ['QUEUED', 'INITIATED', 'DOWNLOADING', 'UPDATING', 'UPDATED', 'FAILED'];
+      const where = "WHERE device_id = ? AND type = 'FIRMWARE'";
+      // Each lane one statement after the other, the lanes at once: the same rows written by several
+      // connections, inserts and deletes among the updates, and readers folding the deltas meanwhile.
+      const step = (d: Device): Promise<unknown> =>
+        pick([
+          () => f.run(`UPDATE ota_states SET state = ?, state_ts = state_ts + 1 ${where}`, [pick(states), d.id]),
+          () => f.run(`UPDATE ota_states SET current_title = 'thermo', current_version = ? ${where}`, [pick(['1.0', '2.0', '3.0']), d.id]),
+          () => f.run(`UPDATE ota_states SET target_package_id = ? ${where}`, [pick([p1.id, p2.id, null]), d.id]),
+          () =>
+            f.run(
+              `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, current_title, current_version, target_package_id) VALUES (?, ?, 'FIRMWARE', ?, 0, 'thermo', ?, ?)
+               ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, current_version = excluded.current_version, target_package_id = excluded.target_package_id`,
+              [d.id, tenantId, pick(states), pick(['2.0', '3.0']), pick([p1.id, p2.id])],
+            ),
+          () => f.run(`DELETE FROM ota_states ${where}`, [d.id]),
+          () => f.fleet.counts(tenantId, 'package'),
+        ])();
+      const lane = async (n: number): Promise<void> => {
+        for (let i = 0; i < n; i++) await step(pick(fleet));
+      };
+      // One lane also moves several rows per statement (one only: two could lock rows in opposite orders).
+      const many = async (n: number): Promise<void> => {
+        for (let i = 0; i < n; i++) await f.run("UPDATE ota_states SET state = ? WHERE tenant_id = ? AND type = 'FIRMWARE' AND state = ?", [pick(states), tenantId, pick(states)]);
+      };
+      await Promise.all([many(40), ...Array.from({ length: 8 }, () => lane(60))]);
+
+      const rows = await f.all<{ state: string | null; package: string; on_target: number }>(
+        `SELECT s.state AS state, s.target_package_id AS package, CASE WHEN s.current_title = p.title AND s.current_version = p.version THEN 1 ELSE 0 END AS on_target
+         FROM ota_states s JOIN ota_packages p ON p.id = s.target_package_id WHERE s.tenant_id = ? AND s.type = 'FIRMWARE'`,
+        [tenantId],
+      );
+      const expected = [p1, p2]
+        .map((p) => rows.filter((r) => r.package === p.id))
+        .filter((rs) => rs.length)
+        .map((rs) => [
+          rs[0]!.package,
+          rs.length,
+          rs.filter((r) => r.state === 'UPDATED').length,
+          rs.filter((r) => r.state === 'FAILED').length,
+          rs.reduce((n, r) => n + Number(r.on_target), 0),
+        ]);
+      const got = (await f.fleet.counts(tenantId, 'package')).map((c) => [c.key, c.targeted, c.updated, c.failed, c.onTarget]);
+      expect(got).to.have.deep.members(expected);
+      const byState = counts({});
+      for (const r of rows) byState[r.state !== null && r.state in byState ? (r.state as keyof StateCounts) : 'OTHER']++;
+      expect((await f.fleet.distribution(tenantId)).FIRMWARE).to.deep.equal(byState);
+    });
   });
 
   describe('change log', () => {
@@ -442,6 +500,7 @@ describe('fleet read model contract on SQLite', () => {
       devices: new SqliteDeviceRepository(db),
       packages: new SqliteOtaPackageRepository(db),
       run: async (sql, params) => void db.prepare(sql).run(...params),
+      all: async <R>(sql: string, params: unknown[]) => db.prepare(sql).all(...params) as R[],
     };
   });
   after(async () => {
@@ -497,6 +556,12 @@ describe('fleet read model contract on SQLite', () => {
   });
 });
 
+/** `?` placeholders numbered as PostgreSQL wants them. */
+const numbered = (sql: string): string => {
+  let i = 0;
+  return sql.replace(/\?/g, () => `$${++i}`);
+};
+
 describe('fleet read model contract on PostgreSQL', () => {
   const database = withTestDatabase();
   let dir: string;
@@ -508,13 +573,8 @@ describe('fleet read model contract on PostgreSQL', () => {
     pg = repos;
     fixture = {
       ...repos,
-      run: async (sql, params) => {
-        let i = 0;
-        await repos.pool.query(
-          sql.replace(/\?/g, () => `$${++i}`),
-          params,
-        );
-      },
+      run: async (sql, params) => void (await repos.pool.query(numbered(sql), params)),
+      all: async <R>(sql: string, params: unknown[]) => (await repos.pool.query(numbered(sql), params)).rows as R[],
     };
   });
   after(async () => {

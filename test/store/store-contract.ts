@@ -276,6 +276,21 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.states.stuck(9, 10), 'not before the time').to.have.length(0);
       });
 
+      it('writes a state and the version reported with it at once: a late report changes neither', async () => {
+        const [id] = await devices(1);
+        await store.states.setTarget(id!, tenantId, 'FIRMWARE', pkg.id);
+        expect(await store.states.setState(id!, tenantId, 'FIRMWARE', 'UPDATED', 20, null, { title: 'fw', version: '1.0' })).to.equal(true);
+        expect(await store.states.setState(id!, tenantId, 'FIRMWARE', 'UPDATING', 10, null, { title: 'fw', version: '0.9' })).to.equal(false);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'UPDATED', stateTs: 20, currentTitle: 'fw', currentVersion: '1.0' });
+        expect((await store.fleet.counts(tenantId, 'package')).map((c) => [c.updated, c.onTarget])).to.deep.equal([[1, 1]]);
+        // A null title or version leaves the recorded one, as setCurrent does.
+        expect(await store.states.setState(id!, tenantId, 'FIRMWARE', 'FAILED', 30, 'boom', { title: null, version: '1.1' })).to.equal(true);
+        expect(await store.states.get(id!, 'FIRMWARE')).to.include({ state: 'FAILED', currentTitle: 'fw', currentVersion: '1.1' });
+        const [fresh] = await devices(1);
+        await store.states.setState(fresh!, tenantId, 'FIRMWARE', 'UPDATED', 5, null, { title: 'fw', version: '1.0' });
+        expect(await store.states.get(fresh!, 'FIRMWARE')).to.include({ state: 'UPDATED', currentTitle: 'fw', currentVersion: '1.0' });
+      });
+
       it('records the current title and version a device reports', async () => {
         const [id] = await devices(1);
         await store.states.setCurrent(id!, tenantId, 'FIRMWARE', 'fw', null);
@@ -516,6 +531,33 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         await store.rollouts.putDevices([{ rolloutId: r.id, deviceId: b!, wave: 1, position: 1, status: 'UPDATED', previousPackageId: pkg.id }]);
         expect((await store.rollouts.devices(r.id, 'FIRMWARE'))[1]).to.include({ status: 'UPDATED', previousPackageId: pkg.id, position: 1 });
         expect(await store.rollouts.counts()).to.deep.include({ tenantId, state: 'RUNNING', rollouts: 1 });
+      });
+
+      it('takes a device twice in one batch as one write after the other would', async () => {
+        const r = rolloutOf({ state: 'RUNNING' });
+        await store.rollouts.insert(r);
+        const [a, b] = await devices(2);
+        const row = (deviceId: DeviceId, over: Partial<Parameters<Store['rollouts']['putDevices']>[0][number]>) => ({
+          rolloutId: r.id,
+          deviceId,
+          wave: 0,
+          position: 0,
+          status: 'PENDING' as const,
+          previousPackageId: null,
+          ...over,
+        });
+        await store.rollouts.putDevices([row(b!, { position: 1 })]);
+        await store.rollouts.putDevices([
+          row(a!, { position: 0 }),
+          row(b!, { wave: 1, position: 7, status: 'ASSIGNED' }),
+          row(a!, { wave: 2, position: 5, status: 'FAILED', previousPackageId: pkg.id }),
+          row(b!, { wave: 3, position: 9, status: 'UPDATED' }),
+        ]);
+        const listed = await store.rollouts.devices(r.id, 'FIRMWARE');
+        expect(listed.map((d) => [d.deviceId, d.wave, d.position, d.status, d.previousPackageId])).to.have.deep.members([
+          [a, 2, 0, 'FAILED', pkg.id],
+          [b, 3, 1, 'UPDATED', null],
+        ]);
       });
     });
   });

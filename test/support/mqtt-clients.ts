@@ -89,9 +89,9 @@ export class MqttDevice {
     this.client.publish(topic, payload, { qos });
   }
 
-  /** Publishes `payload` on `topic` and answers the next message on `answer`. */
-  async ask(topic: string, payload: string | Buffer, answer: string): Promise<Received> {
-    const reply = this.next(answer);
+  /** Publishes `payload` on `topic` and answers the next message on `answer` (within `ms`, the inbox's default if not given). */
+  async ask(topic: string, payload: string | Buffer, answer: string, ms?: number): Promise<Received> {
+    const reply = this.next(answer, ms);
     await this.publish(topic, payload);
     return reply;
   }
@@ -109,14 +109,14 @@ export class MqttDevice {
     });
   }
 
-  /** Chunks of `chunkSize` on request id `requestId` until `size` bytes came (the SDK's loop). */
-  async download(size: number, chunkSize: number, opts: { requestId?: number; type?: 'fw' | 'sw' } = {}): Promise<Buffer> {
+  /** Chunks of `chunkSize` on request id `requestId` until `size` bytes came (the SDK's loop), each within `chunkMs`. */
+  async download(size: number, chunkSize: number, opts: { requestId?: number; type?: 'fw' | 'sw'; chunkMs?: number } = {}): Promise<Buffer> {
     const type = opts.type ?? 'fw';
     const requestId = opts.requestId ?? 1;
     const parts: Buffer[] = [];
     let received = 0;
     for (let i = 0; received < size; i++) {
-      const { payload } = await this.ask(`v2/${type}/request/${requestId}/chunk/${i}`, String(chunkSize), `v2/${type}/response/${requestId}/chunk/${i}`);
+      const { payload } = await this.ask(`v2/${type}/request/${requestId}/chunk/${i}`, String(chunkSize), `v2/${type}/response/${requestId}/chunk/${i}`, opts.chunkMs);
       if (payload.length === 0) throw new Error(`empty chunk ${i} after ${received} of ${size} bytes`);
       parts.push(payload);
       received += payload.length;

@@ -20,12 +20,21 @@ export class PgOtaStateRepository implements OtaStateRepository {
     return rows[0] ? toOtaState(rows[0]) : null;
   }
 
-  async setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): Promise<boolean> {
+  async setState(
+    deviceId: DeviceId,
+    tenantId: TenantId,
+    type: OtaPackageType,
+    state: OtaStateRow['state'],
+    ts: number,
+    error: string | null,
+    current?: { title: string | null; version: string | null },
+  ): Promise<boolean> {
     const { rowCount } = await this.sql.query(
-      `INSERT INTO ota_states AS s (device_id, tenant_id, type, state, state_ts, error) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts, error = excluded.error
+      `INSERT INTO ota_states AS s (device_id, tenant_id, type, state, state_ts, error, current_title, current_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts, error = excluded.error,
+         current_title = coalesce(excluded.current_title, s.current_title), current_version = coalesce(excluded.current_version, s.current_version)
        WHERE s.state_ts <= excluded.state_ts`,
-      [deviceId, tenantId, type, state, ts, error],
+      [deviceId, tenantId, type, state, ts, error, current?.title ?? null, current?.version ?? null],
     );
     return (rowCount ?? 0) > 0;
   }

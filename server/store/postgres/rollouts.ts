@@ -86,9 +86,14 @@ export class PgRolloutRepository implements RolloutRepository {
 
   async putDevices(devices: readonly RolloutDevice[]): Promise<void> {
     if (devices.length === 0) return;
+    // A device twice in the batch ends as one row after the other would leave it (SQLite's
+    // multi-row upsert does so), where ON CONFLICT DO UPDATE refuses to touch a row twice: its last
+    // row's wave, status and previous package, at its first row's position (an update keeps it).
     await this.sql.query(
       `INSERT INTO rollout_devices (rollout_id, device_id, wave, position, status, previous_package_id)
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::text[], $6::uuid[])
+       SELECT DISTINCT ON (r, d) r, d, w, first_value(p) OVER (PARTITION BY r, d ORDER BY n), s, pp
+       FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[], $5::text[], $6::uuid[]) WITH ORDINALITY AS u(r, d, w, p, s, pp, n)
+       ORDER BY r, d, n DESC
        ON CONFLICT (rollout_id, device_id) DO UPDATE SET wave = excluded.wave, status = excluded.status, previous_package_id = excluded.previous_package_id`,
       [
         devices.map((d) => d.rolloutId),

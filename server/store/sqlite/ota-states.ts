@@ -10,10 +10,17 @@ const list = (states: readonly string[]): string => states.map((s) => `'${s}'`).
 
 /** The update states in SQLite (one row per device and type). */
 export class SqliteOtaStateRepository implements OtaStateRepository {
+  private readonly upsertState;
   private readonly upsertStates;
   private readonly upsertQueued;
 
   constructor(private readonly db: Db) {
+    this.upsertState = db.prepare(
+      `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error, current_title, current_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, state_ts = excluded.state_ts, error = excluded.error,
+         current_title = coalesce(excluded.current_title, current_title), current_version = coalesce(excluded.current_version, current_version)
+       WHERE state_ts <= excluded.state_ts`,
+    );
     // One upsert rather than an insert-if-missing and an update: half the statements on the notify path.
     this.upsertStates = new InsertRows(
       db,
@@ -44,9 +51,16 @@ export class SqliteOtaStateRepository implements OtaStateRepository {
     this.db.prepare('INSERT OR IGNORE INTO ota_states (device_id, tenant_id, type) VALUES (?, ?, ?)').run(deviceId, tenantId, type);
   }
 
-  /** Sets the state if `ts` is not older than the recorded one; answers whether it was applied. */
-  async setState(deviceId: DeviceId, tenantId: TenantId, type: OtaPackageType, state: OtaStateRow['state'], ts: number, error: string | null): Promise<boolean> {
-    return this.upsertStates.run([[deviceId, tenantId, type, state, ts, error]]) > 0;
+  async setState(
+    deviceId: DeviceId,
+    tenantId: TenantId,
+    type: OtaPackageType,
+    state: OtaStateRow['state'],
+    ts: number,
+    error: string | null,
+    current?: { title: string | null; version: string | null },
+  ): Promise<boolean> {
+    return this.upsertState.run(deviceId, tenantId, type, state, ts, error, current?.title ?? null, current?.version ?? null).changes > 0;
   }
 
   async setStates(batch: readonly StateWrite[]): Promise<void> {
