@@ -20,6 +20,9 @@ import { SqliteSettingsRepository } from './settings';
 import { SqliteSigningKeyRepository } from './signing-keys';
 import { SqliteTenantPolicyRepository } from './tenant-policies';
 
+/** How long without a commit before the store checkpoints its WAL. */
+const IDLE_CHECKPOINT_MS = 1000;
+
 /**
  * The store on one better-sqlite3 connection. Its statements are synchronous; the repositories
  * answer promises so the interface fits an asynchronous database too.
@@ -45,6 +48,7 @@ export class SqliteStore implements Store {
   readonly fleet;
   /** The end of the last transaction queued: transactions run one after another. */
   private tail: Promise<unknown> = Promise.resolve();
+  private checkpointTimer: NodeJS.Timeout | null = null;
 
   /** Package bytes as files beside the database (`blobs/`), unless given. */
   constructor(
@@ -99,6 +103,7 @@ export class SqliteStore implements Store {
       try {
         const result = await work(this);
         this.db.exec('COMMIT');
+        this.checkpointWhenIdle();
         return result;
       } catch (err) {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
@@ -110,8 +115,31 @@ export class SqliteStore implements Store {
     return next;
   }
 
+  /**
+   * Copies the WAL into the database once no transaction has committed for a while, so a burst of
+   * transactions (a fan-out) does not wait for checkpoints and their fsyncs in its commits (see
+   * WAL_AUTOCHECKPOINT_PAGES). PASSIVE: it never waits for a reader.
+   */
+  private checkpointWhenIdle(): void {
+    if (this.checkpointTimer) {
+      this.checkpointTimer.refresh();
+      return;
+    }
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpointTimer = null;
+      if (!this.db.open || this.db.inTransaction) return;
+      try {
+        this.db.pragma('wal_checkpoint(PASSIVE)');
+      } catch {
+        // Another connection checkpointing, say: the next idle moment or a commit past the bound does it.
+      }
+    }, IDLE_CHECKPOINT_MS).unref();
+  }
+
   async close(): Promise<void> {
     await this.tail;
+    if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+    this.checkpointTimer = null;
     if (this.db.open) this.db.close();
   }
 }
