@@ -281,9 +281,8 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
         return null;
       }
       const batch = claims.map(toEvent);
-      const acked = batch.length ? onRelease(batch) : undefined;
-      if (acked === 'notifier acks') await tx.queue.handOn(claims);
-      else await tx.queue.ack(claims);
+      // Claimed is handed on: left to the notifier, or acked here.
+      if (batch.length && onRelease(batch) !== 'notifier acks') await tx.queue.ack(claims);
       if (gapMs > 0 && batch.length) await tx.queue.paceNext(now + gapMs);
       return batch;
     });
