@@ -47,6 +47,7 @@ export type OnRelease = (events: AssignmentEvent[]) => unknown;
  * each claims its share of a large queue, not only the instance that took the assignment.
  */
 const QUEUED_TOPIC = 'queue-filled';
+
 /** With pacing off, how many rows one tick releases before yielding to the event loop. */
 const UNPACED_BATCH = 500;
 /** How often a consumer looks again at rows held by another instance (their lease may run out). */
