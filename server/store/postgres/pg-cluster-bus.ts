@@ -99,8 +99,8 @@ export class PgClusterBus implements ClusterBus {
 }
 
 /**
- * Envelopes of `payloads` in order, each under CLUSTER_MESSAGE_MAX_BYTES bytes with as many payloads as fit. A
- * payload too large on its own goes to `tooLarge` and is left out.
+ * Envelopes of `payloads` in order, each under CLUSTER_MESSAGE_MAX_BYTES with as many payloads as
+ * fit. A payload too large on its own goes to `tooLarge` and is left out.
  */
 export function packed(from: string, topic: string, payloads: readonly unknown[], tooLarge: (bytes: number) => void): string[] {
   const head = `{"from":${JSON.stringify(from)},"topic":${JSON.stringify(topic)},"payloads":[`;
