@@ -287,9 +287,12 @@ export class OtaEngine {
       // Several instances: a notification decided here also goes to the others, for a device whose
       // session (MQTT, CoAP, an HTTP long poll) is there; each delivers it to its own sessions only.
       // A batch's notifications travel grouped: a few bus messages per batch, not one per device.
-      notifier.watch(
-        (sent) => void store.cluster.publish(NOTIFICATION_TOPIC, groupNotifications(sent)).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)),
-      );
+      // Alone on the store (SQLite), nobody is told: not even grouped (78 ms of a 10,000-device fan-out).
+      if (store.cluster.reachesOthers) {
+        notifier.watch(
+          (sent) => void store.cluster.publish(NOTIFICATION_TOPIC, groupNotifications(sent)).catch((err: Error) => logger.warn(`cannot tell the other instances: ${err.message}`)),
+        );
+      }
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
       const rollouts = new RolloutService(store, { packages, devices: new RolloutDevices(store, devices), logger }, timers);

@@ -42,6 +42,12 @@ export function pacingFromEnv(env: NodeJS.ProcessEnv): Pacing {
  */
 export type OnRelease = (events: AssignmentEvent[]) => unknown;
 
+/**
+ * The cluster bus topic on which an instance that queued rows wakes the other instances' consumers:
+ * each claims its share of a large queue, not only the instance that took the assignment.
+ */
+const QUEUED_TOPIC = 'queue-filled';
+
 /** With pacing off, how many rows one tick releases before yielding to the event loop. */
 const UNPACED_BATCH = 500;
 /** How often a consumer looks again at rows held by another instance (their lease may run out). */
@@ -78,6 +84,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   private isPaused = false;
   private consumer: symbol | null = null;
   private consumerOwner: string | null = null;
+  private unhearQueued: (() => void) | null = null;
   private lastRelease = -Infinity;
   /** How long the last paced release had to wait for the database's pace (another instance released). */
   private paceWaitMs = 0;
@@ -143,8 +150,10 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
       await tx.queue.put(rows);
       await tx.targets.put(rows.map((ev) => ({ deviceId: ev.deviceId, type: ev.type, packageId: ev.packageId, ts: ev.ts, notified: false })));
       return answers;
-    });
+    }, 'enqueue');
     if (results.some(Boolean)) {
+      // Not heard (the bus is down): this instance releases them alone, as it would anyway.
+      void this.store.cluster.publish(QUEUED_TOPIC, [null]).catch(() => undefined);
       await this.announceDepth();
       this.schedule();
     }
@@ -161,7 +170,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
       await tx.queue.remove(deviceId, type);
       await tx.states.clearTarget(deviceId, type);
       await tx.targets.put([{ deviceId, type, packageId: null, ts: now, notified: true }]);
-    });
+    }, 'enqueue');
     await this.announceDepth();
   }
 
@@ -191,6 +200,7 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
     this.consumerOwner = owner;
     this.pacing = { ...pacing, packSize: Math.max(1, Math.floor(pacing.packSize)), intervalMs: Math.max(0, pacing.intervalMs) };
     this.onRelease = onRelease;
+    this.unhearQueued = this.store.cluster.subscribe(QUEUED_TOPIC, () => this.schedule());
     this.schedule();
     return handle;
   }
@@ -207,6 +217,8 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
   private detach(): void {
     this.consumer = null;
     this.consumerOwner = null;
+    this.unhearQueued?.();
+    this.unhearQueued = null;
     if (this.timer !== null) this.timers.clearTimeout(this.timer);
     this.timer = null;
     this.onRelease = null;
@@ -270,9 +282,8 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
         return null;
       }
       const batch = claims.map(toEvent);
-      const acked = batch.length ? onRelease(batch) : undefined;
-      if (acked === 'notifier acks') await tx.queue.handOn(claims);
-      else await tx.queue.ack(claims);
+      // Claimed is handed on: left to the notifier, or acked here.
+      if (batch.length && onRelease(batch) !== 'notifier acks') await tx.queue.ack(claims);
       if (gapMs > 0 && batch.length) await tx.queue.paceNext(now + gapMs);
       return batch;
     });

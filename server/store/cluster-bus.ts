@@ -4,6 +4,8 @@
  * instances listening now; what must survive a restart is in the store.
  */
 export interface ClusterBus {
+  /** False when no other instance can hear this one (SQLite): publishing is then wasted work. */
+  readonly reachesOthers: boolean;
   /**
    * Sends `payloads` (JSON values) on `topic` to every other instance; this one does not hear them.
    * The payloads of one call travel together, as few messages as fit; a payload whose JSON exceeds
@@ -15,11 +17,18 @@ export interface ClusterBus {
   close(): Promise<void>;
 }
 
-/** The most a single payload's JSON may take (PostgreSQL's NOTIFY carries under 8000 bytes, envelope included). */
-export const CLUSTER_PAYLOAD_MAX_BYTES = 7600;
+/**
+ * The most one bus message may take, envelope included: PostgreSQL refuses a NOTIFY payload of
+ * 8,000 bytes or more (the only bus with a limit), less a margin.
+ */
+export const CLUSTER_MESSAGE_MAX_BYTES = 7900;
+
+/** The most a single payload's JSON may take: one message less its envelope (sender id and topic, ~60 bytes plus the topic's). */
+export const CLUSTER_PAYLOAD_MAX_BYTES = CLUSTER_MESSAGE_MAX_BYTES - 300;
 
 /** The bus of a store no other instance shares (SQLite): nobody else to tell. */
 export class LoneInstanceBus implements ClusterBus {
+  readonly reachesOthers = false;
   async publish(): Promise<void> {}
   subscribe(): () => void {
     return () => undefined;

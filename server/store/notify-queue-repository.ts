@@ -52,14 +52,16 @@ export interface NotifyQueueRepository {
   put(events: readonly AssignmentEvent[]): Promise<void>;
   /** Drops a device's queued row of that type, claimed or not. */
   remove(deviceId: DeviceId, type: OtaPackageType): Promise<void>;
-  /** Up to `limit` unclaimed rows (or rows whose lease ended before `now`), oldest first, leased until `now + leaseMs`. */
+  /**
+   * Up to `limit` unclaimed rows (or rows whose lease ended before `now`), oldest first, leased
+   * until `now + leaseMs` and handed on (no longer waiting) in the same statement: the consumer
+   * acks them, releases them, or leaves them to the notifier's `ackEvents` (or their lease's end).
+   */
   claim(limit: number, now: number, leaseMs: number): Promise<ClaimedEvent[]>;
   /** Done with these: they leave the queue (unless replaced meanwhile by a newer event). */
   ack(claims: readonly ClaimedEvent[]): Promise<void>;
-  /** Not done: back to the queue in their place, for the next claim. */
+  /** Not done: back to the queue in their place, waiting again, for the next claim. */
   release(claims: readonly ClaimedEvent[]): Promise<void>;
-  /** Claimed rows handed on to the notifier: no longer waiting, kept (claimed) until `ackEvents` or their lease's end. */
-  handOn(claims: readonly ClaimedEvent[]): Promise<void>;
   /** The notifier is done with these events: their rows handed on leave the queue (a row replaced meanwhile by a newer event, or never handed on, stays). */
   ackEvents(events: readonly AssignmentEvent[]): Promise<void>;
   /**

@@ -42,6 +42,15 @@ export interface Repositories {
 }
 
 /**
+ * Transactions of different lanes may run at once where the database can (PostgreSQL: each on a
+ * connection of its own; SQLite has one connection and runs every transaction in turn).
+ * `enqueue`: the queue's intake (`NotifyQueue` queueing and cancelling, in the order asked), so a
+ * fan-out's next batch is queued while the batches before it are released and notified; `main`
+ * (the default): everything else.
+ */
+export type TransactionLane = 'main' | 'enqueue';
+
+/**
  * The engine's one store. Each repository call outside `transaction` commits on its own; inside,
  * the calls made through `tx` commit together or not at all (a unit of work), so a batch of
  * devices is one commit instead of several per device.
@@ -57,7 +66,10 @@ export interface Store extends Repositories {
   readonly cluster: ClusterBus;
   /** What the dashboard and /metrics read; outside any transaction. */
   readonly fleet: FleetReadModel;
-  /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
-  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` in one transaction: committed when it resolves, rolled back when it throws. The
+   * transactions of one lane run one after another, in the order asked.
+   */
+  transaction<T>(work: (tx: Repositories) => Promise<T>, lane?: TransactionLane): Promise<T>;
   close(): Promise<void>;
 }

@@ -11,6 +11,7 @@ import { NotifyQueue, type AssignmentEvent } from '../../server/pipeline/notify-
 import type { OtaPackage } from '../../server/store/ota-packages';
 import { openStore } from '../../server/store/open-store';
 import type { Store } from '../../server/store/store';
+import { realTimers } from '../../server/timers';
 import { eventually } from '../support/eventually';
 import { emptyTestDatabase, withTestDatabase } from '../support/postgres';
 
@@ -132,6 +133,26 @@ describe('several instances on one PostgreSQL: the shared notify queue', functio
     expect([...byA, ...byB].sort()).to.deep.equal([...ids].sort());
     expect(byA.length, 'instance A released some').to.be.greaterThan(0);
     expect(byB.length, 'instance B released some').to.be.greaterThan(0);
+  });
+
+  it('an instance that queues rows wakes the consumers of the others: one that queued nothing releases them', async () => {
+    const [a, b] = [opened[0]!.store, await instance()];
+    const ids = await devices(a, 50);
+    const qa = new NotifyQueue(a, undefined, 30_000);
+    // B never looks again by itself (no poll of held rows): only A's word can make it release.
+    const qb = new NotifyQueue(b, { ...realTimers, setTimeout: (fn, ms) => (ms > 0 ? null : setTimeout(fn, ms)) }, 30_000);
+    const byB: DeviceId[] = [];
+    qb.start({ packSize: 1000, intervalMs: 0, mode: 'spaced' }, (evs) => byB.push(...evs.map((e) => e.deviceId)));
+    try {
+      // B's first look (on an empty queue) is over before A queues anything.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      await b.transaction(async () => undefined);
+      await qa.enqueueAll(events(ids));
+      await eventually(async () => byB.length >= ids.length, 'B to release every device', { timeoutMs: 10_000 });
+    } finally {
+      qb.stop();
+    }
+    expect([...byB].sort()).to.deep.equal([...ids].sort());
   });
 
   it('holds the configured pace for the whole cluster: two instances release at the rate of one', async () => {

@@ -204,22 +204,24 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.telemetry.latest(id!)).to.deep.equal({});
       });
 
-      it('runs transactions started together one after the other, each whole', async () => {
-        const ids = await devices(2);
-        const order: string[] = [];
-        await Promise.all(
-          ids.map((id, i) =>
-            store.transaction(async (tx) => {
-              order.push(`begin ${i}`);
-              await tx.queue.put([event(id, i)]);
-              await tx.states.setState(id, tenantId, 'FIRMWARE', 'QUEUED', i, null);
-              order.push(`end ${i}`);
-            }),
-          ),
-        );
-        expect(order).to.deep.equal(['begin 0', 'end 0', 'begin 1', 'end 1']);
-        expect(await store.queue.depth()).to.equal(2);
-      });
+      for (const lane of [undefined, 'enqueue'] as const) {
+        it(`runs transactions started together one after the other, each whole (lane ${lane ?? 'main, the default'})`, async () => {
+          const ids = await devices(2);
+          const order: string[] = [];
+          await Promise.all(
+            ids.map((id, i) =>
+              store.transaction(async (tx) => {
+                order.push(`begin ${i}`);
+                await tx.queue.put([event(id, i)]);
+                await tx.states.setState(id, tenantId, 'FIRMWARE', 'QUEUED', i, null);
+                order.push(`end ${i}`);
+              }, lane),
+            ),
+          );
+          expect(order).to.deep.equal(['begin 0', 'end 0', 'begin 1', 'end 1']);
+          expect(await store.queue.depth()).to.equal(2);
+        });
+      }
 
       it('goes on after a failed transaction', async () => {
         const [id] = await devices(1);

@@ -37,6 +37,29 @@ describe('store contract on PostgreSQL', () => {
   });
 });
 
+describe('PostgreSQL transaction lanes', () => {
+  const database = withTestDatabase();
+
+  it('runs a transaction of the enqueue lane while one of the main lane is open', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'ota-lanes-pg-'));
+    const store = await openStore({ dataDir: dir, databaseUrl: database().url });
+    try {
+      // The main lane's transaction ends only once the enqueue lane's has run: in turn, neither would.
+      let enqueued!: () => void;
+      const gate = new Promise<void>((resolve) => (enqueued = resolve));
+      const open = store.transaction(() => gate);
+      await store.transaction(async (tx) => {
+        await tx.queue.depth();
+        enqueued();
+      }, 'enqueue');
+      await open;
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('openStore', () => {
   it('names an unreachable PostgreSQL server without echoing its password', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'ota-store-open-'));

@@ -94,6 +94,7 @@ class Bus {
     const listeners = new Map<string, Set<(p: unknown) => void>>();
     this.members.push(listeners);
     return {
+      reachesOthers: true,
       publish: async (topic, payloads) => {
         this.sent.push(...(payloads as LookupInvalidation[]));
         for (const other of this.members) if (other !== listeners) for (const p of payloads) for (const l of other.get(topic) ?? []) l(p);

@@ -42,7 +42,7 @@ export class PgNotifyQueueRepository implements NotifyQueueRepository {
 
   async claim(limit: number, now: number, leaseMs: number): Promise<ClaimedEvent[]> {
     const { rows } = await this.sql.query<NotifyQueueRow>(
-      `UPDATE notify_queue q SET claimed_until = $3
+      `UPDATE notify_queue q SET claimed_until = $3, attempt = q.attempt + 1
        FROM (SELECT seq FROM notify_queue WHERE claimed_until IS NULL OR claimed_until < $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c
        WHERE q.seq = c.seq
        RETURNING q.seq, q.tenant_id, q.device_id, q.type, q.package_id, q.ts`,
@@ -56,12 +56,9 @@ export class PgNotifyQueueRepository implements NotifyQueueRepository {
     if (claims.length) await this.sql.query('DELETE FROM notify_queue WHERE seq = ANY($1::bigint[])', [claims.map((c) => c.seq)]);
   }
 
+  /** The claim's hand-on undone: the row is as it was before it. */
   async release(claims: readonly ClaimedEvent[]): Promise<void> {
-    if (claims.length) await this.sql.query('UPDATE notify_queue SET claimed_until = NULL WHERE seq = ANY($1::bigint[])', [claims.map((c) => c.seq)]);
-  }
-
-  async handOn(claims: readonly ClaimedEvent[]): Promise<void> {
-    if (claims.length) await this.sql.query('UPDATE notify_queue SET attempt = attempt + 1 WHERE seq = ANY($1::bigint[])', [claims.map((c) => c.seq)]);
+    if (claims.length) await this.sql.query('UPDATE notify_queue SET claimed_until = NULL, attempt = attempt - 1 WHERE seq = ANY($1::bigint[])', [claims.map((c) => c.seq)]);
   }
 
   /** A newer event replacing the row has another ts or package: it stays. */

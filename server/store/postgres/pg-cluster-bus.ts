@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import type { ClusterBus } from '../cluster-bus';
+import { CLUSTER_MESSAGE_MAX_BYTES, type ClusterBus } from '../cluster-bus';
 import type { Logger } from '../../logger';
 
 /** The one channel of our instances: topics travel inside the payload. */
 const CHANNEL = 'ota_cluster';
-/** PostgreSQL refuses a NOTIFY payload of 8000 bytes or more. */
-const MAX_PAYLOAD = 7900;
 /** After losing its connection the listener tries again this often. */
 const RECONNECT_MS = 1000;
 
@@ -28,6 +26,7 @@ interface Envelope {
  * pool, delivered when it commits.
  */
 export class PgClusterBus implements ClusterBus {
+  readonly reachesOthers = true;
   private readonly id = randomUUID();
   private readonly listeners = new Map<string, Set<(payload: unknown) => void>>();
   private client: pg.Client | null = null;
@@ -100,13 +99,13 @@ export class PgClusterBus implements ClusterBus {
 }
 
 /**
- * Envelopes of `payloads` in order, each under MAX_PAYLOAD bytes with as many payloads as fit. A
- * payload too large on its own goes to `tooLarge` and is left out.
+ * Envelopes of `payloads` in order, each under CLUSTER_MESSAGE_MAX_BYTES with as many payloads as
+ * fit. A payload too large on its own goes to `tooLarge` and is left out.
  */
 export function packed(from: string, topic: string, payloads: readonly unknown[], tooLarge: (bytes: number) => void): string[] {
   const head = `{"from":${JSON.stringify(from)},"topic":${JSON.stringify(topic)},"payloads":[`;
   const tail = ']}';
-  const room = MAX_PAYLOAD - Buffer.byteLength(head) - Buffer.byteLength(tail);
+  const room = CLUSTER_MESSAGE_MAX_BYTES - Buffer.byteLength(head) - Buffer.byteLength(tail);
   const out: string[] = [];
   let parts: string[] = [];
   let used = 0;
@@ -114,7 +113,7 @@ export function packed(from: string, topic: string, payloads: readonly unknown[]
     const text = JSON.stringify(payload) ?? 'null';
     const bytes = Buffer.byteLength(text);
     if (bytes > room) {
-      tooLarge(bytes + MAX_PAYLOAD - room);
+      tooLarge(bytes + CLUSTER_MESSAGE_MAX_BYTES - room);
       continue;
     }
     // A comma before every payload but the first.

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type pg from 'pg';
 import type { Logger } from '../../logger';
-import type { Repositories, Store } from '../store';
+import type { Repositories, Store, TransactionLane } from '../store';
 import { PgAttributeRepository } from './attributes';
 import { PgDeviceProfileRepository } from './device-profiles';
 import { PgDeviceRepository } from './devices';
@@ -80,8 +80,8 @@ export class PgStore implements Store {
   readonly reportedVersions: Repositories['reportedVersions'];
   readonly downloads: Repositories['downloads'];
   readonly rollouts: Repositories['rollouts'];
-  /** The end of the last transaction started: this instance runs its transactions one at a time. */
-  private tail: Promise<unknown> = Promise.resolve();
+  /** The end of the last transaction started in each lane: a lane runs its transactions one at a time. */
+  private readonly tails = new Map<TransactionLane, Promise<unknown>>();
 
   private constructor(
     readonly pool: pg.Pool,
@@ -123,12 +123,16 @@ export class PgStore implements Store {
   }
 
   /**
-   * One transaction on one pooled client. Transactions of this instance run one after another, as
-   * on SQLite: the pipeline's batches are written in the order they were made, and a batch never
-   * waits for row locks held by another batch of its own instance. Another instance's transaction
-   * can still deadlock with this one; PostgreSQL then aborts one of them, which runs again.
+   * One transaction on one pooled client. The transactions of a lane run one after another, as on
+   * SQLite: the pipeline's batches are written in the order they were made, and a batch never
+   * waits for row locks held by another batch of its lane. The queue's intake (lane `enqueue`)
+   * runs beside them: a fan-out's batches are queued while the earlier ones are notified, on other
+   * devices' rows. A device queued again while its earlier release is being notified ends as its
+   * later event says: its queue row is replaced (the earlier notification does not ack it), so it
+   * is released and notified again, after the earlier one (one lane). Transactions running at once
+   * (another lane, another instance) can deadlock; PostgreSQL then aborts one, which runs again.
    */
-  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
+  transaction<T>(work: (tx: Repositories) => Promise<T>, lane: TransactionLane = 'main'): Promise<T> {
     const run = async (): Promise<T> => {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -138,8 +142,11 @@ export class PgStore implements Store {
         }
       }
     };
-    const next = this.tail.then(run, run);
-    this.tail = next.catch(() => undefined);
+    const next = (this.tails.get(lane) ?? Promise.resolve()).then(run, run);
+    this.tails.set(
+      lane,
+      next.catch(() => undefined),
+    );
     return next;
   }
 
@@ -161,7 +168,7 @@ export class PgStore implements Store {
   }
 
   async close(): Promise<void> {
-    await this.tail;
+    await Promise.all(this.tails.values());
     await this.cluster.close();
     await this.pool.end();
   }

@@ -9,13 +9,11 @@ import { PACE_SETTING, toClaimedEvent, type AssignmentEvent, type ClaimedEvent, 
 export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
   private readonly insert;
   private readonly deleteSeqs;
-  private readonly handOnSeqs;
   private readonly deleteEvents;
 
   constructor(private readonly db: Db) {
     this.insert = new InsertRows(db, 'INSERT OR REPLACE INTO notify_queue (tenant_id, device_id, type, package_id, ts)', '', 5);
     this.deleteSeqs = new InValues(db, 'DELETE FROM notify_queue WHERE seq IN (', ')');
-    this.handOnSeqs = new InValues(db, 'UPDATE notify_queue SET attempt = attempt + 1 WHERE seq IN (', ')');
     // A newer event replacing the row has another ts or package: it stays.
     this.deleteEvents = new InTuples(db, 'DELETE FROM notify_queue WHERE attempt > 0 AND (device_id, type, ts, package_id) IN (VALUES', ')', 4);
   }
@@ -37,7 +35,7 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
       if (rows.length) {
         // One statement for the whole batch: rows are in seq order, so a range plus the same filter marks exactly them.
         this.db
-          .prepare('UPDATE notify_queue SET claimed_until = ? WHERE seq BETWEEN ? AND ? AND (claimed_until IS NULL OR claimed_until < ?)')
+          .prepare('UPDATE notify_queue SET claimed_until = ?, attempt = attempt + 1 WHERE seq BETWEEN ? AND ? AND (claimed_until IS NULL OR claimed_until < ?)')
           .run(now + leaseMs, (rows[0] as NotifyQueueRow).seq, (rows[rows.length - 1] as NotifyQueueRow).seq, now);
       }
       return rows.map(toClaimedEvent);
@@ -54,19 +52,11 @@ export class SqliteNotifyQueueRepository implements NotifyQueueRepository {
   }
 
   async release(claims: readonly ClaimedEvent[]): Promise<void> {
-    const free = this.db.prepare('UPDATE notify_queue SET claimed_until = NULL WHERE seq = ?');
+    // The claim's hand-on undone: the row is as it was before it.
+    const free = this.db.prepare('UPDATE notify_queue SET claimed_until = NULL, attempt = attempt - 1 WHERE seq = ?');
     atomically(this.db, () => {
       for (const c of claims) free.run(c.seq);
     });
-  }
-
-  async handOn(claims: readonly ClaimedEvent[]): Promise<void> {
-    atomically(this.db, () =>
-      this.handOnSeqs.run(
-        [],
-        claims.map((c) => c.seq),
-      ),
-    );
   }
 
   async ackEvents(events: readonly AssignmentEvent[]): Promise<void> {
