@@ -69,6 +69,7 @@ describe('live download progress for the dashboard streams', () => {
       dataDir = await mkdtemp(path.join(tmpdir(), 'ota-live-progress-'));
       store = await openStore({ dataDir });
       const bus: ClusterBus = {
+        reachesOthers: true,
         publish: () => Promise.resolve(),
         subscribe: (topic, listener) => {
           if (topic === SERVED_TOPIC) fromOtherInstance = listener;
