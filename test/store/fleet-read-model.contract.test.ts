@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { newId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
+import { packageRow } from '../support/package-row';
 import { SqliteDeviceProfileRepository, type DeviceProfileRepository } from '../../server/store/device-profiles';
 import { SqliteDeviceRepository, type Device, type DeviceRepository } from '../../server/store/devices';
 import { emptyCounts, type FleetReadModel, type StateCounts } from '../../server/store/fleet-read-model';
@@ -60,27 +61,7 @@ function fleetContract(get: () => Fixture): void {
   }
 
   async function pkg(type: OtaPackageType, title: string, version: string, tenant = tenantId, profile = profileId): Promise<OtaPackage> {
-    const p: OtaPackage = {
-      id: newId<'OTA_PACKAGE'>(),
-      tenantId: tenant,
-      deviceProfileId: profile,
-      type,
-      title,
-      version,
-      tag: null,
-      url: 'https://example.invalid/p.bin',
-      fileName: null,
-      contentType: null,
-      checksumAlgorithm: null,
-      checksum: null,
-      signature: null,
-      signatureAlgorithm: null,
-      dataSize: null,
-      blobSha256: null,
-      additionalInfo: null,
-      externalId: null,
-      createdTime: ++clock,
-    };
+    const p = packageRow(tenant, profile, { type, title, version, createdTime: ++clock });
     await f.packages.insert(p);
     return p;
   }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OtaError } from '../../server/errors';
 import { newId, type DeviceProfileId, type TenantId } from '../../server/ids';
+import { packageRow } from '../support/package-row';
 import { SqliteAttributeRepository, type AttributeRepository } from '../../server/store/attributes';
 import { SqliteDeviceProfileRepository, type DeviceProfile, type DeviceProfileRepository } from '../../server/store/device-profiles';
 import { SqliteDeviceRepository, type Device, type DeviceRepository } from '../../server/store/devices';
@@ -79,28 +80,7 @@ function deviceOf(tenantId: TenantId, profileId: DeviceProfileId, over: Partial<
 }
 
 function packageOf(tenantId: TenantId, profileId: DeviceProfileId, over: Partial<OtaPackage> = {}): OtaPackage {
-  return {
-    id: newId<'OTA_PACKAGE'>(),
-    tenantId,
-    deviceProfileId: profileId,
-    type: 'FIRMWARE',
-    title: 'fw',
-    version: `v${newId()}`,
-    tag: null,
-    url: null,
-    fileName: null,
-    contentType: null,
-    checksumAlgorithm: null,
-    checksum: null,
-    dataSize: null,
-    blobSha256: null,
-    additionalInfo: null,
-    externalId: null,
-    createdTime: nextTime(),
-    signature: null,
-    signatureAlgorithm: null,
-    ...over,
-  };
+  return packageRow(tenantId, profileId, { version: `v${newId()}`, url: null, createdTime: nextTime(), ...over });
 }
 
 async function withProfile(r: Repositories, over: Partial<DeviceProfile> = {}): Promise<{ tenantId: TenantId; profile: DeviceProfile }> {

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { newId, type DeviceId, type DeviceProfileId, type TenantId } from '../../server/ids';
+import { packageRow } from '../support/package-row';
 import { NotifyQueue, type AssignmentEvent } from '../../server/pipeline/notify-queue';
 import type { OtaPackage } from '../../server/store/ota-packages';
 import { openStore } from '../../server/store/open-store';
@@ -70,27 +71,7 @@ describe('several instances on one PostgreSQL: the shared notify queue', functio
       ids.push(id);
     }
     if (!pkg) {
-      pkg = {
-        id: newId<'OTA_PACKAGE'>(),
-        tenantId,
-        deviceProfileId: profileId,
-        type: 'FIRMWARE',
-        title: 'fw',
-        version: '1.0',
-        tag: null,
-        url: 'https://example.invalid/fw.bin',
-        fileName: null,
-        contentType: null,
-        checksumAlgorithm: null,
-        checksum: null,
-        dataSize: null,
-        blobSha256: null,
-        additionalInfo: null,
-        externalId: null,
-        createdTime: 1,
-        signature: null,
-        signatureAlgorithm: null,
-      };
+      pkg = packageRow(tenantId, profileId);
       await store.packages.insert(pkg);
     }
     return ids;

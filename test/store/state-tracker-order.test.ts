@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { newId, type DeviceId, type TenantId } from '../../server/ids';
+import { packageRow } from '../support/package-row';
 import { NotifyQueue } from '../../server/pipeline/notify-queue';
 import { StateTracker } from '../../server/pipeline/state-tracker';
 import type { UplinkEvent } from '../../server/pipeline/uplink';
@@ -37,26 +38,7 @@ function trackerOrder(open: (dir: string) => Promise<Store>): void {
     const base = { tenantId, createdTime: 1, version: 1 };
     await store.profiles.insert({ ...base, id: profileId, name: 'thermostats', description: null, isDefault: true, firmwareId: null, softwareId: null, extra: {} });
     const packageId = newId<'OTA_PACKAGE'>();
-    await store.packages.insert({
-      ...base,
-      id: packageId,
-      deviceProfileId: profileId,
-      type: 'FIRMWARE',
-      title: 'thermo',
-      version: '2.0',
-      tag: null,
-      url: 'https://example.invalid/fw.bin',
-      fileName: null,
-      contentType: null,
-      checksumAlgorithm: null,
-      checksum: null,
-      dataSize: null,
-      blobSha256: null,
-      additionalInfo: null,
-      externalId: null,
-      signature: null,
-      signatureAlgorithm: null,
-    });
+    await store.packages.insert(packageRow(tenantId, profileId, { id: packageId, title: 'thermo', version: '2.0' }));
     const ids: DeviceId[] = [];
     for (let i = 0; i < n; i++) {
       const id = newId<'DEVICE'>();

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { newId, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
+import { packageRow } from '../support/package-row';
 import type { AssignmentEvent } from '../../server/store/notify-queue-repository';
 import type { OtaPackage } from '../../server/store/ota-packages';
 import type { Rollout, RolloutId } from '../../server/store/rollouts';
@@ -40,27 +41,7 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         version: 1,
         extra: {},
       });
-      pkg = {
-        id: newId<'OTA_PACKAGE'>(),
-        tenantId,
-        deviceProfileId: profileId,
-        type: 'FIRMWARE',
-        title: 'fw',
-        version: '1.0',
-        tag: null,
-        url: 'https://example.invalid/fw.bin',
-        fileName: null,
-        contentType: null,
-        checksumAlgorithm: null,
-        checksum: null,
-        dataSize: null,
-        blobSha256: null,
-        additionalInfo: null,
-        externalId: null,
-        createdTime: 1,
-        signature: null,
-        signatureAlgorithm: null,
-      };
+      pkg = packageRow(tenantId, profileId);
       await store.packages.insert(pkg);
     });
     afterEach(() => opened.dispose());

@@ -7,6 +7,7 @@ import type { Device } from '../../server/store/devices';
 import type { OtaPackage } from '../../server/store/ota-packages';
 import { DeviceLookups, LOOKUP_INVALIDATION_TOPIC, lookupCacheLimitsFromEnv, type LookupInvalidation } from '../../server/transports/device-lookups';
 import { eventually } from '../support/eventually';
+import { packageRow } from '../support/package-row';
 
 const TENANT = 'tenant-1' as TenantId;
 const OTHER_TENANT = 'tenant-2' as TenantId;
@@ -39,27 +40,8 @@ const profile = (firmwareId: string | null): DeviceProfile => ({
   extra: {},
 });
 
-const pkg = (id: string, sha: string): OtaPackage => ({
-  id: id as OtaPackageId,
-  tenantId: TENANT,
-  deviceProfileId: 'profile-1' as DeviceProfileId,
-  type: 'FIRMWARE',
-  title: id,
-  version: '1',
-  tag: null,
-  url: null,
-  fileName: null,
-  contentType: null,
-  checksumAlgorithm: null,
-  checksum: null,
-  dataSize: 10,
-  blobSha256: sha,
-  additionalInfo: null,
-  externalId: null,
-  createdTime: 0,
-  signature: null,
-  signatureAlgorithm: null,
-});
+const pkg = (id: string, sha: string): OtaPackage =>
+  packageRow(TENANT, 'profile-1' as DeviceProfileId, { id: id as OtaPackageId, title: id, version: '1', url: null, dataSize: 10, blobSha256: sha, createdTime: 0 });
 
 /** An in-memory store that counts its queries; `gate` holds a query until released. */
 class Rows {
