@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OtaError } from '../../server/errors';
 import { newId, type DeviceProfileId, type TenantId } from '../../server/ids';
+import { deviceRow } from '../support/device-row';
 import { packageRow } from '../support/package-row';
 import { SqliteAttributeRepository, type AttributeRepository } from '../../server/store/attributes';
 import { SqliteDeviceProfileRepository, type DeviceProfile, type DeviceProfileRepository } from '../../server/store/device-profiles';
@@ -60,23 +61,7 @@ function profileOf(tenantId: TenantId, over: Partial<DeviceProfile> = {}): Devic
 }
 
 function deviceOf(tenantId: TenantId, profileId: DeviceProfileId, over: Partial<Device> = {}): Device {
-  return {
-    id: newId<'DEVICE'>(),
-    tenantId,
-    name: `device ${newId()}`,
-    label: null,
-    deviceProfileId: profileId,
-    firmwareId: null,
-    softwareId: null,
-    accessToken: newId(),
-    credentialsType: 'ACCESS_TOKEN',
-    credentialsValue: null,
-    credentialsId: newId<'DEVICE_CREDENTIALS'>(),
-    createdTime: nextTime(),
-    version: 1,
-    extra: {},
-    ...over,
-  };
+  return deviceRow(tenantId, profileId, { createdTime: nextTime(), ...over });
 }
 
 function packageOf(tenantId: TenantId, profileId: DeviceProfileId, over: Partial<OtaPackage> = {}): OtaPackage {

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { newId, type DeviceId, type DeviceProfileId, type TenantId } from '../../server/ids';
+import { deviceRow } from '../support/device-row';
 import { packageRow } from '../support/package-row';
 import { NotifyQueue, type AssignmentEvent } from '../../server/pipeline/notify-queue';
 import type { OtaPackage } from '../../server/store/ota-packages';
@@ -53,22 +54,9 @@ describe('several instances on one PostgreSQL: the shared notify queue', functio
     });
     const ids: DeviceId[] = [];
     for (let i = 0; i < n; i++) {
-      const id = newId<'DEVICE'>();
-      await store.devices.insert({
-        id,
-        tenantId,
-        name: `d-${id}`,
-        label: null,
-        deviceProfileId: profileId,
-        firmwareId: null,
-        softwareId: null,
-        accessToken: `t-${id}`,
-        credentialsId: newId<'DEVICE'>(),
-        createdTime: i,
-        version: 1,
-        extra: {},
-      });
-      ids.push(id);
+      const d = deviceRow(tenantId, profileId, { createdTime: i });
+      await store.devices.insert(d);
+      ids.push(d.id);
     }
     if (!pkg) {
       pkg = packageRow(tenantId, profileId);

@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { newId, type DeviceId, type TenantId } from '../../server/ids';
+import { deviceRow } from '../support/device-row';
 import { packageRow } from '../support/package-row';
 import { NotifyQueue } from '../../server/pipeline/notify-queue';
 import { StateTracker } from '../../server/pipeline/state-tracker';
@@ -41,20 +42,9 @@ function trackerOrder(open: (dir: string) => Promise<Store>): void {
     await store.packages.insert(packageRow(tenantId, profileId, { id: packageId, title: 'thermo', version: '2.0' }));
     const ids: DeviceId[] = [];
     for (let i = 0; i < n; i++) {
-      const id = newId<'DEVICE'>();
-      await store.devices.insert({
-        ...base,
-        id,
-        name: `thermo-${i}`,
-        label: null,
-        deviceProfileId: profileId,
-        firmwareId: null,
-        softwareId: null,
-        accessToken: `t-${id}`,
-        credentialsId: newId<'DEVICE'>(),
-        extra: {},
-      });
-      ids.push(id);
+      const d = deviceRow(tenantId, profileId, { name: `thermo-${i}` });
+      await store.devices.insert(d);
+      ids.push(d.id);
     }
     await store.states.setQueuedAll(ids.map((deviceId) => ({ deviceId, tenantId, type: 'FIRMWARE', packageId, ts: 1 })));
     return { tenantId, ids };

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { newId, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
+import { deviceRow } from '../support/device-row';
 import { packageRow } from '../support/package-row';
 import type { AssignmentEvent } from '../../server/store/notify-queue-repository';
 import type { OtaPackage } from '../../server/store/ota-packages';
@@ -49,22 +50,9 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
     async function devices(n: number, tenant = tenantId, profile = profileId): Promise<DeviceId[]> {
       const ids: DeviceId[] = [];
       for (let i = 0; i < n; i++) {
-        const id = newId<'DEVICE'>();
-        await store.devices.insert({
-          id,
-          tenantId: tenant,
-          name: `d-${id}`,
-          label: null,
-          deviceProfileId: profile,
-          firmwareId: null,
-          softwareId: null,
-          accessToken: `t-${id}`,
-          credentialsId: newId<'DEVICE'>(),
-          createdTime: i,
-          version: 1,
-          extra: {},
-        });
-        ids.push(id);
+        const d = deviceRow(tenant, profile, { createdTime: i });
+        await store.devices.insert(d);
+        ids.push(d.id);
       }
       return ids;
     }
