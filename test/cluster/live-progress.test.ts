@@ -36,21 +36,27 @@ describe('two instances on one PostgreSQL: live download progress (npm start twi
     await cluster.stop();
   });
 
-  it("shows on B's device list the bytes A served, a minute before A writes them, chunks served by both counted once", async () => {
-    const profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name: 'live-progress' })).id.id;
+  /** Through A: a profile `name`, a 4,000-byte firmware `title` 1.0 of it, and a device `<name>-1` assigned that firmware. */
+  async function deviceWithFirmware(name: string, title: string): Promise<{ profileId: string; info: Ref; d: Ref; token: string }> {
+    const profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name })).id.id;
     const info = await adminA.request<Ref>('POST', '/otaPackage', {
-      title: 'live-fw',
+      title,
       version: '1.0',
       type: 'FIRMWARE',
       deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
     });
     await adminA.upload(info.id.id, randomBytes(4000), 'SHA256');
     const d = await adminA.request<Ref>('POST', '/device', {
-      name: 'live-progress-1',
+      name: `${name}-1`,
       deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
       firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' },
     });
     const token = (await adminA.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId;
+    return { profileId, info, d, token };
+  }
+
+  it("shows on B's device list the bytes A served, a minute before A writes them, chunks served by both counted once", async () => {
+    const { profileId, d, token } = await deviceWithFirmware('live-progress', 'live-fw');
     for (const [api, chunk] of [
       [a.api, 0],
       [a.api, 1],
@@ -70,20 +76,7 @@ describe('two instances on one PostgreSQL: live download progress (npm start twi
   });
 
   it("moves B's dashboard progress bar chunk by chunk as A serves them, before A writes them", async () => {
-    const profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name: 'live-stream' })).id.id;
-    const info = await adminA.request<Ref>('POST', '/otaPackage', {
-      title: 'stream-fw',
-      version: '1.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    await adminA.upload(info.id.id, randomBytes(4000), 'SHA256');
-    const d = await adminA.request<Ref>('POST', '/device', {
-      name: 'live-stream-1',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-      firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' },
-    });
-    const token = (await adminA.request<{ credentialsId: string }>('GET', `/device/${d.id.id}/credentials`)).credentialsId;
+    const { info, d, token } = await deviceWithFirmware('live-stream', 'stream-fw');
     const { ticket } = await adminB.request<{ ticket: string }>('POST', '/ota/events/ticket');
     const stream = await EventStream.open(`${b.api}/api/ota/events?ticket=${ticket}`);
     try {
