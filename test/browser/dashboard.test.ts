@@ -105,13 +105,7 @@ describe('fleet dashboard in Chromium', function () {
     const sim = await AdminClient.login(server.api, ADMIN_USER, ADMIN_PASSWORD);
     const profile = await sim.findOrCreateProfile('thermostats');
     profileId = profile.id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'thermo-fw',
-      version: '2.0.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    packageId = ((await admin.upload(info.id.id, randomBytes(120_000), 'SHA256', 'thermo-fw-2.0.0.bin')) as unknown as Ref).id.id;
+    packageId = (await admin.firmware(profileId, 'thermo-fw', '2.0.0', randomBytes(120_000), 'SHA256', 'thermo-fw-2.0.0.bin')).id.id;
     for (let i = 0; i < FLEET_SIZE; i++) {
       const d = await sim.ensureDevice(nameOf(i), profile);
       expect(d.name).to.equal(nameOf(i));
@@ -359,13 +353,7 @@ describe('fleet dashboard in Chromium', function () {
 
   it('shows a rollout with its waves, its progress and why it stopped by itself', async () => {
     const profile = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'canary' })).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'canary-fw',
-      version: '3.0.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' },
-    });
-    const pkg = (await admin.upload(info.id.id, randomBytes(4096), 'SHA256')) as unknown as Ref;
+    const pkg = await admin.firmware(profile, 'canary-fw', '3.0.0', randomBytes(4096));
     const tokens: string[] = [];
     for (const name of ['canary-1', 'canary-2', 'canary-3']) {
       const d = await admin.request<Ref>('POST', '/device', { name, deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' } });
@@ -399,13 +387,7 @@ describe('fleet dashboard in Chromium', function () {
 
   it("moves a device's progress bar live as it downloads, without a reload", async () => {
     const profile = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'progress' })).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'progress-fw',
-      version: '1.0.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' },
-    });
-    const pkg = ((await admin.upload(info.id.id, randomBytes(64 * 1024), 'SHA256')) as unknown as Ref).id.id;
+    const pkg = (await admin.firmware(profile, 'progress-fw', '1.0.0', randomBytes(64 * 1024))).id.id;
     const d = await admin.request<Ref>('POST', '/device', {
       name: 'progress-1',
       deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' },

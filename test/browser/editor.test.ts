@@ -70,13 +70,7 @@ describe('the Node-RED editor of npm start (headless Chromium)', function () {
     // Something for the pickers to list: a second profile and a firmware package for it.
     const admin = await adminClient(server.api);
     const profile = await admin.request<{ id: { id: string } }>('POST', '/deviceProfile', { name: 'thermostats' });
-    const info = await admin.request<{ id: { id: string } }>('POST', '/otaPackage', {
-      title: 'thermo-fw',
-      version: '1.2.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { entityType: 'DEVICE_PROFILE', id: profile.id.id },
-    });
-    await admin.upload(info.id.id, Buffer.alloc(20_000, 1), 'SHA256');
+    await admin.firmware(profile.id.id, 'thermo-fw', '1.2.0', Buffer.alloc(20_000, 1));
 
     browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',

@@ -155,13 +155,7 @@ describe('two instances on one PostgreSQL: sessions follow device and profile ch
       expect(obs.first.headers['Content-Format']).to.equal('application/json');
       await saveProfile(profileId, profileBody('', 'COAP', { telemetry: schema('battery_level') }));
       // A package assigned through A then notifies the observer on B (the notification crosses the bus too).
-      const info = await adminA.request<Ref>('POST', '/otaPackage', {
-        title: 'changes-fw',
-        version: '1.0',
-        type: 'FIRMWARE',
-        deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-      });
-      await adminA.upload(info.id.id, randomBytes(1000), 'SHA256');
+      const info = await adminA.firmware(profileId, 'changes-fw', '1.0', randomBytes(1000));
       const current = await adminA.request<Json>('GET', `/device/${d.id}`);
       await adminA.request('POST', '/device', { ...current, firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' } });
       const update = await obs.next();

@@ -39,13 +39,7 @@ describe('two instances on one PostgreSQL: live download progress (npm start twi
   /** Through A: a profile `name`, a 4,000-byte firmware `title` 1.0 of it, and a device `<name>-1` assigned that firmware. */
   async function deviceWithFirmware(name: string, title: string): Promise<{ profileId: string; info: Ref; d: Ref; token: string }> {
     const profileId = (await adminA.request<Ref>('POST', '/deviceProfile', { name })).id.id;
-    const info = await adminA.request<Ref>('POST', '/otaPackage', {
-      title,
-      version: '1.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    await adminA.upload(info.id.id, randomBytes(4000), 'SHA256');
+    const info = await adminA.firmware(profileId, title, '1.0', randomBytes(4000));
     const d = await adminA.request<Ref>('POST', '/device', {
       name: `${name}-1`,
       deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },

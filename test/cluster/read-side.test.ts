@@ -123,13 +123,7 @@ describe('two instances on one PostgreSQL: the read side and revocations (npm st
 
   it("shows in B's live stream a change made through A, while A's own stream watches too", async () => {
     const bytes = randomBytes(2000);
-    const info = await adminA.request<Ref>('POST', '/otaPackage', {
-      title: 'live-fw',
-      version: '1.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    await adminA.upload(info.id.id, bytes, 'SHA256');
+    const info = await adminA.firmware(profileId, 'live-fw', '1.0', bytes);
     const d = await device(adminA, 'live');
     // A watches too: its own watcher, nudged by A's events, reads the change log first.
     const open = async (admin: Admin, api: string): Promise<EventStream> => {
@@ -155,13 +149,7 @@ describe('two instances on one PostgreSQL: the read side and revocations (npm st
   });
 
   it('adds the bytes both instances served to one download progress, a chunk served by both once', async () => {
-    const info = await adminA.request<Ref>('POST', '/otaPackage', {
-      title: 'progress-fw',
-      version: '1.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    await adminA.upload(info.id.id, randomBytes(4000), 'SHA256');
+    const info = await adminA.firmware(profileId, 'progress-fw', '1.0', randomBytes(4000));
     const d = await device(adminA, 'progress', { firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' } });
     for (const [api, chunk] of [
       [a.api, 0],

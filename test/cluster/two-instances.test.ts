@@ -33,13 +33,7 @@ describe('two instances on one PostgreSQL (npm start twice)', function () {
   const http: Array<{ id: string; token: string }> = [];
 
   async function pkg(admin: Admin, version: string): Promise<string> {
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'cluster-fw',
-      version,
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    await admin.upload(info.id.id, Buffer.from(`firmware ${version}`), 'SHA256');
+    const info = await admin.firmware(profileId, 'cluster-fw', version, Buffer.from(`firmware ${version}`));
     return info.id.id;
   }
 

@@ -102,13 +102,7 @@ describe('HTTPS for the REST and device HTTP API (npm start)', function () {
     const profile = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'https-fleet' })).id.id;
     const device = await admin.request<Ref>('POST', '/device', { name: 'https-1', deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' } });
     const token = (await admin.request<{ credentialsId: string }>('GET', `/device/${device.id.id}/credentials`)).credentialsId;
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'tls-fw',
-      version: '1.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' },
-    });
-    await admin.upload(info.id.id, firmware, 'SHA256');
+    const info = await admin.firmware(profile, 'tls-fw', '1.0', firmware);
     await admin.request('POST', `/deviceProfile/${profile}`, { firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' } });
 
     const posted = await httpsRequest(`${base}/api/v1/${token}/telemetry`, ca, {

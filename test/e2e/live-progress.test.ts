@@ -46,14 +46,7 @@ describe('live download progress on the dashboard stream (npm start)', function 
     admin = await adminClient(server.api);
     mqttUrl = `mqtt://127.0.0.1:${(await admin.endpoint('MQTT')).port}`;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'live-progress' })).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'live-fw',
-      version: '1.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    packageId = info.id.id;
-    await admin.upload(packageId, randomBytes(CHUNK * CHUNKS), 'SHA256');
+    packageId = (await admin.firmware(profileId, 'live-fw', '1.0', randomBytes(CHUNK * CHUNKS))).id.id;
   });
 
   afterEach(async () => {

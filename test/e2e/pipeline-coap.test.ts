@@ -43,13 +43,7 @@ describe('update pipeline over CoAP (example flow, npm start)', function () {
     admin = await adminClient(server.api);
     port = (await admin.endpoint('COAP')).port;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'coap-fleet' })).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'coap-fw',
-      version: '1.2.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    await admin.upload(info.id.id, firmware, 'SHA256');
+    const info = await admin.firmware(profileId, 'coap-fw', '1.2.0', firmware);
     packageId = info.id.id;
     socket = createSocket('udp4');
     agent = new Agent({ socket });

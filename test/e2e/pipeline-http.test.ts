@@ -33,8 +33,7 @@ describe('update pipeline over HTTP (example flow, npm start)', function () {
   let pkg: Record<string, unknown> & Ref;
 
   async function createPackage(title: string, version: string, bytes: Buffer, algorithm: string, profile = profileId): Promise<Record<string, unknown> & Ref> {
-    const info = await admin.request<Ref>('POST', '/otaPackage', { title, version, type: 'FIRMWARE', deviceProfileId: { id: profile, entityType: 'DEVICE_PROFILE' } });
-    return (await admin.upload(info.id.id, bytes, algorithm, `${title}-${version}.bin`)) as Record<string, unknown> & Ref;
+    return admin.firmware(profile, title, version, bytes, algorithm, `${title}-${version}.bin`);
   }
 
   async function createDevice(name: string, profile = profileId, extra: Record<string, unknown> = {}): Promise<{ id: string; device: HttpDevice }> {

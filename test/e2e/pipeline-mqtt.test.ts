@@ -62,13 +62,7 @@ describe('update pipeline over MQTT (example flow, npm start)', function () {
     mqttPort = endpoint.port;
     mqttUrl = `mqtt://127.0.0.1:${mqttPort}`;
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-fleet' })).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'mqtt-fw',
-      version: '3.0.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    await admin.upload(info.id.id, firmware, 'CRC32');
+    const info = await admin.firmware(profileId, 'mqtt-fw', '3.0.0', firmware, 'CRC32');
     packageId = info.id.id;
   });
 
@@ -190,13 +184,7 @@ describe('update pipeline over MQTT (example flow, npm start)', function () {
     this.timeout(180_000);
     const fleet = (await admin.request<Ref>('POST', '/deviceProfile', { name: 'mqtt-500' })).id.id;
     const big = randomBytes(1024 * 1024);
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'mqtt-500-fw',
-      version: '1',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: fleet, entityType: 'DEVICE_PROFILE' },
-    });
-    await admin.upload(info.id.id, big, 'SHA256');
+    const info = await admin.firmware(fleet, 'mqtt-500-fw', '1', big);
     await admin.request('POST', `/deviceProfile/${fleet}`, { firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' } });
     const tokens: string[] = [];
     for (let i = 0; i < 500; i++) {

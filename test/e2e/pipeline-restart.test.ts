@@ -17,13 +17,7 @@ const FLEET = 8;
 
 async function fleetWithPackage(admin: Admin, name: string): Promise<{ profileId: string; packageId: string; devices: string[] }> {
   const profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name })).id.id;
-  const info = await admin.request<Ref>('POST', '/otaPackage', {
-    title: `${name}-fw`,
-    version: '1',
-    type: 'FIRMWARE',
-    deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-  });
-  await admin.upload(info.id.id, randomBytes(4096), 'SHA256');
+  const info = await admin.firmware(profileId, `${name}-fw`, '1', randomBytes(4096));
   const devices: string[] = [];
   for (let i = 0; i < FLEET; i++)
     devices.push((await admin.request<Ref>('POST', '/device', { name: `${name}-${i}`, deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' } })).id.id);

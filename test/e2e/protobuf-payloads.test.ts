@@ -156,13 +156,7 @@ describe('protobuf payloads (example flow, npm start)', function () {
       await device.subscribe(['v1/devices/me/attributes', 'v1/devices/me/attributes/response/+']);
       await device.publish('v1/devices/me/attributes', encode(OtaAttributes, { model: 'pb-42' }));
       const notified = device.next('v1/devices/me/attributes', 30_000);
-      const info = await admin.request<Ref>('POST', '/otaPackage', {
-        title: 'pb-fw',
-        version: '2.0.0',
-        type: 'FIRMWARE',
-        deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-      });
-      await admin.upload(info.id.id, firmware, 'SHA256');
+      const info = await admin.firmware(profileId, 'pb-fw', '2.0.0', firmware);
       await admin.request('POST', `/deviceProfile/${profileId}`, { firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' } });
 
       // The update is ThingsBoard's AttributeUpdateNotificationMsg, typed values (fw_size a LONG_V).
@@ -279,13 +273,7 @@ describe('protobuf payloads (example flow, npm start)', function () {
       expect(obs.first.code).to.equal('2.05');
       expect(obs.first.headers['Content-Format']).to.equal('application/octet-stream');
       expect(decode('AttributeUpdateNotificationMsg', obs.first.payload).sharedUpdated ?? []).to.deep.equal([]);
-      const info = await admin.request<Ref>('POST', '/otaPackage', {
-        title: 'pb-coap',
-        version: '3.0.0',
-        type: 'FIRMWARE',
-        deviceProfileId: { id: coapProfileId, entityType: 'DEVICE_PROFILE' },
-      });
-      await admin.upload(info.id.id, firmware, 'SHA256');
+      const info = await admin.firmware(coapProfileId, 'pb-coap', '3.0.0', firmware);
       await admin.request('POST', `/deviceProfile/${coapProfileId}`, { firmwareId: { id: info.id.id, entityType: 'OTA_PACKAGE' } });
       let update: Json = {};
       while (update.fw_title === undefined) update = flat(decode('AttributeUpdateNotificationMsg', (await obs.next()).payload).sharedUpdated);

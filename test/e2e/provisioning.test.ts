@@ -111,13 +111,7 @@ describe('device provisioning (example flow, npm start)', function () {
     agent = new Agent({ socket });
     profileId = (await admin.request<Ref>('POST', '/deviceProfile', provisionProfile('provisioned-fleet', 'ALLOW_CREATE_NEW_DEVICES', 'fleet-key', 'fleet-secret'))).id.id;
     preProfileId = (await admin.request<Ref>('POST', '/deviceProfile', provisionProfile('pre-provisioned', 'CHECK_PRE_PROVISIONED_DEVICES', 'pre-key', 'pre-secret'))).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'prov-fw',
-      version: '1.0.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    await admin.upload(info.id.id, firmware, 'SHA256');
+    const info = await admin.firmware(profileId, 'prov-fw', '1.0.0', firmware);
     packageId = info.id.id;
     await admin.request('POST', `/deviceProfile/${profileId}`, { firmwareId: { id: packageId, entityType: 'OTA_PACKAGE' } });
   });

@@ -92,13 +92,7 @@ describe('rollouts in waves (npm start, simulated devices)', function () {
 
   async function createFleet(name: string, size: number): Promise<Fleet> {
     const profileId = (await admin.request<Ref>('POST', '/deviceProfile', { name })).id.id;
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: `${name}-fw`,
-      version: '2.0.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    await admin.upload(info.id.id, randomBytes(4096), 'SHA256');
+    const info = await admin.firmware(profileId, `${name}-fw`, '2.0.0', randomBytes(4096));
     const devices = [];
     for (let i = 0; i < size; i++) {
       const deviceName = `${name}-${String(i).padStart(3, '0')}`;

@@ -77,14 +77,8 @@ describe('signed packages with the simulator (--verify-signature) against npm st
 
   it('has devices report FAILED when the package bytes were changed on disk after the upload', async () => {
     const profile = await admin.request<{ id: { id: string } }>('POST', '/deviceProfile', { name: 'tampered-fleet' });
-    const info = await admin.request<{ id: { id: string } }>('POST', '/otaPackage', {
-      title: 'tampered-fw',
-      version: '1.0.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { entityType: 'DEVICE_PROFILE', id: profile.id.id },
-    });
     const bytes = randomBytes(20_000);
-    const uploaded = await admin.upload(info.id.id, bytes, 'SHA256');
+    const uploaded = await admin.firmware(profile.id.id, 'tampered-fw', '1.0.0', bytes);
     expect(uploaded.signatureAlgorithm).to.equal('ED25519');
 
     // Flip one byte of the stored file, keeping its size: what a disk fault or an intruder does.

@@ -198,14 +198,7 @@ describe("installed into a user's own Node-RED (npm pack, npm install)", functio
   });
 
   it('updates an HTTP device and an MQTT device through the deployed flow', async () => {
-    const info = await admin.request<Ref>('POST', '/otaPackage', {
-      title: 'user-red-fw',
-      version: '1.2.0',
-      type: 'FIRMWARE',
-      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
-    });
-    packageId = info.id.id;
-    await admin.upload(packageId, firmware, 'CRC32');
+    packageId = (await admin.firmware(profileId, 'user-red-fw', '1.2.0', firmware, 'CRC32')).id.id;
     const h = await createDevice('user-red-http');
     const m = await createDevice('user-red-mqtt');
     const httpDevice = new HttpDevice(otaApi, h.token);

@@ -114,6 +114,24 @@ export class Admin {
     );
   }
 
+  /** Creates firmware `title` `version` of a profile and uploads `bytes` to it: the package as the upload answers it. */
+  async firmware(
+    profileId: string,
+    title: string,
+    version: string,
+    bytes: Buffer,
+    checksumAlgorithm = 'SHA256',
+    fileName?: string,
+  ): Promise<Record<string, unknown> & { id: { id: string } }> {
+    const info = await this.request<{ id: { id: string } }>('POST', '/otaPackage', {
+      title,
+      version,
+      type: 'FIRMWARE',
+      deviceProfileId: { id: profileId, entityType: 'DEVICE_PROFILE' },
+    });
+    return (await this.upload(info.id.id, bytes, checksumAlgorithm, fileName)) as Record<string, unknown> & { id: { id: string } };
+  }
+
   async upload(packageId: string, bytes: Buffer, checksumAlgorithm: string, fileName = 'firmware.bin'): Promise<Record<string, unknown>> {
     const form = new FormData();
     form.append('file', new Blob([new Uint8Array(bytes)], { type: 'application/octet-stream' }), fileName);
