@@ -104,7 +104,15 @@ describe('rollouts driven once by two instances on one PostgreSQL', function () 
     await eventually(() => assignedBy.size === 20, 'the second wave assigned by the other instance', { timeoutMs: 20_000 });
     const second = devices.slice(10).map((id) => assignedBy.get(id));
     expect(second).to.deep.equal(devices.slice(10).map(() => [driver === 'a' ? 'b' : 'a']));
-    const view = await other.rollouts.view(await other.rollouts.get(tenantId, rollout.id));
+    // The driver records a device ASSIGNED just after saving it (the event awaited above): the view once no device of the second wave is pending.
+    const view = await eventually(
+      async () => {
+        const v = await other.rollouts.view(await other.rollouts.get(tenantId, rollout.id));
+        return v.waveViews[1]?.pending === 0 ? v : undefined;
+      },
+      'the second wave recorded',
+      { timeoutMs: 20_000 },
+    );
     expect(view.waveViews.map((w) => [w.state, w.updated, w.inProgress])).to.deep.equal([
       ['PASSED', 10, 0],
       ['RUNNING', 0, 10],
