@@ -105,7 +105,7 @@ const PAGE_HEADERS: Record<string, string> = {
  * The fleet dashboard on the OTA HTTP port: its JSON API and live stream under `/api/ota/`, the page
  * under `/dashboard/`, and `GET /metrics` for Prometheus.
  */
-export function createDashboard(deps: DashboardDeps, settings: DashboardSettings = dashboardSettingsFromEnv(process.env)): Dashboard {
+export function createDashboard(deps: DashboardDeps, settings: DashboardSettings): Dashboard {
   const { pipeline } = deps;
   const { states, fleet } = deps.store;
   const view = new FleetView(fleet, pipeline.telemetry);
