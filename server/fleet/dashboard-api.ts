@@ -299,6 +299,8 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
         clearTimeout(expiry);
       };
       res.on('close', end);
+      // A client gone while its ticket was checked closed before anyone listened: its stream is let go at once.
+      if (res.destroyed) end();
       send({ event: 'ready', data: { ts: deps.clock.now(), stream: live.stream } });
       send({ event: 'metrics', data: await deps.watcher.current(who.tenantId) });
     })().catch(next);

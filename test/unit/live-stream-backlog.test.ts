@@ -111,6 +111,22 @@ describe('dashboard live stream backlog', () => {
     expect(g.ota_dashboard_live_stream_pending_devices).to.equal(0);
   });
 
+  it('lets go of the stream of a client that hung up while its ticket was being checked', async () => {
+    const { port } = harness().engine.httpAddress as net.AddressInfo;
+    for (let i = 0; i < 30; i++) {
+      const t = await ticket();
+      const socket = net.connect(port, '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.end(`GET /api/ota/events?ticket=${t.body.ticket} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      socket.destroy();
+    }
+    for (let i = 0; (await gauges()).ota_dashboard_live_streams !== 0; i++) {
+      expect(i, 'every stream let go').to.be.below(500);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect((await ticket()).status, 'the user may open streams again').to.equal(200);
+  });
+
   it('lets a user hold 10 streams at once and answers the next with 429 and the error JSON, until one closes', async () => {
     const streams: EventStream[] = [];
     for (let i = 0; i < 10; i++) streams.push(await reader());
