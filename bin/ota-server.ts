@@ -17,7 +17,7 @@ import {
   createLimitedServer,
   DEFAULTS,
   editorGuard,
-  httpLimitsFromEnv,
+  engineEnvFrom,
   privateDir,
   releaseEngine,
   resolveHttps,
@@ -84,13 +84,26 @@ async function endpointsOf(engine: OtaEngine): Promise<ReturnType<OtaEngine['lis
   return engine.listEndpoints();
 }
 
+/** `OTA_MAX_PACKAGE_SIZE_MB` in bytes; undefined when unset (the engine's default). */
+function maxPackageSize(): number | undefined {
+  const raw = env('OTA_MAX_PACKAGE_SIZE_MB', '');
+  if (raw === '') return undefined;
+  const mb = Number(raw);
+  if (!Number.isFinite(mb) || mb <= 0) throw new Error(`OTA_MAX_PACKAGE_SIZE_MB must be a positive number of megabytes, not '${raw}'`);
+  return Math.round(mb * 1024 * 1024);
+}
+
 async function main(): Promise<void> {
+  // Every setting is read and checked before anything is created: a bad one leaves OTA_DATA_DIR untouched.
   const dataDir = path.resolve(env('OTA_DATA_DIR', './data'));
   const httpHost = env('OTA_HTTP_HOST', DEFAULTS.httpHost);
   const httpPort = port('OTA_HTTP_PORT', DEFAULTS.httpPort);
   const redHost = env('NODE_RED_HOST', '0.0.0.0');
   const redPort = port('NODE_RED_PORT', 1880);
-  const maxMb = process.env.OTA_MAX_PACKAGE_SIZE_MB;
+  const maxBytes = maxPackageSize();
+  const { httpLimits } = engineEnvFrom(process.env);
+  // OTA_HTTPS_PORT: the same API over TLS too (server/https-options.ts).
+  const https = resolveHttps((_setting, variable) => process.env[variable]?.trim() || undefined);
   const userDir = path.join(dataDir, 'node-red');
   // Node-RED keeps the flows' credentials here: owner-only, as the rest of the data directory.
   await privateDir(dataDir);
@@ -103,9 +116,8 @@ async function main(): Promise<void> {
     // Unset: SQLite in the data directory (server/store/open-store.ts decides).
     ...(process.env.OTA_DATABASE_URL ? { databaseUrl: process.env.OTA_DATABASE_URL } : {}),
     http: { port: httpPort, host: httpHost },
-    // OTA_HTTPS_PORT: the same API over TLS too (server/https-options.ts).
-    https: resolveHttps((_setting, variable) => process.env[variable]?.trim() || undefined),
-    ...(maxMb ? { maxPackageSize: Math.round(Number(maxMb) * 1024 * 1024) } : {}),
+    https,
+    ...(maxBytes ? { maxPackageSize: maxBytes } : {}),
     admin: { username: env('OTA_ADMIN_USERNAME', DEFAULTS.adminUsername), password: process.env.OTA_ADMIN_PASSWORD || undefined },
     logger: consoleLogger,
   });
@@ -117,9 +129,8 @@ async function main(): Promise<void> {
   const app = express();
   app.disable('x-powered-by');
   // The same timeouts and connection cap as the OTA HTTP server (OTA_HTTP_*).
-  const limits = httpLimitsFromEnv(process.env);
-  const server = createLimitedServer(app, limits);
-  app.use(bodyDeadline(limits.requestTimeoutMs));
+  const server = createLimitedServer(app, httpLimits);
+  app.use(bodyDeadline(httpLimits.requestTimeoutMs));
   // No lock-out by strangers, no framing, no cross-origin reads (editor-guard.ts).
   app.use('/', editorGuard(engine.accounts));
   RED.init(server, {

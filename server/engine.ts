@@ -6,7 +6,7 @@ import express from 'express';
 import { AccountService, type BootstrapResult } from './admin/accounts';
 import { TenantService } from './admin/tenant-service';
 import { createTenantApi } from './admin/tenant-api';
-import { defaultTenantLimitsFromEnv, type TenantLimits, type TenantLimitsOf } from './tenant-limits';
+import type { TenantLimits, TenantLimitsOf } from './tenant-limits';
 import { TokenService } from './admin/auth';
 import { openStore } from './store/open-store';
 import type { Store } from './store/store';
@@ -18,7 +18,7 @@ import { EngineEvents } from './events';
 import { consoleLogger, type Logger } from './logger';
 import type { Pipeline } from './pipeline/pipeline';
 import { createAdminApi, errorHandler } from './admin/admin-api';
-import { createDeviceApi, type DeviceApi, HTTP_PAGE_SIZE, httpPageCacheBytesFromEnv } from './transports/http/device-api';
+import { createDeviceApi, type DeviceApi, HTTP_PAGE_SIZE } from './transports/http/device-api';
 import { PackagePages } from './transports/package-pages';
 import type { BlobReader } from './store/blob-reader';
 import { createTelemetryApi } from './admin/telemetry-api';
@@ -28,27 +28,27 @@ import { AssignmentService } from './pipeline/assignment';
 import { DeviceProvisioning } from './devices/device-provisioning';
 import { HttpDeviceSessions } from './transports/http/http-transport';
 import { Notifier, type Notification } from './pipeline/notifier';
-import { NotifyQueue, queueLeaseFromEnv } from './pipeline/notify-queue';
+import { NotifyQueue } from './pipeline/notify-queue';
 import { realTimers, type Timers } from './timers';
 import { StateTracker } from './pipeline/state-tracker';
 import type { DeviceContext, EndpointInfo } from './transports/device-context';
-import { DeviceLookups, lookupCacheLimitsFromEnv, type LookupCacheLimits } from './transports/device-lookups';
+import { DeviceLookups, type LookupCacheLimits } from './transports/device-lookups';
 import { OtaPackageService } from './packages/ota-package-service';
-import { bodyDeadline, createLimitedServer, httpLimitsFromEnv, isPackageUpload, type HttpServerLimits, type TlsIdentity } from './http-server-limits';
+import { bodyDeadline, createLimitedServer, isPackageUpload, type HttpServerLimits, type TlsIdentity } from './http-server-limits';
 import { LOGIN_THROTTLE_DEFAULTS, LoginThrottle, type LoginThrottleLimits } from './admin/login-throttle';
 import { PASSWORD_CHECK_DEFAULTS, PasswordChecks, type PasswordCheckLimits } from './admin/password-checks';
-import { loginLimitsFromEnv, userTokenTtlsFromEnv } from './admin/login-settings';
+import { engineEnvFrom, type EngineEnv } from './engine-env';
 
 /** The cluster bus topic of notifications decided by one instance for every other. */
 const NOTIFICATION_TOPIC = 'notification';
 import { createSigningApi } from './admin/signing-api';
 import { createDownloadProgressApi } from './admin/download-progress-api';
-import { DownloadProgress, downloadFlushMsFromEnv, maxTrackedDownloadsFromEnv } from './fleet/download-progress';
+import { DownloadProgress } from './fleet/download-progress';
 import { PackageSigning } from './packages/package-signing';
 import { DowngradeGuard } from './packages/downgrade-guard';
 import { RolloutService } from './rollouts/rollout-service';
 import { RolloutDevices } from './rollouts/rollout-devices';
-import { RolloutDriver, rolloutTickFromEnv } from './rollouts/rollout-driver';
+import { RolloutDriver } from './rollouts/rollout-driver';
 import { createRolloutsApi } from './admin/rollouts-api';
 import { relayRevocations } from './devices/device-revocations';
 import { groupNotifications, ungroupNotifications, type NotificationGroup } from './cluster-notifications';
@@ -145,6 +145,7 @@ export class OtaEngine {
     /** Rollouts in waves (issue 14): the commands, and the driver that moves running ones on. */
     readonly rollouts: RolloutService,
     readonly rolloutDriver: RolloutDriver,
+    env: EngineEnv,
   ) {
     this.unhearNotifications = store.cluster.subscribe(NOTIFICATION_TOPIC, (heard) => {
       // A group of a batch's devices; a lone notification from an instance before the grouping.
@@ -155,16 +156,19 @@ export class OtaEngine {
     this.unrelayChanges = relayDeviceChanges(events, store.cluster, logger);
     this.app = express();
     this.app.disable('x-powered-by');
-    this.httpLimits = { ...httpLimitsFromEnv(process.env), ...options.httpLimits };
+    this.httpLimits = { ...env.httpLimits, ...options.httpLimits };
     this.app.use(bodyDeadline(this.httpLimits.requestTimeoutMs, isPackageUpload));
     // The fleet dashboard (its API, live stream, page) and /metrics; it counts every route's errors, so it goes first.
     this.downloads = new DownloadProgress(
       events,
       store,
-      { maxPending: options.maxTrackedDownloads ?? maxTrackedDownloadsFromEnv(process.env), flushMs: options.downloadFlushMs ?? downloadFlushMsFromEnv(process.env) },
+      { maxPending: options.maxTrackedDownloads ?? env.maxTrackedDownloads, flushMs: options.downloadFlushMs ?? env.downloadFlushMs },
       logger,
     );
-    const dashboard = createDashboard({ store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads, rollouts });
+    const dashboard = createDashboard(
+      { store, accounts, devices, pipeline, events, clock: options.timers ?? realTimers, logger, downloads: this.downloads, rollouts },
+      env.dashboard,
+    );
     this.dashboard = dashboard;
     this.downloads.register(dashboard.prometheus.registry);
     this.app.use(dashboard.countResponses);
@@ -190,6 +194,8 @@ export class OtaEngine {
   }
 
   static async open(options: EngineOptions): Promise<OtaEngine> {
+    // Before anything is created: a bad variable leaves the data directory as it was.
+    const env = engineEnvFrom(process.env);
     const logger = options.logger ?? consoleLogger;
     const dataDir = path.resolve(options.dataDir);
     await privateDir(dataDir);
@@ -225,7 +231,7 @@ export class OtaEngine {
       const devices = new DeviceService(deviceRepo, profiles, packages, events, limitsOf);
       const clock = (): number => (options.timers ?? realTimers).now();
       const tokens = new TokenService(await jwtSecret(store, options.jwtSecret), DEFAULTS.accessTokenTtlSeconds, DEFAULTS.refreshTokenTtlSeconds, clock);
-      const login = { ...LOGIN_THROTTLE_DEFAULTS, ...PASSWORD_CHECK_DEFAULTS, ...loginLimitsFromEnv(process.env), ...options.login };
+      const login = { ...LOGIN_THROTTLE_DEFAULTS, ...PASSWORD_CHECK_DEFAULTS, ...env.login, ...options.login };
       const accounts = new AccountService(
         tenants,
         tokens,
@@ -236,10 +242,10 @@ export class OtaEngine {
           throttle: new LoginThrottle(login, clock),
           passwords: new PasswordChecks(login),
           now: clock,
-          ...userTokenTtlsFromEnv(process.env),
+          ...env.userTokenTtls,
         },
       );
-      await tenantService.ensureDefaultProfile({ ...defaultTenantLimitsFromEnv(process.env), ...options.tenantLimits });
+      await tenantService.ensureDefaultProfile({ ...env.tenantLimits, ...options.tenantLimits });
       const sysadmin = await accounts.bootstrapSysadmin(
         options.sysadmin?.username || process.env.OTA_SYSADMIN_USERNAME?.trim() || DEFAULTS.sysadminUsername,
         options.sysadmin?.password || process.env.OTA_SYSADMIN_PASSWORD || undefined,
@@ -254,7 +260,7 @@ export class OtaEngine {
         logger.warn('this password is shown once; set OTA_ADMIN_PASSWORD to choose your own');
       }
       const timers = options.timers ?? realTimers;
-      const queue = new NotifyQueue(store, timers, options.queueLeaseMs ?? queueLeaseFromEnv(process.env));
+      const queue = new NotifyQueue(store, timers, options.queueLeaseMs ?? env.queueLeaseMs);
       const notifier = new Notifier(store, timers);
       const assignment = new AssignmentService(
         store,
@@ -267,7 +273,7 @@ export class OtaEngine {
       const provisioning = new DeviceProvisioning(profileRepo, devices, attributes);
       const lookups = new DeviceLookups(
         { devices: deviceRepo, profiles: profileRepo, packages: packageRepo, events, bus: store.cluster, logger, now: clock },
-        { ...lookupCacheLimitsFromEnv(process.env), ...options.lookupCache },
+        { ...env.lookupCache, ...options.lookupCache },
       );
       const deviceContext: DeviceContext = {
         devices: deviceRepo,
@@ -282,7 +288,7 @@ export class OtaEngine {
         lookups,
       };
       const httpReader = blobs.reader();
-      const pages = new PackagePages(httpReader, httpPageCacheBytesFromEnv(process.env), HTTP_PAGE_SIZE);
+      const pages = new PackagePages(httpReader, env.httpPageCacheBytes, HTTP_PAGE_SIZE);
       const deviceApi = createDeviceApi({ ...deviceContext, sessions: httpSessions, reader: httpReader, pages, ...(options.longPoll ? { longPoll: options.longPoll } : {}) });
       // Several instances: a notification decided here also goes to the others, for a device whose
       // session (MQTT, CoAP, an HTTP long poll) is there; each delivers it to its own sessions only.
@@ -296,7 +302,7 @@ export class OtaEngine {
       const reconciled = await assignment.reconcile();
       if (reconciled.queued || reconciled.cleared) logger.info(`reconciled: ${reconciled.queued} device(s) queued again, ${reconciled.cleared} cleared`);
       const rollouts = new RolloutService(store, { packages, devices: new RolloutDevices(store, devices), logger }, timers);
-      const tick = options.rolloutTickMs ?? rolloutTickFromEnv(process.env);
+      const tick = options.rolloutTickMs ?? env.rolloutTickMs;
       const rolloutDriver = new RolloutDriver(store, rollouts, timers, logger, tick === false ? undefined : tick);
       engine = new OtaEngine(
         { ...options, dataDir },
@@ -314,6 +320,7 @@ export class OtaEngine {
         deviceContext,
         rollouts,
         rolloutDriver,
+        env,
       );
       if (options.http !== false) await engine.listen(options.http?.port ?? DEFAULTS.httpPort, options.http?.host ?? DEFAULTS.httpHost);
       if (options.https) await engine.listen(options.https.port, options.https.host ?? (options.http ? options.http.host : undefined) ?? DEFAULTS.httpHost, options.https);

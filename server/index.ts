@@ -1,4 +1,5 @@
 export { OtaEngine, DEFAULTS, type EngineOptions } from './engine';
+export { engineEnvFrom } from './engine-env';
 export { consoleLogger, type Logger } from './logger';
 export { acquireEngine, releaseEngine } from './engine-registry';
 export { OtaError, ErrorCode } from './errors';

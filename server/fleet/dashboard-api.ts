@@ -9,7 +9,8 @@ import type { EngineEvents } from '../events';
 import type { FleetReadModel } from '../store/fleet-read-model';
 import { DEVICE_LIST_SORT, STATE_FILTERS, type DeviceFilter, type DeviceListSort, type DeviceRow, type FleetView, type SlotInfo, type StateFilter } from './fleet-view';
 import type { DownloadProgress } from './download-progress';
-import type { FleetWatcher, LiveEvent } from './fleet-watch';
+import type { FleetWatcher } from './fleet-watch';
+import type { LiveStreams } from './live-streams';
 import type { OtaPackageId, TenantId } from '../ids';
 import type { NotifyQueue } from '../pipeline/notify-queue';
 import type { Timers } from '../timers';
@@ -32,6 +33,8 @@ export interface DashboardApiDeps {
   /** The snapshots behind the chart. */
   fleet: FleetReadModel;
   watcher: FleetWatcher;
+  /** The open live streams: capped per user, each with its backlog bounded. */
+  streams: LiveStreams;
   clock: Pick<Timers, 'now'>;
   /** Live streams end after this long (ms); the page reconnects with a new ticket, so a revoked login does not linger. */
   maxStreamMs?: number;
@@ -250,6 +253,9 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       const now = Date.now();
       for (const [k, t] of tickets) if (t.expires <= now) tickets.delete(k);
       if (tickets.size >= MAX_TICKETS) throw invalid('Too many live stream tickets waiting; try again in a minute');
+      let waiting = 0;
+      for (const t of tickets.values()) if (t.who.userId === who.userId) waiting += 1;
+      deps.streams.checkRoom(who.userId, waiting);
       const ticket = randomBytes(24).toString('base64url');
       tickets.set(ticket, { who, expires: now + TICKET_TTL_MS });
       res.json({ ticket, expiresInMs: TICKET_TTL_MS });
@@ -270,6 +276,8 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       } else {
         who = await bearerPrincipal(req, deps.accounts);
       }
+      // Refused (429) before the headers go out: a user's streams are capped.
+      const outbox = deps.streams.open(who.userId, res);
       res.status(200);
       res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
       res.setHeader('Cache-Control', 'no-cache, no-transform');
@@ -277,25 +285,22 @@ export function createDashboardApi(deps: DashboardApiDeps): Router {
       res.setHeader('X-Accel-Buffering', 'no');
       res.flushHeaders();
       req.socket.setNoDelay(true);
-      const send = (ev: LiveEvent | { event: 'ready'; data: { ts: number; stream: string | null } }): boolean => {
-        if (res.writableEnded || res.destroyed) return false;
-        // Progress is offered again, newer: it never piles up behind a client that does not read.
-        if (ev.event === 'progress' && res.writableNeedDrain) return false;
-        res.write(`event: ${ev.event}\ndata: ${JSON.stringify(ev.data)}\n\n`);
-        return true;
-      };
+      const send = outbox.send.bind(outbox);
       const live = deps.watcher.subscribe(who.tenantId, send, () => res.end());
-      const heartbeat = setInterval(() => !res.destroyed && res.write(': keep-alive\n\n'), heartbeatMs).unref();
+      const heartbeat = setInterval(() => outbox.comment('keep-alive'), heartbeatMs).unref();
       const expiry = setTimeout(() => res.end(), maxStreamMs).unref();
       let ended = false;
       const end = (): void => {
         if (ended) return;
         ended = true;
         live.close();
+        deps.streams.close(who.userId, outbox);
         clearInterval(heartbeat);
         clearTimeout(expiry);
       };
       res.on('close', end);
+      // A client gone while its ticket was checked closed before anyone listened: its stream is let go at once.
+      if (res.destroyed) end();
       send({ event: 'ready', data: { ts: deps.clock.now(), stream: live.stream } });
       send({ event: 'metrics', data: await deps.watcher.current(who.tenantId) });
     })().catch(next);

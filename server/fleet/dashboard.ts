@@ -17,6 +17,8 @@ import { createDashboardApi } from './dashboard-api';
 import type { DownloadProgress } from './download-progress';
 import type { RolloutService } from '../rollouts/rollout-service';
 import { LiveProgress, liveProgressSettingsFromEnv, type LiveProgressSettings } from './live-progress';
+import { LiveStreams, liveStreamSettingsFromEnv, type LiveStreamSettings } from './live-streams';
+import { numberFromEnv } from './env-number';
 import { authedBy } from '../admin/authenticate';
 import { errorHandler } from '../admin/admin-api';
 import { invalid, notFound } from '../errors';
@@ -48,26 +50,29 @@ export interface DashboardSettings {
   changeLogMax: number;
   /** Live download progress: how often a stream hears of a device, and how many devices it follows at most. */
   progress: LiveProgressSettings;
+  /** Live streams: how many a user holds at once, and what one keeps for a client that does not read. */
+  streams: LiveStreamSettings;
   /** Where the page's files are (default: the package's `dashboard/` folder). */
   dashboardDir?: string;
 }
 
 /**
  * `OTA_METRICS_TOKEN`, `OTA_DASHBOARD_SNAPSHOT_S` (default 5), `OTA_DASHBOARD_RETENTION_H` (default 48), `OTA_FLEET_CHANGE_LOG_MAX` (default 100,000),
- * `OTA_DASHBOARD_PROGRESS_MS` (default 250) and `OTA_DASHBOARD_PROGRESS_MAX_DEVICES` (default 1,000).
+ * the live progress (live-progress.ts) and the live streams (live-streams.ts); a value out of range is refused.
  */
 export function dashboardSettingsFromEnv(env: NodeJS.ProcessEnv): DashboardSettings {
-  const num = (name: string, fallback: number): number => {
-    const v = Number(env[name]);
-    return env[name] !== undefined && env[name] !== '' && Number.isFinite(v) && v > 0 ? v : fallback;
-  };
   return {
     metricsToken: env.OTA_METRICS_TOKEN?.trim() || null,
-    snapshotMs: Math.round(num('OTA_DASHBOARD_SNAPSHOT_S', WATCH_DEFAULTS.snapshotMs / 1000) * 1000),
-    retentionMs: Math.round(num('OTA_DASHBOARD_RETENTION_H', WATCH_DEFAULTS.retentionMs / 3600_000) * 3600_000),
+    snapshotMs: Math.round(
+      numberFromEnv(env, 'OTA_DASHBOARD_SNAPSHOT_S', { min: 0.01, max: 86_400, fallback: WATCH_DEFAULTS.snapshotMs / 1000, unit: 'seconds', whole: false }) * 1000,
+    ),
+    retentionMs: Math.round(
+      numberFromEnv(env, 'OTA_DASHBOARD_RETENTION_H', { min: 0.01, max: 87_600, fallback: WATCH_DEFAULTS.retentionMs / 3600_000, unit: 'hours', whole: false }) * 3600_000,
+    ),
     // Fewer than 1,000 would drop changes a watcher polling every 500 ms has yet to read.
-    changeLogMax: Math.max(1000, Math.round(num('OTA_FLEET_CHANGE_LOG_MAX', WATCH_DEFAULTS.changeLogMax))),
+    changeLogMax: numberFromEnv(env, 'OTA_FLEET_CHANGE_LOG_MAX', { min: 1000, max: 1e9, fallback: WATCH_DEFAULTS.changeLogMax, unit: 'changes' }),
     progress: liveProgressSettingsFromEnv(env),
+    streams: liveStreamSettingsFromEnv(env),
   };
 }
 
@@ -100,7 +105,7 @@ const PAGE_HEADERS: Record<string, string> = {
  * The fleet dashboard on the OTA HTTP port: its JSON API and live stream under `/api/ota/`, the page
  * under `/dashboard/`, and `GET /metrics` for Prometheus.
  */
-export function createDashboard(deps: DashboardDeps, settings: DashboardSettings = dashboardSettingsFromEnv(process.env)): Dashboard {
+export function createDashboard(deps: DashboardDeps, settings: DashboardSettings): Dashboard {
   const { pipeline } = deps;
   const { states, fleet } = deps.store;
   const view = new FleetView(fleet, pipeline.telemetry);
@@ -129,12 +134,13 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
     { ...WATCH_DEFAULTS, snapshotMs: settings.snapshotMs, retentionMs: settings.retentionMs, changeLogMax: settings.changeLogMax },
   );
   watcher.start();
+  const streams = new LiveStreams(settings.streams);
   const prometheus = new OtaPrometheus({
     fleet,
     queue: pipeline.queue,
     notifier: pipeline.notifier,
     events: deps.events,
-    liveStreams: () => watcher.watching,
+    liveStreams: () => ({ open: watcher.watching, ...streams.backlog() }),
     rollouts: deps.store.rollouts,
   });
 
@@ -150,6 +156,7 @@ export function createDashboard(deps: DashboardDeps, settings: DashboardSettings
       view,
       fleet,
       watcher,
+      streams,
       clock: deps.clock,
       ...(deps.downloads ? { downloads: deps.downloads } : {}),
       ...(deps.rollouts ? { rollouts: { service: deps.rollouts, packages: deps.store.packages } } : {}),

@@ -4,6 +4,7 @@ import type { Logger } from '../logger';
 import type { OtaPackageType } from '../store/ota-packages';
 import type { Timers } from '../timers';
 import type { DownloadProgress } from './download-progress';
+import { numberFromEnv } from './env-number';
 
 /** One device's download as a live stream shows it: distinct bytes of its package served, by any instance. */
 export interface ProgressEntry {
@@ -37,16 +38,9 @@ export const LIVE_PROGRESS_DEFAULTS: LiveProgressSettings = { intervalMs: 250, m
 
 /** `OTA_DASHBOARD_PROGRESS_MS` (50..60,000) and `OTA_DASHBOARD_PROGRESS_MAX_DEVICES` (1..100,000); unset means the default, anything else is refused. */
 export function liveProgressSettingsFromEnv(env: NodeJS.ProcessEnv): LiveProgressSettings {
-  const read = (name: string, min: number, max: number, fallback: number, unit: string): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be a whole number of ${unit} from ${min} to ${max}, not '${raw}'`);
-    return n;
-  };
   return {
-    intervalMs: read('OTA_DASHBOARD_PROGRESS_MS', 50, 60_000, LIVE_PROGRESS_DEFAULTS.intervalMs, 'milliseconds'),
-    maxDevices: read('OTA_DASHBOARD_PROGRESS_MAX_DEVICES', 1, 100_000, LIVE_PROGRESS_DEFAULTS.maxDevices, 'devices'),
+    intervalMs: numberFromEnv(env, 'OTA_DASHBOARD_PROGRESS_MS', { min: 50, max: 60_000, fallback: LIVE_PROGRESS_DEFAULTS.intervalMs, unit: 'milliseconds' }),
+    maxDevices: numberFromEnv(env, 'OTA_DASHBOARD_PROGRESS_MAX_DEVICES', { min: 1, max: 100_000, fallback: LIVE_PROGRESS_DEFAULTS.maxDevices, unit: 'devices' }),
   };
 }
 

@@ -46,7 +46,8 @@ export class OtaPrometheus {
     queue: NotifyQueue;
     notifier: Notifier;
     events: EngineEvents;
-    liveStreams: () => number;
+    /** Streams open, and what they hold for clients that do not read (bytes in their sockets, devices waiting). */
+    liveStreams: () => { open: number; bytes: number; devices: number };
     rollouts?: Pick<RolloutRepository, 'counts' | 'activeDeviceCounts'>;
   }) {
     const { fleet, queue, notifier, events } = deps;
@@ -194,7 +195,23 @@ export class OtaPrometheus {
       help: 'Dashboard live-update streams open',
       registers,
       collect() {
-        this.set(deps.liveStreams());
+        this.set(deps.liveStreams().open);
+      },
+    });
+    new Gauge({
+      name: 'ota_dashboard_live_stream_buffered_bytes',
+      help: 'Bytes written to dashboard live streams and not yet taken by their clients',
+      registers,
+      collect() {
+        this.set(deps.liveStreams().bytes);
+      },
+    });
+    new Gauge({
+      name: 'ota_dashboard_live_stream_pending_devices',
+      help: 'Device rows dashboard live streams hold for clients that do not read (past OTA_DASHBOARD_STREAM_BACKLOG the page reloads instead)',
+      registers,
+      collect() {
+        this.set(deps.liveStreams().devices);
       },
     });
   }

@@ -30,7 +30,7 @@ describe('Prometheus exposition', () => {
       queue: new NotifyQueue(store, realTimers, 30_000),
       notifier: new Notifier(store, realTimers),
       events: new EngineEvents(),
-      liveStreams: () => 0,
+      liveStreams: () => ({ open: 0, bytes: 0, devices: 0 }),
       rollouts: {
         counts: () => store.rollouts.counts(),
         activeDeviceCounts: () => {
