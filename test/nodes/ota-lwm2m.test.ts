@@ -104,6 +104,8 @@ describe('ota-lwm2m node', function () {
     expect(() => resolveLwm2mOptions({ port: '70000' }, {}, {})).to.throw(Lwm2mSettingError, 'bad-port');
     expect(() => resolveLwm2mOptions({ minLifetime: '600', maxLifetime: '60' }, {}, {})).to.throw(Lwm2mSettingError, 'bad-lifetime');
     expect(() => resolveLwm2mOptions({}, {}, { OTA_LWM2M_MAX_REGISTRATIONS: 'lots' })).to.throw(Lwm2mSettingError, 'bad-limit');
+    expect(() => resolveLwm2mOptions({}, {}, { OTA_LWM2M_MAX_OBJECT_LINKS: '-1' })).to.throw(Lwm2mSettingError, 'bad-limit');
+    expect(resolveLwm2mOptions({}, {}, { OTA_LWM2M_MAX_REGISTRATIONS: '7', OTA_LWM2M_MIN_LIFETIME_S: '1' })).to.include({ maxRegistrations: 7, minLifetimeS: 1 });
   });
 });
 

@@ -19,23 +19,3 @@ export const REGISTRATION_DEFAULTS: Readonly<RegistrationLimits> = {
   // registration from outliving any reasonable maintenance window.
   maxLifetimeS: 30 * 24 * 3600,
 };
-
-const ENV: Record<keyof RegistrationLimits, string> = {
-  maxRegistrations: 'OTA_LWM2M_MAX_REGISTRATIONS',
-  maxObjectLinks: 'OTA_LWM2M_MAX_OBJECT_LINKS',
-  minLifetimeS: 'OTA_LWM2M_MIN_LIFETIME_S',
-  maxLifetimeS: 'OTA_LWM2M_MAX_LIFETIME_S',
-};
-
-/** The defaults, overridden by the environment; a value that is not a positive integer is an error. */
-export function registrationLimitsFromEnv(env: Record<string, string | undefined>): RegistrationLimits {
-  const out: RegistrationLimits = { ...REGISTRATION_DEFAULTS };
-  for (const key of Object.keys(ENV) as (keyof RegistrationLimits)[]) {
-    const raw = env[ENV[key]];
-    if (raw === undefined || raw === '') continue;
-    if (!/^[1-9][0-9]*$/.test(raw)) throw new Error(`${ENV[key]} must be a positive integer, got "${raw}"`);
-    out[key] = Number(raw);
-  }
-  if (out.minLifetimeS > out.maxLifetimeS) throw new Error(`${ENV.minLifetimeS} (${out.minLifetimeS}) is above ${ENV.maxLifetimeS} (${out.maxLifetimeS})`);
-  return out;
-}

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { LinkFormatError, parseLinkFormat } from '../../../server/transports/lwm2m/link-format';
 import { formatPath, Lwm2mPathError, parsePath } from '../../../server/transports/lwm2m/paths';
 import { hasObject, parseObjectLinks } from '../../../server/transports/lwm2m/object-links';
-import { REGISTRATION_DEFAULTS, registrationLimitsFromEnv } from '../../../server/transports/lwm2m/registration-limits';
+import { REGISTRATION_DEFAULTS } from '../../../server/transports/lwm2m/registration-limits';
 import { RegistrationError, Registrations, type Registration, type RemovalReason } from '../../../server/transports/lwm2m/registrations';
 import type { Timers } from '../../../server/timers';
 
@@ -221,16 +221,6 @@ describe('LwM2M registrations', () => {
       .with.property('code', '4.03');
     expect(regs.register(['ep=a'], '</3/0>', peer).endpoint).to.equal('a');
     expect(regs.size).to.equal(2);
-  });
-
-  it('reads its limits from the environment and refuses nonsense', () => {
-    expect(registrationLimitsFromEnv({ OTA_LWM2M_MAX_REGISTRATIONS: '7', OTA_LWM2M_MIN_LIFETIME_S: '1' })).to.include({
-      maxRegistrations: 7,
-      minLifetimeS: 1,
-      maxObjectLinks: 512,
-    });
-    expect(() => registrationLimitsFromEnv({ OTA_LWM2M_MAX_OBJECT_LINKS: '-1' })).to.throw(/OTA_LWM2M_MAX_OBJECT_LINKS must be a positive integer, got "-1"/);
-    expect(() => registrationLimitsFromEnv({ OTA_LWM2M_MIN_LIFETIME_S: '100', OTA_LWM2M_MAX_LIFETIME_S: '50' })).to.throw(/is above/);
   });
 });
 
