@@ -1,7 +1,7 @@
 import { setImmediate as onNextTurn } from 'node:timers';
 import type { AttributeMap } from '../store/attributes';
 import type { DeviceProfile } from '../store/device-profiles';
-import type { Device } from '../store/devices';
+import type { Device, DeviceSlots } from '../store/devices';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import type { AssignmentEvent } from './notify-queue';
 import type { Timers } from '../timers';
@@ -130,7 +130,7 @@ export class Notifier {
    * once for the batch (multi-row statements), not once per device.
    */
   private async decideAll(tx: Repositories, lookups: Lookups, events: readonly AssignmentEvent[]): Promise<NotifyOutcome[]> {
-    const devices = new Map<string, Device>();
+    const devices = new Map<string, DeviceSlots>();
     for (const [tenantId, ids] of groupBy(
       events,
       (ev) => ev.tenantId,
