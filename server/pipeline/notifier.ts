@@ -175,7 +175,7 @@ export class Notifier {
     if (notified.length === 0) return out as NotifyOutcome[];
 
     const now = this.timers.now();
-    await tx.telemetry.saveAll(notified.map(({ ev }) => ({ deviceId: ev.deviceId, entries: [{ ts: now, values: { [`${keyPrefix(ev.type)}_state`]: 'INITIATED' } }] })));
+    await tx.telemetry.saveAll(notified.map(({ ev }) => ({ deviceId: ev.deviceId, entries: [{ ts: now, values: INITIATED[ev.type] }] })));
     await tx.states.setStates(notified.map(({ ev }) => ({ deviceId: ev.deviceId, tenantId: ev.tenantId, type: ev.type, state: 'INITIATED', ts: now, error: null })));
     const deleted = await tx.attributes.deleteAll(notified.map(({ ev, remove }) => ({ deviceId: ev.deviceId, scope: 'SHARED', keys: remove })));
     await tx.attributes.saveAll(notified.map(({ ev, set }) => ({ deviceId: ev.deviceId, scope: 'SHARED', values: set, ts: ev.ts })));
@@ -184,6 +184,12 @@ export class Notifier {
     return out as NotifyOutcome[];
   }
 }
+
+/** The INITIATED telemetry per type, one object each: the store writes a batch's shared values as one group. */
+const INITIATED: Record<OtaPackageType, Record<string, string>> = {
+  FIRMWARE: Object.freeze({ [`${keyPrefix('FIRMWARE')}_state`]: 'INITIATED' }),
+  SOFTWARE: Object.freeze({ [`${keyPrefix('SOFTWARE')}_state`]: 'INITIATED' }),
+};
 
 /** `key` to the distinct `value`s of the items with that key. */
 function groupBy<T, K, V>(items: readonly T[], key: (item: T) => K, value: (item: T) => V): Map<K, V[]> {
