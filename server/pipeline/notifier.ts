@@ -1,7 +1,7 @@
 import { setImmediate as onNextTurn } from 'node:timers';
 import type { AttributeMap } from '../store/attributes';
 import type { DeviceProfile } from '../store/device-profiles';
-import type { Device } from '../store/devices';
+import type { Device, DeviceSlots } from '../store/devices';
 import type { DeviceId, OtaPackageId, TenantId } from '../ids';
 import type { AssignmentEvent } from './notify-queue';
 import type { Timers } from '../timers';
@@ -130,7 +130,7 @@ export class Notifier {
    * once for the batch (multi-row statements), not once per device.
    */
   private async decideAll(tx: Repositories, lookups: Lookups, events: readonly AssignmentEvent[]): Promise<NotifyOutcome[]> {
-    const devices = new Map<string, Device>();
+    const devices = new Map<string, DeviceSlots>();
     for (const [tenantId, ids] of groupBy(
       events,
       (ev) => ev.tenantId,
@@ -175,7 +175,7 @@ export class Notifier {
     if (notified.length === 0) return out as NotifyOutcome[];
 
     const now = this.timers.now();
-    await tx.telemetry.saveAll(notified.map(({ ev }) => ({ deviceId: ev.deviceId, entries: [{ ts: now, values: { [`${keyPrefix(ev.type)}_state`]: 'INITIATED' } }] })));
+    await tx.telemetry.saveAll(notified.map(({ ev }) => ({ deviceId: ev.deviceId, entries: [{ ts: now, values: INITIATED[ev.type] }] })));
     await tx.states.setStates(notified.map(({ ev }) => ({ deviceId: ev.deviceId, tenantId: ev.tenantId, type: ev.type, state: 'INITIATED', ts: now, error: null })));
     const deleted = await tx.attributes.deleteAll(notified.map(({ ev, remove }) => ({ deviceId: ev.deviceId, scope: 'SHARED', keys: remove })));
     await tx.attributes.saveAll(notified.map(({ ev, set }) => ({ deviceId: ev.deviceId, scope: 'SHARED', values: set, ts: ev.ts })));
@@ -184,6 +184,12 @@ export class Notifier {
     return out as NotifyOutcome[];
   }
 }
+
+/** The INITIATED telemetry per type, one object each: the store writes a batch's shared values as one group. */
+const INITIATED: Record<OtaPackageType, Record<string, string>> = {
+  FIRMWARE: Object.freeze({ [`${keyPrefix('FIRMWARE')}_state`]: 'INITIATED' }),
+  SOFTWARE: Object.freeze({ [`${keyPrefix('SOFTWARE')}_state`]: 'INITIATED' }),
+};
 
 /** `key` to the distinct `value`s of the items with that key. */
 function groupBy<T, K, V>(items: readonly T[], key: (item: T) => K, value: (item: T) => V): Map<K, V[]> {

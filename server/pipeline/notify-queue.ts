@@ -143,8 +143,16 @@ export class NotifyQueue extends EventEmitter<{ depth: [number]; free: [] }> {
         answers.push(pkg !== null);
         if (pkg) queued.push({ ...ev, packageId: ev.packageId, pkg });
       }
-      // Each table written once for the batch (multi-row statements), not once per device.
-      await tx.telemetry.saveAll(queued.map((q) => ({ deviceId: q.deviceId, entries: [{ ts: q.ts, values: targetTelemetry(q.pkg, q.ts) }] })));
+      // Each table written once for the batch (multi-row statements), not once per device; devices
+      // queued for one package at one time share their target telemetry, which the store writes as one group.
+      const targets = new Map<string, ReturnType<typeof targetTelemetry>>();
+      const targetOf = (pkg: OtaPackage, ts: number): ReturnType<typeof targetTelemetry> => {
+        const key = `${pkg.tenantId}/${pkg.id}/${ts}`;
+        let values = targets.get(key);
+        if (!values) targets.set(key, (values = targetTelemetry(pkg, ts)));
+        return values;
+      };
+      await tx.telemetry.saveAll(queued.map((q) => ({ deviceId: q.deviceId, entries: [{ ts: q.ts, values: targetOf(q.pkg, q.ts) }] })));
       await tx.states.setQueuedAll(queued.map((q) => ({ deviceId: q.deviceId, tenantId: q.tenantId, type: q.type, packageId: q.packageId, ts: q.ts })));
       const rows = queued.map((q) => ({ tenantId: q.tenantId, deviceId: q.deviceId, type: q.type, packageId: q.packageId, ts: q.ts }));
       await tx.queue.put(rows);

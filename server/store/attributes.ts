@@ -1,6 +1,6 @@
 import { atomically } from './sqlite/atomically';
 import type { Db } from './sqlite/database';
-import { InsertRows, InValues } from './sqlite/multi-row';
+import { InValues, mapAsJson, SharedMapGroups } from './sqlite/multi-row';
 import type { DeviceId } from '../ids';
 
 export type AttributeScope = 'CLIENT' | 'SHARED' | 'SERVER';
@@ -44,11 +44,11 @@ export class SqliteAttributeRepository implements AttributeRepository {
   private readonly deleteKeysOfDevices = new Map<number, InValues>();
 
   constructor(private readonly db: Db) {
-    this.upsert = new InsertRows(
-      db,
-      'INSERT INTO attributes (device_id, scope, key, value, ts)',
-      'ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts',
-      5,
+    // A group of devices (JSON array) times a map (JSON object of key to value text), in device order.
+    this.upsert = db.prepare(
+      `INSERT INTO attributes (device_id, scope, key, value, ts)
+       SELECT d.value, ?, kv.key, kv.value, ? FROM json_each(?) d CROSS JOIN json_each(?) kv WHERE true
+       ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
     );
     this.deleteKeys = new InValues(db, 'DELETE FROM attributes WHERE device_id = ? AND scope = ? AND key IN (', ') RETURNING key');
   }
@@ -58,9 +58,12 @@ export class SqliteAttributeRepository implements AttributeRepository {
   }
 
   async saveAll(batch: readonly AttributeWrite[]): Promise<void> {
-    const rows: unknown[][] = [];
-    for (const { deviceId, scope, values, ts } of batch) for (const [key, value] of Object.entries(values)) rows.push([deviceId, scope, key, JSON.stringify(value), ts]);
-    atomically(this.db, () => this.upsert.run(rows));
+    // A notified batch shares one attribute map per package: one statement per map, scope and time.
+    const groups = new SharedMapGroups<AttributeWrite>();
+    for (const w of batch) groups.add(w.deviceId, w.values, `${w.scope}\n${w.ts}`, w);
+    atomically(this.db, () => {
+      for (const { write, devices } of groups.groups()) this.upsert.run(write.scope, write.ts, devices, mapAsJson(write.values));
+    });
   }
 
   async claim(deviceId: DeviceId, scope: AttributeScope, key: string, value: AttributeValue, ts: number): Promise<boolean> {

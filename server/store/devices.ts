@@ -33,12 +33,18 @@ export interface Device {
 
 export type PackageSlot = 'firmware_id' | 'software_id';
 
+/** What deciding a device's notification reads of it: whose it is, its profile and its own package slots. */
+export type DeviceSlots = Pick<Device, 'id' | 'tenantId' | 'deviceProfileId' | 'firmwareId' | 'softwareId'>;
+
 export interface DeviceRepository {
   insert(device: Device): Promise<void>;
   update(device: Device): Promise<void>;
   findById(tenantId: TenantId, id: DeviceId): Promise<Device | null>;
-  /** The tenant's devices among `ids` (a batch of notifications reads them at once); unknown ids are left out. */
-  findByIds(tenantId: TenantId, ids: readonly DeviceId[]): Promise<Device[]>;
+  /**
+   * The package slots of the tenant's devices among `ids` (a batch of notifications reads them at
+   * once); unknown ids are left out.
+   */
+  findByIds(tenantId: TenantId, ids: readonly DeviceId[]): Promise<DeviceSlots[]>;
   ownerOf(id: string): Promise<TenantId | null>;
   findByName(tenantId: TenantId, name: string): Promise<Device | null>;
   /** Device authentication: the token is the credential, so this lookup is not tenant-scoped. */
@@ -52,7 +58,7 @@ export interface DeviceRepository {
    * Devices of a profile whose own slot is empty, in id order after `afterId`: a profile's change
    * reaches them in pages (keyset paging stays fast for 50,000 devices).
    */
-  listInheriting(tenantId: TenantId, profileId: DeviceProfileId, slot: PackageSlot, afterId: string, limit: number): Promise<Device[]>;
+  listInheriting(tenantId: TenantId, profileId: DeviceProfileId, slot: PackageSlot, afterId: string, limit: number): Promise<Array<Pick<Device, 'id'>>>;
   delete(tenantId: TenantId, id: DeviceId): Promise<void>;
   /** Deletes these devices of the tenant in one transaction (a deleted tenant's, page by page). */
   deleteMany(tenantId: TenantId, ids: readonly DeviceId[]): Promise<void>;
@@ -97,6 +103,7 @@ export const deviceFromRow = (r: DeviceRow<unknown>, extra: Record<string, unkno
 });
 
 type Row = DeviceRow<string>;
+type SlotsRow = Pick<Row, 'id' | 'tenant_id' | 'device_profile_id' | 'firmware_id' | 'software_id'>;
 
 // SQLite keeps `extra` as JSON text.
 const toDevice = (r: Row): Device => deviceFromRow(r, JSON.parse(r.extra) as Record<string, unknown>);
@@ -118,7 +125,8 @@ export class SqliteDeviceRepository implements DeviceRepository {
 
   constructor(private readonly db: Db) {
     // `+tenant_id`: compared, not indexed; through the tenant index SQLite would scan every device of the tenant per chunk.
-    this.byIds = new InValues(db, 'SELECT * FROM devices WHERE +tenant_id = ? AND id IN (', ')');
+    // Five columns, not `SELECT *`: fourteen columns per row and the parse of `extra` cost more than the lookup itself.
+    this.byIds = new InValues(db, 'SELECT id, tenant_id, device_profile_id, firmware_id, software_id FROM devices WHERE +tenant_id = ? AND id IN (', ')');
     this.deleteByIds = new InValues(db, 'DELETE FROM devices WHERE +tenant_id = ? AND id IN (', ')');
   }
 
@@ -173,8 +181,14 @@ export class SqliteDeviceRepository implements DeviceRepository {
     return r ? toDevice(r) : null;
   }
 
-  async findByIds(tenantId: TenantId, ids: readonly DeviceId[]): Promise<Device[]> {
-    return this.byIds.run<Row>([tenantId], [...new Set(ids)]).map(toDevice);
+  async findByIds(tenantId: TenantId, ids: readonly DeviceId[]): Promise<DeviceSlots[]> {
+    return this.byIds.run<SlotsRow>([tenantId], [...new Set(ids)]).map((r) => ({
+      id: r.id as DeviceId,
+      tenantId: r.tenant_id as TenantId,
+      deviceProfileId: r.device_profile_id as DeviceProfileId,
+      firmwareId: r.firmware_id as OtaPackageId | null,
+      softwareId: r.software_id as OtaPackageId | null,
+    }));
   }
 
   async ownerOf(id: string): Promise<TenantId | null> {
@@ -214,14 +228,14 @@ export class SqliteDeviceRepository implements DeviceRepository {
     });
   }
 
-  async listInheriting(tenantId: TenantId, profileId: DeviceProfileId, slot: PackageSlot, afterId: string, limit: number): Promise<Device[]> {
-    const rows = this.db
+  async listInheriting(tenantId: TenantId, profileId: DeviceProfileId, slot: PackageSlot, afterId: string, limit: number): Promise<Array<Pick<Device, 'id'>>> {
+    // The ids alone: a profile's fan-out reads every device of it.
+    return this.db
       .prepare(
-        `SELECT * FROM devices WHERE tenant_id = ? AND device_profile_id = ? AND ${slot} IS NULL AND id > ?
+        `SELECT id FROM devices WHERE tenant_id = ? AND device_profile_id = ? AND ${slot} IS NULL AND id > ?
          ORDER BY id LIMIT ?`,
       )
-      .all(tenantId, profileId, afterId, limit) as Row[];
-    return rows.map(toDevice);
+      .all(tenantId, profileId, afterId, limit) as Array<{ id: DeviceId }>;
   }
 
   async delete(tenantId: TenantId, id: DeviceId): Promise<void> {

@@ -1,6 +1,6 @@
 import { atomically } from './sqlite/atomically';
 import type { Db } from './sqlite/database';
-import { InsertRows } from './sqlite/multi-row';
+import { mapAsJson, SharedMapGroups } from './sqlite/multi-row';
 import type { DeviceId } from '../ids';
 
 export type TelemetryValue = string | number | boolean | Record<string, unknown> | unknown[] | null;
@@ -60,13 +60,13 @@ export class SqliteTelemetryRepository implements TelemetryRepository {
   private readonly insertHistory;
 
   constructor(private readonly db: Db) {
-    this.upsertLatest = new InsertRows(
-      db,
-      'INSERT INTO telemetry_latest (device_id, key, ts, value)',
-      'ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= telemetry_latest.ts',
-      4,
+    // A group of devices (JSON array) times a map (JSON object of key to value text), in device order.
+    this.upsertLatest = db.prepare(
+      `INSERT INTO telemetry_latest (device_id, key, ts, value)
+       SELECT d.value, kv.key, ?, kv.value FROM json_each(?) d CROSS JOIN json_each(?) kv WHERE true
+       ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= telemetry_latest.ts`,
     );
-    this.insertHistory = new InsertRows(db, 'INSERT INTO telemetry_history (device_id, key, ts, value)', '', 4);
+    this.insertHistory = db.prepare('INSERT INTO telemetry_history (device_id, key, ts, value) SELECT d.value, kv.key, ?, kv.value FROM json_each(?) d CROSS JOIN json_each(?) kv');
   }
 
   async save(deviceId: DeviceId, entries: readonly TelemetryEntry[]): Promise<void> {
@@ -74,20 +74,15 @@ export class SqliteTelemetryRepository implements TelemetryRepository {
   }
 
   async saveAll(batch: readonly DeviceTelemetry[]): Promise<void> {
-    const latest: unknown[][] = [];
-    const history: unknown[][] = [];
-    for (const { deviceId, entries } of batch) {
-      for (const e of entries) {
-        for (const [key, value] of Object.entries(e.values)) {
-          const row = [deviceId, key, e.ts, JSON.stringify(value)];
-          latest.push(row);
-          if (isHistoryKey(key)) history.push(row);
-        }
-      }
-    }
+    // A queued or notified batch shares its entries' values (one object per package and time): one statement per group.
+    const groups = new SharedMapGroups<TelemetryEntry>();
+    for (const { deviceId, entries } of batch) for (const e of entries) groups.add(deviceId, e.values, e.ts, e);
     atomically(this.db, () => {
-      this.upsertLatest.run(latest);
-      this.insertHistory.run(history);
+      for (const { write, devices } of groups.groups()) {
+        this.upsertLatest.run(write.ts, devices, mapAsJson(write.values));
+        const history = mapAsJson(write.values, isHistoryKey);
+        if (history !== '{}') this.insertHistory.run(write.ts, devices, history);
+      }
     });
   }
 

@@ -327,6 +327,35 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.states.get(b!, 'FIRMWARE')).to.include({ state: 'DOWNLOADING', stateTs: 10 });
       });
 
+      it('saves a map object shared by several devices as one at a time would, a device and its map again included', async () => {
+        const [a, b] = await devices(2);
+        const first = { fw_title: 'fw', fw_version: '1.0' };
+        const second = { fw_version: '2.0', fw_tag: 'fw 2.0' };
+        const initiated = { fw_state: 'INITIATED', note: 1 };
+        const queued = { fw_state: 'QUEUED' };
+        await store.transaction(async (tx) => {
+          await tx.attributes.saveAll([
+            { deviceId: a!, scope: 'SHARED', values: first, ts: 10 },
+            { deviceId: b!, scope: 'SHARED', values: first, ts: 10 },
+            { deviceId: a!, scope: 'SHARED', values: second, ts: 11 },
+            { deviceId: a!, scope: 'SHARED', values: first, ts: 12 },
+          ]);
+          await tx.telemetry.saveAll([
+            { deviceId: a!, entries: [{ ts: 10, values: initiated }] },
+            { deviceId: b!, entries: [{ ts: 10, values: initiated }] },
+            { deviceId: a!, entries: [{ ts: 10, values: queued }] },
+            { deviceId: a!, entries: [{ ts: 10, values: initiated }] },
+          ]);
+        });
+        expect(await store.attributes.get(a!, 'SHARED')).to.deep.equal({ fw_tag: 'fw 2.0', fw_title: 'fw', fw_version: '1.0' });
+        expect(await store.attributes.get(b!, 'SHARED')).to.deep.equal({ fw_title: 'fw', fw_version: '1.0' });
+        expect(await store.telemetry.latest(a!)).to.deep.equal({ fw_state: { ts: 10, value: 'INITIATED' }, note: { ts: 10, value: 1 } });
+        const history = await store.telemetry.history(a!, ['fw_state', 'note'], { startTs: 0, endTs: 100, limit: 10, order: 'ASC' });
+        expect(Object.keys(history)).to.deep.equal(['fw_state']);
+        expect(history.fw_state!.map((p) => p.value)).to.deep.equal(['INITIATED', 'QUEUED', 'INITIATED']);
+        expect(await store.telemetry.latest(b!)).to.deep.equal({ fw_state: { ts: 10, value: 'INITIATED' }, note: { ts: 10, value: 1 } });
+      });
+
       it('queues several devices as setQueued one at a time would, a device twice included', async () => {
         const [a, b] = await devices(2);
         const other = newId<'OTA_PACKAGE'>();

@@ -437,4 +437,44 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX devices_tenant_profile ON devices(tenant_id, device_profile_id, id);
     `,
   },
+  {
+    version: 17,
+    description: 'cheaper update-state writes: one index fewer on ota_states, fleet-count triggers with one statement and no package read for a device reporting no version',
+    sql: `
+      -- Every state change rewrote this index. Of the dashboard's queries only a filter by state
+      -- sorted by time used it; ota_states_sort_state (tenant, type, state, device_id) answers the
+      -- filter and its count, and ota_states_tenant_ts the time sorts (bench/fleet-read.ts).
+      DROP INDEX ota_states_state;
+      -- As migration 7's, with the same counts: a device that reports no current title or version
+      -- is not on target, so the package is not read; an update moves the device out of its old
+      -- row and into its new one in one upsert (one device read, not two statements of two reads
+      -- each). The old row exists (it counted the device), so its upsert only ever updates.
+      DROP TRIGGER ota_fleet_counts_inserted;
+      DROP TRIGGER ota_fleet_counts_updated;
+      CREATE TRIGGER ota_fleet_counts_inserted AFTER INSERT ON ota_states WHEN NEW.target_package_id IS NOT NULL BEGIN
+        INSERT INTO ota_fleet_counts (tenant_id, type, package_id, profile_id, state, devices, on_target)
+          SELECT NEW.tenant_id, NEW.type, NEW.target_package_id, d.device_profile_id, coalesce(NEW.state, ''), 1,
+                 CASE WHEN NEW.current_title IS NULL OR NEW.current_version IS NULL THEN 0
+                      ELSE coalesce((SELECT NEW.current_title = p.title AND NEW.current_version = p.version FROM ota_packages p WHERE p.id = NEW.target_package_id), 0) END
+          FROM devices d WHERE d.id = NEW.device_id
+          ON CONFLICT (tenant_id, package_id, profile_id, type, state) DO UPDATE SET devices = devices + 1, on_target = on_target + excluded.on_target;
+      END;
+      CREATE TRIGGER ota_fleet_counts_updated AFTER UPDATE ON ota_states
+        WHEN OLD.state IS NOT NEW.state OR OLD.target_package_id IS NOT NEW.target_package_id
+          OR OLD.current_title IS NOT NEW.current_title OR OLD.current_version IS NOT NEW.current_version
+      BEGIN
+        INSERT INTO ota_fleet_counts (tenant_id, type, package_id, profile_id, state, devices, on_target)
+          SELECT NEW.tenant_id, NEW.type, m.package_id, d.device_profile_id, m.state, m.delta,
+                 CASE WHEN m.title IS NULL OR m.version IS NULL THEN 0
+                      ELSE m.delta * coalesce((SELECT m.title = p.title AND m.version = p.version FROM ota_packages p WHERE p.id = m.package_id), 0) END
+          FROM (SELECT OLD.target_package_id AS package_id, coalesce(OLD.state, '') AS state, -1 AS delta, OLD.current_title AS title, OLD.current_version AS version
+                WHERE OLD.target_package_id IS NOT NULL
+                UNION ALL
+                SELECT NEW.target_package_id, coalesce(NEW.state, ''), 1, NEW.current_title, NEW.current_version
+                WHERE NEW.target_package_id IS NOT NULL) m
+          JOIN devices d ON d.id = NEW.device_id WHERE true
+          ON CONFLICT (tenant_id, package_id, profile_id, type, state) DO UPDATE SET devices = devices + excluded.devices, on_target = on_target + excluded.on_target;
+      END;
+    `,
+  },
 ];

@@ -90,3 +90,46 @@ export class InValues extends Chunked {
  * `IN (VALUES`, `tail` starts with `)`. For statements that match rows by several columns.
  */
 export class InTuples extends ChunkedRows {}
+
+/**
+ * A batch's writes of one key/value map (the same object, shared by the caller) to many devices,
+ * gathered into groups: a group is written by one statement over the cross product of its devices
+ * and the map's keys (`json_each` of each, see `mapAsJson`), instead of a row of bound parameters
+ * per device and key (binding them cost better-sqlite3 more than the writes). A device added twice
+ * starts a new run of groups, so its later write still lands after its earlier one.
+ */
+export class SharedMapGroups<Write> {
+  private readonly done: Array<{ write: Write; devices: string[] }> = [];
+  private open = new Map<object, Map<string | number, { write: Write; devices: string[] }>>();
+  private seen = new Set<string>();
+
+  /** `tag`: what else the devices of a group must share (the scope, the timestamp). */
+  add(deviceId: string, map: object, tag: string | number, write: Write): void {
+    if (this.seen.has(deviceId)) this.close();
+    this.seen.add(deviceId);
+    let byTag = this.open.get(map);
+    if (!byTag) this.open.set(map, (byTag = new Map()));
+    let group = byTag.get(tag);
+    if (!group) byTag.set(tag, (group = { write, devices: [] }));
+    group.devices.push(deviceId);
+  }
+
+  /** The groups in order: a group's first write, and its devices as a JSON array for `json_each`. */
+  *groups(): Generator<{ write: Write; devices: string }> {
+    this.close();
+    for (const { write, devices } of this.done) yield { write, devices: JSON.stringify(devices) };
+  }
+
+  private close(): void {
+    for (const byTag of this.open.values()) this.done.push(...byTag.values());
+    this.open = new Map();
+    this.seen = new Set();
+  }
+}
+
+/** A map as JSON for `json_each`: each key to its value's JSON text, which is what the tables keep. */
+export function mapAsJson(map: Readonly<Record<string, unknown>>, keep: (key: string) => boolean = () => true): string {
+  const texts: Record<string, string> = {};
+  for (const [key, value] of Object.entries(map)) if (keep(key)) texts[key] = JSON.stringify(value);
+  return JSON.stringify(texts);
+}
