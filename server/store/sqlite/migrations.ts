@@ -438,7 +438,7 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
-    version: 17,
+    version: 14,
     description: 'cheaper update-state writes: one index fewer on ota_states, fleet-count triggers with one statement and no package read for a device reporting no version',
     sql: `
       -- Every state change rewrote this index. Of the dashboard's queries only a filter by state
