@@ -441,9 +441,10 @@ function fleetContract(get: () => Fixture): void {
       try {
         for (let round = 0; round < 60; round++) {
           const d = pick(fleet);
+          const [write, moved] = [pick(writes)(d), move(d)];
           const [held, other] = pick([
-            [pick(writes)(d), move(d)],
-            [move(d), pick(writes)(d)],
+            [write, moved],
+            [moved, write],
           ]);
           // One statement in a transaction left open, the other on another connection until it
           // is done or waits for that transaction; then the first commits.
