@@ -14,6 +14,24 @@ export interface SessionSnapshots {
   /** The device as saved now; `profile` is its profile as it is now, or undefined when the device kept the one its sessions hold. */
   deviceChanged(device: Device, profile?: DeviceProfile | null): void;
   profileChanged(profile: DeviceProfile): void;
+  /** The device was deleted or given other credentials: its sessions end, as on `deviceRevoked`. */
+  revoked(deviceId: DeviceId, reason: 'device-deleted' | 'credentials-changed'): void;
+}
+
+/**
+ * A session being opened: made before it reads its device and profile, ended once it is held
+ * (`holds` answers true for it) or refused. A change heard in between reached no session (`holds`
+ * did not know it yet) though the session may have read the row before it: the row is read again
+ * then and applied, or the session ends if its device is gone or re-keyed.
+ */
+export interface SessionOpening {
+  /** `held`: the device as the session read it, now held; null: not opened after all. Once only. */
+  end(held: Device | null): void;
+}
+
+export interface SnapshotFollower {
+  opening(): SessionOpening;
+  stop(): void;
 }
 
 /** Versions remembered to drop a read that lost a race with a newer save; cleared past this many. */
@@ -27,13 +45,13 @@ const MAX_VERSIONS = 10_000;
  * cluster bus within milliseconds). A change made elsewhere is read again from the store, only
  * when a session here holds it. A save that replaced credentials is left to the revocation that
  * ends its sessions; a read that returns an older version than one already applied (two saves
- * racing) is dropped. Answers the unhook.
+ * racing) is dropped. Sessions being opened meanwhile: `opening()`.
  */
 export function followDeviceSnapshots(
   ctx: Pick<DeviceContext, 'events' | 'devices' | 'profiles' | 'lookups' | 'logger'>,
   sessions: SessionSnapshots,
   transport: string,
-): () => void {
+): SnapshotFollower {
   const newest = new Map<string, number>();
   /** Whether `version` of `key` is at least the newest applied, remembering it when so. */
   const fresh = (key: string, version: number): boolean => {
@@ -80,11 +98,70 @@ export function followDeviceSnapshots(
       .catch(failed(`device profile ${profileId}`));
   };
 
+  // Changes heard while sessions are being opened, numbered; forgotten once none is. Past
+  // MAX_VERSIONS of them the oldest are forgotten too, and a session opened before then reads again.
+  let opening = 0;
+  let heardLast = 0;
+  let forgottenUpTo = 0;
+  const heard = new Map<string, number>();
+  const hear = (key: string): void => {
+    if (opening === 0) return;
+    if (heard.size >= MAX_VERSIONS) {
+      heard.clear();
+      forgottenUpTo = heardLast;
+    }
+    heard.set(key, ++heardLast);
+  };
+  const heardSince = (mark: number, device: Device): boolean =>
+    mark < forgottenUpTo || (heard.get(`d/${device.id}`) ?? 0) > mark || (heard.get(`p/${device.deviceProfileId}`) ?? 0) > mark;
+  const readAgain = (held: Device): void => {
+    void (async () => {
+      const device = await ctx.devices.findById(held.tenantId, held.id);
+      if (!device) return sessions.revoked(held.id, 'device-deleted');
+      if (credentialsChanged(held, device)) return sessions.revoked(held.id, 'credentials-changed');
+      applyDevice(device, await ctx.profiles.findById(device.tenantId, device.deviceProfileId));
+    })().catch(failed(`device ${held.id}`));
+  };
+
   // Observed, not listened to: see EngineEvents.observe.
-  return ctx.events.observe((name, ...args) => {
-    if (name === 'deviceSaved') onDeviceSaved(args[0] as EngineEventMap['deviceSaved'][0]);
-    else if (name === 'deviceProfileSaved') onProfileSaved(args[0] as EngineEventMap['deviceProfileSaved'][0]);
-    else if (name === 'deviceChangedElsewhere') onDeviceElsewhere(args[0] as EngineEventMap['deviceChangedElsewhere'][0]);
-    else if (name === 'deviceProfileChangedElsewhere') onProfileElsewhere(args[0] as EngineEventMap['deviceProfileChangedElsewhere'][0]);
+  const unobserve = ctx.events.observe((name, ...args) => {
+    if (name === 'deviceSaved') {
+      const e = args[0] as EngineEventMap['deviceSaved'][0];
+      hear(`d/${e.after.id}`);
+      onDeviceSaved(e);
+    } else if (name === 'deviceProfileSaved') {
+      const e = args[0] as EngineEventMap['deviceProfileSaved'][0];
+      hear(`p/${e.after.id}`);
+      onProfileSaved(e);
+    } else if (name === 'deviceChangedElsewhere') {
+      const e = args[0] as EngineEventMap['deviceChangedElsewhere'][0];
+      hear(`d/${e.deviceId}`);
+      onDeviceElsewhere(e);
+    } else if (name === 'deviceProfileChangedElsewhere') {
+      const e = args[0] as EngineEventMap['deviceProfileChangedElsewhere'][0];
+      hear(`p/${e.profileId}`);
+      onProfileElsewhere(e);
+    } else if (name === 'deviceDeleted') hear(`d/${(args[0] as EngineEventMap['deviceDeleted'][0]).device.id}`);
+    else if (name === 'deviceRevoked') hear(`d/${(args[0] as EngineEventMap['deviceRevoked'][0]).deviceId}`);
   });
+  return {
+    opening() {
+      opening += 1;
+      const mark = heardLast;
+      let ended = false;
+      return {
+        end(held) {
+          if (ended) return;
+          ended = true;
+          opening -= 1;
+          if (held && heardSince(mark, held)) readAgain(held);
+          if (opening === 0) {
+            heard.clear();
+            forgottenUpTo = heardLast;
+          }
+        },
+      };
+    },
+    stop: unobserve,
+  };
 }

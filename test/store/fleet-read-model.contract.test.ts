@@ -4,12 +4,14 @@
  * of the state table would (the tracker, the queue, a node of the user's own). Each test makes its
  * own tenant, so tests of one suite share the schema but never see each other's rows.
  */
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { newId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
+import { newId, type DeviceId, type DeviceProfileId, type OtaPackageId, type TenantId } from '../../server/ids';
 import { packageRow } from '../support/package-row';
+import { IN_PROGRESS_STATES, PENDING_STATES } from '../../server/pipeline/ota-keys';
 import { SqliteDeviceProfileRepository, type DeviceProfileRepository } from '../../server/store/device-profiles';
 import { SqliteDeviceRepository, type Device, type DeviceRepository } from '../../server/store/devices';
 import { emptyCounts, type FleetReadModel, type StateCounts } from '../../server/store/fleet-read-model';
@@ -31,6 +33,16 @@ interface Fixture {
   run(sql: string, params: unknown[]): Promise<void>;
   /** The rows of one query with `?` placeholders. */
   all<R>(sql: string, params: unknown[]): Promise<R[]>;
+  /** A connection of its own, to hold a transaction open while `run` and other connections write. */
+  connect(): Promise<Connection>;
+}
+
+interface Connection {
+  /** Runs one statement with `?` placeholders; waits while another connection's transaction holds what it needs. */
+  run(sql: string, params?: unknown[]): Promise<void>;
+  /** Whether the statement under way waits for another connection's transaction. */
+  waiting(): Promise<boolean>;
+  close(): Promise<void>;
 }
 
 interface StateRow {
@@ -50,6 +62,7 @@ function fleetContract(get: () => Fixture): void {
 
   beforeEach(async () => {
     f = get();
+    seed = 7;
     tenantId = (await f.tenants.createTenant('fleet')).id;
     profileId = await profile('Sensors');
   });
@@ -93,6 +106,34 @@ function fleetContract(get: () => Fixture): void {
       `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, error, current_title, current_version, target_package_id, retries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       [d.id, d.tenantId, type, s.state ?? null, s.ts ?? 0, s.error ?? null, s.current?.[0] ?? null, s.current?.[1] ?? null, s.target ?? null, s.retries ?? 0],
     );
+  }
+
+  let seed = 7;
+  /** A seeded choice: a failing run can be run again as it was. */
+  const pick = <T>(xs: readonly T[]): T => xs[(seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % xs.length]!;
+  const STATES = ['QUEUED', 'INITIATED', 'DOWNLOADING', 'UPDATING', 'UPDATED', 'FAILED'];
+
+  /** The counts (per package, per profile, per state) against a GROUP BY over the tenant's firmware states and their devices. */
+  async function expectCountsOfStates(): Promise<void> {
+    const rows = await f.all<{ state: string | null; package: string; profile: string; on_target: number }>(
+      `SELECT s.state AS state, s.target_package_id AS package, d.device_profile_id AS profile,
+              CASE WHEN s.current_title = p.title AND s.current_version = p.version THEN 1 ELSE 0 END AS on_target
+       FROM ota_states s JOIN devices d ON d.id = s.device_id JOIN ota_packages p ON p.id = s.target_package_id WHERE s.tenant_id = ? AND s.type = 'FIRMWARE'`,
+      [tenantId],
+    );
+    const groups = (key: 'package' | 'profile') =>
+      [...new Set(rows.map((r) => r[key]))].map((k) => {
+        const rs = rows.filter((r) => r[key] === k);
+        const among = (states: readonly string[]) => rs.filter((r) => r.state !== null && states.includes(r.state)).length;
+        return [k, rs.length, among(PENDING_STATES), among(IN_PROGRESS_STATES), among(['UPDATED']), among(['FAILED']), rs.reduce((n, r) => n + Number(r.on_target), 0)];
+      });
+    for (const key of ['package', 'profile'] as const) {
+      const got = (await f.fleet.counts(tenantId, key)).map((c) => [c.key, c.targeted, c.pending, c.inProgress, c.updated, c.failed, c.onTarget]);
+      expect(got, `by ${key}`).to.have.deep.members(groups(key));
+    }
+    const byState = counts({});
+    for (const r of rows) byState[r.state !== null && r.state in byState ? (r.state as keyof StateCounts) : 'OTHER']++;
+    expect((await f.fleet.distribution(tenantId)).FIRMWARE).to.deep.equal(byState);
   }
 
   const names = (rows: ReadonlyArray<{ name: string }>): string[] => rows.map((r) => r.name);
@@ -342,22 +383,19 @@ function fleetContract(get: () => Fixture): void {
       const fleet: Device[] = [];
       for (let i = 0; i < 24; i++) fleet.push(await device(`d${i}`));
       for (const d of fleet) await state(d, 'FIRMWARE', { state: 'QUEUED', target: p1.id });
-      let seed = 7;
-      const pick = <T>(xs: readonly T[]): T => xs[(seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % xs.length]!;
-      const states = ['QUEUED', 'INITIATED', 'DOWNLOADING', 'UPDATING', 'UPDATED', 'FAILED'];
       const where = "WHERE device_id = ? AND type = 'FIRMWARE'";
       // Each lane one statement after the other, the lanes at once: the same rows written by several
       // connections, inserts and deletes among the updates, and readers folding the deltas meanwhile.
       const step = (d: Device): Promise<unknown> =>
         pick([
-          () => f.run(`UPDATE ota_states SET state = ?, state_ts = state_ts + 1 ${where}`, [pick(states), d.id]),
+          () => f.run(`UPDATE ota_states SET state = ?, state_ts = state_ts + 1 ${where}`, [pick(STATES), d.id]),
           () => f.run(`UPDATE ota_states SET current_title = 'thermo', current_version = ? ${where}`, [pick(['1.0', '2.0', '3.0']), d.id]),
           () => f.run(`UPDATE ota_states SET target_package_id = ? ${where}`, [pick([p1.id, p2.id, null]), d.id]),
           () =>
             f.run(
               `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, current_title, current_version, target_package_id) VALUES (?, ?, 'FIRMWARE', ?, 0, 'thermo', ?, ?)
                ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, current_version = excluded.current_version, target_package_id = excluded.target_package_id`,
-              [d.id, tenantId, pick(states), pick(['2.0', '3.0']), pick([p1.id, p2.id])],
+              [d.id, tenantId, pick(STATES), pick(['2.0', '3.0']), pick([p1.id, p2.id])],
             ),
           () => f.run(`DELETE FROM ota_states ${where}`, [d.id]),
           () => f.fleet.counts(tenantId, 'package'),
@@ -367,30 +405,61 @@ function fleetContract(get: () => Fixture): void {
       };
       // One lane also moves several rows per statement (one only: two could lock rows in opposite orders).
       const many = async (n: number): Promise<void> => {
-        for (let i = 0; i < n; i++) await f.run("UPDATE ota_states SET state = ? WHERE tenant_id = ? AND type = 'FIRMWARE' AND state = ?", [pick(states), tenantId, pick(states)]);
+        for (let i = 0; i < n; i++) await f.run("UPDATE ota_states SET state = ? WHERE tenant_id = ? AND type = 'FIRMWARE' AND state = ?", [pick(STATES), tenantId, pick(STATES)]);
       };
       await Promise.all([many(40), ...Array.from({ length: 8 }, () => lane(60))]);
 
-      const rows = await f.all<{ state: string | null; package: string; on_target: number }>(
-        `SELECT s.state AS state, s.target_package_id AS package, CASE WHEN s.current_title = p.title AND s.current_version = p.version THEN 1 ELSE 0 END AS on_target
-         FROM ota_states s JOIN ota_packages p ON p.id = s.target_package_id WHERE s.tenant_id = ? AND s.type = 'FIRMWARE'`,
-        [tenantId],
-      );
-      const expected = [p1, p2]
-        .map((p) => rows.filter((r) => r.package === p.id))
-        .filter((rs) => rs.length)
-        .map((rs) => [
-          rs[0]!.package,
-          rs.length,
-          rs.filter((r) => r.state === 'UPDATED').length,
-          rs.filter((r) => r.state === 'FAILED').length,
-          rs.reduce((n, r) => n + Number(r.on_target), 0),
-        ]);
-      const got = (await f.fleet.counts(tenantId, 'package')).map((c) => [c.key, c.targeted, c.updated, c.failed, c.onTarget]);
-      expect(got).to.have.deep.members(expected);
-      const byState = counts({});
-      for (const r of rows) byState[r.state !== null && r.state in byState ? (r.state as keyof StateCounts) : 'OTHER']++;
-      expect((await f.fleet.distribution(tenantId)).FIRMWARE).to.deep.equal(byState);
+      await expectCountsOfStates();
+    });
+
+    it('counts a device moved to another profile while another connection writes its state, whichever goes first', async () => {
+      const [p1, p2] = [await pkg('FIRMWARE', 'thermo', '2.0'), await pkg('FIRMWARE', 'thermo', '3.0')];
+      const gateways = await profile('Gateways');
+      const fleet: Device[] = [];
+      for (let i = 0; i < 6; i++) fleet.push(await device(`d${i}`));
+      // Half the devices have a state to update or delete; the others get theirs inserted.
+      for (const d of fleet.slice(0, 3)) await state(d, 'FIRMWARE', { state: 'QUEUED', target: p1.id });
+      const where = "WHERE device_id = ? AND type = 'FIRMWARE'";
+      type Statement = [string, unknown[]];
+      const writes: Array<(d: Device) => Statement> = [
+        (d) => [`UPDATE ota_states SET state = ?, state_ts = state_ts + 1 ${where}`, [pick(STATES), d.id]],
+        (d) => [`UPDATE ota_states SET current_title = 'thermo', current_version = ? ${where}`, [pick(['2.0', '3.0']), d.id]],
+        (d) => [`UPDATE ota_states SET target_package_id = ? ${where}`, [pick([p1.id, p2.id, null]), d.id]],
+        (d) => [
+          `INSERT INTO ota_states (device_id, tenant_id, type, state, state_ts, current_title, current_version, target_package_id) VALUES (?, ?, 'FIRMWARE', ?, 0, 'thermo', ?, ?)
+           ON CONFLICT (device_id, type) DO UPDATE SET state = excluded.state, current_version = excluded.current_version, target_package_id = excluded.target_package_id`,
+          [d.id, tenantId, pick(STATES), pick(['2.0', '3.0']), pick([p1.id, p2.id])],
+        ],
+        (d) => [`DELETE FROM ota_states ${where}`, [d.id]],
+      ];
+      const inGateways = new Set<DeviceId>();
+      const move = (d: Device): Statement => {
+        const to = inGateways.delete(d.id) ? profileId : (inGateways.add(d.id), gateways);
+        return ['UPDATE devices SET device_profile_id = ? WHERE id = ?', [to, d.id]];
+      };
+      const [first, second] = [await f.connect(), await f.connect()];
+      try {
+        for (let round = 0; round < 60; round++) {
+          const d = pick(fleet);
+          const [write, moved] = [pick(writes)(d), move(d)];
+          const [held, other] = pick([
+            [write, moved],
+            [moved, write],
+          ]);
+          // One statement in a transaction left open, the other on another connection until it
+          // is done or waits for that transaction; then the first commits.
+          await first.run('BEGIN');
+          await first.run(...held);
+          let done = false;
+          const later = second.run(...other).finally(() => (done = true));
+          later.catch(() => undefined); // awaited below, once the first has committed
+          while (!done && !(await second.waiting())) await new Promise((resolve) => setImmediate(resolve));
+          await Promise.all([later, first.run('COMMIT')]);
+        }
+      } finally {
+        await Promise.all([first.close(), second.close()]);
+      }
+      await expectCountsOfStates();
     });
   });
 
@@ -482,6 +551,7 @@ describe('fleet read model contract on SQLite', () => {
       packages: new SqliteOtaPackageRepository(db),
       run: async (sql, params) => void db.prepare(sql).run(...params),
       all: async <R>(sql: string, params: unknown[]) => db.prepare(sql).all(...params) as R[],
+      connect: async () => sqliteConnection(path.join(dir, 'ota.db')),
     };
   });
   after(async () => {
@@ -537,6 +607,35 @@ describe('fleet read model contract on SQLite', () => {
   });
 });
 
+/**
+ * Another connection to the database file. SQLite lets one connection write at a time: a write
+ * while another connection's transaction holds the lock is tried again on a later turn (as
+ * busy_timeout would, without blocking the event loop the holder needs to commit).
+ */
+function sqliteConnection(file: string): Connection {
+  const own = new Database(file);
+  own.pragma('busy_timeout = 0');
+  own.pragma('foreign_keys = ON');
+  let busy = false;
+  return {
+    async run(sql, params = []) {
+      for (;;) {
+        try {
+          own.prepare(sql).run(...params);
+          busy = false;
+          return;
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_BUSY') throw err;
+          busy = true;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+    },
+    waiting: async () => busy,
+    close: async () => void own.close(),
+  };
+}
+
 /** `?` placeholders numbered as PostgreSQL wants them. */
 const numbered = (sql: string): string => {
   let i = 0;
@@ -556,6 +655,16 @@ describe('fleet read model contract on PostgreSQL', () => {
       ...repos,
       run: async (sql, params) => void (await repos.pool.query(numbered(sql), params)),
       all: async <R>(sql: string, params: unknown[]) => (await repos.pool.query(numbered(sql), params)).rows as R[],
+      connect: async () => {
+        const client = await repos.pool.connect();
+        const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+        return {
+          run: async (sql, params = []) => void (await client.query(numbered(sql), params)),
+          waiting: async () =>
+            (await repos.pool.query<{ waiting: boolean }>("SELECT wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE pid = $1", [pid])).rows[0]?.waiting === true,
+          close: async () => client.release(),
+        };
+      },
     };
   });
   after(async () => {

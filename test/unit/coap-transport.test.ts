@@ -657,6 +657,45 @@ describe('CoAP transport', function () {
       await gone;
     });
 
+    it('ends an observation whose device was deleted or re-keyed after its registration read it, before it was held', async () => {
+      const h = harness();
+      const ctx = h.engine.deviceContext;
+      for (const [i, change] of [
+        () => h.engine.devices.updateCredentials(h.tenantId, device.id, { credentialsType: 'ACCESS_TOKEN', credentialsId: 'a-token-given-meanwhile' }),
+        () => h.engine.devices.delete(h.tenantId, device.id),
+      ].entries()) {
+        const token = device.accessToken;
+        let pending: (() => Promise<unknown>) | null = change;
+        // The change runs once the registration's device is read, as a save committed just then would.
+        const deviceByToken = async (t: string): Promise<Device | null> => {
+          const found = await ctx.lookups.deviceByToken(t);
+          const run = pending;
+          pending = null;
+          await run?.();
+          return found;
+        };
+        const lookups = new Proxy(ctx.lookups, {
+          get: (target, key) => (key === 'deviceByToken' ? deviceByToken : (Reflect.get(target, key) as unknown)),
+        });
+        await startTransport({}, undefined, { ...ctx, lookups });
+        const p = await peer();
+        p.send({
+          code: 'GET',
+          confirmable: false,
+          messageId: 20 + i,
+          token: Buffer.from(`mid-${i}`),
+          options: [{ name: 'Observe', value: Buffer.alloc(0) }, ...uriOptions(api('attributes', token))],
+        });
+        expect((await p.next()).code, 'registered: the device was read before the change').to.equal('2.05');
+        const last = await p.next();
+        expect(last.code).to.equal('4.04');
+        expect(last.token.toString()).to.equal(`mid-${i}`);
+        expect(optionOf(last, 'Observe')).to.equal(undefined);
+        expect(transport.observers).to.equal(0);
+        device = await h.device(profile, { name: `thermo-${i + 2}` });
+      }
+    });
+
     it('answers 4.01 to a registration with an unknown token, registering nothing', async () => {
       const p = await peer();
       p.send({

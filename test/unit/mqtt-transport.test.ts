@@ -295,6 +295,62 @@ describe('MQTT transport', function () {
     });
   });
 
+  describe('a change made while a CONNECT is read (after its device read, before its session is held)', () => {
+    /** `change` runs once the next CONNECT's device is read and before its session is held. */
+    function whileConnecting(change: () => Promise<unknown>): void {
+      const authenticator = transport.authenticator;
+      const read = authenticator.authenticate.bind(authenticator);
+      authenticator.authenticate = async (c) => {
+        Reflect.deleteProperty(authenticator, 'authenticate'); // the next CONNECT is read as usual
+        const found = await read(c);
+        await change();
+        return found;
+      };
+    }
+
+    const renamedTo = async (a: MqttDevice, name: string): Promise<void> => {
+      await eventually(async () => {
+        await a.publish('v1/devices/me/telemetry', '{"t":1}');
+        return uplinks.at(-1)?.deviceName === name;
+      }, `the name ${name} in the uplink`);
+      expect(transport.connections).to.equal(1);
+    };
+
+    it('reports the name the device was given meanwhile, here', async () => {
+      whileConnecting(() => h.updateDevice(device, { name: 'renamed-while-connecting' }));
+      await renamedTo(await connect(), 'renamed-while-connecting');
+    });
+
+    it('reports the name the device was given meanwhile on another instance (deviceChangedElsewhere)', async () => {
+      whileConnecting(async () => {
+        await h.engine.deviceContext.devices.update({ ...device, name: 'renamed-elsewhere-while-connecting', version: device.version + 1 });
+        h.engine.events.emit('deviceChangedElsewhere', { tenantId: device.tenantId, deviceId: device.id });
+      });
+      await renamedTo(await connect(), 'renamed-elsewhere-while-connecting');
+    });
+
+    it('closes the connection of a device deleted or re-keyed meanwhile', async () => {
+      const changes = [
+        { reason: 'device-deleted', change: () => h.engine.devices.delete(h.tenantId, device.id) },
+        {
+          reason: 'credentials-changed',
+          change: () => h.engine.devices.updateCredentials(h.tenantId, device.id, { credentialsType: 'ACCESS_TOKEN', credentialsId: 'a-token-given-meanwhile' }),
+        },
+      ];
+      for (const { reason, change } of changes) {
+        if (reason === 'credentials-changed') device = await h.device(profile, { name: 'thermo-2' });
+        whileConnecting(change);
+        const gone = nextEvent(transport, 'disconnect');
+        const r = await raw(5);
+        expect((await r.connect({ username: device.accessToken, clientId: reason })).reasonCode, 'accepted: the device was read before the change').to.equal(0);
+        expect(await gone).to.include({ deviceId: device.id, reason });
+        await r.closed;
+        expect((r.packets.pending as IDisconnectPacket[]).map((p) => [p.cmd, p.reasonCode])).to.deep.equal([['disconnect', 0x98]]);
+        expect(transport.connections).to.equal(0);
+      }
+    });
+  });
+
   describe('keepalive', () => {
     let fake: FakeTimers;
     beforeEach(async () => {

@@ -568,4 +568,29 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX devices_tenant_profile ON devices (tenant_id, device_profile_id, id);
     `,
   },
+  {
+    version: 18,
+    description: 'fleet counts: a device moved to another profile waits for the transactions writing its states, and holds new ones off until it commits',
+    sql: `
+      -- The move and a state write each read the other's table: run at once (READ COMMITTED), the
+      -- move took the state as it was and the write counted under the old profile, and the counts
+      -- drifted from a GROUP BY over the states. Moves are rare, so the move takes the locks and the
+      -- state writes (a fan-out's hot path) take none: an update or delete of the device's states
+      -- waits for the share lock on its rows, an inserted state's foreign-key check (FOR KEY SHARE
+      -- on the device) waits for FOR UPDATE; and the move waits for writes under way. The deltas
+      -- are then read from states committed before the move, and later writes read the new profile.
+      CREATE OR REPLACE FUNCTION ota_fleet_count_device_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM 1 FROM ota_states WHERE device_id = NEW.id ORDER BY type FOR SHARE;
+        PERFORM 1 FROM devices WHERE id = NEW.id FOR UPDATE;
+        INSERT INTO ota_fleet_count_deltas (tenant_id, type, package_id, profile_id, state, devices, on_target)
+          SELECT s.tenant_id, s.type, s.target_package_id, m.profile_id, coalesce(s.state, ''), m.sign,
+                 m.sign * coalesce((s.current_title = p.title AND s.current_version = p.version)::int, 0)
+          FROM ota_states s LEFT JOIN ota_packages p ON p.id = s.target_package_id
+          CROSS JOIN (VALUES (OLD.device_profile_id, -1), (NEW.device_profile_id, 1)) AS m(profile_id, sign)
+          WHERE s.device_id = NEW.id AND s.target_package_id IS NOT NULL;
+        RETURN NULL;
+      END $$;
+    `,
+  },
 ];

@@ -14,7 +14,7 @@ import type { Notification } from '../../pipeline/notifier';
 import { realTimers, type Timers } from '../../timers';
 import type { UplinkEvent } from '../../pipeline/uplink';
 import { credentialsChanged } from '../../devices/device-revocations';
-import { followDeviceSnapshots, type SessionSnapshots } from '../device-snapshots';
+import { followDeviceSnapshots, type SessionSnapshots, type SnapshotFollower } from '../device-snapshots';
 import { protoPayloadsOf } from '../proto-payloads';
 
 export interface CoapOptions {
@@ -106,7 +106,7 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
     this.api.forgetDevice(after.id);
     if (before && credentialsChanged(before, after)) this.observations.endDevice(after.id, 'credentials changed');
   };
-  private readonly onDeviceRevoked = ({ deviceId, reason }: EngineEventMap['deviceRevoked'][0]): void => {
+  private readonly onDeviceRevoked = ({ deviceId, reason }: Pick<EngineEventMap['deviceRevoked'][0], 'deviceId' | 'reason'>): void => {
     this.api.forgetDevice(deviceId);
     this.observations.endDevice(deviceId, reason === 'device-deleted' ? 'device deleted' : 'credentials changed');
   };
@@ -125,7 +125,9 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
       if (profile !== undefined) this.observations.setPayloadType({ deviceId: device.id, tenantId: device.tenantId }, device.deviceProfileId, protoPayloadsOf(profile) !== null);
     },
     profileChanged: (profile) => this.observations.setPayloadType({ profileId: profile.id, tenantId: profile.tenantId }, profile.id, protoPayloadsOf(profile) !== null),
+    revoked: (deviceId, reason) => this.onDeviceRevoked({ deviceId, reason }),
   };
+  private follower: SnapshotFollower | null = null;
 
   constructor(
     private readonly ctx: DeviceContext,
@@ -181,10 +183,10 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
       else if (name === 'assignment') this.onAssignment(args[0] as EngineEventMap['assignment'][0]);
       else if (name === 'packageSaved' || name === 'packageDeleted' || name === 'deviceProfileSaved') this.onPackageChanged();
     });
-    const unfollow = followDeviceSnapshots(this.ctx, this.snapshots, 'CoAP endpoint');
+    const follower = (this.follower = followDeviceSnapshots(this.ctx, this.snapshots, 'CoAP endpoint'));
     this.unwatch = () => {
       unobserve();
-      unfollow();
+      follower.stop();
     };
     return address;
   }
@@ -238,12 +240,29 @@ export class CoapTransport extends EventEmitter<CoapTransportEvents> {
   }
 
   private async serveAsync(request: CoapRequest): Promise<Reply> {
-    const result = await this.api.handle(request);
-    if ('observe' in result) {
-      const o = result.observe;
-      return this.observations.accept(request, o.deviceId, o.attributes, o.proto, o.tenantId, o.profileId);
+    // An observation reads its device and profile before it is held: a change of either meanwhile is not missed (device-snapshots.ts).
+    const opening = request.observe === 0 ? this.follower?.opening() : undefined;
+    try {
+      const result = await this.api.handle(request);
+      if (!('observe' in result)) {
+        opening?.end(null);
+        return result.reply;
+      }
+      const { device, attributes, proto } = result.observe;
+      const reply = this.observations.accept(request, device.id, attributes, proto, device.tenantId, device.deviceProfileId);
+      if (!opening) return reply;
+      // Once the registration is answered: the end of an observation (4.04) must not overtake it.
+      return {
+        ...reply,
+        sent: (messageId) => {
+          reply.sent?.(messageId);
+          opening.end(device);
+        },
+      };
+    } catch (err) {
+      opening?.end(null);
+      throw err;
     }
-    return result.reply;
   }
 }
 

@@ -3,7 +3,7 @@ import type { AttributeMap } from '../../store/attributes';
 import type { DeviceContext } from '../device-context';
 import type { Device } from '../../store/devices';
 import { chunkRange } from '../firmware-download';
-import type { DeviceId, DeviceProfileId, TenantId } from '../../ids';
+import type { DeviceId } from '../../ids';
 import type { OtaPackageType } from '../../store/ota-packages';
 import { parseTelemetry } from '../../store/telemetry';
 import type { UplinkEvent } from '../../pipeline/uplink';
@@ -29,7 +29,7 @@ export interface CoapDeviceApiDeps {
 }
 
 /** What a request comes to: a reply, or an observation to register (the registry answers it). */
-export type ApiResult = { reply: Reply } | { observe: { deviceId: DeviceId; tenantId: TenantId; profileId: DeviceProfileId; attributes: AttributeMap; proto: boolean } };
+export type ApiResult = { reply: Reply } | { observe: { device: Device; attributes: AttributeMap; proto: boolean } };
 
 const answer = (r: Reply): ApiResult => ({ reply: r });
 const EMPTY = Buffer.alloc(0);
@@ -168,7 +168,7 @@ export class CoapDeviceApi {
     const { attributes } = this.deps.ctx;
     const proto = (await this.payloadsOf(d)) !== null;
     // Observe 0 registers: the first notification is every shared attribute, flat (reference §5).
-    if (req.observe === 0) return { observe: { deviceId: d.id, tenantId: d.tenantId, profileId: d.deviceProfileId, attributes: await attributes.get(d.id, 'SHARED'), proto } };
+    if (req.observe === 0) return { observe: { device: d, attributes: await attributes.get(d.id, 'SHARED'), proto } };
     // Observe 1 cancels, and the GET is then served as usual [RFC 7641 §3.6].
     if (req.observe === 1) this.deps.cancelObservation(req);
     const clientKeys = keyList(req.query.get('clientKeys'));

@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { DeviceId, OtaPackageId, TenantId } from '../../ids';
-import type { EngineEventMap } from '../../events';
+import type { DeviceRevocation, EngineEventMap } from '../../events';
 import type { Notification } from '../../pipeline/notifier';
 import { effectivePackageId } from '../../pipeline/notifier';
 import { keyPrefix } from '../../pipeline/ota-keys';
@@ -24,7 +24,7 @@ import { PackageResource } from './package-resource';
 import { lwm2mProfileSettings, LWM2M_PROFILE_DEFAULTS, type Lwm2mProfileSettings } from './profile-settings';
 import { REGISTRATION_DEFAULTS, type RegistrationLimits } from './registration-limits';
 import { credentialsChanged } from '../../devices/device-revocations';
-import { followDeviceSnapshots } from '../device-snapshots';
+import { followDeviceSnapshots, type SnapshotFollower } from '../device-snapshots';
 import { RegistrationError, Registrations, type Registration, type RemovalReason } from './registrations';
 import type { OtaTarget } from './update-decision';
 
@@ -112,6 +112,7 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
   private readonly known = new Map<DeviceId, Known>();
   private readonly byRegistration = new Map<string, DeviceId>();
   private unwatch: (() => void) | null = null;
+  private follower: SnapshotFollower | null = null;
   private started = false;
   private stopping: Promise<void> | null = null;
 
@@ -142,19 +143,21 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
     if (this.started) throw new Error('an LwM2M transport starts once; make a new one to listen again');
     this.started = true;
     const address = await this.endpoint.start();
+    const revoked = (deviceId: DeviceId, reason: DeviceRevocation['reason']): void =>
+      this.forgetDevice(deviceId, reason === 'device-deleted' ? 'device deleted' : 'credentials changed');
     const unobserve = this.ctx.events.observe((name, ...args) => {
-      if (name === 'deviceDeleted') this.forgetDevice((args[0] as EngineEventMap['deviceDeleted'][0]).device.id, 'device deleted');
+      if (name === 'deviceDeleted') revoked((args[0] as EngineEventMap['deviceDeleted'][0]).device.id, 'device-deleted');
       else if (name === 'deviceSaved') {
         const { before, after } = args[0] as EngineEventMap['deviceSaved'][0];
-        if (before && credentialsChanged(before, after)) this.forgetDevice(after.id, 'credentials changed');
+        if (before && credentialsChanged(before, after)) revoked(after.id, 'credentials-changed');
       } else if (name === 'deviceRevoked') {
         const { deviceId, reason } = args[0] as EngineEventMap['deviceRevoked'][0];
-        this.forgetDevice(deviceId, reason === 'device-deleted' ? 'device deleted' : 'credentials changed');
+        revoked(deviceId, reason);
       } else if (name === 'packageSaved' || name === 'packageDeleted') this.pages.clear();
     });
     // A device saved here or on another instance: its name and profile as the next update reads them.
     // The profile's LwM2M settings are read when the device registers, as ThingsBoard does.
-    const unfollow = followDeviceSnapshots(
+    const follower = (this.follower = followDeviceSnapshots(
       this.ctx,
       {
         holds: (deviceId) => this.known.has(deviceId),
@@ -164,12 +167,13 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
           if (k && k.device.tenantId === device.tenantId) k.device = device;
         },
         profileChanged: () => undefined,
+        revoked,
       },
       'LwM2M endpoint',
-    );
+    ));
     this.unwatch = () => {
       unobserve();
-      unfollow();
+      follower.stop();
     };
     return address;
   }
@@ -260,30 +264,39 @@ export class Lwm2mTransport extends EventEmitter<Lwm2mTransportEvents> {
 
   /** Register (§6.2.1): a device with these LwM2M credentials, else 4.03 and nothing kept. */
   private async register(req: CoapRequest, queries: string[]): Promise<Reply> {
-    const endpoint = Registrations.endpointOf(queries);
-    const device = await this.ctx.devices.findByLwm2mEndpoint(endpoint);
-    if (!device) throw new RegistrationError('4.03', `No device has the LwM2M endpoint "${endpoint}" (credentialsType LWM2M_CREDENTIALS)`);
-    const registration = this.registrations.register(queries, payloadText(req), req.peer);
-    const k = this.knownOf(device);
-    k.registrationId = registration.id;
-    this.byRegistration.set(registration.id, device.id);
-    const client = new CoapDeviceClient({
-      endpoint: this.endpoint,
-      peer: () => this.registrations.get(registration.id)?.peer ?? registration.peer,
-      rootPath: registration.objects.rootPath,
-      maxPushBytes: this.options.maxPushBytes,
-      timeoutMs: this.options.requestTimeoutMs,
-    });
-    k.client = client;
-    this.emit('registration', this.registrationEvent('registered', registration, device));
-    return {
-      code: Code.CREATED,
-      locationPath: ['rd', registration.id],
-      // The device reads and is observed once it has its answer: it may only listen after that.
-      sent: () => {
-        k.ready = this.attach(k, registration, client);
-      },
-    };
+    // The device is read before it is known here: a change of it meanwhile is not missed (device-snapshots.ts).
+    const opening = this.follower?.opening();
+    try {
+      const endpoint = Registrations.endpointOf(queries);
+      const device = await this.ctx.devices.findByLwm2mEndpoint(endpoint);
+      if (!device) throw new RegistrationError('4.03', `No device has the LwM2M endpoint "${endpoint}" (credentialsType LWM2M_CREDENTIALS)`);
+      const registration = this.registrations.register(queries, payloadText(req), req.peer);
+      const k = this.knownOf(device);
+      k.registrationId = registration.id;
+      this.byRegistration.set(registration.id, device.id);
+      const client = new CoapDeviceClient({
+        endpoint: this.endpoint,
+        peer: () => this.registrations.get(registration.id)?.peer ?? registration.peer,
+        rootPath: registration.objects.rootPath,
+        maxPushBytes: this.options.maxPushBytes,
+        timeoutMs: this.options.requestTimeoutMs,
+      });
+      k.client = client;
+      this.emit('registration', this.registrationEvent('registered', registration, device));
+      return {
+        code: Code.CREATED,
+        locationPath: ['rd', registration.id],
+        // The device reads and is observed once it has its answer: it may only listen after that.
+        // A change heard meanwhile is applied after the answer too: an end must not overtake it.
+        sent: () => {
+          k.ready = this.attach(k, registration, client);
+          opening?.end(device);
+        },
+      };
+    } catch (err) {
+      opening?.end(null);
+      throw err;
+    }
   }
 
   private update(req: CoapRequest, id: string, queries: string[]): Reply {

@@ -19,7 +19,7 @@ import { MqttAuthenticator } from './authenticate';
 import { DEFAULT_VERIFIED_CACHE_SIZE, PasswordVerifier } from '../../devices/password-hash';
 import { credentialsChanged } from '../../devices/device-revocations';
 import type { UplinkEvent } from '../../pipeline/uplink';
-import { followDeviceSnapshots, type SessionSnapshots } from '../device-snapshots';
+import { followDeviceSnapshots, type SessionOpening, type SessionSnapshots, type SnapshotFollower } from '../device-snapshots';
 
 export type { DisconnectReason } from './publish-context';
 
@@ -143,8 +143,9 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
       const payloads = protoPayloadsOf(profile);
       for (const set of this.byDevice.values()) for (const s of set) if (s.device?.deviceProfileId === profile.id && s.device.tenantId === profile.tenantId) s.payloads = payloads;
     },
+    revoked: (deviceId, reason) => this.closeDevice(deviceId, reason),
   };
-  private unfollow: (() => void) | null = null;
+  private follower: SnapshotFollower | null = null;
   private readonly onPackageDeleted = ({ pkg }: EngineEventMap['packageDeleted'][0]): void => {
     if (!pkg.blobSha256) return;
     this.reader.forget(pkg.blobSha256);
@@ -219,7 +220,7 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.ctx.events.on('deviceDeleted', this.onDeviceDeleted);
     this.ctx.events.on('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.on('deviceSaved', this.onDeviceSaved);
-    this.unfollow = followDeviceSnapshots(this.ctx, this.snapshots, 'MQTT endpoint');
+    this.follower = followDeviceSnapshots(this.ctx, this.snapshots, 'MQTT endpoint');
     this.ctx.events.on('packageDeleted', this.onPackageDeleted);
     return this.address as AddressInfo;
   }
@@ -232,8 +233,8 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
     this.ctx.events.off('deviceDeleted', this.onDeviceDeleted);
     this.ctx.events.off('deviceRevoked', this.onDeviceRevoked);
     this.ctx.events.off('deviceSaved', this.onDeviceSaved);
-    this.unfollow?.();
-    this.unfollow = null;
+    this.follower?.stop();
+    this.follower = null;
     this.ctx.events.off('packageDeleted', this.onPackageDeleted);
     const closedServer = new Promise<void>((resolve) => server.close(() => resolve()));
     const closedSockets = [...this.sessions].map(
@@ -284,6 +285,10 @@ export class MqttTransport extends EventEmitter<MqttTransportEvents> implements 
   }
 
   // ---- SessionHost ----------------------------------------------------------------------------
+
+  opening(): SessionOpening {
+    return this.follower?.opening() ?? { end: () => undefined };
+  }
 
   connected(session: MqttSession): void {
     const device = session.device as Device;

@@ -7,6 +7,7 @@ import { handlePublish, protoDownlink } from './device-api';
 import type { AttributeMap } from '../../store/attributes';
 import { ProtoPayloads, protoPayloadsOf } from '../proto-payloads';
 import type { DisconnectReason, PublishHost, PublishingSession } from './publish-context';
+import type { SessionOpening } from '../device-snapshots';
 import { FirmwareChunks } from './firmware-chunks';
 import { ChunkReadAhead } from './chunk-read-ahead';
 import { handleProvisionPublish, isProvisionConnect, isProvisionFilter } from './provision-session';
@@ -17,6 +18,8 @@ import { classifySubscription, FAMILY, topicMatches, type TopicFamily } from './
 /** What a session needs from the transport that accepted it. */
 export interface SessionHost extends PublishHost {
   readonly authenticator: MqttAuthenticator;
+  /** Made before a CONNECT reads its device and profile: a change of either before `connected` is not missed (device-snapshots.ts). */
+  opening(): SessionOpening;
   connected(session: MqttSession): void;
   refused(session: MqttSession, code: number): void;
   closed(session: MqttSession, reason: DisconnectReason): void;
@@ -226,19 +229,31 @@ export class MqttSession implements PublishingSession {
       this.provisioning = true;
       return this.write(encode({ cmd: 'connack', returnCode: 0, reasonCode: 0, sessionPresent: false }, this.version));
     }
+    const opening = this.host.opening();
+    let held: Device | null = null;
+    try {
+      held = await this.authenticate(p);
+    } finally {
+      opening.end(held);
+    }
+  }
+
+  /** The device of an accepted CONNECT, once CONNACK is sent and the session is held; null when refused or closed meanwhile. */
+  private async authenticate(p: IConnectPacket): Promise<Device | null> {
     // Access token, MQTT basic or X.509 client certificate: authenticate.ts (§3.1).
     const certificate = 'getPeerCertificate' in this.socket ? (this.socket as TLSSocket).getPeerCertificate().raw : undefined;
     const device = await this.host.authenticator.authenticate({ clientId: p.clientId, username: p.username, password: p.password, certificate });
-    if (this.isClosing) return;
+    if (this.isClosing) return null;
     if (!device) {
       const code = refusalCode(this.version, { clientId: p.clientId, username: p.username, password: p.password });
       this.write(encode({ cmd: 'connack', returnCode: code, reasonCode: code, sessionPresent: false }, this.version));
       this.host.refused(this, code);
       // A refused CONNACK is the last packet [MQTT-3.2.2-7]: no DISCONNECT follows.
-      return this.close('not-authorized');
+      this.close('not-authorized');
+      return null;
     }
     this.payloads = protoPayloadsOf(await this.host.ctx.lookups.profileOf(device.tenantId, device.deviceProfileId));
-    if (this.isClosing) return;
+    if (this.isClosing) return null;
     this.device = device;
     // Nothing of a session is kept across connections, so a session is never present, whatever
     // `clean` asked (ThingsBoard answers `!clean`, which tells clients to skip resubscribing).
@@ -248,6 +263,7 @@ export class MqttSession implements PublishingSession {
     // [MQTT-3.1.2-24]: closed after one and a half keepalive periods of silence; 0 turns it off.
     if (this.keepaliveMs > 0) this.schedule(this.keepaliveMs * 1.5);
     this.host.connected(this);
+    return device;
   }
 
   private onSubscribe(p: ISubscribePacket): void {

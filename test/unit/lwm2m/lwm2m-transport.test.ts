@@ -219,6 +219,30 @@ describe('LwM2M transport', function () {
     expect(transport.registered).to.equal(1);
   });
 
+  it('ends the registration of a device deleted after its Register read it, before it was known', async () => {
+    const h = harness();
+    const ctx = h.engine.deviceContext;
+    await transport.stop();
+    // The deletion commits once the Register's device is read, as one made just then would.
+    const findByLwm2mEndpoint = async (ep: string): Promise<Device | null> => {
+      const found = await ctx.devices.findByLwm2mEndpoint(ep);
+      await h.engine.devices.delete(h.tenantId, device.id);
+      return found;
+    };
+    const devices = new Proxy(ctx.devices, { get: (target, key) => (key === 'findByLwm2mEndpoint' ? findByLwm2mEndpoint : (Reflect.get(target, key) as unknown)) });
+    transport = new Lwm2mTransport({ ...ctx, devices }, { port: 0, host: '127.0.0.1', ackTimeoutMs: 300, requestTimeoutMs: 5000 });
+    transport.on('registration', (ev) => registrations.push(ev));
+    port = (await transport.start()).port;
+    const ended = new Promise<void>((resolve) => transport.on('registration', (ev) => ev.event !== 'registered' && resolve()));
+    await register();
+    await ended;
+    expect(registrations.map((r) => [r.event, r.deviceId])).to.deep.equal([
+      ['registered', device.id],
+      ['deregistered', device.id],
+    ]);
+    expect(transport.registered).to.equal(0);
+  });
+
   it('refuses an unknown endpoint with 4.03 and keeps nothing', async () => {
     const answer = await raw(port, {
       messageId: 7,
