@@ -533,6 +533,14 @@ function fleetContract(get: () => Fixture): void {
       await f.fleet.pruneSnapshots(tenantId, 290);
       expect((await f.fleet.snapshotSeries(tenantId, 'FIRMWARE', 0, 1000, 100)).map((p) => p.ts)).to.deep.equal([290, 350]);
     });
+
+    it('writes no snapshot for a tenant deleted after its distribution was read', async () => {
+      const gone = (await f.tenants.createTenant('gone')).id;
+      await f.tenants.deleteTenant(gone);
+      await f.fleet.recordSnapshot(gone, 100, { FIRMWARE: counts({ QUEUED: 1 }), SOFTWARE: counts({}) });
+      expect(await f.fleet.snapshotSeries(gone, 'FIRMWARE', 0, 1000, 10)).to.deep.equal([]);
+      expect(await f.fleet.snapshotBefore(gone, 'FIRMWARE', 1000)).to.equal(null);
+    });
   });
 }
 

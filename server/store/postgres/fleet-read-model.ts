@@ -7,7 +7,7 @@ import type { DeviceFilter, DevicePageLink, DeviceRow, DistributionPoint, FleetR
 import { devicePageStatements, deviceRowsStatement, toDeviceRow, type DeviceQueryDialect, type DeviceRowColumns, type Statement } from '../fleet-device-query';
 import { distributionOf, groupCounts } from '../fleet-counts';
 import { SNAPSHOT_COLUMNS, snapshotPoint, type SnapshotRow } from '../snapshot-columns';
-import type { Sql } from './pool';
+import { inTransaction, type Sql } from './pool';
 import { sortedPageIds } from '../fleet-sorted-page';
 
 /** The SQLite results, in PostgreSQL: "C"-collated text sorts bytewise, NULLs first ascending. */
@@ -176,12 +176,16 @@ export class PgFleetReadModel implements FleetReadModel {
     const width = 3 + columns.length;
     const values = OTA_PACKAGE_TYPES.map((_, row) => `(${Array.from({ length: width }, (_v, i) => `$${row * width + i + 1}`).join(', ')})`);
     const params = OTA_PACKAGE_TYPES.flatMap((type) => [tenantId, type, ts, ...SNAPSHOT_COLUMNS.map((c) => distribution[type][c.key])]);
-    // One statement: both types' rows commit together.
-    await this.sql.query(
-      `INSERT INTO ota_state_snapshots (tenant_id, type, ts, ${columns.join(', ')}) VALUES ${values.join(', ')}
-       ON CONFLICT (tenant_id, type, ts) DO UPDATE SET ${columns.map((c) => `${c} = excluded.${c}`).join(', ')}`,
-      params,
-    );
+    // Only for a tenant that still exists, its row held against a deletion under way (deleteTenant
+    // locks it first): the distribution was read before this write. Both types' rows in one statement.
+    await inTransaction(this.sql, async (client) => {
+      if (!(await client.query('SELECT 1 FROM tenants WHERE id = $1 FOR KEY SHARE', [tenantId])).rowCount) return;
+      await client.query(
+        `INSERT INTO ota_state_snapshots (tenant_id, type, ts, ${columns.join(', ')}) VALUES ${values.join(', ')}
+         ON CONFLICT (tenant_id, type, ts) DO UPDATE SET ${columns.map((c) => `${c} = excluded.${c}`).join(', ')}`,
+        params,
+      );
+    });
   }
 
   async pruneSnapshots(tenantId: TenantId, before: number): Promise<void> {

@@ -94,3 +94,8 @@ export async function transaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) 
     client.release();
   }
 }
+
+/** On the pool: a transaction of its own; on a client: part of the store transaction already open. */
+export function inTransaction<T>(sql: Sql, fn: (client: Sql) => Promise<T>): Promise<T> {
+  return sql instanceof pg.Pool ? transaction(sql, fn) : fn(sql);
+}

@@ -24,7 +24,7 @@ import {
 } from '../tenants';
 import { writing } from './constraint-errors';
 import { queryPage } from './page';
-import { transaction, type Sql } from './pool';
+import { inTransaction, type Sql } from './pool';
 import pg from 'pg';
 
 export class PgTenantRepository implements TenantRepository {
@@ -66,6 +66,8 @@ export class PgTenantRepository implements TenantRepository {
   async deleteTenant(id: TenantId): Promise<string[]> {
     if (!isUuid(id)) return [];
     return inTransaction(this.sql, async (client) => {
+      // First: a snapshot being written for this tenant (recordSnapshot holds the row FOR KEY SHARE) commits before the deletes, or writes nothing after them.
+      await client.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [id]);
       const blobs = await client.query<{ sha: string }>('SELECT DISTINCT blob_sha256 AS sha FROM ota_packages WHERE tenant_id = $1 AND blob_sha256 IS NOT NULL', [id]);
       for (const sql of TENANT_DELETES) await client.query(sql, [id]);
       return blobs.rows.map((b) => b.sha);
@@ -190,9 +192,4 @@ export class PgTenantRepository implements TenantRepository {
       map: toTenantProfile,
     });
   }
-}
-
-/** On the pool: a transaction of its own; on a client: part of the store transaction already open. */
-function inTransaction<T>(sql: Sql, fn: (client: Sql) => Promise<T>): Promise<T> {
-  return sql instanceof pg.Pool ? transaction(sql, fn) : fn(sql);
 }

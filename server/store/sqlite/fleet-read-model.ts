@@ -144,12 +144,14 @@ export class SqliteFleetReadModel implements FleetReadModel {
   }
 
   async recordSnapshot(tenantId: TenantId, ts: number, distribution: Record<OtaPackageType, StateCounts>): Promise<void> {
+    // Only for a tenant that still exists: the distribution was read before this write, and a tenant
+    // deleted in between would keep the rows (SQLite writes one transaction at a time, so the check holds).
     const insert = this.db.prepare(
       `INSERT OR REPLACE INTO ota_state_snapshots (tenant_id, type, ts, ${SNAPSHOT_COLUMNS.map((c) => c.column).join(', ')})
-       VALUES (?, ?, ?, ${SNAPSHOT_COLUMNS.map(() => '?').join(', ')})`,
+       SELECT ?, ?, ?, ${SNAPSHOT_COLUMNS.map(() => '?').join(', ')} WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?)`,
     );
     this.db.transaction(() => {
-      for (const type of OTA_PACKAGE_TYPES) insert.run(tenantId, type, ts, ...SNAPSHOT_COLUMNS.map((c) => distribution[type][c.key]));
+      for (const type of OTA_PACKAGE_TYPES) insert.run(tenantId, type, ts, ...SNAPSHOT_COLUMNS.map((c) => distribution[type][c.key]), tenantId);
     })();
   }
 
