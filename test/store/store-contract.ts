@@ -339,6 +339,39 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.states.get(b!, 'FIRMWARE')).to.include({ state: 'DOWNLOADING', stateTs: 10 });
       });
 
+      it('gives each device of a batch its own rows when devices share values, and values differ by key, time or scope only', async () => {
+        const [a, b, c] = await devices(3);
+        const shared = { target_fw_title: 'fw', target_fw_version: '1.0', fw_state: 'QUEUED' };
+        await store.telemetry.saveAll([
+          { deviceId: a!, entries: [{ ts: 5, values: shared }] },
+          { deviceId: b!, entries: [{ ts: 5, values: { ...shared, fw_state: 'fw' } }] },
+          { deviceId: c!, entries: [{ ts: 6, values: shared }] },
+          { deviceId: a!, entries: [{ ts: 7, values: { fw_state: 'INITIATED' } }] },
+        ]);
+        const range = { startTs: 0, endTs: 100, limit: 10, order: 'ASC' } as const;
+        const latest = async (d: DeviceId) =>
+          Object.entries(await store.telemetry.latest(d))
+            .map(([k, p]) => `${k}=${String(p.value)}@${p.ts}`)
+            .sort();
+        expect(await latest(a!)).to.deep.equal(['fw_state=INITIATED@7', 'target_fw_title=fw@5', 'target_fw_version=1.0@5']);
+        expect(await latest(b!)).to.deep.equal(['fw_state=fw@5', 'target_fw_title=fw@5', 'target_fw_version=1.0@5']);
+        expect(await latest(c!)).to.deep.equal(['fw_state=QUEUED@6', 'target_fw_title=fw@6', 'target_fw_version=1.0@6']);
+        expect(await store.telemetry.history(a!, ['fw_state'], range)).to.deep.equal({
+          fw_state: [
+            { ts: 5, value: 'QUEUED' },
+            { ts: 7, value: 'INITIATED' },
+          ],
+        });
+        await store.attributes.saveAll([
+          { deviceId: a!, scope: 'SHARED', values: { fw_title: 'fw', fw_size: 1 }, ts: 5 },
+          { deviceId: b!, scope: 'SHARED', values: { fw_title: 'fw', fw_size: 1 }, ts: 5 },
+          { deviceId: c!, scope: 'SERVER', values: { fw_title: 'fw', fw_size: 1 }, ts: 6 },
+        ]);
+        for (const d of [a!, b!]) expect(await store.attributes.get(d, 'SHARED')).to.deep.equal({ fw_title: 'fw', fw_size: 1 });
+        expect(await store.attributes.get(c!, 'SHARED')).to.deep.equal({});
+        expect(await store.attributes.get(c!, 'SERVER')).to.deep.equal({ fw_title: 'fw', fw_size: 1 });
+      });
+
       it('queues several devices as setQueued one at a time would, a device twice included', async () => {
         const [a, b] = await devices(2);
         const other = newId<'OTA_PACKAGE'>();
