@@ -412,6 +412,15 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.fleet.counts((await store.tenants.createTenant('other')).id, 'package')).to.deep.equal([]);
       });
 
+      it("forgets a deleted device's queue row and target; another device keeps its own", async () => {
+        const [gone, kept] = await devices(2);
+        await store.queue.put([event(gone!, 1), event(kept!, 1)]);
+        await store.targets.put([gone!, kept!].map((deviceId) => ({ deviceId, type: 'FIRMWARE' as const, packageId: pkg.id, ts: 1, notified: false })));
+        await store.devices.delete(tenantId, gone!);
+        expect((await store.queue.claim(10, 2, 1000)).map((c) => c.deviceId)).to.deep.equal([kept]);
+        expect((await store.targets.getAll([gone!, kept!])).map((t) => t.deviceId)).to.deep.equal([kept]);
+      });
+
       it('keeps the first value of a setting: a second putIfAbsent answers it', async () => {
         expect(await store.settings.get('k')).to.equal(null);
         expect(await store.settings.putIfAbsent('k', 'one')).to.equal('one');
