@@ -581,9 +581,11 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
 
       -- Rows a fan-out updates soon after writing them (the queue row claimed, the target notified,
       -- the latest fw_state): with room left on their page the update stays there and writes no
-      -- index entry (a heap-only tuple), where on a full page it wrote one in every index.
+      -- index entry (a heap-only tuple), where on a full page it wrote one in every index. The room
+      -- is what the fan-out updates: every queue row and target, one latest key in five (targets
+      -- at 70 % kept 46 % of their updates on the page, at 50 % nearly all).
       ALTER TABLE notify_queue SET (fillfactor = 50);
-      ALTER TABLE ota_targets SET (fillfactor = 70);
+      ALTER TABLE ota_targets SET (fillfactor = 50);
       ALTER TABLE telemetry_latest SET (fillfactor = 80);
 
       -- As migration 14 for attributes and telemetry: each row inserted checked its device with a
