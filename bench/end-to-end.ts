@@ -29,7 +29,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { AdminClient, type ProfileInfo } from '../sim/admin-client';
 import { redactedUrl } from '../server/store/redacted-url';
-import { Cleanup, cpuMs, positiveInt, printTable, secondsSince, type Benchmark } from './lib';
+import { backendCpu, Cleanup, cpuMs, positiveInt, printTable, secondsSince, type Benchmark } from './lib';
 import { WireClient } from './mqtt-wire';
 
 export const endToEnd: Benchmark = {
@@ -220,30 +220,6 @@ async function onDatabaseServer(sql: string): Promise<void> {
   } finally {
     await c.end();
   }
-}
-
-/**
- * CPU of the PostgreSQL backends serving `url`'s database (readable in /proc when the server runs on
- * this machine). With `before`, what they spent since: a backend started meanwhile counts whole.
- */
-async function backendCpu(url: string, before?: Map<number, number>): Promise<{ byPid: Map<number, number>; spent: number }> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
-  await c.connect();
-  let pids: number[];
-  try {
-    pids = (await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()')).rows.map((r) => r.pid);
-  } finally {
-    await c.end();
-  }
-  const byPid = new Map<number, number>();
-  let total = 0;
-  for (const pid of pids) {
-    const ms = cpuMs(pid);
-    if (ms === null) continue;
-    byPid.set(pid, ms);
-    total += ms - (before?.get(pid) ?? 0);
-  }
-  return { byPid, spent: total };
 }
 
 /**

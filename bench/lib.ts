@@ -10,6 +10,7 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import pg from 'pg';
 import type { OtaEngine } from '../server/engine';
 import type { Logger } from '../server/logger';
 import type { DeviceProfileId, TenantId } from '../server/ids';
@@ -64,6 +65,30 @@ export function cpuMs(pid: number | 'self' = 'self'): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU of the PostgreSQL backends serving `url`'s database (readable in /proc when the server runs on
+ * this machine). With `before`, what they spent since: a backend started meanwhile counts whole.
+ */
+export async function backendCpu(url: string, before?: Map<number, number>): Promise<{ byPid: Map<number, number>; spent: number }> {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  await c.connect();
+  let pids: number[];
+  try {
+    pids = (await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()')).rows.map((r) => r.pid);
+  } finally {
+    await c.end();
+  }
+  const byPid = new Map<number, number>();
+  let total = 0;
+  for (const pid of pids) {
+    const ms = cpuMs(pid);
+    if (ms === null) continue;
+    byPid.set(pid, ms);
+    total += ms - (before?.get(pid) ?? 0);
+  }
+  return { byPid, spent: total };
 }
 
 /**

@@ -16,6 +16,9 @@
  *                                       a time, then one transaction per batch deleting and
  *                                       upserting each device's shared attributes, one statement each
  *
+ * Each step also shows the CPU the database's backends spent on it (read from /proc: a server on
+ * this machine), which swings less than wall time when the machine is shared.
+ *
  * The server: OTA_BENCH_DATABASE_URL (default OTA_TEST_DATABASE_URL's, the local cluster of .ci/run);
  * the database is created and dropped. Without a reachable server the benchmark says so and ends.
  */
@@ -27,7 +30,7 @@ import type { DeviceId } from '../server/ids';
 import { newId } from '../server/ids';
 import type { AssignmentEvent } from '../server/pipeline/notify-queue';
 import { packageAttributes } from '../server/pipeline/ota-keys';
-import { benchLogger, Cleanup, createProfileWithPackage, positiveInt, printTable, queueReaches, timed, type Benchmark } from './lib';
+import { backendCpu, benchLogger, Cleanup, createProfileWithPackage, positiveInt, printTable, queueReaches, timed, type Benchmark } from './lib';
 
 export const pipelineQueuePostgres: Benchmark = {
   name: 'pipeline queue (PostgreSQL)',
@@ -46,6 +49,13 @@ async function onServer(sql: string): Promise<void> {
   } finally {
     await c.end();
   }
+}
+
+/** `fn` timed, with the CPU the database's backends spent meanwhile (steadier than wall time on a busy machine). */
+async function step(url: string, fn: () => Promise<unknown>): Promise<{ seconds: number; databaseMs: number }> {
+  const before = await backendCpu(url);
+  const { seconds } = await timed(fn);
+  return { seconds, databaseMs: (await backendCpu(url, before.byPid)).spent };
 }
 
 async function run(): Promise<void> {
@@ -83,7 +93,7 @@ async function run(): Promise<void> {
     for (const t of ['notify_queue', 'attributes']) await ref.query(`CREATE TABLE bench_ref_${t} (LIKE ${t} INCLUDING ALL)`);
     console.log(`${n} devices, one profile, one 64 KiB package; engine and reference on one PostgreSQL database`);
 
-    const refQueued = await timed(async () => {
+    const refQueued = await step(url.toString(), async () => {
       const client = await (ref as pg.Pool).connect();
       try {
         for (let i = 0; i < n; i += ASSIGNMENT_PAGE) {
@@ -104,7 +114,7 @@ async function run(): Promise<void> {
       }
     });
     const queue = engine.pipeline.queue;
-    const queued = await timed(async () => {
+    const queued = await step(url.toString(), async () => {
       const full = queueReaches(queue, n);
       await (engine as OtaEngine).pipeline.assignment.assign(tenantId, { target: { deviceProfile: profileId }, type: 'FIRMWARE', package: pkg.id });
       await full;
@@ -112,7 +122,7 @@ async function run(): Promise<void> {
     if ((await queue.depth()) !== n) throw new Error(`queue holds ${await queue.depth()} rows, expected ${n}`);
 
     const { set } = packageAttributes(pkg);
-    const refNotified = await timed(async () => {
+    const refNotified = await step(url.toString(), async () => {
       const client = await (ref as pg.Pool).connect();
       try {
         for (;;) {
@@ -136,7 +146,8 @@ async function run(): Promise<void> {
         client.release();
       }
     });
-    const notified = await timed(
+    const notified = await step(
+      url.toString(),
       () =>
         new Promise<void>((resolve, reject) => {
           let done = 0;
@@ -156,16 +167,24 @@ async function run(): Promise<void> {
     if ((await queue.depth()) !== 0) throw new Error(`queue depth ${await queue.depth()} after notifying`);
 
     const rows = [
-      ['insert queue rows (reference)', refQueued.seconds, null],
-      ['assignment → queued', queued.seconds, refQueued.seconds],
-      ['take queue rows + write attributes (reference)', refNotified.seconds, null],
-      ['release + notify (pacing off)', notified.seconds, refNotified.seconds],
+      ['insert queue rows (reference)', refQueued, null],
+      ['assignment → queued', queued, refQueued],
+      ['take queue rows + write attributes (reference)', refNotified, null],
+      ['release + notify (pacing off)', notified, refNotified],
     ] as const;
     printTable(
-      ['step', 'events', 'seconds', 'events/s', 'ratio to reference'],
-      rows.map(([step, s, r]) => [step, String(n), s.toFixed(2), (n / s).toFixed(0), r === null ? '—' : `${(r / s).toFixed(3)}×`]),
+      ['step', 'events', 'seconds', 'events/s', 'ratio to reference', 'PostgreSQL CPU ms'],
+      rows.map(([name, s, r]) => [
+        name,
+        String(n),
+        s.seconds.toFixed(2),
+        (n / s.seconds).toFixed(0),
+        r === null ? '—' : `${(r.seconds / s.seconds).toFixed(3)}×`,
+        String(s.databaseMs),
+      ]),
     );
     console.log("ratio: our events/s ÷ the bare pg loop's (1.00 = as fast); one run each, reference first");
+    console.log("PostgreSQL CPU: user + system time of the database's backends over the step (server on this machine), steadier than wall time on a busy machine");
   } finally {
     await engine?.close();
     await ref?.end();

@@ -595,7 +595,7 @@ describe('repository contracts on PostgreSQL', () => {
     const again = await openPool({ connectionString: database().url, max: 1 });
     try {
       const versions = (await again.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows.map((r) => r.version);
-      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18]);
+      expect(versions).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
     } finally {
       await again.end();
     }

@@ -356,6 +356,39 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.telemetry.latest(b!)).to.deep.equal({ fw_state: { ts: 10, value: 'INITIATED' }, note: { ts: 10, value: 1 } });
       });
 
+      it('gives each device of a batch its own rows when devices share values, and values differ by key, time or scope only', async () => {
+        const [a, b, c] = await devices(3);
+        const shared = { target_fw_title: 'fw', target_fw_version: '1.0', fw_state: 'QUEUED' };
+        await store.telemetry.saveAll([
+          { deviceId: a!, entries: [{ ts: 5, values: shared }] },
+          { deviceId: b!, entries: [{ ts: 5, values: { ...shared, fw_state: 'fw' } }] },
+          { deviceId: c!, entries: [{ ts: 6, values: shared }] },
+          { deviceId: a!, entries: [{ ts: 7, values: { fw_state: 'INITIATED' } }] },
+        ]);
+        const range = { startTs: 0, endTs: 100, limit: 10, order: 'ASC' } as const;
+        const latest = async (d: DeviceId) =>
+          Object.entries(await store.telemetry.latest(d))
+            .map(([k, p]) => `${k}=${String(p.value)}@${p.ts}`)
+            .sort();
+        expect(await latest(a!)).to.deep.equal(['fw_state=INITIATED@7', 'target_fw_title=fw@5', 'target_fw_version=1.0@5']);
+        expect(await latest(b!)).to.deep.equal(['fw_state=fw@5', 'target_fw_title=fw@5', 'target_fw_version=1.0@5']);
+        expect(await latest(c!)).to.deep.equal(['fw_state=QUEUED@6', 'target_fw_title=fw@6', 'target_fw_version=1.0@6']);
+        expect(await store.telemetry.history(a!, ['fw_state'], range)).to.deep.equal({
+          fw_state: [
+            { ts: 5, value: 'QUEUED' },
+            { ts: 7, value: 'INITIATED' },
+          ],
+        });
+        await store.attributes.saveAll([
+          { deviceId: a!, scope: 'SHARED', values: { fw_title: 'fw', fw_size: 1 }, ts: 5 },
+          { deviceId: b!, scope: 'SHARED', values: { fw_title: 'fw', fw_size: 1 }, ts: 5 },
+          { deviceId: c!, scope: 'SERVER', values: { fw_title: 'fw', fw_size: 1 }, ts: 6 },
+        ]);
+        for (const d of [a!, b!]) expect(await store.attributes.get(d, 'SHARED')).to.deep.equal({ fw_title: 'fw', fw_size: 1 });
+        expect(await store.attributes.get(c!, 'SHARED')).to.deep.equal({});
+        expect(await store.attributes.get(c!, 'SERVER')).to.deep.equal({ fw_title: 'fw', fw_size: 1 });
+      });
+
       it('queues several devices as setQueued one at a time would, a device twice included', async () => {
         const [a, b] = await devices(2);
         const other = newId<'OTA_PACKAGE'>();
@@ -394,6 +427,15 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.fleet.counts(tenantId, 'package')).to.deep.equal([{ key: pkg.id, type: 'FIRMWARE', title: 'fw', version: '1.0', ...counts }]);
         expect(await store.fleet.counts(tenantId, 'profile')).to.deep.equal([{ key: profileId, type: 'FIRMWARE', title: 'default', version: '', ...counts }]);
         expect(await store.fleet.counts((await store.tenants.createTenant('other')).id, 'package')).to.deep.equal([]);
+      });
+
+      it("forgets a deleted device's queue row and target; another device keeps its own", async () => {
+        const [gone, kept] = await devices(2);
+        await store.queue.put([event(gone!, 1), event(kept!, 1)]);
+        await store.targets.put([gone!, kept!].map((deviceId) => ({ deviceId, type: 'FIRMWARE' as const, packageId: pkg.id, ts: 1, notified: false })));
+        await store.devices.delete(tenantId, gone!);
+        expect((await store.queue.claim(10, 2, 1000)).map((c) => c.deviceId)).to.deep.equal([kept]);
+        expect((await store.targets.getAll([gone!, kept!])).map((t) => t.deviceId)).to.deep.equal([kept]);
       });
 
       it('keeps the first value of a setting: a second putIfAbsent answers it', async () => {

@@ -1,5 +1,6 @@
 import type { DeviceId } from '../../ids';
 import type { AttributeDelete, AttributeMap, AttributeRepository, AttributeScope, AttributeValue, AttributeWrite } from '../attributes';
+import { DistinctValues } from './distinct-values';
 import type { Sql } from './pool';
 
 /** Device attributes by scope, values kept as jsonb. Each call is one statement, so one round trip. */
@@ -10,25 +11,31 @@ export class PgAttributeRepository implements AttributeRepository {
     return this.saveAll([{ deviceId, scope, values, ts }]);
   }
 
-  /** One statement for the batch; of two writes of one key, the later one is kept (as in order). */
+  /**
+   * One statement for the batch; of two writes of one key, the later one is kept (as in order).
+   * Each distinct (scope, key, value, ts) goes once and rows refer to it by number: a notified
+   * batch's devices share their package's attributes (see DistinctValues).
+   */
   async saveAll(batch: readonly AttributeWrite[]): Promise<void> {
-    const rows = new Map<string, { deviceId: DeviceId; scope: AttributeScope; key: string; json: string; ts: number }>();
-    for (const { deviceId, scope, values, ts } of batch) {
-      for (const [key, value] of Object.entries(values)) {
+    const values = new DistinctValues<{ s: AttributeScope; k: string; v: string; t: number }>();
+    const rows = new Map<string, { deviceId: DeviceId; value: number }>();
+    for (const { deviceId, scope, values: map, ts } of batch) {
+      for (const [key, value] of Object.entries(map)) {
         const id = `${deviceId}/${scope}/${key}`;
         // Re-inserted so the map's order is the order of the last writes.
         rows.delete(id);
-        rows.set(id, { deviceId, scope, key, json: JSON.stringify(value), ts });
+        rows.set(id, { deviceId, value: values.number({ s: scope, k: key, v: JSON.stringify(value), t: ts }) });
       }
     }
     if (rows.size === 0) return;
-    // The rows as one JSON document: JSON.stringify is native, where pg escapes array elements one by one in JS.
-    const doc = JSON.stringify([...rows.values()].map((r) => ({ d: r.deviceId, s: r.scope, k: r.key, v: r.json, t: r.ts })));
     await this.sql.query(
-      `INSERT INTO attributes (device_id, scope, key, value, ts)
-       SELECT d, s, k, v::jsonb, t FROM json_to_recordset($1::json) AS r(d uuid, s text, k text, v text, t bigint)
+      `WITH v AS MATERIALIZED (
+         SELECT n, s, k, v::jsonb AS v, t FROM ROWS FROM (json_to_recordset($1::json) AS (s text, k text, v text, t bigint)) WITH ORDINALITY AS v(s, k, v, t, n)
+       )
+       INSERT INTO attributes (device_id, scope, key, value, ts)
+       SELECT r.d, v.s, v.k, v.v, v.t FROM unnest($2::uuid[], $3::int[]) AS r(d, i) JOIN v ON v.n = r.i
        ON CONFLICT (device_id, scope, key) DO UPDATE SET value = excluded.value, ts = excluded.ts`,
-      [doc],
+      [JSON.stringify(values.list), Array.from(rows.values(), (r) => r.deviceId), Array.from(rows.values(), (r) => r.value)],
     );
   }
 

@@ -1,6 +1,7 @@
 import type { DeviceId } from '../../ids';
 import { isHistoryKey, type DeviceTelemetry, type TelemetryEntry, type TelemetryPoint, type TelemetryRepository, type TelemetryValue } from '../telemetry';
 import type { Sql } from './pool';
+import { DistinctValues, type Rows } from './distinct-values';
 
 /** Time series in jsonb: the latest value of every key, and the history of the OTA keys. */
 export class PgTelemetryRepository implements TelemetryRepository {
@@ -14,34 +15,41 @@ export class PgTelemetryRepository implements TelemetryRepository {
    * One statement (so one commit, one round trip) for the whole batch: the history rows in the
    * order reported, and per device and key the latest value, which only moves forward in time; among
    * reports of the same ts the last one wins, as when the SQLite side applies them one after the other.
+   *
+   * Each distinct (key, ts, value) goes once, rows refer to it by number: a fan-out's devices share
+   * their five target_* values, and parsing a JSON document of every row (and each value into jsonb)
+   * was two thirds of the statement's time (1,000 devices: 136 ms, of which 53 ms writing history).
    */
   async saveAll(batch: readonly DeviceTelemetry[]): Promise<void> {
-    const latest = new Map<string, { deviceId: DeviceId; key: string; ts: number; json: string }>();
-    const history: Array<{ deviceId: DeviceId; key: string; ts: number; json: string }> = [];
+    const values = new DistinctValues<{ k: string; t: number; v: string }>();
+    const latest = new Map<string, { deviceId: DeviceId; ts: number; value: number }>();
+    const history: Rows = { devices: [], values: [] };
     for (const { deviceId, entries } of batch) {
       for (const e of entries) {
-        for (const [key, value] of Object.entries(e.values)) {
-          const json = JSON.stringify(value);
+        for (const [key, v] of Object.entries(e.values)) {
+          const value = values.number({ k: key, t: e.ts, v: JSON.stringify(v) });
           const id = `${deviceId}/${key}`;
           const seen = latest.get(id);
-          if (!seen || e.ts >= seen.ts) latest.set(id, { deviceId, key, ts: e.ts, json });
-          if (isHistoryKey(key)) history.push({ deviceId, key, ts: e.ts, json });
+          if (!seen || e.ts >= seen.ts) latest.set(id, { deviceId, ts: e.ts, value });
+          if (isHistoryKey(key)) {
+            history.devices.push(deviceId);
+            history.values.push(value);
+          }
         }
       }
     }
     if (latest.size === 0) return;
-    // Each set as one JSON document: JSON.stringify is native, where pg escapes array elements one by one in JS.
-    const doc = (rows: Iterable<{ deviceId: DeviceId; key: string; ts: number; json: string }>): string =>
-      JSON.stringify(Array.from(rows, (r) => ({ d: r.deviceId, k: r.key, t: r.ts, v: r.json })));
     await this.sql.query(
-      `WITH history AS (
+      `WITH v AS MATERIALIZED (
+         SELECT n, k, t, v::jsonb AS v FROM ROWS FROM (json_to_recordset($1::json) AS (k text, t bigint, v text)) WITH ORDINALITY AS v(k, t, v, n)
+       ), history AS (
          INSERT INTO telemetry_history (device_id, key, ts, value)
-         SELECT d, k, t, v::jsonb FROM ROWS FROM (json_to_recordset($2::json) AS (d uuid, k text, t bigint, v text)) WITH ORDINALITY AS h(d, k, t, v, n) ORDER BY n
+         SELECT h.d, v.k, v.t, v.v FROM unnest($4::uuid[], $5::int[]) WITH ORDINALITY AS h(d, i, n) JOIN v ON v.n = h.i ORDER BY h.n
        )
        INSERT INTO telemetry_latest (device_id, key, ts, value)
-       SELECT d, k, t, v::jsonb FROM json_to_recordset($1::json) AS l(d uuid, k text, t bigint, v text)
+       SELECT l.d, v.k, v.t, v.v FROM unnest($2::uuid[], $3::int[]) AS l(d, i) JOIN v ON v.n = l.i
        ON CONFLICT (device_id, key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= telemetry_latest.ts`,
-      [doc(latest.values()), doc(history)],
+      [JSON.stringify(values.list), Array.from(latest.values(), (r) => r.deviceId), Array.from(latest.values(), (r) => r.value), history.devices, history.values],
     );
   }
 
