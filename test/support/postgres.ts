@@ -29,8 +29,24 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     name,
     url: url.toString(),
     // FORCE: a pool a failed test left open must not keep the database alive.
-    drop: () => onServer((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
+    drop: () => dropDatabase(name),
   };
+}
+
+/**
+ * Ending an autovacuum worker still in the database needs pg_signal_backend (.ci/run grants it);
+ * without it, DROP ... WITH (FORCE) fails (42501) until the worker is done: tried again a few times.
+ */
+async function dropDatabase(name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await onServer((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '42501' || attempt === 10) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 }
 
 async function onServer<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
